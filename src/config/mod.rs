@@ -1,0 +1,366 @@
+//! Configuration: load the TOML file (plus `CRYOWATCH__` environment overrides) into the
+//! raw serde schema of [`raw`], then [`validate`] it into the checked types below. Nothing
+//! downstream re-checks: a `Config` is always internally consistent.
+
+pub mod raw;
+mod validate;
+mod validate_alarms;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::validate;
+
+/// One problem found in a configuration, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, array items by index: `sensor[2].modbus.type`. Empty when the
+    /// problem concerns the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be used: every problem, each on its own line,
+/// prefixed by the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", self.file.display(), p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `file`, applies `CRYOWATCH__SECTION__KEY` environment overrides, and validates.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let raw = load_raw(file)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    validate(&raw, base).map_err(|problems| ConfigError {
+        file: file.to_path_buf(),
+        problems,
+    })
+}
+
+/// Reads and parses without semantic checks. Syntax errors, unknown keys and wrong
+/// TOML types are reported here.
+pub fn load_raw(file: &Path) -> Result<raw::RawConfig, ConfigError> {
+    let fail = |problem: Problem| ConfigError {
+        file: file.to_path_buf(),
+        problems: vec![problem],
+    };
+    if !file.is_file() {
+        return Err(fail(Problem {
+            path: String::new(),
+            message: "cannot read the configuration file: it does not exist or is not a file".into(),
+        }));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from(file).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("CRYOWATCH")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| fail(clean_config_error(&e.to_string(), file)))?;
+    built
+        .try_deserialize::<raw::RawConfig>()
+        .map_err(|e| fail(clean_config_error(&e.to_string(), file)))
+}
+
+/// Rewrites a `config` crate message into our `key.path: message` form on one line.
+fn clean_config_error(message: &str, file: &Path) -> Problem {
+    // Multi-line TOML syntax errors: keep the position line and the explanation.
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut text = if lines.len() > 1 {
+        let last = lines
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with('|') && !l.starts_with("in ") && !l.starts_with(|c: char| c.is_ascii_digit()));
+        format!("{}: {}", lines[0], last.copied().unwrap_or(""))
+    } else {
+        message.to_string()
+    };
+    // The crate appends " in <file>"; the file is printed in front of every problem.
+    if let Some(i) = text.rfind(" in ")
+        && (text[i + 4..].contains(&*file.display().to_string())
+            || file
+                .file_name()
+                .is_some_and(|n| text[i + 4..].ends_with(&*n.to_string_lossy())))
+    {
+        text.truncate(i);
+    }
+    let text = text.replace(" in :", ":").trim_end().to_string();
+    // "... for key `sensor[0]modbus`" names the path: move it to the front.
+    let (msg, key) = text.rsplit_once(" for key `").unwrap_or((&text, ""));
+    let mut path = String::new();
+    let key = key.trim_end_matches('`');
+    let mut prev = ' ';
+    for ch in key.chars() {
+        if prev == ']' && ch != '.' && ch != '[' {
+            path.push('.');
+        }
+        path.push(ch);
+        prev = ch;
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once("`, ")
+    {
+        let full = if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        return Problem {
+            path: full,
+            message: format!("unknown key; {expected}"),
+        };
+    }
+    Problem {
+        path,
+        message: msg.to_string(),
+    }
+}
+
+/// A secret resolved from inline text, an environment variable or a file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub site: SiteConfig,
+    pub store: StoreConfig,
+    pub mqtt: Option<MqttConfig>,
+    pub devices: Vec<ModbusDevice>,
+    pub assets: Vec<Asset>,
+    pub sensors: Vec<Sensor>,
+    /// Sections that later stages use; parsed and checked, kept as written.
+    pub sections: OtherSections,
+}
+
+impl Config {
+    pub fn sensor_index(&self, id: &str) -> Option<usize> {
+        self.sensors.iter().position(|s| s.id == id)
+    }
+
+    /// Sensor ids with their indices, for lookups on hot paths.
+    pub fn sensor_map(&self) -> HashMap<String, usize> {
+        self.sensors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    pub name: String,
+    pub timezone: jiff::tz::TimeZone,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub flush_interval: Duration,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Tcp {
+        address: String,
+    },
+    Rtu {
+        serial: PathBuf,
+        baud: u32,
+        parity: Parity,
+        data_bits: u8,
+        stop_bits: u8,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusDevice {
+    pub id: String,
+    pub transport: Transport,
+    pub unit: u8,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Asset {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sensor {
+    pub id: String,
+    pub asset: usize,
+    pub quantity: String,
+    pub unit: String,
+    pub stale_after: Option<Duration>,
+    pub source: SensorSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum SensorSource {
+    Modbus(ModbusPoint),
+    Mqtt(MqttPoint),
+    Ups(UpsPoint),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RegisterKind {
+    Coil,
+    Discrete,
+    Holding,
+    Input,
+}
+
+impl RegisterKind {
+    /// Bit-addressed kinds (coils, discrete inputs) hold one bit per address.
+    pub fn is_bit(self) -> bool {
+        matches!(self, RegisterKind::Coil | RegisterKind::Discrete)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegisterKind::Coil => "coil",
+            RegisterKind::Discrete => "discrete",
+            RegisterKind::Holding => "holding",
+            RegisterKind::Input => "input",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+    F32,
+    F64,
+    Bool,
+}
+
+impl DataType {
+    /// 16-bit registers the value occupies (1 address for `bool`).
+    pub fn words(self) -> u16 {
+        match self {
+            DataType::U16 | DataType::I16 | DataType::Bool => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    /// Big-endian words, big-endian bytes in each word (Modbus' usual order).
+    Abcd,
+    /// Word order reversed (low word first), bytes big-endian within each word.
+    Cdab,
+    /// Word order big-endian, bytes swapped within each word.
+    Badc,
+    /// Fully little-endian.
+    Dcba,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusPoint {
+    pub device: usize,
+    pub register: RegisterKind,
+    pub address: u16,
+    pub data_type: DataType,
+    pub byte_order: ByteOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub fault_values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    Number,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttPoint {
+    pub topic: String,
+    pub format: PayloadFormat,
+    pub json_path: Option<Vec<String>>,
+    pub timestamp_path: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpsPoint {
+    pub ups: String,
+    pub variable: String,
+}
+
+/// Sections checked for consistency but not yet acted on by the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct OtherSections {
+    pub ups: Vec<String>,
+    pub rules: Vec<String>,
+    pub contacts: Vec<String>,
+    pub escalations: Vec<String>,
+    pub channels: Vec<String>,
+    pub api_listen: Option<SocketAddr>,
+}

@@ -1,0 +1,297 @@
+//! The configuration file as written: serde structs, one per section, that refuse
+//! unknown keys. Nothing here is checked beyond its TOML type; `validate` does that.
+//!
+//! Durations stay strings here so that a bad one is reported with its key path by
+//! `validate`, together with every other problem, instead of aborting the parse.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub site: Option<Site>,
+    pub store: Option<Store>,
+    pub influx: Option<Influx>,
+    pub mqtt: Option<Mqtt>,
+    pub api: Option<Api>,
+    pub modbus: Option<Modbus>,
+    #[serde(default)]
+    pub ups: Vec<Ups>,
+    #[serde(default)]
+    pub asset: Vec<Asset>,
+    #[serde(default)]
+    pub sensor: Vec<Sensor>,
+    #[serde(default)]
+    pub rule: Vec<Rule>,
+    #[serde(default)]
+    pub maintenance: Vec<Maintenance>,
+    #[serde(default)]
+    pub contact: Vec<Contact>,
+    #[serde(default)]
+    pub schedule: Vec<Schedule>,
+    #[serde(default)]
+    pub escalation: Vec<Escalation>,
+    #[serde(default)]
+    pub route: Vec<Route>,
+    #[serde(default)]
+    pub channel: Vec<Channel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub path: String,
+    /// Longest time a received reading waits in memory before it is committed.
+    pub flush_interval: Option<String>,
+    /// Most readings committed in one transaction.
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Influx {
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    pub url: String,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub keep_alive: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub listen: String,
+    #[serde(default)]
+    pub token: Vec<ApiToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub id: String,
+    pub role: String,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modbus {
+    #[serde(default)]
+    pub device: Vec<ModbusDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusDevice {
+    pub id: String,
+    pub transport: String,
+    pub address: Option<String>,
+    pub serial: Option<String>,
+    pub baud: Option<u32>,
+    pub parity: Option<String>,
+    pub data_bits: Option<u8>,
+    pub stop_bits: Option<u8>,
+    pub unit: Option<u8>,
+    pub poll_interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ups {
+    pub id: String,
+    pub nut: String,
+    pub name: String,
+    pub poll_interval: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asset {
+    pub id: String,
+    pub name: Option<String>,
+    pub kind: String,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensor {
+    pub id: String,
+    pub asset: String,
+    pub quantity: Option<String>,
+    pub unit: Option<String>,
+    pub stale_after: Option<String>,
+    pub modbus: Option<SensorModbus>,
+    pub mqtt: Option<SensorMqtt>,
+    pub ups: Option<SensorUps>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorModbus {
+    pub device: String,
+    pub register: String,
+    pub address: u16,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub byte_order: Option<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    #[serde(default)]
+    pub fault_values: Vec<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorMqtt {
+    pub topic: String,
+    pub format: Option<String>,
+    pub json_path: Option<String>,
+    pub timestamp_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorUps {
+    pub ups: String,
+    pub variable: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    pub sensor: String,
+    pub kind: String,
+    pub threshold: Option<f64>,
+    pub hysteresis: Option<f64>,
+    pub delay: Option<String>,
+    pub severity: Option<String>,
+    pub escalation: Option<String>,
+    pub latching: Option<bool>,
+    pub window: Option<String>,
+    /// `rate` rules: `rising` (default) or `falling`.
+    pub direction: Option<String>,
+    pub equals: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    pub id: String,
+    pub sensors: Vec<String>,
+    pub every: String,
+    pub duration: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub id: String,
+    pub rotation: String,
+    pub handoff: String,
+    pub members: Vec<String>,
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<ScheduleOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleOverride {
+    pub contact: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    pub id: String,
+    pub repeat: Option<u32>,
+    pub repeat_interval: Option<String>,
+    #[serde(default)]
+    pub step: Vec<EscalationStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    pub after: String,
+    pub notify: Vec<String>,
+    #[serde(default)]
+    pub via: Vec<String>,
+}
+
+/// Routes alarms that name no escalation: the first route whose match fits wins.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub escalation: String,
+    pub asset: Option<String>,
+    pub severity: Option<String>,
+}
+
+/// One notification channel. Which keys apply depends on `kind`; `validate` checks that.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    pub id: String,
+    pub kind: String,
+    // smtp
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub from: Option<String>,
+    // twilio
+    pub base_url: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub auth_token_env: Option<String>,
+    pub auth_token_file: Option<String>,
+    // gsm_modem
+    pub serial: Option<String>,
+    pub baud: Option<u32>,
+    // webhook
+    pub url: Option<String>,
+    pub fallback: Option<String>,
+}

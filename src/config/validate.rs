@@ -1,0 +1,751 @@
+//! Turns a [`RawConfig`] into a checked [`Config`], collecting every problem with its key
+//! path instead of stopping at the first one.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{self, RawConfig};
+use super::*;
+
+pub(super) struct Checker {
+    pub problems: Vec<Problem>,
+}
+
+impl Checker {
+    pub fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses a humantime duration; `None` (with a problem) when it does not parse.
+    pub fn duration(&mut self, path: &str, text: &str) -> Option<Duration> {
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    path,
+                    format!("cannot parse duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"10m\", \"2h\""),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn positive_duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = text else { return default };
+        match self.duration(path, text) {
+            Some(d) if d.is_zero() => {
+                self.err(path, "must be longer than zero");
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+
+    /// One of a fixed set of words.
+    pub fn one_of<'a>(&mut self, path: &str, value: &str, allowed: &[&'a str]) -> Option<&'a str> {
+        let found = allowed.iter().find(|a| **a == value).copied();
+        if found.is_none() {
+            self.err(
+                path,
+                format!("unknown value {value:?}; expected one of: {}", allowed.join(", ")),
+            );
+        }
+        found
+    }
+
+    /// Resolves `<name>`, `<name>_env` or `<name>_file`; at most one may be given.
+    pub fn secret(
+        &mut self,
+        path: &str,
+        name: &str,
+        inline: &Option<String>,
+        env: &Option<String>,
+        file: &Option<String>,
+        base: &Path,
+    ) -> Option<Secret> {
+        let given = [inline.is_some(), env.is_some(), file.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            self.err(
+                format!("{path}.{name}"),
+                format!("give only one of {name}, {name}_env, {name}_file"),
+            );
+            return None;
+        }
+        if let Some(v) = inline {
+            return Some(Secret(v.clone()));
+        }
+        if let Some(var) = env {
+            return match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(Secret(v)),
+                Ok(_) => {
+                    self.err(
+                        format!("{path}.{name}_env"),
+                        format!("environment variable {var} is empty"),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.err(
+                        format!("{path}.{name}_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(f) = file {
+            let p = resolve(base, f);
+            return match std::fs::read_to_string(&p) {
+                Ok(v) if !v.trim().is_empty() => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+                Ok(_) => {
+                    self.err(
+                        format!("{path}.{name}_file"),
+                        format!("secret file {} is empty", p.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        format!("{path}.{name}_file"),
+                        format!("cannot read secret file {}: {e}", p.display()),
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    /// Reports every id used more than once in a section.
+    pub fn unique_ids<'a>(&mut self, section: &str, ids: impl Iterator<Item = &'a str>) {
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (i, id) in ids.enumerate() {
+            if id.trim().is_empty() {
+                self.err(format!("{section}[{i}].id"), "must not be empty");
+            } else if let Some(j) = first.get(id) {
+                self.err(
+                    format!("{section}[{i}].id"),
+                    format!("duplicate id {id:?} (already used by {section}[{j}])"),
+                );
+            } else {
+                first.insert(id, i);
+            }
+        }
+    }
+}
+
+/// A relative path in the config is relative to the config file's directory.
+pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
+/// directory relative paths are resolved against (the config file's).
+pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker { problems: Vec::new() };
+
+    let site = match &raw.site {
+        Some(s) => {
+            let tz_name = s.timezone.as_deref().unwrap_or("UTC");
+            let timezone = jiff::tz::TimeZone::get(tz_name).unwrap_or_else(|_| {
+                c.err("site.timezone", format!("unknown IANA time zone {tz_name:?}"));
+                jiff::tz::TimeZone::UTC
+            });
+            SiteConfig {
+                name: s.name.clone(),
+                timezone,
+            }
+        }
+        None => {
+            c.err("site", "missing section [site] (name, timezone)");
+            SiteConfig {
+                name: String::new(),
+                timezone: jiff::tz::TimeZone::UTC,
+            }
+        }
+    };
+
+    let store = match &raw.store {
+        Some(s) => StoreConfig {
+            path: resolve(base, &s.path),
+            flush_interval: c.positive_duration(
+                "store.flush_interval",
+                s.flush_interval.as_deref(),
+                Duration::from_millis(200),
+            ),
+            batch_size: match s.batch_size {
+                Some(0) => {
+                    c.err("store.batch_size", "must be at least 1");
+                    1
+                }
+                Some(n) => n,
+                None => 10_000,
+            },
+        },
+        None => {
+            c.err("store", "missing section [store] (path of the embedded store)");
+            StoreConfig {
+                path: PathBuf::new(),
+                flush_interval: Duration::from_millis(200),
+                batch_size: 10_000,
+            }
+        }
+    };
+
+    let mqtt = raw.mqtt.as_ref().and_then(|m| mqtt_config(&mut c, m, base));
+    if let Some(i) = &raw.influx {
+        check_influx(&mut c, i, base);
+    }
+
+    let raw_devices = raw.modbus.as_ref().map(|m| m.device.as_slice()).unwrap_or_default();
+    c.unique_ids("modbus.device", raw_devices.iter().map(|d| d.id.as_str()));
+    let devices: Vec<ModbusDevice> = raw_devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| modbus_device(&mut c, &format!("modbus.device[{i}]"), d, base))
+        .collect();
+    check_shared_buses(&mut c, &devices);
+
+    c.unique_ids("asset", raw.asset.iter().map(|a| a.id.as_str()));
+    let assets: Vec<Asset> = raw
+        .asset
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            c.one_of(&format!("asset[{i}].kind"), &a.kind, ASSET_KINDS);
+            Asset {
+                id: a.id.clone(),
+                name: a.name.clone().unwrap_or_else(|| a.id.clone()),
+                kind: a.kind.clone(),
+                location: a.location.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+
+    c.unique_ids("ups", raw.ups.iter().map(|u| u.id.as_str()));
+    let ups_ids: HashSet<&str> = raw.ups.iter().map(|u| u.id.as_str()).collect();
+    for (i, u) in raw.ups.iter().enumerate() {
+        let p = format!("ups[{i}]");
+        if !u.nut.contains(':') {
+            c.err(
+                format!("{p}.nut"),
+                format!("expected host:port of upsd, found {:?}", u.nut),
+            );
+        }
+        c.positive_duration(
+            &format!("{p}.poll_interval"),
+            u.poll_interval.as_deref(),
+            Duration::from_secs(5),
+        );
+        c.secret(&p, "password", &u.password, &u.password_env, &u.password_file, base);
+    }
+
+    c.unique_ids("sensor", raw.sensor.iter().map(|s| s.id.as_str()));
+    let ctx = SensorContext {
+        devices: &devices,
+        assets: &assets,
+        ups: &ups_ids,
+        mqtt: mqtt.is_some(),
+    };
+    let sensors: Vec<Sensor> = raw
+        .sensor
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| sensor(&mut c, &format!("sensor[{i}]"), s, &ctx))
+        .collect();
+
+    let sections = super::validate_alarms::check(&mut c, raw, base);
+
+    if c.problems.is_empty() {
+        Ok(Config {
+            site,
+            store,
+            mqtt,
+            devices,
+            assets,
+            sensors,
+            sections,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+pub(super) const ASSET_KINDS: &[&str] = &[
+    "ln2_dewar",
+    "freezer_minus150",
+    "freezer_minus80",
+    "freezer_minus20",
+    "refrigerator",
+    "room",
+    "ups",
+    "other",
+];
+
+fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig> {
+    let password = c.secret("mqtt", "password", &m.password, &m.password_env, &m.password_file, base);
+    let keep_alive = c.positive_duration("mqtt.keep_alive", m.keep_alive.as_deref(), Duration::from_secs(30));
+    if m.client_id.trim().is_empty() {
+        c.err(
+            "mqtt.client_id",
+            "must not be empty: the persistent session is bound to it",
+        );
+    }
+    let (tls, rest) = if let Some(r) = m.url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = m.url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        c.err(
+            "mqtt.url",
+            format!("expected mqtt://host:port or mqtts://host:port, found {:?}", m.url),
+        );
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h.to_string(), p),
+            Err(_) => {
+                c.err("mqtt.url", format!("port {p:?} is not a number from 0 to 65535"));
+                return None;
+            }
+        },
+        None => (rest.to_string(), if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        c.err("mqtt.url", "host is empty");
+        return None;
+    }
+    Some(MqttConfig {
+        host,
+        port,
+        tls,
+        client_id: m.client_id.clone(),
+        username: m.username.clone(),
+        password,
+        keep_alive,
+    })
+}
+
+fn check_influx(c: &mut Checker, i: &raw::Influx, base: &Path) {
+    if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
+        c.err(
+            "influx.url",
+            format!("expected an http:// or https:// URL, found {:?}", i.url),
+        );
+    }
+    for (key, v) in [("influx.org", &i.org), ("influx.bucket", &i.bucket)] {
+        if v.trim().is_empty() {
+            c.err(key, "must not be empty");
+        }
+    }
+    if c.secret("influx", "token", &i.token, &i.token_env, &i.token_file, base)
+        .is_none()
+        && i.token.is_none()
+        && i.token_env.is_none()
+        && i.token_file.is_none()
+    {
+        c.err("influx.token", "missing: give token, token_env or token_file");
+    }
+}
+
+fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -> ModbusDevice {
+    let poll_interval = c.positive_duration(
+        &format!("{p}.poll_interval"),
+        d.poll_interval.as_deref(),
+        Duration::from_secs(5),
+    );
+    let timeout = c.positive_duration(&format!("{p}.timeout"), d.timeout.as_deref(), Duration::from_secs(1));
+    let transport = match d.transport.as_str() {
+        "tcp" => {
+            for (key, given) in [
+                ("serial", d.serial.is_some()),
+                ("baud", d.baud.is_some()),
+                ("parity", d.parity.is_some()),
+                ("data_bits", d.data_bits.is_some()),
+                ("stop_bits", d.stop_bits.is_some()),
+            ] {
+                if given {
+                    c.err(format!("{p}.{key}"), "only applies to transport = \"rtu\"");
+                }
+            }
+            let address = match &d.address {
+                Some(a)
+                    if a.rsplit_once(':')
+                        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok()) =>
+                {
+                    a.clone()
+                }
+                Some(a) => {
+                    c.err(format!("{p}.address"), format!("expected host:port, found {a:?}"));
+                    a.clone()
+                }
+                None => {
+                    c.err(
+                        format!("{p}.address"),
+                        "missing: transport = \"tcp\" needs address = \"host:port\"",
+                    );
+                    String::new()
+                }
+            };
+            Transport::Tcp { address }
+        }
+        "rtu" => {
+            if d.address.is_some() {
+                c.err(
+                    format!("{p}.address"),
+                    "only applies to transport = \"tcp\"; use serial for rtu",
+                );
+            }
+            let serial = match &d.serial {
+                Some(s) => resolve(base, s),
+                None => {
+                    c.err(
+                        format!("{p}.serial"),
+                        "missing: transport = \"rtu\" needs serial = \"/dev/ttyUSB0\"",
+                    );
+                    PathBuf::new()
+                }
+            };
+            let parity = match d
+                .parity
+                .as_deref()
+                .map(|v| c.one_of(&format!("{p}.parity"), v, &["none", "even", "odd"]))
+            {
+                Some(Some("even")) => Parity::Even,
+                Some(Some("odd")) => Parity::Odd,
+                _ => Parity::None,
+            };
+            let data_bits = d.data_bits.unwrap_or(8);
+            if !(5..=8).contains(&data_bits) {
+                c.err(
+                    format!("{p}.data_bits"),
+                    format!("must be 5, 6, 7 or 8, found {data_bits}"),
+                );
+            }
+            let stop_bits = d.stop_bits.unwrap_or(1);
+            if !(1..=2).contains(&stop_bits) {
+                c.err(format!("{p}.stop_bits"), format!("must be 1 or 2, found {stop_bits}"));
+            }
+            let baud = d.baud.unwrap_or(9600);
+            if baud == 0 {
+                c.err(format!("{p}.baud"), "must be greater than zero");
+            }
+            Transport::Rtu {
+                serial,
+                baud,
+                parity,
+                data_bits,
+                stop_bits,
+            }
+        }
+        other => {
+            c.err(
+                format!("{p}.transport"),
+                format!("unknown value {other:?}; expected one of: tcp, rtu"),
+            );
+            Transport::Tcp { address: String::new() }
+        }
+    };
+    let unit = d.unit.unwrap_or(1);
+    if matches!(transport, Transport::Rtu { .. }) && !(1..=247).contains(&unit) {
+        c.err(
+            format!("{p}.unit"),
+            format!("an RTU unit id must be 1..=247, found {unit}"),
+        );
+    }
+    ModbusDevice {
+        id: d.id.clone(),
+        transport,
+        unit,
+        poll_interval,
+        timeout,
+    }
+}
+
+/// Devices on one serial line share the port: their line settings must agree.
+fn check_shared_buses(c: &mut Checker, devices: &[ModbusDevice]) {
+    let mut first: HashMap<&Path, usize> = HashMap::new();
+    for (i, d) in devices.iter().enumerate() {
+        let Transport::Rtu { serial, .. } = &d.transport else {
+            continue;
+        };
+        match first.get(serial.as_path()) {
+            None => {
+                first.insert(serial, i);
+            }
+            Some(&j) => {
+                let other = &devices[j];
+                let line = |t: &Transport| match t {
+                    Transport::Rtu {
+                        baud,
+                        parity,
+                        data_bits,
+                        stop_bits,
+                        ..
+                    } => Some((*baud, *parity, *data_bits, *stop_bits)),
+                    Transport::Tcp { .. } => None,
+                };
+                if line(&d.transport) != line(&other.transport) {
+                    c.err(
+                        format!("modbus.device[{i}]"),
+                        format!(
+                            "shares serial {} with {:?} but baud/parity/data_bits/stop_bits differ",
+                            serial.display(),
+                            other.id
+                        ),
+                    );
+                }
+                if d.unit == other.unit {
+                    c.err(
+                        format!("modbus.device[{i}].unit"),
+                        format!(
+                            "unit {} is already used on serial {} by {:?}",
+                            d.unit,
+                            serial.display(),
+                            other.id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+struct SensorContext<'a> {
+    devices: &'a [ModbusDevice],
+    assets: &'a [Asset],
+    ups: &'a HashSet<&'a str>,
+    mqtt: bool,
+}
+
+const QUANTITIES: &[&str] = &["temperature", "level", "state", "voltage", "runtime", "charge", "other"];
+
+fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Option<Sensor> {
+    let asset = ctx.assets.iter().position(|a| a.id == s.asset);
+    if asset.is_none() {
+        c.err(
+            format!("{p}.asset"),
+            format!(
+                "unknown asset {:?} (sensor {:?}); declare it in an [[asset]]",
+                s.asset, s.id
+            ),
+        );
+    }
+    let quantity = s.quantity.clone().unwrap_or_else(|| "other".into());
+    c.one_of(&format!("{p}.quantity"), &quantity, QUANTITIES);
+    let stale_after = s
+        .stale_after
+        .as_deref()
+        .map(|t| c.positive_duration(&format!("{p}.stale_after"), Some(t), Duration::from_secs(60)));
+    let sources = [s.modbus.is_some(), s.mqtt.is_some(), s.ups.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if sources != 1 {
+        c.err(p, format!("sensor {:?} needs exactly one source table: [sensor.modbus], [sensor.mqtt] or [sensor.ups] (found {sources})", s.id));
+        return None;
+    }
+    let source = if let Some(m) = &s.modbus {
+        SensorSource::Modbus(modbus_point(c, &format!("{p}.modbus"), m, ctx.devices, &s.id)?)
+    } else if let Some(m) = &s.mqtt {
+        if !ctx.mqtt {
+            c.err(
+                format!("{p}.mqtt"),
+                format!(
+                    "sensor {:?} reads MQTT but there is no [mqtt] section with the broker",
+                    s.id
+                ),
+            );
+        }
+        SensorSource::Mqtt(mqtt_point(c, &format!("{p}.mqtt"), m)?)
+    } else {
+        let u = s.ups.as_ref()?;
+        if !ctx.ups.contains(u.ups.as_str()) {
+            c.err(
+                format!("{p}.ups.ups"),
+                format!("unknown ups {:?}; declare it in an [[ups]]", u.ups),
+            );
+        }
+        c.one_of(
+            &format!("{p}.ups.variable"),
+            &u.variable,
+            &["on_battery", "low_battery", "runtime", "charge", "input_voltage"],
+        );
+        SensorSource::Ups(UpsPoint {
+            ups: u.ups.clone(),
+            variable: u.variable.clone(),
+        })
+    };
+    Some(Sensor {
+        id: s.id.clone(),
+        asset: asset?,
+        quantity,
+        unit: s.unit.clone().unwrap_or_default(),
+        stale_after,
+        source,
+    })
+}
+
+fn modbus_point(
+    c: &mut Checker,
+    p: &str,
+    m: &raw::SensorModbus,
+    devices: &[ModbusDevice],
+    sensor_id: &str,
+) -> Option<ModbusPoint> {
+    let device = devices.iter().position(|d| d.id == m.device);
+    if device.is_none() {
+        c.err(
+            format!("{p}.device"),
+            format!(
+                "unknown modbus device {:?} (sensor {sensor_id:?}); declare it in a [[modbus.device]]",
+                m.device
+            ),
+        );
+    }
+    let register = match c.one_of(
+        &format!("{p}.register"),
+        &m.register,
+        &["coil", "discrete", "holding", "input"],
+    ) {
+        Some("coil") => RegisterKind::Coil,
+        Some("discrete") => RegisterKind::Discrete,
+        Some("holding") => RegisterKind::Holding,
+        Some("input") => RegisterKind::Input,
+        _ => return None,
+    };
+    let data_type = match c.one_of(
+        &format!("{p}.type"),
+        &m.data_type,
+        &["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bool"],
+    )? {
+        "u16" => DataType::U16,
+        "i16" => DataType::I16,
+        "u32" => DataType::U32,
+        "i32" => DataType::I32,
+        "u64" => DataType::U64,
+        "i64" => DataType::I64,
+        "f32" => DataType::F32,
+        "f64" => DataType::F64,
+        _ => DataType::Bool,
+    };
+    if register.is_bit() && data_type != DataType::Bool {
+        c.err(
+            format!("{p}.type"),
+            format!("type {:?} does not fit register kind {:?}: coils and discrete inputs hold single bits; use type = \"bool\"", m.data_type, m.register),
+        );
+    }
+    let words = data_type.words();
+    let last = u32::from(m.address) + u32::from(words) - 1;
+    if last > u32::from(u16::MAX) {
+        c.err(
+            format!("{p}.address"),
+            format!(
+                "type {:?} at address {} needs registers {}..={last}, past the last Modbus address 65535",
+                m.data_type, m.address, m.address
+            ),
+        );
+    }
+    let byte_order = match m.byte_order.as_deref() {
+        None => ByteOrder::Abcd,
+        Some(b) => match c.one_of(&format!("{p}.byte_order"), b, &["ABCD", "CDAB", "BADC", "DCBA"]) {
+            Some("CDAB") => ByteOrder::Cdab,
+            Some("BADC") => ByteOrder::Badc,
+            Some("DCBA") => ByteOrder::Dcba,
+            _ => ByteOrder::Abcd,
+        },
+    };
+    if register.is_bit() && m.byte_order.is_some() {
+        c.err(format!("{p}.byte_order"), "does not apply to coils and discrete inputs");
+    }
+    let scale = m.scale.unwrap_or(1.0);
+    if scale == 0.0 || !scale.is_finite() {
+        c.err(
+            format!("{p}.scale"),
+            format!("must be a finite number other than 0, found {scale}"),
+        );
+    }
+    let offset = m.offset.unwrap_or(0.0);
+    if !offset.is_finite() {
+        c.err(format!("{p}.offset"), "must be a finite number");
+    }
+    Some(ModbusPoint {
+        device: device?,
+        register,
+        address: m.address,
+        data_type,
+        byte_order,
+        scale,
+        offset,
+        fault_values: m.fault_values.clone(),
+    })
+}
+
+fn mqtt_point(c: &mut Checker, p: &str, m: &raw::SensorMqtt) -> Option<MqttPoint> {
+    if let Err(why) = check_topic_filter(&m.topic) {
+        c.err(
+            format!("{p}.topic"),
+            format!("invalid topic filter {:?}: {why}", m.topic),
+        );
+    }
+    let format = match m
+        .format
+        .as_deref()
+        .map(|f| c.one_of(&format!("{p}.format"), f, &["number", "json"]))
+    {
+        None | Some(Some("number")) => PayloadFormat::Number,
+        Some(Some(_)) => PayloadFormat::Json,
+        Some(None) => return None,
+    };
+    let split = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
+    let path_ok = |s: &str| !s.is_empty() && s.split('.').all(|seg| !seg.is_empty());
+    for (key, v) in [("json_path", &m.json_path), ("timestamp_path", &m.timestamp_path)] {
+        if let Some(v) = v {
+            if format == PayloadFormat::Number {
+                c.err(format!("{p}.{key}"), "only applies to format = \"json\"");
+            } else if !path_ok(v) {
+                c.err(
+                    format!("{p}.{key}"),
+                    format!("invalid dotted path {v:?}; write e.g. \"probe.temp_c\" or \"sensors.0.value\""),
+                );
+            }
+        }
+    }
+    if format == PayloadFormat::Json && m.json_path.is_none() {
+        c.err(
+            format!("{p}.json_path"),
+            "missing: format = \"json\" needs json_path, the dotted path of the value",
+        );
+    }
+    Some(MqttPoint {
+        topic: m.topic.clone(),
+        format,
+        json_path: m.json_path.as_deref().map(split),
+        timestamp_path: m.timestamp_path.as_deref().map(split),
+    })
+}
+
+/// MQTT filter rules: `#` only as the whole last level, `+` only as a whole level.
+pub fn check_topic_filter(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        return Err("empty topic");
+    }
+    let levels: Vec<&str> = topic.split('/').collect();
+    for (i, l) in levels.iter().enumerate() {
+        if l.contains('#') && (*l != "#" || i + 1 != levels.len()) {
+            return Err("'#' must be the whole last level");
+        }
+        if l.contains('+') && *l != "+" {
+            return Err("'+' must be a whole level");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! Checks of the sections the alarm, notification and API stages act on: rules,
+//! maintenance windows, contacts, schedules, escalations, routes, channels, API tokens.
+//! Cross references are checked here so a typo is refused at start, not at 3 a.m.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::OtherSections;
+use super::raw::RawConfig;
+use super::validate::Checker;
+
+const SEVERITIES: &[&str] = &["warning", "alarm", "critical"];
+const WEEKDAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSections {
+    let sensors: HashSet<&str> = raw.sensor.iter().map(|s| s.id.as_str()).collect();
+    let contacts: HashSet<&str> = raw.contact.iter().map(|s| s.id.as_str()).collect();
+    let schedules: HashSet<&str> = raw.schedule.iter().map(|s| s.id.as_str()).collect();
+    let escalations: HashSet<&str> = raw.escalation.iter().map(|s| s.id.as_str()).collect();
+    let channels: HashSet<&str> = raw.channel.iter().map(|s| s.id.as_str()).collect();
+    let assets: HashSet<&str> = raw.asset.iter().map(|s| s.id.as_str()).collect();
+
+    c.unique_ids("rule", raw.rule.iter().map(|r| r.id.as_str()));
+    for (i, r) in raw.rule.iter().enumerate() {
+        let p = format!("rule[{i}]");
+        if !sensors.contains(r.sensor.as_str()) {
+            c.err(
+                format!("{p}.sensor"),
+                format!("unknown sensor {:?} (rule {:?})", r.sensor, r.id),
+            );
+        }
+        let kind = c.one_of(
+            &format!("{p}.kind"),
+            &r.kind,
+            &["high", "low", "rate", "stale", "fault", "state"],
+        );
+        if matches!(kind, Some("high" | "low" | "rate")) && r.threshold.is_none() {
+            c.err(
+                format!("{p}.threshold"),
+                format!("missing: a {:?} rule needs a threshold", r.kind),
+            );
+        }
+        if kind == Some("state") && r.equals.is_none() {
+            c.err(
+                format!("{p}.equals"),
+                "missing: a \"state\" rule needs equals = <value>",
+            );
+        }
+        if let Some(h) = r.hysteresis
+            && (h < 0.0 || !h.is_finite())
+        {
+            c.err(
+                format!("{p}.hysteresis"),
+                format!("must be zero or positive, found {h}"),
+            );
+        }
+        if let Some(d) = &r.delay {
+            c.duration(&format!("{p}.delay"), d);
+        }
+        match (&r.window, kind) {
+            (Some(w), Some("rate")) => {
+                c.positive_duration(&format!("{p}.window"), Some(w), std::time::Duration::from_secs(300));
+            }
+            (Some(_), _) => c.err(format!("{p}.window"), "only applies to kind = \"rate\""),
+            (None, _) => {}
+        }
+        if let Some(d) = &r.direction {
+            c.one_of(&format!("{p}.direction"), d, &["rising", "falling"]);
+        }
+        if let Some(s) = &r.severity {
+            c.one_of(&format!("{p}.severity"), s, SEVERITIES);
+        }
+        if let Some(e) = &r.escalation
+            && !escalations.contains(e.as_str())
+        {
+            c.err(format!("{p}.escalation"), format!("unknown escalation {e:?}"));
+        }
+    }
+
+    c.unique_ids("maintenance", raw.maintenance.iter().map(|m| m.id.as_str()));
+    for (i, m) in raw.maintenance.iter().enumerate() {
+        let p = format!("maintenance[{i}]");
+        for (j, s) in m.sensors.iter().enumerate() {
+            if !sensors.contains(s.as_str()) {
+                c.err(format!("{p}.sensors[{j}]"), format!("unknown sensor {s:?}"));
+            }
+        }
+        check_weekly_time(c, &format!("{p}.every"), &m.every, true);
+        c.positive_duration(&format!("{p}.duration"), Some(&m.duration), std::time::Duration::ZERO);
+    }
+
+    c.unique_ids("contact", raw.contact.iter().map(|m| m.id.as_str()));
+    for (i, ct) in raw.contact.iter().enumerate() {
+        if ct.email.is_none() && ct.phone.is_none() {
+            c.err(
+                format!("contact[{i}]"),
+                format!(
+                    "contact {:?} has neither email nor phone: nobody could reach them",
+                    ct.id
+                ),
+            );
+        }
+        if let Some(phone) = &ct.phone
+            && !(phone.starts_with('+') && phone.len() > 4 && phone[1..].chars().all(|ch| ch.is_ascii_digit()))
+        {
+            c.err(
+                format!("contact[{i}].phone"),
+                format!("expected an E.164 number like \"+15551230001\", found {phone:?}"),
+            );
+        }
+        if let Some(email) = &ct.email
+            && !email.contains('@')
+        {
+            c.err(
+                format!("contact[{i}].email"),
+                format!("not an email address: {email:?}"),
+            );
+        }
+    }
+
+    c.unique_ids("schedule", raw.schedule.iter().map(|m| m.id.as_str()));
+    for (i, s) in raw.schedule.iter().enumerate() {
+        let p = format!("schedule[{i}]");
+        let rotation = c.one_of(&format!("{p}.rotation"), &s.rotation, &["daily", "weekly"]);
+        check_weekly_time(c, &format!("{p}.handoff"), &s.handoff, rotation == Some("weekly"));
+        if s.members.is_empty() {
+            c.err(format!("{p}.members"), "must name at least one contact");
+        }
+        for (j, m) in s.members.iter().enumerate() {
+            if !contacts.contains(m.as_str()) {
+                c.err(format!("{p}.members[{j}]"), format!("unknown contact {m:?}"));
+            }
+        }
+        for (j, o) in s.overrides.iter().enumerate() {
+            let op = format!("{p}.override[{j}]");
+            if !contacts.contains(o.contact.as_str()) {
+                c.err(format!("{op}.contact"), format!("unknown contact {:?}", o.contact));
+            }
+            let from = parse_time(c, &format!("{op}.from"), &o.from);
+            let to = parse_time(c, &format!("{op}.to"), &o.to);
+            if let (Some(f), Some(t)) = (from, to)
+                && t <= f
+            {
+                c.err(format!("{op}.to"), "must be later than from");
+            }
+        }
+    }
+
+    c.unique_ids("escalation", raw.escalation.iter().map(|m| m.id.as_str()));
+    for (i, e) in raw.escalation.iter().enumerate() {
+        let p = format!("escalation[{i}]");
+        if let Some(ri) = &e.repeat_interval {
+            c.positive_duration(
+                &format!("{p}.repeat_interval"),
+                Some(ri),
+                std::time::Duration::from_secs(900),
+            );
+        }
+        if e.step.is_empty() {
+            c.err(
+                format!("{p}.step"),
+                "an escalation needs at least one [[escalation.step]]",
+            );
+        }
+        for (j, s) in e.step.iter().enumerate() {
+            let sp = format!("{p}.step[{j}]");
+            c.duration(&format!("{sp}.after"), &s.after);
+            if s.notify.is_empty() {
+                c.err(format!("{sp}.notify"), "must name at least one target");
+            }
+            for (k, t) in s.notify.iter().enumerate() {
+                let ok = match t.split_once(':') {
+                    Some(("contact", id)) => contacts.contains(id),
+                    Some(("schedule", id)) => schedules.contains(id),
+                    Some(("group", _)) => true,
+                    _ => {
+                        c.err(
+                            format!("{sp}.notify[{k}]"),
+                            format!("expected contact:ID, schedule:ID or group:NAME, found {t:?}"),
+                        );
+                        continue;
+                    }
+                };
+                if !ok {
+                    c.err(format!("{sp}.notify[{k}]"), format!("unknown target {t:?}"));
+                }
+            }
+            for (k, v) in s.via.iter().enumerate() {
+                if !channels.contains(v.as_str()) {
+                    c.err(format!("{sp}.via[{k}]"), format!("unknown channel {v:?}"));
+                }
+            }
+        }
+    }
+
+    for (i, r) in raw.route.iter().enumerate() {
+        let p = format!("route[{i}]");
+        if !escalations.contains(r.escalation.as_str()) {
+            c.err(
+                format!("{p}.escalation"),
+                format!("unknown escalation {:?}", r.escalation),
+            );
+        }
+        if let Some(a) = &r.asset
+            && !assets.contains(a.as_str())
+        {
+            c.err(format!("{p}.asset"), format!("unknown asset {a:?}"));
+        }
+        if let Some(s) = &r.severity {
+            c.one_of(&format!("{p}.severity"), s, SEVERITIES);
+        }
+    }
+
+    check_channels(c, raw, base, &channels);
+
+    let mut api_listen = None;
+    if let Some(api) = &raw.api {
+        match api.listen.parse::<SocketAddr>() {
+            Ok(a) => api_listen = Some(a),
+            Err(_) => c.err("api.listen", format!("expected ip:port, found {:?}", api.listen)),
+        }
+        c.unique_ids("api.token", api.token.iter().map(|t| t.id.as_str()));
+        for (i, t) in api.token.iter().enumerate() {
+            let p = format!("api.token[{i}]");
+            c.one_of(&format!("{p}.role"), &t.role, &["viewer", "operator", "admin"]);
+            if c.secret(&p, "token", &t.token, &t.token_env, &t.token_file, base)
+                .is_none()
+                && t.token.is_none()
+                && t.token_env.is_none()
+                && t.token_file.is_none()
+            {
+                c.err(format!("{p}.token"), "missing: give token, token_env or token_file");
+            }
+        }
+    }
+
+    OtherSections {
+        ups: raw.ups.iter().map(|u| u.id.clone()).collect(),
+        rules: raw.rule.iter().map(|r| r.id.clone()).collect(),
+        contacts: raw.contact.iter().map(|r| r.id.clone()).collect(),
+        escalations: raw.escalation.iter().map(|r| r.id.clone()).collect(),
+        channels: raw.channel.iter().map(|r| r.id.clone()).collect(),
+        api_listen,
+    }
+}
+
+fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&str>) {
+    c.unique_ids("channel", raw.channel.iter().map(|m| m.id.as_str()));
+    for (i, ch) in raw.channel.iter().enumerate() {
+        let p = format!("channel[{i}]");
+        let Some(kind) = c.one_of(
+            &format!("{p}.kind"),
+            &ch.kind,
+            &["smtp", "twilio", "gsm_modem", "webhook"],
+        ) else {
+            continue;
+        };
+        let given: [(&str, bool); 13] = [
+            ("host", ch.host.is_some()),
+            ("port", ch.port.is_some()),
+            ("tls", ch.tls.is_some()),
+            ("username", ch.username.is_some()),
+            (
+                "password",
+                ch.password.is_some() || ch.password_env.is_some() || ch.password_file.is_some(),
+            ),
+            ("from", ch.from.is_some()),
+            ("base_url", ch.base_url.is_some()),
+            ("account_sid", ch.account_sid.is_some()),
+            (
+                "auth_token",
+                ch.auth_token.is_some() || ch.auth_token_env.is_some() || ch.auth_token_file.is_some(),
+            ),
+            ("serial", ch.serial.is_some()),
+            ("baud", ch.baud.is_some()),
+            ("url", ch.url.is_some()),
+            ("fallback", ch.fallback.is_some()),
+        ];
+        let (allowed, required): (&[&str], &[&str]) = match kind {
+            "smtp" => (
+                &["host", "port", "tls", "username", "password", "from", "fallback"],
+                &["host", "from"],
+            ),
+            "twilio" => (
+                &["base_url", "account_sid", "auth_token", "from", "fallback"],
+                &["account_sid", "auth_token", "from"],
+            ),
+            "gsm_modem" => (&["serial", "baud", "fallback"], &["serial"]),
+            _ => (&["url", "fallback"], &["url"]),
+        };
+        for (key, is_given) in given {
+            if is_given && !allowed.contains(&key) {
+                c.err(format!("{p}.{key}"), format!("does not apply to kind = {kind:?}"));
+            }
+            if !is_given && required.contains(&key) {
+                c.err(format!("{p}.{key}"), format!("missing: kind = {kind:?} needs {key}"));
+            }
+        }
+        if let Some(t) = &ch.tls {
+            c.one_of(&format!("{p}.tls"), t, &["none", "starttls", "tls"]);
+        }
+        c.secret(&p, "password", &ch.password, &ch.password_env, &ch.password_file, base);
+        c.secret(
+            &p,
+            "auth_token",
+            &ch.auth_token,
+            &ch.auth_token_env,
+            &ch.auth_token_file,
+            base,
+        );
+        for (key, url) in [("base_url", &ch.base_url), ("url", &ch.url)] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                c.err(
+                    format!("{p}.{key}"),
+                    format!("expected an http:// or https:// URL, found {u:?}"),
+                );
+            }
+        }
+        if let Some(f) = &ch.fallback {
+            if f == &ch.id {
+                c.err(format!("{p}.fallback"), "a channel cannot fall back to itself");
+            } else if !ids.contains(f.as_str()) {
+                c.err(format!("{p}.fallback"), format!("unknown channel {f:?}"));
+            }
+        }
+    }
+}
+
+/// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
+fn check_weekly_time(c: &mut Checker, path: &str, text: &str, weekly: bool) {
+    let (day, time) = match text.split_once(' ') {
+        Some((d, t)) => (Some(d), t),
+        None => (None, text),
+    };
+    let day_ok = match day {
+        Some(d) => WEEKDAYS.contains(&d),
+        None => !weekly,
+    };
+    let time_ok = time.split_once(':').is_some_and(|(h, m)| {
+        h.parse::<u8>().is_ok_and(|h| h < 24) && m.len() == 2 && m.parse::<u8>().is_ok_and(|m| m < 60)
+    });
+    if !day_ok || !time_ok {
+        let example = if weekly {
+            "\"Tue 09:00\""
+        } else {
+            "\"09:00\" or \"Tue 09:00\""
+        };
+        c.err(
+            path,
+            format!("cannot parse {text:?}; expected {example} (day Mon..Sun, 24-hour time)"),
+        );
+    }
+}
+
+fn parse_time(c: &mut Checker, path: &str, text: &str) -> Option<jiff::Timestamp> {
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => Some(t),
+        Err(_) => {
+            c.err(
+                path,
+                format!("expected an RFC 3339 time with offset like \"2026-12-24T17:00:00-06:00\", found {text:?}"),
+            );
+            None
+        }
+    }
+}

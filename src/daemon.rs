@@ -1,0 +1,94 @@
+//! Wiring: opens the store, starts the writer and every source, and shuts them down in
+//! order — sources first, then the writer once it has committed every reading already
+//! received.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::sources::{modbus, mqtt};
+use crate::store::writer::{self, WriterStats};
+use crate::store::{Store, WriterJoin};
+
+/// Readings queued between the sources and the writer before sources wait.
+const QUEUE: usize = 65_536;
+
+/// A running daemon.
+pub struct Daemon {
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    writer: WriterJoin,
+    pub writer_stats: Arc<WriterStats>,
+    pub mqtt_stats: Arc<mqtt::MqttStats>,
+}
+
+impl Daemon {
+    /// Opens the store and starts every source. Must be called inside a Tokio runtime.
+    pub fn start(config: &Config) -> anyhow::Result<Daemon> {
+        let mut store = Store::open(&config.store.path).context("opening the embedded store")?;
+        let names: Vec<(String, String)> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
+        let ids = store
+            .register_sensors(&names)
+            .context("registering sensors in the store")?;
+        let (handle, writer) =
+            writer::spawn(store, ids, QUEUE, config.store.batch_size).context("starting the store writer")?;
+        let shutdown = CancellationToken::new();
+        let mqtt_stats = Arc::new(mqtt::MqttStats::default());
+        let mut tasks = modbus::spawn(config, &handle, &shutdown);
+        tasks.extend(mqtt::spawn(config, &handle, &shutdown, mqtt_stats.clone()));
+        tracing::info!(
+            site = %config.site.name,
+            store = %config.store.path.display(),
+            sensors = config.sensors.len(),
+            devices = config.devices.len(),
+            "cryowatch running"
+        );
+        Ok(Daemon {
+            shutdown,
+            tasks,
+            writer,
+            writer_stats: handle.stats.clone(),
+            mqtt_stats,
+        })
+    }
+
+    /// Stops the sources, then waits until every reading they produced is committed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a source task ended abnormally");
+            }
+        }
+        self.writer.join().await;
+        tracing::info!(
+            committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),
+            "cryowatch stopped; every received reading is stored"
+        );
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down cleanly. SIGHUP re-reads and checks the
+/// configuration; an invalid one is reported and the daemon keeps its current one.
+pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let daemon = Daemon::start(&config)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+            _ = hup.recv() => match crate::config::load(&config_path) {
+                Ok(_) => tracing::warn!(file = %config_path.display(), "SIGHUP: configuration is valid; restart cryowatch to apply it (live reload is not supported yet)"),
+                Err(e) => tracing::error!(file = %config_path.display(), problems = %e, "SIGHUP: configuration is invalid; keeping the running one"),
+            },
+        }
+    }
+    daemon.stop().await;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! cryowatch keeps watch over cryostorage — liquid-nitrogen dewars and ultra-low
+//! freezers. It polls sensors over Modbus and MQTT and stores every reading, with its
+//! quality, in an embedded store that is the system of record.
+//!
+//! # Layout
+//!
+//! Follow a reading from left to right:
+//!
+//! - [`config`]: raw serde schema per section ([`config::raw`]), then `validate()` into
+//!   checked types with every problem and its key path.
+//! - [`model`]: `Reading`, `Quality`, timestamps. Plain data, no I/O.
+//! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
+//!   per-device and per-serial-line pollers) and [`sources::mqtt`] (routing, payload
+//!   parsing, acknowledge-after-commit). [`sources::backoff`] is shared by both.
+//! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
+//!   queries) and its batching writer thread ([`store::writer`]).
+//! - [`report`]: what is read back out: `history` export and the `status` overview.
+//! - [`daemon`]: wiring of sources and store, signals, ordered shutdown.
+//! - [`demo`]: simulators plus daemon in one command.
+//! - [`timearg`]: the command line's time arguments.
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod model;
+pub mod report;
+pub mod sources;
+pub mod store;
+pub mod timearg;

@@ -1,0 +1,208 @@
+//! The `cryowatch` command line: parse, load the configuration, call into the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cryowatch::config::{self, Config};
+use cryowatch::model::now_ms;
+use cryowatch::report::{history, status};
+use cryowatch::store::Store;
+use cryowatch::timearg;
+
+const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "cryowatch",
+    version,
+    about = "Monitoring, alarming and records for cryostorage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the configuration: exit 0 when valid, 2 with every problem listed.
+    Check {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Also print what will be polled.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Current value and state of every sensor.
+    Status {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Readings of one sensor over a period.
+    History {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        sensor: String,
+        /// Start: RFC 3339, relative (-24h) or now. Default: -24h.
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End: RFC 3339, relative (-1h) or now. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutFormat::Csv)]
+        format: OutFormat,
+    },
+    /// Start the simulators and the daemon with an embedded store; no setup needed.
+    Demo {
+        /// Where the store and configuration go (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Stop after this long (e.g. 30s, 10m); default: until Ctrl-C.
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutFormat {
+    Csv,
+    Json,
+}
+
+/// How a command failed: bad input exits 2, anything else 1.
+enum Failure {
+    BadInput(String),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadInput(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("cryowatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: &Path) -> Result<Config, Failure> {
+    config::load(path).map_err(|e| Failure::BadInput(e.to_string()))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+fn time_arg(text: Option<&str>, default: &str, now: i64) -> Result<i64, Failure> {
+    timearg::parse(text.unwrap_or(default), now).map_err(|e| Failure::BadInput(e.to_string()))
+}
+
+fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Run { config } => {
+            let cfg = load(&config)?;
+            runtime()?.block_on(cryowatch::daemon::run(cfg, config))?;
+            Ok(())
+        }
+        Command::Check { config, explain } => {
+            let cfg = load(&config)?;
+            if explain {
+                print!("{}", cryowatch::report::explain::explain(&cfg));
+            }
+            println!(
+                "{}: configuration is valid ({} sensors, {} modbus devices)",
+                config.display(),
+                cfg.sensors.len(),
+                cfg.devices.len()
+            );
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let cfg = load(&config)?;
+            let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
+            let rows = status::gather(&cfg, &store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
+            let mut out = std::io::stdout().lock();
+            let res = if json {
+                serde_json::to_writer_pretty(&mut out, &rows)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
+            } else {
+                status::write_table(&rows, &mut out)
+            };
+            res.map_err(|e| Failure::Runtime(e.into()))
+        }
+        Command::History {
+            config,
+            sensor,
+            from,
+            to,
+            format,
+        } => {
+            let cfg = load(&config)?;
+            let now = now_ms();
+            let from = time_arg(from.as_deref(), "-24h", now)?;
+            let to = time_arg(to.as_deref(), "now", now)?;
+            if from > to {
+                return Err(Failure::BadInput("--from is later than --to".into()));
+            }
+            let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
+            let format = match format {
+                OutFormat::Csv => history::Format::Csv,
+                OutFormat::Json => history::Format::Json,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match history::export(&store, &sensor, from, to, format, &mut out) {
+                Ok(_) => Ok(()),
+                Err(e @ history::HistoryError::UnknownSensor(_)) => {
+                    Err(Failure::BadInput(format!("{}: --sensor: {e}", config.display())))
+                }
+                Err(e) => Err(Failure::Runtime(e.into())),
+            }
+        }
+        Command::Demo { dir, duration } => {
+            let duration = match duration {
+                Some(d) => Some(
+                    humantime::parse_duration(&d)
+                        .map_err(|e| Failure::BadInput(format!("--for: cannot parse duration {d:?}: {e}")))?,
+                ),
+                None => None,
+            };
+            runtime()?.block_on(cryowatch::demo::run(dir, duration))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! What people read back out of the store: history exports and the status overview.
+
+pub mod explain;
+pub mod history;
+pub mod status;

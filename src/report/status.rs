@@ -1,0 +1,93 @@
+//! `cryowatch status`: the newest reading of every configured sensor and what it means.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::model::{Quality, TimestampMs, format_rfc3339};
+use crate::store::{Store, StoreError};
+
+/// Without a configured `stale_after`, a sensor with no reading for this long is stale.
+pub const DEFAULT_STALE_AFTER_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SensorStatus {
+    pub sensor: String,
+    pub asset: String,
+    pub value: Option<f64>,
+    pub unit: String,
+    /// Quality of the newest reading (`none` when nothing was ever recorded).
+    pub quality: String,
+    pub time: Option<String>,
+    pub last_good: Option<String>,
+    /// `ok`, `comm_error`, `sensor_fault`, `stale` or `no_data`.
+    pub state: String,
+}
+
+pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
+    let ids = store.sensors()?;
+    let mut out = Vec::with_capacity(config.sensors.len());
+    for s in &config.sensors {
+        let (last, good) = match ids.get(&s.id) {
+            Some((id, _)) => store.latest(*id)?,
+            None => (None, None),
+        };
+        let stale_after = s
+            .stale_after
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(DEFAULT_STALE_AFTER_MS);
+        let state = match (&last, &good) {
+            (None, _) => "no_data".to_string(),
+            (_, Some(g)) if now - g.time > stale_after => "stale".to_string(),
+            (_, None) if last.as_ref().is_some_and(|l| now - l.time > stale_after) => "stale".to_string(),
+            (Some(l), _) if l.quality == Quality::Good => "ok".to_string(),
+            (Some(l), _) => l.quality.as_str().to_string(),
+        };
+        out.push(SensorStatus {
+            sensor: s.id.clone(),
+            asset: config.assets.get(s.asset).map(|a| a.id.clone()).unwrap_or_default(),
+            value: last.as_ref().and_then(|l| l.value),
+            unit: s.unit.clone(),
+            quality: last.as_ref().map(|l| l.quality.as_str()).unwrap_or("none").to_string(),
+            time: last.as_ref().map(|l| format_rfc3339(l.time)),
+            last_good: good.as_ref().map(|g| format_rfc3339(g.time)),
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// A table for people.
+pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()> {
+    let header = ["SENSOR", "ASSET", "VALUE", "UNIT", "STATE", "LAST READING", "LAST GOOD"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.sensor.clone(),
+                r.asset.clone(),
+                r.value.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                r.unit.clone(),
+                r.state.clone(),
+                r.time.clone().unwrap_or_else(|| "-".into()),
+                r.last_good.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, row: &[&str]| -> io::Result<()> {
+        let parts: Vec<String> = row.iter().zip(width).map(|(c, w)| format!("{c:<w$}")).collect();
+        writeln!(out, "{}", parts.join("  ").trim_end())
+    };
+    line(out, &header)?;
+    for row in &cells {
+        line(out, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+    Ok(())
+}

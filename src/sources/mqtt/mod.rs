@@ -1,0 +1,287 @@
+//! The MQTT source. A fixed client id with clean session off and QoS 1 subscriptions
+//! make the broker keep messages for us while we are away; manual acknowledgement
+//! means the broker forgets a message only after its reading is committed to the
+//! store, so a crash at any moment loses nothing the broker handed us.
+//!
+//! Brokers limit what they queue for an offline client (Mosquitto: `max_queued_messages`,
+//! 1000 by default): see the README for the setting to use.
+
+pub mod payload;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use self::payload::{Router, parse, parse_json};
+use super::backoff::Backoff;
+use crate::config::{Config, MqttConfig, MqttPoint, PayloadFormat, SensorSource};
+use crate::model::{Reading, now_ms};
+use crate::store::{Batch, StoreHandle};
+
+/// Counters of what the source received.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    pub messages: AtomicU64,
+    pub readings: AtomicU64,
+    pub malformed: AtomicU64,
+    pub unknown_topic: AtomicU64,
+    pub connects: AtomicU64,
+}
+
+/// How often a problem with one topic is logged at most.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs a problem per topic at most once per [`LOG_EVERY`], with the count suppressed.
+#[derive(Default)]
+struct TopicLog {
+    last: HashMap<String, (Instant, u64)>,
+}
+
+impl TopicLog {
+    fn warn(&mut self, topic: &str, what: &str, detail: &str) {
+        let now = Instant::now();
+        match self.last.get_mut(topic) {
+            Some((at, suppressed)) if now.duration_since(*at) < LOG_EVERY => *suppressed += 1,
+            Some((at, suppressed)) => {
+                tracing::warn!(
+                    topic,
+                    problem = what,
+                    detail,
+                    suppressed = *suppressed,
+                    "mqtt message skipped"
+                );
+                *at = now;
+                *suppressed = 0;
+            }
+            None => {
+                tracing::warn!(topic, problem = what, detail, "mqtt message skipped");
+                self.last.insert(topic.to_string(), (now, 0));
+            }
+        }
+    }
+}
+
+/// Starts the MQTT source when the configuration has MQTT sensors.
+pub fn spawn(
+    config: &Config,
+    store: &StoreHandle,
+    shutdown: &CancellationToken,
+    stats: Arc<MqttStats>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mqtt = config.mqtt.clone()?;
+    let points: Vec<(usize, MqttPoint)> = config
+        .sensors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.source {
+            SensorSource::Mqtt(p) => Some((i, p.clone())),
+            _ => None,
+        })
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    Some(tokio::spawn(run(mqtt, points, store.clone(), shutdown.clone(), stats)))
+}
+
+fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
+    let mut o = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+    o.set_keep_alive(cfg.keep_alive);
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    o.set_request_channel_capacity(65_536);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(user) = &cfg.username {
+        o.set_credentials(
+            user.clone(),
+            cfg.password.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        );
+    }
+    if cfg.tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // rumqttc panics when the platform certificates cannot be loaded: turn that into an error.
+        let tls = std::panic::catch_unwind(rumqttc::TlsConfiguration::default)
+            .map_err(|_| "cannot load the platform's CA certificates for mqtts://".to_string())?;
+        o.set_transport(Transport::tls_with_config(tls));
+    }
+    Ok(o)
+}
+
+async fn run(
+    cfg: MqttConfig,
+    points: Vec<(usize, MqttPoint)>,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+    stats: Arc<MqttStats>,
+) {
+    let opts = match options(&cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "mqtt source cannot start");
+            return;
+        }
+    };
+    let (client, mut events) = AsyncClient::new(opts, 65_536);
+    let refs: Vec<(usize, &MqttPoint)> = points.iter().map(|(i, p)| (*i, p)).collect();
+    let router = Router::new(&refs);
+    let by_sensor: HashMap<usize, &MqttPoint> = refs.iter().copied().collect();
+
+    // Acknowledgements go back to the broker from their own task once the store has
+    // committed the readings.
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+    let ack_client = client.clone();
+    let acker = tokio::spawn(async move {
+        while let Some(p) = ack_rx.recv().await {
+            if ack_client.ack(&p).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut log = TopicLog::default();
+    let mut connected = false;
+    let mut sensors = Vec::new();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            e = events.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                stats.connects.fetch_add(1, Ordering::Relaxed);
+                backoff.reset();
+                connected = true;
+                tracing::info!(broker = %format!("{}:{}", cfg.host, cfg.port), client_id = %cfg.client_id, session_present = ack.session_present, "mqtt connected");
+                let subs = router
+                    .filters()
+                    .into_iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(subs) {
+                    tracing::error!(error = %e, "mqtt subscribe could not be queued");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(s))) => {
+                if s.return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    tracing::error!(codes = ?s.return_codes, "broker refused a subscription");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                stats.messages.fetch_add(1, Ordering::Relaxed);
+                router.route(&p.topic, &mut sensors);
+                let readings = readings_of(&p, &sensors, &by_sensor, &stats, &mut log);
+                if readings.is_empty() {
+                    // Nothing to keep (unknown topic or malformed): acknowledge so the
+                    // broker does not resend it forever.
+                    let _ = ack_tx.send(p);
+                    continue;
+                }
+                stats.readings.fetch_add(readings.len() as u64, Ordering::Relaxed);
+                let tx = ack_tx.clone();
+                let batch = Batch {
+                    readings,
+                    on_commit: Some(Box::new(move || drop(tx.send(p)))),
+                };
+                if store.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if connected {
+                    tracing::warn!(error = %e, "mqtt connection lost; reconnecting");
+                    connected = false;
+                } else {
+                    tracing::debug!(error = %e, retry_in = ?delay, "mqtt connect failed");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    drop(ack_tx);
+    // Let acknowledgements of readings committed during shutdown reach the broker.
+    let flush = async {
+        let _ = acker.await;
+    };
+    let drain = async {
+        loop {
+            if events.poll().await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = flush => {}
+        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+    }
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+fn readings_of(
+    p: &Publish,
+    sensors: &[usize],
+    by_sensor: &HashMap<usize, &MqttPoint>,
+    stats: &MqttStats,
+    log: &mut TopicLog,
+) -> Vec<Reading> {
+    if sensors.is_empty() {
+        stats.unknown_topic.fetch_add(1, Ordering::Relaxed);
+        log.warn(&p.topic, "unknown topic", "no sensor is configured for this topic");
+        return Vec::new();
+    }
+    let now = now_ms();
+    let needs_json = sensors
+        .iter()
+        .any(|s| by_sensor.get(s).is_some_and(|pt| pt.format == PayloadFormat::Json));
+    let json = if needs_json {
+        match parse_json(&p.payload) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                log.warn(&p.topic, "malformed payload", &e.to_string());
+                return Vec::new();
+            }
+        }
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(sensors.len());
+    for s in sensors {
+        let Some(point) = by_sensor.get(s) else { continue };
+        match parse(point, &p.payload, json.as_ref()) {
+            Ok(parsed) => {
+                if parsed.bad_timestamp {
+                    log.warn(
+                        &p.topic,
+                        "bad timestamp",
+                        "timestamp_path missing or unparsable; using arrival time",
+                    );
+                }
+                out.push(Reading {
+                    sensor: *s,
+                    time: parsed.time.unwrap_or(now),
+                    value: parsed.value,
+                    quality: parsed.quality,
+                });
+            }
+            Err(e) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                log.warn(&p.topic, "malformed payload", &e.to_string());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,382 @@
+//! The embedded store: one SQLite file in WAL mode, the system of record.
+//!
+//! Schema (version 1):
+//! - `sensor(id INTEGER PRIMARY KEY, name TEXT UNIQUE, unit TEXT)`: sensor names once,
+//!   so every reading row carries a small integer instead of the name.
+//! - `reading(sensor, t, seq, value, quality)`, `WITHOUT ROWID`, keyed by
+//!   `(sensor, t, seq)`: the table *is* the per-sensor time index, with no second copy
+//!   of the key. `t` is UTC milliseconds; `seq` tells apart two different readings of a
+//!   sensor in the same millisecond and is 0 (stored in zero bytes) otherwise; `value`
+//!   is NULL when the quality says there is none; `quality` 0 (`good`) takes no bytes.
+//!   A row costs about 20–24 bytes on disk.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::model::{Quality, TimestampMs};
+
+/// Migrations in order; `schema_version` holds how many have run.
+const MIGRATIONS: &[&str] = &["CREATE TABLE sensor (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        unit TEXT NOT NULL
+    );
+    CREATE TABLE reading (
+        sensor  INTEGER NOT NULL,
+        t       INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        value   REAL,
+        quality INTEGER NOT NULL,
+        PRIMARY KEY (sensor, t, seq)
+    ) WITHOUT ROWID;"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store {path} has schema version {found}, newer than this cryowatch knows ({known}); upgrade cryowatch")]
+    TooNew { path: String, found: i64, known: i64 },
+    #[error("store {0} does not exist yet: nothing has been recorded (start the daemon first)")]
+    Missing(String),
+}
+
+/// A stored reading as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReading {
+    pub time: TimestampMs,
+    pub value: Option<f64>,
+    pub quality: Quality,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store for writing and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Sqlite {
+                path: name.clone(),
+                source: rusqlite::Error::InvalidPath(format!("cannot create directory {}: {e}", dir.display()).into()),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: name.clone(),
+            source,
+        })?;
+        let mut store = Store { conn, path: name };
+        store.setup()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only (history, status) while the daemon may
+    /// be writing it.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing(name));
+        }
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|source| StoreError::Sqlite {
+                    path: name.clone(),
+                    source,
+                })?;
+        let store = Store { conn, path: name };
+        store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
+        Ok(store)
+    }
+
+    fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        f(&self.conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn setup(&mut self) -> Result<(), StoreError> {
+        self.sql(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            // WAL: readers never block the writer. synchronous=NORMAL: a commit survives
+            // a crash of the process (kill -9); the WAL is synced at each checkpoint.
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        })?;
+        let version: Option<i64> = self.sql(|c| {
+            c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()
+        })?;
+        let known = MIGRATIONS.len() as i64;
+        let current = version.unwrap_or(0);
+        if current > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let run = || -> rusqlite::Result<()> {
+            for m in &MIGRATIONS[current as usize..] {
+                tx.execute_batch(m)?;
+            }
+            if version.is_none() {
+                tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [known])?;
+            } else {
+                tx.execute("UPDATE schema_version SET version = ?1", [known])?;
+            }
+            Ok(())
+        };
+        run()
+            .and_then(|()| tx.commit())
+            .map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.sql(|c| c.query_row("SELECT version FROM schema_version", [], |r| r.get(0)))
+    }
+
+    /// Registers the configured sensors (name → id), updating units; sensors no longer
+    /// configured keep their rows so their history stays readable.
+    pub fn register_sensors(&mut self, sensors: &[(String, String)]) -> Result<Vec<i64>, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut ids = Vec::with_capacity(sensors.len());
+        {
+            let mut up = tx
+                .prepare("INSERT INTO sensor (name, unit) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET unit = excluded.unit RETURNING id")
+                .map_err(err)?;
+            for (name, unit) in sensors {
+                ids.push(up.query_row(params![name, unit], |r| r.get(0)).map_err(err)?);
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(ids)
+    }
+
+    /// Sensor name → (id, unit) for every sensor ever registered.
+    pub fn sensors(&self) -> Result<HashMap<String, (i64, String)>, StoreError> {
+        self.sql(|c| {
+            let mut st = c.prepare("SELECT name, id, unit FROM sensor")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?;
+            rows.collect()
+        })
+    }
+
+    /// Writes readings `(sensor id, time, value, quality)` in one transaction. A reading
+    /// identical to one already stored (a redelivered message) is skipped; a different
+    /// reading in the same millisecond is kept with the next `seq`.
+    pub fn insert(&mut self, rows: &[(i64, TimestampMs, Option<f64>, Quality)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO reading (sensor, t, seq, value, quality) VALUES (?1, ?2, 0, ?3, ?4) ON CONFLICT DO NOTHING")
+                .map_err(err)?;
+            for &(sensor, t, value, quality) in rows {
+                if ins.execute(params![sensor, t, value, quality.code()]).map_err(err)? == 0 {
+                    insert_same_millisecond(&tx, sensor, t, value, quality).map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Readings of one sensor with `from <= time <= to`, in time order.
+    pub fn history(
+        &self,
+        sensor_id: i64,
+        from: TimestampMs,
+        to: TimestampMs,
+        mut each: impl FnMut(StoredReading) -> bool,
+    ) -> Result<(), StoreError> {
+        self.sql(|c| {
+            let mut st = c.prepare(
+                "SELECT t, value, quality FROM reading WHERE sensor = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t, seq",
+            )?;
+            let mut rows = st.query(params![sensor_id, from, to])?;
+            while let Some(r) = rows.next()? {
+                let q: i64 = r.get(2)?;
+                let reading = StoredReading {
+                    time: r.get(0)?,
+                    value: r.get(1)?,
+                    quality: Quality::from_code(q).unwrap_or(Quality::CommError),
+                };
+                if !each(reading) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The newest reading of a sensor, and the newest good one.
+    pub fn latest(&self, sensor_id: i64) -> Result<(Option<StoredReading>, Option<StoredReading>), StoreError> {
+        self.sql(|c| {
+            let read = |r: &rusqlite::Row| -> rusqlite::Result<StoredReading> {
+                let q: i64 = r.get(2)?;
+                Ok(StoredReading { time: r.get(0)?, value: r.get(1)?, quality: Quality::from_code(q).unwrap_or(Quality::CommError) })
+            };
+            let last = c
+                .query_row("SELECT t, value, quality FROM reading WHERE sensor = ?1 ORDER BY t DESC, seq DESC LIMIT 1", [sensor_id], read)
+                .optional()?;
+            let good = match &last {
+                Some(l) if l.quality == Quality::Good => Some(l.clone()),
+                _ => c
+                    .query_row("SELECT t, value, quality FROM reading WHERE sensor = ?1 AND quality = 0 ORDER BY t DESC, seq DESC LIMIT 1", [sensor_id], read)
+                    .optional()?,
+            };
+            Ok((last, good))
+        })
+    }
+
+    /// Total readings stored (all sensors).
+    pub fn count(&self) -> Result<i64, StoreError> {
+        self.sql(|c| c.query_row("SELECT count(*) FROM reading", [], |r| r.get(0)))
+    }
+
+    /// Moves the WAL into the main file (used at shutdown and for size measurements).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.sql(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
+    }
+}
+
+fn insert_same_millisecond(
+    tx: &rusqlite::Transaction,
+    sensor: i64,
+    t: TimestampMs,
+    value: Option<f64>,
+    quality: Quality,
+) -> rusqlite::Result<()> {
+    let duplicate: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM reading WHERE sensor = ?1 AND t = ?2 AND value IS ?3 AND quality = ?4)",
+        params![sensor, t, value, quality.code()],
+        |r| r.get(0),
+    )?;
+    if !duplicate {
+        tx.execute(
+            "INSERT INTO reading (sensor, t, seq, value, quality)
+             SELECT ?1, ?2, max(seq) + 1, ?3, ?4 FROM reading WHERE sensor = ?1 AND t = ?2",
+            params![sensor, t, value, quality.code()],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        (dir, store)
+    }
+
+    fn all(store: &Store, id: i64) -> Vec<StoredReading> {
+        let mut out = Vec::new();
+        store
+            .history(id, i64::MIN, i64::MAX, |r| {
+                out.push(r);
+                true
+            })
+            .expect("history");
+        out
+    }
+
+    #[test]
+    fn a_new_store_is_at_the_latest_schema_version_and_reopens() {
+        let (dir, store) = temp_store();
+        assert_eq!(store.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        drop(store);
+        let again = Store::open(&dir.path().join("s.db")).expect("reopen");
+        assert_eq!(again.schema_version().expect("version"), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused() {
+        let (dir, store) = temp_store();
+        store
+            .sql(|c| c.execute("UPDATE schema_version SET version = 99", []))
+            .expect("bump");
+        drop(store);
+        assert!(matches!(
+            Store::open(&dir.path().join("s.db")),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn readings_come_back_in_time_order_with_their_quality() {
+        let (_dir, mut store) = temp_store();
+        let ids = store
+            .register_sensors(&[("a".into(), "degC".into()), ("b".into(), "%".into())])
+            .expect("sensors");
+        store
+            .insert(&[
+                (ids[0], 20, Some(-190.5), Quality::Good),
+                (ids[0], 10, None, Quality::CommError),
+                (ids[1], 15, Some(1.0), Quality::Good),
+            ])
+            .expect("insert");
+        let got = all(&store, ids[0]);
+        assert_eq!(got.iter().map(|r| r.time).collect::<Vec<_>>(), vec![10, 20]);
+        assert_eq!(got[0].quality, Quality::CommError);
+        assert_eq!(got[1].value, Some(-190.5));
+    }
+
+    #[test]
+    fn two_readings_in_one_millisecond_are_both_kept_and_an_exact_repeat_is_not() {
+        let (_dir, mut store) = temp_store();
+        let ids = store.register_sensors(&[("a".into(), "degC".into())]).expect("sensors");
+        store
+            .insert(&[
+                (ids[0], 5, Some(1.0), Quality::Good),
+                (ids[0], 5, Some(2.0), Quality::Good),
+            ])
+            .expect("insert");
+        store
+            .insert(&[
+                (ids[0], 5, Some(2.0), Quality::Good),
+                (ids[0], 5, Some(3.0), Quality::Good),
+            ])
+            .expect("insert");
+        let values: Vec<_> = all(&store, ids[0]).iter().map(|r| r.value).collect();
+        assert_eq!(values, vec![Some(1.0), Some(2.0), Some(3.0)]);
+    }
+
+    #[test]
+    fn registering_again_keeps_ids_and_updates_units() {
+        let (_dir, mut store) = temp_store();
+        let first = store.register_sensors(&[("a".into(), "degC".into())]).expect("sensors");
+        let again = store
+            .register_sensors(&[("b".into(), "x".into()), ("a".into(), "K".into())])
+            .expect("sensors");
+        assert_eq!(first[0], again[1]);
+        assert_eq!(store.sensors().expect("map")["a"].1, "K");
+    }
+}

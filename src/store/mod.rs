@@ -1,0 +1,7 @@
+//! Where readings are kept: the embedded SQLite store and its writer thread.
+
+pub mod embedded;
+pub mod writer;
+
+pub use embedded::{Store, StoreError, StoredReading};
+pub use writer::{Batch, StoreHandle, WriterJoin};

@@ -1,0 +1,62 @@
+//! Time arguments of the command line: RFC 3339, relative (`-24h`, `+10m`) or `now`.
+
+use crate::model::TimestampMs;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "cannot read time {0:?}: expected RFC 3339 (2026-11-23T08:00:00Z), a date (2026-11-23, UTC), relative (-24h, -30m) or now"
+)]
+pub struct BadTime(pub String);
+
+/// Parses `text` relative to `now`.
+pub fn parse(text: &str, now: TimestampMs) -> Result<TimestampMs, BadTime> {
+    let t = text.trim();
+    let bad = || BadTime(text.to_string());
+    if t == "now" {
+        return Ok(now);
+    }
+    if let Some(rest) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) {
+        let d = humantime::parse_duration(rest).map_err(|_| bad())?;
+        let ms = i64::try_from(d.as_millis()).map_err(|_| bad())?;
+        return Ok(if t.starts_with('-') { now - ms } else { now + ms });
+    }
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    if t.len() == 10
+        && let Ok(date) = t.parse::<jiff::civil::Date>()
+    {
+        return date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|_| bad());
+    }
+    Err(bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: TimestampMs = 1_795_420_800_000; // 2026-11-23T08:00:00Z
+
+    #[test]
+    fn absolute_relative_and_now_are_understood() {
+        assert_eq!(parse("now", NOW), Ok(NOW));
+        assert_eq!(parse("-24h", NOW), Ok(NOW - 86_400_000));
+        assert_eq!(parse("+30m", NOW), Ok(NOW + 1_800_000));
+        assert_eq!(parse("2026-11-23T08:00:00Z", 0), Ok(NOW));
+        assert_eq!(parse("2026-11-23T02:00:00-06:00", 0), Ok(NOW));
+        assert_eq!(parse("2026-11-23", 0), Ok(NOW - 8 * 3_600_000));
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_text() {
+        assert_eq!(parse("yesterday", NOW), Err(BadTime("yesterday".into())));
+        assert!(parse("-", NOW).is_err());
+        assert!(
+            parse("2026-11-22T00:00:00", NOW).is_err(),
+            "a time without offset is ambiguous"
+        );
+    }
+}
