@@ -1,0 +1,163 @@
+//! Every bad configuration under tests/fixtures/bad/ is refused by `cryowatch check`
+//! with exit code 2 and exactly the problems in its `.err` file (the file name written
+//! as FILE). Every example under config/ is accepted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn cryowatch() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cryowatch"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_bad_fixture_is_refused_with_its_exact_problems() {
+    let bad = files(&root().join("tests/fixtures/bad"), "toml");
+    assert!(bad.len() >= 15, "fixtures missing: found {}", bad.len());
+    let mut failures = Vec::new();
+    for f in &bad {
+        let expected = std::fs::read_to_string(f.with_extension("err"))
+            .unwrap_or_else(|_| panic!("{} has no .err file", f.display()));
+        let out = cryowatch()
+            .arg("check")
+            .arg("-c")
+            .arg(f)
+            .env_remove("CRYOWATCH_FIXTURE_UNSET_PASSWORD")
+            .output()
+            .expect("run cryowatch");
+        let stderr = String::from_utf8_lossy(&out.stderr).replace(&f.display().to_string(), "FILE");
+        if out.status.code() != Some(2) || stderr != expected {
+            failures.push(format!(
+                "{}: exit {:?}\n--- expected\n{expected}--- got\n{stderr}",
+                f.display(),
+                out.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_problem_line_names_the_file_and_a_key_path() {
+    let f = root().join("tests/fixtures/bad/many-problems-at-once.toml");
+    let out = cryowatch()
+        .arg("check")
+        .arg("-c")
+        .arg(&f)
+        .output()
+        .expect("run cryowatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().count() >= 10, "all problems at once, got:\n{stderr}");
+    for line in stderr.lines() {
+        let rest = line
+            .strip_prefix(&format!("{}: ", f.display()))
+            .unwrap_or_else(|| panic!("no file prefix: {line}"));
+        let (path, _) = rest.split_once(": ").unwrap_or_else(|| panic!("no key path: {line}"));
+        assert!(
+            path.starts_with("sensor[") || path.starts_with("rule["),
+            "unexpected key path in: {line}"
+        );
+    }
+}
+
+/// The examples under config/ are documentation: they must stay valid.
+#[test]
+fn every_example_config_is_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("ops.token");
+    std::fs::write(&token, "s3cret-token\n").expect("token file");
+    let examples = files(&root().join("config"), "toml");
+    assert!(!examples.is_empty());
+    for f in examples {
+        let text = std::fs::read_to_string(&f)
+            .expect("read example")
+            .replace("/etc/cryowatch/ops.token", &token.display().to_string());
+        let copy = dir.path().join(f.file_name().expect("name"));
+        std::fs::write(&copy, text).expect("write copy");
+        let out = cryowatch()
+            .arg("check")
+            .arg("-c")
+            .arg(&copy)
+            .env("CRYOWATCH_INFLUX_TOKEN", "t")
+            .env("CRYOWATCH_MQTT_PASSWORD", "p")
+            .env("CRYOWATCH_SMTP_PASSWORD", "p")
+            .env("CRYOWATCH_TWILIO_TOKEN", "t")
+            .output()
+            .expect("run cryowatch");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} refused:\n{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn environment_variables_override_file_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[site]\nname = \"x\"\n[store]\npath = \"from-file.db\"\n").expect("write");
+    let out = cryowatch()
+        .args(["check", "--explain", "-c"])
+        .arg(&cfg)
+        .env("CRYOWATCH__STORE__PATH", "/srv/from-env.db")
+        .env("CRYOWATCH__SITE__TIMEZONE", "Europe/Berlin")
+        .output()
+        .expect("run cryowatch");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("store /srv/from-env.db"));
+    let bad = cryowatch()
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .env("CRYOWATCH__SITE__TIMEZONE", "Mars/Olympus")
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("site.timezone: unknown IANA time zone \"Mars/Olympus\""));
+}
+
+#[test]
+fn a_missing_config_file_is_bad_input() {
+    let out = cryowatch()
+        .args(["check", "-c", "/nonexistent/cryowatch.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("/nonexistent/cryowatch.toml: cannot read"));
+}
+
+#[test]
+fn bad_command_line_arguments_exit_2() {
+    let out = cryowatch()
+        .args(["history", "-c", "/nonexistent.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "missing --sensor");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[site]\nname = \"x\"\n[store]\npath = \"s.db\"\n").expect("write");
+    let out = cryowatch()
+        .args(["history", "--sensor", "x", "--from", "yesterday", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read time \"yesterday\""));
+}
