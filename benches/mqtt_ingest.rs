@@ -1,1 +1,167 @@
-fn main() {}
+//! Sustained MQTT ingest into the embedded store.
+//!
+//! A flood of QoS 1 messages from `mosquitto_pub -l` goes once to a bare
+//! `mosquitto_sub` and once to cryowatch (MQTT source → store writer → SQLite). Prints
+//! both rates, the readings lost (must be 0) and the bytes per reading on disk.
+//!
+//! Run: `cargo bench --bench mqtt_ingest` (BENCH_N sets the flood size, default 200000).
+//! Needs `mosquitto`, `mosquitto_pub` and `mosquitto_sub` (installed by tests/run.sh).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use cryowatch::daemon::Daemon;
+use cryowatch::store::Store;
+
+const TOPIC: &str = "bench/flood";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker(dir: &Path, port: u16) -> Killed {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n"),
+    )
+    .expect("broker config");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto not found: run `bash tests/run.sh` once, or apt-get install mosquitto mosquitto-clients");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Killed(child)
+}
+
+fn publish_flood(port: u16, file: &Path) -> Child {
+    Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", TOPIC, "-l"])
+        .stdin(std::fs::File::open(file).expect("flood file"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("mosquitto_pub")
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --all-targets` asks benches to list their tests.
+    }
+    let n: u64 = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flood = dir.path().join("flood.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&flood).expect("flood file"));
+        for i in 0..n {
+            writeln!(f, "{:.4}", -196.0 + i as f64 * 0.0001).expect("write flood");
+        }
+    }
+    let port = free_port();
+    let _broker = start_broker(dir.path(), port);
+
+    // 1. The bare subscriber.
+    let mut sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            TOPIC,
+            "-C",
+            &n.to_string(),
+            "-i",
+            "bench-bare",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub");
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let mut publisher = publish_flood(port, &flood);
+    let status = sub.wait().expect("mosquitto_sub");
+    let bare_secs = start.elapsed().as_secs_f64();
+    let _ = publisher.wait();
+    assert!(status.success(), "mosquitto_sub failed");
+    let bare_rate = n as f64 / bare_secs;
+
+    // 2. cryowatch, through the store.
+    let db = dir.path().join("bench.db");
+    let cfg_path = dir.path().join("cryowatch.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[site]\nname = \"bench\"\n[store]\npath = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"bench-cryowatch\"\n\
+             [[asset]]\nid = \"a\"\nkind = \"other\"\n[[sensor]]\nid = \"flood\"\nasset = \"a\"\nunit = \"degC\"\n[sensor.mqtt]\ntopic = \"{TOPIC}\"\n",
+            db.display()
+        ),
+    )
+    .expect("config");
+    let config = cryowatch::config::load(&cfg_path).expect("bench config is valid");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (cw_secs, committed) = rt.block_on(async {
+        let daemon = Daemon::start(&config).expect("daemon starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while daemon.mqtt_stats.connects.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "cryowatch did not connect");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let start = Instant::now();
+        let mut publisher = publish_flood(port, &flood);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while daemon.writer_stats.committed.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let _ = publisher.wait();
+        let committed = daemon.writer_stats.committed.load(Ordering::Relaxed);
+        let transactions = daemon.writer_stats.transactions.load(Ordering::Relaxed);
+        daemon.stop().await;
+        eprintln!("  ({transactions} transactions)");
+        (secs, committed)
+    });
+    let store = Store::open_read_only(&db).expect("open store");
+    let stored = store.count().expect("count") as u64;
+    let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let cw_rate = committed as f64 / cw_secs;
+
+    println!("mqtt ingest: {n} QoS 1 messages from one `mosquitto_pub -q 1 -l`, Mosquitto on loopback");
+    println!("  bare mosquitto_sub    {bare_rate:>10.0} msg/s   ({bare_secs:.2} s)");
+    println!(
+        "  cryowatch into store  {cw_rate:>10.0} readings/s   ({cw_secs:.2} s, {:.0} % of bare; target >= 80 %)",
+        100.0 * cw_rate / bare_rate
+    );
+    println!("  readings lost         {:>10}   (target 0)", n.saturating_sub(stored));
+    println!(
+        "  store on disk         {:>10.1} bytes/reading   ({bytes} bytes; target <= 32)",
+        bytes as f64 / stored.max(1) as f64
+    );
+}

@@ -54,9 +54,14 @@ pub struct StoredReading {
     pub quality: Quality,
 }
 
+/// The newest millisecond written for one sensor and the (value bits, quality) stored in it.
+type SameMs = (TimestampMs, Vec<(Option<u64>, i64)>);
+
 pub struct Store {
     conn: Connection,
     path: String,
+    /// Per sensor id.
+    same_ms: HashMap<i64, SameMs>,
 }
 
 impl Store {
@@ -75,7 +80,11 @@ impl Store {
             path: name.clone(),
             source,
         })?;
-        let mut store = Store { conn, path: name };
+        let mut store = Store {
+            conn,
+            path: name,
+            same_ms: HashMap::new(),
+        };
         store.setup()?;
         Ok(store)
     }
@@ -93,7 +102,11 @@ impl Store {
                     path: name.clone(),
                     source,
                 })?;
-        let store = Store { conn, path: name };
+        let store = Store {
+            conn,
+            path: name,
+            same_ms: HashMap::new(),
+        };
         store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
         Ok(store)
     }
@@ -187,6 +200,15 @@ impl Store {
     /// identical to one already stored (a redelivered message) is skipped; a different
     /// reading in the same millisecond is kept with the next `seq`.
     pub fn insert(&mut self, rows: &[(i64, TimestampMs, Option<f64>, Quality)]) -> Result<(), StoreError> {
+        let res = self.insert_inner(rows);
+        if res.is_err() {
+            // The transaction rolled back: what the cache says was written was not.
+            self.same_ms.clear();
+        }
+        res
+    }
+
+    fn insert_inner(&mut self, rows: &[(i64, TimestampMs, Option<f64>, Quality)]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -195,11 +217,37 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins = tx
-                .prepare_cached("INSERT INTO reading (sensor, t, seq, value, quality) VALUES (?1, ?2, 0, ?3, ?4) ON CONFLICT DO NOTHING")
+                .prepare_cached(
+                    "INSERT INTO reading (sensor, t, seq, value, quality) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                )
                 .map_err(err)?;
             for &(sensor, t, value, quality) in rows {
-                if ins.execute(params![sensor, t, value, quality.code()]).map_err(err)? == 0 {
-                    insert_same_millisecond(&tx, sensor, t, value, quality).map_err(err)?;
+                let key = (value.map(f64::to_bits), quality.code());
+                // The newest millisecond of each sensor is remembered, so a burst of
+                // readings within one millisecond needs no lookups.
+                let seq = match self.same_ms.get_mut(&sensor) {
+                    Some((last, seen)) if *last == t => {
+                        if seen.contains(&key) {
+                            continue;
+                        }
+                        seen.push(key);
+                        seen.len() - 1
+                    }
+                    Some((last, _)) if *last > t => {
+                        insert_out_of_order(&tx, sensor, t, value, quality).map_err(err)?;
+                        continue;
+                    }
+                    _ => 0,
+                };
+                if ins
+                    .execute(params![sensor, t, seq as i64, value, quality.code()])
+                    .map_err(err)?
+                    == 0
+                {
+                    insert_out_of_order(&tx, sensor, t, value, quality).map_err(err)?;
+                    self.same_ms.remove(&sensor);
+                } else if seq == 0 {
+                    self.same_ms.insert(sensor, (t, vec![key]));
                 }
             }
         }
@@ -265,7 +313,9 @@ impl Store {
     }
 }
 
-fn insert_same_millisecond(
+/// Inserts a reading whose millisecond may already hold readings: skipped when an
+/// identical one is there (a redelivered message), else stored with the next `seq`.
+fn insert_out_of_order(
     tx: &rusqlite::Transaction,
     sensor: i64,
     t: TimestampMs,
@@ -280,7 +330,7 @@ fn insert_same_millisecond(
     if !duplicate {
         tx.execute(
             "INSERT INTO reading (sensor, t, seq, value, quality)
-             SELECT ?1, ?2, max(seq) + 1, ?3, ?4 FROM reading WHERE sensor = ?1 AND t = ?2",
+             SELECT ?1, ?2, coalesce(max(seq) + 1, 0), ?3, ?4 FROM reading WHERE sensor = ?1 AND t = ?2",
             params![sensor, t, value, quality.code()],
         )?;
     }
@@ -367,6 +417,29 @@ mod tests {
             .expect("insert");
         let values: Vec<_> = all(&store, ids[0]).iter().map(|r| r.value).collect();
         assert_eq!(values, vec![Some(1.0), Some(2.0), Some(3.0)]);
+    }
+
+    #[test]
+    fn after_a_restart_a_repeated_reading_is_skipped_and_a_new_one_in_the_same_millisecond_kept() {
+        let (dir, mut store) = temp_store();
+        let ids = store.register_sensors(&[("a".into(), "degC".into())]).expect("sensors");
+        store
+            .insert(&[
+                (ids[0], 5, Some(1.0), Quality::Good),
+                (ids[0], 9, Some(9.0), Quality::Good),
+            ])
+            .expect("insert");
+        drop(store);
+        let mut store = Store::open(&dir.path().join("s.db")).expect("reopen");
+        store
+            .insert(&[
+                (ids[0], 5, Some(1.0), Quality::Good),
+                (ids[0], 5, Some(4.0), Quality::Good),
+                (ids[0], 7, None, Quality::Stale),
+            ])
+            .expect("insert");
+        let got: Vec<_> = all(&store, ids[0]).iter().map(|r| (r.time, r.value)).collect();
+        assert_eq!(got, vec![(5, Some(1.0)), (5, Some(4.0)), (7, None), (9, Some(9.0))]);
     }
 
     #[test]
