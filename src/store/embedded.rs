@@ -44,6 +44,12 @@ pub enum StoreError {
     TooNew { path: String, found: i64, known: i64 },
     #[error("store {0} does not exist yet: nothing has been recorded (start the daemon first)")]
     Missing(String),
+    #[error("store {0} is being created by the daemon: nothing recorded yet, try again in a moment")]
+    NotReady(String),
+    #[error(
+        "store {path} has schema version {found}, older than this cryowatch ({known}); start the daemon once to upgrade it"
+    )]
+    TooOld { path: String, found: i64, known: i64 },
 }
 
 /// A stored reading as read back.
@@ -108,7 +114,34 @@ impl Store {
             same_ms: HashMap::new(),
         };
         store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
-        Ok(store)
+        // The daemon creates the file first and the schema in a transaction after it.
+        let version: Option<i64> = store.sql(|c| {
+            let created: i64 = c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )?;
+            if created == 0 {
+                return Ok(None);
+            }
+            c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()
+        })?;
+        let known = MIGRATIONS.len() as i64;
+        match version {
+            None | Some(0) => Err(StoreError::NotReady(store.path)),
+            Some(found) if found > known => Err(StoreError::TooNew {
+                path: store.path,
+                found,
+                known,
+            }),
+            Some(found) if found < known => Err(StoreError::TooOld {
+                path: store.path,
+                found,
+                known,
+            }),
+            Some(_) => Ok(store),
+        }
     }
 
     fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -356,6 +389,21 @@ mod tests {
             })
             .expect("history");
         out
+    }
+
+    #[test]
+    fn a_store_without_its_schema_yet_is_not_ready_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        assert!(matches!(Store::open_read_only(&path), Err(StoreError::Missing(_))));
+        drop(Connection::open(&path).unwrap());
+        let err = Store::open_read_only(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("is being created"), "{err}");
+        drop(Store::open(&path).unwrap());
+        assert!(Store::open_read_only(&path).is_ok());
     }
 
     #[test]

@@ -1,0 +1,254 @@
+//! Shared test support: free loopback ports, child processes that die with the test,
+//! and the `cryowatch` binary driven the way an operator drives it.
+//!
+//! Peers (Mosquitto, pymodbus, socat pty pairs) live in their own submodules.
+#![allow(dead_code)]
+
+pub mod mosquitto;
+pub mod pty;
+pub mod pymodbus;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test never
+/// leaves a server behind.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name}: {e} (run the tests with `bash tests/run.sh` to install peers)")
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} ({}) failed", self.pid(), self.name);
+    }
+
+    /// Waits for the process to exit by itself and returns its exit code (None if killed
+    /// by a signal). Panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let name = self.name.clone();
+        let child = &mut self.child;
+        let status = wait_for(timeout, &format!("{name} to exit"), || {
+            child.try_wait().expect("try_wait")
+        });
+        status.code()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python interpreter that has pymodbus and friends: `CRYOWATCH_TEST_PYTHON`, else the
+/// repository's `.venv`, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CRYOWATCH_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Path of a file under `tests/`.
+pub fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+/// The `cryowatch` binary built for this test run.
+pub fn cryowatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cryowatch"))
+}
+
+/// Runs `cryowatch ARGS...` to completion.
+pub fn cryowatch_output(args: &[&str]) -> Output {
+    cryowatch()
+        .args(args)
+        .env_remove("CRYOWATCH_CONFIG")
+        .output()
+        .expect("run cryowatch")
+}
+
+/// A temporary directory holding a config file (and, by default, the store next to it).
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// Writes `config` (TOML) to DIR/cryowatch.toml. Use `{dir}` in it for the directory.
+    pub fn new(config: &str) -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = config.replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(dir.path().join("cryowatch.toml"), text).expect("write config");
+        Site { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("cryowatch.toml")
+    }
+
+    pub fn config_str(&self) -> String {
+        self.config().display().to_string()
+    }
+
+    /// Starts `cryowatch run -c DIR/cryowatch.toml`, logging to DIR/daemon.log.
+    pub fn start_daemon(&self) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("open daemon log");
+        let log2 = log.try_clone().expect("clone log handle");
+        Proc::spawn(
+            "cryowatch run",
+            cryowatch()
+                .args(["run", "-c", &self.config_str()])
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2),
+        )
+    }
+
+    /// The daemon's log so far (for assertion messages).
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Stops the daemon with SIGTERM and asserts it exits 0 (flushing everything).
+    pub fn stop_daemon(&self, mut daemon: Proc) {
+        daemon.signal("TERM");
+        let code = daemon.wait_exit(Duration::from_secs(20));
+        assert_eq!(
+            code,
+            Some(0),
+            "daemon did not exit cleanly; log:\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// `cryowatch history --sensor ID --from 2000-01-01 --format csv`, parsed; empty while
+    /// the daemon has not created its store yet.
+    pub fn history(&self, sensor: &str) -> Vec<Row> {
+        self.history_at(&self.config(), sensor)
+    }
+
+    /// Like [`Site::history`], reading through another config file.
+    pub fn history_at(&self, config: &Path, sensor: &str) -> Vec<Row> {
+        let out = cryowatch_output(&[
+            "history",
+            "-c",
+            &config.display().to_string(),
+            "--sensor",
+            sensor,
+            "--from",
+            "2000-01-01",
+            "--format",
+            "csv",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && (stderr.contains("does not exist yet") || stderr.contains("is being created")) {
+            return Vec::new(); // the daemon has not recorded anything yet
+        }
+        assert!(
+            out.status.success(),
+            "history --sensor {sensor} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_csv(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// One line of `history --format csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub time: String,
+    pub sensor: String,
+    pub value: Option<f64>,
+    pub unit: String,
+    pub quality: String,
+}
+
+/// Parses `history` CSV, checking the contract header.
+pub fn parse_csv(text: &str) -> Vec<Row> {
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,sensor,value,unit,quality"),
+        "CSV header:\n{text}"
+    );
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 5, "CSV line {l:?}");
+            Row {
+                time: f[0].to_string(),
+                sensor: f[1].to_string(),
+                value: if f[2].is_empty() {
+                    None
+                } else {
+                    Some(f[2].parse().unwrap_or_else(|e| panic!("value in {l:?}: {e}")))
+                },
+                unit: f[3].to_string(),
+                quality: f[4].to_string(),
+            }
+        })
+        .collect()
+}
