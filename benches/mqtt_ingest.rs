@@ -148,9 +148,13 @@ fn main() {
         eprintln!("  ({transactions} transactions)");
         (secs, committed)
     });
-    let store = Store::open_read_only(&db).expect("open store");
+    // Fold the WAL into the database file so its size is what the readings really take.
+    let store = Store::open(&db).expect("open store");
+    store.checkpoint().expect("checkpoint");
     let stored = store.count().expect("count") as u64;
-    let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    drop(store);
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let bytes = size(&db) + size(&db.with_extension("db-wal"));
     let cw_rate = committed as f64 / cw_secs;
 
     println!("mqtt ingest: {n} QoS 1 messages from one `mosquitto_pub -q 1 -l`, Mosquitto on loopback");
