@@ -61,6 +61,9 @@ pub struct Reading {
     pub time: TimestampMs,
     pub value: Option<f64>,
     pub quality: Quality,
+    /// The time was stamped by the source (a payload timestamp), not on arrival: the
+    /// same reading delivered twice then has the same time and is stored once.
+    pub source_time: bool,
 }
 
 impl Reading {
@@ -70,6 +73,7 @@ impl Reading {
             time,
             value: Some(value),
             quality: Quality::Good,
+            source_time: false,
         }
     }
 
@@ -79,6 +83,7 @@ impl Reading {
             time,
             value: None,
             quality,
+            source_time: false,
         }
     }
 }

@@ -52,6 +52,32 @@ pub enum StoreError {
     TooOld { path: String, found: i64, known: i64 },
 }
 
+/// A reading to write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    pub sensor: i64,
+    pub time: TimestampMs,
+    pub value: Option<f64>,
+    pub quality: Quality,
+    /// The time came from the source: an identical reading at the same time is the same
+    /// reading delivered again (after a reconnect or restart) and is skipped. Readings
+    /// stamped on arrival are never merged, however alike.
+    pub source_time: bool,
+}
+
+impl From<(i64, TimestampMs, Option<f64>, Quality)> for Row {
+    /// A source-stamped reading (the common case in tests and imports).
+    fn from((sensor, time, value, quality): (i64, TimestampMs, Option<f64>, Quality)) -> Row {
+        Row {
+            sensor,
+            time,
+            value,
+            quality,
+            source_time: true,
+        }
+    }
+}
+
 /// A stored reading as read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReading {
@@ -229,10 +255,10 @@ impl Store {
         })
     }
 
-    /// Writes readings `(sensor id, time, value, quality)` in one transaction. A reading
-    /// identical to one already stored (a redelivered message) is skipped; a different
-    /// reading in the same millisecond is kept with the next `seq`.
-    pub fn insert(&mut self, rows: &[(i64, TimestampMs, Option<f64>, Quality)]) -> Result<(), StoreError> {
+    /// Writes readings in one transaction. A source-stamped reading identical to one
+    /// already stored (a redelivered message) is skipped; any other reading in the same
+    /// millisecond is kept with the next `seq`.
+    pub fn insert<R: Copy + Into<Row>>(&mut self, rows: &[R]) -> Result<(), StoreError> {
         let res = self.insert_inner(rows);
         if res.is_err() {
             // The transaction rolled back: what the cache says was written was not.
@@ -241,7 +267,7 @@ impl Store {
         res
     }
 
-    fn insert_inner(&mut self, rows: &[(i64, TimestampMs, Option<f64>, Quality)]) -> Result<(), StoreError> {
+    fn insert_inner<R: Copy + Into<Row>>(&mut self, rows: &[R]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -254,20 +280,27 @@ impl Store {
                     "INSERT INTO reading (sensor, t, seq, value, quality) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 )
                 .map_err(err)?;
-            for &(sensor, t, value, quality) in rows {
+            for row in rows {
+                let Row {
+                    sensor,
+                    time: t,
+                    value,
+                    quality,
+                    source_time,
+                } = (*row).into();
                 let key = (value.map(f64::to_bits), quality.code());
                 // The newest millisecond of each sensor is remembered, so a burst of
                 // readings within one millisecond needs no lookups.
                 let seq = match self.same_ms.get_mut(&sensor) {
                     Some((last, seen)) if *last == t => {
-                        if seen.contains(&key) {
+                        if source_time && seen.contains(&key) {
                             continue;
                         }
                         seen.push(key);
                         seen.len() - 1
                     }
                     Some((last, _)) if *last > t => {
-                        insert_out_of_order(&tx, sensor, t, value, quality).map_err(err)?;
+                        insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
                         continue;
                     }
                     _ => 0,
@@ -277,7 +310,7 @@ impl Store {
                     .map_err(err)?
                     == 0
                 {
-                    insert_out_of_order(&tx, sensor, t, value, quality).map_err(err)?;
+                    insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
                     self.same_ms.remove(&sensor);
                 } else if seq == 0 {
                     self.same_ms.insert(sensor, (t, vec![key]));
@@ -346,20 +379,23 @@ impl Store {
     }
 }
 
-/// Inserts a reading whose millisecond may already hold readings: skipped when an
-/// identical one is there (a redelivered message), else stored with the next `seq`.
+/// Inserts a reading whose millisecond may already hold readings: a source-stamped one
+/// is skipped when an identical one is there (a redelivered message); otherwise it is
+/// stored with the next `seq`.
 fn insert_out_of_order(
     tx: &rusqlite::Transaction,
     sensor: i64,
     t: TimestampMs,
     value: Option<f64>,
     quality: Quality,
+    source_time: bool,
 ) -> rusqlite::Result<()> {
-    let duplicate: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM reading WHERE sensor = ?1 AND t = ?2 AND value IS ?3 AND quality = ?4)",
-        params![sensor, t, value, quality.code()],
-        |r| r.get(0),
-    )?;
+    let duplicate: bool = source_time
+        && tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM reading WHERE sensor = ?1 AND t = ?2 AND value IS ?3 AND quality = ?4)",
+            params![sensor, t, value, quality.code()],
+            |r| r.get(0),
+        )?;
     if !duplicate {
         tx.execute(
             "INSERT INTO reading (sensor, t, seq, value, quality)
@@ -465,6 +501,25 @@ mod tests {
             .expect("insert");
         let values: Vec<_> = all(&store, ids[0]).iter().map(|r| r.value).collect();
         assert_eq!(values, vec![Some(1.0), Some(2.0), Some(3.0)]);
+    }
+
+    #[test]
+    fn identical_readings_stamped_on_arrival_are_all_kept() {
+        let (_dir, mut store) = temp_store();
+        let ids = store.register_sensors(&[("a".into(), "%".into())]).expect("sensors");
+        let row = Row {
+            sensor: ids[0],
+            time: 5,
+            value: Some(85.5),
+            quality: Quality::Good,
+            source_time: false,
+        };
+        store.insert(&[row, row]).expect("insert");
+        store
+            .insert(&[row, Row { time: 4, ..row }, Row { time: 4, ..row }])
+            .expect("insert");
+        let got: Vec<_> = all(&store, ids[0]).iter().map(|r| r.time).collect();
+        assert_eq!(got, vec![4, 4, 5, 5, 5]);
     }
 
     #[test]

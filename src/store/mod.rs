@@ -3,5 +3,5 @@
 pub mod embedded;
 pub mod writer;
 
-pub use embedded::{Store, StoreError, StoredReading};
+pub use embedded::{Row, Store, StoreError, StoredReading};
 pub use writer::{Batch, StoreHandle, WriterJoin};

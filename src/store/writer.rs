@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::embedded::Store;
+use super::embedded::{Row, Store};
 use crate::model::Reading;
 
 /// Readings to store, and what to do once they are durable.
@@ -87,7 +87,13 @@ fn run(mut store: Store, ids: Vec<i64>, mut rx: mpsc::Receiver<Batch>, batch_siz
         while let Some(batch) = next.take() {
             for r in &batch.readings {
                 if let Some(&id) = ids.get(r.sensor) {
-                    rows.push((id, r.time, r.value, r.quality));
+                    rows.push(Row {
+                        sensor: id,
+                        time: r.time,
+                        value: r.value,
+                        quality: r.quality,
+                        source_time: r.source_time,
+                    });
                 }
             }
             callbacks.extend(batch.on_commit);
@@ -95,9 +101,13 @@ fn run(mut store: Store, ids: Vec<i64>, mut rx: mpsc::Receiver<Batch>, batch_siz
                 next = rx.try_recv().ok();
             }
         }
-        commit(&mut store, &rows, &rx, stats);
-        for cb in callbacks.drain(..) {
-            cb();
+        if commit(&mut store, &rows, &rx, stats) {
+            for cb in callbacks.drain(..) {
+                cb();
+            }
+        } else {
+            // Not stored: the sources must not confirm these readings to their senders.
+            callbacks.clear();
         }
         rows.clear();
     }
@@ -110,14 +120,9 @@ fn run(mut store: Store, ids: Vec<i64>, mut rx: mpsc::Receiver<Batch>, batch_siz
     );
 }
 
-/// Commits, retrying with backoff while the disk refuses. Gives up only when the
-/// daemon is shutting down and the store still fails, and says how much was lost.
-fn commit(
-    store: &mut Store,
-    rows: &[(i64, i64, Option<f64>, crate::model::Quality)],
-    rx: &mpsc::Receiver<Batch>,
-    stats: &WriterStats,
-) {
+/// Commits, retrying with backoff while the disk refuses. Gives up (returns false) only
+/// when the daemon is shutting down and the store still fails, and says how much was lost.
+fn commit(store: &mut Store, rows: &[Row], rx: &mpsc::Receiver<Batch>, stats: &WriterStats) -> bool {
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0u32;
     loop {
@@ -128,7 +133,7 @@ fn commit(
                 if attempts > 0 {
                     tracing::warn!(attempts, readings = rows.len(), "store write succeeded after retrying");
                 }
-                return;
+                return true;
             }
             Err(e) => {
                 attempts += 1;
@@ -139,7 +144,7 @@ fn commit(
                         readings = rows.len(),
                         "shutting down with the store still failing: these readings are lost"
                     );
-                    return;
+                    return false;
                 }
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -1,1 +1,205 @@
-//! Filled in by its peer tests.
+//! A real Mosquitto broker for one test: its own loopback port, config, log and
+//! persistence directory under a temporary directory, killed when dropped.
+//!
+//! Every broker queues without limit (`max_queued_messages 0`): with Mosquitto's default
+//! of 1000, QoS 1 messages for an offline or slow persistent session are silently
+//! dropped by the broker, and a test checking "nothing lost" would blame the daemon.
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{Proc, free_port, wait_for};
+
+/// A running `mosquitto` on `127.0.0.1:port`.
+pub struct Mosquitto {
+    pub port: u16,
+    /// Declared before `dir`: the broker dies before its directory is removed.
+    proc: Option<Proc>,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// A broker that forgets everything when it stops (`persistence false`).
+    pub fn start() -> Mosquitto {
+        Mosquitto::launch(false)
+    }
+
+    /// A broker that saves sessions and queued messages to its directory on shutdown,
+    /// so [`Mosquitto::restart`] keeps the daemon's persistent session.
+    pub fn start_persistent() -> Mosquitto {
+        Mosquitto::launch(true)
+    }
+
+    fn launch(persistent: bool) -> Mosquitto {
+        // Another test may take the free port between our probe and the broker's bind:
+        // try a few ports before giving up.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("broker temp dir");
+            let port = free_port();
+            write_config(dir.path(), port, persistent);
+            let mut broker = Mosquitto { port, proc: None, dir };
+            if broker.spawn() {
+                return broker;
+            }
+        }
+        panic!("mosquitto did not start on any of 5 free ports");
+    }
+
+    /// Starts the process and waits until it accepts connections; false when it exited
+    /// instead (port taken).
+    fn spawn(&mut self) -> bool {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .expect("open broker log");
+        let log2 = log.try_clone().expect("clone broker log handle");
+        let mut proc = Proc::spawn(
+            "mosquitto",
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(self.dir.path().join("mosquitto.conf"))
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2),
+        );
+        let port = self.port;
+        let up = wait_for(Duration::from_secs(10), "mosquitto to accept connections", || {
+            if !proc.running() {
+                return Some(false);
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| true)
+        });
+        if up {
+            self.proc = Some(proc);
+        }
+        up
+    }
+
+    /// `mqtt://127.0.0.1:PORT`, for the daemon's `[mqtt] url`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's own log (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Stops the broker gracefully (SIGTERM: a persistent broker writes its database)
+    /// and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Starts a stopped broker again on the same port, with the same directory.
+    pub fn start_again(&mut self) {
+        assert!(self.proc.is_none(), "mosquitto is already running");
+        // The port was ours a moment ago; only a slow release of the socket can delay
+        // the bind, so retry for a while.
+        wait_for(Duration::from_secs(10), "mosquitto to start again on its port", || {
+            self.spawn().then_some(())
+        });
+    }
+
+    /// Stops the broker gracefully and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal("TERM");
+            let code = proc.wait_exit(Duration::from_secs(10));
+            assert_eq!(code, Some(0), "mosquitto did not stop cleanly; log:\n{}", self.log());
+        }
+    }
+
+    fn pub_cmd(&self, topic: &str, qos: u8) -> Command {
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-t",
+            topic,
+            "-q",
+            &qos.to_string(),
+        ]);
+        cmd
+    }
+
+    /// Publishes one message with `mosquitto_pub` and waits until the broker has it
+    /// (for QoS 1: acknowledged).
+    pub fn publish(&self, topic: &str, payload: &str, qos: u8) {
+        let out = self
+            .pub_cmd(topic, qos)
+            .args(["-m", payload])
+            .output()
+            .expect("run mosquitto_pub");
+        assert!(
+            out.status.success(),
+            "mosquitto_pub -t {topic} -m {payload:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Publishes every line as one message (`mosquitto_pub -l`) and waits until done.
+    pub fn publish_lines(&self, topic: &str, lines: &[String], qos: u8) {
+        let mut publisher = self.spawn_publish_lines(topic, lines, qos);
+        let code = publisher.wait_exit(Duration::from_secs(60));
+        assert_eq!(code, Some(0), "mosquitto_pub -l -t {topic} failed");
+    }
+
+    /// Starts publishing every line as one message (`mosquitto_pub -l`) in the
+    /// background; wait for the returned process to know when the broker has them all.
+    pub fn spawn_publish_lines(&self, topic: &str, lines: &[String], qos: u8) -> Proc {
+        let file = self.lines_file(lines);
+        Proc::spawn(
+            "mosquitto_pub -l",
+            self.pub_cmd(topic, qos)
+                .arg("-l")
+                .stdin(File::open(&file).expect("open lines file"))
+                .stdout(Stdio::null()),
+        )
+    }
+
+    fn lines_file(&self, lines: &[String]) -> PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = self
+            .dir
+            .path()
+            .join(format!("lines-{}.txt", N.fetch_add(1, Ordering::Relaxed)));
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).expect("write lines file");
+        path
+    }
+}
+
+fn write_config(dir: &Path, port: u16, persistent: bool) {
+    let mut conf = format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nlog_dest stderr\n");
+    if persistent {
+        conf.push_str(&format!(
+            "persistence true\npersistence_location {}/\nautosave_interval 0\n",
+            dir.display()
+        ));
+    } else {
+        conf.push_str("persistence false\n");
+    }
+    // As root Mosquitto drops to the `mosquitto` user, who cannot write our temp dir.
+    if running_as_root() {
+        conf.push_str("user root\n");
+    }
+    std::fs::write(dir.join("mosquitto.conf"), conf).expect("write mosquitto.conf");
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -70,6 +70,7 @@ pub fn decode_block(block: &Block, outcome: &BlockOutcome, time: i64) -> Vec<Rea
                 time,
                 value,
                 quality,
+                source_time: false,
             }
         })
         .collect()

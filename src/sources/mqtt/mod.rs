@@ -31,6 +31,49 @@ pub struct MqttStats {
     pub malformed: AtomicU64,
     pub unknown_topic: AtomicU64,
     pub connects: AtomicU64,
+    /// Redelivered messages recognised as already stored and only acknowledged.
+    pub redelivered: AtomicU64,
+}
+
+/// Messages stored but perhaps not yet acknowledged, by packet id: when the connection
+/// drops between commit and acknowledgement, the broker sends them again with the DUP
+/// flag and the same packet id, and they must not be stored twice.
+#[derive(Default)]
+struct Committed(std::sync::Mutex<HashMap<u16, u64>>);
+
+impl Committed {
+    fn fingerprint(p: &Publish) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        p.topic.hash(&mut h);
+        p.payload.hash(&mut h);
+        h.finish()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, u64>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `p` is a redelivery of a message already stored. A fresh message takes
+    /// its packet id over from whatever used it before.
+    fn is_stored_redelivery(&self, p: &Publish) -> bool {
+        if p.pkid == 0 {
+            return false;
+        }
+        let mut map = self.lock();
+        if p.dup {
+            map.get(&p.pkid) == Some(&Self::fingerprint(p))
+        } else {
+            map.remove(&p.pkid);
+            false
+        }
+    }
+
+    fn stored(&self, p: &Publish) {
+        if p.pkid != 0 {
+            self.lock().insert(p.pkid, Self::fingerprint(p));
+        }
+    }
 }
 
 /// How often a problem with one topic is logged at most.
@@ -143,6 +186,7 @@ async fn run(
         }
     });
 
+    let committed = Arc::new(Committed::default());
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut log = TopicLog::default();
     let mut connected = false;
@@ -176,6 +220,11 @@ async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
+                if committed.is_stored_redelivery(&p) {
+                    stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                    let _ = ack_tx.send(p);
+                    continue;
+                }
                 router.route(&p.topic, &mut sensors);
                 let readings = readings_of(&p, &sensors, &by_sensor, &stats, &mut log);
                 if readings.is_empty() {
@@ -186,9 +235,13 @@ async fn run(
                 }
                 stats.readings.fetch_add(readings.len() as u64, Ordering::Relaxed);
                 let tx = ack_tx.clone();
+                let done = committed.clone();
                 let batch = Batch {
                     readings,
-                    on_commit: Some(Box::new(move || drop(tx.send(p)))),
+                    on_commit: Some(Box::new(move || {
+                        done.stored(&p);
+                        let _ = tx.send(p);
+                    })),
                 };
                 if store.send(batch).await.is_err() {
                     break;
@@ -275,6 +328,7 @@ fn readings_of(
                     time: parsed.time.unwrap_or(now),
                     value: parsed.value,
                     quality: parsed.quality,
+                    source_time: parsed.time.is_some(),
                 });
             }
             Err(e) => {
