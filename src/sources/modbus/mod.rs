@@ -172,7 +172,12 @@ async fn run_tcp(address: String, plan: DevicePlan, store: StoreHandle, shutdown
                         health.ok(&plan.id);
                         backoff.reset();
                     }
-                    None => health.exceptions(&plan.id, &res.exceptions),
+                    None => {
+                        // The device answered: the connection is fine even if some
+                        // registers are refused.
+                        health.exceptions(&plan.id, &res.exceptions);
+                        backoff.reset();
+                    }
                 }
                 res.readings
             }
@@ -280,7 +285,12 @@ async fn run_rtu_bus(transport: Transport, devices: Vec<DevicePlan>, store: Stor
                         health[i].ok(&dev.id);
                         backoff.reset();
                     }
-                    None => health[i].exceptions(&dev.id, &res.exceptions),
+                    None => {
+                        // The device answered: the connection is fine even if some
+                        // registers are refused.
+                        health[i].exceptions(&dev.id, &res.exceptions);
+                        backoff.reset();
+                    }
                 }
                 res.readings
             }
