@@ -38,7 +38,7 @@ fn start_broker(dir: &Path, port: u16) -> Killed {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n"),
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"),
     )
     .expect("broker config");
     let child = Command::new("mosquitto")
@@ -56,13 +56,35 @@ fn start_broker(dir: &Path, port: u16) -> Killed {
     Killed(child)
 }
 
-fn publish_flood(port: u16, file: &Path) -> Child {
-    Command::new("mosquitto_pub")
+/// A running `mosquitto_pub -l`. Its stdin stays open until the flood has been
+/// received: at end of input `mosquitto_pub` 2.0 disconnects at once and drops the
+/// QoS 1 messages still queued in its client, which would count as lost here.
+struct Publisher {
+    child: Killed,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Publisher {
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.0.wait();
+    }
+}
+
+fn publish_flood(port: u16, flood: &[u8]) -> Publisher {
+    let mut child = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", TOPIC, "-l"])
-        .stdin(std::fs::File::open(file).expect("flood file"))
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .expect("mosquitto_pub")
+        .expect("mosquitto_pub");
+    let mut stdin = child.stdin.take().expect("mosquitto_pub stdin");
+    stdin.write_all(flood).expect("feed mosquitto_pub");
+    stdin.flush().expect("feed mosquitto_pub");
+    Publisher {
+        child: Killed(child),
+        stdin: Some(stdin),
+    }
 }
 
 fn main() {
@@ -74,12 +96,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let flood = dir.path().join("flood.txt");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&flood).expect("flood file"));
-        for i in 0..n {
-            writeln!(f, "{:.4}", -196.0 + i as f64 * 0.0001).expect("write flood");
-        }
+    let mut flood = Vec::new();
+    for i in 0..n {
+        writeln!(flood, "{:.4}", -196.0 + i as f64 * 0.0001).expect("write flood");
     }
     let port = free_port();
     let _broker = start_broker(dir.path(), port);
@@ -105,10 +124,10 @@ fn main() {
         .expect("mosquitto_sub");
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
-    let mut publisher = publish_flood(port, &flood);
+    let publisher = publish_flood(port, &flood);
     let status = sub.wait().expect("mosquitto_sub");
     let bare_secs = start.elapsed().as_secs_f64();
-    let _ = publisher.wait();
+    publisher.finish();
     assert!(status.success(), "mosquitto_sub failed");
     let bare_rate = n as f64 / bare_secs;
 
@@ -135,13 +154,13 @@ fn main() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let start = Instant::now();
-        let mut publisher = publish_flood(port, &flood);
+        let publisher = publish_flood(port, &flood);
         let deadline = Instant::now() + Duration::from_secs(120);
         while daemon.writer_stats.committed.load(Ordering::Relaxed) < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let secs = start.elapsed().as_secs_f64();
-        let _ = publisher.wait();
+        publisher.finish();
         let committed = daemon.writer_stats.committed.load(Ordering::Relaxed);
         let transactions = daemon.writer_stats.transactions.load(Ordering::Relaxed);
         daemon.stop().await;
