@@ -9,9 +9,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::sources::{modbus, mqtt};
+use crate::sources::{modbus, mqtt, ups};
+use std::time::Duration;
+
+use crate::alarm::engine::Engine;
+use crate::model::now_ms;
 use crate::store::writer::{self, WriterStats};
-use crate::store::{Store, WriterJoin};
+use crate::store::{Store, StoreHandle, WriterJoin};
 
 /// Readings queued between the sources and the writer before sources wait.
 const QUEUE: usize = 65_536;
@@ -23,22 +27,76 @@ pub struct Daemon {
     writer: WriterJoin,
     pub writer_stats: Arc<WriterStats>,
     pub mqtt_stats: Arc<mqtt::MqttStats>,
+    /// Sends readings to the store writer; subscribe to `store.events` for alarm
+    /// transitions.
+    pub store: StoreHandle,
+    /// Held while running: one daemon per store.
+    _lock: std::fs::File,
+}
+
+/// How often the clock is evaluated (stale sensors, delays, suppression, requests).
+pub const TICK: Duration = Duration::from_millis(250);
+
+fn spawn_clock(handle: &StoreHandle, shutdown: &CancellationToken) -> JoinHandle<()> {
+    let handle = handle.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => if handle.tick().is_err() { break },
+            }
+        }
+    })
+}
+
+/// Takes the store's lock file (`<store>.lock`): fails when another daemon holds it.
+pub fn lock_store(path: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    let lock_path = crate::alarm::control::lock_path(path);
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("locking {}", lock_path.display())))
+        }
+    }
 }
 
 impl Daemon {
     /// Opens the store and starts every source. Must be called inside a Tokio runtime.
     pub fn start(config: &Config) -> anyhow::Result<Daemon> {
+        let Some(lock) = lock_store(&config.store.path)? else {
+            anyhow::bail!(
+                "another cryowatch is already running on the store {} (its lock file {} is held)",
+                config.store.path.display(),
+                crate::alarm::control::lock_path(&config.store.path).display()
+            );
+        };
         let mut store = Store::open(&config.store.path).context("opening the embedded store")?;
         let names: Vec<(String, String)> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
         let ids = store
             .register_sensors(&names)
             .context("registering sensors in the store")?;
-        let (handle, writer) =
-            writer::spawn(store, ids, QUEUE, config.store.batch_size).context("starting the store writer")?;
+        let engine = Engine::load(config, &store, &ids, now_ms()).context("loading the alarm state from the store")?;
+        let (handle, writer) = writer::spawn(store, ids, QUEUE, config.store.batch_size, Some(engine))
+            .context("starting the store writer")?;
         let shutdown = CancellationToken::new();
+        let mut tasks = vec![spawn_clock(&handle, &shutdown)];
         let mqtt_stats = Arc::new(mqtt::MqttStats::default());
-        let mut tasks = modbus::spawn(config, &handle, &shutdown);
+        tasks.extend(modbus::spawn(config, &handle, &shutdown));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, mqtt_stats.clone()));
+        tasks.extend(ups::spawn(config, &handle, &shutdown));
         tracing::info!(
             site = %config.site.name,
             store = %config.store.path.display(),
@@ -52,6 +110,8 @@ impl Daemon {
             writer,
             writer_stats: handle.stats.clone(),
             mqtt_stats,
+            store: handle,
+            _lock: lock,
         })
     }
 

@@ -18,6 +18,7 @@
 //! - [`daemon`]: wiring of sources and store, signals, ordered shutdown.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
+pub mod alarm;
 pub mod config;
 pub mod daemon;
 pub mod demo;

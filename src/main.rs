@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cryowatch::alarm::control::{ControlError, Request};
 use cryowatch::config::{self, Config};
 use cryowatch::model::now_ms;
-use cryowatch::report::{history, status};
+use cryowatch::report::{alarms, history, status};
 use cryowatch::store::Store;
 use cryowatch::timearg;
 
@@ -59,6 +60,42 @@ enum Command {
         to: Option<String>,
         #[arg(long, value_enum, default_value_t = OutFormat::Csv)]
         format: OutFormat,
+    },
+    /// Alarms, newest first.
+    Alarms {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only open alarms (active or acknowledged).
+        #[arg(long)]
+        active: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an alarm: stops its escalation; recorded with who and why.
+    Ack {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The alarm id (see `cryowatch alarms`).
+        alarm_id: i64,
+        /// Who acknowledges.
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Shelve a sensor: its alarms are recorded but not escalated until the shelving expires.
+    Shelve {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        sensor: String,
+        /// How long, e.g. 30m, 2h (at most 7 days).
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
     },
     /// Start the simulators and the daemon with an embedded store; no setup needed.
     Demo {
@@ -131,6 +168,34 @@ fn time_arg(text: Option<&str>, default: &str, now: i64) -> Result<i64, Failure>
     timearg::parse(text.unwrap_or(default), now).map_err(|e| Failure::BadInput(e.to_string()))
 }
 
+/// Prints `value` as pretty JSON, or as the table `table` writes.
+fn print_json_or<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    table: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let res = if json {
+        serde_json::to_writer_pretty(&mut out, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
+    } else {
+        table(&mut out)
+    };
+    res.map_err(|e| Failure::Runtime(e.into()))
+}
+
+fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
+    match cryowatch::alarm::control::submit(cfg, req) {
+        Ok(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(ControlError::Refused(text)) => Err(Failure::BadInput(format!("cryowatch: {text}"))),
+        Err(ControlError::Failed(text)) => Err(Failure::Runtime(anyhow::anyhow!(text))),
+    }
+}
+
 fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Run { config } => {
@@ -155,15 +220,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let cfg = load(&config)?;
             let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
             let rows = status::gather(&cfg, &store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
-            let mut out = std::io::stdout().lock();
-            let res = if json {
-                serde_json::to_writer_pretty(&mut out, &rows)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
-            } else {
-                status::write_table(&rows, &mut out)
-            };
-            res.map_err(|e| Failure::Runtime(e.into()))
+            print_json_or(json, &rows, |out| status::write_table(&rows, out))
         }
         Command::History {
             config,
@@ -192,6 +249,51 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 }
                 Err(e) => Err(Failure::Runtime(e.into())),
             }
+        }
+        Command::Alarms { config, active, json } => {
+            let cfg = load(&config)?;
+            let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
+            let rows = store
+                .with_conn(|c| cryowatch::store::alarms::query_alarms(c, active, None))
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let lines = alarms::lines(&rows);
+            print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
+        }
+        Command::Ack {
+            config,
+            alarm_id,
+            by,
+            comment,
+        } => {
+            let cfg = load(&config)?;
+            control(
+                &cfg,
+                Request::Ack {
+                    alarm: alarm_id,
+                    by: &by,
+                    comment: &comment,
+                },
+            )
+        }
+        Command::Shelve {
+            config,
+            sensor,
+            duration,
+            by,
+            reason,
+        } => {
+            let cfg = load(&config)?;
+            let duration = humantime::parse_duration(&duration)
+                .map_err(|e| Failure::BadInput(format!("--for: cannot parse duration {duration:?}: {e}")))?;
+            control(
+                &cfg,
+                Request::Shelve {
+                    sensor: &sensor,
+                    duration,
+                    by: &by,
+                    reason: &reason,
+                },
+            )
         }
         Command::Demo { dir, duration } => {
             let duration = match duration {

@@ -3,6 +3,7 @@
 //! downstream re-checks: a `Config` is always internally consistent.
 
 pub mod raw;
+pub mod rules;
 mod validate;
 mod validate_alarms;
 
@@ -162,8 +163,13 @@ pub struct Config {
     pub store: StoreConfig,
     pub mqtt: Option<MqttConfig>,
     pub devices: Vec<ModbusDevice>,
+    /// UPSes read through NUT's upsd.
+    pub ups: Vec<UpsDevice>,
     pub assets: Vec<Asset>,
     pub sensors: Vec<Sensor>,
+    /// Written rules that are enabled, then the defaults they leave in place.
+    pub rules: Vec<rules::Rule>,
+    pub maintenance: Vec<rules::Maintenance>,
     /// Sections that later stages use; parsed and checked, kept as written.
     pub sections: OtherSections,
 }
@@ -235,6 +241,19 @@ pub struct ModbusDevice {
     pub unit: u8,
     pub poll_interval: Duration,
     pub timeout: Duration,
+}
+
+/// A UPS served by NUT's upsd (`[[ups]]`).
+#[derive(Debug, Clone)]
+pub struct UpsDevice {
+    pub id: String,
+    /// upsd `host:port`.
+    pub nut: String,
+    /// The UPS name known to upsd.
+    pub name: String,
+    pub poll_interval: Duration,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -357,8 +376,6 @@ pub struct UpsPoint {
 /// Sections checked for consistency but not yet acted on by the daemon.
 #[derive(Debug, Clone, Default)]
 pub struct OtherSections {
-    pub ups: Vec<String>,
-    pub rules: Vec<String>,
     pub contacts: Vec<String>,
     pub escalations: Vec<String>,
     pub channels: Vec<String>,

@@ -188,7 +188,9 @@ pub struct SensorUps {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: String,
-    pub sensor: String,
+    /// Every kind but `all`/`any` reads one sensor; for those it is optional and only
+    /// names the sensor the alarm is shown under.
+    pub sensor: Option<String>,
     pub kind: String,
     pub threshold: Option<f64>,
     pub hysteresis: Option<f64>,
@@ -200,6 +202,17 @@ pub struct Rule {
     /// `rate` rules: `rising` (default) or `falling`.
     pub direction: Option<String>,
     pub equals: Option<f64>,
+    /// `all` / `any` rules: the ids of the rules whose conditions are combined.
+    #[serde(default)]
+    pub of: Vec<String>,
+    /// `false` turns a rule off (e.g. a default rule overridden by id).
+    pub enabled: Option<bool>,
+    /// `false`: the rule is only a condition for `all`/`any` rules and raises no alarm of
+    /// its own.
+    pub raise: Option<bool>,
+    /// `"power"`: an alarm of this rule opens a site power incident that groups the
+    /// alarms raised while it lasts. Rules on a UPS `on_battery` point do so by default.
+    pub incident: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,8 +220,14 @@ pub struct Rule {
 pub struct Maintenance {
     pub id: String,
     pub sensors: Vec<String>,
-    pub every: String,
-    pub duration: String,
+    /// Recurring window start: `"Tue 09:00"` (weekly) or `"09:00"` (daily), in the site
+    /// time zone.
+    pub every: Option<String>,
+    pub duration: Option<String>,
+    /// One-off window: RFC 3339 start and end.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

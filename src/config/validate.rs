@@ -230,6 +230,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
 
     c.unique_ids("ups", raw.ups.iter().map(|u| u.id.as_str()));
     let ups_ids: HashSet<&str> = raw.ups.iter().map(|u| u.id.as_str()).collect();
+    let mut ups = Vec::new();
     for (i, u) in raw.ups.iter().enumerate() {
         let p = format!("ups[{i}]");
         if !u.nut.contains(':') {
@@ -238,12 +239,20 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
                 format!("expected host:port of upsd, found {:?}", u.nut),
             );
         }
-        c.positive_duration(
+        let poll_interval = c.positive_duration(
             &format!("{p}.poll_interval"),
             u.poll_interval.as_deref(),
             Duration::from_secs(5),
         );
-        c.secret(&p, "password", &u.password, &u.password_env, &u.password_file, base);
+        let password = c.secret(&p, "password", &u.password, &u.password_env, &u.password_file, base);
+        ups.push(UpsDevice {
+            id: u.id.clone(),
+            nut: u.nut.clone(),
+            name: u.name.clone(),
+            poll_interval,
+            username: u.username.clone(),
+            password,
+        });
     }
 
     c.unique_ids("sensor", raw.sensor.iter().map(|s| s.id.as_str()));
@@ -260,6 +269,15 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         .filter_map(|(i, s)| sensor(&mut c, &format!("sensor[{i}]"), s, &ctx))
         .collect();
 
+    let inputs = super::rules::RuleInputs {
+        sensors: &sensors,
+        assets: &assets,
+        devices: &devices,
+        ups: &ups,
+        sensor_idx: sensors.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect(),
+    };
+    let rules = super::rules::check_rules(&mut c, raw, &inputs);
+    let maintenance = super::rules::check_maintenance(&mut c, raw, &inputs);
     let sections = super::validate_alarms::check(&mut c, raw, base);
 
     if c.problems.is_empty() {
@@ -268,8 +286,11 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             store,
             mqtt,
             devices,
+            ups,
             assets,
             sensors,
+            rules,
+            maintenance,
             sections,
         })
     } else {

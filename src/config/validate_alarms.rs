@@ -14,81 +14,11 @@ const SEVERITIES: &[&str] = &["warning", "alarm", "critical"];
 const WEEKDAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSections {
-    let sensors: HashSet<&str> = raw.sensor.iter().map(|s| s.id.as_str()).collect();
     let contacts: HashSet<&str> = raw.contact.iter().map(|s| s.id.as_str()).collect();
     let schedules: HashSet<&str> = raw.schedule.iter().map(|s| s.id.as_str()).collect();
     let escalations: HashSet<&str> = raw.escalation.iter().map(|s| s.id.as_str()).collect();
     let channels: HashSet<&str> = raw.channel.iter().map(|s| s.id.as_str()).collect();
     let assets: HashSet<&str> = raw.asset.iter().map(|s| s.id.as_str()).collect();
-
-    c.unique_ids("rule", raw.rule.iter().map(|r| r.id.as_str()));
-    for (i, r) in raw.rule.iter().enumerate() {
-        let p = format!("rule[{i}]");
-        if !sensors.contains(r.sensor.as_str()) {
-            c.err(
-                format!("{p}.sensor"),
-                format!("unknown sensor {:?} (rule {:?})", r.sensor, r.id),
-            );
-        }
-        let kind = c.one_of(
-            &format!("{p}.kind"),
-            &r.kind,
-            &["high", "low", "rate", "stale", "fault", "state"],
-        );
-        if matches!(kind, Some("high" | "low" | "rate")) && r.threshold.is_none() {
-            c.err(
-                format!("{p}.threshold"),
-                format!("missing: a {:?} rule needs a threshold", r.kind),
-            );
-        }
-        if kind == Some("state") && r.equals.is_none() {
-            c.err(
-                format!("{p}.equals"),
-                "missing: a \"state\" rule needs equals = <value>",
-            );
-        }
-        if let Some(h) = r.hysteresis
-            && (h < 0.0 || !h.is_finite())
-        {
-            c.err(
-                format!("{p}.hysteresis"),
-                format!("must be zero or positive, found {h}"),
-            );
-        }
-        if let Some(d) = &r.delay {
-            c.duration(&format!("{p}.delay"), d);
-        }
-        match (&r.window, kind) {
-            (Some(w), Some("rate")) => {
-                c.positive_duration(&format!("{p}.window"), Some(w), std::time::Duration::from_secs(300));
-            }
-            (Some(_), _) => c.err(format!("{p}.window"), "only applies to kind = \"rate\""),
-            (None, _) => {}
-        }
-        if let Some(d) = &r.direction {
-            c.one_of(&format!("{p}.direction"), d, &["rising", "falling"]);
-        }
-        if let Some(s) = &r.severity {
-            c.one_of(&format!("{p}.severity"), s, SEVERITIES);
-        }
-        if let Some(e) = &r.escalation
-            && !escalations.contains(e.as_str())
-        {
-            c.err(format!("{p}.escalation"), format!("unknown escalation {e:?}"));
-        }
-    }
-
-    c.unique_ids("maintenance", raw.maintenance.iter().map(|m| m.id.as_str()));
-    for (i, m) in raw.maintenance.iter().enumerate() {
-        let p = format!("maintenance[{i}]");
-        for (j, s) in m.sensors.iter().enumerate() {
-            if !sensors.contains(s.as_str()) {
-                c.err(format!("{p}.sensors[{j}]"), format!("unknown sensor {s:?}"));
-            }
-        }
-        check_weekly_time(c, &format!("{p}.every"), &m.every, true);
-        c.positive_duration(&format!("{p}.duration"), Some(&m.duration), std::time::Duration::ZERO);
-    }
 
     c.unique_ids("contact", raw.contact.iter().map(|m| m.id.as_str()));
     for (i, ct) in raw.contact.iter().enumerate() {
@@ -236,8 +166,6 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
     }
 
     OtherSections {
-        ups: raw.ups.iter().map(|u| u.id.clone()).collect(),
-        rules: raw.rule.iter().map(|r| r.id.clone()).collect(),
         contacts: raw.contact.iter().map(|r| r.id.clone()).collect(),
         escalations: raw.escalation.iter().map(|r| r.id.clone()).collect(),
         channels: raw.channel.iter().map(|r| r.id.clone()).collect(),
@@ -355,7 +283,7 @@ fn check_weekly_time(c: &mut Checker, path: &str, text: &str, weekly: bool) {
     }
 }
 
-fn parse_time(c: &mut Checker, path: &str, text: &str) -> Option<jiff::Timestamp> {
+pub(super) fn parse_time(c: &mut Checker, path: &str, text: &str) -> Option<jiff::Timestamp> {
     match text.parse::<jiff::Timestamp>() {
         Ok(t) => Some(t),
         Err(_) => {

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::config::rules::{Condition, Origin};
 use crate::config::{Config, SensorSource, Transport};
 use crate::sources::modbus::plan;
 
@@ -67,5 +68,89 @@ pub fn explain(cfg: &Config) -> String {
             );
         }
     }
+    rules(cfg, &mut s);
     s
+}
+
+/// The effective rules: written ones and the defaults left in place.
+fn rules(cfg: &Config, s: &mut String) {
+    let _ = writeln!(s, "rules ({}):", cfg.rules.len());
+    let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    for r in &cfg.rules {
+        let sensor = &cfg.sensors[r.sensor];
+        let name = |i: &usize| cfg.rules[*i].id.as_str();
+        let what = match &r.condition {
+            Condition::High { threshold, hysteresis } => {
+                format!(
+                    "{} > {threshold} {} (clears <= {})",
+                    sensor.id,
+                    sensor.unit,
+                    threshold - hysteresis
+                )
+            }
+            Condition::Low { threshold, hysteresis } => {
+                format!(
+                    "{} < {threshold} {} (clears >= {})",
+                    sensor.id,
+                    sensor.unit,
+                    threshold + hysteresis
+                )
+            }
+            Condition::Rate {
+                per_minute,
+                window,
+                rising,
+                ..
+            } => format!(
+                "{} {} faster than {per_minute} {}/min over {}",
+                sensor.id,
+                if *rising { "rising" } else { "falling" },
+                sensor.unit,
+                dur(*window)
+            ),
+            Condition::Stale { after } => format!("{} has no good reading for {}", sensor.id, dur(*after)),
+            Condition::Fault => format!("{} reports a probe fault", sensor.id),
+            Condition::State { equals } => format!("{} = {equals}", sensor.id),
+            Condition::All(ch) => format!("all of [{}]", ch.iter().map(name).collect::<Vec<_>>().join(", ")),
+            Condition::Any(ch) => format!("any of [{}]", ch.iter().map(name).collect::<Vec<_>>().join(", ")),
+        };
+        let mut flags = Vec::new();
+        if !r.delay.is_zero() {
+            flags.push(format!("for {}", dur(r.delay)));
+        }
+        if r.latching {
+            flags.push("latching".into());
+        }
+        if !r.raises {
+            flags.push("condition only".into());
+        }
+        if r.power_incident {
+            flags.push("opens a power incident".into());
+        }
+        if let Some(e) = &r.escalation {
+            flags.push(format!("escalation {e}"));
+        }
+        let origin = match &r.origin {
+            Origin::Written(i) => format!("rule[{i}]"),
+            Origin::Default(why) => format!("default: {why}"),
+        };
+        let _ = writeln!(
+            s,
+            "  {} [{}] {what}{}{} ({origin})",
+            r.id,
+            r.severity,
+            if flags.is_empty() { "" } else { "; " },
+            flags.join(", ")
+        );
+    }
+    for m in &cfg.maintenance {
+        let sensors: Vec<&str> = m.sensors.iter().map(|&i| cfg.sensors[i].id.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "maintenance {} {:?} suppresses {}",
+            m.id,
+            m.window,
+            sensors.join(", ")
+        );
+    }
 }

@@ -6,3 +6,4 @@
 pub mod backoff;
 pub mod modbus;
 pub mod mqtt;
+pub mod ups;

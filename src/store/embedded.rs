@@ -18,7 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::model::{Quality, TimestampMs};
 
 /// Migrations in order; `schema_version` holds how many have run.
-const MIGRATIONS: &[&str] = &["CREATE TABLE sensor (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE sensor (
         id   INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         unit TEXT NOT NULL
@@ -30,7 +31,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE sensor (
         value   REAL,
         quality INTEGER NOT NULL,
         PRIMARY KEY (sensor, t, seq)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    super::alarms::MIGRATION,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -259,7 +262,17 @@ impl Store {
     /// already stored (a redelivered message) is skipped; any other reading in the same
     /// millisecond is kept with the next `seq`.
     pub fn insert<R: Copy + Into<Row>>(&mut self, rows: &[R]) -> Result<(), StoreError> {
-        let res = self.insert_inner(rows);
+        self.insert_then(rows, |_, _| Ok(()))
+    }
+
+    /// Writes readings and then, in the same transaction, whatever `then` writes.
+    /// `then` learns which rows were new (`true`) and which were redeliveries skipped.
+    pub fn insert_then<R: Copy + Into<Row>>(
+        &mut self,
+        rows: &[R],
+        then: impl FnOnce(&Connection, &[bool]) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
+        let res = self.insert_inner(rows, then);
         if res.is_err() {
             // The transaction rolled back: what the cache says was written was not.
             self.same_ms.clear();
@@ -267,13 +280,18 @@ impl Store {
         res
     }
 
-    fn insert_inner<R: Copy + Into<Row>>(&mut self, rows: &[R]) -> Result<(), StoreError> {
+    fn insert_inner<R: Copy + Into<Row>>(
+        &mut self,
+        rows: &[R],
+        then: impl FnOnce(&Connection, &[bool]) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
+        let mut new = Vec::with_capacity(rows.len());
         {
             let mut ins = tx
                 .prepare_cached(
@@ -294,13 +312,14 @@ impl Store {
                 let seq = match self.same_ms.get_mut(&sensor) {
                     Some((last, seen)) if *last == t => {
                         if source_time && seen.contains(&key) {
+                            new.push(false);
                             continue;
                         }
                         seen.push(key);
                         seen.len() - 1
                     }
                     Some((last, _)) if *last > t => {
-                        insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
+                        new.push(insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?);
                         continue;
                     }
                     _ => 0,
@@ -310,13 +329,17 @@ impl Store {
                     .map_err(err)?
                     == 0
                 {
-                    insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
+                    new.push(insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?);
                     self.same_ms.remove(&sensor);
-                } else if seq == 0 {
-                    self.same_ms.insert(sensor, (t, vec![key]));
+                } else {
+                    new.push(true);
+                    if seq == 0 {
+                        self.same_ms.insert(sensor, (t, vec![key]));
+                    }
                 }
             }
         }
+        then(&tx, &new).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -368,6 +391,24 @@ impl Store {
         })
     }
 
+    /// Runs `f` on the connection (reads, or writes outside the readings path).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.sql(f)
+    }
+
+    /// Runs `f` in one transaction, committed when it returns `Ok`.
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let v = f(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(v)
+    }
+
     /// Total readings stored (all sensors).
     pub fn count(&self) -> Result<i64, StoreError> {
         self.sql(|c| c.query_row("SELECT count(*) FROM reading", [], |r| r.get(0)))
@@ -389,7 +430,7 @@ fn insert_out_of_order(
     value: Option<f64>,
     quality: Quality,
     source_time: bool,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     let duplicate: bool = source_time
         && tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM reading WHERE sensor = ?1 AND t = ?2 AND value IS ?3 AND quality = ?4)",
@@ -403,7 +444,7 @@ fn insert_out_of_order(
             params![sensor, t, value, quality.code()],
         )?;
     }
-    Ok(())
+    Ok(!duplicate)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Where readings are kept: the embedded SQLite store and its writer thread.
+//! Where readings and alarms are kept: the embedded SQLite store, its alarm tables, and
+//! the writer thread that commits both.
 
+pub mod alarms;
 pub mod embedded;
 pub mod writer;
 

@@ -2,16 +2,24 @@
 //! ever waits on the disk. Whatever is queued when a batch starts goes into one
 //! transaction; callers learn of the commit through `on_commit` (the MQTT source
 //! acknowledges to the broker only then).
+//!
+//! The alarm engine runs here too: the readings of a batch are evaluated and the alarm
+//! changes they cause are written in the same transaction, so a crash can never keep a
+//! reading without its alarm or an alarm without its reading. Clock ticks (stale
+//! sensors, delays, suppression) and queued requests (acknowledge, shelve) arrive on
+//! the same queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
+use super::alarms::{self, AlarmRow, Changes, EventRow};
 use super::embedded::{Row, Store};
-use crate::model::Reading;
+use crate::alarm::engine::Engine;
+use crate::model::{Reading, now_ms};
 
 /// Readings to store, and what to do once they are durable.
 pub struct Batch {
@@ -28,6 +36,19 @@ impl Batch {
     }
 }
 
+enum Msg {
+    Batch(Batch),
+    /// Evaluate what time decides and answer queued requests.
+    Tick,
+}
+
+/// An alarm transition, committed, with the alarm as it is afterwards.
+#[derive(Debug, Clone)]
+pub struct AlarmEvent {
+    pub event: EventRow,
+    pub alarm: Option<AlarmRow>,
+}
+
 /// Counters read by `status`, benchmarks and logs.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -40,8 +61,10 @@ pub struct WriterStats {
 /// queued and stops.
 #[derive(Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Msg>,
     pub stats: Arc<WriterStats>,
+    /// Committed alarm transitions, for the paging stage and for tests.
+    pub events: broadcast::Sender<AlarmEvent>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +73,16 @@ pub struct WriterStopped;
 
 impl StoreHandle {
     pub async fn send(&self, batch: Batch) -> Result<(), WriterStopped> {
-        self.tx.send(batch).await.map_err(|_| WriterStopped)
+        self.tx.send(Msg::Batch(batch)).await.map_err(|_| WriterStopped)
+    }
+
+    /// Asks for a clock tick unless the queue is full (a busy writer evaluates the
+    /// clock with the next tick).
+    pub fn tick(&self) -> Result<(), WriterStopped> {
+        match self.tx.try_send(Msg::Tick) {
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriterStopped),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -69,85 +101,170 @@ pub fn spawn(
     sensor_ids: Vec<i64>,
     queue: usize,
     batch_size: usize,
+    engine: Option<Engine>,
 ) -> std::io::Result<(StoreHandle, WriterJoin)> {
     let (tx, rx) = mpsc::channel(queue.max(1));
     let stats = Arc::new(WriterStats::default());
+    let (events, _) = broadcast::channel(4096);
     let thread_stats = stats.clone();
+    let thread_events = events.clone();
+    let mut state = Writer {
+        store,
+        ids: sensor_ids,
+        engine,
+        events: thread_events,
+    };
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(store, sensor_ids, rx, batch_size, &thread_stats))?;
-    Ok((StoreHandle { tx, stats }, WriterJoin(handle)))
+        .spawn(move || state.run(rx, batch_size, &thread_stats))?;
+    Ok((StoreHandle { tx, stats, events }, WriterJoin(handle)))
 }
 
-fn run(mut store: Store, ids: Vec<i64>, mut rx: mpsc::Receiver<Batch>, batch_size: usize, stats: &WriterStats) {
-    let mut rows = Vec::with_capacity(batch_size);
-    let mut callbacks: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(batch) = next.take() {
-            for r in &batch.readings {
-                if let Some(&id) = ids.get(r.sensor) {
-                    rows.push(Row {
-                        sensor: id,
-                        time: r.time,
-                        value: r.value,
-                        quality: r.quality,
-                        source_time: r.source_time,
-                    });
-                }
-            }
-            callbacks.extend(batch.on_commit);
-            if rows.len() < batch_size {
-                next = rx.try_recv().ok();
-            }
-        }
-        if commit(&mut store, &rows, &rx, stats) {
-            for cb in callbacks.drain(..) {
-                cb();
-            }
-        } else {
-            // Not stored: the sources must not confirm these readings to their senders.
-            callbacks.clear();
-        }
-        rows.clear();
-    }
-    if let Err(e) = store.checkpoint() {
-        tracing::warn!(error = %e, "store checkpoint at shutdown failed");
-    }
-    tracing::info!(
-        committed = stats.committed.load(Ordering::Relaxed),
-        "store writer stopped"
-    );
+struct Writer {
+    store: Store,
+    ids: Vec<i64>,
+    engine: Option<Engine>,
+    events: broadcast::Sender<AlarmEvent>,
 }
 
-/// Commits, retrying with backoff while the disk refuses. Gives up (returns false) only
-/// when the daemon is shutting down and the store still fails, and says how much was lost.
-fn commit(store: &mut Store, rows: &[Row], rx: &mpsc::Receiver<Batch>, stats: &WriterStats) -> bool {
-    let mut delay = Duration::from_millis(100);
-    let mut attempts = 0u32;
-    loop {
-        match store.insert(rows) {
-            Ok(()) => {
-                stats.committed.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                stats.transactions.fetch_add(1, Ordering::Relaxed);
-                if attempts > 0 {
-                    tracing::warn!(attempts, readings = rows.len(), "store write succeeded after retrying");
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Msg>, batch_size: usize, stats: &WriterStats) {
+        let mut rows = Vec::with_capacity(batch_size);
+        let mut readings = Vec::with_capacity(batch_size);
+        let mut callbacks: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            let mut tick = false;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Tick => tick = true,
+                    Msg::Batch(batch) => {
+                        for r in batch.readings {
+                            if let Some(&id) = self.ids.get(r.sensor) {
+                                rows.push(Row {
+                                    sensor: id,
+                                    time: r.time,
+                                    value: r.value,
+                                    quality: r.quality,
+                                    source_time: r.source_time,
+                                });
+                                readings.push(r);
+                            }
+                        }
+                        callbacks.extend(batch.on_commit);
+                    }
                 }
-                return true;
+                if rows.len() < batch_size {
+                    next = rx.try_recv().ok();
+                }
             }
-            Err(e) => {
-                attempts += 1;
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, attempts, readings = rows.len(), "store write failed; retrying");
-                if rx.is_closed() && attempts >= 5 {
-                    tracing::error!(
-                        readings = rows.len(),
-                        "shutting down with the store still failing: these readings are lost"
-                    );
-                    return false;
+            match self.commit(&rows, &readings, tick, &rx, stats) {
+                Some(changes) => {
+                    for cb in callbacks.drain(..) {
+                        cb();
+                    }
+                    self.announce(changes);
                 }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
+                None => {
+                    // Not stored: the sources must not confirm these readings to their senders.
+                    callbacks.clear();
+                }
+            }
+            rows.clear();
+            readings.clear();
+        }
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!(error = %e, "store checkpoint at shutdown failed");
+        }
+        tracing::info!(
+            committed = stats.committed.load(Ordering::Relaxed),
+            "store writer stopped"
+        );
+    }
+
+    /// Tells listeners (paging, tests) about committed alarm transitions.
+    fn announce(&self, changes: Changes) {
+        if changes.events.is_empty() || self.events.receiver_count() == 0 {
+            return;
+        }
+        for event in changes.events {
+            let alarm = event
+                .alarm
+                .and_then(|id| changes.alarms.iter().find(|a| a.id == id).cloned());
+            let _ = self.events.send(AlarmEvent { event, alarm });
+        }
+    }
+
+    /// Commits the readings and the alarm changes they cause, retrying with backoff while
+    /// the disk refuses. The engine evaluates once; a retry writes the same changes again.
+    /// Gives up (returns `None`) only when the daemon is shutting down and the store still
+    /// fails, and says how much was lost.
+    fn commit(
+        &mut self,
+        rows: &[Row],
+        readings: &[Reading],
+        tick: bool,
+        rx: &mpsc::Receiver<Msg>,
+        stats: &WriterStats,
+    ) -> Option<Changes> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempts = 0u32;
+        let mut evaluated: Option<Changes> = None;
+        loop {
+            let engine = &mut self.engine;
+            let res = self.store.insert_then(rows, |c, new| {
+                if evaluated.is_none() {
+                    let now = now_ms();
+                    let requests = if tick && engine.is_some() {
+                        alarms::pending_requests(c)?
+                    } else {
+                        Vec::new()
+                    };
+                    let changes = match engine.as_mut() {
+                        Some(e) => {
+                            for (r, _) in readings.iter().zip(new).filter(|(_, n)| **n) {
+                                e.on_reading(r, now);
+                            }
+                            for req in &requests {
+                                e.request(req, now);
+                            }
+                            if tick {
+                                e.on_tick(now);
+                            }
+                            e.take_changes()
+                        }
+                        None => Changes::default(),
+                    };
+                    evaluated = Some(changes);
+                }
+                match &evaluated {
+                    Some(ch) => alarms::write(c, ch, now_ms()),
+                    None => Ok(()),
+                }
+            });
+            match res {
+                Ok(()) => {
+                    stats.committed.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    stats.transactions.fetch_add(1, Ordering::Relaxed);
+                    if attempts > 0 {
+                        tracing::warn!(attempts, readings = rows.len(), "store write succeeded after retrying");
+                    }
+                    return Some(evaluated.unwrap_or_default());
+                }
+                Err(e) => {
+                    attempts += 1;
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, attempts, readings = rows.len(), "store write failed; retrying");
+                    if rx.is_closed() && attempts >= 5 {
+                        tracing::error!(
+                            readings = rows.len(),
+                            "shutting down with the store still failing: these readings are lost"
+                        );
+                        return None;
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }

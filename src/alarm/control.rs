@@ -1,0 +1,121 @@
+//! Acknowledge and shelve from the command line.
+//!
+//! With the daemon running (it holds the store's lock file), the request is queued in
+//! the store's `request` table; the daemon carries it out on its next clock tick, in the
+//! same transaction that records its answer, so a request is applied exactly once. With
+//! no daemon running, the command takes the lock itself and applies the request through
+//! the same engine code, so the daemon finds it done when it starts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::engine::Engine;
+use crate::config::Config;
+use crate::model::now_ms;
+use crate::store::{Store, alarms};
+
+/// How long the command line waits for the running daemon to answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(15);
+
+/// The lock file next to the store.
+pub fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    store.with_file_name(name)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The request was refused (unknown alarm, already acknowledged, bad duration...).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub enum Request<'a> {
+    Ack {
+        alarm: i64,
+        by: &'a str,
+        comment: &'a str,
+    },
+    Shelve {
+        sensor: &'a str,
+        duration: Duration,
+        by: &'a str,
+        reason: &'a str,
+    },
+}
+
+/// Carries out `req` against the running daemon, or directly when none runs.
+pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
+    let failed = |e: &dyn std::fmt::Display| ControlError::Failed(e.to_string());
+    let path = &config.store.path;
+    let lock = crate::daemon::lock_store(path).map_err(|e| failed(&format!("{e:#}")))?;
+    match lock {
+        Some(_lock) => apply_here(config, req),
+        None => {
+            let store = Store::open(path).map_err(|e| failed(&e))?;
+            let (kind, args) = match req {
+                Request::Ack { alarm, by, comment } => (
+                    "ack",
+                    json!({"alarm": alarm, "by": by, "comment": comment, "path": "cli"}),
+                ),
+                Request::Shelve {
+                    sensor,
+                    duration,
+                    by,
+                    reason,
+                } => (
+                    "shelve",
+                    json!({"sensor": sensor, "for_ms": duration.as_millis() as u64, "by": by, "reason": reason}),
+                ),
+            };
+            let id = store
+                .with_conn(|c| alarms::insert_request(c, kind, &args, now_ms()))
+                .map_err(|e| failed(&e))?;
+            let deadline = Instant::now() + ANSWER_WAIT;
+            loop {
+                if let Some((ok, text)) = store
+                    .with_conn(|c| alarms::request_answer(c, id))
+                    .map_err(|e| failed(&e))?
+                {
+                    return if ok { Ok(text) } else { Err(ControlError::Refused(text)) };
+                }
+                if Instant::now() > deadline {
+                    return Err(ControlError::Failed(format!(
+                        "the running daemon did not answer within {}s; request {id} stays queued and will be carried out when it does",
+                        ANSWER_WAIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// No daemon runs (we hold the lock): apply through the engine and commit.
+fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
+    let failed = |e: &dyn std::fmt::Display| ControlError::Failed(e.to_string());
+    let mut store = Store::open(&config.store.path).map_err(|e| failed(&e))?;
+    let names: Vec<(String, String)> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
+    let ids = store.register_sensors(&names).map_err(|e| failed(&e))?;
+    let now = now_ms();
+    let mut engine = Engine::load(config, &store, &ids, now).map_err(|e| failed(&e))?;
+    let result = match req {
+        Request::Ack { alarm, by, comment } => engine.acknowledge(alarm, by, comment, "cli", now),
+        Request::Shelve {
+            sensor,
+            duration,
+            by,
+            reason,
+        } => engine.shelve(sensor, duration, by, reason, now),
+    };
+    let changes = engine.take_changes();
+    store
+        .transaction(|c| alarms::write(c, &changes, now))
+        .map_err(|e| failed(&e))?;
+    result.map_err(ControlError::Refused)
+}

@@ -1,0 +1,607 @@
+//! Rules and maintenance windows: the checked types the alarm engine runs on, their
+//! validation, and the default rules each asset kind brings.
+//!
+//! Defaults: every sensor gets a `stale` and a `fault` rule; temperature sensors of a
+//! cold-storage asset get a `high` rule (see [`DEFAULT_HIGH`]). A default is named
+//! `<sensor>:<kind>` (e.g. `dewar-1.temp:high`); a written rule with that id replaces it
+//! (`enabled = false` turns it off), and any written rule of the same kind on the same
+//! sensor replaces it too.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use super::raw::{self, RawConfig};
+use super::validate::Checker;
+use super::validate_alarms::parse_time;
+use super::{Asset, Sensor, SensorSource};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Warning,
+    Alarm,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::Warning, Severity::Alarm, Severity::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Alarm => "alarm",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Value above `threshold`; clears at or below `threshold - hysteresis`.
+    High { threshold: f64, hysteresis: f64 },
+    /// Value below `threshold`; clears at or above `threshold + hysteresis`.
+    Low { threshold: f64, hysteresis: f64 },
+    /// Change over `window` faster than `per_minute` degrees (units) per minute.
+    Rate {
+        per_minute: f64,
+        window: Duration,
+        rising: bool,
+        hysteresis: f64,
+    },
+    /// No good reading for `after`.
+    Stale { after: Duration },
+    /// The probe reports a fault (a sentinel value, quality `sensor_fault`).
+    Fault,
+    /// A discrete value equals `equals`.
+    State { equals: f64 },
+    /// Every one of these rules' conditions holds (indices into `Config::rules`).
+    All(Vec<usize>),
+    /// At least one of these rules' conditions holds.
+    Any(Vec<usize>),
+}
+
+impl Condition {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::High { .. } => "high",
+            Condition::Low { .. } => "low",
+            Condition::Rate { .. } => "rate",
+            Condition::Stale { .. } => "stale",
+            Condition::Fault => "fault",
+            Condition::State { .. } => "state",
+            Condition::All(_) => "all",
+            Condition::Any(_) => "any",
+        }
+    }
+}
+
+/// Where a rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `[[rule]]` number `index` in the file.
+    Written(usize),
+    /// A default; the text says why it applies.
+    Default(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    /// The sensor read (for `all`/`any`: the sensor the alarm is shown under).
+    pub sensor: usize,
+    pub condition: Condition,
+    pub severity: Severity,
+    /// How long the condition must hold before the alarm is raised.
+    pub delay: Duration,
+    pub escalation: Option<String>,
+    /// Stays active after return to normal until acknowledged.
+    pub latching: bool,
+    /// False: only a condition for `all`/`any` rules.
+    pub raises: bool,
+    /// Opens a site power incident.
+    pub power_incident: bool,
+    pub origin: Origin,
+}
+
+impl Rule {
+    /// Rules in the same family on the same sensor share one alarm: the more severe one
+    /// upgrades it instead of raising a second.
+    pub fn family(&self) -> String {
+        match &self.condition {
+            Condition::Rate { rising, .. } => {
+                format!("{}/rate/{}", self.sensor, if *rising { "rising" } else { "falling" })
+            }
+            Condition::State { equals } => format!("{}/state/{equals}", self.sensor),
+            Condition::All(_) | Condition::Any(_) => format!("rule/{}", self.id),
+            c => format!("{}/{}", self.sensor, c.kind()),
+        }
+    }
+}
+
+/// When a maintenance window is open.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Window {
+    /// Every week on `weekday` at `time` (site time zone) for `duration`.
+    Weekly {
+        weekday: jiff::civil::Weekday,
+        time: jiff::civil::Time,
+        duration: Duration,
+    },
+    /// Every day at `time` for `duration`.
+    Daily {
+        time: jiff::civil::Time,
+        duration: Duration,
+    },
+    /// Once, from `from` until `to`.
+    Once { from: jiff::Timestamp, to: jiff::Timestamp },
+}
+
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub id: String,
+    pub sensors: Vec<usize>,
+    pub window: Window,
+    pub reason: String,
+}
+
+/// Default high-temperature rule per asset kind: (kind, threshold °C, severity, delay).
+/// The delay lets a door opening or an LN2 fill pass without an alarm.
+pub const DEFAULT_HIGH: &[(&str, f64, Severity, Duration)] = &[
+    ("ln2_dewar", -150.0, Severity::Critical, Duration::from_secs(120)),
+    ("freezer_minus150", -135.0, Severity::Alarm, Duration::from_secs(300)),
+    ("freezer_minus80", -70.0, Severity::Alarm, Duration::from_secs(600)),
+    ("freezer_minus20", -10.0, Severity::Alarm, Duration::from_secs(600)),
+    ("refrigerator", 8.0, Severity::Alarm, Duration::from_secs(600)),
+];
+const DEFAULT_HYSTERESIS: f64 = 2.0;
+const DEFAULT_FAULT_DELAY: Duration = Duration::from_secs(60);
+/// `stale_after` of an MQTT sensor that names none.
+const DEFAULT_MQTT_STALE: Duration = Duration::from_secs(300);
+
+/// How long without a good reading before a sensor is stale: its `stale_after`, else
+/// three poll intervals of its device (at least 30 s), else 5 minutes for pushed data.
+pub fn stale_after(sensor: &Sensor, devices: &[super::ModbusDevice], ups: &[super::UpsDevice]) -> Duration {
+    if let Some(d) = sensor.stale_after {
+        return d;
+    }
+    let polled = |interval: Duration| (interval * 3).max(Duration::from_secs(30));
+    match &sensor.source {
+        SensorSource::Modbus(p) => devices
+            .get(p.device)
+            .map(|d| polled(d.poll_interval))
+            .unwrap_or(DEFAULT_MQTT_STALE),
+        SensorSource::Ups(p) => ups
+            .iter()
+            .find(|u| u.id == p.ups)
+            .map(|u| polled(u.poll_interval))
+            .unwrap_or(DEFAULT_MQTT_STALE),
+        SensorSource::Mqtt(_) => DEFAULT_MQTT_STALE,
+    }
+}
+
+pub(super) struct RuleInputs<'a> {
+    pub sensors: &'a [Sensor],
+    pub assets: &'a [Asset],
+    pub devices: &'a [super::ModbusDevice],
+    pub ups: &'a [super::UpsDevice],
+    /// Sensor id → index.
+    pub sensor_idx: HashMap<&'a str, usize>,
+}
+
+/// Checks the written rules and adds the defaults they leave in place.
+pub(super) fn check_rules(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) -> Vec<Rule> {
+    let sensor_idx = &inp.sensor_idx;
+    let escalations: HashSet<&str> = raw.escalation.iter().map(|s| s.id.as_str()).collect();
+    c.unique_ids("rule", raw.rule.iter().map(|r| r.id.as_str()));
+    let written_idx: HashMap<&str, usize> = raw.rule.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+
+    // First pass: every written rule that is enabled, in file order; `all`/`any` children
+    // are resolved once the indices of the final list are known.
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut combos: Vec<(usize, usize, bool)> = Vec::new(); // (rule index, raw index, all?)
+    for (i, r) in raw.rule.iter().enumerate() {
+        let p = format!("rule[{i}]");
+        if let Some(rule) = written_rule(c, &p, i, r, inp, sensor_idx, &escalations) {
+            if matches!(rule.condition, Condition::All(_) | Condition::Any(_)) {
+                combos.push((rules.len(), i, matches!(rule.condition, Condition::All(_))));
+            }
+            if r.enabled != Some(false) {
+                rules.push(rule);
+            }
+        }
+    }
+    let by_id: HashMap<String, usize> = rules.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+    for (ri, i, all) in combos {
+        let r = &raw.rule[i];
+        let p = format!("rule[{i}]");
+        if r.enabled == Some(false) {
+            continue;
+        }
+        let mut children = Vec::new();
+        for (j, child) in r.of.iter().enumerate() {
+            match by_id.get(child.as_str()) {
+                Some(&ci) if matches!(rules[ci].condition, Condition::All(_) | Condition::Any(_)) => c.err(
+                    format!("{p}.of[{j}]"),
+                    format!("rule {child:?} is itself all/any; combine the underlying rules directly"),
+                ),
+                Some(&ci) => children.push(ci),
+                None if written_idx.contains_key(child.as_str()) => c.err(
+                    format!("{p}.of[{j}]"),
+                    format!("rule {child:?} is disabled (enabled = false)"),
+                ),
+                None => c.err(format!("{p}.of[{j}]"), format!("unknown rule {child:?}")),
+            }
+        }
+        if r.sensor.is_none()
+            && let Some(&first) = children.first()
+        {
+            rules[ri].sensor = rules[first].sensor;
+        }
+        rules[ri].condition = if all {
+            Condition::All(children)
+        } else {
+            Condition::Any(children)
+        };
+    }
+
+    // Defaults, unless a written rule (enabled or not) takes their id or their kind.
+    let written: HashSet<(String, &str)> = raw
+        .rule
+        .iter()
+        .filter_map(|r| Some((r.sensor.clone()?, r.kind.as_str())))
+        .collect();
+    for (si, s) in inp.sensors.iter().enumerate() {
+        let Some(asset) = inp.assets.get(s.asset) else { continue };
+        let mut defaults = vec![
+            (
+                "stale",
+                Condition::Stale {
+                    after: stale_after(s, inp.devices, inp.ups),
+                },
+                Severity::Alarm,
+                Duration::ZERO,
+                "every sensor".to_string(),
+            ),
+            (
+                "fault",
+                Condition::Fault,
+                Severity::Alarm,
+                DEFAULT_FAULT_DELAY,
+                "every sensor".to_string(),
+            ),
+        ];
+        if s.quantity == "temperature"
+            && let Some((kind, threshold, severity, delay)) = DEFAULT_HIGH.iter().find(|d| d.0 == asset.kind)
+        {
+            defaults.insert(
+                0,
+                (
+                    "high",
+                    Condition::High {
+                        threshold: *threshold,
+                        hysteresis: DEFAULT_HYSTERESIS,
+                    },
+                    *severity,
+                    *delay,
+                    format!("asset {} is a {kind}", asset.id),
+                ),
+            );
+        }
+        for (kind, condition, severity, delay, why) in defaults {
+            let id = format!("{}:{kind}", s.id);
+            if written_idx.contains_key(id.as_str()) || written.contains(&(s.id.clone(), kind)) {
+                continue;
+            }
+            rules.push(Rule {
+                id,
+                sensor: si,
+                condition,
+                severity,
+                delay,
+                escalation: None,
+                latching: false,
+                raises: true,
+                power_incident: false,
+                origin: Origin::Default(why),
+            });
+        }
+    }
+    rules
+}
+
+fn written_rule(
+    c: &mut Checker,
+    p: &str,
+    i: usize,
+    r: &raw::Rule,
+    inp: &RuleInputs,
+    sensor_idx: &HashMap<&str, usize>,
+    escalations: &HashSet<&str>,
+) -> Option<Rule> {
+    let kind = c.one_of(
+        &format!("{p}.kind"),
+        &r.kind,
+        &["high", "low", "rate", "stale", "fault", "state", "all", "any"],
+    );
+    let combo = matches!(kind, Some("all" | "any"));
+    let sensor = match &r.sensor {
+        Some(s) => match sensor_idx.get(s.as_str()) {
+            Some(&si) => Some(si),
+            None => {
+                c.err(format!("{p}.sensor"), format!("unknown sensor {s:?} (rule {:?})", r.id));
+                None
+            }
+        },
+        None if combo => Some(0),
+        None => {
+            c.err(
+                format!("{p}.sensor"),
+                format!("missing: a {:?} rule reads one sensor", r.kind),
+            );
+            None
+        }
+    };
+    let need = |c: &mut Checker, key: &str, v: Option<f64>, what: &str| -> Option<f64> {
+        match v {
+            Some(x) if x.is_finite() => Some(x),
+            Some(x) => {
+                c.err(format!("{p}.{key}"), format!("must be a finite number, found {x}"));
+                None
+            }
+            None => {
+                c.err(
+                    format!("{p}.{key}"),
+                    format!("missing: a {:?} rule needs {what}", r.kind),
+                );
+                None
+            }
+        }
+    };
+    let hysteresis = match r.hysteresis {
+        Some(h) if h < 0.0 || !h.is_finite() => {
+            c.err(
+                format!("{p}.hysteresis"),
+                format!("must be zero or positive, found {h}"),
+            );
+            0.0
+        }
+        Some(h) => h,
+        None => 0.0,
+    };
+    let allowed: &[&str] = match kind {
+        Some("high" | "low") => &["threshold", "hysteresis"],
+        Some("rate") => &["threshold", "hysteresis", "window", "direction"],
+        Some("state") => &["equals"],
+        Some("all" | "any") => &["of"],
+        _ => &[],
+    };
+    for (key, given) in [
+        ("threshold", r.threshold.is_some()),
+        ("hysteresis", r.hysteresis.is_some()),
+        ("window", r.window.is_some()),
+        ("direction", r.direction.is_some()),
+        ("equals", r.equals.is_some()),
+        ("of", !r.of.is_empty()),
+    ] {
+        if given && kind.is_some() && !allowed.contains(&key) {
+            c.err(format!("{p}.{key}"), format!("does not apply to kind = {:?}", r.kind));
+        }
+    }
+    let condition = (|| {
+        Some(match kind? {
+            "high" => Condition::High {
+                threshold: need(c, "threshold", r.threshold, "a threshold")?,
+                hysteresis,
+            },
+            "low" => Condition::Low {
+                threshold: need(c, "threshold", r.threshold, "a threshold")?,
+                hysteresis,
+            },
+            "rate" => {
+                let per_minute = need(c, "threshold", r.threshold, "a threshold (units per minute)")?;
+                if per_minute <= 0.0 {
+                    c.err(
+                    format!("{p}.threshold"),
+                    format!("a rate threshold is a speed and must be positive, found {per_minute}; use direction = \"falling\" for a fall"),
+                );
+                }
+                let window = c.positive_duration(&format!("{p}.window"), r.window.as_deref(), Duration::from_secs(300));
+                let rising = match r.direction.as_deref() {
+                    None => true,
+                    Some(d) => c.one_of(&format!("{p}.direction"), d, &["rising", "falling"])? == "rising",
+                };
+                Condition::Rate {
+                    per_minute,
+                    window,
+                    rising,
+                    hysteresis,
+                }
+            }
+            "stale" => {
+                let s = &inp.sensors[sensor?];
+                Condition::Stale {
+                    after: stale_after(s, inp.devices, inp.ups),
+                }
+            }
+            "fault" => Condition::Fault,
+            "state" => Condition::State {
+                equals: need(c, "equals", r.equals, "equals = <value>")?,
+            },
+            _ => {
+                if r.of.len() < 2 {
+                    c.err(
+                        format!("{p}.of"),
+                        format!(
+                            "an {:?} rule combines at least two rules: of = [\"rule-a\", \"rule-b\"]",
+                            r.kind
+                        ),
+                    );
+                }
+                Condition::All(Vec::new())
+            }
+        })
+    })();
+    let delay = match &r.delay {
+        Some(d) => c.duration(&format!("{p}.delay"), d).unwrap_or_default(),
+        None => Duration::ZERO,
+    };
+    let severity = match &r.severity {
+        Some(s) => Severity::parse(s).or_else(|| {
+            c.one_of(&format!("{p}.severity"), s, &["warning", "alarm", "critical"]);
+            None
+        }),
+        None => Some(Severity::Alarm),
+    };
+    if let Some(e) = &r.escalation
+        && !escalations.contains(e.as_str())
+    {
+        c.err(format!("{p}.escalation"), format!("unknown escalation {e:?}"));
+    }
+    let (sensor, severity, condition) = (sensor?, severity?, condition?);
+    let on_battery_point = matches!(
+        &inp.sensors[sensor].source,
+        SensorSource::Ups(u) if u.variable == "on_battery"
+    ) && !combo;
+    let power_incident = match r.incident.as_deref() {
+        Some(v) => c.one_of(&format!("{p}.incident"), v, &["power"]).is_some(),
+        None => on_battery_point && matches!(condition, Condition::State { equals } if equals == 1.0),
+    };
+    Some(Rule {
+        id: r.id.clone(),
+        sensor,
+        condition,
+        severity,
+        delay,
+        escalation: r.escalation.clone(),
+        latching: r.latching.unwrap_or(false),
+        raises: r.raise.unwrap_or(true),
+        power_incident,
+        origin: Origin::Written(i),
+    })
+}
+
+/// Checks `[[maintenance]]` windows.
+pub(super) fn check_maintenance(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) -> Vec<Maintenance> {
+    let sensor_idx = &inp.sensor_idx;
+    c.unique_ids("maintenance", raw.maintenance.iter().map(|m| m.id.as_str()));
+    let mut out = Vec::new();
+    for (i, m) in raw.maintenance.iter().enumerate() {
+        let p = format!("maintenance[{i}]");
+        let mut sensors = Vec::new();
+        for (j, s) in m.sensors.iter().enumerate() {
+            match sensor_idx.get(s.as_str()) {
+                Some(&si) => sensors.push(si),
+                None => c.err(format!("{p}.sensors[{j}]"), format!("unknown sensor {s:?}")),
+            }
+        }
+        if m.sensors.is_empty() {
+            c.err(format!("{p}.sensors"), "empty: name the sensors the window suppresses");
+        }
+        let window = match (&m.every, &m.from, &m.to) {
+            (Some(every), None, None) => {
+                let duration = match &m.duration {
+                    Some(d) => c.positive_duration(&format!("{p}.duration"), Some(d), Duration::ZERO),
+                    None => {
+                        c.err(format!("{p}.duration"), "missing: a recurring window needs a duration");
+                        Duration::ZERO
+                    }
+                };
+                parse_every(c, &format!("{p}.every"), every, duration)
+            }
+            (None, Some(from), Some(to)) => {
+                if m.duration.is_some() {
+                    c.err(
+                        format!("{p}.duration"),
+                        "a one-off window is given by from and to; remove duration",
+                    );
+                }
+                let from_t = parse_time(c, &format!("{p}.from"), from);
+                let to_t = parse_time(c, &format!("{p}.to"), to);
+                match (from_t, to_t) {
+                    (Some(f), Some(t)) if t > f => Some(Window::Once { from: f, to: t }),
+                    (Some(_), Some(_)) => {
+                        c.err(format!("{p}.to"), "must be after from");
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            _ => {
+                c.err(
+                    p.clone(),
+                    "give either every + duration (recurring) or from + to (one-off)",
+                );
+                None
+            }
+        };
+        if let Some(window) = window {
+            out.push(Maintenance {
+                id: m.id.clone(),
+                sensors,
+                window,
+                reason: m
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("maintenance window {}", m.id)),
+            });
+        }
+    }
+    out
+}
+
+/// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
+fn parse_every(c: &mut Checker, path: &str, text: &str, duration: Duration) -> Option<Window> {
+    let (day, time) = match text.split_once(' ') {
+        Some((d, t)) => (Some(d), t),
+        None => (None, text),
+    };
+    let weekday = day.map(parse_weekday);
+    let parsed_time = time.split_once(':').and_then(|(h, m)| {
+        let h = h.parse::<i8>().ok().filter(|h| (0..24).contains(h))?;
+        let m = (m.len() == 2)
+            .then(|| m.parse::<i8>().ok())
+            .flatten()
+            .filter(|m| (0..60).contains(m))?;
+        jiff::civil::Time::new(h, m, 0, 0).ok()
+    });
+    match (weekday, parsed_time) {
+        (Some(Some(weekday)), Some(time)) => Some(Window::Weekly {
+            weekday,
+            time,
+            duration,
+        }),
+        (None, Some(time)) => Some(Window::Daily { time, duration }),
+        _ => {
+            c.err(
+                path,
+                format!("cannot parse {text:?}; expected \"Tue 09:00\" (weekly) or \"09:00\" (daily), 24-hour time in the site time zone"),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn parse_weekday(d: &str) -> Option<jiff::civil::Weekday> {
+    use jiff::civil::Weekday::*;
+    Some(match d {
+        "Mon" => Monday,
+        "Tue" => Tuesday,
+        "Wed" => Wednesday,
+        "Thu" => Thursday,
+        "Fri" => Friday,
+        "Sat" => Saturday,
+        "Sun" => Sunday,
+        _ => return None,
+    })
+}

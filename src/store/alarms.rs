@@ -1,0 +1,359 @@
+//! Alarm tables of the embedded store: alarms, their transitions, rule states (pending
+//! delays), shelvings, and requests (acknowledge, shelve) waiting for the daemon.
+//!
+//! The store writer commits these in the same transaction as the readings that caused
+//! them, so after a crash the readings, the alarm state and its history agree.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::model::TimestampMs;
+
+/// Schema version 2.
+pub(super) const MIGRATION: &str = "
+    CREATE TABLE alarm (
+        id          INTEGER PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        sensor      TEXT NOT NULL,
+        asset       TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        raised_at   INTEGER NOT NULL,
+        since       INTEGER NOT NULL,
+        value       REAL,
+        latching    INTEGER NOT NULL,
+        firing      TEXT NOT NULL,
+        returned    INTEGER NOT NULL,
+        suppressed  TEXT,
+        incident    INTEGER,
+        acked_by    TEXT,
+        acked_at    INTEGER,
+        ack_comment TEXT,
+        ack_path    TEXT,
+        cleared_at  INTEGER
+    );
+    CREATE INDEX alarm_open ON alarm (state) WHERE state != 'cleared';
+    CREATE TABLE alarm_event (
+        id       INTEGER PRIMARY KEY,
+        t        INTEGER NOT NULL,
+        alarm    INTEGER,
+        rule     TEXT,
+        sensor   TEXT,
+        kind     TEXT NOT NULL,
+        state    TEXT NOT NULL,
+        severity TEXT,
+        value    REAL,
+        actor    TEXT NOT NULL,
+        comment  TEXT NOT NULL
+    );
+    CREATE INDEX alarm_event_alarm ON alarm_event (alarm);
+    CREATE TABLE rule_state (
+        rule  TEXT PRIMARY KEY,
+        cond  INTEGER,
+        since INTEGER,
+        fired INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE shelf (
+        id     INTEGER PRIMARY KEY,
+        sensor TEXT NOT NULL,
+        t_from INTEGER NOT NULL,
+        until  INTEGER NOT NULL,
+        by     TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ended  INTEGER NOT NULL
+    );
+    CREATE TABLE request (
+        id      INTEGER PRIMARY KEY,
+        t       INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        args    TEXT NOT NULL,
+        done_at INTEGER,
+        ok      INTEGER,
+        result  TEXT
+    );";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmRow {
+    pub id: i64,
+    pub rule: String,
+    pub sensor: String,
+    pub asset: String,
+    pub severity: String,
+    pub state: String,
+    pub raised_at: TimestampMs,
+    pub since: TimestampMs,
+    pub value: Option<f64>,
+    pub latching: bool,
+    /// Rule ids of the family whose condition holds, comma separated.
+    pub firing: String,
+    pub returned: bool,
+    pub suppressed: Option<String>,
+    pub incident: Option<i64>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<TimestampMs>,
+    pub ack_comment: Option<String>,
+    pub ack_path: Option<String>,
+    pub cleared_at: Option<TimestampMs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRow {
+    pub t: TimestampMs,
+    pub alarm: Option<i64>,
+    pub rule: Option<String>,
+    pub sensor: Option<String>,
+    pub kind: String,
+    pub state: String,
+    pub severity: Option<String>,
+    pub value: Option<f64>,
+    pub actor: String,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleStateRow {
+    pub rule: String,
+    pub cond: Option<bool>,
+    pub since: Option<TimestampMs>,
+    pub fired: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShelfRow {
+    pub id: i64,
+    pub sensor: String,
+    pub from: TimestampMs,
+    pub until: TimestampMs,
+    pub by: String,
+    pub reason: String,
+    pub ended: bool,
+}
+
+/// A request to the daemon, as queued by the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRow {
+    pub id: i64,
+    pub kind: String,
+    pub args: serde_json::Value,
+}
+
+/// Everything one evaluation step changed, written in one go.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub events: Vec<EventRow>,
+    pub alarms: Vec<AlarmRow>,
+    pub rule_states: Vec<RuleStateRow>,
+    pub shelves: Vec<ShelfRow>,
+    /// Requests answered: (id, ok, result text).
+    pub answered: Vec<(i64, bool, String)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.alarms.is_empty()
+            && self.rule_states.is_empty()
+            && self.shelves.is_empty()
+            && self.answered.is_empty()
+    }
+}
+
+/// Writes `changes` (inside the caller's transaction).
+pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut ev = c.prepare_cached(
+        "INSERT INTO alarm_event (t, alarm, rule, sensor, kind, state, severity, value, actor, comment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for e in &changes.events {
+        ev.execute(params![
+            e.t, e.alarm, e.rule, e.sensor, e.kind, e.state, e.severity, e.value, e.actor, e.comment
+        ])?;
+    }
+    let mut al = c.prepare_cached(
+        "INSERT OR REPLACE INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, value, latching,
+            firing, returned, suppressed, incident, acked_by, acked_at, ack_comment, ack_path, cleared_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?;
+    for a in &changes.alarms {
+        al.execute(params![
+            a.id,
+            a.rule,
+            a.sensor,
+            a.asset,
+            a.severity,
+            a.state,
+            a.raised_at,
+            a.since,
+            a.value,
+            a.latching,
+            a.firing,
+            a.returned,
+            a.suppressed,
+            a.incident,
+            a.acked_by,
+            a.acked_at,
+            a.ack_comment,
+            a.ack_path,
+            a.cleared_at
+        ])?;
+    }
+    let mut rs =
+        c.prepare_cached("INSERT OR REPLACE INTO rule_state (rule, cond, since, fired) VALUES (?1, ?2, ?3, ?4)")?;
+    for r in &changes.rule_states {
+        rs.execute(params![r.rule, r.cond, r.since, r.fired])?;
+    }
+    let mut sh = c.prepare_cached(
+        "INSERT OR REPLACE INTO shelf (id, sensor, t_from, until, by, reason, ended) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for s in &changes.shelves {
+        sh.execute(params![s.id, s.sensor, s.from, s.until, s.by, s.reason, s.ended])?;
+    }
+    let mut rq =
+        c.prepare_cached("UPDATE request SET done_at = ?2, ok = ?3, result = ?4 WHERE id = ?1 AND done_at IS NULL")?;
+    for (id, ok, result) in &changes.answered {
+        rq.execute(params![id, now, ok, result])?;
+    }
+    Ok(())
+}
+
+/// What the engine resumes from after a start.
+#[derive(Debug, Default, Clone)]
+pub struct Saved {
+    pub open: Vec<AlarmRow>,
+    pub rule_states: Vec<RuleStateRow>,
+    pub shelves: Vec<ShelfRow>,
+    pub max_alarm_id: i64,
+    pub max_shelf_id: i64,
+}
+
+pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
+    let open = query_alarms(c, true, None)?;
+    let mut st = c.prepare("SELECT rule, cond, since, fired FROM rule_state")?;
+    let rule_states = st
+        .query_map([], |r| {
+            Ok(RuleStateRow {
+                rule: r.get(0)?,
+                cond: r.get(1)?,
+                since: r.get(2)?,
+                fired: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut st = c.prepare("SELECT id, sensor, t_from, until, by, reason, ended FROM shelf WHERE ended = 0")?;
+    let shelves = st
+        .query_map([], |r| {
+            Ok(ShelfRow {
+                id: r.get(0)?,
+                sensor: r.get(1)?,
+                from: r.get(2)?,
+                until: r.get(3)?,
+                by: r.get(4)?,
+                reason: r.get(5)?,
+                ended: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let max_alarm_id = c.query_row("SELECT coalesce(max(id), 0) FROM alarm", [], |r| r.get(0))?;
+    let max_shelf_id = c.query_row("SELECT coalesce(max(id), 0) FROM shelf", [], |r| r.get(0))?;
+    Ok(Saved {
+        open,
+        rule_states,
+        shelves,
+        max_alarm_id,
+        max_shelf_id,
+    })
+}
+
+/// Alarms, newest first: only open ones (active or acknowledged) when `open_only`.
+pub fn query_alarms(c: &Connection, open_only: bool, id: Option<i64>) -> rusqlite::Result<Vec<AlarmRow>> {
+    let sql = format!(
+        "SELECT id, rule, sensor, asset, severity, state, raised_at, since, value, latching, firing, returned,
+                suppressed, incident, acked_by, acked_at, ack_comment, ack_path, cleared_at
+         FROM alarm WHERE {} AND (?1 IS NULL OR id = ?1) ORDER BY id DESC",
+        if open_only { "state != 'cleared'" } else { "1" }
+    );
+    let mut st = c.prepare(&sql)?;
+    st.query_map([id], |r| {
+        Ok(AlarmRow {
+            id: r.get(0)?,
+            rule: r.get(1)?,
+            sensor: r.get(2)?,
+            asset: r.get(3)?,
+            severity: r.get(4)?,
+            state: r.get(5)?,
+            raised_at: r.get(6)?,
+            since: r.get(7)?,
+            value: r.get(8)?,
+            latching: r.get(9)?,
+            firing: r.get(10)?,
+            returned: r.get(11)?,
+            suppressed: r.get(12)?,
+            incident: r.get(13)?,
+            acked_by: r.get(14)?,
+            acked_at: r.get(15)?,
+            ack_comment: r.get(16)?,
+            ack_path: r.get(17)?,
+            cleared_at: r.get(18)?,
+        })
+    })?
+    .collect()
+}
+
+/// Transitions in order, of one alarm or of all.
+pub fn query_events(c: &Connection, alarm: Option<i64>) -> rusqlite::Result<Vec<EventRow>> {
+    let mut st = c.prepare(
+        "SELECT t, alarm, rule, sensor, kind, state, severity, value, actor, comment FROM alarm_event
+         WHERE ?1 IS NULL OR alarm = ?1 ORDER BY id",
+    )?;
+    st.query_map([alarm], |r| {
+        Ok(EventRow {
+            t: r.get(0)?,
+            alarm: r.get(1)?,
+            rule: r.get(2)?,
+            sensor: r.get(3)?,
+            kind: r.get(4)?,
+            state: r.get(5)?,
+            severity: r.get(6)?,
+            value: r.get(7)?,
+            actor: r.get(8)?,
+            comment: r.get(9)?,
+        })
+    })?
+    .collect()
+}
+
+/// Requests not answered yet, oldest first.
+pub fn pending_requests(c: &Connection) -> rusqlite::Result<Vec<RequestRow>> {
+    let mut st = c.prepare_cached("SELECT id, kind, args FROM request WHERE done_at IS NULL ORDER BY id")?;
+    st.query_map([], |r| {
+        let args: String = r.get(2)?;
+        Ok(RequestRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            args: serde_json::from_str(&args).unwrap_or(serde_json::Value::Null),
+        })
+    })?
+    .collect()
+}
+
+/// Queues a request for the running daemon; returns its id.
+pub fn insert_request(c: &Connection, kind: &str, args: &serde_json::Value, now: TimestampMs) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO request (t, kind, args) VALUES (?1, ?2, ?3)",
+        params![now, kind, args.to_string()],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// The answer to a request, once the daemon gave it: (ok, result text).
+pub fn request_answer(c: &Connection, id: i64) -> rusqlite::Result<Option<(bool, String)>> {
+    c.query_row(
+        "SELECT ok, result FROM request WHERE id = ?1 AND done_at IS NOT NULL",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
