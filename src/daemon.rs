@@ -123,6 +123,8 @@ impl Daemon {
                 tracing::error!(error = %e, "a source task ended abnormally");
             }
         }
+        // The writer stops once every handle to it is gone, this one included.
+        drop(self.store);
         self.writer.join().await;
         tracing::info!(
             committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),

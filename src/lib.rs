@@ -10,8 +10,9 @@
 //!   checked types with every problem and its key path.
 //! - [`model`]: `Reading`, `Quality`, timestamps. Plain data, no I/O.
 //! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
-//!   per-device and per-serial-line pollers) and [`sources::mqtt`] (routing, payload
-//!   parsing, acknowledge-after-commit). [`sources::backoff`] is shared by both.
+//!   per-device and per-serial-line pollers), [`sources::mqtt`] (routing, payload
+//!   parsing, acknowledge-after-commit) and [`sources::ups`] (NUT upsd client and
+//!   poller). [`sources::backoff`] is shared by all three.
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
 //!   queries) and its batching writer thread ([`store::writer`]).
 //! - [`report`]: what is read back out: `history` export and the `status` overview.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod nut;
 pub mod pty;
 pub mod pymodbus;
 
