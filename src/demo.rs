@@ -104,6 +104,7 @@ pub async fn run(dir: Option<PathBuf>, duration: Option<Duration>) -> anyhow::Re
     println!("look at them with:");
     println!("  cryowatch status  -c {cfg}");
     println!("  cryowatch history -c {cfg} --sensor dewar-1.temp --from -1h");
+    println!("  cryowatch alarms  -c {cfg}");
     outcome
 }
 
@@ -170,6 +171,15 @@ fn snapshot(config: &config::Config) -> anyhow::Result<String> {
         let value = r.value.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
         let _ = writeln!(out, "  {:<18} {:>8} {:<10} {}", r.sensor, value, r.unit, r.state);
     }
+    let open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
+    for a in &open {
+        let incident = a.incident.map(|i| format!(" (power incident {i})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  ALARM {:>3} {:<8} {:<13} {} on {}{incident}",
+            a.id, a.severity, a.state, a.rule, a.sensor
+        );
+    }
     Ok(out)
 }
 
@@ -199,6 +209,11 @@ fn banner(dir: &Path, config: &Path, store: &Path, modbus: &str, control: &str, 
     let _ = writeln!(b, "In another terminal, while it runs or after:");
     let _ = writeln!(b, "  cryowatch status  -c {cfg}");
     let _ = writeln!(b, "  cryowatch history -c {cfg} --sensor dewar-1.temp --from -10m");
+    let _ = writeln!(b, "  cryowatch alarms  -c {cfg} --active");
+    let _ = writeln!(
+        b,
+        "  cryowatch ack     -c {cfg} ALARM_ID --by YOUR_NAME --comment \"what you did\""
+    );
     let _ = writeln!(
         b,
         "  cryosim ctl --control {control} set freezer-7 lid-open    # open the freezer door"

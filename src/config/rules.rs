@@ -409,18 +409,21 @@ fn written_rule(
                 hysteresis,
             },
             "rate" => {
+                let window = c.positive_duration(&format!("{p}.window"), r.window.as_deref(), Duration::from_secs(300));
+                let rising = match r.direction.as_deref() {
+                    None => Some(true),
+                    Some(d) => c
+                        .one_of(&format!("{p}.direction"), d, &["rising", "falling"])
+                        .map(|d| d == "rising"),
+                };
                 let per_minute = need(c, "threshold", r.threshold, "a threshold (units per minute)")?;
                 if per_minute <= 0.0 {
                     c.err(
-                    format!("{p}.threshold"),
-                    format!("a rate threshold is a speed and must be positive, found {per_minute}; use direction = \"falling\" for a fall"),
-                );
+                        format!("{p}.threshold"),
+                        format!("a rate threshold is a speed and must be positive, found {per_minute}; use direction = \"falling\" for a fall"),
+                    );
                 }
-                let window = c.positive_duration(&format!("{p}.window"), r.window.as_deref(), Duration::from_secs(300));
-                let rising = match r.direction.as_deref() {
-                    None => true,
-                    Some(d) => c.one_of(&format!("{p}.direction"), d, &["rising", "falling"])? == "rising",
-                };
+                let rising = rising?;
                 Condition::Rate {
                     per_minute,
                     window,
