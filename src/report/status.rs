@@ -8,9 +8,6 @@ use crate::config::Config;
 use crate::model::{Quality, TimestampMs, format_rfc3339};
 use crate::store::{Store, StoreError};
 
-/// Without a configured `stale_after`, a sensor with no reading for this long is stale.
-pub const DEFAULT_STALE_AFTER_MS: i64 = 5 * 60 * 1000;
-
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SensorStatus {
     pub sensor: String,
@@ -23,20 +20,21 @@ pub struct SensorStatus {
     pub last_good: Option<String>,
     /// `ok`, `comm_error`, `sensor_fault`, `stale` or `no_data`.
     pub state: String,
+    /// Open alarms of the sensor, most severe first: `critical active #12 (rule)`.
+    pub alarms: Vec<String>,
 }
 
 pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
     let ids = store.sensors()?;
+    let mut open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
+    open.sort_by_key(|a| std::cmp::Reverse(crate::config::rules::Severity::parse(&a.severity)));
     let mut out = Vec::with_capacity(config.sensors.len());
     for s in &config.sensors {
         let (last, good) = match ids.get(&s.id) {
             Some((id, _)) => store.latest(*id)?,
             None => (None, None),
         };
-        let stale_after = s
-            .stale_after
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(DEFAULT_STALE_AFTER_MS);
+        let stale_after = crate::config::rules::stale_after(s, &config.devices, &config.ups).as_millis() as i64;
         let state = match (&last, &good) {
             (None, _) => "no_data".to_string(),
             (_, Some(g)) if now - g.time > stale_after => "stale".to_string(),
@@ -53,6 +51,11 @@ pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Se
             time: last.as_ref().map(|l| format_rfc3339(l.time)),
             last_good: good.as_ref().map(|g| format_rfc3339(g.time)),
             state,
+            alarms: open
+                .iter()
+                .filter(|a| a.sensor == s.id)
+                .map(|a| format!("{} {} #{} ({})", a.severity, a.state, a.id, a.rule))
+                .collect(),
         });
     }
     Ok(out)
@@ -60,8 +63,17 @@ pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Se
 
 /// A table for people.
 pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()> {
-    let header = ["SENSOR", "ASSET", "VALUE", "UNIT", "STATE", "LAST READING", "LAST GOOD"];
-    let cells: Vec<[String; 7]> = rows
+    let header = [
+        "SENSOR",
+        "ASSET",
+        "VALUE",
+        "UNIT",
+        "STATE",
+        "LAST READING",
+        "LAST GOOD",
+        "ALARMS",
+    ];
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -72,6 +84,7 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
                 r.state.clone(),
                 r.time.clone().unwrap_or_else(|| "-".into()),
                 r.last_good.clone().unwrap_or_else(|| "-".into()),
+                r.alarms.join("; "),
             ]
         })
         .collect();
