@@ -15,7 +15,13 @@
 //!   poller). [`sources::backoff`] is shared by all three.
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
 //!   queries) and its batching writer thread ([`store::writer`]).
-//! - [`report`]: what is read back out: `history` export and the `status` overview.
+//! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
+//!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
+//!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every
+//!   change into store rows that the writer commits with the readings
+//!   ([`store::alarms`]); [`alarm::control`] is acknowledge/shelve from the command line.
+//! - [`report`]: what is read back out: `history` export, the `status` overview, the
+//!   alarm list, and `check --explain`.
 //! - [`daemon`]: wiring of sources and store, signals, ordered shutdown.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
