@@ -4,6 +4,7 @@
 //! Peers (Mosquitto, pymodbus, socat pty pairs) live in their own submodules.
 #![allow(dead_code)]
 
+pub mod cryosim;
 pub mod mosquitto;
 pub mod nut;
 pub mod pty;
