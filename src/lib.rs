@@ -30,6 +30,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod model;
+pub mod notify;
 pub mod report;
 pub mod sources;
 pub mod store;

@@ -2,6 +2,7 @@
 //! raw serde schema of [`raw`], then [`validate`] it into the checked types below. Nothing
 //! downstream re-checks: a `Config` is always internally consistent.
 
+pub mod notify;
 pub mod raw;
 pub mod rules;
 mod validate;
@@ -170,6 +171,8 @@ pub struct Config {
     /// Written rules that are enabled, then the defaults they leave in place.
     pub rules: Vec<rules::Rule>,
     pub maintenance: Vec<rules::Maintenance>,
+    /// Contacts, groups, schedules, escalations, routes, channels.
+    pub notify: notify::NotifyConfig,
     /// Sections that later stages use; parsed and checked, kept as written.
     pub sections: OtherSections,
 }

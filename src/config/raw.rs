@@ -34,6 +34,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub route: Vec<Route>,
     #[serde(default)]
+    pub group: Vec<Group>,
+    #[serde(default)]
     pub channel: Vec<Channel>,
 }
 
@@ -237,6 +239,14 @@ pub struct Contact {
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+}
+
+/// A named set of contacts, paged together by `group:ID`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub id: String,
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

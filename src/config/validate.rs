@@ -291,6 +291,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             sensors,
             rules,
             maintenance,
+            notify: super::notify::build(raw, base),
             sections,
         })
     } else {

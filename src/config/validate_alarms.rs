@@ -49,6 +49,18 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
         }
     }
 
+    c.unique_ids("group", raw.group.iter().map(|g| g.id.as_str()));
+    for (i, g) in raw.group.iter().enumerate() {
+        if g.members.is_empty() {
+            c.err(format!("group[{i}].members"), "must name at least one contact");
+        }
+        for (j, m) in g.members.iter().enumerate() {
+            if !contacts.contains(m.as_str()) {
+                c.err(format!("group[{i}].members[{j}]"), format!("unknown contact {m:?}"));
+            }
+        }
+    }
+
     c.unique_ids("schedule", raw.schedule.iter().map(|m| m.id.as_str()));
     for (i, s) in raw.schedule.iter().enumerate() {
         let p = format!("schedule[{i}]");
@@ -103,7 +115,7 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
                 let ok = match t.split_once(':') {
                     Some(("contact", id)) => contacts.contains(id),
                     Some(("schedule", id)) => schedules.contains(id),
-                    Some(("group", _)) => true,
+                    Some(("group", id)) => raw.group.iter().any(|g| g.id == id),
                     _ => {
                         c.err(
                             format!("{sp}.notify[{k}]"),

@@ -1,0 +1,48 @@
+//! What every notification channel speaks: an outgoing message and a delivery result
+//! that says whether trying again makes sense.
+
+use crate::config::notify::Contact;
+
+/// One notification to one contact, as taken from the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Outbox id: unique per notification, stable across retries and restarts (usable as
+    /// an idempotency key or Message-ID).
+    pub id: i64,
+    pub contact: Contact,
+    /// Email subject.
+    pub subject: String,
+    /// Full text (email body, webhook `text`).
+    pub text: String,
+    /// Short text for SMS: fits one 160-character GSM-7 segment where possible.
+    pub sms: String,
+    /// The alarm it is about, if any (test pages have none).
+    pub alarm: Option<i64>,
+}
+
+/// The outcome of one attempt on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Accepted by the server, gateway or modem. `detail`: what it answered (provider
+    /// message id, SMTP response, modem message reference).
+    Sent { detail: String },
+    /// Not sent. `retry`: a later attempt on this channel may work (timeouts, 5xx, 429,
+    /// modem busy); otherwise only another channel can help (authentication refused,
+    /// number rejected).
+    Failed { retry: bool, reason: String },
+    /// This channel cannot reach this contact at all (no email address, no phone).
+    Unreachable { reason: String },
+}
+
+impl Delivery {
+    pub fn failed(retry: bool, reason: impl Into<String>) -> Delivery {
+        Delivery::Failed {
+            retry,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn is_sent(&self) -> bool {
+        matches!(self, Delivery::Sent { .. })
+    }
+}
