@@ -46,3 +46,13 @@ impl Delivery {
         matches!(self, Delivery::Sent { .. })
     }
 }
+
+/// The boxed future a channel's send returns.
+pub type SendFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Delivery> + Send + 'a>>;
+
+/// A channel the dispatcher can send through.
+pub trait Sender: Send + Sync {
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a>;
+    /// Can this channel reach the contact at all (email for mail, phone for SMS)?
+    fn reaches(&self, contact: &Contact) -> bool;
+}

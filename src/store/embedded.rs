@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sensor, t, seq)
     ) WITHOUT ROWID;",
     super::alarms::MIGRATION,
+    super::outbox::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]

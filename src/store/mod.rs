@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod embedded;
+pub mod outbox;
 pub mod writer;
 
 pub use embedded::{Row, Store, StoreError, StoredReading};

@@ -1,0 +1,428 @@
+//! The dispatcher: plan → outbox → send with fallback → record.
+//!
+//! Planning is a function of the store, not of events: on every pass (and at once when
+//! the alarm engine announces a transition) it looks at the open alarms, works out which
+//! escalation steps are due and writes the missing notifications to the outbox. Planning
+//! twice, or again after a restart, writes nothing new, so no step is paged twice and
+//! none is forgotten. Sending takes due notifications from the outbox, tries the planned
+//! channel and then its `fallback` chain, records every attempt, and postpones with
+//! exponential backoff when nothing delivered. Acknowledged or cleared alarms cancel
+//! their pending pages; a cleared alarm that was paged is announced to everyone paged.
+//!
+//! It runs on its own thread so the store's short blocking calls never hold up the
+//! daemon's sources.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{Delivery, Outgoing, Sender};
+use super::escalation;
+use super::message::{self, Facts, Kind};
+use crate::config::Config;
+use crate::config::notify::{Contact, Escalation};
+use crate::model::{TimestampMs, now_ms};
+use crate::store::alarms::{self, AlarmRow};
+use crate::store::outbox::{self, NewNotification, Notification};
+use crate::store::writer::AlarmEvent;
+use crate::store::{Store, StoreError};
+
+/// How often the dispatcher plans and sends without being woken.
+const PASS: Duration = Duration::from_millis(500);
+/// Backoff after a pass where no channel delivered: 5 s, doubling, at most 5 min.
+const RETRY_FIRST: i64 = 5_000;
+const RETRY_MAX: i64 = 300_000;
+/// Return-to-normal messages are planned for alarms cleared within this window.
+const RTN_WINDOW: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    pub sent: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    /// Notifications no channel could deliver on their last pass: the local critical
+    /// condition "pages are not getting out".
+    pub undeliverable: AtomicU64,
+}
+
+pub struct Dispatcher {
+    cfg: Arc<Config>,
+    store: Store,
+    channels: HashMap<String, Arc<dyn Sender>>,
+    tz: TimeZone,
+    pub stats: Arc<DispatchStats>,
+}
+
+impl Dispatcher {
+    pub fn new(cfg: Arc<Config>, store: Store, channels: HashMap<String, Arc<dyn Sender>>) -> Dispatcher {
+        let tz = cfg.site.timezone.clone();
+        Dispatcher {
+            cfg,
+            store,
+            channels,
+            tz,
+            stats: Arc::new(DispatchStats::default()),
+        }
+    }
+
+    /// The escalation an alarm follows: its rule's, else the first matching route's.
+    pub fn escalation_for(&self, alarm: &AlarmRow) -> Option<&Escalation> {
+        let rule = self.cfg.rules.iter().find(|r| r.id == alarm.rule);
+        if let Some(id) = rule.and_then(|r| r.escalation.as_deref()) {
+            return self.cfg.notify.escalation(id);
+        }
+        let severity = crate::config::rules::Severity::parse(&alarm.severity);
+        self.cfg
+            .notify
+            .routes
+            .iter()
+            .find(|r| {
+                r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.severity.is_none_or(|s| Some(s) <= severity)
+            })
+            .and_then(|r| self.cfg.notify.escalation(&r.escalation))
+    }
+
+    /// The channels a step uses for a contact: the step's `via`, or every channel that
+    /// reaches the contact and is nobody's fallback.
+    fn channels_for(&self, via: &[String], contact: &Contact) -> Vec<String> {
+        if !via.is_empty() {
+            return via.to_vec();
+        }
+        let fallbacks: Vec<&str> = self
+            .cfg
+            .notify
+            .channels
+            .iter()
+            .filter_map(|c| c.fallback.as_deref())
+            .collect();
+        self.cfg
+            .notify
+            .channels
+            .iter()
+            .filter(|c| !fallbacks.contains(&c.id.as_str()))
+            .filter(|c| self.channels.get(&c.id).is_some_and(|s| s.reaches(contact)))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    fn facts(&self, alarm: &AlarmRow, open: &[AlarmRow]) -> Facts {
+        let mut facts = Facts::default();
+        let sensors = self.store.sensors().unwrap_or_default();
+        if let Some((id, _)) = sensors.get(&alarm.sensor) {
+            let now = now_ms();
+            let mut first: Option<(i64, f64)> = None;
+            let mut last: Option<(i64, f64)> = None;
+            let _ = self.store.history(*id, now - 5 * 60_000, now, |r| {
+                if let (crate::model::Quality::Good, Some(v)) = (r.quality, r.value) {
+                    first.get_or_insert((r.time, v));
+                    last = Some((r.time, v));
+                }
+                true
+            });
+            facts.value = last.map(|(_, v)| v);
+            if let (Some((t0, v0)), Some((t1, v1))) = (first, last)
+                && t1 - t0 >= 60_000
+            {
+                facts.rate_per_min = Some((v1 - v0) / ((t1 - t0) as f64 / 60_000.0));
+            }
+        }
+        facts.affected = open
+            .iter()
+            .filter(|a| a.incident == Some(alarm.id) && a.id != alarm.id)
+            .map(|a| format!("{} ({})", a.asset, a.rule))
+            .collect();
+        facts
+    }
+
+    /// Writes every due, missing notification to the outbox. Returns how many are new.
+    pub fn plan(&mut self, now: TimestampMs) -> Result<usize, StoreError> {
+        let open = self.store.with_conn(|c| alarms::query_alarms(c, true, None))?;
+        let mut new = Vec::new();
+        for a in &open {
+            // Acknowledged and suppressed alarms are not escalated; members of a power
+            // incident are paged through the incident's alarm.
+            if a.state != "active" || a.suppressed.is_some() || a.incident.is_some_and(|i| i != a.id) {
+                continue;
+            }
+            let Some(esc) = self.escalation_for(a) else { continue };
+            let Some((cycle, start)) = self.store.with_conn(|c| outbox::cycle_start(c, a.id))? else {
+                continue;
+            };
+            let mut text = None;
+            for d in escalation::due(esc, start, now) {
+                let planned = self
+                    .store
+                    .with_conn(|c| outbox::step_planned(c, a.id, cycle, d.round as i64, d.step as i64))?;
+                if planned {
+                    continue;
+                }
+                let text =
+                    text.get_or_insert_with(|| message::compose(&self.cfg, a, Kind::Page, &self.facts(a, &open), now));
+                let step = &esc.steps[d.step];
+                let contacts = escalation::recipients(&self.cfg.notify, step, &self.tz, now);
+                if contacts.is_empty() {
+                    tracing::error!(alarm_id = a.id, escalation = %esc.id, step = d.step, "escalation step has nobody to page");
+                }
+                for contact in contacts {
+                    for channel in self.channels_for(&step.via, contact) {
+                        new.push(NewNotification {
+                            alarm: Some(a.id),
+                            kind: "page".into(),
+                            cycle,
+                            round: d.round as i64,
+                            step: d.step as i64,
+                            contact: contact.id.clone(),
+                            channel,
+                            subject: text.subject.clone(),
+                            body: text.body.clone(),
+                            sms: text.sms.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        // Return to normal, to everyone a page of the alarm reached.
+        let cleared = self
+            .store
+            .with_conn(|c| outbox::cleared_unannounced(c, now - RTN_WINDOW))?;
+        for id in cleared {
+            let Some(a) = self
+                .store
+                .with_conn(|c| alarms::query_alarms(c, false, Some(id)))?
+                .pop()
+            else {
+                continue;
+            };
+            let text = message::compose(&self.cfg, &a, Kind::Normal, &self.facts(&a, &open), now);
+            for (contact, channel) in self.store.with_conn(|c| outbox::paged(c, id))? {
+                new.push(NewNotification {
+                    alarm: Some(id),
+                    kind: "normal".into(),
+                    cycle: 0,
+                    round: 0,
+                    step: 0,
+                    contact,
+                    channel,
+                    subject: text.subject.clone(),
+                    body: text.body.clone(),
+                    sms: text.sms.clone(),
+                });
+            }
+        }
+        let count = self.store.transaction(|c| {
+            let mut n = 0;
+            for x in &new {
+                n += usize::from(outbox::enqueue(c, x, now)?.is_some());
+            }
+            Ok(n)
+        })?;
+        Ok(count)
+    }
+
+    /// Queues a test page to `contact` on every channel that reaches it.
+    pub fn test_page(&mut self, contact: &str, now: TimestampMs) -> Result<Vec<i64>, String> {
+        let c = self
+            .cfg
+            .notify
+            .contact(contact)
+            .ok_or_else(|| format!("unknown contact {contact:?}"))?
+            .clone();
+        let channels = self.channels_for(&[], &c);
+        if channels.is_empty() {
+            return Err(format!("no channel can reach contact {contact:?}"));
+        }
+        let subject = format!("TEST page from cryowatch ({})", self.cfg.site.name);
+        let body = format!(
+            "This is a test of the cryowatch alarm path for {}.\nNo action is needed. Sent at {}.\n",
+            c.name,
+            crate::model::format_rfc3339(now)
+        );
+        let sms = message::gsm7(&format!(
+            "TEST cryowatch {}: alarm path test, no action needed.",
+            self.cfg.site.name
+        ));
+        self.store
+            .transaction(|tx| {
+                let mut ids = Vec::new();
+                for ch in &channels {
+                    let n = NewNotification {
+                        alarm: None,
+                        kind: "test".into(),
+                        cycle: now,
+                        round: 0,
+                        step: 0,
+                        contact: c.id.clone(),
+                        channel: ch.clone(),
+                        subject: subject.clone(),
+                        body: body.clone(),
+                        sms: sms.clone(),
+                    };
+                    ids.extend(outbox::enqueue(tx, &n, now)?);
+                }
+                Ok(ids)
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The channel and its fallback chain, each once.
+    fn chain(&self, first: &str) -> Vec<String> {
+        let mut out = vec![first.to_string()];
+        let mut cur = first;
+        while let Some(next) = self.cfg.notify.channel(cur).and_then(|c| c.fallback.as_deref()) {
+            if out.iter().any(|o| o == next) {
+                break;
+            }
+            out.push(next.to_string());
+            cur = next;
+        }
+        out
+    }
+
+    /// Sends what is due. Returns how many notifications were delivered.
+    pub async fn send_due(&mut self, now: TimestampMs) -> Result<usize, StoreError> {
+        let due = self.store.with_conn(|c| outbox::due(c, now, 50))?;
+        let mut delivered = 0;
+        for n in due {
+            if n.kind == "page"
+                && let Some(reason) = self.page_obsolete(&n)?
+            {
+                self.store
+                    .with_conn(|c| outbox::finish(c, n.id, "cancelled", None, &reason, now))?;
+                continue;
+            }
+            if self.send_one(&n).await? {
+                delivered += 1;
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Why a pending page should no longer go out (acknowledged, cleared, suppressed).
+    fn page_obsolete(&self, n: &Notification) -> Result<Option<String>, StoreError> {
+        let Some(id) = n.alarm else { return Ok(None) };
+        let a = self
+            .store
+            .with_conn(|c| alarms::query_alarms(c, false, Some(id)))?
+            .pop();
+        Ok(match a {
+            None => Some("the alarm no longer exists".into()),
+            Some(a) if a.state == "acknowledged" => Some(format!(
+                "acknowledged by {} before it was sent",
+                a.acked_by.unwrap_or_default()
+            )),
+            Some(a) if a.state == "cleared" => Some("the alarm cleared before it was sent".into()),
+            Some(a) if a.suppressed.is_some() => Some(format!("suppressed: {}", a.suppressed.unwrap_or_default())),
+            Some(_) => None,
+        })
+    }
+
+    async fn send_one(&mut self, n: &Notification) -> Result<bool, StoreError> {
+        let Some(contact) = self.cfg.notify.contact(&n.contact).cloned() else {
+            let now = now_ms();
+            self.store
+                .with_conn(|c| outbox::finish(c, n.id, "failed", None, "the contact is no longer configured", now))?;
+            return Ok(false);
+        };
+        let msg = Outgoing {
+            id: n.id,
+            contact,
+            subject: n.subject.clone(),
+            text: n.body.clone(),
+            sms: n.sms.clone(),
+            alarm: n.alarm,
+        };
+        let mut errors = Vec::new();
+        let mut any_retryable = false;
+        for ch in self.chain(&n.channel) {
+            let Some(sender) = self.channels.get(&ch).cloned() else {
+                errors.push(format!("{ch}: channel not available"));
+                any_retryable = true;
+                continue;
+            };
+            let result = sender.send(&msg).await;
+            let now = now_ms();
+            let (label, detail) = match &result {
+                Delivery::Sent { detail } => ("sent", detail.clone()),
+                Delivery::Failed { retry: true, reason } => ("failed_retryable", reason.clone()),
+                Delivery::Failed { retry: false, reason } => ("failed", reason.clone()),
+                Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
+            };
+            self.store
+                .with_conn(|c| outbox::record_attempt(c, n.id, &ch, label, &detail, now))?;
+            match result {
+                Delivery::Sent { detail } => {
+                    self.store
+                        .with_conn(|c| outbox::finish(c, n.id, "sent", Some(&ch), &detail, now))?;
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    if ch != n.channel {
+                        tracing::warn!(notification = n.id, channel = %n.channel, fallback = %ch, "page delivered through the fallback channel");
+                    }
+                    return Ok(true);
+                }
+                Delivery::Failed { retry, reason } => {
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    any_retryable |= retry;
+                    tracing::warn!(notification = n.id, channel = %ch, retry, reason = %reason, "notification attempt failed");
+                    errors.push(format!("{ch}: {reason}"));
+                }
+                Delivery::Unreachable { reason } => errors.push(format!("{ch}: {reason}")),
+            }
+        }
+        let now = now_ms();
+        let error = errors.join("; ");
+        self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
+        if any_retryable {
+            let delay = (RETRY_FIRST << n.attempts.clamp(0, 10)).min(RETRY_MAX);
+            tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error, retry_in_ms = delay,
+                "CRITICAL: no channel could deliver this page; retrying");
+            self.store
+                .with_conn(|c| outbox::postpone(c, n.id, &error, now + delay))?;
+        } else {
+            tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error,
+                "CRITICAL: no channel can deliver this page and retrying cannot help; fix the contact or channels");
+            self.store
+                .with_conn(|c| outbox::finish(c, n.id, "failed", None, &error, now))?;
+        }
+        Ok(false)
+    }
+
+    /// Plans and sends until `shutdown`, woken early by alarm transitions.
+    pub async fn run(mut self, shutdown: CancellationToken, mut events: broadcast::Receiver<AlarmEvent>) {
+        loop {
+            let now = now_ms();
+            if let Err(e) = self.plan(now) {
+                tracing::error!(error = %e, "planning notifications failed; retrying");
+            }
+            if let Err(e) = self.send_due(now).await {
+                tracing::error!(error = %e, "sending notifications failed; retrying");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(PASS) => {}
+                ev = events.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = ev {
+                        tokio::time::sleep(PASS).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts the dispatcher on its own thread with its own runtime.
+pub fn spawn(
+    dispatcher: Dispatcher,
+    shutdown: CancellationToken,
+    events: broadcast::Receiver<AlarmEvent>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("dispatcher".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(dispatcher.run(shutdown, events)),
+            Err(e) => tracing::error!(error = %e, "CRITICAL: cannot start the notification dispatcher"),
+        }
+    })
+}

@@ -1,0 +1,189 @@
+//! Page texts people can act on at 3 a.m.: which unit and where, which sensor, the value
+//! and unit, the threshold, for how long and how fast, the alarm id and how to
+//! acknowledge. The SMS form fits one 160-character GSM-7 segment where possible.
+
+use std::fmt::Write;
+
+use crate::config::Config;
+use crate::config::rules::Condition;
+use crate::model::{TimestampMs, format_rfc3339};
+use crate::store::alarms::AlarmRow;
+
+/// What a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Page,
+    /// Return to normal, sent to everyone who was paged.
+    Normal,
+    Test,
+}
+
+/// What the text needs beyond the alarm row.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The newest value of the sensor.
+    pub value: Option<f64>,
+    /// Units per minute over the last minutes, when known.
+    pub rate_per_min: Option<f64>,
+    /// Other units in the same power incident.
+    pub affected: Vec<String>,
+}
+
+pub struct Text {
+    pub subject: String,
+    pub body: String,
+    pub sms: String,
+}
+
+fn short_duration(ms: i64) -> String {
+    let m = ms.max(0) / 60_000;
+    if m < 1 {
+        format!("{}s", ms.max(0) / 1000)
+    } else if m < 120 {
+        format!("{m}m")
+    } else {
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
+fn sev(severity: &str) -> &'static str {
+    match severity {
+        "critical" => "CRIT",
+        "warning" => "WARN",
+        _ => "ALARM",
+    }
+}
+
+/// Replaces characters outside the GSM-7 basic set so the SMS stays in one encoding.
+pub fn gsm7(text: &str) -> String {
+    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '°' => out.push_str("deg"),
+            '–' | '—' => out.push('-'),
+            '→' => out.push_str("->"),
+            c if BASIC.contains(c) => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// The texts for `alarm` at `now`.
+pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: TimestampMs) -> Text {
+    let sensor = cfg.sensors.iter().find(|s| s.id == alarm.sensor);
+    let unit = sensor.map(|s| s.unit.as_str()).unwrap_or("");
+    let asset = cfg.assets.iter().find(|a| a.id == alarm.asset);
+    let asset_name = asset.map(|a| a.name.as_str()).unwrap_or(alarm.asset.as_str());
+    let location = asset.map(|a| a.location.as_str()).filter(|l| !l.is_empty());
+    let rule = cfg.rules.iter().find(|r| r.id == alarm.rule);
+    let limit = rule.map(|r| match &r.condition {
+        Condition::High { threshold, .. } => format!("> {threshold} {unit}"),
+        Condition::Low { threshold, .. } => format!("< {threshold} {unit}"),
+        Condition::Rate { per_minute, rising, .. } => {
+            format!(
+                "{} faster than {per_minute} {unit}/min",
+                if *rising { "rising" } else { "falling" }
+            )
+        }
+        Condition::Stale { after } => format!("no reading for {}", humantime::format_duration(*after)),
+        Condition::Fault => "probe fault".to_string(),
+        Condition::State { equals } => format!("= {equals}"),
+        Condition::All(_) | Condition::Any(_) => "combined condition".to_string(),
+    });
+    let value = facts.value.or(alarm.value);
+    let value_text = value
+        .map(|v| format!("{v:.1} {unit}"))
+        .unwrap_or_else(|| "no value".into());
+    let how_long = short_duration(now - alarm.since);
+    let how_fast = facts
+        .rate_per_min
+        .filter(|r| r.abs() >= 0.05)
+        .map(|r| format!(", {r:+.1} {unit}/min"))
+        .unwrap_or_default();
+    let at = location.map(|l| format!(" ({l})")).unwrap_or_default();
+    let what = rule.map(|r| r.id.as_str()).unwrap_or(alarm.rule.as_str());
+    let incident = if facts.affected.is_empty() {
+        String::new()
+    } else {
+        format!(" Also affected: {}.", facts.affected.join(", "))
+    };
+    let (subject, sms) = match kind {
+        Kind::Page | Kind::Test => {
+            let tag = if kind == Kind::Test { "TEST " } else { "" };
+            (
+                format!(
+                    "{tag}[{}] {asset_name}: {} {value_text} (alarm {})",
+                    alarm.severity.to_uppercase(),
+                    alarm.sensor,
+                    alarm.id
+                ),
+                format!(
+                    "{tag}{} {asset_name}{at}: {} {value_text} {} for {how_long}{how_fast}.{incident} Alarm {}: reply ACK {}",
+                    sev(&alarm.severity),
+                    alarm.sensor,
+                    limit.clone().unwrap_or_default(),
+                    alarm.id,
+                    alarm.id
+                ),
+            )
+        }
+        Kind::Normal => (
+            format!(
+                "[NORMAL] {asset_name}: {} back to normal (alarm {})",
+                alarm.sensor, alarm.id
+            ),
+            format!(
+                "OK {asset_name}: {} back to normal, {value_text}. Alarm {} over after {how_long}.",
+                alarm.sensor, alarm.id
+            ),
+        ),
+    };
+    let mut body = String::new();
+    let _ = writeln!(body, "{subject}\n");
+    let _ = writeln!(body, "Unit:       {asset_name}{at}");
+    let _ = writeln!(body, "Sensor:     {}", alarm.sensor);
+    let _ = writeln!(body, "Value:      {value_text}{how_fast}");
+    if let Some(l) = &limit {
+        let _ = writeln!(body, "Condition:  {l} (rule {what})");
+    }
+    let _ = writeln!(body, "Severity:   {}", alarm.severity);
+    let _ = writeln!(body, "Since:      {} ({how_long})", format_rfc3339(alarm.since));
+    let _ = writeln!(body, "Alarm id:   {}", alarm.id);
+    if !facts.affected.is_empty() {
+        let _ = writeln!(body, "Power incident, units affected: {}", facts.affected.join(", "));
+    }
+    if kind != Kind::Normal {
+        let _ = writeln!(
+            body,
+            "\nTo acknowledge: reply to the SMS with \"ACK {}\", or run\n  cryowatch ack {} --by YOUR_NAME --comment \"what you did\"",
+            alarm.id, alarm.id
+        );
+    }
+    let _ = writeln!(body, "\n{} — cryowatch at {}", cfg.site.name, format_rfc3339(now));
+    Text {
+        subject,
+        body,
+        sms: gsm7(&sms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gsm7_keeps_the_basic_set_and_replaces_the_rest() {
+        assert_eq!(gsm7("-141.2 °C → ok"), "-141.2 degC -> ok");
+        assert_eq!(gsm7("Dewar 1 (Room 214)"), "Dewar 1 (Room 214)");
+        assert_eq!(gsm7("a✓b"), "a?b");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(45_000), "45s");
+        assert_eq!(short_duration(3 * 60_000), "3m");
+        assert_eq!(short_duration(185 * 60_000), "3h05m");
+    }
+}

@@ -1,0 +1,228 @@
+//! The notification outbox: every page is written here before it is sent, and every
+//! attempt is recorded. A notification is unique per (alarm, kind, escalation cycle,
+//! round, step, contact, channel), so planning the same step again — after a restart,
+//! or on every pass of the planner — never pages twice.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::model::TimestampMs;
+
+/// Schema version 3.
+pub(super) const MIGRATION: &str = "
+    CREATE TABLE notification (
+        id         INTEGER PRIMARY KEY,
+        alarm      INTEGER,
+        kind       TEXT NOT NULL,
+        cycle      INTEGER NOT NULL,
+        round      INTEGER NOT NULL,
+        step       INTEGER NOT NULL,
+        contact    TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        sms        TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        state      TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_at    INTEGER NOT NULL,
+        via        TEXT,
+        detail     TEXT,
+        error      TEXT,
+        done_at    INTEGER,
+        UNIQUE (alarm, kind, cycle, round, step, contact, channel)
+    );
+    CREATE INDEX notification_pending ON notification (next_at) WHERE state = 'pending';
+    CREATE INDEX notification_alarm ON notification (alarm);
+    CREATE TABLE delivery (
+        id           INTEGER PRIMARY KEY,
+        notification INTEGER NOT NULL,
+        t            INTEGER NOT NULL,
+        channel      TEXT NOT NULL,
+        result       TEXT NOT NULL,
+        detail       TEXT NOT NULL
+    );
+    CREATE INDEX delivery_notification ON delivery (notification);";
+
+/// A notification to plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub alarm: Option<i64>,
+    pub kind: String,
+    pub cycle: i64,
+    pub round: i64,
+    pub step: i64,
+    pub contact: String,
+    pub channel: String,
+    pub subject: String,
+    pub body: String,
+    pub sms: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub id: i64,
+    pub alarm: Option<i64>,
+    pub kind: String,
+    pub cycle: i64,
+    pub round: i64,
+    pub step: i64,
+    pub contact: String,
+    pub channel: String,
+    pub subject: String,
+    pub body: String,
+    pub sms: String,
+    pub created_at: TimestampMs,
+    pub state: String,
+    pub attempts: i64,
+    pub next_at: TimestampMs,
+    pub via: Option<String>,
+    pub detail: Option<String>,
+    pub error: Option<String>,
+    pub done_at: Option<TimestampMs>,
+}
+
+/// Writes a notification unless the same one exists; returns its id when it is new.
+pub fn enqueue(c: &Connection, n: &NewNotification, now: TimestampMs) -> rusqlite::Result<Option<i64>> {
+    let added = c.execute(
+        "INSERT OR IGNORE INTO notification (alarm, kind, cycle, round, step, contact, channel, subject, body, sms,
+             created_at, state, next_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?11)",
+        params![
+            n.alarm, n.kind, n.cycle, n.round, n.step, n.contact, n.channel, n.subject, n.body, n.sms, now
+        ],
+    )?;
+    Ok((added > 0).then(|| c.last_insert_rowid()))
+}
+
+/// Whether any notification exists for this step occurrence (whoever it went to).
+pub fn step_planned(c: &Connection, alarm: i64, cycle: i64, round: i64, step: i64) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM notification WHERE alarm = ?1 AND kind = 'page' AND cycle = ?2 AND round = ?3 AND step = ?4)",
+        params![alarm, cycle, round, step],
+        |r| r.get(0),
+    )
+}
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<Notification> {
+    Ok(Notification {
+        id: r.get(0)?,
+        alarm: r.get(1)?,
+        kind: r.get(2)?,
+        cycle: r.get(3)?,
+        round: r.get(4)?,
+        step: r.get(5)?,
+        contact: r.get(6)?,
+        channel: r.get(7)?,
+        subject: r.get(8)?,
+        body: r.get(9)?,
+        sms: r.get(10)?,
+        created_at: r.get(11)?,
+        state: r.get(12)?,
+        attempts: r.get(13)?,
+        next_at: r.get(14)?,
+        via: r.get(15)?,
+        detail: r.get(16)?,
+        error: r.get(17)?,
+        done_at: r.get(18)?,
+    })
+}
+
+const COLUMNS: &str = "id, alarm, kind, cycle, round, step, contact, channel, subject, body, sms, created_at, state,
+    attempts, next_at, via, detail, error, done_at";
+
+/// Pending notifications due at `now`, oldest first.
+pub fn due(c: &Connection, now: TimestampMs, limit: usize) -> rusqlite::Result<Vec<Notification>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM notification WHERE state = 'pending' AND next_at <= ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    st.query_map(params![now, limit as i64], row)?.collect()
+}
+
+/// When the next pending notification is due.
+pub fn next_due(c: &Connection) -> rusqlite::Result<Option<TimestampMs>> {
+    c.query_row(
+        "SELECT min(next_at) FROM notification WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Notifications of one alarm (or all, newest last).
+pub fn list(c: &Connection, alarm: Option<i64>) -> rusqlite::Result<Vec<Notification>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM notification WHERE ?1 IS NULL OR alarm = ?1 ORDER BY id"
+    ))?;
+    st.query_map([alarm], row)?.collect()
+}
+
+/// Records one attempt on one channel.
+pub fn record_attempt(
+    c: &Connection,
+    id: i64,
+    channel: &str,
+    result: &str,
+    detail: &str,
+    now: TimestampMs,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO delivery (notification, t, channel, result, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, now, channel, result, detail],
+    )?;
+    Ok(())
+}
+
+/// Final outcome: `sent` (with the channel that delivered) or `cancelled`.
+pub fn finish(
+    c: &Connection,
+    id: i64,
+    state: &str,
+    via: Option<&str>,
+    detail: &str,
+    now: TimestampMs,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE notification SET state = ?2, via = ?3, detail = ?4, done_at = ?5, attempts = attempts + 1 WHERE id = ?1",
+        params![id, state, via, detail, now],
+    )?;
+    Ok(())
+}
+
+/// Not delivered this time: try again at `next_at`.
+pub fn postpone(c: &Connection, id: i64, error: &str, next_at: TimestampMs) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE notification SET attempts = attempts + 1, error = ?2, next_at = ?3 WHERE id = ?1",
+        params![id, error, next_at],
+    )?;
+    Ok(())
+}
+
+/// (contact, channel) pairs a page of `alarm` was delivered to.
+pub fn paged(c: &Connection, alarm: i64) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut st = c.prepare(
+        "SELECT DISTINCT contact, channel FROM notification WHERE alarm = ?1 AND kind = 'page' AND state = 'sent' ORDER BY id",
+    )?;
+    st.query_map([alarm], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}
+
+/// Alarms cleared since `since` that were paged and whose return to normal is not
+/// planned yet.
+pub fn cleared_unannounced(c: &Connection, since: TimestampMs) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare(
+        "SELECT a.id FROM alarm a WHERE a.state = 'cleared' AND a.cleared_at >= ?1
+           AND EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'page' AND n.state = 'sent')
+           AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'normal')",
+    )?;
+    st.query_map([since], |r| r.get(0))?.collect()
+}
+
+/// The escalation cycle of an open alarm: the id and time of the transition that last
+/// (re)started its escalation.
+pub fn cycle_start(c: &Connection, alarm: i64) -> rusqlite::Result<Option<(i64, TimestampMs)>> {
+    c.query_row(
+        "SELECT id, t FROM alarm_event WHERE alarm = ?1 AND kind IN ('raised', 'upgraded', 'unsuppressed') ORDER BY id DESC LIMIT 1",
+        [alarm],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
