@@ -41,6 +41,14 @@ pub struct Engine {
     rate: Vec<Option<RateWindow>>,
     shelves: Vec<Shelf>,
     suppressed: Vec<Option<String>>,
+    /// Per maintenance window: open now, and when to look again.
+    window_open: Vec<bool>,
+    window_next: Vec<TimestampMs>,
+    /// Sensor → the maintenance windows that name it; sensor → alarm families shown under it.
+    windows_of: Vec<Vec<usize>>,
+    families_of: Vec<Vec<usize>>,
+    /// Sensors whose suppression must be worked out again on the next tick.
+    suppression_dirty: Vec<usize>,
     next_alarm: AlarmId,
     next_shelf: i64,
     /// The open power incident: the id of the alarm that opened it.
@@ -107,6 +115,21 @@ impl Engine {
             rate,
             shelves: Vec::new(),
             suppressed: vec![None; n_sensors],
+            window_open: vec![false; config.maintenance.len()],
+            window_next: vec![TimestampMs::MIN; config.maintenance.len()],
+            windows_of: {
+                let mut w = vec![Vec::new(); n_sensors];
+                for (mi, m) in config.maintenance.iter().enumerate() {
+                    for &s in &m.sensors {
+                        if let Some(list) = w.get_mut(s) {
+                            list.push(mi);
+                        }
+                    }
+                }
+                w
+            },
+            families_of: Vec::new(),
+            suppression_dirty: Vec::new(),
             next_alarm: saved.max_alarm_id + 1,
             next_shelf: saved.max_shelf_id + 1,
             incident: None,
@@ -116,6 +139,15 @@ impl Engine {
             rules,
         };
         e.last_good.resize(n_sensors, None);
+        let mut families_of = vec![Vec::new(); n_sensors];
+        for (ri, r) in e.rules.iter().enumerate() {
+            if let Some(list) = families_of.get_mut(r.sensor)
+                && !list.contains(&e.family_of[ri])
+            {
+                list.push(e.family_of[ri]);
+            }
+        }
+        e.families_of = families_of;
         e.resume(saved, now);
         e
     }
@@ -229,8 +261,12 @@ impl Engine {
             let f = self.family_of[ri];
             self.open[f] = Some(alarm);
         }
+        for (mi, m) in self.maintenance.iter().enumerate() {
+            self.window_open[mi] = suppress::window_open(&m.window, &self.tz, now);
+            self.window_next[mi] = suppress::next_change(&m.window, &self.tz, now);
+        }
         for s in 0..self.sensor_names.len() {
-            self.suppressed[s] = suppress::reason(s, now, &self.maintenance, &self.shelves, &self.tz);
+            self.suppressed[s] = self.reason_for(s, now);
         }
     }
 
@@ -441,8 +477,31 @@ impl Engine {
         }
     }
 
+    /// Why `sensor` is suppressed, from the shelvings and the cached window states.
+    fn reason_for(&self, sensor: usize, now: TimestampMs) -> Option<String> {
+        if let Some(s) = self
+            .shelves
+            .iter()
+            .find(|s| s.sensor == sensor && s.from <= now && now < s.until)
+        {
+            return Some(format!("shelved by {}: {}", s.by, s.reason));
+        }
+        self.windows_of
+            .get(sensor)?
+            .iter()
+            .find(|&&mi| self.window_open[mi])
+            .map(|&mi| {
+                format!(
+                    "maintenance {}: {}",
+                    self.maintenance[mi].id, self.maintenance[mi].reason
+                )
+            })
+    }
+
+    /// Suppression that began or ended: shelvings that ran out, windows that opened or
+    /// closed (each window is looked at again only when it is due to change), and the
+    /// open alarms of the sensors concerned.
     fn update_suppression(&mut self, now: TimestampMs) {
-        // Shelvings that ran out.
         let mut expired = Vec::new();
         self.shelves.retain(|s| {
             let keep = now < s.until;
@@ -457,50 +516,61 @@ impl Engine {
             t.comment = format!("shelving by {} expired ({})", s.by, s.reason);
             self.out.events.push(self.event_row(&t));
             self.out.shelves.push(self.shelf_row(&s, true));
+            self.suppression_dirty.push(s.sensor);
         }
-        for (mi, m) in self.maintenance.iter().enumerate() {
-            let open_now = suppress::window_open(&m.window, &self.tz, now);
-            let was = m.sensors.iter().any(|&s| {
-                self.suppressed[s]
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with(&format!("maintenance {}:", m.id)))
-            });
-            if open_now != was {
-                let change = if open_now {
-                    Change::MaintenanceStarted
-                } else {
-                    Change::MaintenanceEnded
-                };
-                let mut t = Transition::new(change, now, "normal");
-                t.comment = format!(
-                    "{} ({}): {}",
-                    self.maintenance[mi].id,
-                    self.maintenance[mi].reason,
-                    m.sensors
-                        .iter()
-                        .map(|&s| self.sensor_names[s].as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                self.out.events.push(self.event_row(&t));
+        for mi in 0..self.maintenance.len() {
+            if now < self.window_next[mi] {
+                continue;
             }
+            let m = &self.maintenance[mi];
+            let open_now = suppress::window_open(&m.window, &self.tz, now);
+            self.window_next[mi] = suppress::next_change(&m.window, &self.tz, now);
+            if open_now == self.window_open[mi] {
+                continue;
+            }
+            self.window_open[mi] = open_now;
+            let change = if open_now {
+                Change::MaintenanceStarted
+            } else {
+                Change::MaintenanceEnded
+            };
+            let mut t = Transition::new(change, now, "normal");
+            t.comment = format!(
+                "{} ({}): {}",
+                m.id,
+                m.reason,
+                m.sensors
+                    .iter()
+                    .map(|&s| self.sensor_names[s].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.suppression_dirty.extend(m.sensors.iter().copied());
+            self.out.events.push(self.event_row(&t));
         }
-        for s in 0..self.suppressed.len() {
-            let now_reason = suppress::reason(s, now, &self.maintenance, &self.shelves, &self.tz);
+        let mut dirty = std::mem::take(&mut self.suppression_dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for s in dirty {
+            if s >= self.suppressed.len() {
+                continue;
+            }
+            let now_reason = self.reason_for(s, now);
             if now_reason == self.suppressed[s] {
                 continue;
             }
             self.suppressed[s] = now_reason.clone();
             // Open alarms of the sensor follow: escalated again once nothing suppresses them.
-            for f in 0..self.open.len() {
+            for k in 0..self.families_of[s].len() {
+                let f = self.families_of[s][k];
                 let Some(a) = self.open[f].as_mut() else { continue };
                 if self.rules[a.rule].sensor != s {
                     continue;
                 }
                 let was = a.suppressed.take();
                 a.suppressed = now_reason.clone();
+                let a = a.clone();
                 if was.is_some() && now_reason.is_none() && a.state == AlarmState::Active {
-                    let a = a.clone();
                     let mut t = Transition::new(Change::Unsuppressed, now, a.state.as_str());
                     t.alarm = Some(a.id);
                     t.rule = Some(a.rule);
@@ -512,7 +582,7 @@ impl Engine {
                     );
                     self.out.events.push(self.event_row(&t));
                 }
-                let row = self.alarm_row(&self.open[f].clone().expect("checked above"));
+                let row = self.alarm_row(&a);
                 self.out.alarms.push(row);
             }
         }
@@ -610,6 +680,7 @@ impl Engine {
         );
         self.out.events.push(self.event_row(&t));
         self.out.shelves.push(self.shelf_row(&shelf, false));
+        self.suppression_dirty.push(s);
         self.shelves.push(shelf);
         self.update_suppression(now);
         Ok(format!(

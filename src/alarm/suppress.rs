@@ -37,6 +37,48 @@ pub fn window_open(window: &Window, tz: &TimeZone, now: TimestampMs) -> bool {
     }
 }
 
+/// The first moment after `now` at which the window opens or closes (`i64::MAX` when it
+/// never will again), so callers re-check a window only then.
+pub fn next_change(window: &Window, tz: &TimeZone, now: TimestampMs) -> TimestampMs {
+    let Ok(ts) = Timestamp::from_millisecond(now) else {
+        return TimestampMs::MAX;
+    };
+    let (time, duration, weekday) = match window {
+        Window::Once { from, to } => {
+            return [from.as_millisecond(), to.as_millisecond()]
+                .into_iter()
+                .find(|t| *t > now)
+                .unwrap_or(TimestampMs::MAX);
+        }
+        Window::Weekly {
+            weekday,
+            time,
+            duration,
+        } => (*time, *duration, Some(*weekday)),
+        Window::Daily { time, duration } => (*time, *duration, None),
+    };
+    let today = ts.to_zoned(tz.clone()).date();
+    let dur = duration.as_millis() as i64;
+    (-15i64..=8)
+        .filter_map(|offset| {
+            let day = today.checked_add(offset.days()).ok()?;
+            if weekday.is_some_and(|w| day.weekday() != w) {
+                return None;
+            }
+            Some(
+                day.to_datetime(time)
+                    .to_zoned(tz.clone())
+                    .ok()?
+                    .timestamp()
+                    .as_millisecond(),
+            )
+        })
+        .flat_map(|start| [start, start.saturating_add(dur)])
+        .filter(|t| *t > now)
+        .min()
+        .unwrap_or(TimestampMs::MAX)
+}
+
 /// Starts (ms) of the windows on the last 15 local days at `time` that are not after
 /// `now`, for days that `keep` accepts. Local times are resolved in `tz`, so a window at
 /// 09:00 stays at 09:00 across daylight-saving changes.
@@ -109,6 +151,33 @@ mod tests {
         assert!(!window_open(&w, &chicago(), ms("2026-11-25T15:10:00Z")), "Wednesday");
         // In July (daylight saving) 09:00 local is 14:00 UTC.
         assert!(window_open(&w, &chicago(), ms("2026-07-07T14:10:00Z")));
+    }
+
+    #[test]
+    fn the_next_change_is_the_next_opening_or_closing() {
+        let w = Window::Weekly {
+            weekday: Weekday::Tuesday,
+            time: Time::constant(9, 0, 0, 0),
+            duration: Duration::from_secs(45 * 60),
+        };
+        let tz = chicago();
+        assert_eq!(
+            next_change(&w, &tz, ms("2026-11-23T12:00:00Z")),
+            ms("2026-11-24T15:00:00Z")
+        );
+        assert_eq!(
+            next_change(&w, &tz, ms("2026-11-24T15:00:00Z")),
+            ms("2026-11-24T15:45:00Z")
+        );
+        assert_eq!(
+            next_change(&w, &tz, ms("2026-11-24T15:45:00Z")),
+            ms("2026-12-01T15:00:00Z")
+        );
+        let once = Window::Once {
+            from: "2026-12-01T08:00:00Z".parse().expect("t"),
+            to: "2026-12-01T10:00:00Z".parse().expect("t"),
+        };
+        assert_eq!(next_change(&once, &tz, ms("2026-12-01T11:00:00Z")), TimestampMs::MAX);
     }
 
     #[test]
