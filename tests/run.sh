@@ -11,7 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv)
+apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

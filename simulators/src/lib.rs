@@ -21,6 +21,7 @@ pub mod control;
 pub mod devices;
 pub mod lab;
 mod modbus;
+pub mod modem;
 pub mod mqtt;
 pub mod scenario;
 

@@ -28,6 +28,13 @@ enum Command {
     /// Run the simulators until SIGINT or SIGTERM. Prints one `ready key=value ...` line
     /// on stdout once every endpoint is bound.
     Run(RunArgs),
+    /// Run a fake GSM modem answering AT commands on a serial line. Prints
+    /// `ready modem=PATH [control=ADDR]` once serving.
+    ///
+    /// The control port takes one command per line: `sms FROM TEXT`, `fail COUNT CODE`,
+    /// `silent on|off`, `network home|roaming|searching|denied|none`, `signal RSSI`,
+    /// `sent`, `inbox`, `help`.
+    Modem(ModemArgs),
     /// Send one command to a running simulator's control port and print the answer.
     Ctl {
         /// Control port of the running simulator.
@@ -64,6 +71,21 @@ struct RunArgs {
     /// Add ±0.05 variations to temperatures and levels (off: exact constants).
     #[arg(long)]
     noise: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ModemArgs {
+    /// Serial line to answer AT commands on (e.g. one end of a socat pty pair).
+    #[arg(long, value_name = "PATH")]
+    port: PathBuf,
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Append every submitted SMS to this file as a JSON line {"to","text","ref"}.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Control port address; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +134,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args).await,
+            Command::Modem(args) => modem(args).await,
             Command::Ctl { control, action } => ctl(control, action).await,
         }
     });
@@ -139,6 +162,31 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
     let mut sim = cryosim::Sim::start(cfg).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", sim.ready_line())
+            .and_then(|()| out.flush())
+            .context("cannot write to stdout")?;
+    }
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+        err = sim.failed() => Err(err),
+    };
+    sim.shutdown().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn modem(args: ModemArgs) -> anyhow::Result<ExitCode> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    let mut sim = cryosim::modem::ModemSim::start(cryosim::modem::ModemConfig {
+        serial: args.port,
+        baud: args.baud,
+        record: args.record,
+        control: args.control,
+    })
+    .await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", sim.ready_line())

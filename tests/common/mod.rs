@@ -5,10 +5,13 @@
 #![allow(dead_code)]
 
 pub mod cryosim;
+pub mod modem;
 pub mod mosquitto;
 pub mod nut;
 pub mod pty;
 pub mod pymodbus;
+pub mod smtp;
+pub mod twilio;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
