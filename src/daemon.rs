@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::alarm::engine::Engine;
 use crate::model::now_ms;
+use crate::notify::dispatcher::{self, Dispatcher};
 use crate::store::writer::{self, WriterStats};
 use crate::store::{Store, StoreHandle, WriterJoin};
 
@@ -30,6 +31,8 @@ pub struct Daemon {
     /// Sends readings to the store writer; subscribe to `store.events` for alarm
     /// transitions.
     pub store: StoreHandle,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+    pub dispatch_stats: Arc<dispatcher::DispatchStats>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
 }
@@ -93,6 +96,16 @@ impl Daemon {
             .context("starting the store writer")?;
         let shutdown = CancellationToken::new();
         let mut tasks = vec![spawn_clock(&handle, &shutdown)];
+        let channels = crate::notify::channels::build(&config.notify);
+        let dispatcher = Dispatcher::new(
+            Arc::new(config.clone()),
+            Store::open(&config.store.path).context("opening the store for the notification dispatcher")?,
+            channels.senders,
+        )
+        .with_modems(channels.modems);
+        let dispatch_stats = dispatcher.stats.clone();
+        let dispatcher = dispatcher::spawn(dispatcher, shutdown.clone(), handle.events.subscribe())
+            .context("starting the dispatcher")?;
         let mqtt_stats = Arc::new(mqtt::MqttStats::default());
         tasks.extend(modbus::spawn(config, &handle, &shutdown));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, mqtt_stats.clone()));
@@ -111,6 +124,8 @@ impl Daemon {
             writer_stats: handle.stats.clone(),
             mqtt_stats,
             store: handle,
+            dispatcher: Some(dispatcher),
+            dispatch_stats,
             _lock: lock,
         })
     }
@@ -126,6 +141,9 @@ impl Daemon {
         // The writer stops once every handle to it is gone, this one included.
         drop(self.store);
         self.writer.join().await;
+        if let Some(d) = self.dispatcher {
+            let _ = tokio::task::spawn_blocking(move || d.join()).await;
+        }
         tracing::info!(
             committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),
             "cryowatch stopped; every received reading is stored"

@@ -97,6 +97,13 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Send a test page to a contact on every channel that reaches them, and report.
+    TestPage {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        contact: String,
+    },
     /// Start the simulators and the daemon with an embedded store; no setup needed.
     Demo {
         /// Where the store and configuration go (default: a new temporary directory).
@@ -294,6 +301,19 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     reason: &reason,
                 },
             )
+        }
+        Command::TestPage { config, contact } => {
+            let cfg = load(&config)?;
+            match runtime()?.block_on(cryowatch::notify::testpage::run(&cfg, &contact)) {
+                Ok(report) => {
+                    print!("{report}");
+                    Ok(())
+                }
+                Err(cryowatch::notify::testpage::TestPageError::BadInput(e)) => {
+                    Err(Failure::BadInput(format!("{}: --contact: {e}", config.display())))
+                }
+                Err(e) => Err(Failure::Runtime(e.into())),
+            }
         }
         Command::Demo { dir, duration } => {
             let duration = match duration {

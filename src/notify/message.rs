@@ -54,20 +54,9 @@ fn sev(severity: &str) -> &'static str {
     }
 }
 
-/// Replaces characters outside the GSM-7 basic set so the SMS stays in one encoding.
+/// The SMS text in the GSM-7 alphabet the modem and gateways send in one segment.
 pub fn gsm7(text: &str) -> String {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '°' => out.push_str("deg"),
-            '–' | '—' => out.push('-'),
-            '→' => out.push_str("->"),
-            c if BASIC.contains(c) => out.push(c),
-            _ => out.push('?'),
-        }
-    }
-    out
+    super::modem::gsm7::to_gsm7(text)
 }
 
 /// The texts for `alarm` at `now`.
@@ -172,13 +161,6 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gsm7_keeps_the_basic_set_and_replaces_the_rest() {
-        assert_eq!(gsm7("-141.2 °C → ok"), "-141.2 degC -> ok");
-        assert_eq!(gsm7("Dewar 1 (Room 214)"), "Dewar 1 (Room 214)");
-        assert_eq!(gsm7("a✓b"), "a?b");
-    }
 
     #[test]
     fn durations_are_short() {

@@ -2,7 +2,15 @@
 //!
 //! - [`channel`]: the message and delivery result every channel speaks.
 pub mod channel;
+pub mod channels;
 pub mod dispatcher;
 pub mod escalation;
+pub mod http;
+pub mod inbound;
 pub mod message;
+pub mod modem;
 pub mod oncall;
+pub mod smtp;
+pub mod testpage;
+pub mod twilio;
+pub mod webhook;

@@ -1,0 +1,78 @@
+//! Builds the configured channels and adapts each to the dispatcher's [`Sender`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::channel::{Outgoing, SendFuture, Sender};
+use super::modem::ModemChannel;
+use super::smtp::SmtpChannel;
+use super::twilio::TwilioChannel;
+use super::webhook::WebhookChannel;
+use crate::config::notify::{ChannelKind, Contact, NotifyConfig};
+
+impl Sender for SmtpChannel {
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(SmtpChannel::send(self, msg))
+    }
+    fn reaches(&self, contact: &Contact) -> bool {
+        contact.email.is_some()
+    }
+}
+
+impl Sender for TwilioChannel {
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(TwilioChannel::send(self, msg))
+    }
+    fn reaches(&self, contact: &Contact) -> bool {
+        contact.phone.is_some()
+    }
+}
+
+impl Sender for WebhookChannel {
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(WebhookChannel::send(self, msg))
+    }
+    fn reaches(&self, _contact: &Contact) -> bool {
+        true
+    }
+}
+
+/// The configured channels, by id, and the modems among them (for inbound SMS and
+/// health checks). A channel that cannot be set up is left out with an error logged:
+/// its pages fall back to the next channel.
+pub struct Built {
+    pub senders: HashMap<String, Arc<dyn Sender>>,
+    pub modems: Vec<Arc<ModemChannel>>,
+}
+
+pub fn build(cfg: &NotifyConfig) -> Built {
+    let mut senders: HashMap<String, Arc<dyn Sender>> = HashMap::new();
+    let mut modems = Vec::new();
+    for ch in &cfg.channels {
+        let made: Result<Arc<dyn Sender>, String> = match &ch.kind {
+            ChannelKind::Smtp { .. } => SmtpChannel::new(ch)
+                .map(|c| Arc::new(c) as _)
+                .map_err(|e| e.to_string()),
+            ChannelKind::Twilio { .. } => TwilioChannel::new(ch)
+                .map(|c| Arc::new(c) as _)
+                .map_err(|e| e.to_string()),
+            ChannelKind::Webhook { .. } => WebhookChannel::new(ch)
+                .map(|c| Arc::new(c) as _)
+                .map_err(|e| e.to_string()),
+            ChannelKind::GsmModem { serial, baud } => {
+                let m = Arc::new(ModemChannel::new(ch.id.clone(), serial.clone(), *baud));
+                modems.push(m.clone());
+                Ok(m as _)
+            }
+        };
+        match made {
+            Ok(s) => {
+                senders.insert(ch.id.clone(), s);
+            }
+            Err(e) => {
+                tracing::error!(channel = %ch.id, error = %e, "CRITICAL: channel cannot be set up; its pages use its fallback")
+            }
+        }
+    }
+    Built { senders, modems }
+}

@@ -1,0 +1,314 @@
+//! Paging end to end: `cryosim` makes the excursion, the real `cryowatch run` raises the
+//! alarm and pages through a real SMTP server (aiosmtpd) and the fake GSM modem on a pty
+//! pair; results are read from the servers and from the store's outbox.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cryosim::CryoSim;
+use common::modem::FakeModem;
+use common::smtp::SmtpServer;
+use common::{Proc, Site, cryowatch_output};
+use rusqlite::{Connection, OpenFlags};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A dewar whose temperature alarm (no delay) pages alice by email and SMS at once and
+/// carol after `second` seconds; email falls back to the modem.
+fn config(sim: &CryoSim, smtp_port: u16, modem: &FakeModem, second: u64, threshold: f64) -> String {
+    format!(
+        r#"[site]
+name = "paging test lab"
+timezone = "UTC"
+[store]
+path = "{{dir}}/cryowatch.db"
+[[modbus.device]]
+id = "ctrl"
+transport = "tcp"
+address = "{modbus}"
+unit = 1
+poll_interval = "250ms"
+timeout = "500ms"
+[[asset]]
+id = "dewar-1"
+name = "Dewar 1"
+kind = "ln2_dewar"
+location = "Room 214"
+[[sensor]]
+id = "dewar-1.temp"
+asset = "dewar-1"
+quantity = "temperature"
+unit = "degC"
+stale_after = "30s"
+[sensor.modbus]
+device = "ctrl"
+register = "input"
+address = 0
+type = "f32"
+[[rule]]
+id = "dewar-warm"
+sensor = "dewar-1.temp"
+kind = "high"
+threshold = {threshold}
+hysteresis = 0.5
+severity = "critical"
+escalation = "oncall"
+[[contact]]
+id = "alice"
+name = "Alice"
+email = "alice@example.org"
+phone = "+15551230001"
+[[contact]]
+id = "carol"
+name = "Carol"
+email = "carol@example.org"
+[[escalation]]
+id = "oncall"
+[[escalation.step]]
+after = "0s"
+notify = ["contact:alice"]
+via = ["email", "sms"]
+[[escalation.step]]
+after = "{second}s"
+notify = ["contact:carol"]
+via = ["email"]
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "cryowatch <cryowatch@example.org>"
+fallback = "sms"
+[[channel]]
+id = "sms"
+kind = "gsm_modem"
+serial = "{tty}"
+baud = 115200
+"#,
+        modbus = sim.modbus,
+        tty = modem.tty.display()
+    )
+}
+
+fn site(text: &str) -> Site {
+    let site = Site::new(text);
+    let out = cryowatch_output(&["check", "-c", &site.config_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    site
+}
+
+fn db(site: &Site) -> Option<Connection> {
+    Connection::open_with_flags(site.path().join("cryowatch.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).ok()
+}
+
+/// (kind, step, contact, channel, state, via) of every notification.
+fn outbox(site: &Site) -> Vec<(String, i64, String, String, String, Option<String>)> {
+    let Some(c) = db(site) else { return Vec::new() };
+    let Ok(mut st) = c.prepare("SELECT kind, step, contact, channel, state, via FROM notification ORDER BY id") else {
+        return Vec::new();
+    };
+    st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    })
+    .and_then(|rows| rows.collect())
+    .unwrap_or_default()
+}
+
+fn open_alarm(site: &Site) -> Option<i64> {
+    db(site)?
+        .query_row(
+            "SELECT id FROM alarm WHERE state != 'cleared' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+}
+
+fn wait<T>(site: &Site, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\noutbox: {:?}\ndaemon log:\n{}",
+            outbox(site),
+            site.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn warm(sim: &CryoSim) {
+    let answer = sim.command("set dewar-1 warmup:600");
+    assert!(answer.starts_with("ok"), "{answer}");
+}
+
+fn ack(site: &Site, id: i64) {
+    let out = cryowatch_output(&[
+        "ack",
+        "-c",
+        &site.config_str(),
+        &id.to_string(),
+        "--by",
+        "alice",
+        "--comment",
+        "on it",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_excursion_pages_step_one_at_once_then_step_two_and_an_ack_stops_the_rest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 3, -189.0));
+    let _daemon: Proc = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    let mails = smtp.wait_messages(1, PATIENCE);
+    assert_eq!(mails[0].rcpt_tos, ["alice@example.org"]);
+    let subject = mails[0].header("Subject").unwrap_or_default().to_string();
+    assert!(subject.contains("Dewar 1") && subject.contains("CRITICAL"), "{subject}");
+    assert!(
+        mails[0].body.contains("Room 214") && mails[0].body.contains("ACK"),
+        "{}",
+        mails[0].body
+    );
+    let sms = modem.wait_sent(1, PATIENCE);
+    assert_eq!(sms[0].to, "+15551230001");
+    assert!(sms[0].text.len() <= 160, "one segment: {:?}", sms[0].text);
+    assert!(sms[0].text.contains("ACK"), "{:?}", sms[0].text);
+    // Step two after 3 s: carol.
+    let mails = smtp.wait_messages(2, PATIENCE);
+    assert_eq!(mails[1].rcpt_tos, ["carol@example.org"]);
+    let id = wait(&site, "an open alarm", || open_alarm(&site));
+    ack(&site, id);
+    // Nothing more is paged: no repeat configured, and the ack stops the rest.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(smtp.messages().len(), 2);
+    assert_eq!(modem.sent().len(), 1);
+    let pages: Vec<_> = outbox(&site).into_iter().filter(|n| n.0 == "page").collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert!(pages.iter().all(|n| n.4 == "sent"), "{pages:?}");
+}
+
+#[test]
+fn return_to_normal_is_announced_to_everyone_paged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 3600, -189.0));
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    smtp.wait_messages(1, PATIENCE);
+    modem.wait_sent(1, PATIENCE);
+    assert!(sim.command("set dewar-1 steady").starts_with("ok"));
+    let mails = smtp.wait_messages(2, PATIENCE);
+    assert!(
+        mails[1].header("Subject").unwrap_or_default().contains("NORMAL"),
+        "{:?}",
+        mails[1].header("Subject")
+    );
+    let sms = modem.wait_sent(2, PATIENCE);
+    assert!(sms[1].text.contains("back to normal"), "{:?}", sms[1].text);
+}
+
+#[test]
+fn with_smtp_down_the_email_page_goes_out_by_the_modem() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let mut smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 3600, -189.0));
+    smtp.stop();
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    // Two SMS to alice: the SMS step itself and the email page through its fallback.
+    let sms = modem.wait_sent(2, PATIENCE);
+    assert!(sms.iter().all(|m| m.to == "+15551230001"), "{sms:?}");
+    let n = wait(&site, "the email page delivered by the fallback", || {
+        outbox(&site).into_iter().find(|n| n.3 == "email" && n.4 == "sent")
+    });
+    assert_eq!(n.5.as_deref(), Some("sms"));
+}
+
+#[test]
+fn an_ack_by_sms_reply_stops_the_escalation_and_is_recorded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 8, -189.0));
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    modem.wait_sent(1, PATIENCE);
+    let id = wait(&site, "an open alarm", || open_alarm(&site));
+    modem.queue_sms("+15551230001", &format!("ACK {id} topping up"));
+    let (by, path, comment): (String, String, String) = wait(&site, "the SMS acknowledgement", || {
+        db(&site)?
+            .query_row(
+                "SELECT acked_by, ack_path, ack_comment FROM alarm WHERE id = ?1 AND acked_by IS NOT NULL",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok()
+    });
+    assert_eq!(
+        (by.as_str(), path.as_str(), comment.as_str()),
+        ("Alice", "sms", "topping up")
+    );
+    // Step two (8 s) never goes out.
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(smtp.messages().iter().all(|m| m.rcpt_tos != ["carol@example.org"]));
+}
+
+#[test]
+fn kill_9_between_two_steps_sends_the_second_step_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 6, -189.0));
+    let mut daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    smtp.wait_messages(1, PATIENCE);
+    modem.wait_sent(1, PATIENCE);
+    daemon.signal("KILL");
+    let _ = daemon.wait_exit(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    let _again = site.start_daemon();
+    let mails = smtp.wait_messages(2, PATIENCE);
+    assert_eq!(mails[1].rcpt_tos, ["carol@example.org"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(smtp.messages().len(), 2, "nothing sent twice");
+    assert_eq!(modem.sent().len(), 1, "nothing sent twice");
+}
+
+#[test]
+fn a_test_page_goes_through_every_channel_and_is_recorded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 3600, -100.0));
+    let out = cryowatch_output(&["test-page", "-c", &site.config_str(), "--contact", "alice"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(smtp.wait_messages(1, PATIENCE)[0].rcpt_tos, ["alice@example.org"]);
+    assert!(modem.wait_sent(1, PATIENCE)[0].text.starts_with("TEST"));
+    let tests: Vec<_> = outbox(&site).into_iter().filter(|n| n.0 == "test").collect();
+    assert_eq!(tests.len(), 2);
+    assert!(tests.iter().all(|n| n.4 == "sent"), "{tests:?}");
+    let bad = cryowatch_output(&["test-page", "-c", &site.config_str(), "--contact", "nobody"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
