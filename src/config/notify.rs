@@ -275,7 +275,14 @@ pub(super) fn build(raw: &RawConfig, base: &Path) -> NotifyConfig {
                             }),
                             tls,
                             username: ch.username.clone(),
-                            password: quiet.secret(&p, "password", &ch.password, &ch.password_env, &ch.password_file, base),
+                            password: quiet.secret(
+                                &p,
+                                "password",
+                                &ch.password,
+                                &ch.password_env,
+                                &ch.password_file,
+                                base,
+                            ),
                             from: ch.from.clone()?,
                         }
                     }
