@@ -383,4 +383,6 @@ pub struct OtherSections {
     pub escalations: Vec<String>,
     pub channels: Vec<String>,
     pub api_listen: Option<SocketAddr>,
+    /// Where acknowledgement links point: `[api].public_url`, else `http://<listen>`.
+    pub api_public_url: Option<String>,
 }

@@ -83,6 +83,9 @@ pub struct Mqtt {
 #[serde(deny_unknown_fields)]
 pub struct Api {
     pub listen: String,
+    /// The address people reach the API at (behind a reverse proxy, for example):
+    /// acknowledgement links in emails start with it. Default: `http://<listen>`.
+    pub public_url: Option<String>,
     #[serde(default)]
     pub token: Vec<ApiToken>,
 }

@@ -158,6 +158,14 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
 
     let mut api_listen = None;
     if let Some(api) = &raw.api {
+        if let Some(u) = &api.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            c.err(
+                "api.public_url",
+                format!("expected an http:// or https:// URL, found {u:?}"),
+            );
+        }
         match api.listen.parse::<SocketAddr>() {
             Ok(a) => api_listen = Some(a),
             Err(_) => c.err("api.listen", format!("expected ip:port, found {:?}", api.listen)),
@@ -181,6 +189,12 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
         contacts: raw.contact.iter().map(|r| r.id.clone()).collect(),
         escalations: raw.escalation.iter().map(|r| r.id.clone()).collect(),
         channels: raw.channel.iter().map(|r| r.id.clone()).collect(),
+        api_public_url: raw.api.as_ref().and_then(|a| {
+            a.public_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .or_else(|| api_listen.map(|l| format!("http://{l}")))
+        }),
         api_listen,
     }
 }

@@ -34,6 +34,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     super::alarms::MIGRATION,
     super::outbox::MIGRATION,
+    // 4: installation secrets (e.g. the key that signs acknowledgement links) and the
+    // acknowledgement links already used (single use).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+     CREATE TABLE ack_link_used (nonce TEXT PRIMARY KEY, t INTEGER NOT NULL, alarm INTEGER NOT NULL, contact TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
