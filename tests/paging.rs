@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::cryosim::CryoSim;
 use common::modem::FakeModem;
 use common::smtp::SmtpServer;
+use common::twilio::{FakeTwilio, TwilioMode};
 use common::{Proc, Site, cryowatch_output};
 use rusqlite::{Connection, OpenFlags};
 
@@ -311,4 +312,105 @@ fn a_test_page_goes_through_every_channel_and_is_recorded() {
     assert!(tests.iter().all(|n| n.4 == "sent"), "{tests:?}");
     let bad = cryowatch_output(&["test-page", "-c", &site.config_str(), "--contact", "nobody"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The first step texts alice through the SMS gateway; the modem is its fallback.
+fn gateway_config(sim: &CryoSim, smtp_port: u16, modem: &FakeModem, gw: &FakeTwilio) -> String {
+    config(sim, smtp_port, modem, 3600, -189.0).replace(
+        "notify = [\"contact:alice\"]\nvia = [\"email\", \"sms\"]",
+        "notify = [\"contact:alice\"]\nvia = [\"gateway\"]",
+    ) + &format!(
+        "[[channel]]\nid = \"gateway\"\nkind = \"twilio\"\nbase_url = \"{}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\nfrom = \"+15550000000\"\nfallback = \"sms\"\n",
+        gw.base_url, gw.account_sid, gw.auth_token
+    )
+}
+
+#[test]
+fn a_page_the_carrier_did_not_deliver_goes_out_again_by_the_modem() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let gw = FakeTwilio::start(dir.path());
+    gw.set_mode(TwilioMode::Undelivered);
+    let site = site(&gateway_config(&sim, smtp.port, &modem, &gw));
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    let accepted = wait(&site, "the gateway to accept the page", || {
+        let a = gw.accepted();
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(accepted[0].to, "+15551230001");
+    // The read-back says undelivered (30005): the modem carries the page.
+    let sms = modem.wait_sent(1, PATIENCE);
+    assert_eq!(sms[0].to, "+15551230001");
+    let fate: String = wait(&site, "the carrier's verdict recorded", || {
+        db(&site)?
+            .query_row("SELECT detail FROM delivery WHERE result = 'fate_failed'", [], |r| {
+                r.get(0)
+            })
+            .ok()
+    });
+    assert!(fate.contains("30005"), "{fate}");
+}
+
+#[test]
+fn a_gateway_error_pages_through_the_fallback_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let gw = FakeTwilio::start(dir.path());
+    gw.set_mode(TwilioMode::Error500);
+    let site = site(&gateway_config(&sim, smtp.port, &modem, &gw));
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    let sms = modem.wait_sent(1, PATIENCE);
+    assert_eq!(sms[0].to, "+15551230001");
+    let n = wait(&site, "the gateway page sent via the modem", || {
+        outbox(&site).into_iter().find(|n| n.3 == "gateway" && n.4 == "sent")
+    });
+    assert_eq!(n.5.as_deref(), Some("sms"));
+}
+
+#[test]
+fn a_severity_upgrade_restarts_the_escalation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    // A warning at -189.5 and the critical rule at -185 (same family: one alarm).
+    let text = config(&sim, smtp.port, &modem, 3600, -185.0)
+        + "[[rule]]\nid = \"dewar-cool-warning\"\nsensor = \"dewar-1.temp\"\nkind = \"high\"\nthreshold = -189.5\nseverity = \"warning\"\nescalation = \"oncall\"\n";
+    let site = site(&text);
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sim.command("set dewar-1 warmup:30").starts_with("ok"));
+    let first = smtp.wait_messages(1, PATIENCE);
+    assert!(
+        first[0].header("Subject").unwrap_or_default().contains("WARNING"),
+        "{:?}",
+        first[0].header("Subject")
+    );
+    let id = wait(&site, "the warning alarm", || open_alarm(&site));
+    ack(&site, id);
+    // Warming on past -185: the same alarm is upgraded and paged again.
+    let mails = wait(&site, "the critical page", || {
+        let m = smtp.messages();
+        m.iter()
+            .any(|m| m.header("Subject").unwrap_or_default().contains("CRITICAL"))
+            .then_some(m)
+    });
+    let critical = mails
+        .iter()
+        .find(|m| m.header("Subject").unwrap_or_default().contains("CRITICAL"))
+        .expect("critical mail");
+    assert!(
+        critical
+            .header("Subject")
+            .unwrap_or_default()
+            .contains(&format!("alarm {id}"))
+    );
 }

@@ -50,9 +50,28 @@ impl Delivery {
 /// The boxed future a channel's send returns.
 pub type SendFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Delivery> + Send + 'a>>;
 
+/// What became of a message after it was accepted, for channels that can tell (an SMS
+/// gateway reading back the carrier's verdict).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Not known yet: ask again later.
+    Pending(String),
+    Delivered(String),
+    /// The carrier rejected it: another channel must carry the page.
+    Failed(String),
+}
+
+/// The boxed future a status read-back returns.
+pub type FateFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Fate, String>> + Send + 'a>>;
+
 /// A channel the dispatcher can send through.
 pub trait Sender: Send + Sync {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a>;
+    /// Reads back what became of a sent message (`detail` as `Delivery::Sent` gave it).
+    /// `None`: this channel cannot tell.
+    fn fate<'a>(&'a self, _detail: &'a str) -> Option<FateFuture<'a>> {
+        None
+    }
     /// Can this channel reach the contact at all (email for mail, phone for SMS)?
     fn reaches(&self, contact: &Contact) -> bool;
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::channel::{Outgoing, SendFuture, Sender};
+use super::channel::{Fate, FateFuture, Outgoing, SendFuture, Sender};
 use super::modem::ModemChannel;
 use super::smtp::SmtpChannel;
 use super::twilio::TwilioChannel;
@@ -22,6 +22,23 @@ impl Sender for SmtpChannel {
 impl Sender for TwilioChannel {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
         Box::pin(TwilioChannel::send(self, msg))
+    }
+    fn fate<'a>(&'a self, sid: &'a str) -> Option<FateFuture<'a>> {
+        Some(Box::pin(async move {
+            let st = self.status(sid).await?;
+            let text = match (&st.error_code, &st.error_message) {
+                (Some(code), Some(m)) => format!("{} (error {code}: {m})", st.status),
+                (Some(code), None) => format!("{} (error {code})", st.status),
+                _ => st.status.clone(),
+            };
+            Ok(if st.is_failure() {
+                Fate::Failed(text)
+            } else if st.is_final() {
+                Fate::Delivered(text)
+            } else {
+                Fate::Pending(text)
+            })
+        }))
     }
     fn reaches(&self, contact: &Contact) -> bool {
         contact.phone.is_some()

@@ -21,7 +21,7 @@ use jiff::tz::TimeZone;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::channel::{Delivery, Outgoing, Sender};
+use super::channel::{Delivery, Fate, Outgoing, Sender};
 use super::escalation;
 use super::message::{self, Facts, Kind};
 use crate::config::Config;
@@ -56,8 +56,14 @@ pub struct Dispatcher {
     tz: TimeZone,
     /// GSM modems: read for `ACK` replies and checked periodically.
     modems: Vec<Arc<super::modem::ModemChannel>>,
+    /// When each notification's fate was last asked.
+    fate_checked: HashMap<i64, TimestampMs>,
     pub stats: Arc<DispatchStats>,
 }
+
+/// Fates are read back for messages accepted this long ago at most, this often each.
+const FATE_WINDOW: i64 = 3600 * 1000;
+const FATE_EVERY: i64 = 15_000;
 
 /// How often modems are read for inbound SMS, and checked.
 const INBOX_EVERY: Duration = Duration::from_secs(5);
@@ -72,6 +78,7 @@ impl Dispatcher {
             channels,
             tz,
             modems: Vec::new(),
+            fate_checked: HashMap::new(),
             stats: Arc::new(DispatchStats::default()),
         }
     }
@@ -338,6 +345,53 @@ impl Dispatcher {
         out
     }
 
+    /// Reads back the fate of messages gateways accepted in the last hour; a carrier
+    /// rejection is recorded and the page planned again on the channel's fallback.
+    pub async fn check_fates(&mut self, now: TimestampMs) -> Result<(), StoreError> {
+        let capable: Vec<String> = self.channels.keys().cloned().collect();
+        let waiting = self
+            .store
+            .with_conn(|c| outbox::awaiting_fate(c, &capable, now - FATE_WINDOW))?;
+        for n in waiting {
+            let (Some(via), Some(detail)) = (n.via.clone(), n.detail.clone()) else {
+                continue;
+            };
+            if self.fate_checked.get(&n.id).is_some_and(|t| now - *t < FATE_EVERY) {
+                continue;
+            }
+            let Some(sender) = self.channels.get(&via).cloned() else {
+                continue;
+            };
+            let Some(fut) = sender.fate(&detail) else { continue };
+            self.fate_checked.insert(n.id, now);
+            match fut.await {
+                Ok(Fate::Pending(_)) => {}
+                Ok(Fate::Delivered(text)) => {
+                    self.fate_checked.remove(&n.id);
+                    self.store
+                        .with_conn(|c| outbox::record_attempt(c, n.id, &via, "fate_delivered", &text, now))?;
+                }
+                Ok(Fate::Failed(text)) => {
+                    self.fate_checked.remove(&n.id);
+                    let fallback = self.cfg.notify.channel(&via).and_then(|c| c.fallback.clone());
+                    tracing::error!(notification = n.id, channel = %via, fate = %text, fallback = ?fallback,
+                        "the carrier did not deliver a page");
+                    self.store.transaction(|c| {
+                        outbox::record_attempt(c, n.id, &via, "fate_failed", &text, now)?;
+                        if let Some(f) = &fallback {
+                            outbox::resend_via(c, &n, f, now)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Err(e) => {
+                    tracing::warn!(notification = n.id, channel = %via, error = %e, "cannot read back a message's fate")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends what is due. Returns how many notifications were delivered.
     pub async fn send_due(&mut self, now: TimestampMs) -> Result<usize, StoreError> {
         let due = self.store.with_conn(|c| outbox::due(c, now, 50))?;
@@ -471,6 +525,9 @@ impl Dispatcher {
             }
             if let Err(e) = self.send_due(now).await {
                 tracing::error!(error = %e, "sending notifications failed; retrying");
+            }
+            if let Err(e) = self.check_fates(now).await {
+                tracing::error!(error = %e, "reading back message fates failed; retrying");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

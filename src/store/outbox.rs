@@ -197,6 +197,45 @@ pub fn postpone(c: &Connection, id: i64, error: &str, next_at: TimestampMs) -> r
     Ok(())
 }
 
+/// Notifications delivered since `since` through one of `channels` whose final fate
+/// (`fate_delivered` / `fate_failed` attempt rows) is not recorded yet.
+pub fn awaiting_fate(c: &Connection, channels: &[String], since: TimestampMs) -> rusqlite::Result<Vec<Notification>> {
+    let mut out = Vec::new();
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM notification n WHERE n.state = 'sent' AND n.via = ?1 AND n.done_at >= ?2
+           AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.notification = n.id AND d.result IN ('fate_delivered', 'fate_failed'))
+         ORDER BY n.id"
+    ))?;
+    for ch in channels {
+        out.extend(
+            st.query_map(params![ch, since], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        );
+    }
+    Ok(out)
+}
+
+/// Plans the same notification on another channel (after a carrier rejected it);
+/// nothing when that channel already carries it.
+pub fn resend_via(c: &Connection, n: &Notification, channel: &str, now: TimestampMs) -> rusqlite::Result<Option<i64>> {
+    enqueue(
+        c,
+        &NewNotification {
+            alarm: n.alarm,
+            kind: n.kind.clone(),
+            cycle: n.cycle,
+            round: n.round,
+            step: n.step,
+            contact: n.contact.clone(),
+            channel: channel.to_string(),
+            subject: n.subject.clone(),
+            body: n.body.clone(),
+            sms: n.sms.clone(),
+        },
+        now,
+    )
+}
+
 /// (contact, channel) pairs a page of `alarm` was delivered to.
 pub fn paged(c: &Connection, alarm: i64) -> rusqlite::Result<Vec<(String, String)>> {
     let mut st = c.prepare(
