@@ -227,7 +227,12 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let cfg = load(&config)?;
             let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
             let rows = status::gather(&cfg, &store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
-            print_json_or(json, &rows, |out| status::write_table(&rows, out))
+            let conditions = status::conditions(&store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
+            print_json_or(json, &rows, |out| status::write_table(&rows, out))?;
+            for c in &conditions {
+                eprintln!("{c}");
+            }
+            Ok(())
         }
         Command::History {
             config,

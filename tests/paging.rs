@@ -414,3 +414,31 @@ fn a_severity_upgrade_restarts_the_escalation() {
             .contains(&format!("alarm {id}"))
     );
 }
+
+#[test]
+fn a_page_no_channel_can_deliver_is_raised_in_status_and_retried_until_it_goes_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let mut smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let text = config(&sim, smtp.port, &modem, 3600, -189.0)
+        .replace("fallback = \"sms\"\n", "")
+        .replace("via = [\"email\", \"sms\"]", "via = [\"email\"]");
+    let site = site(&text);
+    smtp.stop();
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    let stderr = wait(&site, "status to raise the undelivered page", || {
+        let out = cryowatch_output(&["status", "-c", &site.config_str()]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        err.contains("CRITICAL: page").then_some(err)
+    });
+    assert!(stderr.contains("alice") && stderr.contains("retrying"), "{stderr}");
+    // The mail server comes back: the page goes out on a retry, once.
+    smtp.restart();
+    let mails = smtp.wait_messages(1, Duration::from_secs(30));
+    assert_eq!(mails[0].rcpt_tos, ["alice@example.org"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(smtp.messages().len(), 1);
+}

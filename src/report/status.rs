@@ -104,3 +104,36 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
     }
     Ok(())
 }
+
+/// Local conditions that need a person, beyond the sensors: pages no channel could
+/// deliver (retrying, or given up) in the last day.
+pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
+    let stuck = store.with_conn(|c| {
+        let mut st = c.prepare(
+            "SELECT id, contact, channel, state, coalesce(error, ''), created_at FROM notification
+             WHERE created_at >= ?1 AND (state = 'failed' OR (state = 'pending' AND attempts > 0))
+             ORDER BY id",
+        )?;
+        st.query_map([now - 24 * 3600 * 1000], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })?;
+    Ok(stuck
+        .into_iter()
+        .map(|(id, contact, channel, state, error, t)| {
+            let what = if state == "failed" { "given up" } else { "retrying" };
+            format!(
+                "CRITICAL: page {id} to {contact} (channel {channel}, queued {}) could not be delivered by any channel, {what}: {error}",
+                format_rfc3339(t)
+            )
+        })
+        .collect())
+}
