@@ -442,3 +442,31 @@ fn a_page_no_channel_can_deliver_is_raised_in_status_and_retried_until_it_goes_o
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(smtp.messages().len(), 1);
 }
+
+#[test]
+fn a_scheduled_test_page_goes_out_once_per_occurrence() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    // Scheduled for the current minute (UTC), daily.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let hhmm = format!("{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60);
+    let text = config(&sim, smtp.port, &modem, 3600, -100.0)
+        + &format!("[[test_page]]\ncontact = \"alice\"\nevery = \"{hhmm}\"\n");
+    let site = site(&text);
+    let mut daemon = site.start_daemon();
+    let mails = smtp.wait_messages(1, PATIENCE);
+    assert!(mails[0].header("Subject").unwrap_or_default().contains("TEST"));
+    modem.wait_sent(1, PATIENCE);
+    // A restart within the same occurrence sends nothing again.
+    daemon.signal("KILL");
+    let _ = daemon.wait_exit(Duration::from_secs(5));
+    let _again = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(modem.sent().len(), 1);
+}

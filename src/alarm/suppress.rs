@@ -37,6 +37,24 @@ pub fn window_open(window: &Window, tz: &TimeZone, now: TimestampMs) -> bool {
     }
 }
 
+/// The start of the window's latest opening at or before `now`, while it is open.
+pub fn open_since(window: &Window, tz: &TimeZone, now: TimestampMs) -> Option<TimestampMs> {
+    let ts = Timestamp::from_millisecond(now).ok()?;
+    match window {
+        Window::Once { from, to } => (*from <= ts && ts < *to).then(|| from.as_millisecond()),
+        Window::Weekly {
+            weekday,
+            time,
+            duration,
+        } => recent_starts(tz, ts, *time, |d| d.weekday() == *weekday)
+            .filter(|start| now < start + duration.as_millis() as i64)
+            .max(),
+        Window::Daily { time, duration } => recent_starts(tz, ts, *time, |_| true)
+            .filter(|start| now < start + duration.as_millis() as i64)
+            .max(),
+    }
+}
+
 /// The first moment after `now` at which the window opens or closes (`i64::MAX` when it
 /// never will again), so callers re-check a window only then.
 pub fn next_change(window: &Window, tz: &TimeZone, now: TimestampMs) -> TimestampMs {
@@ -178,6 +196,20 @@ mod tests {
             to: "2026-12-01T10:00:00Z".parse().expect("t"),
         };
         assert_eq!(next_change(&once, &tz, ms("2026-12-01T11:00:00Z")), TimestampMs::MAX);
+    }
+
+    #[test]
+    fn open_since_names_the_start_of_the_current_opening() {
+        let w = Window::Daily {
+            time: Time::constant(10, 0, 0, 0),
+            duration: Duration::from_secs(600),
+        };
+        let tz = TimeZone::UTC;
+        assert_eq!(
+            open_since(&w, &tz, ms("2026-11-24T10:05:00Z")),
+            Some(ms("2026-11-24T10:00:00Z"))
+        );
+        assert_eq!(open_since(&w, &tz, ms("2026-11-24T10:10:00Z")), None);
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub struct Config {
     /// Written rules that are enabled, then the defaults they leave in place.
     pub rules: Vec<rules::Rule>,
     pub maintenance: Vec<rules::Maintenance>,
+    /// Scheduled test pages.
+    pub test_pages: Vec<rules::TestSchedule>,
     /// Contacts, groups, schedules, escalations, routes, channels.
     pub notify: notify::NotifyConfig,
     /// Sections that later stages use; parsed and checked, kept as written.

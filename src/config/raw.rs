@@ -36,6 +36,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub group: Vec<Group>,
     #[serde(default)]
+    pub test_page: Vec<TestPage>,
+    #[serde(default)]
     pub channel: Vec<Channel>,
 }
 
@@ -218,6 +220,15 @@ pub struct Rule {
     /// `"power"`: an alarm of this rule opens a site power incident that groups the
     /// alarms raised while it lasts. Rules on a UPS `on_battery` point do so by default.
     pub incident: Option<String>,
+}
+
+/// A scheduled test page: proof for auditors that the alarm path works.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestPage {
+    pub contact: String,
+    /// `"Mon 10:00"` (weekly) or `"10:00"` (daily), site time zone.
+    pub every: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -563,6 +563,36 @@ pub(super) fn check_maintenance(c: &mut Checker, raw: &RawConfig, inp: &RuleInpu
     out
 }
 
+/// Checks `[[test_page]]` schedules: a contact and when.
+pub(super) fn check_test_pages(c: &mut Checker, raw: &RawConfig) -> Vec<TestSchedule> {
+    let mut out = Vec::new();
+    for (i, t) in raw.test_page.iter().enumerate() {
+        if !raw.contact.iter().any(|ct| ct.id == t.contact) {
+            c.err(
+                format!("test_page[{i}].contact"),
+                format!("unknown contact {:?}", t.contact),
+            );
+        }
+        if let Some(window) = parse_every(c, &format!("test_page[{i}].every"), &t.every, TEST_PAGE_GRACE) {
+            out.push(TestSchedule {
+                contact: t.contact.clone(),
+                window,
+            });
+        }
+    }
+    out
+}
+
+/// A scheduled test page is sent if the daemon runs within this long of its time.
+pub const TEST_PAGE_GRACE: Duration = Duration::from_secs(600);
+
+/// A scheduled test page: `window` opens at each scheduled time for [`TEST_PAGE_GRACE`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestSchedule {
+    pub contact: String,
+    pub window: Window,
+}
+
 /// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
 fn parse_every(c: &mut Checker, path: &str, text: &str, duration: Duration) -> Option<Window> {
     let (day, time) = match text.split_once(' ') {

@@ -278,6 +278,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     };
     let rules = super::rules::check_rules(&mut c, raw, &inputs);
     let maintenance = super::rules::check_maintenance(&mut c, raw, &inputs);
+    let test_pages = super::rules::check_test_pages(&mut c, raw);
     let sections = super::validate_alarms::check(&mut c, raw, base);
 
     if c.problems.is_empty() {
@@ -291,6 +292,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             sensors,
             rules,
             maintenance,
+            test_pages,
             notify: super::notify::build(raw, base),
             sections,
         })

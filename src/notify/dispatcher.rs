@@ -278,8 +278,40 @@ impl Dispatcher {
         Ok(count)
     }
 
+    /// Queues the scheduled test pages whose time has come (once per occurrence, and
+    /// only within a grace period, so a restart does not send last week's test).
+    pub fn scheduled_tests(&mut self, now: TimestampMs) -> Result<(), StoreError> {
+        for i in 0..self.cfg.test_pages.len() {
+            let t = &self.cfg.test_pages[i];
+            let Some(at) = crate::alarm::suppress::open_since(&t.window, &self.tz, now) else {
+                continue;
+            };
+            let contact = t.contact.clone();
+            let done = self.store.with_conn(|c| {
+                c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'test' AND cycle = ?1 AND contact = ?2)",
+                    rusqlite::params![at, contact],
+                    |r| r.get::<_, bool>(0),
+                )
+            })?;
+            if !done {
+                match self.test_page_at(&contact, now, at) {
+                    Ok(ids) => tracing::info!(contact = %contact, notifications = ?ids, "scheduled test page queued"),
+                    Err(e) => {
+                        tracing::error!(contact = %contact, error = %e, "CRITICAL: scheduled test page cannot be sent")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Queues a test page to `contact` on every channel that reaches it.
     pub fn test_page(&mut self, contact: &str, now: TimestampMs) -> Result<Vec<i64>, String> {
+        self.test_page_at(contact, now, now)
+    }
+
+    fn test_page_at(&mut self, contact: &str, now: TimestampMs, cycle: TimestampMs) -> Result<Vec<i64>, String> {
         let c = self
             .cfg
             .notify
@@ -315,7 +347,7 @@ impl Dispatcher {
                     let n = NewNotification {
                         alarm: None,
                         kind: "test".into(),
-                        cycle: now,
+                        cycle,
                         round: 0,
                         step: 0,
                         contact: c.id.clone(),
@@ -520,6 +552,9 @@ impl Dispatcher {
                 }
             }
             let now = now_ms();
+            if let Err(e) = self.scheduled_tests(now) {
+                tracing::error!(error = %e, "planning scheduled test pages failed; retrying");
+            }
             if let Err(e) = self.plan(now) {
                 tracing::error!(error = %e, "planning notifications failed; retrying");
             }
