@@ -470,3 +470,56 @@ fn a_scheduled_test_page_goes_out_once_per_occurrence() {
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(modem.sent().len(), 1);
 }
+
+#[test]
+fn a_power_incident_pages_once_for_the_alarms_it_causes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let text = config(&sim, smtp.port, &modem, 3600, -189.0)
+        + &format!(
+            "[[modbus.device]]\nid = \"ctrl-ups\"\ntransport = \"tcp\"\naddress = \"{}\"\nunit = 3\npoll_interval = \"250ms\"\ntimeout = \"500ms\"\n\
+             [[asset]]\nid = \"ups-1\"\nkind = \"ups\"\n\
+             [[sensor]]\nid = \"ups-1.on_battery\"\nasset = \"ups-1\"\nquantity = \"state\"\nstale_after = \"30s\"\n\
+             [sensor.modbus]\ndevice = \"ctrl-ups\"\nregister = \"discrete\"\naddress = 0\ntype = \"bool\"\n\
+             [[rule]]\nid = \"mains-lost\"\nsensor = \"ups-1.on_battery\"\nkind = \"state\"\nequals = 1\nseverity = \"critical\"\n\
+             incident = \"power\"\nescalation = \"oncall\"\n",
+            sim.modbus
+        );
+    let site = site(&text);
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sim.command("set ups-1 power-loss").starts_with("ok"));
+    let first = smtp.wait_messages(1, PATIENCE);
+    let incident = wait(&site, "the mains alarm", || open_alarm(&site));
+    assert!(
+        first[0]
+            .header("Subject")
+            .unwrap_or_default()
+            .contains(&format!("alarm {incident}"))
+    );
+    // The dewar warms during the power cut: its alarm joins the incident, no page of its own.
+    warm(&sim);
+    let member: i64 = wait(&site, "the dewar alarm in the incident", || {
+        db(&site)?
+            .query_row(
+                "SELECT id FROM alarm WHERE rule = 'dewar-warm' AND incident = ?1",
+                [incident],
+                |r| r.get(0),
+            )
+            .ok()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let pages_of_member: i64 = db(&site)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM notification WHERE alarm = ?1", [member], |r| {
+                r.get(0)
+            })
+            .ok()
+        })
+        .unwrap_or(-1);
+    assert_eq!(pages_of_member, 0, "the member alarm is paged through its incident");
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(modem.sent().len(), 1);
+}
