@@ -110,6 +110,7 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, mqtt_stats.clone()));
         tasks.extend(ups::spawn(config, &handle, &shutdown));
+        tasks.extend(crate::api::spawn(config, &shutdown).context("starting the HTTP API")?);
         tracing::info!(
             site = %config.site.name,
             store = %config.store.path.display(),

@@ -26,6 +26,7 @@
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
 pub mod alarm;
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod demo;

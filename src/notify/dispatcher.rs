@@ -231,9 +231,17 @@ impl Dispatcher {
                             round: d.round as i64,
                             step: d.step as i64,
                             contact: contact.id.clone(),
+                            body: super::acklink::page_body(
+                                &self.cfg,
+                                &self.store,
+                                &text.body,
+                                a.id,
+                                &contact.id,
+                                &channel,
+                                now,
+                            ),
                             channel,
                             subject: text.subject.clone(),
-                            body: text.body.clone(),
                             sms: text.sms.clone(),
                         });
                     }

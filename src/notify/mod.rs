@@ -1,6 +1,7 @@
 //! Where alarms become pages.
 //!
 //! - [`channel`]: the message and delivery result every channel speaks.
+pub mod acklink;
 pub mod channel;
 pub mod channels;
 pub mod dispatcher;

@@ -1,0 +1,362 @@
+//! Signed, single-use acknowledgement links for email pages.
+//!
+//! A link is `{api.public_url}/ack/{token}`. The token is two base64url parts (no
+//! padding) joined by a dot: the payload `{alarm}.{contact}.{expires_ms}.{nonce}` and an
+//! HMAC-SHA256 of it. The link is bound to one alarm and one contact (the contact's
+//! configured id), expires after [`VALIDITY_MS`], and its nonce makes it single use: the
+//! HTTP API records every nonce it accepts in `ack_link_used` and refuses it a second
+//! time. Opening a link shows the alarm and a form; only submitting the form
+//! acknowledges, so mail scanners that fetch links change nothing.
+//!
+//! The key is 32 random bytes from `/dev/urandom`, created on first use and kept in the
+//! store (`meta`, key `ack_link_key`), so links survive restarts and every process
+//! working on the store signs and checks with the same key. Deleting that row makes a
+//! new key on next use and invalidates every link sent so far.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::Sha256;
+
+use crate::config::Config;
+use crate::config::notify::ChannelKind;
+use crate::model::{TimestampMs, format_rfc3339};
+use crate::store::{Store, StoreError};
+
+/// The signing key.
+pub type Key = [u8; 32];
+
+/// How long a link stays valid after it is made.
+pub const VALIDITY_MS: i64 = 24 * 3600 * 1000;
+
+/// The `meta` row that holds the key.
+pub const KEY_NAME: &str = "ack_link_key";
+
+/// Signed in front of every payload, so this key's MACs mean nothing anywhere else.
+const CONTEXT: &[u8] = b"cryowatch ack link v1\n";
+
+/// Longer tokens are refused before any decoding.
+const MAX_TOKEN: usize = 1024;
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkClaims {
+    pub alarm: i64,
+    /// The configured contact id the link was sent to.
+    pub contact: String,
+    pub expires_ms: TimestampMs,
+    pub nonce: String,
+}
+
+/// Why a token is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("the link is incomplete or damaged (it may have been cut when it was copied)")]
+    Malformed,
+    #[error("the link's signature does not match: it was altered or was not issued by this cryowatch")]
+    BadSignature,
+    #[error("the link expired at {}", format_rfc3339(*expired_at))]
+    Expired { expired_at: TimestampMs },
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(key: &Key, payload: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut m =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    m.update(CONTEXT);
+    m.update(payload);
+    m
+}
+
+/// The token for `alarm` and `contact`, valid until `expires_ms`. `nonce` must be unique
+/// per link and contain no `.` ([`new_nonce`] makes one).
+pub fn sign(key: &Key, alarm: i64, contact: &str, expires_ms: TimestampMs, nonce: &str) -> String {
+    debug_assert!(!nonce.contains('.'), "a nonce must not contain '.'");
+    let payload = format!("{alarm}.{contact}.{expires_ms}.{nonce}");
+    let tag = mac(key, payload.as_bytes()).finalize().into_bytes();
+    format!("{}.{}", B64.encode(payload.as_bytes()), B64.encode(tag))
+}
+
+/// Checks `token`'s signature (in constant time) and expiry at `now_ms`.
+pub fn verify(key: &Key, token: &str, now_ms: TimestampMs) -> Result<LinkClaims, LinkError> {
+    if token.len() > MAX_TOKEN {
+        return Err(LinkError::Malformed);
+    }
+    let (payload, tag) = token.split_once('.').ok_or(LinkError::Malformed)?;
+    let payload = B64.decode(payload).map_err(|_| LinkError::Malformed)?;
+    let tag = B64.decode(tag).map_err(|_| LinkError::Malformed)?;
+    mac(key, &payload)
+        .verify_slice(&tag)
+        .map_err(|_| LinkError::BadSignature)?;
+    let claims = parse_payload(&payload).ok_or(LinkError::Malformed)?;
+    if claims.expires_ms <= now_ms {
+        return Err(LinkError::Expired {
+            expired_at: claims.expires_ms,
+        });
+    }
+    Ok(claims)
+}
+
+/// `alarm.contact.expires.nonce`; the contact may itself contain dots.
+fn parse_payload(payload: &[u8]) -> Option<LinkClaims> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (alarm, rest) = text.split_once('.')?;
+    let (rest, nonce) = rest.rsplit_once('.')?;
+    let (contact, expires) = rest.rsplit_once('.')?;
+    if contact.is_empty() || nonce.is_empty() {
+        return None;
+    }
+    Some(LinkClaims {
+        alarm: alarm.parse().ok()?,
+        contact: contact.to_string(),
+        expires_ms: expires.parse().ok()?,
+        nonce: nonce.to_string(),
+    })
+}
+
+/// A link for `alarm` and `contact` (a configured contact id), valid for [`VALIDITY_MS`]
+/// from `now_ms`: `{base_url}/ack/{token}`.
+pub fn link(base_url: &str, key: &Key, alarm: i64, contact: &str, now_ms: TimestampMs) -> String {
+    let token = sign(key, alarm, contact, now_ms + VALIDITY_MS, &new_nonce());
+    format!("{}/ack/{token}", base_url.trim_end_matches('/'))
+}
+
+/// 128 random bits, base64url. A nonce only has to be unique (forging a link needs the
+/// key), so should `/dev/urandom` be unreadable, `fastrand` stands in.
+pub fn new_nonce() -> String {
+    let bytes = random_bytes::<16>().unwrap_or_else(|_| fastrand::u128(..).to_le_bytes());
+    B64.encode(bytes)
+}
+
+fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct KeyProblem(String);
+
+fn key_problem(text: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(KeyProblem(text)))
+}
+
+fn read_key(c: &Connection) -> rusqlite::Result<Option<Key>> {
+    let value: Option<Vec<u8>> = c
+        .query_row("SELECT value FROM meta WHERE key = ?1", [KEY_NAME], |r| r.get(0))
+        .optional()?;
+    match value {
+        None => Ok(None),
+        Some(v) => Key::try_from(v.as_slice()).map(Some).map_err(|_| {
+            key_problem(format!(
+                "the acknowledgement-link key (meta row {KEY_NAME:?}) has {} bytes instead of 32; \
+                 delete that row to make a new key (links already sent stop working)",
+                v.len()
+            ))
+        }),
+    }
+}
+
+/// The installation's signing key, created (32 bytes from `/dev/urandom`) and stored on
+/// first use. Two processes creating it at once agree on whichever was stored first.
+pub fn key(store: &Store) -> Result<Key, StoreError> {
+    store.with_conn(|c| {
+        if let Some(k) = read_key(c)? {
+            return Ok(k);
+        }
+        let fresh = random_bytes::<32>().map_err(|e| {
+            key_problem(format!(
+                "cannot read /dev/urandom to make the acknowledgement-link key: {e}"
+            ))
+        })?;
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            params![KEY_NAME, &fresh[..]],
+        )?;
+        read_key(c)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    })
+}
+
+/// `ms` in the site's time zone, for people: `2026-11-23 09:00 CET`.
+pub fn site_time(ms: TimestampMs, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// The email body of a page to `contact` (a contact id) through `channel`, with a
+/// personal acknowledgement link added when the channel is email and `[api]` is
+/// configured; otherwise `body` unchanged. A key that cannot be read is logged and the
+/// page goes out without a link.
+pub fn page_body(
+    cfg: &Config,
+    store: &Store,
+    body: &str,
+    alarm: i64,
+    contact: &str,
+    channel: &str,
+    now: TimestampMs,
+) -> String {
+    let Some(base) = cfg.sections.api_public_url.as_deref() else {
+        return body.to_string();
+    };
+    let is_email = cfg
+        .notify
+        .channel(channel)
+        .is_some_and(|c| matches!(c.kind, ChannelKind::Smtp { .. }));
+    if !is_email {
+        return body.to_string();
+    }
+    let key = match key(store) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, alarm_id = alarm, contact, "page sent without an acknowledgement link");
+            return body.to_string();
+        }
+    };
+    let name = cfg.notify.contact(contact).map_or(contact, |c| c.name.as_str());
+    let url = link(base, &key, alarm, contact, now);
+    with_link(body, &url, name, &site_time(now + VALIDITY_MS, &cfg.site.timezone))
+}
+
+/// Inserts the link paragraph in front of the "To acknowledge:" paragraph of a page, or
+/// at the end when there is none.
+pub fn with_link(body: &str, url: &str, name: &str, valid_until: &str) -> String {
+    let mut para = String::new();
+    let _ = writeln!(
+        para,
+        "\nAcknowledge in a browser (for {name} only, single use, valid until {valid_until}):\n  {url}"
+    );
+    match body.find("\nTo acknowledge:") {
+        Some(i) => format!("{}{para}{}", &body[..i], &body[i..]),
+        None => format!("{body}{para}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: Key = [7; 32];
+    const NOW: i64 = 1_795_420_800_000;
+
+    #[test]
+    fn a_signed_token_verifies_to_what_was_signed() {
+        let t = sign(&KEY, 42, "alice", NOW + 1000, "n0nce");
+        assert!(!t.contains(['/', '+', '=', '?', '#']), "{t}");
+        let c = verify(&KEY, &t, NOW).expect("valid");
+        assert_eq!(
+            c,
+            LinkClaims {
+                alarm: 42,
+                contact: "alice".into(),
+                expires_ms: NOW + 1000,
+                nonce: "n0nce".into()
+            }
+        );
+    }
+
+    #[test]
+    fn contact_ids_with_dots_survive() {
+        let t = sign(&KEY, 1, "night.shift.lead", NOW + 1, "x");
+        assert_eq!(verify(&KEY, &t, NOW).expect("valid").contact, "night.shift.lead");
+    }
+
+    #[test]
+    fn an_altered_token_has_a_bad_signature() {
+        let t = sign(&KEY, 42, "alice", NOW + 1000, "n");
+        let (_, tag) = t.split_once('.').expect("two parts");
+        // Another alarm, same signature.
+        let forged = format!("{}.{tag}", B64.encode(format!("43.alice.{}.n", NOW + 1000)));
+        assert_eq!(verify(&KEY, &forged, NOW), Err(LinkError::BadSignature));
+        // A later expiry, same signature.
+        let forged = format!("{}.{tag}", B64.encode(format!("42.alice.{}.n", NOW + 10_000_000)));
+        assert_eq!(verify(&KEY, &forged, NOW), Err(LinkError::BadSignature));
+        // One character of the signature changed.
+        let mut chars: Vec<char> = t.chars().collect();
+        let last = chars.len() - 2;
+        chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
+        let flipped: String = chars.into_iter().collect();
+        assert_eq!(verify(&KEY, &flipped, NOW), Err(LinkError::BadSignature));
+        // A truncated signature.
+        assert_eq!(verify(&KEY, &t[..t.len() - 4], NOW), Err(LinkError::BadSignature));
+    }
+
+    #[test]
+    fn another_key_does_not_verify() {
+        let t = sign(&KEY, 42, "alice", NOW + 1000, "n");
+        assert_eq!(verify(&[8; 32], &t, NOW), Err(LinkError::BadSignature));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let t = sign(&KEY, 42, "alice", NOW, "n");
+        assert_eq!(verify(&KEY, &t, NOW), Err(LinkError::Expired { expired_at: NOW }));
+        assert!(verify(&KEY, &t, NOW - 1).is_ok());
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for t in ["", "abc", "a.b", "!!!.???", &"A".repeat(5000)] {
+            assert_eq!(verify(&KEY, t, NOW), Err(LinkError::Malformed), "{t}");
+        }
+        // Signed, but not a payload we make.
+        let payload = b"hello";
+        let tag = mac(&KEY, payload).finalize().into_bytes();
+        let t = format!("{}.{}", B64.encode(payload), B64.encode(tag));
+        assert_eq!(verify(&KEY, &t, NOW), Err(LinkError::Malformed));
+    }
+
+    #[test]
+    fn links_expire_after_a_day_and_carry_fresh_nonces() {
+        let a = link("https://cw.example.org/", &KEY, 5, "bob", NOW);
+        let b = link("https://cw.example.org", &KEY, 5, "bob", NOW);
+        assert_ne!(a, b);
+        let token = a.strip_prefix("https://cw.example.org/ack/").expect("prefix");
+        let c = verify(&KEY, token, NOW).expect("valid");
+        assert_eq!(
+            (c.alarm, c.contact.as_str(), c.expires_ms),
+            (5, "bob", NOW + VALIDITY_MS)
+        );
+        assert_eq!(c.nonce.len(), 22);
+        assert!(matches!(
+            verify(&KEY, token, NOW + VALIDITY_MS),
+            Err(LinkError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn the_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).expect("store");
+        let k1 = key(&store).expect("key");
+        let k2 = key(&Store::open(&path).expect("reopen")).expect("key");
+        assert_eq!(k1, k2);
+        assert_ne!(k1, [0; 32]);
+        store
+            .with_conn(|c| c.execute("UPDATE meta SET value = x'0102' WHERE key = ?1", [KEY_NAME]))
+            .expect("damage");
+        let err = key(&store).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("has 2 bytes instead of 32"), "{err}");
+    }
+
+    #[test]
+    fn the_link_goes_in_front_of_the_other_ways_to_acknowledge() {
+        let body = "Alarm id:   7\n\nTo acknowledge: reply ACK 7\n\nsite\n";
+        let out = with_link(body, "https://x/ack/t", "Alice", "tomorrow");
+        assert_eq!(
+            out,
+            "Alarm id:   7\n\nAcknowledge in a browser (for Alice only, single use, valid until tomorrow):\n  https://x/ack/t\n\nTo acknowledge: reply ACK 7\n\nsite\n"
+        );
+        assert!(with_link("plain\n", "u", "n", "t").ends_with("\n  u\n"));
+    }
+}
