@@ -523,3 +523,81 @@ fn a_power_incident_pages_once_for_the_alarms_it_causes() {
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(modem.sent().len(), 1);
 }
+
+/// POSTs a form to the daemon's HTTP API; returns the status code.
+fn post_form(addr: &str, path: &str, fields: &[(&str, &str)], signature: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+    let body = body.join("&");
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(sig) = signature {
+        req.push_str(&format!("X-Twilio-Signature: {sig}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_ack_by_sms_through_the_gateway_webhook_is_checked_and_recorded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let gw = FakeTwilio::start(dir.path());
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let text = gateway_config(&sim, smtp.port, &modem, &gw) + &format!("[api]\nlisten = \"{api}\"\n");
+    let site = site(&text);
+    let _daemon = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(1));
+    warm(&sim);
+    let id = wait(&site, "an open alarm", || open_alarm(&site));
+    let body = format!("ACK {id} on my way");
+    let fields = [
+        ("From", "+15551230001"),
+        ("To", "+15550000000"),
+        ("Body", body.as_str()),
+    ];
+    // Unsigned, or signed with another token: refused, nothing changes.
+    assert_eq!(post_form(&api, "/sms/inbound/gateway", &fields, None), 403);
+    let params: std::collections::BTreeMap<String, String> =
+        fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let url = format!("http://{api}/sms/inbound/gateway");
+    let forged = cryowatch::api::sms::signature("not-the-token", &url, &params);
+    assert_eq!(post_form(&api, "/sms/inbound/gateway", &fields, Some(&forged)), 403);
+    let good = cryowatch::api::sms::signature(&gw.auth_token, &url, &params);
+    assert_eq!(post_form(&api, "/sms/inbound/gateway", &fields, Some(&good)), 200);
+    let (by, path, comment): (String, String, String) = wait(&site, "the gateway acknowledgement", || {
+        db(&site)?
+            .query_row(
+                "SELECT acked_by, ack_path, ack_comment FROM alarm WHERE id = ?1 AND acked_by IS NOT NULL",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok()
+    });
+    assert_eq!(
+        (by.as_str(), path.as_str(), comment.as_str()),
+        ("Alice", "sms_gateway", "on my way")
+    );
+}

@@ -10,6 +10,7 @@
 //! once and records who, when, by which path and with which comment.
 
 pub mod ack;
+pub mod sms;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -89,6 +90,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(ack::routes())
+        .merge(sms::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
