@@ -20,6 +20,13 @@
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every
 //!   change into store rows that the writer commits with the readings
 //!   ([`store::alarms`]); [`alarm::control`] is acknowledge/shelve from the command line.
+//! - [`notify`]: where alarms become pages: [`notify::oncall`] and
+//!   [`notify::escalation`] (who and when, pure), [`notify::message`] (texts),
+//!   [`notify::dispatcher`] (plan → outbox ([`store::outbox`]) → send with fallback →
+//!   record), the channels ([`notify::smtp`], [`notify::twilio`], [`notify::modem`],
+//!   [`notify::webhook`]), inbound `ACK` replies ([`notify::inbound`]) and signed
+//!   acknowledgement links ([`notify::acklink`]).
+//! - [`api`]: the HTTP side: acknowledgement-link pages and the SMS gateway's webhook.
 //! - [`report`]: what is read back out: `history` export, the `status` overview, the
 //!   alarm list, and `check --explain`.
 //! - [`daemon`]: wiring of sources and store, signals, ordered shutdown.
