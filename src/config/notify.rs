@@ -1,5 +1,5 @@
 //! Checked types of the paging sections: contacts, groups, schedules, escalations,
-//! routes and channels. `validate_alarms` reports the problems; [`build`] turns the
+//! routes and channels. `validate_alarms` reports the problems; `build` turns the
 //! already-checked raw sections into these types.
 
 use std::path::{Path, PathBuf};
