@@ -96,13 +96,14 @@ impl Daemon {
             .context("starting the store writer")?;
         let shutdown = CancellationToken::new();
         let mut tasks = vec![spawn_clock(&handle, &shutdown)];
-        let channels = crate::notify::channels::build(&config.notify);
-        let dispatcher = Dispatcher::new(
-            Arc::new(config.clone()),
-            Store::open(&config.store.path).context("opening the store for the notification dispatcher")?,
-            channels.senders,
-        )
-        .with_modems(channels.modems);
+        let dispatch_store =
+            Store::open(&config.store.path).context("opening the store for the notification dispatcher")?;
+        let tag = crate::notify::acklink::installation_tag(&dispatch_store)
+            .map_err(|e| tracing::error!(error = %e, "no installation tag for mail Message-IDs"))
+            .ok();
+        let channels = crate::notify::channels::build(&config.notify, tag.as_deref());
+        let dispatcher =
+            Dispatcher::new(Arc::new(config.clone()), dispatch_store, channels.senders).with_modems(channels.modems);
         let dispatch_stats = dispatcher.stats.clone();
         let dispatcher = dispatcher::spawn(dispatcher, shutdown.clone(), handle.events.subscribe())
             .context("starting the dispatcher")?;

@@ -181,6 +181,11 @@ fn an_excursion_pages_step_one_at_once_then_step_two_and_an_ack_stops_the_rest()
         "{}",
         mails[0].body
     );
+    // The Message-ID carries the installation's tag: another store counting pages from
+    // 1 again cannot reuse it (mail systems drop a Message-ID they have seen).
+    let mid = mails[0].header("Message-ID").unwrap_or_default().to_string();
+    let tag = mid.trim_start_matches("<cryowatch-").split('-').next().unwrap_or("");
+    assert!(tag.len() == 10 && tag.chars().all(|c| c.is_ascii_hexdigit()), "{mid}");
     let sms = modem.wait_sent(1, PATIENCE);
     assert_eq!(sms[0].to, "+15551230001");
     assert!(sms[0].text.len() <= 160, "one segment: {:?}", sms[0].text);

@@ -241,6 +241,18 @@ pub fn with_link(body: &str, url: &str, name: &str, valid_until: &str) -> String
     }
 }
 
+/// A short installation-specific tag derived from the signing key (not revealing it):
+/// mail Message-IDs carry it, so two stores that both count pages from 1 never produce
+/// the same Message-ID (mail systems drop a message whose Message-ID they have seen).
+pub fn installation_tag(store: &Store) -> Result<String, StoreError> {
+    use sha2::Digest as _;
+    let key = key(store)?;
+    let mut h = sha2::Sha256::new();
+    h.update(b"cryowatch message-id scope");
+    h.update(key);
+    Ok(h.finalize().iter().take(5).map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

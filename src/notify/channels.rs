@@ -62,12 +62,18 @@ pub struct Built {
     pub modems: Vec<Arc<ModemChannel>>,
 }
 
-pub fn build(cfg: &NotifyConfig) -> Built {
+/// `scope`: an installation tag for mail Message-IDs (see
+/// [`super::acklink::installation_tag`]).
+pub fn build(cfg: &NotifyConfig, scope: Option<&str>) -> Built {
     let mut senders: HashMap<String, Arc<dyn Sender>> = HashMap::new();
     let mut modems = Vec::new();
     for ch in &cfg.channels {
         let made: Result<Arc<dyn Sender>, String> = match &ch.kind {
             ChannelKind::Smtp { .. } => SmtpChannel::new(ch)
+                .map(|c| match scope {
+                    Some(s) => c.with_message_id_scope(s),
+                    None => c,
+                })
                 .map(|c| Arc::new(c) as _)
                 .map_err(|e| e.to_string()),
             ChannelKind::Twilio { .. } => TwilioChannel::new(ch)

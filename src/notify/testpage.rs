@@ -27,7 +27,8 @@ pub async fn run(cfg: &Config, contact: &str) -> Result<String, TestPageError> {
     let failed = |e: &dyn std::fmt::Display| TestPageError::Failed(e.to_string());
     let lock = crate::daemon::lock_store(&cfg.store.path).map_err(|e| failed(&format!("{e:#}")))?;
     let store = Store::open(&cfg.store.path).map_err(|e| failed(&e))?;
-    let built = super::channels::build(&cfg.notify);
+    let tag = super::acklink::installation_tag(&store).ok();
+    let built = super::channels::build(&cfg.notify, tag.as_deref());
     let mut dispatcher = Dispatcher::new(Arc::new(cfg.clone()), store, built.senders);
     let ids = dispatcher
         .test_page(contact, now_ms())
