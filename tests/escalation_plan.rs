@@ -204,3 +204,14 @@ fn a_restart_of_the_dispatcher_plans_only_what_is_missing() {
     assert_eq!(after.len(), 2);
     assert_eq!(rig.plan(T0 + 12 * MIN).len(), 2);
 }
+
+#[test]
+fn after_a_long_outage_each_overdue_step_pages_once_not_once_per_missed_round() {
+    let mut rig = Rig::new();
+    rig.read(T0, -140.0);
+    // Nothing planned until long after both rounds were due (the daemon was down).
+    let after = rig.plan(T0 + 120 * MIN);
+    let steps: Vec<(i64, i64)> = after.iter().map(|n| (n.1, n.2)).collect();
+    assert_eq!(steps, [(1, 0), (1, 1)], "{after:?}");
+    assert_eq!(rig.plan(T0 + 121 * MIN), after);
+}

@@ -208,7 +208,17 @@ impl Dispatcher {
                 continue;
             };
             let mut text = None;
+            // Only the latest due occurrence of each step: after the daemon was down
+            // through several rounds, each step pages once, not once per missed round.
+            let mut latest: Vec<escalation::Due> = Vec::new();
             for d in escalation::due(esc, start, now) {
+                match latest.iter_mut().find(|l| l.step == d.step) {
+                    Some(l) if l.round < d.round => *l = d,
+                    Some(_) => {}
+                    None => latest.push(d),
+                }
+            }
+            for d in latest {
                 let planned = self
                     .store
                     .with_conn(|c| outbox::step_planned(c, a.id, cycle, d.round as i64, d.step as i64))?;
