@@ -550,6 +550,44 @@ fn an_open_alarm_of_a_removed_rule_is_closed_on_the_record() {
     rig.tick(T0 + 3 * MIN);
     assert!(rig.open().is_empty());
     let last = rig.events().pop().expect("event");
-    assert_eq!(last.kind, "cleared");
+    assert_eq!(
+        last.kind, "closed",
+        "closed on the record, not announced as back to normal"
+    );
     assert!(last.comment.contains("no longer in the configuration"));
+}
+
+#[test]
+fn a_late_reading_older_than_the_newest_does_not_clear_an_alarm() {
+    let mut rig = Rig::new(WARM_RULE);
+    rig.read("dewar-1.temp", T0, -140.0);
+    rig.tick(T0 + 3 * MIN);
+    let id = rig.open()[0].id;
+    // A buffered reading from before the excursion arrives late.
+    rig.read("dewar-1.temp", T0 - 5 * MIN, -191.0);
+    assert_eq!(rig.open().iter().map(|a| a.id).collect::<Vec<_>>(), [id]);
+}
+
+#[test]
+fn a_latched_alarm_that_warms_again_before_a_restart_is_not_cleared_by_its_ack() {
+    let mut rig = Rig::new(
+        r#"
+[[rule]]
+id = "warm"
+sensor = "dewar-1.temp"
+kind = "high"
+threshold = -150.0
+latching = true
+"#,
+    );
+    rig.read("dewar-1.temp", T0, -140.0);
+    rig.read("dewar-1.temp", T0 + MIN, -160.0); // back to normal: latched
+    assert!(rig.open()[0].returned);
+    rig.read("dewar-1.temp", T0 + 2 * MIN, -140.0); // warm again
+    rig.restart(T0 + 3 * MIN);
+    let id = rig.open()[0].id;
+    let answer = rig.engine.acknowledge(id, "alice", "", "cli", T0 + 4 * MIN);
+    rig.tick(T0 + 4 * MIN);
+    assert!(answer.as_deref().is_ok_and(|a| !a.contains("cleared")), "{answer:?}");
+    assert_eq!(rig.open().len(), 1, "still warm: the alarm stays open");
 }

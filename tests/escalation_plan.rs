@@ -215,3 +215,37 @@ fn after_a_long_outage_each_overdue_step_pages_once_not_once_per_missed_round() 
     assert_eq!(steps, [(1, 0), (1, 1)], "{after:?}");
     assert_eq!(rig.plan(T0 + 121 * MIN), after);
 }
+
+#[test]
+fn a_member_of_an_acknowledged_power_incident_is_paged_on_its_own() {
+    let mut rig = Rig::new();
+    rig.read(T0, -140.0);
+    let id = rig
+        .store
+        .with_conn(|c| alarms::query_alarms(c, true, None))
+        .expect("alarms")[0]
+        .id;
+    // Make the alarm a member of an (acknowledged) incident led by another alarm.
+    rig.store
+        .with_conn(|c| {
+            c.execute(
+                "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, latching, firing, returned)
+                 VALUES (999, 'mains', 'x', 'ups', 'critical', 'acknowledged', ?1, ?1, 0, '', 0)",
+                [T0],
+            )?;
+            c.execute("UPDATE alarm SET incident = 999 WHERE id = ?1", [id])
+        })
+        .expect("incident");
+    assert_eq!(rig.plan(T0).len(), 1, "the incident is owned: the member pages itself");
+    rig.store
+        .with_conn(|c| c.execute("UPDATE alarm SET state = 'active' WHERE id = 999", []))
+        .expect("unack");
+    rig.store
+        .with_conn(|c| c.execute("DELETE FROM notification", []))
+        .expect("reset");
+    assert_eq!(
+        rig.plan(T0).len(),
+        0,
+        "an unacknowledged incident pages for its members"
+    );
+}

@@ -36,6 +36,8 @@ pub struct Engine {
     stale_rules: Vec<usize>,
     last_good: Vec<Option<TimestampMs>>,
     last_value: Vec<Option<f64>>,
+    /// Time of the newest reading evaluated, per sensor.
+    last_eval: Vec<Option<TimestampMs>>,
     /// Nobody can expect a reading from before the engine started.
     started: TimestampMs,
     rate: Vec<Option<RateWindow>>,
@@ -111,6 +113,7 @@ impl Engine {
             stale_rules,
             last_good,
             last_value: vec![None; n_sensors],
+            last_eval: vec![None; n_sensors],
             started: now,
             rate,
             shelves: Vec::new(),
@@ -219,7 +222,7 @@ impl Engine {
                     alarm: Some(row.id),
                     rule: Some(row.rule.clone()),
                     sensor: Some(row.sensor.clone()),
-                    kind: Change::Cleared.as_str().into(),
+                    kind: "closed".into(),
                     state: closed.state.clone(),
                     severity: Some(row.severity.clone()),
                     value: None,
@@ -282,9 +285,17 @@ impl Engine {
             return;
         }
         let at = r.time.min(now);
+        // A late reading older than one already evaluated is stored, not evaluated: it
+        // must not clear (or raise) an alarm the newer readings decided.
+        if self.last_eval[s].is_some_and(|l| at < l) {
+            return;
+        }
+        self.last_eval[s] = Some(at);
         let good = r.quality == Quality::Good && r.value.is_some_and(f64::is_finite);
         if good {
-            self.last_good[s] = Some(self.last_good[s].map_or(r.time, |t| t.max(r.time)));
+            // A source clock ahead of ours must not postpone staleness.
+            let t = r.time.min(now);
+            self.last_good[s] = Some(self.last_good[s].map_or(t, |l| l.max(t)));
             self.last_value[s] = r.value;
         }
         for k in 0..self.by_sensor[s].len() {
@@ -320,8 +331,15 @@ impl Engine {
                 continue;
             };
             let s = self.rules[ri].sensor;
-            let last = self.last_good[s].unwrap_or(self.started).max(self.started);
-            let became = last + after.as_millis() as i64;
+            // A restart keeps what the store knew, but gives the sources half a
+            // `stale_after` to report before a sensor silent across it is stale: a
+            // daemon restarting in a loop still raises stale alarms.
+            let after_ms = after.as_millis() as i64;
+            let last = match self.last_good[s] {
+                Some(l) => l.max(self.started.saturating_sub(after_ms / 2)),
+                None => self.started,
+            };
+            let became = last.saturating_add(after_ms);
             if now >= became && self.states[ri].cond != Some(true) {
                 self.step_rule(ri, Some(true), became, now, None);
             }
@@ -389,6 +407,14 @@ impl Engine {
                     && let Some(a) = &self.open[f]
                 {
                     self.incident = Some(a.id);
+                }
+                if t.is_empty()
+                    && let Some(a) = &self.open[f]
+                {
+                    // Another rule of the family joined the open alarm: no transition,
+                    // but what holds it open must survive a restart.
+                    let row = self.alarm_row(a);
+                    self.out.alarms.push(row);
                 }
                 (t, None)
             }

@@ -58,6 +58,9 @@ pub struct Dispatcher {
     modems: Vec<Arc<super::modem::ModemChannel>>,
     /// When each notification's fate was last asked.
     fate_checked: HashMap<i64, TimestampMs>,
+    /// Sent but not yet recorded (the store refused the write): never sent again,
+    /// recorded as soon as the store takes it.
+    unrecorded: HashMap<i64, (String, String, TimestampMs)>,
     pub stats: Arc<DispatchStats>,
 }
 
@@ -79,6 +82,7 @@ impl Dispatcher {
             tz,
             modems: Vec::new(),
             fate_checked: HashMap::new(),
+            unrecorded: HashMap::new(),
             stats: Arc::new(DispatchStats::default()),
         }
     }
@@ -200,7 +204,13 @@ impl Dispatcher {
         for a in &open {
             // Acknowledged and suppressed alarms are not escalated; members of a power
             // incident are paged through the incident's alarm.
-            if a.state != "active" || a.suppressed.is_some() || a.incident.is_some_and(|i| i != a.id) {
+            // A member of a power incident is paged through the incident's alarm only
+            // while that alarm is open and unacknowledged; once someone owns the
+            // incident, or power is back, the member escalates on its own.
+            let covered = a
+                .incident
+                .is_some_and(|i| i != a.id && open.iter().any(|o| o.id == i && o.state == "active"));
+            if a.state != "active" || a.suppressed.is_some() || covered {
                 continue;
             }
             let Some(esc) = self.escalation_for(a) else { continue };
@@ -444,9 +454,22 @@ impl Dispatcher {
 
     /// Sends what is due. Returns how many notifications were delivered.
     pub async fn send_due(&mut self, now: TimestampMs) -> Result<usize, StoreError> {
+        // First record what went out while the store refused writes.
+        let pending: Vec<(i64, (String, String, TimestampMs))> =
+            self.unrecorded.iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (id, (via, detail, at)) in pending {
+            self.store.transaction(|c| {
+                outbox::record_attempt(c, id, &via, "sent", &detail, at)?;
+                outbox::finish(c, id, "sent", Some(&via), &detail, at)
+            })?;
+            self.unrecorded.remove(&id);
+        }
         let due = self.store.with_conn(|c| outbox::due(c, now, 50))?;
         let mut delivered = 0;
         for n in due {
+            if self.unrecorded.contains_key(&n.id) {
+                continue;
+            }
             if n.kind == "page"
                 && let Some(reason) = self.page_obsolete(&n)?
             {
@@ -517,12 +540,23 @@ impl Dispatcher {
                 Delivery::Failed { retry: false, reason } => ("failed", reason.clone()),
                 Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
             };
-            self.store
-                .with_conn(|c| outbox::record_attempt(c, n.id, &ch, label, &detail, now))?;
+            if let Delivery::Sent { detail } = &result {
+                // Recorded in one transaction; if the store refuses, remember it so the
+                // page is not sent again on the next pass.
+                let recorded = self.store.transaction(|c| {
+                    outbox::record_attempt(c, n.id, &ch, label, detail, now)?;
+                    outbox::finish(c, n.id, "sent", Some(&ch), detail, now)
+                });
+                if let Err(e) = recorded {
+                    tracing::error!(notification = n.id, error = %e, "page sent but not recorded yet; the store refuses writes");
+                    self.unrecorded.insert(n.id, (ch.clone(), detail.clone(), now));
+                }
+            } else {
+                self.store
+                    .with_conn(|c| outbox::record_attempt(c, n.id, &ch, label, &detail, now))?;
+            }
             match result {
-                Delivery::Sent { detail } => {
-                    self.store
-                        .with_conn(|c| outbox::finish(c, n.id, "sent", Some(&ch), &detail, now))?;
+                Delivery::Sent { .. } => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     if ch != n.channel {
                         tracing::warn!(notification = n.id, channel = %n.channel, fallback = %ch, "page delivered through the fallback channel");

@@ -295,7 +295,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let mut new = Vec::with_capacity(rows.len());
         {
             let mut ins = tx
@@ -408,7 +411,12 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: take the write lock first, so a read at the start of the transaction
+        // (queued requests) cannot meet another writer later and fail with SQLITE_BUSY.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let v = f(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(v)

@@ -250,7 +250,8 @@ pub fn cleared_unannounced(c: &Connection, since: TimestampMs) -> rusqlite::Resu
     let mut st = c.prepare(
         "SELECT a.id FROM alarm a WHERE a.state = 'cleared' AND a.cleared_at >= ?1
            AND EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'page' AND n.state = 'sent')
-           AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'normal')",
+           AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'normal')
+           AND NOT EXISTS (SELECT 1 FROM alarm_event e WHERE e.alarm = a.id AND e.kind = 'closed')",
     )?;
     st.query_map([since], |r| r.get(0))?.collect()
 }
