@@ -79,7 +79,17 @@ pub fn lock_store(path: &std::path::Path) -> anyhow::Result<Option<std::fs::File
 impl Daemon {
     /// Opens the store and starts every source. Must be called inside a Tokio runtime.
     pub fn start(config: &Config) -> anyhow::Result<Daemon> {
-        let Some(lock) = lock_store(&config.store.path)? else {
+        // `cryowatch ack` or `shelve` with no daemon running holds the lock for a moment:
+        // wait for it rather than fail to start.
+        let mut lock = lock_store(&config.store.path)?;
+        for _ in 0..50 {
+            if lock.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            lock = lock_store(&config.store.path)?;
+        }
+        let Some(lock) = lock else {
             anyhow::bail!(
                 "another cryowatch is already running on the store {} (its lock file {} is held)",
                 config.store.path.display(),
