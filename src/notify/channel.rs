@@ -20,6 +20,14 @@ pub struct Outgoing {
     pub alarm: Option<i64>,
 }
 
+/// The channel cannot be set up from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("channel {channel}: {reason}")]
+pub struct SetupError {
+    pub channel: String,
+    pub reason: String,
+}
+
 /// The outcome of one attempt on one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {

@@ -23,7 +23,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 
-use super::channel::{Delivery, Outgoing};
+use super::channel::{Delivery, Outgoing, SetupError};
 use crate::config::notify::{Channel, ChannelKind, SmtpTls};
 
 /// Time allowed for one whole attempt (connect, TLS, AUTH, message).
@@ -35,14 +35,6 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Header naming the alarm a message is about.
 pub const ALARM_HEADER: &str = "X-Cryowatch-Alarm";
-
-/// The channel cannot be set up from its configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("channel {channel}: {reason}")]
-pub struct SetupError {
-    pub channel: String,
-    pub reason: String,
-}
 
 /// How the connection is protected. The TLS parameters check the certificate for
 /// `host` against the bundled web PKI roots.

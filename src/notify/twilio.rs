@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::channel::{Delivery, Outgoing};
+use super::channel::{Delivery, Outgoing, SetupError};
 use crate::config::Secret;
 use crate::config::notify::{Channel, ChannelKind};
 
@@ -24,14 +24,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers are small JSON documents; anything longer is cut here.
 const MAX_ANSWER: usize = 64 * 1024;
-
-/// The channel cannot be set up from its configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("channel {channel}: {reason}")]
-pub struct SetupError {
-    pub channel: String,
-    pub reason: String,
-}
 
 /// What the gateway says became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::channel::{Delivery, Outgoing};
+use super::channel::{Delivery, Outgoing, SetupError};
 use crate::config::notify::{Channel, ChannelKind};
 
 /// Time allowed for one request, answer included.
@@ -28,14 +28,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much of the answer is read (and at most 200 characters of it shown).
 const MAX_ANSWER: usize = 16 * 1024;
-
-/// The channel cannot be set up from its configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("channel {channel}: {reason}")]
-pub struct SetupError {
-    pub channel: String,
-    pub reason: String,
-}
 
 /// A `webhook` channel.
 pub struct WebhookChannel {
