@@ -21,20 +21,7 @@ pub struct Shelf {
 
 /// Is the window open at `now` (in the site time zone `tz`)?
 pub fn window_open(window: &Window, tz: &TimeZone, now: TimestampMs) -> bool {
-    let Ok(ts) = Timestamp::from_millisecond(now) else {
-        return false;
-    };
-    match window {
-        Window::Once { from, to } => *from <= ts && ts < *to,
-        Window::Weekly {
-            weekday,
-            time,
-            duration,
-        } => recent_starts(tz, ts, *time, |d| d.weekday() == *weekday)
-            .any(|start| ts.as_millisecond() < start + duration.as_millis() as i64),
-        Window::Daily { time, duration } => recent_starts(tz, ts, *time, |_| true)
-            .any(|start| ts.as_millisecond() < start + duration.as_millis() as i64),
-    }
+    open_since(window, tz, now).is_some()
 }
 
 /// The start of the window's latest opening at or before `now`, while it is open.
