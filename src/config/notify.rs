@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Secret;
 use super::raw::RawConfig;
-use super::rules::{Severity, parse_weekday};
+use super::rules::{Severity, parse_day_time};
 use super::validate::Checker;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,18 +150,6 @@ impl NotifyConfig {
     }
 }
 
-fn time_of(text: &str) -> (Option<jiff::civil::Weekday>, jiff::civil::Time) {
-    let (day, time) = match text.split_once(' ') {
-        Some((d, t)) => (parse_weekday(d), t),
-        None => (None, text),
-    };
-    let t = time
-        .split_once(':')
-        .and_then(|(h, m)| jiff::civil::Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok())
-        .unwrap_or(jiff::civil::Time::midnight());
-    (day, t)
-}
-
 /// Builds the checked paging sections. Only called once validation found no problem,
 /// so parsing falls back to defaults instead of reporting.
 pub(super) fn build(raw: &RawConfig, base: &Path) -> NotifyConfig {
@@ -190,7 +178,7 @@ pub(super) fn build(raw: &RawConfig, base: &Path) -> NotifyConfig {
             .schedule
             .iter()
             .map(|s| {
-                let (day, time) = time_of(&s.handoff);
+                let (day, time) = parse_day_time(&s.handoff).unwrap_or((None, jiff::civil::Time::midnight()));
                 Schedule {
                     id: s.id.clone(),
                     rotation: if s.rotation == "daily" {

@@ -595,27 +595,14 @@ pub struct TestSchedule {
 
 /// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
 fn parse_every(c: &mut Checker, path: &str, text: &str, duration: Duration) -> Option<Window> {
-    let (day, time) = match text.split_once(' ') {
-        Some((d, t)) => (Some(d), t),
-        None => (None, text),
-    };
-    let weekday = day.map(parse_weekday);
-    let parsed_time = time.split_once(':').and_then(|(h, m)| {
-        let h = h.parse::<i8>().ok().filter(|h| (0..24).contains(h))?;
-        let m = (m.len() == 2)
-            .then(|| m.parse::<i8>().ok())
-            .flatten()
-            .filter(|m| (0..60).contains(m))?;
-        jiff::civil::Time::new(h, m, 0, 0).ok()
-    });
-    match (weekday, parsed_time) {
-        (Some(Some(weekday)), Some(time)) => Some(Window::Weekly {
+    match parse_day_time(text) {
+        Some((Some(weekday), time)) => Some(Window::Weekly {
             weekday,
             time,
             duration,
         }),
-        (None, Some(time)) => Some(Window::Daily { time, duration }),
-        _ => {
+        Some((None, time)) => Some(Window::Daily { time, duration }),
+        None => {
             c.err(
                 path,
                 format!("cannot parse {text:?}; expected \"Tue 09:00\" (weekly) or \"09:00\" (daily), 24-hour time in the site time zone"),
@@ -623,6 +610,23 @@ fn parse_every(c: &mut Checker, path: &str, text: &str, duration: Duration) -> O
             None
         }
     }
+}
+
+/// `"Tue 09:00"` → (Tuesday, 09:00); `"09:00"` → (no day, 09:00). `None` for an unknown
+/// day, an hour past 23 or minutes that are not two digits below 60.
+pub(super) fn parse_day_time(text: &str) -> Option<(Option<jiff::civil::Weekday>, jiff::civil::Time)> {
+    let (day, time) = match text.split_once(' ') {
+        Some((d, t)) => (Some(parse_weekday(d)?), t),
+        None => (None, text),
+    };
+    let (h, m) = time.split_once(':')?;
+    let h = h.parse::<u8>().ok().filter(|h| *h < 24)?;
+    let m = (m.len() == 2)
+        .then(|| m.parse::<u8>().ok())
+        .flatten()
+        .filter(|m| *m < 60)?;
+    let time = jiff::civil::Time::new(h as i8, m as i8, 0, 0).ok()?;
+    Some((day, time))
 }
 
 pub(super) fn parse_weekday(d: &str) -> Option<jiff::civil::Weekday> {

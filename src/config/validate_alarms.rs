@@ -11,7 +11,6 @@ use super::raw::RawConfig;
 use super::validate::Checker;
 
 const SEVERITIES: &[&str] = &["warning", "alarm", "critical"];
-const WEEKDAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSections {
     let contacts: HashSet<&str> = raw.contact.iter().map(|s| s.id.as_str()).collect();
@@ -285,18 +284,8 @@ fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&
 
 /// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
 fn check_weekly_time(c: &mut Checker, path: &str, text: &str, weekly: bool) {
-    let (day, time) = match text.split_once(' ') {
-        Some((d, t)) => (Some(d), t),
-        None => (None, text),
-    };
-    let day_ok = match day {
-        Some(d) => WEEKDAYS.contains(&d),
-        None => !weekly,
-    };
-    let time_ok = time.split_once(':').is_some_and(|(h, m)| {
-        h.parse::<u8>().is_ok_and(|h| h < 24) && m.len() == 2 && m.parse::<u8>().is_ok_and(|m| m < 60)
-    });
-    if !day_ok || !time_ok {
+    let ok = matches!(super::rules::parse_day_time(text), Some((day, _)) if day.is_some() || !weekly);
+    if !ok {
         let example = if weekly {
             "\"Tue 09:00\""
         } else {
