@@ -25,7 +25,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,6 +38,9 @@ use cryowatch::store::alarms::{self, Changes, Saved};
 use cryowatch::store::{Batch, Store};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{free_port, percentiles};
 
 const DEWARS: usize = 200;
 const FREEZERS: usize = 200;
@@ -511,15 +513,6 @@ fn tick_cost(config: &Config) -> f64 {
 }
 
 /// Latencies in ms: p50, p99, max.
-fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
-    (at(50), at(99), v[v.len() - 1])
-}
-
 #[derive(Default)]
 struct Listen {
     lagged: u64,
@@ -549,10 +542,7 @@ async fn wait_for(
 }
 
 fn daemon_run(dir: &Path, rounds: usize) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let config = load_config(dir, "daemon", &Source::Modbus { port }, true, false);
     let probe = config.sensor_index(PROBE).expect("probe sensor");
     let n = config.sensors.len();

@@ -8,53 +8,18 @@
 //! Needs `mosquitto`, `mosquitto_pub` and `mosquitto_sub` (installed by tests/run.sh).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cryowatch::daemon::Daemon;
 use cryowatch::store::Store;
 
+mod support;
+use support::{Killed, free_port, start_broker};
+
 const TOPIC: &str = "bench/flood";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker(dir: &Path, port: u16) -> Killed {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"),
-    )
-    .expect("broker config");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto not found: run `bash tests/run.sh` once, or apt-get install mosquitto mosquitto-clients");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Killed(child)
-}
 
 /// A running `mosquitto_pub -l`. Its stdin stays open until the flood has been
 /// received: at end of input `mosquitto_pub` 2.0 disconnects at once and drops the

@@ -24,9 +24,8 @@
 //! by tests/run.sh).
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +37,9 @@ use cryowatch::store::writer::AlarmEvent;
 use rumqttc::{AsyncClient, MqttOptions, NetworkOptions, QoS};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
+
+mod support;
+use support::{Killed, free_port, start_broker};
 
 const SENSOR: &str = "dewar-1.temp";
 const TOPIC: &str = "lab/dewar-1/temp";
@@ -99,13 +101,6 @@ async def main():
 asyncio.run(main())
 "#;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -115,36 +110,6 @@ fn now_ns() -> i128 {
 
 fn ms(ns: i128) -> f64 {
     ns as f64 / 1e6
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker(dir: &Path, port: u16) -> Killed {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"),
-    )
-    .expect("broker config");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto not found: run `bash tests/run.sh` once, or apt-get install mosquitto mosquitto-clients");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Killed(child)
 }
 
 fn python() -> PathBuf {
@@ -495,22 +460,13 @@ struct Summary {
 }
 
 fn summary(mut v: Vec<f64>) -> Summary {
-    if v.is_empty() {
-        return Summary {
-            p50: f64::NAN,
-            p99: f64::NAN,
-            max: f64::NAN,
-            mean: f64::NAN,
-        };
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
-    Summary {
-        p50: at(50),
-        p99: at(99),
-        max: v[v.len() - 1],
-        mean: v.iter().sum::<f64>() / v.len() as f64,
-    }
+    let mean = if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (p50, p99, max) = support::percentiles(&mut v);
+    Summary { p50, p99, max, mean }
 }
 
 fn line(label: &str, s: &Summary, note: &str) {
