@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::cryosim::CryoSim;
 use common::nut::Nut;
 use common::{Proc, Site, cryowatch_output, free_port};
+use cryowatch::store::alarms::{self, AlarmRow, EventRow};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
@@ -101,40 +102,17 @@ fn now_ms() -> i64 {
 // ---- reading the results back ----------------------------------------------------
 
 /// One row of `alarm_event`.
-#[derive(Debug, Clone, PartialEq)]
-struct Event {
-    t: i64,
-    alarm: Option<i64>,
-    rule: Option<String>,
-    sensor: Option<String>,
-    kind: String,
-    state: String,
-    severity: Option<String>,
-    value: Option<f64>,
-    actor: String,
-    comment: String,
+type Event = EventRow;
+
+trait Is {
+    /// A transition of this kind of this rule.
+    fn is(&self, kind: &str, rule: &str) -> bool;
 }
 
-impl Event {
+impl Is for Event {
     fn is(&self, kind: &str, rule: &str) -> bool {
         self.kind == kind && self.rule.as_deref() == Some(rule)
     }
-}
-
-/// One row of `alarm`, the columns these tests look at.
-#[derive(Debug, Clone, PartialEq)]
-struct AlarmRow {
-    id: i64,
-    rule: String,
-    state: String,
-    raised_at: i64,
-    since: i64,
-    incident: Option<i64>,
-    suppressed: Option<String>,
-    acked_by: Option<String>,
-    ack_comment: Option<String>,
-    ack_path: Option<String>,
-    returned: bool,
 }
 
 /// Runs `f` on a fresh read-only connection to the store; `None` while the daemon has
@@ -151,27 +129,7 @@ fn query<T>(site: &Site, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> 
 
 /// Every alarm transition so far, in order.
 fn events(site: &Site) -> Vec<Event> {
-    query(site, |c| {
-        let mut st = c.prepare(
-            "SELECT t, alarm, rule, sensor, kind, state, severity, value, actor, comment FROM alarm_event ORDER BY id",
-        )?;
-        st.query_map([], |r| {
-            Ok(Event {
-                t: r.get(0)?,
-                alarm: r.get(1)?,
-                rule: r.get(2)?,
-                sensor: r.get(3)?,
-                kind: r.get(4)?,
-                state: r.get(5)?,
-                severity: r.get(6)?,
-                value: r.get(7)?,
-                actor: r.get(8)?,
-                comment: r.get(9)?,
-            })
-        })?
-        .collect()
-    })
-    .unwrap_or_default()
+    query(site, |c| alarms::query_events(c, None)).unwrap_or_default()
 }
 
 /// The transitions of one rule, as `kind` strings.
@@ -185,29 +143,9 @@ fn kinds_of(events: &[Event], rule: &str) -> Vec<String> {
 
 /// The `alarm` table by id.
 fn alarm_rows(site: &Site) -> Vec<AlarmRow> {
-    query(site, |c| {
-        let mut st = c.prepare(
-            "SELECT id, rule, state, raised_at, since, incident, suppressed, acked_by, ack_comment, ack_path, returned
-             FROM alarm ORDER BY id",
-        )?;
-        st.query_map([], |r| {
-            Ok(AlarmRow {
-                id: r.get(0)?,
-                rule: r.get(1)?,
-                state: r.get(2)?,
-                raised_at: r.get(3)?,
-                since: r.get(4)?,
-                incident: r.get(5)?,
-                suppressed: r.get(6)?,
-                acked_by: r.get(7)?,
-                ack_comment: r.get(8)?,
-                ack_path: r.get(9)?,
-                returned: r.get(10)?,
-            })
-        })?
-        .collect()
-    })
-    .unwrap_or_default()
+    let mut rows = query(site, |c| alarms::query_alarms(c, false, None)).unwrap_or_default();
+    rows.sort_by_key(|a| a.id);
+    rows
 }
 
 fn alarm_row(site: &Site, id: i64) -> AlarmRow {

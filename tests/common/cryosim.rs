@@ -78,18 +78,7 @@ impl CryoSim {
                 .stdout(Stdio::piped())
                 .stderr(log_file),
         );
-        let stdout = proc.child.stdout.take().expect("cryosim stdout");
-        // A thread reads stdout to its end, so the simulator never blocks on a full pipe.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-        let line = rx
-            .recv_timeout(READY_WITHIN)
-            .unwrap_or_else(|e| panic!("cryosim printed no ready line ({e}); log:\n{}", read_log()));
+        let line = ready_line(&mut proc, "cryosim", &log);
         let field = |key: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{key}=")))
@@ -107,19 +96,7 @@ impl CryoSim {
 
     /// Sends one control command and returns the answer line.
     pub fn command(&self, line: &str) -> String {
-        let stream = TcpStream::connect(self.control).expect("connect to cryosim's control port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("set a read timeout");
-        let mut writer = stream.try_clone().expect("clone the control stream");
-        writer
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("send a control command");
-        let mut answer = String::new();
-        BufReader::new(stream)
-            .read_line(&mut answer)
-            .expect("read the control answer");
-        answer.trim_end().to_string()
+        control_command(self.control, "cryosim", line)
     }
 
     /// `set DEVICE SCENARIO`; panics unless the simulator answers `ok`.
@@ -144,4 +121,40 @@ impl CryoSim {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The first line a `cryosim` process (`what`) prints on stdout: its `ready` line with
+/// the addresses it bound. The rest of stdout is read to its end by a thread, so the
+/// process never blocks on a full pipe. Panics with the log after [`READY_WITHIN`].
+pub fn ready_line(proc: &mut Proc, what: &str, log: &Path) -> String {
+    let stdout = proc.child.stdout.take().unwrap_or_else(|| panic!("{what} stdout"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx.recv_timeout(READY_WITHIN).unwrap_or_else(|e| {
+        panic!(
+            "{what} printed no ready line ({e}); log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })
+}
+
+/// Sends one line to a `cryosim` control port and returns the answer line.
+pub fn control_command(addr: SocketAddr, what: &str, line: &str) -> String {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {what}'s control port: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set a read timeout");
+    let mut writer = stream.try_clone().expect("clone the control stream");
+    writer
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("send a control command");
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .expect("read the control answer");
+    answer.trim_end().to_string()
 }

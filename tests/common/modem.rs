@@ -4,11 +4,9 @@
 //! inbound messages, makes submissions fail, silences the modem or takes its network
 //! away. Both processes are killed when the fixture is dropped.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use super::pty::PtyPair;
@@ -55,19 +53,7 @@ impl FakeModem {
                 .stdout(Stdio::piped())
                 .stderr(log_file),
         );
-        let stdout = proc.child.stdout.take().expect("cryosim modem stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|e| {
-            panic!(
-                "cryosim modem printed no ready line ({e}); log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
+        let line = super::cryosim::ready_line(&mut proc, "cryosim modem", &log);
         assert!(line.starts_with("ready modem="), "cryosim modem's first line: {line:?}");
         let control = line
             .split_whitespace()
@@ -86,19 +72,7 @@ impl FakeModem {
 
     /// Sends one control command and returns the answer line.
     pub fn command(&self, line: &str) -> String {
-        let stream = TcpStream::connect(self.control).expect("connect to the modem's control port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("set a read timeout");
-        let mut writer = stream.try_clone().expect("clone the control stream");
-        writer
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("send a control command");
-        let mut answer = String::new();
-        BufReader::new(stream)
-            .read_line(&mut answer)
-            .expect("read the control answer");
-        answer.trim_end().to_string()
+        super::cryosim::control_command(self.control, "the modem", line)
     }
 
     fn ok(&self, line: &str) -> String {
