@@ -158,11 +158,17 @@ impl Dispatcher {
             .iter()
             .filter_map(|c| c.fallback.as_deref())
             .collect();
+        let mut ids = self.reaching(contact);
+        ids.retain(|id| !fallbacks.contains(&id.as_str()));
+        ids
+    }
+
+    /// Every configured channel that reaches the contact, in configuration order.
+    fn reaching(&self, contact: &Contact) -> Vec<String> {
         self.cfg
             .notify
             .channels
             .iter()
-            .filter(|c| !fallbacks.contains(&c.id.as_str()))
             .filter(|c| self.channels.get(&c.id).is_some_and(|s| s.reaches(contact)))
             .map(|c| c.id.clone())
             .collect()
@@ -347,14 +353,7 @@ impl Dispatcher {
             .ok_or_else(|| format!("unknown contact {contact:?}"))?
             .clone();
         // Every channel that reaches the contact, fallbacks included: a test proves each.
-        let channels: Vec<String> = self
-            .cfg
-            .notify
-            .channels
-            .iter()
-            .filter(|ch| self.channels.get(&ch.id).is_some_and(|s| s.reaches(&c)))
-            .map(|ch| ch.id.clone())
-            .collect();
+        let channels = self.reaching(&c);
         if channels.is_empty() {
             return Err(format!("no channel can reach contact {contact:?}"));
         }
