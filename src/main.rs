@@ -101,6 +101,7 @@ enum Command {
     TestPage {
         #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The contact's id or name.
         #[arg(long)]
         contact: String,
     },

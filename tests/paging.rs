@@ -315,6 +315,9 @@ fn a_test_page_goes_through_every_channel_and_is_recorded() {
     let tests: Vec<_> = outbox(&site).into_iter().filter(|n| n.0 == "test").collect();
     assert_eq!(tests.len(), 2);
     assert!(tests.iter().all(|n| n.4 == "sent"), "{tests:?}");
+    // By name, as the command line documents it, too.
+    let by_name = cryowatch_output(&["test-page", "-c", &site.config_str(), "--contact", "Alice"]);
+    assert!(by_name.status.success(), "{}", String::from_utf8_lossy(&by_name.stderr));
     let bad = cryowatch_output(&["test-page", "-c", &site.config_str(), "--contact", "nobody"]);
     assert_eq!(bad.status.code(), Some(2));
 }

@@ -350,7 +350,8 @@ impl Dispatcher {
             .cfg
             .notify
             .contact(contact)
-            .ok_or_else(|| format!("unknown contact {contact:?}"))?
+            .or_else(|| self.cfg.notify.contacts.iter().find(|c| c.name == contact))
+            .ok_or_else(|| format!("unknown contact {contact:?} (give its id or its name)"))?
             .clone();
         // Every channel that reaches the contact, fallbacks included: a test proves each.
         let channels = self.reaching(&c);
