@@ -1,20 +1,25 @@
 //! cryowatch keeps watch over cryostorage — liquid-nitrogen dewars and ultra-low
-//! freezers. It polls sensors over Modbus and MQTT and stores every reading, with its
-//! quality, in an embedded store that is the system of record.
+//! freezers. It polls sensors over Modbus, MQTT and NUT, stores every reading, with its
+//! quality, in an embedded store that is the system of record, raises alarms and pages
+//! people until someone acknowledges.
 //!
 //! # Layout
 //!
 //! Follow a reading from left to right:
 //!
 //! - [`config`]: raw serde schema per section ([`config::raw`]), then `validate()` into
-//!   checked types with every problem and its key path.
+//!   checked types with every problem and its key path ([`config::rules`] for rules,
+//!   defaults and maintenance, [`config::notify`] for contacts, schedules, escalations
+//!   and channels).
 //! - [`model`]: `Reading`, `Quality`, timestamps. Plain data, no I/O.
 //! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
 //!   per-device and per-serial-line pollers), [`sources::mqtt`] (routing, payload
 //!   parsing, acknowledge-after-commit) and [`sources::ups`] (NUT upsd client and
 //!   poller). [`sources::backoff`] is shared by all three.
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
-//!   queries) and its batching writer thread ([`store::writer`]).
+//!   queries), its batching writer thread ([`store::writer`], which also runs the alarm
+//!   engine), the alarm tables ([`store::alarms`]) and the notification outbox
+//!   ([`store::outbox`]).
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every
@@ -29,7 +34,8 @@
 //! - [`api`]: the HTTP side: acknowledgement-link pages and the SMS gateway's webhook.
 //! - [`report`]: what is read back out: `history` export, the `status` overview, the
 //!   alarm list, and `check --explain`.
-//! - [`daemon`]: wiring of sources and store, signals, ordered shutdown.
+//! - [`daemon`]: wiring of sources, store writer, dispatcher and HTTP API; the store's
+//!   lock file; signals; ordered shutdown.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
 pub mod alarm;
