@@ -46,6 +46,7 @@ pub mod demo;
 pub mod model;
 pub mod notify;
 pub mod report;
+pub mod sink;
 pub mod sources;
 pub mod store;
 pub mod timearg;

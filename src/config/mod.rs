@@ -162,6 +162,8 @@ impl fmt::Debug for Secret {
 pub struct Config {
     pub site: SiteConfig,
     pub store: StoreConfig,
+    /// The optional InfluxDB v2 mirror.
+    pub influx: Option<InfluxConfig>,
     pub mqtt: Option<MqttConfig>,
     pub devices: Vec<ModbusDevice>,
     /// UPSes read through NUT's upsd.
@@ -205,6 +207,38 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub flush_interval: Duration,
     pub batch_size: usize,
+}
+
+/// Timestamp precision of the points written to InfluxDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Nanoseconds,
+    Milliseconds,
+}
+
+impl Precision {
+    /// The `precision` query parameter of `/api/v2/write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "ns",
+            Precision::Milliseconds => "ms",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InfluxConfig {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: Secret,
+    pub precision: Precision,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub timeout: Duration,
+    pub max_retry_interval: Duration,
+    pub lag_warning: Duration,
 }
 
 #[derive(Debug, Clone)]

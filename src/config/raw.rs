@@ -67,6 +67,18 @@ pub struct Influx {
     pub token: Option<String>,
     pub token_env: Option<String>,
     pub token_file: Option<String>,
+    /// Timestamp precision of the points written: "ns" (default) or "ms".
+    pub precision: Option<String>,
+    /// Most points in one write.
+    pub batch_size: Option<usize>,
+    /// Longest time a stored reading waits before a partial batch is sent.
+    pub flush_interval: Option<String>,
+    /// Time allowed for one write request.
+    pub timeout: Option<String>,
+    /// Longest wait between retries while InfluxDB is down or refuses.
+    pub max_retry_interval: Option<String>,
+    /// Oldest unmirrored reading older than this raises a warning condition.
+    pub lag_warning: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -199,9 +199,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     };
 
     let mqtt = raw.mqtt.as_ref().and_then(|m| mqtt_config(&mut c, m, base));
-    if let Some(i) = &raw.influx {
-        check_influx(&mut c, i, base);
-    }
+    let influx = raw.influx.as_ref().and_then(|i| influx_config(&mut c, i, base));
 
     let raw_devices = raw.modbus.as_ref().map(|m| m.device.as_slice()).unwrap_or_default();
     c.unique_ids("modbus.device", raw_devices.iter().map(|d| d.id.as_str()));
@@ -285,6 +283,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         Ok(Config {
             site,
             store,
+            influx,
             mqtt,
             devices,
             ups,
@@ -358,26 +357,64 @@ fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig
     })
 }
 
-fn check_influx(c: &mut Checker, i: &raw::Influx, base: &Path) {
+fn influx_config(c: &mut Checker, i: &raw::Influx, base: &Path) -> Option<InfluxConfig> {
+    let mut ok = true;
     if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
         c.err(
             "influx.url",
             format!("expected an http:// or https:// URL, found {:?}", i.url),
         );
+        ok = false;
     }
     for (key, v) in [("influx.org", &i.org), ("influx.bucket", &i.bucket)] {
         if v.trim().is_empty() {
             c.err(key, "must not be empty");
+            ok = false;
         }
     }
-    if c.secret("influx", "token", &i.token, &i.token_env, &i.token_file, base)
-        .is_none()
-        && i.token.is_none()
-        && i.token_env.is_none()
-        && i.token_file.is_none()
-    {
+    let token = c.secret("influx", "token", &i.token, &i.token_env, &i.token_file, base);
+    if token.is_none() && i.token.is_none() && i.token_env.is_none() && i.token_file.is_none() {
         c.err("influx.token", "missing: give token, token_env or token_file");
     }
+    let precision = match i.precision.as_deref() {
+        None | Some("ns") => Precision::Nanoseconds,
+        Some("ms") => Precision::Milliseconds,
+        Some(other) => {
+            c.err(
+                "influx.precision",
+                format!("unknown value {other:?}; expected one of: ns, ms"),
+            );
+            Precision::Nanoseconds
+        }
+    };
+    let batch_size = match i.batch_size {
+        Some(0) => {
+            c.err("influx.batch_size", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => 5_000,
+    };
+    let d = |c: &mut Checker, key: &str, v: &Option<String>, default: u64| {
+        c.positive_duration(&format!("influx.{key}"), v.as_deref(), Duration::from_millis(default))
+    };
+    let flush_interval = d(c, "flush_interval", &i.flush_interval, 1_000);
+    let timeout = d(c, "timeout", &i.timeout, 10_000);
+    let max_retry_interval = d(c, "max_retry_interval", &i.max_retry_interval, 60_000);
+    let lag_warning = d(c, "lag_warning", &i.lag_warning, 600_000);
+    Some(InfluxConfig {
+        url: i.url.trim_end_matches('/').to_string(),
+        org: i.org.clone(),
+        bucket: i.bucket.clone(),
+        token: token?,
+        precision,
+        batch_size,
+        flush_interval,
+        timeout,
+        max_retry_interval,
+        lag_warning,
+    })
+    .filter(|_| ok)
 }
 
 fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -> ModbusDevice {

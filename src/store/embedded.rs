@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode, the system of record.
 //!
-//! Schema (version 1):
+//! Schema (version 1; later migrations add the alarm tables, the paging outbox, `meta`
+//! and the mirror's outbox, see `alarms`, `outbox` and `mirror`):
 //! - `sensor(id INTEGER PRIMARY KEY, name TEXT UNIQUE, unit TEXT)`: sensor names once,
 //!   so every reading row carries a small integer instead of the name.
 //! - `reading(sensor, t, seq, value, quality)`, `WITHOUT ROWID`, keyed by
@@ -38,6 +39,8 @@ const MIGRATIONS: &[&str] = &[
     // acknowledgement links already used (single use).
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
      CREATE TABLE ack_link_used (nonce TEXT PRIMARY KEY, t INTEGER NOT NULL, alarm INTEGER NOT NULL, contact TEXT NOT NULL) WITHOUT ROWID;",
+    // 5: the outbox of the InfluxDB mirror.
+    super::mirror::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,8 @@ pub struct Store {
     path: String,
     /// Per sensor id.
     same_ms: HashMap<i64, SameMs>,
+    /// New readings are also queued for the InfluxDB mirror.
+    mirror: bool,
 }
 
 impl Store {
@@ -124,6 +129,7 @@ impl Store {
             conn,
             path: name,
             same_ms: HashMap::new(),
+            mirror: false,
         };
         store.setup()?;
         Ok(store)
@@ -146,6 +152,7 @@ impl Store {
             conn,
             path: name,
             same_ms: HashMap::new(),
+            mirror: false,
         };
         store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
         // The daemon creates the file first and the schema in a transaction after it.
@@ -263,6 +270,20 @@ impl Store {
         })
     }
 
+    /// Turns queueing for the InfluxDB mirror on or off. Turning it off empties the
+    /// mirror's outbox and returns how many readings were waiting in it.
+    pub fn set_mirror(&mut self, on: bool) -> Result<usize, StoreError> {
+        let dropped = self.transaction(|c| {
+            if on {
+                super::mirror::enable(c).map(|()| 0)
+            } else {
+                super::mirror::disable(c)
+            }
+        })?;
+        self.mirror = on;
+        Ok(dropped)
+    }
+
     /// Writes readings in one transaction. A source-stamped reading identical to one
     /// already stored (a redelivered message) is skipped; any other reading in the same
     /// millisecond is kept with the next `seq`.
@@ -327,24 +348,32 @@ impl Store {
                         seen.len() - 1
                     }
                     Some((last, _)) if *last > t => {
-                        new.push(insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?);
+                        let stored = insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
+                        if let (Some(seq), true) = (stored, self.mirror) {
+                            super::mirror::enqueue(&tx, sensor, t, seq, value, quality).map_err(err)?;
+                        }
+                        new.push(stored.is_some());
                         continue;
                     }
                     _ => 0,
                 };
-                if ins
+                let stored = if ins
                     .execute(params![sensor, t, seq as i64, value, quality.code()])
                     .map_err(err)?
                     == 0
                 {
-                    new.push(insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?);
                     self.same_ms.remove(&sensor);
+                    insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?
                 } else {
-                    new.push(true);
                     if seq == 0 {
                         self.same_ms.insert(sensor, (t, vec![key]));
                     }
+                    Some(seq as i64)
+                };
+                if let (Some(seq), true) = (stored, self.mirror) {
+                    super::mirror::enqueue(&tx, sensor, t, seq, value, quality).map_err(err)?;
                 }
+                new.push(stored.is_some());
             }
         }
         then(&tx, &new).map_err(err)?;
@@ -435,7 +464,7 @@ impl Store {
 
 /// Inserts a reading whose millisecond may already hold readings: a source-stamped one
 /// is skipped when an identical one is there (a redelivered message); otherwise it is
-/// stored with the next `seq`.
+/// stored with the next `seq`, which is returned.
 fn insert_out_of_order(
     tx: &rusqlite::Transaction,
     sensor: i64,
@@ -443,21 +472,24 @@ fn insert_out_of_order(
     value: Option<f64>,
     quality: Quality,
     source_time: bool,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Option<i64>> {
     let duplicate: bool = source_time
         && tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM reading WHERE sensor = ?1 AND t = ?2 AND value IS ?3 AND quality = ?4)",
             params![sensor, t, value, quality.code()],
             |r| r.get(0),
         )?;
-    if !duplicate {
-        tx.execute(
-            "INSERT INTO reading (sensor, t, seq, value, quality)
-             SELECT ?1, ?2, coalesce(max(seq) + 1, 0), ?3, ?4 FROM reading WHERE sensor = ?1 AND t = ?2",
-            params![sensor, t, value, quality.code()],
-        )?;
+    if duplicate {
+        return Ok(None);
     }
-    Ok(!duplicate)
+    tx.query_row(
+        "INSERT INTO reading (sensor, t, seq, value, quality)
+         SELECT ?1, ?2, coalesce(max(seq) + 1, 0), ?3, ?4 FROM reading WHERE sensor = ?1 AND t = ?2
+         RETURNING seq",
+        params![sensor, t, value, quality.code()],
+        |r| r.get(0),
+    )
+    .map(Some)
 }
 
 #[cfg(test)]

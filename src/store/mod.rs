@@ -1,8 +1,9 @@
-//! Where readings and alarms are kept: the embedded SQLite store, its alarm tables, and
-//! the writer thread that commits both.
+//! Where readings and alarms are kept: the embedded SQLite store, its alarm tables, the
+//! outboxes (pages to send, readings to mirror), and the writer thread that commits them.
 
 pub mod alarms;
 pub mod embedded;
+pub mod mirror;
 pub mod outbox;
 pub mod writer;
 

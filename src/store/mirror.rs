@@ -1,0 +1,473 @@
+//! The durable outbox that feeds the InfluxDB mirror.
+//!
+//! While a mirror is configured, every new reading is also appended to `mirror_reading`
+//! in the transaction that stores it; the row's id is its place in insertion order. The
+//! sink reads batches after its cursor, and only once InfluxDB confirmed a batch moves
+//! the cursor past it and deletes the rows, in one transaction. Alarm transitions need no
+//! copy: `alarm_event` is append-only and its id is the order, so a second cursor walks it.
+//!
+//! A batch InfluxDB refuses for its content is moved to `mirror_quarantine` (with the
+//! HTTP status and the server's reason) and its readings kept in
+//! `mirror_quarantined_reading`, so nothing is dropped silently and `cryowatch influx
+//! requeue` can send them again once the cause is fixed.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::model::{Quality, TimestampMs};
+
+/// Schema migration 5.
+pub const MIGRATION: &str = "
+    CREATE TABLE mirror_reading (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        sensor  INTEGER NOT NULL,
+        t       INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        value   REAL,
+        quality INTEGER NOT NULL
+    );
+    CREATE TABLE mirror_cursor (
+        stream   TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE mirror_quarantine (
+        id       INTEGER PRIMARY KEY,
+        t        INTEGER NOT NULL,
+        stream   TEXT NOT NULL,
+        first    INTEGER NOT NULL,
+        last     INTEGER NOT NULL,
+        points   INTEGER NOT NULL,
+        status   INTEGER,
+        reason   TEXT NOT NULL,
+        requeued INTEGER
+    );
+    CREATE TABLE mirror_quarantined_reading (
+        quarantine INTEGER NOT NULL,
+        sensor     INTEGER NOT NULL,
+        t          INTEGER NOT NULL,
+        seq        INTEGER NOT NULL,
+        value      REAL,
+        quality    INTEGER NOT NULL
+    );
+    CREATE INDEX mirror_quarantined_reading_q ON mirror_quarantined_reading (quarantine);
+    CREATE TABLE mirror_health (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        last_ok      INTEGER,
+        failing_since INTEGER,
+        failure      TEXT,
+        refused      INTEGER NOT NULL DEFAULT 0
+    );";
+
+/// The two streams the mirror walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Readings,
+    AlarmEvents,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Readings => "reading",
+            Stream::AlarmEvents => "alarm_event",
+        }
+    }
+}
+
+/// Appends one stored reading to the outbox (called inside the storing transaction).
+pub fn enqueue(
+    c: &Connection,
+    sensor: i64,
+    t: TimestampMs,
+    seq: i64,
+    value: Option<f64>,
+    quality: Quality,
+) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO mirror_reading (sensor, t, seq, value, quality) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![sensor, t, seq, value, quality.code()])?;
+    Ok(())
+}
+
+/// Starts (or continues) mirroring. A stream seen for the first time starts at what is
+/// stored from now on: alarm transitions recorded before the mirror was configured are
+/// not sent (`backfill` sends history on request).
+pub fn enable(c: &Connection) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO mirror_cursor (stream, position) VALUES ('reading', 0) ON CONFLICT DO NOTHING",
+        [],
+    )?;
+    c.execute(
+        "INSERT INTO mirror_cursor (stream, position)
+         SELECT 'alarm_event', coalesce(max(id), 0) FROM alarm_event WHERE true
+         ON CONFLICT DO NOTHING",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Stops mirroring: the outbox is emptied (the readings stay in the store) and the
+/// cursors forgotten. Returns how many queued readings were dropped from the outbox.
+pub fn disable(c: &Connection) -> rusqlite::Result<usize> {
+    let dropped = c.execute("DELETE FROM mirror_reading", [])?;
+    c.execute("DELETE FROM mirror_cursor", [])?;
+    Ok(dropped)
+}
+
+/// Whether mirroring is on (a cursor exists).
+pub fn enabled(c: &Connection) -> rusqlite::Result<bool> {
+    c.query_row("SELECT EXISTS (SELECT 1 FROM mirror_cursor)", [], |r| r.get(0))
+}
+
+pub fn cursor(c: &Connection, stream: Stream) -> rusqlite::Result<i64> {
+    Ok(c.query_row(
+        "SELECT position FROM mirror_cursor WHERE stream = ?1",
+        [stream.as_str()],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(0))
+}
+
+/// A reading waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub id: i64,
+    pub sensor: i64,
+    pub t: TimestampMs,
+    pub seq: i64,
+    pub value: Option<f64>,
+    pub quality: Quality,
+}
+
+/// Up to `limit` readings after the cursor, in insertion order.
+pub fn next_readings(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Queued>> {
+    let after = cursor(c, Stream::Readings)?;
+    let mut st = c.prepare_cached(
+        "SELECT id, sensor, t, seq, value, quality FROM mirror_reading WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    st.query_map(params![after, limit as i64], |r| {
+        Ok(Queued {
+            id: r.get(0)?,
+            sensor: r.get(1)?,
+            t: r.get(2)?,
+            seq: r.get(3)?,
+            value: r.get(4)?,
+            quality: Quality::from_code(r.get(5)?).unwrap_or(Quality::CommError),
+        })
+    })?
+    .collect()
+}
+
+/// An alarm transition to mirror.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedEvent {
+    pub id: i64,
+    pub t: TimestampMs,
+    pub alarm: Option<i64>,
+    pub rule: Option<String>,
+    pub sensor: Option<String>,
+    pub kind: String,
+    pub state: String,
+    pub severity: Option<String>,
+    pub value: Option<f64>,
+    pub actor: String,
+    pub comment: String,
+}
+
+/// Up to `limit` alarm transitions after the cursor, in order.
+pub fn next_events(c: &Connection, limit: usize) -> rusqlite::Result<Vec<QueuedEvent>> {
+    let after = cursor(c, Stream::AlarmEvents)?;
+    let mut st = c.prepare_cached(
+        "SELECT id, t, alarm, rule, sensor, kind, state, severity, value, actor, comment
+         FROM alarm_event WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    st.query_map(params![after, limit as i64], |r| {
+        Ok(QueuedEvent {
+            id: r.get(0)?,
+            t: r.get(1)?,
+            alarm: r.get(2)?,
+            rule: r.get(3)?,
+            sensor: r.get(4)?,
+            kind: r.get(5)?,
+            state: r.get(6)?,
+            severity: r.get(7)?,
+            value: r.get(8)?,
+            actor: r.get(9)?,
+            comment: r.get(10)?,
+        })
+    })?
+    .collect()
+}
+
+/// InfluxDB confirmed everything up to `last`: move the cursor and drop the sent rows.
+/// The cursor never moves back.
+pub fn confirm(c: &Connection, stream: Stream, last: i64, now: TimestampMs) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE mirror_cursor SET position = max(position, ?2) WHERE stream = ?1",
+        params![stream.as_str(), last],
+    )?;
+    if stream == Stream::Readings {
+        c.prepare_cached("DELETE FROM mirror_reading WHERE id <= ?1")?
+            .execute([last])?;
+    }
+    c.execute(
+        "INSERT INTO mirror_health (id, last_ok, failing_since, failure, refused) VALUES (1, ?1, NULL, NULL, 0)
+         ON CONFLICT (id) DO UPDATE SET last_ok = ?1, failing_since = NULL, failure = NULL, refused = 0",
+        [now],
+    )?;
+    Ok(())
+}
+
+/// One batch sent: the ids `first..=last` of a stream, `points` of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub stream: Stream,
+    pub first: i64,
+    pub last: i64,
+    pub points: usize,
+}
+
+/// InfluxDB refused the batch `span` for its content: keep it aside with the reason and
+/// move on.
+pub fn quarantine(
+    c: &Connection,
+    span: Span,
+    status: Option<u16>,
+    reason: &str,
+    now: TimestampMs,
+) -> rusqlite::Result<i64> {
+    let Span {
+        stream,
+        first,
+        last,
+        points,
+    } = span;
+    c.execute(
+        "INSERT INTO mirror_quarantine (t, stream, first, last, points, status, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![now, stream.as_str(), first, last, points as i64, status, reason],
+    )?;
+    let id = c.last_insert_rowid();
+    if stream == Stream::Readings {
+        c.execute(
+            "INSERT INTO mirror_quarantined_reading (quarantine, sensor, t, seq, value, quality)
+             SELECT ?1, sensor, t, seq, value, quality FROM mirror_reading WHERE id >= ?2 AND id <= ?3 ORDER BY id",
+            params![id, first, last],
+        )?;
+    }
+    c.execute(
+        "UPDATE mirror_cursor SET position = max(position, ?2) WHERE stream = ?1",
+        params![stream.as_str(), last],
+    )?;
+    if stream == Stream::Readings {
+        c.execute("DELETE FROM mirror_reading WHERE id <= ?1", [last])?;
+    }
+    Ok(id)
+}
+
+/// Records a failed attempt; `refused` marks InfluxDB refusing the credentials or the
+/// destination (data kept, a person must act).
+pub fn failing(c: &Connection, failure: &str, refused: bool, now: TimestampMs) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO mirror_health (id, last_ok, failing_since, failure, refused) VALUES (1, NULL, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET failing_since = coalesce(failing_since, ?1), failure = ?2, refused = ?3",
+        params![now, failure, refused],
+    )?;
+    Ok(())
+}
+
+/// Puts every quarantined reading back into the outbox (after the cause was fixed).
+/// Returns how many readings were queued again.
+pub fn requeue(c: &Connection, now: TimestampMs) -> rusqlite::Result<usize> {
+    let n = c.execute(
+        "INSERT INTO mirror_reading (sensor, t, seq, value, quality)
+         SELECT r.sensor, r.t, r.seq, r.value, r.quality
+         FROM mirror_quarantined_reading r JOIN mirror_quarantine q ON q.id = r.quarantine
+         WHERE q.requeued IS NULL ORDER BY r.quarantine, r.rowid",
+        [],
+    )?;
+    c.execute(
+        "UPDATE mirror_quarantine SET requeued = ?1 WHERE requeued IS NULL AND stream = 'reading'",
+        [now],
+    )?;
+    Ok(n)
+}
+
+/// Queues the stored readings with `from <= t <= to` (history recorded before the mirror
+/// was configured, or lost on the InfluxDB side). Returns how many were queued.
+pub fn backfill(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO mirror_reading (sensor, t, seq, value, quality)
+         SELECT sensor, t, seq, value, quality FROM reading WHERE t >= ?1 AND t <= ?2 ORDER BY t, sensor, seq",
+        params![from, to],
+    )
+}
+
+/// How far the mirror is behind, and why, for `status` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lag {
+    /// Readings stored but not yet confirmed by InfluxDB.
+    pub readings: i64,
+    /// Time of the oldest of them (the first in line).
+    pub oldest: Option<TimestampMs>,
+    /// Alarm transitions not yet confirmed.
+    pub alarm_events: i64,
+    pub last_ok: Option<TimestampMs>,
+    pub failing_since: Option<TimestampMs>,
+    pub failure: Option<String>,
+    /// InfluxDB refuses the credentials or the destination: data kept, a person must act.
+    pub refused: bool,
+    /// Batches quarantined (refused for their content) and not requeued.
+    pub quarantined_batches: i64,
+    pub quarantined_points: i64,
+}
+
+pub fn lag(c: &Connection) -> rusqlite::Result<Lag> {
+    let readings: i64 = c.query_row("SELECT count(*) FROM mirror_reading", [], |r| r.get(0))?;
+    let oldest = c
+        .query_row("SELECT t FROM mirror_reading ORDER BY id LIMIT 1", [], |r| r.get(0))
+        .optional()?;
+    let event_cursor = cursor(c, Stream::AlarmEvents)?;
+    let alarm_events: i64 = if enabled(c)? {
+        c.query_row("SELECT count(*) FROM alarm_event WHERE id > ?1", [event_cursor], |r| {
+            r.get(0)
+        })?
+    } else {
+        0
+    };
+    let health = c
+        .query_row(
+            "SELECT last_ok, failing_since, failure, refused FROM mirror_health WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, bool>(3)?)),
+        )
+        .optional()?;
+    let (last_ok, failing_since, failure, refused) = health.unwrap_or((None, None, None, false));
+    let (quarantined_batches, quarantined_points) = c.query_row(
+        "SELECT count(*), coalesce(sum(points), 0) FROM mirror_quarantine WHERE requeued IS NULL",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Lag {
+        readings,
+        oldest,
+        alarm_events,
+        last_ok,
+        failing_since,
+        failure,
+        refused,
+        quarantined_batches,
+        quarantined_points,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn store() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("open");
+        let ids = store.register_sensors(&[("a".into(), "degC".into())]).expect("sensors");
+        (dir, store, ids[0])
+    }
+
+    #[test]
+    fn only_readings_stored_while_mirroring_are_queued_in_insertion_order() {
+        let (_dir, mut store, a) = store();
+        store.insert(&[(a, 1, Some(1.0), Quality::Good)]).expect("insert");
+        store.set_mirror(true).expect("enable");
+        store
+            .insert(&[
+                (a, 3, Some(3.0), Quality::Good),
+                (a, 2, Some(2.0), Quality::Good),
+                (a, 3, Some(3.5), Quality::Good),
+                (a, 3, Some(3.0), Quality::Good), // a redelivery: not stored, not queued
+            ])
+            .expect("insert");
+        let q = store.with_conn(|c| next_readings(c, 10)).expect("next");
+        let got: Vec<_> = q.iter().map(|r| (r.t, r.seq, r.value)).collect();
+        assert_eq!(got, vec![(3, 0, Some(3.0)), (2, 0, Some(2.0)), (3, 1, Some(3.5))]);
+    }
+
+    #[test]
+    fn the_cursor_moves_only_on_confirm_and_ids_are_never_reused() {
+        let (_dir, mut store, a) = store();
+        store.set_mirror(true).expect("enable");
+        store
+            .insert(&[(a, 1, Some(1.0), Quality::Good), (a, 2, None, Quality::CommError)])
+            .expect("insert");
+        let first = store.with_conn(|c| next_readings(c, 1)).expect("next");
+        assert_eq!(store.with_conn(|c| next_readings(c, 1)).expect("next"), first);
+        store
+            .transaction(|c| confirm(c, Stream::Readings, first[0].id, 10))
+            .expect("confirm");
+        let second = store.with_conn(|c| next_readings(c, 5)).expect("next");
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].quality, Quality::CommError);
+        store
+            .transaction(|c| confirm(c, Stream::Readings, second[0].id, 11))
+            .expect("confirm");
+        assert_eq!(store.with_conn(lag).expect("lag").readings, 0);
+        // The outbox is empty now; a new reading must still come after the cursor.
+        store.insert(&[(a, 3, Some(3.0), Quality::Good)]).expect("insert");
+        let third = store.with_conn(|c| next_readings(c, 5)).expect("next");
+        assert_eq!(third.len(), 1);
+        assert!(third[0].id > second[0].id);
+    }
+
+    #[test]
+    fn a_quarantined_batch_is_kept_counted_and_can_be_requeued() {
+        let (_dir, mut store, a) = store();
+        store.set_mirror(true).expect("enable");
+        store
+            .insert(&[(a, 1, Some(1.0), Quality::Good), (a, 2, Some(2.0), Quality::Good)])
+            .expect("insert");
+        let batch = store.with_conn(|c| next_readings(c, 10)).expect("next");
+        store
+            .transaction(|c| {
+                quarantine(
+                    c,
+                    Span {
+                        stream: Stream::Readings,
+                        first: batch[0].id,
+                        last: batch[1].id,
+                        points: 2,
+                    },
+                    Some(400),
+                    "bad",
+                    5,
+                )
+            })
+            .expect("quarantine");
+        let lag_now = store.with_conn(lag).expect("lag");
+        assert_eq!(
+            (
+                lag_now.readings,
+                lag_now.quarantined_batches,
+                lag_now.quarantined_points
+            ),
+            (0, 1, 2)
+        );
+        assert_eq!(store.transaction(|c| requeue(c, 6)).expect("requeue"), 2);
+        let again = store.with_conn(|c| next_readings(c, 10)).expect("next");
+        assert_eq!(again.iter().map(|r| r.t).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(store.with_conn(lag).expect("lag").quarantined_batches, 0);
+        assert_eq!(store.transaction(|c| requeue(c, 7)).expect("requeue"), 0);
+    }
+
+    #[test]
+    fn disabling_empties_the_outbox_and_backfill_queues_history() {
+        let (_dir, mut store, a) = store();
+        store.insert(&[(a, 1, Some(1.0), Quality::Good)]).expect("insert");
+        store.set_mirror(true).expect("enable");
+        store.insert(&[(a, 2, Some(2.0), Quality::Good)]).expect("insert");
+        assert_eq!(store.set_mirror(false).expect("disable"), 1);
+        store.insert(&[(a, 3, Some(3.0), Quality::Good)]).expect("insert");
+        assert_eq!(store.with_conn(lag).expect("lag").readings, 0);
+        store.set_mirror(true).expect("enable");
+        assert_eq!(store.transaction(|c| backfill(c, 0, 2)).expect("backfill"), 2);
+        let q = store.with_conn(|c| next_readings(c, 10)).expect("next");
+        assert_eq!(q.iter().map(|r| r.t).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}
