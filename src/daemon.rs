@@ -33,6 +33,9 @@ pub struct Daemon {
     pub store: StoreHandle,
     dispatcher: Option<std::thread::JoinHandle<()>>,
     pub dispatch_stats: Arc<dispatcher::DispatchStats>,
+    sink: Option<std::thread::JoinHandle<()>>,
+    /// The InfluxDB mirror's counters, when one is configured.
+    pub sink_stats: Option<Arc<crate::sink::SinkStats>>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
 }
@@ -101,6 +104,15 @@ impl Daemon {
         let ids = store
             .register_sensors(&names)
             .context("registering sensors in the store")?;
+        let dropped = store
+            .set_mirror(config.influx.is_some())
+            .context("preparing the InfluxDB mirror's outbox")?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "no [influx] section any more: readings waiting for InfluxDB were removed from its outbox (they stay in the store; `cryowatch influx backfill` can send them later)"
+            );
+        }
         let engine = Engine::load(config, &store, &ids, now_ms()).context("loading the alarm state from the store")?;
         let (handle, writer) = writer::spawn(store, ids, QUEUE, config.store.batch_size, Some(engine))
             .context("starting the store writer")?;
@@ -117,6 +129,9 @@ impl Daemon {
         let dispatch_stats = dispatcher.stats.clone();
         let dispatcher = dispatcher::spawn(dispatcher, shutdown.clone(), handle.events.subscribe())
             .context("starting the dispatcher")?;
+        let sink =
+            crate::sink::spawn(Arc::new(config.clone()), shutdown.clone()).context("starting the InfluxDB mirror")?;
+        let (sink, sink_stats) = sink.unzip();
         let mqtt_stats = Arc::new(mqtt::MqttStats::default());
         tasks.extend(modbus::spawn(config, &handle, &shutdown));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, mqtt_stats.clone()));
@@ -138,6 +153,8 @@ impl Daemon {
             store: handle,
             dispatcher: Some(dispatcher),
             dispatch_stats,
+            sink,
+            sink_stats,
             _lock: lock,
         })
     }
@@ -155,6 +172,9 @@ impl Daemon {
         self.writer.join().await;
         if let Some(d) = self.dispatcher {
             let _ = tokio::task::spawn_blocking(move || d.join()).await;
+        }
+        if let Some(s) = self.sink {
+            let _ = tokio::task::spawn_blocking(move || s.join()).await;
         }
         tracing::info!(
             committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),

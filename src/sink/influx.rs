@@ -1,0 +1,427 @@
+//! InfluxDB v2: the points cryowatch writes and how a write's answer is classified.
+//!
+//! Points are built and serialised to line protocol with the `influxdb2` crate. The
+//! request itself goes through the HTTP client the rest of cryowatch uses, because the
+//! crate's write call keeps only the status and body of a refusal, and a server that
+//! answers 429 or 503 says in `Retry-After` when to come back.
+//!
+//! Schema (see the README):
+//! - `cryo_reading`, tags `site asset sensor quantity unit`, fields `value` (float,
+//!   absent when the reading has none) and `quality` (string).
+//! - `cryo_alarm`, tags `site asset sensor rule severity event`, fields `alarm`
+//!   (integer), `state`, `actor`, `comment`, `text` (strings) and `value` (float).
+//! - `cryo_threshold`, tags `site asset sensor rule kind severity`, field `threshold`.
+
+use std::time::Duration;
+
+use influxdb2::models::{DataPoint, WriteDataPoint};
+
+use crate::config::{Config, InfluxConfig, Precision};
+use crate::model::TimestampMs;
+use crate::store::mirror::{Queued, QueuedEvent};
+
+pub const READING: &str = "cryo_reading";
+pub const ALARM: &str = "cryo_alarm";
+pub const THRESHOLD: &str = "cryo_threshold";
+
+/// The tags of one sensor's readings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SensorTags {
+    pub site: String,
+    pub asset: String,
+    pub sensor: String,
+    pub quantity: String,
+    pub unit: String,
+}
+
+impl SensorTags {
+    /// Tags of a configured sensor; `None` when the sensor is not in the configuration.
+    pub fn of(config: &Config, sensor: &str) -> Option<SensorTags> {
+        let s = config.sensors.iter().find(|s| s.id == sensor)?;
+        Some(SensorTags {
+            site: config.site.name.clone(),
+            asset: config.assets.get(s.asset).map(|a| a.id.clone()).unwrap_or_default(),
+            sensor: s.id.clone(),
+            quantity: s.quantity.clone(),
+            unit: s.unit.clone(),
+        })
+    }
+}
+
+/// A point's timestamp in the configured precision. In nanoseconds, the reading's
+/// `seq` (readings of one sensor in the same millisecond) is added so that they stay
+/// distinct points; in milliseconds they overwrite each other in InfluxDB.
+pub fn timestamp(t: TimestampMs, seq: i64, precision: Precision) -> i64 {
+    match precision {
+        Precision::Milliseconds => t,
+        Precision::Nanoseconds => t.saturating_mul(1_000_000).saturating_add(seq.clamp(0, 999_999)),
+    }
+}
+
+/// Adds tags, leaving out empty values (line protocol has no empty tag values).
+fn tags(
+    mut b: influxdb2::models::data_point::DataPointBuilder,
+    tags: &[(&str, &str)],
+) -> influxdb2::models::data_point::DataPointBuilder {
+    for (k, v) in tags {
+        if !v.is_empty() {
+            b = b.tag(*k, *v);
+        }
+    }
+    b
+}
+
+/// Serialises points to line protocol, one per line.
+pub fn encode(points: &[DataPoint], out: &mut Vec<u8>) {
+    for p in points {
+        // Writing into a Vec cannot fail.
+        let _ = p.write_data_point_to(&mut *out);
+    }
+}
+
+/// A stored reading as a `cryo_reading` point.
+pub fn reading_point(t: &SensorTags, r: &Queued, precision: Precision) -> Option<DataPoint> {
+    let mut b = tags(
+        DataPoint::builder(READING),
+        &[
+            ("site", &t.site),
+            ("asset", &t.asset),
+            ("sensor", &t.sensor),
+            ("quantity", &t.quantity),
+            ("unit", &t.unit),
+        ],
+    );
+    if let Some(v) = r.value.filter(|v| v.is_finite()) {
+        b = b.field("value", v);
+    }
+    b.field("quality", r.quality.as_str())
+        .timestamp(timestamp(r.t, r.seq, precision))
+        .build()
+        .ok()
+}
+
+/// An alarm transition as a `cryo_alarm` point. `asset` and `unit` come from the
+/// configuration (empty when the sensor is no longer configured).
+pub fn alarm_point(site: &str, asset: &str, unit: &str, e: &QueuedEvent, precision: Precision) -> Option<DataPoint> {
+    let sensor = e.sensor.as_deref().unwrap_or("");
+    let severity = e.severity.as_deref().unwrap_or("");
+    let rule = e.rule.as_deref().unwrap_or("");
+    let mut b = tags(
+        DataPoint::builder(ALARM),
+        &[
+            ("site", site),
+            ("asset", asset),
+            ("sensor", sensor),
+            ("rule", rule),
+            ("severity", severity),
+            ("event", &e.kind),
+        ],
+    );
+    if let Some(id) = e.alarm {
+        b = b.field("alarm", id);
+    }
+    if let Some(v) = e.value.filter(|v| v.is_finite()) {
+        b = b.field("value", v);
+    }
+    let mut text = format!("{} {}", severity.to_uppercase(), e.kind);
+    if !sensor.is_empty() {
+        text.push_str(&format!(": {sensor}"));
+    }
+    if let Some(v) = e.value.filter(|v| v.is_finite()) {
+        text.push_str(&format!(" {v} {unit}"));
+    }
+    if !rule.is_empty() {
+        text.push_str(&format!(" (rule {rule})"));
+    }
+    if !e.actor.is_empty() && e.actor != "cryowatch" {
+        text.push_str(&format!(" by {}", e.actor));
+    }
+    if !e.comment.is_empty() {
+        text.push_str(&format!(": {}", e.comment));
+    }
+    // Two transitions in one millisecond stay apart in nanosecond precision.
+    b.field("state", e.state.as_str())
+        .field("actor", e.actor.as_str())
+        .field("comment", e.comment.as_str())
+        .field("text", text.trim())
+        .timestamp(timestamp(e.t, e.id % 1_000_000, precision))
+        .build()
+        .ok()
+}
+
+/// The `high`/`low` thresholds of every raising rule as `cryo_threshold` points at `t`.
+pub fn threshold_points(config: &Config, t: TimestampMs, precision: Precision) -> Vec<DataPoint> {
+    use crate::config::rules::Condition;
+    config
+        .rules
+        .iter()
+        .filter(|r| r.raises)
+        .filter_map(|r| {
+            let (kind, threshold) = match r.condition {
+                Condition::High { threshold, .. } => ("high", threshold),
+                Condition::Low { threshold, .. } => ("low", threshold),
+                _ => return None,
+            };
+            let sensor = config.sensors.get(r.sensor)?;
+            let asset = config.assets.get(sensor.asset).map(|a| a.id.as_str()).unwrap_or("");
+            tags(
+                DataPoint::builder(THRESHOLD),
+                &[
+                    ("site", &config.site.name),
+                    ("asset", asset),
+                    ("sensor", &sensor.id),
+                    ("rule", &r.id),
+                    ("kind", kind),
+                    ("severity", r.severity.as_str()),
+                ],
+            )
+            .field("threshold", threshold)
+            .timestamp(timestamp(t, 0, precision))
+            .build()
+            .ok()
+        })
+        .collect()
+}
+
+/// What became of one write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx: InfluxDB has the points.
+    Written,
+    /// Not reached, 429 or 5xx: try the same batch again, after `after` if the server
+    /// said so.
+    Retry { after: Option<Duration>, reason: String },
+    /// 413: the batch is too large; send it in smaller parts.
+    TooLarge { reason: String },
+    /// 401, 403, 404: credentials or destination refused. Every batch would meet the
+    /// same answer: keep the data, warn, and try again later.
+    Refused { status: u16, reason: String },
+    /// Any other 4xx: this batch's content is refused; retrying cannot help.
+    Rejected { status: u16, reason: String },
+}
+
+/// Writes line protocol to InfluxDB v2's `/api/v2/write`.
+pub struct Writer {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    query: [(&'static str, String); 3],
+}
+
+impl Writer {
+    pub fn new(cfg: &InfluxConfig) -> Result<Writer, reqwest::Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Writer {
+            client,
+            url: format!("{}/api/v2/write", cfg.url),
+            token: cfg.token.0.clone(),
+            query: [
+                ("org", cfg.org.clone()),
+                ("bucket", cfg.bucket.clone()),
+                ("precision", cfg.precision.as_str().to_string()),
+            ],
+        })
+    }
+
+    pub async fn write(&self, body: Vec<u8>) -> Outcome {
+        let sent = self
+            .client
+            .post(&self.url)
+            .query(&self.query)
+            .header("Authorization", format!("Token {}", self.token))
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Retry {
+                    after: None,
+                    reason: format!("InfluxDB not reached: {}", crate::notify::http::chain(&e)),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, crate::model::now_ms()));
+        let influx_error = response
+            .headers()
+            .get("X-Influxdb-Error")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = crate::notify::http::read_limited(&mut response, 2048)
+            .await
+            .unwrap_or_default();
+        let mut reason = format!("HTTP {status}");
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim();
+        if !text.is_empty() {
+            reason.push_str(": ");
+            reason.push_str(&text.chars().take(500).collect::<String>());
+        }
+        if let Some(e) = influx_error.filter(|e| !text.contains(e.as_str())) {
+            reason.push_str(&format!(" ({e})"));
+        }
+        classify(status, retry_after, reason)
+    }
+}
+
+/// Telegraf's v2 output classes: 2xx written; 413 split; 429 and 5xx retry (honouring
+/// `Retry-After`); 401/403 (and 404, a missing org or bucket) refused; other 4xx reject
+/// the batch.
+pub fn classify(status: u16, retry_after: Option<Duration>, reason: String) -> Outcome {
+    match status {
+        200..=299 => Outcome::Written,
+        413 => Outcome::TooLarge { reason },
+        401 | 403 | 404 => Outcome::Refused { status, reason },
+        408 | 429 | 500..=599 => Outcome::Retry {
+            after: retry_after,
+            reason,
+        },
+        400..=499 => Outcome::Rejected { status, reason },
+        _ => Outcome::Retry { after: None, reason },
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date. Absurd waits are capped at an hour.
+pub fn parse_retry_after(v: &str, now: TimestampMs) -> Option<Duration> {
+    let v = v.trim();
+    let wait = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp().as_millisecond();
+        Duration::from_millis(at.saturating_sub(now).max(0) as u64)
+    };
+    Some(wait.min(Duration::from_secs(3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Quality;
+
+    fn line(p: &DataPoint) -> String {
+        let mut out = Vec::new();
+        encode(std::slice::from_ref(p), &mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    fn tags_of() -> SensorTags {
+        SensorTags {
+            site: "Lab B".into(),
+            asset: "dewar-1".into(),
+            sensor: "dewar-1.temp".into(),
+            quantity: "temperature".into(),
+            unit: "degC".into(),
+        }
+    }
+
+    #[test]
+    fn a_reading_is_one_escaped_line_with_its_seq_in_the_nanoseconds() {
+        let r = Queued {
+            id: 1,
+            sensor: 1,
+            t: 1_700_000_000_123,
+            seq: 2,
+            value: Some(-190.25),
+            quality: Quality::Good,
+        };
+        let p = reading_point(&tags_of(), &r, Precision::Nanoseconds).expect("point");
+        assert_eq!(
+            line(&p),
+            "cryo_reading,asset=dewar-1,quantity=temperature,sensor=dewar-1.temp,site=Lab\\ B,unit=degC quality=\"good\",value=-190.25 1700000000123000002\n"
+        );
+        let p = reading_point(&tags_of(), &r, Precision::Milliseconds).expect("point");
+        assert!(line(&p).ends_with(" 1700000000123\n"));
+    }
+
+    #[test]
+    fn a_reading_without_a_finite_value_keeps_its_quality_only() {
+        for value in [None, Some(f64::NAN), Some(f64::INFINITY)] {
+            let r = Queued {
+                id: 1,
+                sensor: 1,
+                t: 5,
+                seq: 0,
+                value,
+                quality: Quality::CommError,
+            };
+            let got = line(&reading_point(&tags_of(), &r, Precision::Milliseconds).expect("point"));
+            assert!(got.contains(" quality=\"comm_error\" 5\n"), "{got}");
+            assert!(!got.contains("value="), "{got}");
+        }
+    }
+
+    #[test]
+    fn an_alarm_transition_carries_a_readable_text() {
+        let e = QueuedEvent {
+            id: 7,
+            t: 10,
+            alarm: Some(3),
+            rule: Some("dewar-1-warm".into()),
+            sensor: Some("dewar-1.temp".into()),
+            kind: "acknowledged".into(),
+            state: "acknowledged".into(),
+            severity: Some("critical".into()),
+            value: Some(-140.5),
+            actor: "alice".into(),
+            comment: "lid \"closed\"".into(),
+        };
+        let got = line(&alarm_point("Lab", "dewar-1", "degC", &e, Precision::Nanoseconds).expect("point"));
+        assert!(got.starts_with("cryo_alarm,asset=dewar-1,event=acknowledged,rule=dewar-1-warm,sensor=dewar-1.temp,severity=critical,site=Lab "), "{got}");
+        assert!(got.contains("alarm=3i"), "{got}");
+        assert!(
+            got.contains(
+                r#"text="CRITICAL acknowledged: dewar-1.temp -140.5 degC (rule dewar-1-warm) by alice: lid \"closed\"""#
+            ),
+            "{got}"
+        );
+        assert!(got.ends_with(" 10000007\n"), "{got}");
+    }
+
+    #[test]
+    fn answers_are_classified_as_telegraf_does() {
+        let r = || "x".to_string();
+        assert_eq!(classify(204, None, r()), Outcome::Written);
+        assert!(matches!(classify(413, None, r()), Outcome::TooLarge { .. }));
+        for s in [401, 403, 404] {
+            assert!(matches!(classify(s, None, r()), Outcome::Refused { .. }), "{s}");
+        }
+        for s in [400, 422, 406] {
+            assert!(matches!(classify(s, None, r()), Outcome::Rejected { .. }), "{s}");
+        }
+        let wait = Some(Duration::from_secs(7));
+        for s in [429, 500, 502, 503, 504] {
+            assert_eq!(
+                classify(s, wait, r()),
+                Outcome::Retry {
+                    after: wait,
+                    reason: r()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after("30", 0), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("999999", 0), Some(Duration::from_secs(3600)));
+        let now = jiff::Timestamp::from_second(1_700_000_000)
+            .expect("ts")
+            .as_millisecond();
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:15:00 GMT", now),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+    }
+}
