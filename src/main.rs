@@ -8,8 +8,9 @@ use cryowatch::alarm::control::{ControlError, Request};
 use cryowatch::config::{self, Config};
 use cryowatch::model::now_ms;
 use cryowatch::report::{alarms, history, status};
-use cryowatch::store::Store;
+use cryowatch::store::{Store, mirror};
 use cryowatch::timearg;
+use std::io::Write as _;
 
 const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
 
@@ -105,6 +106,11 @@ enum Command {
         #[arg(long)]
         contact: String,
     },
+    /// The InfluxDB mirror: its lag, quarantined batches, and sending history again.
+    Influx {
+        #[command(subcommand)]
+        action: InfluxAction,
+    },
     /// Start the simulators and the daemon with an embedded store; no setup needed.
     Demo {
         /// Where the store and configuration go (default: a new temporary directory).
@@ -113,6 +119,40 @@ enum Command {
         /// Stop after this long (e.g. 30s, 10m); default: until Ctrl-C.
         #[arg(long = "for")]
         duration: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfluxAction {
+    /// How far behind the mirror is, and what needs a person.
+    Status {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Batches InfluxDB refused for their content.
+    Quarantine {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue the quarantined readings again (once the cause is fixed).
+    Requeue {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Queue stored history for the mirror (e.g. readings from before [influx] was set up).
+    Backfill {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Start: RFC 3339 or relative (-30d).
+        #[arg(long, allow_hyphen_values = true)]
+        from: String,
+        /// End: RFC 3339, relative or now. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
     },
 }
 
@@ -204,6 +244,94 @@ fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
     }
 }
 
+fn influx(action: InfluxAction) -> Result<(), Failure> {
+    let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
+    let configured = |path: &Path| -> Result<(Config, cryowatch::config::InfluxConfig), Failure> {
+        let cfg = load(path)?;
+        match cfg.influx.clone() {
+            Some(i) => Ok((cfg, i)),
+            None => Err(Failure::BadInput(format!(
+                "{}: no [influx] section: nothing is mirrored to InfluxDB",
+                path.display()
+            ))),
+        }
+    };
+    match action {
+        InfluxAction::Status { config, json } => {
+            let (cfg, influx) = configured(&config)?;
+            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
+            let lag = store.with_conn(mirror::lag).map_err(runtime_err)?;
+            let m = cryowatch::report::mirror::gather(&influx, lag, now_ms());
+            print_json_or(json, &m, |out| cryowatch::report::mirror::write_text(&m, out))
+        }
+        InfluxAction::Quarantine { config, json } => {
+            let (cfg, _) = configured(&config)?;
+            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
+            let rows = store
+                .with_conn(cryowatch::report::mirror::quarantined)
+                .map_err(runtime_err)?;
+            print_json_or(json, &rows, |out| {
+                for q in &rows {
+                    writeln!(
+                        out,
+                        "#{} {} {} points of {} refused ({}){}",
+                        q.id,
+                        q.time,
+                        q.points,
+                        q.stream,
+                        q.reason,
+                        q.requeued
+                            .as_ref()
+                            .map(|t| format!(", requeued {t}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+                Ok(())
+            })
+        }
+        InfluxAction::Requeue { config } => {
+            let (cfg, _) = configured(&config)?;
+            let mut store = Store::open(&cfg.store.path).map_err(runtime_err)?;
+            let n = store
+                .transaction(|c| mirror::requeue(c, now_ms()))
+                .map_err(runtime_err)?;
+            println!("{n} quarantined readings queued for InfluxDB again");
+            Ok(())
+        }
+        InfluxAction::Backfill { config, from, to } => {
+            let (cfg, _) = configured(&config)?;
+            let now = now_ms();
+            let from = time_arg(Some(&from), "", now)?;
+            let to = time_arg(to.as_deref(), "now", now)?;
+            if from > to {
+                return Err(Failure::BadInput("--from is after --to".into()));
+            }
+            let mut store = Store::open(&cfg.store.path).map_err(runtime_err)?;
+            store.transaction(mirror::enable).map_err(runtime_err)?;
+            // A day per transaction: the daemon's writer never waits long for the store.
+            const DAY: i64 = 24 * 3600 * 1000;
+            let mut queued = 0;
+            let mut start = from;
+            while start <= to {
+                let end = start.saturating_add(DAY - 1).min(to);
+                queued += store
+                    .transaction(|c| mirror::backfill(c, start, end))
+                    .map_err(runtime_err)?;
+                start = end.saturating_add(1);
+            }
+            let events = store
+                .transaction(|c| mirror::rewind_events(c, from))
+                .map_err(runtime_err)?;
+            println!(
+                "{queued} readings from {} to {} queued for InfluxDB; {events} alarm transitions will be sent",
+                cryowatch::model::format_rfc3339(from),
+                cryowatch::model::format_rfc3339(to)
+            );
+            Ok(())
+        }
+    }
+}
+
 fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Run { config } => {
@@ -232,6 +360,16 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print_json_or(json, &rows, |out| status::write_table(&rows, out))?;
             for c in &conditions {
                 eprintln!("{c}");
+            }
+            if let Some(influx) = &cfg.influx {
+                let lag = store.with_conn(mirror::lag).map_err(|e| Failure::Runtime(e.into()))?;
+                let m = cryowatch::report::mirror::gather(influx, lag, now_ms());
+                if !json {
+                    println!("{}", cryowatch::report::mirror::summary(&m));
+                }
+                for c in &m.conditions {
+                    eprintln!("{c}");
+                }
             }
             Ok(())
         }
@@ -321,6 +459,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 Err(e) => Err(Failure::Runtime(e.into())),
             }
         }
+        Command::Influx { action } => influx(action),
         Command::Demo { dir, duration } => {
             let duration = match duration {
                 Some(d) => Some(

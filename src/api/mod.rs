@@ -1,7 +1,7 @@
 //! The HTTP server on `[api].listen`.
 //!
 //! For now it serves the pages behind the signed acknowledgement links in email pages
-//! ([`ack`]). Each area of the API is a module contributing a `routes()` router on the
+//! ([`ack`]), the SMS gateway's inbound webhook ([`sms`]) and `/metrics` ([`metrics`]). Each area of the API is a module contributing a `routes()` router on the
 //! shared [`ApiState`]; [`router`] merges them.
 //!
 //! Store access is blocking (SQLite): handlers go through [`ApiState::with_store`],
@@ -10,6 +10,7 @@
 //! once and records who, when, by which path and with which comment.
 
 pub mod ack;
+pub mod metrics;
 pub mod sms;
 
 use std::net::SocketAddr;
@@ -91,6 +92,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(ack::routes())
         .merge(sms::routes())
+        .merge(metrics::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

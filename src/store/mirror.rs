@@ -302,6 +302,21 @@ pub fn backfill(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite:
     )
 }
 
+/// Moves the alarm transitions' cursor back so that those from `from` on are sent
+/// (again: InfluxDB overwrites identical points). Returns how many will be sent.
+pub fn rewind_events(c: &Connection, from: TimestampMs) -> rusqlite::Result<i64> {
+    c.execute(
+        "UPDATE mirror_cursor SET position = min(position, coalesce((SELECT min(id) FROM alarm_event WHERE t >= ?1), position + 1) - 1)
+         WHERE stream = 'alarm_event'",
+        [from],
+    )?;
+    c.query_row(
+        "SELECT count(*) FROM alarm_event WHERE id > (SELECT position FROM mirror_cursor WHERE stream = 'alarm_event')",
+        [],
+        |r| r.get(0),
+    )
+}
+
 /// How far the mirror is behind, and why, for `status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Lag {
