@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cryosim;
+pub mod fault_proxy;
 pub mod modem;
 pub mod mosquitto;
 pub mod nut;
@@ -12,6 +13,7 @@ pub mod pty;
 pub mod pymodbus;
 pub mod smtp;
 pub mod twilio;
+pub mod victoria;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
