@@ -18,8 +18,9 @@
 //!   poller). [`sources::backoff`] is shared by all three.
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
 //!   queries), its batching writer thread ([`store::writer`], which also runs the alarm
-//!   engine), the alarm tables ([`store::alarms`]) and the notification outbox
-//!   ([`store::outbox`]).
+//!   engine), the alarm tables ([`store::alarms`]), the notification outbox
+//!   ([`store::outbox`]) and the InfluxDB mirror's outbox and cursors
+//!   ([`store::mirror`]).
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every
@@ -31,11 +32,14 @@
 //!   record), the channels ([`notify::smtp`], [`notify::twilio`], [`notify::modem`],
 //!   [`notify::webhook`]), inbound `ACK` replies ([`notify::inbound`]) and signed
 //!   acknowledgement links ([`notify::acklink`]).
-//! - [`api`]: the HTTP side: acknowledgement-link pages and the SMS gateway's webhook.
+//! - [`sink`]: the InfluxDB v2 mirror: batches from [`store::mirror`], line protocol and
+//!   answer classes ([`sink::influx`]), cursor moved only on a confirmed write.
+//! - [`api`]: the HTTP side: acknowledgement-link pages, the SMS gateway's webhook and
+//!   `/metrics`.
 //! - [`report`]: what is read back out: `history` export, the `status` overview, the
-//!   alarm list, and `check --explain`.
-//! - [`daemon`]: wiring of sources, store writer, dispatcher and HTTP API; the store's
-//!   lock file; signals; ordered shutdown.
+//!   alarm list, the mirror's lag ([`report::mirror`]), and `check --explain`.
+//! - [`daemon`]: wiring of sources, store writer, dispatcher, InfluxDB sink and HTTP
+//!   API; the store's lock file; signals; ordered shutdown.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
 pub mod alarm;
