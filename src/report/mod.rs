@@ -5,4 +5,5 @@ pub mod alarms;
 pub mod explain;
 pub mod history;
 pub mod mirror;
+pub mod render;
 pub mod status;

@@ -1,0 +1,238 @@
+//! Writes the laid-out pages as a PDF with printpdf.
+//!
+//! Text uses the built-in Helvetica and Helvetica-Bold, which printpdf declares with
+//! `/WinAnsiEncoding`; the layout has already encoded every string to WinAnsi bytes,
+//! so they go into the content stream as they are. Nothing is read from disk: no font
+//! file is needed at run time. A last pass with lopdf sets the document information
+//! and compresses the pages (see `finish`).
+
+use printpdf::lopdf::{self, Object, StringFormat, content::Operation};
+use printpdf::{BuiltinFont, IndirectFontRef, Mm, PdfDocument, PdfLayerReference};
+
+use super::layout::{self, Op, Rgb};
+use super::text::{self, Face};
+use super::{Document, RenderError};
+
+const A4_WIDTH: Mm = Mm(210.0);
+const A4_HEIGHT: Mm = Mm(297.0);
+const LAYER: &str = "content";
+
+/// Renders `doc` as an A4 portrait PDF.
+pub fn render_pdf(doc: &Document) -> Result<Vec<u8>, RenderError> {
+    let pages = layout::layout(doc)?;
+    let (pdf, first_page, first_layer) = PdfDocument::new("", A4_WIDTH, A4_HEIGHT, LAYER);
+    let fonts = Fonts {
+        regular: pdf.add_builtin_font(BuiltinFont::Helvetica).map_err(pdf_error)?,
+        bold: pdf.add_builtin_font(BuiltinFont::HelveticaBold).map_err(pdf_error)?,
+    };
+    for (i, ops) in pages.iter().enumerate() {
+        let (page, layer) = if i == 0 {
+            (first_page, first_layer)
+        } else {
+            pdf.add_page(A4_WIDTH, A4_HEIGHT, LAYER)
+        };
+        let layer = pdf.get_page(page).get_layer(layer);
+        Writer {
+            layer,
+            fonts: &fonts,
+            stroke: None,
+            fill: None,
+            width: None,
+        }
+        .ops(ops);
+    }
+    let bytes = pdf.save_to_bytes().map_err(pdf_error)?;
+    finish(&bytes, &doc.title).map_err(pdf_error)
+}
+
+fn pdf_error(e: impl std::fmt::Display) -> RenderError {
+    RenderError::Pdf(e.to_string())
+}
+
+struct Fonts {
+    regular: IndirectFontRef,
+    bold: IndirectFontRef,
+}
+
+/// Writes operations to one page, setting colours and widths only when they change.
+struct Writer<'a> {
+    layer: PdfLayerReference,
+    fonts: &'a Fonts,
+    stroke: Option<Rgb>,
+    fill: Option<Rgb>,
+    width: Option<f32>,
+}
+
+impl Writer<'_> {
+    fn ops(&mut self, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Text {
+                    x,
+                    y,
+                    size,
+                    face,
+                    color,
+                    angle,
+                    bytes,
+                } => {
+                    self.text(*x, *y, *size, *face, *color, *angle, bytes);
+                }
+                Op::Stroke {
+                    points,
+                    width,
+                    color,
+                    closed,
+                } => {
+                    if self.width != Some(*width) {
+                        self.op("w", vec![num(*width)]);
+                        self.width = Some(*width);
+                    }
+                    if self.stroke != Some(*color) {
+                        self.op("RG", rgb(*color));
+                        self.stroke = Some(*color);
+                    }
+                    self.path(points, *closed);
+                    self.op("S", vec![]);
+                }
+                Op::Fill { points, color } => {
+                    self.set_fill(*color);
+                    self.path(points, true);
+                    self.op("f", vec![]);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn text(&mut self, x: f32, y: f32, size: f32, face: Face, color: Rgb, angle: f32, bytes: &[u8]) {
+        let font = match face {
+            Face::Regular => &self.fonts.regular,
+            Face::Bold => &self.fonts.bold,
+        };
+        let (sin, cos) = angle.to_radians().sin_cos();
+        self.set_fill(color);
+        self.op("BT", vec![]);
+        self.layer.set_font(font, size);
+        self.op("Tm", vec![num(cos), num(sin), num(-sin), num(cos), num(x), num(y)]);
+        self.op("Tj", vec![Object::String(bytes.to_vec(), StringFormat::Literal)]);
+        self.op("ET", vec![]);
+    }
+
+    fn set_fill(&mut self, color: Rgb) {
+        if self.fill != Some(color) {
+            self.op("rg", rgb(color));
+            self.fill = Some(color);
+        }
+    }
+
+    fn path(&self, points: &[(f32, f32)], closed: bool) {
+        for (i, &(x, y)) in points.iter().enumerate() {
+            self.op(if i == 0 { "m" } else { "l" }, vec![num(x), num(y)]);
+        }
+        if closed {
+            self.op("h", vec![]);
+        }
+    }
+
+    fn op(&self, operator: &str, operands: Vec<Object>) {
+        self.layer.add_operation(Operation::new(operator, operands));
+    }
+}
+
+/// A number rounded to 1/100 pt, which keeps the content streams short.
+fn num(v: f32) -> Object {
+    Object::Real((v * 100.0).round() / 100.0)
+}
+
+fn rgb((r, g, b): Rgb) -> Vec<Object> {
+    vec![num(r), num(g), num(b)]
+}
+
+/// Rewrites what printpdf 0.7 cannot be told: its document information carries the
+/// title as raw UTF-8 (garbled for anything but ASCII) and an empty PDF/X version key,
+/// its fonts carry no widths, and it leaves page content uncompressed.
+///
+/// With the Helvetica widths in the font dictionaries, a viewer that substitutes another
+/// face for Helvetica (poppler takes DejaVu Sans where no metric-compatible font is
+/// installed) still spaces every glyph as the layout measured it.
+fn finish(bytes: &[u8], title: &str) -> Result<Vec<u8>, lopdf::Error> {
+    let mut doc = lopdf::Document::load_mem(bytes)?;
+    for object in doc.objects.values_mut() {
+        let Ok(font) = object.as_dict_mut() else { continue };
+        let face = match font.get(b"BaseFont").and_then(Object::as_name) {
+            Ok(b"Helvetica") => Face::Regular,
+            Ok(b"Helvetica-Bold") => Face::Bold,
+            _ => continue,
+        };
+        let widths = text::advances(face).iter().map(|&w| Object::Integer(i64::from(w)));
+        font.set("FirstChar", i64::from(text::FIRST_CODE));
+        font.set("LastChar", 255);
+        font.set("Widths", Object::Array(widths.collect()));
+    }
+    let info = doc.trailer.get(b"Info").and_then(Object::as_reference)?;
+    let info = doc.get_object_mut(info).and_then(Object::as_dict_mut)?;
+    info.remove(b"GTS_PDFXVersion");
+    info.set("Title", Object::String(text_string(title), StringFormat::Hexadecimal));
+    info.set("Producer", Object::string_literal("cryowatch"));
+    info.set("Creator", Object::string_literal("cryowatch"));
+    doc.compress();
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    doc.save_to(&mut out)?;
+    Ok(out)
+}
+
+/// A PDF text string for any Unicode: UTF-16BE behind a byte order mark.
+fn text_string(s: &str) -> Vec<u8> {
+    let mut out = vec![0xFE, 0xFF];
+    out.extend(s.encode_utf16().flat_map(u16::to_be_bytes));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::render::Block;
+
+    #[test]
+    fn built_in_font_text_goes_into_the_page_as_winansi_bytes() {
+        let doc = Document {
+            title: "Zürich – Dewar 3".into(),
+            subtitle: None,
+            blocks: vec![Block::Paragraph("-196 °C, 5 µm × 2".into())],
+            footer: String::new(),
+        };
+        let pdf = render_pdf(&doc).expect("renders");
+        let parsed = lopdf::Document::load_mem(&pdf).expect("parses");
+        let page = parsed.get_pages().into_values().next().expect("one page");
+        let content = parsed.get_page_content(page).expect("page content");
+        let needle = b"(-196 \xB0C, 5 \xB5m \xD7 2) Tj";
+        assert!(
+            content.windows(needle.len()).any(|w| w == needle),
+            "WinAnsi text not found"
+        );
+
+        let info = parsed
+            .trailer
+            .get(b"Info")
+            .and_then(Object::as_reference)
+            .expect("info");
+        let info = parsed.get_dictionary(info).expect("info dictionary");
+        let title = info.get(b"Title").and_then(Object::as_str).expect("title");
+        assert_eq!(title, text_string("Zürich – Dewar 3").as_slice());
+        assert!(info.get(b"GTS_PDFXVersion").is_err());
+
+        let widths = parsed
+            .objects
+            .values()
+            .filter_map(|o| o.as_dict().ok())
+            .filter(|d| d.get(b"BaseFont").and_then(Object::as_name).ok() == Some(b"Helvetica-Bold"))
+            .find_map(|d| d.get(b"Widths").and_then(Object::as_array).ok())
+            .expect("Helvetica-Bold carries its widths");
+        // "A" is 722/1000 em in Helvetica-Bold.
+        assert_eq!(
+            widths.get(usize::from(b'A' - 32)).and_then(|w| w.as_i64().ok()),
+            Some(722)
+        );
+    }
+}
