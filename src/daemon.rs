@@ -36,6 +36,7 @@ pub struct Daemon {
     sink: Option<std::thread::JoinHandle<()>>,
     /// The InfluxDB mirror's counters, when one is configured.
     pub sink_stats: Option<Arc<crate::sink::SinkStats>>,
+    store_path: std::path::PathBuf,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
 }
@@ -113,8 +114,26 @@ impl Daemon {
                 "no [influx] section any more: readings waiting for InfluxDB were removed from its outbox (they stay in the store; `cryowatch influx backfill` can send them later)"
             );
         }
+        store
+            .transaction(|c| {
+                let detail = serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "pid": std::process::id(),
+                    "site": config.site.name,
+                    "sensors": config.sensors.len(),
+                });
+                crate::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
+            })
+            .context("recording the start in the audit trail")?;
         let engine = Engine::load(config, &store, &ids, now_ms()).context("loading the alarm state from the store")?;
-        let (handle, writer) = writer::spawn(store, ids, QUEUE, config.store.batch_size, Some(engine))
+        let housekeeping = writer::Housekeeping {
+            seal: Some((config.store.seal_interval, config.store.seal_grace)),
+            retention: Some(crate::store::retention::Policy {
+                retention: config.store.retention,
+                reduce_after: config.store.reduce_after,
+            }),
+        };
+        let (handle, writer) = writer::spawn(store, ids, QUEUE, config.store.batch_size, Some(engine), housekeeping)
             .context("starting the store writer")?;
         let shutdown = CancellationToken::new();
         let mut tasks = vec![spawn_clock(&handle, &shutdown)];
@@ -155,6 +174,7 @@ impl Daemon {
             dispatch_stats,
             sink,
             sink_stats,
+            store_path: config.store.path.clone(),
             _lock: lock,
         })
     }
@@ -176,10 +196,31 @@ impl Daemon {
         if let Some(s) = self.sink {
             let _ = tokio::task::spawn_blocking(move || s.join()).await;
         }
-        tracing::info!(
-            committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed),
-            "cryowatch stopped; every received reading is stored"
-        );
+        let committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed);
+        let recorded = Store::open(&self.store_path).and_then(|mut s| {
+            s.transaction(|c| {
+                let detail = serde_json::json!({ "readings_committed": committed, "pid": std::process::id() });
+                crate::audit::append(c, now_ms(), "daemon.stop", "daemon", "", &detail)
+            })
+        });
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "could not record the stop in the audit trail");
+        }
+        tracing::info!(committed, "cryowatch stopped; every received reading is stored");
+    }
+}
+
+/// Records the configuration file (hash, diff against the last one) in the audit trail.
+fn record_config(config: &Config, path: &std::path::Path, kind: &str) {
+    let res = std::fs::read(path)
+        .context("reading the configuration file")
+        .and_then(|bytes| {
+            let mut store = Store::open(&config.store.path)?;
+            store.transaction(|c| crate::audit::config::record_load(c, path, &bytes, kind, "daemon", now_ms()))?;
+            Ok(())
+        });
+    if let Err(e) = res {
+        tracing::error!(file = %path.display(), error = %e, "could not record the configuration in the audit trail");
     }
 }
 
@@ -191,12 +232,16 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let daemon = Daemon::start(&config)?;
+    record_config(&config, &config_path, "config.loaded");
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => match crate::config::load(&config_path) {
-                Ok(_) => tracing::warn!(file = %config_path.display(), "SIGHUP: configuration is valid; restart cryowatch to apply it (live reload is not supported yet)"),
+                Ok(_) => {
+                    record_config(&config, &config_path, "config.checked");
+                    tracing::warn!(file = %config_path.display(), "SIGHUP: configuration is valid; restart cryowatch to apply it (live reload is not supported yet)")
+                }
                 Err(e) => tracing::error!(file = %config_path.display(), problems = %e, "SIGHUP: configuration is invalid; keeping the running one"),
             },
         }

@@ -19,13 +19,16 @@
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
 //!   queries), its batching writer thread ([`store::writer`], which also runs the alarm
 //!   engine), the alarm tables ([`store::alarms`]), the notification outbox
-//!   ([`store::outbox`]) and the InfluxDB mirror's outbox and cursors
-//!   ([`store::mirror`]).
+//!   ([`store::outbox`]), the InfluxDB mirror's outbox and cursors
+//!   ([`store::mirror`]) and retention ([`store::retention`]: per-minute reduction and
+//!   deletion, each recorded in the audit trail).
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every
 //!   change into store rows that the writer commits with the readings
-//!   ([`store::alarms`]); [`alarm::control`] is acknowledge/shelve from the command line.
+//!   ([`store::alarms`]), including alarm tests (a synthetic excursion through a real
+//!   rule, never a stored reading); [`alarm::control`] is acknowledge/shelve/test-alarm
+//!   from the command line.
 //! - [`notify`]: where alarms become pages: [`notify::oncall`] and
 //!   [`notify::escalation`] (who and when, pure), [`notify::message`] (texts),
 //!   [`notify::dispatcher`] (plan → outbox ([`store::outbox`]) → send with fallback →
@@ -36,14 +39,20 @@
 //!   answer classes ([`sink::influx`]), cursor moved only on a confirmed write.
 //! - [`api`]: the HTTP side: acknowledgement-link pages, the SMS gateway's webhook and
 //!   `/metrics`.
+//! - [`audit`]: the hash-chained audit trail (appended in the same transaction as what it
+//!   records), reading blocks sealed into it ([`audit::seal`]), configuration loads with
+//!   their diff ([`audit::config`]) and `audit verify` ([`audit::verify`]).
 //! - [`report`]: what is read back out: `history` export, the `status` overview, the
-//!   alarm list, the mirror's lag ([`report::mirror`]), and `check --explain`.
+//!   alarm list, the mirror's lag ([`report::mirror`]), `check --explain`, the auditor's
+//!   asset report ([`report::asset`]) and the OQ self-test ([`report::selftest`]), both
+//!   rendered as PDF or HTML by [`report::render`].
 //! - [`daemon`]: wiring of sources, store writer, dispatcher, InfluxDB sink and HTTP
 //!   API; the store's lock file; signals; ordered shutdown.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
 pub mod alarm;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod demo;

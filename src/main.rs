@@ -10,6 +10,7 @@ use cryowatch::model::now_ms;
 use cryowatch::report::{alarms, history, status};
 use cryowatch::store::{Store, mirror};
 use cryowatch::timearg;
+use sha2::Digest as _;
 use std::io::Write as _;
 
 const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
@@ -106,10 +107,51 @@ enum Command {
         #[arg(long)]
         contact: String,
     },
+    /// Test the alarm path of a sensor without touching it: a synthetic excursion marked
+    /// as a test goes through its rule, escalation and channels to the on-call person,
+    /// whose acknowledgement completes the test. No reading is stored.
+    TestAlarm {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        sensor: String,
+        /// Who starts the test (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Run the operational-qualification checks against this installation and write
+    /// them as a report to sign off (.pdf or .html). Exit 0 when every check passed.
+    Selftest {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The auditor's report of one asset over a period, as PDF, HTML or CSV (by --out's
+    /// extension).
+    Report {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        asset: String,
+        /// Start: RFC 3339, relative (-30d) or now.
+        #[arg(long, allow_hyphen_values = true)]
+        from: String,
+        #[arg(long, allow_hyphen_values = true)]
+        to: String,
+        /// FILE.pdf, FILE.html or FILE.csv.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The InfluxDB mirror: its lag, quarantined batches, and sending history again.
     Influx {
         #[command(subcommand)]
         action: InfluxAction,
+    },
+    /// The hash-chained audit trail: verify it, or list it.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Start the simulators and the daemon with an embedded store; no setup needed.
     Demo {
@@ -156,6 +198,34 @@ enum InfluxAction {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the chain and every sealed block of readings: exit 0 intact, 1 naming the
+    /// first broken record.
+    Verify {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Also require this record (from an external copy of the head: SEQ:HASH).
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// List the trail (optionally one kind, e.g. alarm, notification, config).
+    Log {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutFormat {
     Csv,
@@ -166,6 +236,8 @@ enum OutFormat {
 enum Failure {
     BadInput(String),
     Runtime(anyhow::Error),
+    /// A check failed and said why already: exit 1 without another message.
+    Reported,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -187,6 +259,7 @@ fn main() -> ExitCode {
             eprintln!("cryowatch: {e:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Reported) => ExitCode::from(1),
     }
 }
 
@@ -244,6 +317,203 @@ fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
     }
 }
 
+fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
+    use cryowatch::report::{render, selftest};
+    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(kind.as_deref(), Some("pdf" | "html")) {
+        return Err(Failure::BadInput(format!(
+            "--out {}: the file name must end in .pdf or .html",
+            out.display()
+        )));
+    }
+    let cfg = load(config)?;
+    let by = cryowatch::audit::local_actor();
+    let t = runtime()?.block_on(selftest::run(&cfg, config, now_ms(), &by, |what| {
+        eprintln!("selftest: {what}")
+    }));
+    let doc = selftest::document(&t, &cfg.site.timezone);
+    let bytes = if kind.as_deref() == Some("pdf") {
+        render::render_pdf(&doc).map_err(|e| Failure::Runtime(e.into()))?
+    } else {
+        render::render_html(&doc).into_bytes()
+    };
+    std::fs::write(out, &bytes).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing {}: {e}", out.display())))?;
+    let failed: Vec<_> = t.checks.iter().filter(|c| !c.pass).collect();
+    record_cli(
+        &cfg,
+        "selftest.run",
+        &out.display().to_string(),
+        serde_json::json!({
+            "checks": t.checks.len(), "failed": failed.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            "sha256": cryowatch::audit::hex(&sha2::Sha256::digest(&bytes)),
+        }),
+    );
+    for c in &t.checks {
+        println!(
+            "{} {} {}: {}",
+            c.id,
+            if c.pass { "PASS" } else { "FAIL" },
+            c.what,
+            c.observed
+        );
+    }
+    println!("{}: {} checks, {} failed", out.display(), t.checks.len(), failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Reported)
+    }
+}
+
+fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Result<(), Failure> {
+    use cryowatch::report::asset::{self, ReportError};
+    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(kind.as_deref(), Some("pdf" | "html" | "csv")) {
+        return Err(Failure::BadInput(format!(
+            "--out {}: the file name must end in .pdf, .html or .csv",
+            out.display()
+        )));
+    }
+    let cfg = load(config)?;
+    let now = now_ms();
+    let from = time_arg(Some(from), "", now)?;
+    let to = time_arg(Some(to), "now", now)?;
+    if from >= to {
+        return Err(Failure::BadInput("--from must be earlier than --to".into()));
+    }
+    let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
+    let by = cryowatch::audit::local_actor();
+    let progress = |what: &str| eprintln!("report: {what}");
+    let req = asset::Request {
+        asset,
+        from,
+        to,
+        now,
+        by: &by,
+    };
+    let r = match asset::gather(&cfg, &store, req, progress) {
+        Ok(r) => r,
+        Err(e @ ReportError::UnknownAsset(..)) => {
+            return Err(Failure::BadInput(format!("{}: --asset: {e}", config.display())));
+        }
+        Err(e) => return Err(Failure::Runtime(e.into())),
+    };
+    eprintln!("report: writing {}", out.display());
+    let bytes = match kind.as_deref() {
+        Some("pdf") => {
+            cryowatch::report::render::render_pdf(&asset::document(&r)).map_err(|e| Failure::Runtime(e.into()))?
+        }
+        Some("html") => cryowatch::report::render::render_html(&asset::document(&r)).into_bytes(),
+        _ => {
+            let mut buf = Vec::new();
+            asset::write_csv(&r, &mut buf).map_err(|e| Failure::Runtime(e.into()))?;
+            buf
+        }
+    };
+    std::fs::write(out, &bytes).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing {}: {e}", out.display())))?;
+    record_cli(
+        &cfg,
+        "report.generated",
+        asset,
+        serde_json::json!({
+            "from": from, "to": to, "file": out.display().to_string(),
+            "sha256": cryowatch::audit::hex(&sha2::Sha256::digest(&bytes)),
+            "audit_verified": r.audit.ok(), "audit_head": r.audit.head_seq,
+        }),
+    );
+    println!(
+        "{}: {} sensors, {} excursions, {} alarm tests; audit trail {}",
+        out.display(),
+        r.sensors.len(),
+        r.excursions.iter().filter(|e| !e.test).count(),
+        r.tests.len(),
+        if r.audit.ok() { "verified" } else { "BROKEN" }
+    );
+    Ok(())
+}
+
+/// Records a command-line action in the audit trail (as the invoking user). A failure is
+/// reported but does not undo what the command did.
+fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value) {
+    let res = Store::open(&cfg.store.path).and_then(|mut s| {
+        s.transaction(|c| {
+            cryowatch::audit::append(c, now_ms(), kind, &cryowatch::audit::local_actor(), subject, &detail)
+        })
+    });
+    if let Err(e) = res {
+        eprintln!("cryowatch: could not record {kind} in the audit trail: {e}");
+    }
+}
+
+fn audit(action: AuditAction) -> Result<(), Failure> {
+    use cryowatch::audit::verify;
+    let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
+    match action {
+        AuditAction::Verify { config, json, anchor } => {
+            let anchor = match anchor.as_deref().map(verify::parse_anchor) {
+                Some(Some(a)) => Some(a),
+                Some(None) => return Err(Failure::BadInput("--anchor: expected SEQ:HASH (64 hex digits)".into())),
+                None => None,
+            };
+            let cfg = load(&config)?;
+            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
+            let progress = verify::stderr_progress();
+            let mut v = store.with_conn(|c| verify::verify(c, progress)).map_err(runtime_err)?;
+            if let Some(a) = &anchor {
+                v.check_anchor(&store, a).map_err(runtime_err)?;
+            }
+            let ok = v.ok();
+            print_json_or(json, &v, |out| verify::write_text(&v, out))?;
+            if let Some(p) = &v.problem {
+                eprintln!(
+                    "{}: audit trail broken at record {}: {}",
+                    cfg.store.path.display(),
+                    p.record,
+                    p.what
+                );
+            }
+            if ok { Ok(()) } else { Err(Failure::Reported) }
+        }
+        AuditAction::Log {
+            config,
+            from,
+            to,
+            kind,
+            json,
+        } => {
+            let cfg = load(&config)?;
+            let now = now_ms();
+            let from = time_arg(from.as_deref(), "-24h", now)?;
+            let to = time_arg(to.as_deref(), "now", now)?;
+            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
+            let mut rows = Vec::new();
+            store
+                .with_conn(|c| {
+                    cryowatch::audit::list(c, from, to, kind.as_deref(), |r| {
+                        rows.push(r);
+                        true
+                    })
+                })
+                .map_err(runtime_err)?;
+            print_json_or(json, &rows, |out| {
+                for r in &rows {
+                    writeln!(
+                        out,
+                        "{:>6} {} {:<22} {:<18} {} {}",
+                        r.seq,
+                        cryowatch::model::format_rfc3339(r.t),
+                        r.kind,
+                        r.actor,
+                        r.subject,
+                        r.detail
+                    )?;
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
 fn influx(action: InfluxAction) -> Result<(), Failure> {
     let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
     let configured = |path: &Path| -> Result<(Config, cryowatch::config::InfluxConfig), Failure> {
@@ -295,6 +565,7 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
             let n = store
                 .transaction(|c| mirror::requeue(c, now_ms()))
                 .map_err(runtime_err)?;
+            record_cli(&cfg, "influx.requeued", "influx", serde_json::json!({ "readings": n }));
             println!("{n} quarantined readings queued for InfluxDB again");
             Ok(())
         }
@@ -322,6 +593,12 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
             let events = store
                 .transaction(|c| mirror::rewind_events(c, from))
                 .map_err(runtime_err)?;
+            record_cli(
+                &cfg,
+                "influx.backfill",
+                "influx",
+                serde_json::json!({ "from": from, "to": to, "readings": queued, "alarm_events": events }),
+            );
             println!(
                 "{queued} readings from {} to {} queued for InfluxDB; {events} alarm transitions will be sent",
                 cryowatch::model::format_rfc3339(from),
@@ -460,6 +737,26 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             }
         }
         Command::Influx { action } => influx(action),
+        Command::Audit { action } => audit(action),
+        Command::Selftest { config, out } => selftest(&config, &out),
+        Command::TestAlarm { config, sensor, by } => {
+            let cfg = load(&config)?;
+            let by = by.unwrap_or_else(|| cryowatch::audit::local_actor().trim_start_matches("cli:").to_string());
+            control(
+                &cfg,
+                Request::TestAlarm {
+                    sensor: &sensor,
+                    by: &by,
+                },
+            )
+        }
+        Command::Report {
+            config,
+            asset,
+            from,
+            to,
+            out,
+        } => report(&config, &asset, &from, &to, &out),
         Command::Demo { dir, duration } => {
             let duration = match duration {
                 Some(d) => Some(

@@ -609,3 +609,172 @@ fn an_ack_by_sms_through_the_gateway_webhook_is_checked_and_recorded() {
         ("Alice", "sms_gateway", "on my way")
     );
 }
+
+/// `cryowatch test-alarm`: a synthetic excursion through the real rule, escalation and
+/// channels, acknowledged by the person paged, recorded as an alarm test — and no
+/// reading of the synthetic value in the temperature record.
+#[test]
+fn an_alarm_test_pages_the_on_call_person_is_acknowledged_and_leaves_no_reading() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    // -100 °C: the dewar (-190 °C) is nowhere near it, so only the test can page.
+    let site = site(&config(&sim, smtp.port, &modem, 3600, -100.0));
+    let refused = cryowatch_output(&["test-alarm", "-c", &site.config_str(), "--sensor", "dewar-1.temp"]);
+    assert_eq!(refused.status.code(), Some(1), "no daemon: nothing can page the test");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not running"));
+    let daemon = site.start_daemon();
+    wait(&site, "readings", || {
+        (site.history("dewar-1.temp").len() > 2).then_some(())
+    });
+    let out = cryowatch_output(&[
+        "test-alarm",
+        "-c",
+        &site.config_str(),
+        "--sensor",
+        "dewar-1.temp",
+        "--by",
+        "qa-bob",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("alarm test") && said.contains("dewar-warm"), "{said}");
+    let mails = smtp.wait_messages(1, PATIENCE);
+    let subject = mails[0].header("Subject").unwrap_or_default().to_string();
+    assert!(subject.starts_with("TEST [CRITICAL]"), "{subject}");
+    assert!(
+        mails[0].body.contains("ALARM TEST started by qa-bob"),
+        "{}",
+        mails[0].body
+    );
+    assert!(
+        mails[0].body.contains("-99.0"),
+        "the synthetic value is shown: {}",
+        mails[0].body
+    );
+    let sms = modem.wait_sent(1, PATIENCE);
+    assert!(sms[0].text.starts_with("TEST"), "{:?}", sms[0].text);
+    // A second test of the same sensor while this one is open is refused.
+    let again = cryowatch_output(&[
+        "test-alarm",
+        "-c",
+        &site.config_str(),
+        "--sensor",
+        "dewar-1.temp",
+        "--by",
+        "x",
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let id = wait(&site, "the test alarm", || open_alarm(&site));
+    ack(&site, id);
+    wait(&site, "the test alarm cleared by the acknowledgement", || {
+        db(&site)?
+            .query_row("SELECT 1 FROM alarm WHERE id = ?1 AND state = 'cleared'", [id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()
+    });
+    site.stop_daemon(daemon);
+    // The temperature record holds only real readings.
+    let rows = site.history("dewar-1.temp");
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.value.is_some_and(|v| v < -150.0)), "{rows:?}");
+    // The report lists the test as passed, with who acknowledged it.
+    let csv = site.path().join("report.csv");
+    let out = cryowatch_output(&[
+        "report",
+        "-c",
+        &site.config_str(),
+        "--asset",
+        "dewar-1",
+        "--from",
+        "-1h",
+        "--to",
+        "now",
+        "--out",
+        &csv.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let test = text.lines().find(|l| l.starts_with("test,")).unwrap_or_default();
+    assert!(
+        test.contains("passed by qa-bob") && test.contains("acknowledged by alice"),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("excursion,") && !l.contains("(test)")),
+        "{text}"
+    );
+    let log = cryowatch_output(&["audit", "log", "-c", &site.config_str(), "--kind", "alarm_test"]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("qa-bob"));
+    assert!(
+        cryowatch_output(&["audit", "verify", "-c", &site.config_str()])
+            .status
+            .success()
+    );
+}
+
+/// `cryowatch selftest`: every OQ check passes on a running installation; with the mail
+/// server gone the report says which check failed and the command exits 1.
+#[test]
+fn the_oq_selftest_passes_on_a_running_installation_and_names_a_missing_peer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = CryoSim::start(dir.path());
+    let mut smtp = SmtpServer::start(dir.path());
+    let modem = FakeModem::start(dir.path());
+    let site = site(&config(&sim, smtp.port, &modem, 3600, -100.0));
+    let _daemon = site.start_daemon();
+    wait(&site, "readings", || {
+        (site.history("dewar-1.temp").len() > 2).then_some(())
+    });
+    let pdf = site.path().join("oq.pdf");
+    let run = || {
+        cryowatch_output(&[
+            "selftest",
+            "-c",
+            &site.config_str(),
+            "--out",
+            &pdf.display().to_string(),
+        ])
+    };
+    let out = run();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    for check in [
+        "is valid",
+        "intact and writable",
+        "daemon is running",
+        "unaltered",
+        "clock",
+        "dewar-1.temp reports",
+        "Modbus device ctrl answers",
+        "mail server",
+        "GSM modem",
+    ] {
+        assert!(
+            said.lines().any(|l| l.contains("PASS") && l.contains(check)),
+            "{check}: {said}"
+        );
+    }
+    let text = common::pdf_text(&pdf);
+    assert!(
+        text.contains("Operational qualification") && text.contains("Reviewed by"),
+        "{text}"
+    );
+    smtp.stop();
+    let out = run();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.lines().any(|l| l.contains("FAIL") && l.contains("mail server")),
+        "{said}"
+    );
+}

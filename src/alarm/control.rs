@@ -47,6 +47,11 @@ pub enum Request<'a> {
         by: &'a str,
         reason: &'a str,
     },
+    /// An alarm test: needs the running daemon, whose dispatcher pages it.
+    TestAlarm {
+        sensor: &'a str,
+        by: &'a str,
+    },
 }
 
 /// Carries out `req` against the running daemon, or directly when none runs.
@@ -55,6 +60,9 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
     let path = &config.store.path;
     let lock = crate::daemon::lock_store(path).map_err(|e| failed(&format!("{e:#}")))?;
     match lock {
+        Some(_lock) if matches!(req, Request::TestAlarm { .. }) => Err(ControlError::Failed(
+            "cryowatch is not running on this store: an alarm test goes through the running daemon's escalation and paging; start it first".into(),
+        )),
         Some(_lock) => apply_here(config, req),
         None => {
             let store = Store::open(path).map_err(|e| failed(&e))?;
@@ -72,6 +80,7 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
                     "shelve",
                     json!({"sensor": sensor, "for_ms": duration.as_millis() as u64, "by": by, "reason": reason}),
                 ),
+                Request::TestAlarm { sensor, by } => ("test_alarm", json!({"sensor": sensor, "by": by})),
             };
             let id = store
                 .with_conn(|c| alarms::insert_request(c, kind, &args, now_ms()))
@@ -112,6 +121,7 @@ fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
             by,
             reason,
         } => engine.shelve(sensor, duration, by, reason, now),
+        Request::TestAlarm { .. } => Err("an alarm test needs the running daemon".into()),
     };
     let changes = engine.take_changes();
     store

@@ -207,6 +207,19 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub flush_interval: Duration,
     pub batch_size: usize,
+    /// Raw readings older than this are deleted (after being reduced, when
+    /// `reduce_after` is set).
+    pub retention: Duration,
+    /// Raw readings older than this are reduced to per-minute min/max/mean, except
+    /// during excursions.
+    pub reduce_after: Option<Duration>,
+    pub seal_interval: Duration,
+    pub seal_grace: Duration,
+}
+
+impl StoreConfig {
+    /// Ten years, the default retention of raw readings.
+    pub const TEN_YEARS: Duration = Duration::from_secs(10 * 31_557_600);
 }
 
 /// Timestamp precision of the points written to InfluxDB.

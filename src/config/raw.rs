@@ -56,6 +56,15 @@ pub struct Store {
     pub flush_interval: Option<String>,
     /// Most readings committed in one transaction.
     pub batch_size: Option<usize>,
+    /// How long raw readings are kept (default 10 years).
+    pub retention: Option<String>,
+    /// Raw readings older than this are reduced to per-minute min/max/mean, except
+    /// during excursions (default: never reduced).
+    pub reduce_after: Option<String>,
+    /// Length of the blocks in which readings are sealed into the audit trail.
+    pub seal_interval: Option<String>,
+    /// How long after a block ends it is sealed (late readings after that reseal it).
+    pub seal_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -187,6 +187,17 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
                 Some(n) => n,
                 None => 10_000,
             },
+            retention: c.positive_duration("store.retention", s.retention.as_deref(), StoreConfig::TEN_YEARS),
+            reduce_after: s
+                .reduce_after
+                .as_deref()
+                .map(|t| c.positive_duration("store.reduce_after", Some(t), StoreConfig::TEN_YEARS)),
+            seal_interval: c.positive_duration(
+                "store.seal_interval",
+                s.seal_interval.as_deref(),
+                Duration::from_secs(600),
+            ),
+            seal_grace: c.positive_duration("store.seal_grace", s.seal_grace.as_deref(), Duration::from_secs(120)),
         },
         None => {
             c.err("store", "missing section [store] (path of the embedded store)");
@@ -194,9 +205,28 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
                 path: PathBuf::new(),
                 flush_interval: Duration::from_millis(200),
                 batch_size: 10_000,
+                retention: StoreConfig::TEN_YEARS,
+                reduce_after: None,
+                seal_interval: Duration::from_secs(600),
+                seal_grace: Duration::from_secs(120),
             }
         }
     };
+
+    if let Some(r) = store.reduce_after
+        && r >= store.retention
+    {
+        c.err(
+            "store.reduce_after",
+            format!(
+                "must be shorter than store.retention ({}): readings would be deleted before they are reduced",
+                humantime::format_duration(store.retention)
+            ),
+        );
+    }
+    if store.seal_interval < Duration::from_secs(1) {
+        c.err("store.seal_interval", "must be at least 1s");
+    }
 
     let mqtt = raw.mqtt.as_ref().and_then(|m| mqtt_config(&mut c, m, base));
     let influx = raw.influx.as_ref().and_then(|i| influx_config(&mut c, i, base));

@@ -200,6 +200,22 @@ impl Dispatcher {
             .filter(|a| a.incident == Some(alarm.id) && a.id != alarm.id)
             .map(|a| format!("{} ({})", a.asset, a.rule))
             .collect();
+        let test: Option<(f64, String)> = self
+            .store
+            .with_conn(|c| {
+                use rusqlite::OptionalExtension;
+                c.query_row("SELECT value, by FROM alarm_test WHERE alarm = ?1", [alarm.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .unwrap_or(None);
+        if let Some((value, by)) = test {
+            // The test's synthetic value, not the unit's real reading.
+            facts.value = Some(value);
+            facts.rate_per_min = None;
+            facts.test_by = Some(by);
+        }
         facts
     }
 
@@ -429,7 +445,7 @@ impl Dispatcher {
                 Ok(Fate::Delivered(text)) => {
                     self.fate_checked.remove(&n.id);
                     self.store
-                        .with_conn(|c| outbox::record_attempt(c, n.id, &via, "fate_delivered", &text, now))?;
+                        .transaction(|c| outbox::record_attempt(c, n.id, &via, "fate_delivered", &text, now))?;
                 }
                 Ok(Fate::Failed(text)) => {
                     self.fate_checked.remove(&n.id);
@@ -474,7 +490,7 @@ impl Dispatcher {
                 && let Some(reason) = self.page_obsolete(&n)?
             {
                 self.store
-                    .with_conn(|c| outbox::finish(c, n.id, "cancelled", None, &reason, now))?;
+                    .transaction(|c| outbox::finish(c, n.id, "cancelled", None, &reason, now))?;
                 continue;
             }
             if self.send_one(&n).await? {
@@ -507,7 +523,7 @@ impl Dispatcher {
         let Some(contact) = self.cfg.notify.contact(&n.contact).cloned() else {
             let now = now_ms();
             self.store
-                .with_conn(|c| outbox::finish(c, n.id, "failed", None, "the contact is no longer configured", now))?;
+                .transaction(|c| outbox::finish(c, n.id, "failed", None, "the contact is no longer configured", now))?;
             return Ok(false);
         };
         let msg = Outgoing {
@@ -553,7 +569,7 @@ impl Dispatcher {
                 }
             } else {
                 self.store
-                    .with_conn(|c| outbox::record_attempt(c, n.id, &ch, label, &detail, now))?;
+                    .transaction(|c| outbox::record_attempt(c, n.id, &ch, label, &detail, now))?;
             }
             match result {
                 Delivery::Sent { .. } => {
@@ -580,12 +596,12 @@ impl Dispatcher {
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error, retry_in_ms = delay,
                 "CRITICAL: no channel could deliver this page; retrying");
             self.store
-                .with_conn(|c| outbox::postpone(c, n.id, &error, now + delay))?;
+                .transaction(|c| outbox::postpone(c, n.id, &error, now + delay))?;
         } else {
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error,
                 "CRITICAL: no channel can deliver this page and retrying cannot help; fix the contact or channels");
             self.store
-                .with_conn(|c| outbox::finish(c, n.id, "failed", None, &error, now))?;
+                .transaction(|c| outbox::finish(c, n.id, "failed", None, &error, now))?;
         }
         Ok(false)
     }

@@ -27,6 +27,8 @@ pub struct Facts {
     pub rate_per_min: Option<f64>,
     /// Other units in the same power incident.
     pub affected: Vec<String>,
+    /// The alarm is a test (`cryowatch test-alarm`) started by this person.
+    pub test_by: Option<String>,
 }
 
 pub struct Text {
@@ -100,7 +102,11 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
     };
     let (subject, sms) = match kind {
         Kind::Page | Kind::Test => {
-            let tag = if kind == Kind::Test { "TEST " } else { "" };
+            let tag = if kind == Kind::Test || facts.test_by.is_some() {
+                "TEST "
+            } else {
+                ""
+            };
             (
                 format!(
                     "{tag}[{}] {asset_name}: {} {value_text} (alarm {})",
@@ -120,8 +126,10 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
         }
         Kind::Normal => (
             format!(
-                "[NORMAL] {asset_name}: {} back to normal (alarm {})",
-                alarm.sensor, alarm.id
+                "{}[NORMAL] {asset_name}: {} back to normal (alarm {})",
+                if facts.test_by.is_some() { "TEST " } else { "" },
+                alarm.sensor,
+                alarm.id
             ),
             format!(
                 "OK {asset_name}: {} back to normal, {value_text}. Alarm {} over after {how_long}.",
@@ -131,6 +139,13 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
     };
     let mut body = String::new();
     let _ = writeln!(body, "{subject}\n");
+    if let Some(by) = &facts.test_by {
+        let _ = writeln!(
+            body,
+            "THIS IS AN ALARM TEST started by {by}: the value below is synthetic, the unit is not affected.\nAcknowledge alarm {} to complete the test.\n",
+            alarm.id
+        );
+    }
     let _ = writeln!(body, "Unit:       {asset_name}{at}");
     let _ = writeln!(body, "Sensor:     {}", alarm.sensor);
     let _ = writeln!(body, "Value:      {value_text}{how_fast}");

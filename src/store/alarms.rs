@@ -146,6 +146,19 @@ pub struct Changes {
     pub shelves: Vec<ShelfRow>,
     /// Requests answered: (id, ok, result text).
     pub answered: Vec<(i64, bool, String)>,
+    /// Alarm tests started.
+    pub tests: Vec<TestRow>,
+}
+
+/// An alarm test: a synthetic excursion through a real rule, never a stored reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRow {
+    pub sensor: String,
+    pub rule: String,
+    pub alarm: i64,
+    pub started_at: TimestampMs,
+    pub by: String,
+    pub value: f64,
 }
 
 impl Changes {
@@ -155,6 +168,7 @@ impl Changes {
             && self.rule_states.is_empty()
             && self.shelves.is_empty()
             && self.answered.is_empty()
+            && self.tests.is_empty()
     }
 }
 
@@ -216,6 +230,58 @@ pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::R
     for (id, ok, result) in &changes.answered {
         rq.execute(params![id, now, ok, result])?;
     }
+    for t in &changes.tests {
+        c.execute(
+            "INSERT INTO alarm_test (sensor, rule, alarm, started_at, by, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.sensor, t.rule, t.alarm, t.started_at, t.by, t.value],
+        )?;
+        let detail = serde_json::json!({ "rule": t.rule, "alarm": t.alarm, "value": t.value });
+        crate::audit::append(
+            c,
+            now,
+            "alarm_test.started",
+            &t.by,
+            &format!("sensor {}", t.sensor),
+            &detail,
+        )?;
+    }
+    audit(c, changes, now)
+}
+
+/// The audit rows of `changes`: every transition (with the acknowledgement's path), every
+/// shelf placed or ended, every command-line request answered.
+fn audit(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Result<()> {
+    use serde_json::json;
+    for e in &changes.events {
+        let alarm = e.alarm.and_then(|id| changes.alarms.iter().find(|a| a.id == id));
+        let mut detail = json!({
+            "rule": e.rule, "sensor": e.sensor, "state": e.state, "severity": e.severity,
+            "value": e.value, "comment": e.comment, "at": e.t,
+        });
+        if let Some(a) = alarm {
+            detail["asset"] = a.asset.clone().into();
+            if e.kind.starts_with("ack") {
+                detail["path"] = a.ack_path.clone().into();
+            }
+            if let Some(why) = &a.suppressed {
+                detail["suppressed"] = why.clone().into();
+            }
+        }
+        let subject = match e.alarm {
+            Some(id) => format!("alarm {id}"),
+            None => e.sensor.clone().unwrap_or_default(),
+        };
+        crate::audit::append(c, now, &format!("alarm.{}", e.kind), &e.actor, &subject, &detail)?;
+    }
+    for s in &changes.shelves {
+        let kind = if s.ended { "shelf.ended" } else { "shelf.placed" };
+        let detail = json!({ "id": s.id, "from": s.from, "until": s.until, "reason": s.reason });
+        crate::audit::append(c, now, kind, &s.by, &format!("sensor {}", s.sensor), &detail)?;
+    }
+    for (id, ok, result) in &changes.answered {
+        let detail = json!({ "ok": ok, "result": result });
+        crate::audit::append(c, now, "request.answered", "daemon", &format!("request {id}"), &detail)?;
+    }
     Ok(())
 }
 
@@ -227,6 +293,8 @@ pub struct Saved {
     pub shelves: Vec<ShelfRow>,
     pub max_alarm_id: i64,
     pub max_shelf_id: i64,
+    /// Ids of the alarms that are tests.
+    pub test_alarms: Vec<i64>,
 }
 
 pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
@@ -264,6 +332,10 @@ pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
         shelves,
         max_alarm_id,
         max_shelf_id,
+        test_alarms: c
+            .prepare("SELECT alarm FROM alarm_test WHERE alarm IS NOT NULL")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
     })
 }
 

@@ -41,6 +41,21 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE ack_link_used (nonce TEXT PRIMARY KEY, t INTEGER NOT NULL, alarm INTEGER NOT NULL, contact TEXT NOT NULL) WITHOUT ROWID;",
     // 5: the outbox of the InfluxDB mirror.
     super::mirror::MIGRATION,
+    // 6: the hash-chained audit trail and the seals of reading blocks.
+    crate::audit::MIGRATION,
+    // 7: per-minute summaries written by retention.
+    super::retention::MIGRATION,
+    // 8: alarm tests (`cryowatch test-alarm`): which alarms were tests, who started them.
+    "CREATE TABLE alarm_test (
+        id         INTEGER PRIMARY KEY,
+        sensor     TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        alarm      INTEGER,
+        started_at INTEGER NOT NULL,
+        by         TEXT NOT NULL,
+        value      REAL NOT NULL
+    );
+    CREATE INDEX alarm_test_alarm ON alarm_test (alarm);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +122,9 @@ pub struct Store {
     same_ms: HashMap<i64, SameMs>,
     /// New readings are also queued for the InfluxDB mirror.
     mirror: bool,
+    /// Readings before this time are sealed in the audit trail: one arriving late for
+    /// them makes its block sealed again.
+    sealed_until: TimestampMs,
 }
 
 impl Store {
@@ -130,8 +148,10 @@ impl Store {
             path: name,
             same_ms: HashMap::new(),
             mirror: false,
+            sealed_until: 0,
         };
         store.setup()?;
+        store.sealed_until = store.sql(crate::audit::seal::sealed_until)?;
         Ok(store)
     }
 
@@ -153,6 +173,7 @@ impl Store {
             path: name,
             same_ms: HashMap::new(),
             mirror: false,
+            sealed_until: 0,
         };
         store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
         // The daemon creates the file first and the schema in a transaction after it.
@@ -235,6 +256,20 @@ impl Store {
             .map_err(|source| StoreError::Sqlite { path, source })
     }
 
+    /// Seals the readings of every block that ended `grace_ms` ago (see `audit::seal`).
+    pub fn seal_due(
+        &mut self,
+        now: TimestampMs,
+        interval_ms: i64,
+        grace_ms: i64,
+    ) -> Result<Option<crate::audit::seal::Sealed>, StoreError> {
+        let sealed = self.transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms))?;
+        if let Some(s) = &sealed {
+            self.sealed_until = s.to;
+        }
+        Ok(sealed)
+    }
+
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.sql(|c| c.query_row("SELECT version FROM schema_version", [], |r| r.get(0)))
     }
@@ -247,7 +282,11 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let before = crate::audit::seal::sensors_hash(&tx).map_err(err)?;
         let mut ids = Vec::with_capacity(sensors.len());
         {
             let mut up = tx
@@ -256,6 +295,19 @@ impl Store {
             for (name, unit) in sensors {
                 ids.push(up.query_row(params![name, unit], |r| r.get(0)).map_err(err)?);
             }
+        }
+        let after = crate::audit::seal::sensors_hash(&tx).map_err(err)?;
+        if after != before {
+            let list: Vec<_> = sensors.iter().map(|(n, u)| serde_json::json!([n, u])).collect();
+            crate::audit::append(
+                &tx,
+                crate::model::now_ms(),
+                "sensors.registered",
+                "daemon",
+                "sensor table",
+                &serde_json::json!({ "sensors": after, "configured": list }),
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(ids)
@@ -321,6 +373,7 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
         let mut new = Vec::with_capacity(rows.len());
+        let mut late = Vec::new();
         {
             let mut ins = tx
                 .prepare_cached(
@@ -335,6 +388,9 @@ impl Store {
                     quality,
                     source_time,
                 } = (*row).into();
+                if t < self.sealed_until {
+                    late.push((new.len(), t));
+                }
                 let key = (value.map(f64::to_bits), quality.code());
                 // The newest millisecond of each sensor is remembered, so a burst of
                 // readings within one millisecond needs no lookups.
@@ -375,6 +431,11 @@ impl Store {
                 }
                 new.push(stored.is_some());
             }
+        }
+        // Only readings really stored (not redeliveries) change a sealed block.
+        let late: Vec<TimestampMs> = late.into_iter().filter(|&(i, _)| new[i]).map(|(_, t)| t).collect();
+        if !late.is_empty() {
+            crate::audit::seal::reseal(&tx, crate::model::now_ms(), &late, None, "late readings").map_err(err)?;
         }
         then(&tx, &new).map_err(err)?;
         tx.commit().map_err(err)

@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod embedded;
 pub mod mirror;
 pub mod outbox;
+pub mod retention;
 pub mod writer;
 
 pub use embedded::{Row, Store, StoreError, StoredReading};

@@ -92,7 +92,23 @@ pub fn enqueue(c: &Connection, n: &NewNotification, now: TimestampMs) -> rusqlit
             n.alarm, n.kind, n.cycle, n.round, n.step, n.contact, n.channel, n.subject, n.body, n.sms, now
         ],
     )?;
-    Ok((added > 0).then(|| c.last_insert_rowid()))
+    if added == 0 {
+        return Ok(None);
+    }
+    let id = c.last_insert_rowid();
+    let d = serde_json::json!({
+        "alarm": n.alarm, "kind": n.kind, "cycle": n.cycle, "round": n.round, "step": n.step,
+        "contact": n.contact, "channel": n.channel, "subject": n.subject,
+    });
+    crate::audit::append(
+        c,
+        now,
+        "notification.queued",
+        "daemon",
+        &format!("notification {id}"),
+        &d,
+    )?;
+    Ok(Some(id))
 }
 
 /// Whether any notification exists for this step occurrence (whoever it went to).
@@ -169,6 +185,15 @@ pub fn record_attempt(
         "INSERT INTO delivery (notification, t, channel, result, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, now, channel, result, detail],
     )?;
+    let d = serde_json::json!({ "channel": channel, "result": result, "detail": detail });
+    crate::audit::append(
+        c,
+        now,
+        "notification.attempt",
+        "daemon",
+        &format!("notification {id}"),
+        &d,
+    )?;
     Ok(())
 }
 
@@ -184,6 +209,15 @@ pub fn finish(
     c.execute(
         "UPDATE notification SET state = ?2, via = ?3, detail = ?4, done_at = ?5, attempts = attempts + 1 WHERE id = ?1",
         params![id, state, via, detail, now],
+    )?;
+    let d = serde_json::json!({ "state": state, "via": via, "detail": detail });
+    crate::audit::append(
+        c,
+        now,
+        &format!("notification.{state}"),
+        "daemon",
+        &format!("notification {id}"),
+        &d,
     )?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::alarms::{self, AlarmRow, Changes, EventRow};
 use super::embedded::{Row, Store};
 use crate::alarm::engine::Engine;
-use crate::model::{Reading, now_ms};
+use crate::model::{Reading, TimestampMs, now_ms};
 
 /// Readings to store, and what to do once they are durable.
 pub struct Batch {
@@ -96,12 +96,22 @@ impl WriterJoin {
 }
 
 /// Starts the writer. `sensor_ids[i]` is the store id of configured sensor `i`.
+/// Housekeeping the writer does on its clock ticks, between batches.
+#[derive(Debug, Clone, Default)]
+pub struct Housekeeping {
+    /// Seal blocks of readings into the audit trail: (block length, grace).
+    pub seal: Option<(Duration, Duration)>,
+    /// Apply the retention policy (checked hourly).
+    pub retention: Option<super::retention::Policy>,
+}
+
 pub fn spawn(
     store: Store,
     sensor_ids: Vec<i64>,
     queue: usize,
     batch_size: usize,
     engine: Option<Engine>,
+    housekeeping: Housekeeping,
 ) -> std::io::Result<(StoreHandle, WriterJoin)> {
     let (tx, rx) = mpsc::channel(queue.max(1));
     let stats = Arc::new(WriterStats::default());
@@ -113,6 +123,9 @@ pub fn spawn(
         ids: sensor_ids,
         engine,
         events: thread_events,
+        housekeeping,
+        next_seal: 0,
+        next_retention: 0,
     };
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
@@ -125,6 +138,9 @@ struct Writer {
     ids: Vec<i64>,
     engine: Option<Engine>,
     events: broadcast::Sender<AlarmEvent>,
+    housekeeping: Housekeeping,
+    next_seal: TimestampMs,
+    next_retention: TimestampMs,
 }
 
 impl Writer {
@@ -172,6 +188,9 @@ impl Writer {
             }
             rows.clear();
             readings.clear();
+            if tick {
+                self.housekeep();
+            }
         }
         if let Err(e) = self.store.checkpoint() {
             tracing::warn!(error = %e, "store checkpoint at shutdown failed");
@@ -180,6 +199,50 @@ impl Writer {
             committed = stats.committed.load(Ordering::Relaxed),
             "store writer stopped"
         );
+    }
+
+    /// Seals finished blocks of readings and applies retention, when due. A failure is
+    /// logged and tried again later; it never holds up readings.
+    fn housekeep(&mut self) {
+        let now = now_ms();
+        if let Some((interval, grace)) = self.housekeeping.seal
+            && now >= self.next_seal
+        {
+            let interval = interval.as_millis() as i64;
+            match self.store.seal_due(now, interval, grace.as_millis() as i64) {
+                Ok(Some(s)) => {
+                    let head = self.store.with_conn(crate::audit::head).ok().flatten();
+                    tracing::info!(
+                        from = %crate::model::format_rfc3339(s.from),
+                        to = %crate::model::format_rfc3339(s.to),
+                        readings = s.count,
+                        audit_seq = head.as_ref().map(|h| h.0),
+                        audit_head = head.as_ref().map(|h| h.1.as_str()),
+                        "readings sealed into the audit trail"
+                    );
+                    self.next_seal = now + 1000;
+                }
+                Ok(None) => self.next_seal = now + 1000,
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing readings into the audit trail failed; trying again in a minute");
+                    self.next_seal = now + 60_000;
+                }
+            }
+        }
+        if let Some(policy) = &self.housekeeping.retention
+            && now >= self.next_retention
+        {
+            match super::retention::apply(&mut self.store, policy, now) {
+                Ok(done) => {
+                    // More to do: continue on the next tick, a slice at a time.
+                    self.next_retention = if done.more { now } else { now + 3_600_000 };
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "applying the retention policy failed; trying again in an hour");
+                    self.next_retention = now + 3_600_000;
+                }
+            }
+        }
     }
 
     /// Tells listeners (paging, tests) about committed alarm transitions.

@@ -259,3 +259,39 @@ pub fn parse_csv(text: &str) -> Vec<Row> {
         })
         .collect()
 }
+
+/// Renders the first page of a PDF with poppler's `pdftoppm` (proof that a viewer can
+/// draw it) and returns its text from `pdftotext -layout`. Fails when poppler-utils is
+/// missing: `bash tests/run.sh` installs it.
+#[allow(dead_code)]
+pub fn pdf_text(pdf: &Path) -> String {
+    let dir = pdf.parent().unwrap_or(Path::new("."));
+    let png = dir.join("page");
+    let out = Command::new("pdftoppm")
+        .args(["-png", "-r", "40", "-f", "1", "-l", "1"])
+        .arg(pdf)
+        .arg(&png)
+        .output()
+        .expect("pdftoppm runs (poppler-utils; bash tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "pdftoppm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drawn = std::fs::read_dir(dir).expect("dir").flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with("page") && e.path().extension().is_some_and(|x| x == "png")
+    });
+    assert!(drawn, "pdftoppm drew no page of {}", pdf.display());
+    let out = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext runs (poppler-utils)");
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,187 @@
+//! Sealed blocks of readings: tampering with a stored reading is detected without hashing
+//! each reading as it is written.
+//!
+//! The store writer seals time in blocks: once the wall clock is `grace` past the end of
+//! a block of `interval` (aligned to the interval), every reading with `from <= t < to`
+//! is hashed in key order (sensor id, time, seq) and the block's count and SHA-256 are
+//! appended to the audit trail as `readings.sealed`. A reading that arrives later for an
+//! already sealed block (a source delivering its backlog) is stored as usual and the block
+//! is sealed again in the same transaction (`readings.resealed`, reason "late readings");
+//! so is a block that retention reduces. The newest seal of a block is the one that
+//! counts. The sensor table (id, name, unit) is hashed into each seal, so renaming a
+//! sensor under its readings is detected too.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::{append, hex};
+use crate::model::TimestampMs;
+
+/// A block's count and hash as computed from the table now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDigest {
+    pub count: i64,
+    pub hash: String,
+}
+
+/// Every sensor id that has readings (including ids no longer in `sensor`), found by
+/// skipping along the primary key rather than scanning the table.
+pub fn reading_sensors(c: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut next_sensor = c.prepare_cached("SELECT sensor FROM reading WHERE sensor > ?1 ORDER BY sensor LIMIT 1")?;
+    let mut ids = Vec::new();
+    let mut sensor = i64::MIN;
+    while let Some(id) = next_sensor.query_row([sensor], |r| r.get::<_, i64>(0)).optional()? {
+        ids.push(id);
+        sensor = id;
+    }
+    Ok(ids)
+}
+
+/// Hashes every reading with `from <= t < to`, sensor by sensor in key order.
+pub fn digest(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<BlockDigest> {
+    let mut rows = c.prepare_cached(
+        "SELECT t, seq, value, quality FROM reading WHERE sensor = ?1 AND t >= ?2 AND t < ?3 ORDER BY t, seq",
+    )?;
+    let mut h = Sha256::new();
+    let mut count = 0i64;
+    for id in reading_sensors(c)? {
+        let mut q = rows.query(params![id, from, to])?;
+        while let Some(r) = q.next()? {
+            let t: i64 = r.get(0)?;
+            let seq: i64 = r.get(1)?;
+            let value: Option<f64> = r.get(2)?;
+            let quality: i64 = r.get(3)?;
+            h.update(id.to_le_bytes());
+            h.update(t.to_le_bytes());
+            h.update(seq.to_le_bytes());
+            match value {
+                Some(v) => {
+                    h.update([1]);
+                    h.update(v.to_bits().to_le_bytes());
+                }
+                None => h.update([0]),
+            }
+            h.update(quality.to_le_bytes());
+            count += 1;
+        }
+    }
+    Ok(BlockDigest {
+        count,
+        hash: hex(&h.finalize()),
+    })
+}
+
+/// SHA-256 over the sensor table (id, name, unit) in id order.
+pub fn sensors_hash(c: &Connection) -> rusqlite::Result<String> {
+    let mut st = c.prepare_cached("SELECT id, name, unit FROM sensor ORDER BY id")?;
+    let mut q = st.query([])?;
+    let mut h = Sha256::new();
+    while let Some(r) = q.next()? {
+        let row = serde_json::json!([r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?]);
+        h.update(row.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// The end of the newest sealed block (0 when nothing is sealed yet).
+pub fn sealed_until(c: &Connection) -> rusqlite::Result<TimestampMs> {
+    c.query_row("SELECT coalesce(max(t_to), 0) FROM reading_seal", [], |r| r.get(0))
+}
+
+/// A block sealed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub from: TimestampMs,
+    pub to: TimestampMs,
+    pub count: i64,
+    pub audit: i64,
+}
+
+/// Seals everything from the end of the last seal up to the newest block boundary that
+/// lies `grace_ms` in the past (one block, however long the daemon was down).
+pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i64) -> rusqlite::Result<Option<Sealed>> {
+    let interval = interval_ms.max(1);
+    let horizon = (now - grace_ms).div_euclid(interval) * interval;
+    let from = sealed_until(c)?;
+    if horizon <= from {
+        return Ok(None);
+    }
+    let d = digest(c, from, horizon)?;
+    let audit = record(c, now, "readings.sealed", from, horizon, &d, None)?;
+    c.execute(
+        "INSERT OR REPLACE INTO reading_seal (t_from, t_to, count, hash, audit) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![from, horizon, d.count, d.hash, audit],
+    )?;
+    Ok(Some(Sealed {
+        from,
+        to: horizon,
+        count: d.count,
+        audit,
+    }))
+}
+
+/// Seals again every sealed block holding one of `times` (late readings) or overlapping
+/// `[from, to)` (retention); returns how many blocks.
+pub fn reseal(
+    c: &Connection,
+    now: TimestampMs,
+    times: &[TimestampMs],
+    range: Option<(TimestampMs, TimestampMs)>,
+    reason: &str,
+) -> rusqlite::Result<usize> {
+    let mut blocks: Vec<(i64, i64)> = Vec::new();
+    {
+        let mut at = c.prepare_cached("SELECT t_from, t_to FROM reading_seal WHERE t_from <= ?1 AND t_to > ?1")?;
+        for &t in times {
+            if let Some(b) = at.query_row([t], |r| Ok((r.get(0)?, r.get(1)?))).optional()? {
+                blocks.push(b);
+            }
+        }
+        if let Some((from, to)) = range {
+            let mut over = c.prepare_cached("SELECT t_from, t_to FROM reading_seal WHERE t_from < ?2 AND t_to > ?1")?;
+            let found = over.query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for b in found {
+                blocks.push(b?);
+            }
+        }
+    }
+    blocks.sort_unstable();
+    blocks.dedup();
+    for &(from, to) in &blocks {
+        let d = digest(c, from, to)?;
+        let audit = record(c, now, "readings.resealed", from, to, &d, Some(reason))?;
+        c.execute(
+            "UPDATE reading_seal SET count = ?2, hash = ?3, audit = ?4 WHERE t_from = ?1",
+            params![from, d.count, d.hash, audit],
+        )?;
+    }
+    Ok(blocks.len())
+}
+
+fn record(
+    c: &Connection,
+    now: TimestampMs,
+    kind: &str,
+    from: TimestampMs,
+    to: TimestampMs,
+    d: &BlockDigest,
+    reason: Option<&str>,
+) -> rusqlite::Result<i64> {
+    let mut detail = serde_json::json!({
+        "from": from,
+        "to": to,
+        "count": d.count,
+        "hash": d.hash,
+        "sensors": sensors_hash(c)?,
+    });
+    if let Some(reason) = reason {
+        detail["reason"] = reason.into();
+    }
+    let subject = format!(
+        "readings {}..{}",
+        crate::model::format_rfc3339(from),
+        crate::model::format_rfc3339(to)
+    );
+    append(c, now, kind, "daemon", &subject, &detail)
+}

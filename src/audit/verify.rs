@@ -1,0 +1,305 @@
+//! `cryowatch audit verify`: walks the chain, then recomputes every sealed block of
+//! readings, and names the first thing that does not match.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::seal::{digest, sensors_hash};
+use super::{GENESIS, chain_hash, record};
+use crate::model::{TimestampMs, format_rfc3339};
+
+/// What was checked and, if anything is wrong, the first problem found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verification {
+    /// Rows of the chain walked.
+    pub records: i64,
+    /// The newest row: seq and hash (the value to keep elsewhere as an anchor).
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub head_time: Option<TimestampMs>,
+    /// Sealed blocks recomputed and the readings in them.
+    pub blocks: usize,
+    pub sealed_readings: i64,
+    /// Readings are sealed up to here; newer ones are not sealed yet.
+    pub sealed_until: Option<TimestampMs>,
+    pub unsealed_readings: i64,
+    pub problem: Option<Problem>,
+}
+
+/// The first broken record and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// The audit record at fault (for readings: the seal that no longer matches).
+    pub record: i64,
+    pub what: String,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// The newest seal of one block.
+struct Seal {
+    to: TimestampMs,
+    count: i64,
+    hash: String,
+    sensors: String,
+    record: i64,
+}
+
+/// Walks the whole trail; `progress(done, total)` is called as blocks are recomputed.
+pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite::Result<Verification> {
+    let mut v = Verification::default();
+    let mut prev_hash = GENESIS.to_string();
+    let mut seals: BTreeMap<TimestampMs, Seal> = BTreeMap::new();
+    // The sensor table as last recorded: (record, hash).
+    let mut sensors: Option<(i64, String)> = None;
+    {
+        let mut st = c.prepare("SELECT seq, t, kind, actor, subject, detail, prev, hash FROM audit ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let rec = record(r)?;
+            let expected = v.head_seq + 1;
+            if rec.seq != expected {
+                v.problem = Some(Problem {
+                    record: expected,
+                    what: format!(
+                        "record {expected} is missing: the trail jumps from record {} to record {} (rows were deleted)",
+                        v.head_seq, rec.seq
+                    ),
+                });
+                return Ok(v);
+            }
+            if rec.prev != prev_hash {
+                v.problem = Some(Problem {
+                    record: rec.seq,
+                    what: format!(
+                        "record {} does not follow record {}: its previous-hash field does not match (rows were removed, inserted or reordered)",
+                        rec.seq, v.head_seq
+                    ),
+                });
+                return Ok(v);
+            }
+            let hash = chain_hash(
+                &rec.prev,
+                rec.seq,
+                rec.t,
+                &rec.kind,
+                &rec.actor,
+                &rec.subject,
+                &rec.detail,
+            );
+            if hash != rec.hash {
+                v.problem = Some(Problem {
+                    record: rec.seq,
+                    what: format!(
+                        "record {} ({} at {}) was altered: its content no longer matches its hash",
+                        rec.seq,
+                        rec.kind,
+                        format_rfc3339(rec.t)
+                    ),
+                });
+                return Ok(v);
+            }
+            if rec.kind == "readings.sealed" || rec.kind == "readings.resealed" {
+                match parse_seal(&rec.detail, rec.seq) {
+                    Some((from, seal)) => {
+                        sensors = Some((rec.seq, seal.sensors.clone()));
+                        seals.insert(from, seal);
+                    }
+                    None => {
+                        v.problem = Some(Problem {
+                            record: rec.seq,
+                            what: format!("record {} is a seal without a readable block description", rec.seq),
+                        });
+                        return Ok(v);
+                    }
+                }
+            }
+            if rec.kind == "sensors.registered"
+                && let Some(h) = serde_json::from_str::<serde_json::Value>(&rec.detail)
+                    .ok()
+                    .and_then(|d| d["sensors"].as_str().map(str::to_string))
+            {
+                sensors = Some((rec.seq, h));
+            }
+            v.records += 1;
+            v.head_seq = rec.seq;
+            v.head_time = Some(rec.t);
+            prev_hash = rec.hash;
+        }
+    }
+    v.head_hash = prev_hash;
+
+    // Seals tile time without holes: each block starts where the previous one ended.
+    let mut end: Option<TimestampMs> = None;
+    for (from, s) in &seals {
+        if let Some(e) = end
+            && *from != e
+        {
+            v.problem = Some(Problem {
+                record: s.record,
+                what: format!(
+                    "readings between {} and {} were never sealed (a seal is missing before record {})",
+                    format_rfc3339(e),
+                    format_rfc3339(*from),
+                    s.record
+                ),
+            });
+            return Ok(v);
+        }
+        end = Some(s.to);
+    }
+    v.sealed_until = end;
+
+    if let Some((record, hash)) = &sensors
+        && sensors_hash(c)? != *hash
+    {
+        v.problem = Some(Problem {
+            record: *record,
+            what: format!(
+                "the sensor table (names and units of the readings) changed after record {record} recorded it"
+            ),
+        });
+        return Ok(v);
+    }
+
+    let total = seals.len();
+    for (i, (from, s)) in seals.iter().enumerate() {
+        progress(i, total);
+        let d = digest(c, *from, s.to)?;
+        if d.count != s.count || d.hash != s.hash {
+            let how = match d.count.cmp(&s.count) {
+                std::cmp::Ordering::Less => format!("{} readings were deleted", s.count - d.count),
+                std::cmp::Ordering::Greater => format!("{} readings were added", d.count - s.count),
+                std::cmp::Ordering::Equal => "a reading was altered".to_string(),
+            };
+            v.problem = Some(Problem {
+                record: s.record,
+                what: format!(
+                    "readings from {} to {} no longer match their seal (record {}): {} sealed, {} stored now; {how}",
+                    format_rfc3339(*from),
+                    format_rfc3339(s.to),
+                    s.record,
+                    s.count,
+                    d.count
+                ),
+            });
+            return Ok(v);
+        }
+        v.blocks += 1;
+        v.sealed_readings += d.count;
+    }
+    progress(total, total);
+    v.unsealed_readings = c.query_row(
+        "SELECT count(*) FROM reading WHERE t >= ?1",
+        [v.sealed_until.unwrap_or(i64::MIN)],
+        |r| r.get(0),
+    )?;
+    Ok(v)
+}
+
+fn parse_seal(detail: &str, record: i64) -> Option<(TimestampMs, Seal)> {
+    let d: serde_json::Value = serde_json::from_str(detail).ok()?;
+    Some((
+        d["from"].as_i64()?,
+        Seal {
+            to: d["to"].as_i64()?,
+            count: d["count"].as_i64()?,
+            hash: d["hash"].as_str()?.to_string(),
+            sensors: d["sensors"].as_str()?.to_string(),
+            record,
+        },
+    ))
+}
+
+/// `SEQ:HASH` as given to `audit verify --anchor`.
+pub fn parse_anchor(text: &str) -> Option<(i64, String)> {
+    let (seq, hash) = text.split_once(':')?;
+    let seq: i64 = seq.trim().parse().ok()?;
+    let hash = hash.trim().to_ascii_lowercase();
+    (seq > 0 && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some((seq, hash))
+}
+
+impl Verification {
+    /// Requires record `seq` to carry `hash` (an anchor kept outside the store, e.g. from
+    /// the log or a report): a trail rewritten from scratch or cut short fails here.
+    pub fn check_anchor(
+        &mut self,
+        store: &crate::store::Store,
+        anchor: &(i64, String),
+    ) -> Result<(), crate::store::StoreError> {
+        if self.problem.is_some() {
+            return Ok(());
+        }
+        let (seq, hash) = anchor;
+        let found: Option<String> = store.with_conn(|c| {
+            use rusqlite::OptionalExtension;
+            c.query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+                .optional()
+        })?;
+        self.problem = match found {
+            Some(h) if h == *hash => None,
+            Some(_) => Some(Problem {
+                record: *seq,
+                what: format!("record {seq} does not carry the anchored hash: the trail was rewritten"),
+            }),
+            None => Some(Problem {
+                record: *seq,
+                what: format!(
+                    "record {seq} (anchored) is missing: the trail was cut short to record {}",
+                    self.head_seq
+                ),
+            }),
+        };
+        Ok(())
+    }
+}
+
+/// One line to stderr per tenth of the blocks, when there are many.
+pub fn stderr_progress() -> impl FnMut(usize, usize) {
+    let mut last = usize::MAX;
+    move |done, total| {
+        if total >= 200 {
+            let tenth = done * 10 / total.max(1);
+            if tenth != last {
+                last = tenth;
+                eprintln!("verifying sealed readings: {}%", tenth * 10);
+            }
+        }
+    }
+}
+
+/// The human summary of a verification.
+pub fn write_text(v: &Verification, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    match &v.problem {
+        None => writeln!(
+            out,
+            "audit trail intact: {} records, head {} {}",
+            v.records, v.head_seq, v.head_hash
+        )?,
+        Some(p) => writeln!(out, "audit trail BROKEN at record {}: {}", p.record, p.what)?,
+    }
+    if v.problem.is_none() {
+        match v.sealed_until {
+            Some(until) => writeln!(
+                out,
+                "readings: {} in {} sealed blocks up to {} verified; {} newer readings not sealed yet",
+                v.sealed_readings,
+                v.blocks,
+                format_rfc3339(until),
+                v.unsealed_readings
+            )?,
+            None => writeln!(
+                out,
+                "readings: none sealed yet; {} readings not sealed yet",
+                v.unsealed_readings
+            )?,
+        }
+    }
+    Ok(())
+}
