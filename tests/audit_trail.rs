@@ -376,3 +376,80 @@ fn retention_reduces_old_readings_keeps_excursions_raw_and_stays_verifiable() {
         .expect("audit");
     assert!(reduced >= 1);
 }
+
+/// An alarm raised and acknowledged through the store's alarm writer, as the engine does.
+fn alarm_with_ack(store: &mut Store, at: i64) {
+    use cryowatch::store::alarms::{AlarmRow, Changes, EventRow};
+    let row = |state: &str, ack: bool| AlarmRow {
+        id: 7,
+        rule: "dewar-1.temp:high".into(),
+        sensor: "dewar-1.temp".into(),
+        asset: "dewar-1".into(),
+        severity: "critical".into(),
+        state: state.into(),
+        raised_at: at,
+        since: at,
+        value: Some(-140.0),
+        latching: false,
+        firing: "dewar-1.temp:high".into(),
+        returned: false,
+        suppressed: None,
+        incident: None,
+        acked_by: ack.then(|| "ana".to_string()),
+        acked_at: ack.then_some(at + MIN),
+        ack_comment: ack.then(|| "lid closed".to_string()),
+        ack_path: ack.then(|| "sms".to_string()),
+        cleared_at: None,
+    };
+    let event = |kind: &str, actor: &str, comment: &str| EventRow {
+        t: at,
+        alarm: Some(7),
+        rule: Some("dewar-1.temp:high".into()),
+        sensor: Some("dewar-1.temp".into()),
+        kind: kind.into(),
+        state: "active".into(),
+        severity: Some("critical".into()),
+        value: Some(-140.0),
+        actor: actor.into(),
+        comment: comment.into(),
+    };
+    for (ev, alarm) in [
+        (event("raised", "system", ""), row("active", false)),
+        (event("acknowledged", "ana", "lid closed"), row("acknowledged", true)),
+    ] {
+        let changes = Changes {
+            events: vec![ev],
+            alarms: vec![alarm],
+            ..Default::default()
+        };
+        store
+            .transaction(|c| cryowatch::store::alarms::write(c, &changes, at))
+            .expect("alarm");
+    }
+}
+
+#[test]
+fn an_edited_acknowledgement_or_an_invented_alarm_is_detected() {
+    let site = site();
+    let (mut store, start) = seeded(&site);
+    alarm_with_ack(&mut store, start + 7 * HOUR);
+    drop(store);
+    assert_eq!(verify(&site, &[]).0, 0, "{:?}", verify(&site, &[]));
+    let c = db(&site);
+    c.execute("UPDATE alarm SET ack_comment = 'checked, all fine' WHERE id = 7", [])
+        .expect("tamper");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("alarm 7's acknowledgement"), "{err}");
+    c.execute("UPDATE alarm SET ack_comment = 'lid closed' WHERE id = 7", [])
+        .expect("undo");
+    c.execute(
+        "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, latching, firing, returned)
+         VALUES (8, 'dewar-1.temp:high', 'dewar-1.temp', 'dewar-1', 'critical', 'cleared', ?1, ?1, 0, '', 1)",
+        [start + 7 * HOUR],
+    )
+    .expect("invent");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("alarm 8 is in the store but was never raised"), "{err}");
+}

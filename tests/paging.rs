@@ -276,6 +276,16 @@ fn an_ack_by_sms_reply_stops_the_escalation_and_is_recorded() {
     // Step two (8 s) never goes out.
     std::thread::sleep(Duration::from_secs(9));
     assert!(smtp.messages().iter().all(|m| m.rcpt_tos != ["carol@example.org"]));
+    // The trail holds the alarm, its pages and the acknowledgement as the alarm table does.
+    let verify = cryowatch_output(&["audit", "verify", "-c", &site.config_str()]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let log = cryowatch_output(&["audit", "log", "-c", &site.config_str(), "--kind", "alarm"]);
+    let log = String::from_utf8_lossy(&log.stdout).to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("alarm.acknowledged") && l.contains("Alice") && l.contains("topping up")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -58,6 +58,10 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
     let mut seals: BTreeMap<TimestampMs, Seal> = BTreeMap::new();
     // The sensor table as last recorded: (record, hash).
     let mut sensors: Option<(i64, String)> = None;
+    // Per alarm id: raised in the trail, and the newest acknowledgement (record, by, comment).
+    let mut raised: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut acks: std::collections::HashMap<i64, (i64, String, String)> = std::collections::HashMap::new();
+    let mut first_time: Option<TimestampMs> = None;
     {
         let mut st = c.prepare("SELECT seq, t, kind, actor, subject, detail, prev, hash FROM audit ORDER BY seq")?;
         let mut rows = st.query([])?;
@@ -127,6 +131,22 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
             {
                 sensors = Some((rec.seq, h));
             }
+            if let Some(id) = rec.subject.strip_prefix("alarm ").and_then(|n| n.parse::<i64>().ok()) {
+                match rec.kind.as_str() {
+                    "alarm.raised" => {
+                        raised.insert(id);
+                    }
+                    "alarm.acknowledged" => {
+                        let comment = serde_json::from_str::<serde_json::Value>(&rec.detail)
+                            .ok()
+                            .and_then(|d| d["comment"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        acks.insert(id, (rec.seq, rec.actor.clone(), comment));
+                    }
+                    _ => {}
+                }
+            }
+            first_time.get_or_insert(rec.t);
             v.records += 1;
             v.head_seq = rec.seq;
             v.head_time = Some(rec.t);
@@ -166,6 +186,50 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
             ),
         });
         return Ok(v);
+    }
+
+    // Alarms since the trail began must match it: raised on the record, and acknowledged
+    // by whom and with the comment the trail says.
+    if let Some(since) = first_time {
+        let mut st = c.prepare("SELECT id, acked_by, ack_comment FROM alarm WHERE raised_at >= ?1 ORDER BY id")?;
+        let rows = st.query_map([since], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, by, comment) = row?;
+            let problem = if !raised.contains(&id) {
+                Some((
+                    v.head_seq,
+                    format!(
+                        "alarm {id} is in the store but was never raised in the audit trail (the alarm table was edited)"
+                    ),
+                ))
+            } else if let Some(by) = by {
+                match acks.get(&id) {
+                    None => Some((
+                        v.head_seq,
+                        format!("alarm {id} shows an acknowledgement by {by} that the audit trail does not hold"),
+                    )),
+                    Some((rec, who, said)) if *who != by || *said != comment.clone().unwrap_or_default() => Some((
+                        *rec,
+                        format!(
+                            "alarm {id}'s acknowledgement (by {by}) differs from audit record {rec} (by {who}): the alarm table was edited"
+                        ),
+                    )),
+                    Some(_) => None,
+                }
+            } else {
+                None
+            };
+            if let Some((record, what)) = problem {
+                v.problem = Some(Problem { record, what });
+                return Ok(v);
+            }
+        }
     }
 
     let total = seals.len();
