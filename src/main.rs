@@ -376,8 +376,11 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
     }
     let cfg = load(config)?;
     let now = now_ms();
-    let from = time_arg(Some(from), "", now)?;
-    let to = time_arg(Some(to), "now", now)?;
+    // A bare date is the site's midnight: the report's days are the site's days.
+    let tz = &cfg.site.timezone;
+    let bad = |e: timearg::BadTime| Failure::BadInput(e.to_string());
+    let from = timearg::parse_in(from, now, tz).map_err(bad)?;
+    let to = timearg::parse_in(to, now, tz).map_err(bad)?;
     if from >= to {
         return Err(Failure::BadInput("--from must be earlier than --to".into()));
     }

@@ -8,8 +8,14 @@ use crate::model::TimestampMs;
 )]
 pub struct BadTime(pub String);
 
-/// Parses `text` relative to `now`.
+/// Parses `text` relative to `now`; a bare date is midnight UTC.
 pub fn parse(text: &str, now: TimestampMs) -> Result<TimestampMs, BadTime> {
+    parse_in(text, now, &jiff::tz::TimeZone::UTC)
+}
+
+/// Parses `text` relative to `now`; a bare date is midnight in `tz` (reports, whose days
+/// are the site's days).
+pub fn parse_in(text: &str, now: TimestampMs, tz: &jiff::tz::TimeZone) -> Result<TimestampMs, BadTime> {
     let t = text.trim();
     let bad = || BadTime(text.to_string());
     if t == "now" {
@@ -27,7 +33,7 @@ pub fn parse(text: &str, now: TimestampMs) -> Result<TimestampMs, BadTime> {
         && let Ok(date) = t.parse::<jiff::civil::Date>()
     {
         return date
-            .to_zoned(jiff::tz::TimeZone::UTC)
+            .to_zoned(tz.clone())
             .map(|z| z.timestamp().as_millisecond())
             .map_err(|_| bad());
     }

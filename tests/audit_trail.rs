@@ -69,7 +69,7 @@ fn seeded(site: &Site) -> (Store, i64) {
     for t in (start..now).step_by(10 * MIN as usize) {
         store.seal_due(t, 10 * MIN, 2 * MIN).expect("seal");
     }
-    store.seal_due(now, 10 * MIN, 2 * MIN).expect("seal");
+    while store.seal_due(now, 10 * MIN, 2 * MIN).expect("seal").is_some() {}
     store
         .transaction(|c| {
             audit::append(
@@ -77,7 +77,7 @@ fn seeded(site: &Site) -> (Store, i64) {
                 now,
                 "alarm.raised",
                 "daemon",
-                "alarm 1",
+                "sensor dewar-1.temp",
                 &serde_json::json!({"value": -140.0}),
             )?;
             audit::append(
@@ -85,7 +85,7 @@ fn seeded(site: &Site) -> (Store, i64) {
                 now,
                 "alarm.acknowledged",
                 "ana",
-                "alarm 1",
+                "sensor dewar-1.temp",
                 &serde_json::json!({"comment": "lid closed"}),
             )?;
             audit::append(
@@ -362,13 +362,33 @@ fn retention_reduces_old_readings_keeps_excursions_raw_and_stays_verifiable() {
         )
         .expect("count");
     assert_eq!(raw_in_alarm, 31, "raw readings around the excursion are kept");
+    let (code, out, err) = verify(&site, &[]);
+    assert_eq!(code, 0, "retention is not tampering:\n{out}\n{err}");
     let minutes: i64 = c
         .query_row("SELECT count(*) FROM reading_minute", [], |r| r.get(0))
         .expect("minutes");
-    assert!(minutes >= 2 * 170, "per-minute summaries written: {minutes}");
+    assert!(minutes >= 2 * 170 - 31, "per-minute summaries written: {minutes}");
+    let summarised_in_alarm: i64 = c
+        .query_row(
+            "SELECT count(*) FROM reading_minute WHERE sensor = 1 AND minute >= ?1 AND minute <= ?2",
+            params![alarm_at - 10 * MIN, alarm_at + 20 * MIN],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        summarised_in_alarm, 0,
+        "readings kept raw are not also summarised (no double count)"
+    );
+    // An edited summary is detected.
+    c.execute(
+        "UPDATE reading_minute SET max = -100.0 WHERE sensor = 2 AND minute = ?1",
+        [start + 5 * MIN],
+    )
+    .expect("tamper");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("per-minute summaries"), "{err}");
     assert!(removed >= 300, "older raw readings removed: {removed}");
-    let (code, out, err) = verify(&site, &[]);
-    assert_eq!(code, 0, "retention is not tampering:\n{out}\n{err}");
     let reduced: i64 = c
         .query_row("SELECT count(*) FROM audit WHERE kind = 'readings.reduced'", [], |r| {
             r.get(0)
@@ -452,4 +472,55 @@ fn an_edited_acknowledgement_or_an_invented_alarm_is_detected() {
     let (code, _, err) = verify(&site, &[]);
     assert_eq!(code, 1);
     assert!(err.contains("alarm 8 is in the store but was never raised"), "{err}");
+}
+
+#[test]
+fn a_reseal_appended_to_cover_a_deleted_reading_is_detected() {
+    let site = site();
+    let (store, start) = seeded(&site);
+    drop(store);
+    let c = db(&site);
+    let t = start + 30 * MIN;
+    c.execute("DELETE FROM reading WHERE t = ?1 AND sensor = 1", [t])
+        .expect("tamper");
+    // Cover it with a chain row claiming late readings, computed the way the daemon does.
+    let block: (i64, i64) = c
+        .query_row(
+            "SELECT t_from, t_to FROM reading_seal WHERE t_from <= ?1 AND t_to > ?1",
+            [t],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("block");
+    let tx = c.unchecked_transaction().expect("tx");
+    cryowatch::audit::seal::reseal(&tx, now_ms(), &[block.0], None, "late readings").expect("forge");
+    tx.commit().expect("commit");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not explain"), "{err}");
+}
+
+#[test]
+fn verify_while_the_daemon_writes_late_readings_gives_no_false_alarm() {
+    let site = site();
+    let (mut store, start) = seeded(&site);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                store
+                    .insert(&[(1, start + 45 * MIN + i, Some(-189.0), Quality::Good)])
+                    .expect("late reading");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    for _ in 0..10 {
+        let (code, out, err) = verify(&site, &[]);
+        assert_eq!(code, 0, "false alarm while writing:\n{out}\n{err}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
 }

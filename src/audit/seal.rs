@@ -96,10 +96,18 @@ pub struct Sealed {
     pub to: TimestampMs,
     pub count: i64,
     pub audit: i64,
+    /// More is due already (catching up after a stop, or a first seal of old history).
+    pub more: bool,
 }
 
-/// Seals everything from the end of the last seal up to the newest block boundary that
-/// lies `grace_ms` in the past (one block, however long the daemon was down).
+/// The longest block sealed at once: catching up after days down, or sealing years of
+/// history the first time, goes an hour at a time, so neither the seal nor a later
+/// reseal of one block holds the writer for long.
+const MAX_BLOCK: i64 = 3_600_000;
+
+/// Seals the next block: from the end of the last seal towards the newest block boundary
+/// that lies `grace_ms` in the past, at most an hour (or one interval) at a time. The very
+/// first block runs from the epoch to the interval holding the oldest reading.
 pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i64) -> rusqlite::Result<Option<Sealed>> {
     let interval = interval_ms.max(1);
     let horizon = (now - grace_ms).div_euclid(interval) * interval;
@@ -107,18 +115,41 @@ pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i6
     if horizon <= from {
         return Ok(None);
     }
-    let d = digest(c, from, horizon)?;
-    let audit = record(c, now, "readings.sealed", from, horizon, &d, None)?;
+    let step = interval * ((MAX_BLOCK + interval - 1) / interval).max(1);
+    let to = if from == 0 {
+        match oldest(c)? {
+            Some(t) if t.div_euclid(interval) * interval > 0 => (t.div_euclid(interval) * interval).min(horizon),
+            _ => horizon.min(step),
+        }
+    } else {
+        (from + step).min(horizon)
+    };
+    let to = if to <= from { horizon } else { to };
+    let d = digest(c, from, to)?;
+    let audit = record(c, now, "readings.sealed", from, to, &d, None)?;
     c.execute(
         "INSERT OR REPLACE INTO reading_seal (t_from, t_to, count, hash, audit) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![from, horizon, d.count, d.hash, audit],
+        params![from, to, d.count, d.hash, audit],
     )?;
     Ok(Some(Sealed {
         from,
-        to: horizon,
+        to,
         count: d.count,
         audit,
+        more: to < horizon,
     }))
+}
+
+/// The oldest reading's time, found sensor by sensor along the primary key.
+pub fn oldest(c: &Connection) -> rusqlite::Result<Option<TimestampMs>> {
+    let mut st = c.prepare_cached("SELECT min(t) FROM reading WHERE sensor = ?1")?;
+    let mut min: Option<TimestampMs> = None;
+    for id in reading_sensors(c)? {
+        if let Some(t) = st.query_row([id], |r| r.get::<_, Option<i64>>(0))? {
+            min = Some(min.map_or(t, |m| m.min(t)));
+        }
+    }
+    Ok(min)
 }
 
 /// Seals again every sealed block holding one of `times` (late readings) or overlapping

@@ -52,7 +52,16 @@ struct Seal {
 }
 
 /// Walks the whole trail; `progress(done, total)` is called as blocks are recomputed.
-pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite::Result<Verification> {
+/// Everything is read from one snapshot, so a daemon writing meanwhile (a late reading
+/// resealing its block, say) cannot make the figures disagree.
+pub fn verify(c: &Connection, progress: impl FnMut(usize, usize)) -> rusqlite::Result<Verification> {
+    let tx = c.unchecked_transaction()?;
+    let v = verify_in(&tx, progress);
+    tx.finish()?;
+    v
+}
+
+fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite::Result<Verification> {
     let mut v = Verification::default();
     let mut prev_hash = GENESIS.to_string();
     let mut seals: BTreeMap<TimestampMs, Seal> = BTreeMap::new();
@@ -62,6 +71,9 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
     let mut raised: std::collections::HashSet<i64> = std::collections::HashSet::new();
     let mut acks: std::collections::HashMap<i64, (i64, String, String)> = std::collections::HashMap::new();
     let mut first_time: Option<TimestampMs> = None;
+    // Reductions: (record, from, to, minutes hash); readings deleted up to here.
+    let mut reduced: Vec<(i64, TimestampMs, TimestampMs, String)> = Vec::new();
+    let mut deleted_until = TimestampMs::MIN;
     {
         let mut st = c.prepare("SELECT seq, t, kind, actor, subject, detail, prev, hash FROM audit ORDER BY seq")?;
         let mut rows = st.query([])?;
@@ -112,6 +124,35 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
             if rec.kind == "readings.sealed" || rec.kind == "readings.resealed" {
                 match parse_seal(&rec.detail, rec.seq) {
                     Some((from, seal)) => {
+                        // A reseal must be explained by what it says happened: late
+                        // readings only add, retention only removes.
+                        let reason = serde_json::from_str::<serde_json::Value>(&rec.detail)
+                            .ok()
+                            .and_then(|d| d["reason"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        let before = seals.get(&from).map(|s| s.count);
+                        let unexplained = match (rec.kind.as_str(), before) {
+                            ("readings.resealed", None) => true,
+                            ("readings.resealed", Some(n)) if reason == "late readings" => seal.count <= n,
+                            ("readings.resealed", Some(n)) if reason.starts_with("retention") => seal.count > n,
+                            ("readings.resealed", Some(_)) => true,
+                            _ => false,
+                        };
+                        if unexplained {
+                            v.problem = Some(Problem {
+                                record: rec.seq,
+                                what: format!(
+                                    "record {} reseals readings from {} with {} readings ({}), which its reason {reason:?} does not explain",
+                                    rec.seq,
+                                    format_rfc3339(from),
+                                    seal.count,
+                                    before
+                                        .map(|n| format!("{n} before"))
+                                        .unwrap_or_else(|| "never sealed before".into())
+                                ),
+                            });
+                            return Ok(v);
+                        }
                         sensors = Some((rec.seq, seal.sensors.clone()));
                         seals.insert(from, seal);
                     }
@@ -144,6 +185,15 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
                         acks.insert(id, (rec.seq, rec.actor.clone(), comment));
                     }
                     _ => {}
+                }
+            }
+            if rec.kind == "readings.reduced" || rec.kind == "readings.deleted" {
+                let d: serde_json::Value = serde_json::from_str(&rec.detail).unwrap_or_default();
+                if let (Some(from), Some(to)) = (d["from"].as_i64(), d["to"].as_i64()) {
+                    match d["minutes_hash"].as_str() {
+                        Some(h) if rec.kind == "readings.reduced" => reduced.push((rec.seq, from, to, h.to_string())),
+                        _ => deleted_until = deleted_until.max(to),
+                    }
                 }
             }
             first_time.get_or_insert(rec.t);
@@ -186,6 +236,40 @@ pub fn verify(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlit
             ),
         });
         return Ok(v);
+    }
+
+    // Per-minute summaries written by retention (until retention deleted them too).
+    for (record, from, to, hash) in &reduced {
+        if *to > deleted_until
+            && *from >= deleted_until
+            && crate::store::retention::minutes_hash(c, *from, *to)? != *hash
+        {
+            v.problem = Some(Problem {
+                record: *record,
+                what: format!(
+                    "the per-minute summaries from {} to {} no longer match record {record} that wrote them",
+                    format_rfc3339(*from),
+                    format_rfc3339(*to)
+                ),
+            });
+            return Ok(v);
+        }
+    }
+
+    // Every alarm raised on the record is still in the store.
+    {
+        let mut exists = c.prepare("SELECT EXISTS (SELECT 1 FROM alarm WHERE id = ?1)")?;
+        let mut ids: Vec<&i64> = raised.iter().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if !exists.query_row([id], |r| r.get::<_, bool>(0))? {
+                v.problem = Some(Problem {
+                    record: v.head_seq,
+                    what: format!("alarm {id} was raised on the record but is missing from the store (deleted)"),
+                });
+                return Ok(v);
+            }
+        }
     }
 
     // Alarms since the trail began must match it: raised on the record, and acknowledged

@@ -132,8 +132,10 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
                 alarm.id
             ),
             format!(
-                "OK {asset_name}: {} back to normal, {value_text}. Alarm {} over after {how_long}.",
-                alarm.sensor, alarm.id
+                "{}OK {asset_name}: {} back to normal, {value_text}. Alarm {} over after {how_long}.",
+                if facts.test_by.is_some() { "TEST " } else { "" },
+                alarm.sensor,
+                alarm.id
             ),
         ),
     };

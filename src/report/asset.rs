@@ -218,7 +218,13 @@ pub fn gather(
                 .iter()
                 .filter(|(t, _)| *t >= e.start && *t <= end)
                 .map(|(_, v)| *v);
-            e.peak = if e.rule.contains("low") || e.rule.contains("falling") {
+            let falling = cfg.rules.iter().find(|r| r.id == e.rule).is_some_and(|r| {
+                matches!(
+                    r.condition,
+                    Condition::Low { .. } | Condition::Rate { rising: false, .. }
+                )
+            });
+            e.peak = if falling {
                 vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
             } else {
                 vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
@@ -269,7 +275,8 @@ fn read_sensor(
     // (t, min, max, sum, count) per point: a raw reading is its own min = max = sum.
     let mut points: Vec<(TimestampMs, f64, f64, f64, i64)> = Vec::new();
     let mut bad = 0;
-    store.history(id, from, to, |r| {
+    // The period is half-open: a reading at `to` belongs to the next period.
+    store.history(id, from, to - 1, |r| {
         match (r.quality, r.value) {
             (Quality::Good, Some(v)) if v.is_finite() => points.push((r.time, v, v, v, 1)),
             _ => bad += 1,
@@ -278,7 +285,7 @@ fn read_sensor(
     })?;
     store.with_conn(|c| {
         let mut st = c.prepare(
-            "SELECT minute, min, max, mean, count FROM reading_minute WHERE sensor = ?1 AND minute >= ?2 AND minute <= ?3",
+            "SELECT minute, min, max, mean, count FROM reading_minute WHERE sensor = ?1 AND minute >= ?2 AND minute < ?3",
         )?;
         let rows = st.query_map(params![id, from, to], |r| {
             let n: i64 = r.get(4)?;

@@ -59,18 +59,6 @@ fn meta_set(c: &Connection, key: &str, v: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The oldest reading time, by sensor along the primary key.
-fn oldest(c: &Connection) -> rusqlite::Result<Option<TimestampMs>> {
-    let mut min: Option<i64> = None;
-    let mut st = c.prepare_cached("SELECT min(t) FROM reading WHERE sensor = ?1")?;
-    for id in seal::reading_sensors(c)? {
-        if let Some(t) = st.query_row([id], |r| r.get::<_, Option<i64>>(0))? {
-            min = Some(min.map_or(t, |m: i64| m.min(t)));
-        }
-    }
-    Ok(min)
-}
-
 /// Works through at most one day of each due step.
 pub fn apply(store: &mut Store, policy: &Policy, now: TimestampMs) -> Result<Done, StoreError> {
     store.transaction(|c| apply_in(c, policy, now))
@@ -78,7 +66,7 @@ pub fn apply(store: &mut Store, policy: &Policy, now: TimestampMs) -> Result<Don
 
 fn apply_in(c: &Connection, policy: &Policy, now: TimestampMs) -> rusqlite::Result<Done> {
     let mut done = Done::default();
-    let Some(first) = oldest(c)? else { return Ok(done) };
+    let Some(first) = seal::oldest(c)? else { return Ok(done) };
     if let Some(after) = policy.reduce_after {
         let cutoff = (now - after.as_millis() as i64).div_euclid(MINUTE) * MINUTE;
         let from = meta_get(c, "retention.reduced_until")?.unwrap_or(first.div_euclid(MINUTE) * MINUTE);
@@ -110,7 +98,10 @@ fn reduce(c: &Connection, from: TimestampMs, to: TimestampMs, now: TimestampMs) 
     let mut summarise = c.prepare_cached(
         "INSERT OR REPLACE INTO reading_minute (sensor, minute, min, max, mean, count)
          SELECT sensor, (t / 60000) * 60000, min(value), max(value), avg(value), count(*) FROM reading
-         WHERE sensor = ?1 AND t >= ?2 AND t < ?3 AND quality = 0 AND value IS NOT NULL GROUP BY t / 60000",
+         WHERE sensor = ?1 AND t >= ?2 AND t < ?3 AND quality = 0 AND value IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM alarm a WHERE a.sensor = ?4
+                           AND reading.t >= a.raised_at - ?5 AND reading.t <= coalesce(a.cleared_at, ?6) + ?5)
+         GROUP BY t / 60000",
     )?;
     let mut remove = c.prepare_cached(
         "DELETE FROM reading WHERE sensor = ?1 AND t >= ?2 AND t < ?3 AND quality = 0
@@ -125,7 +116,7 @@ fn reduce(c: &Connection, from: TimestampMs, to: TimestampMs, now: TimestampMs) 
             .find(|(i, _)| *i == id)
             .map(|(_, n)| n.as_str())
             .unwrap_or("");
-        minutes += summarise.execute(params![id, from, to])? as i64;
+        minutes += summarise.execute(params![id, from, to, name, MARGIN, now])? as i64;
         removed += remove.execute(params![id, from, to, name, MARGIN, now])? as i64;
     }
     let resealed = seal::reseal(

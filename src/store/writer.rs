@@ -220,7 +220,7 @@ impl Writer {
                         audit_head = head.as_ref().map(|h| h.1.as_str()),
                         "readings sealed into the audit trail"
                     );
-                    self.next_seal = now + 1000;
+                    self.next_seal = if s.more { now } else { now + 1000 };
                 }
                 Ok(None) => self.next_seal = now + 1000,
                 Err(e) => {

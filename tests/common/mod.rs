@@ -210,8 +210,12 @@ impl Site {
             "csv",
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() && (stderr.contains("does not exist yet") || stderr.contains("is being created")) {
-            return Vec::new(); // the daemon has not recorded anything yet
+        if !out.status.success()
+            && (stderr.contains("does not exist yet")
+                || stderr.contains("is being created")
+                || stderr.contains("nothing was ever recorded"))
+        {
+            return Vec::new(); // the daemon has not recorded anything (or registered its sensors) yet
         }
         assert!(
             out.status.success(),
