@@ -17,6 +17,7 @@ use crate::model::now_ms;
 use crate::notify::dispatcher::{self, Dispatcher};
 use crate::store::writer::{self, WriterStats};
 use crate::store::{Store, StoreHandle, WriterJoin};
+use crate::telemetry::Telemetry;
 
 /// Readings queued between the sources and the writer before sources wait.
 const QUEUE: usize = 65_536;
@@ -36,6 +37,8 @@ pub struct Daemon {
     sink: Option<std::thread::JoinHandle<()>>,
     /// The InfluxDB mirror's counters, when one is configured.
     pub sink_stats: Option<Arc<crate::sink::SinkStats>>,
+    /// Everything `/metrics` shows that only the running daemon knows.
+    pub telemetry: Arc<Telemetry>,
     store_path: std::path::PathBuf,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
@@ -151,11 +154,18 @@ impl Daemon {
         let sink =
             crate::sink::spawn(Arc::new(config.clone()), shutdown.clone()).context("starting the InfluxDB mirror")?;
         let (sink, sink_stats) = sink.unzip();
-        let mqtt_stats = Arc::new(mqtt::MqttStats::default());
-        tasks.extend(modbus::spawn(config, &handle, &shutdown));
-        tasks.extend(mqtt::spawn(config, &handle, &shutdown, mqtt_stats.clone()));
-        tasks.extend(ups::spawn(config, &handle, &shutdown));
-        tasks.extend(crate::api::spawn(config, &shutdown).context("starting the HTTP API")?);
+        let telemetry = Arc::new(
+            Telemetry::new(config)
+                .with_writer(handle.stats.clone(), handle.queue_probe())
+                .with_dispatcher(dispatch_stats.clone())
+                .with_sink(sink_stats.clone()),
+        );
+        tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
+        tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
+        tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
+        tasks.extend(
+            crate::api::spawn_with(config, &shutdown, Some(telemetry.clone())).context("starting the HTTP API")?,
+        );
         tracing::info!(
             site = %config.site.name,
             store = %config.store.path.display(),
@@ -168,7 +178,8 @@ impl Daemon {
             tasks,
             writer,
             writer_stats: handle.stats.clone(),
-            mqtt_stats,
+            mqtt_stats: telemetry.mqtt.clone(),
+            telemetry,
             store: handle,
             dispatcher: Some(dispatcher),
             dispatch_stats,

@@ -37,8 +37,10 @@
 //!   acknowledgement links ([`notify::acklink`]).
 //! - [`sink`]: the InfluxDB v2 mirror: batches from [`store::mirror`], line protocol and
 //!   answer classes ([`sink::influx`]), cursor moved only on a confirmed write.
-//! - [`api`]: the HTTP side: acknowledgement-link pages, the SMS gateway's webhook and
-//!   `/metrics`.
+//! - [`api`]: the HTTP side: who is calling ([`api::auth`]: bearer tokens and session
+//!   cookies, roles, CSRF), the JSON API ([`api::v1`], described by its OpenAPI
+//!   document), the web dashboard, acknowledgement-link pages, the SMS gateway's webhook
+//!   and `/metrics`. Users and sessions live in [`store::users`].
 //! - [`audit`]: the hash-chained audit trail (appended in the same transaction as what it
 //!   records), reading blocks sealed into it ([`audit::seal`]), configuration loads with
 //!   their diff ([`audit::config`]) and `audit verify` ([`audit::verify`]).
@@ -46,6 +48,9 @@
 //!   alarm list, the mirror's lag ([`report::mirror`]), `check --explain`, the auditor's
 //!   asset report ([`report::asset`]) and the OQ self-test ([`report::selftest`]), both
 //!   rendered as PDF or HTML by [`report::render`].
+//! - [`telemetry`]: what the running pipeline counts about itself (readings by source
+//!   and quality, poll and commit latency, connection states), shared by the stages and
+//!   read by `/metrics`.
 //! - [`daemon`]: wiring of sources, store writer, dispatcher, InfluxDB sink and HTTP
 //!   API; the store's lock file; signals; ordered shutdown.
 //! - [`demo`]: simulators plus daemon in one command.
@@ -62,4 +67,5 @@ pub mod report;
 pub mod sink;
 pub mod sources;
 pub mod store;
+pub mod telemetry;
 pub mod timearg;

@@ -119,6 +119,11 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// People who sign in to the web dashboard.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Run the operational-qualification checks against this installation and write
     /// them as a report to sign off (.pdf or .html). Exit 0 when every check passed.
     Selftest {
@@ -195,6 +200,19 @@ enum InfluxAction {
         /// End: RFC 3339, relative or now. Default: now.
         #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or set an existing user's password and role. The password is read
+    /// from standard input (typed without echo on a terminal); at least 12 characters.
+    Add {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        name: String,
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
     },
 }
 
@@ -315,6 +333,43 @@ fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
         Err(ControlError::Refused(text)) => Err(Failure::BadInput(format!("cryowatch: {text}"))),
         Err(ControlError::Failed(text)) => Err(Failure::Runtime(anyhow::anyhow!(text))),
     }
+}
+
+fn user_add(config: &Path, name: &str, role: &str) -> Result<(), Failure> {
+    use std::io::IsTerminal as _;
+    let cfg = load(config)?;
+    let role = cryowatch::config::Role::parse(role)
+        .ok_or_else(|| Failure::BadInput(format!("--role: unknown role {role:?}")))?;
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("password for {name}: "))
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    }
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!("reading the password from standard input: {e}")))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    use cryowatch::store::users;
+    let hash = match users::hash_password(name, password) {
+        Ok(h) => h,
+        Err(e @ (users::UserError::BadName(_) | users::UserError::ShortPassword)) => {
+            return Err(Failure::BadInput(format!("cryowatch: {e}")));
+        }
+        Err(e) => return Err(Failure::Runtime(e.into())),
+    };
+    let mut store = Store::open(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
+    let actor = cryowatch::audit::local_actor();
+    let new = store
+        .transaction(|c| users::store_user(c, name, &hash, role, &actor, now_ms()))
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    if new {
+        println!("user {name} added with role {}", role.as_str());
+    } else {
+        println!(
+            "user {name}: password and role ({}) set; their sessions ended",
+            role.as_str()
+        );
+    }
+    Ok(())
 }
 
 fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
@@ -741,6 +796,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Influx { action } => influx(action),
         Command::Audit { action } => audit(action),
+        Command::User {
+            action: UserAction::Add { config, name, role },
+        } => user_add(&config, &name, &role),
         Command::Selftest { config, out } => selftest(&config, &out),
         Command::TestAlarm { config, sensor, by } => {
             let cfg = load(&config)?;

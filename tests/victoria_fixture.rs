@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::victoria::{Victoria, decode_chunked};
+use common::http::decode_chunked;
+use common::victoria::Victoria;
 
 const WRITE: &str = "/api/v2/write?org=o&bucket=b&precision=ns";
 

@@ -225,7 +225,7 @@ fn used_at(c: &Connection, nonce: &str) -> rusqlite::Result<Option<TimestampMs>>
         .optional()
 }
 
-async fn wait_answer(st: &ApiState, request: i64) -> Result<Option<(bool, String)>, ApiError> {
+pub(crate) async fn wait_answer(st: &ApiState, request: i64) -> Result<Option<(bool, String)>, ApiError> {
     let deadline = Instant::now() + ANSWER_WAIT;
     loop {
         let answer = st

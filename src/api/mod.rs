@@ -1,7 +1,8 @@
 //! The HTTP server on `[api].listen`.
 //!
 //! For now it serves the pages behind the signed acknowledgement links in email pages
-//! ([`ack`]), the SMS gateway's inbound webhook ([`sms`]) and `/metrics` ([`metrics`]). Each area of the API is a module contributing a `routes()` router on the
+//! ([`ack`]), the SMS gateway's inbound webhook ([`sms`]), `/metrics` ([`metrics`]),
+//! the JSON API ([`v1`]). Each area of the API is a module contributing a `routes()` router on the
 //! shared [`ApiState`]; [`router`] merges them.
 //!
 //! Store access is blocking (SQLite): handlers go through [`ApiState::with_store`],
@@ -10,8 +11,10 @@
 //! once and records who, when, by which path and with which comment.
 
 pub mod ack;
+pub mod auth;
 pub mod metrics;
 pub mod sms;
+pub mod v1;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,6 +40,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     store: Arc<Mutex<Store>>,
     key: Arc<acklink::Key>,
+    /// The running daemon's counters for `/metrics`; `None` outside the daemon.
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// A failure inside the server (not the client's fault).
@@ -63,11 +68,18 @@ impl ApiState {
             config,
             store: Arc::new(Mutex::new(store)),
             key: Arc::new(key),
+            telemetry: None,
         })
     }
 
     pub fn key(&self) -> &acklink::Key {
         &self.key
+    }
+
+    /// Serves the running daemon's counters on `/metrics` too.
+    pub fn with_telemetry(mut self, t: Arc<crate::telemetry::Telemetry>) -> Self {
+        self.telemetry = Some(t);
+        self
     }
 
     /// Runs `f` on the store on the blocking pool.
@@ -91,6 +103,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(ack::routes())
+        .merge(v1::routes())
         .merge(sms::routes())
         .merge(metrics::routes())
         .fallback(not_found)
@@ -121,18 +134,47 @@ pub async fn serve(
 /// configured. Must be called inside a Tokio runtime; a port that cannot be bound is an
 /// error at once.
 pub fn spawn(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
+    spawn_with(config, shutdown, None)
+}
+
+/// [`spawn`], with the daemon's `telemetry` served on `/metrics`.
+pub fn spawn_with(
+    config: &Config,
+    shutdown: &CancellationToken,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = config.sections.api_listen else {
         return Ok(None);
     };
     let listener = bind(addr)?;
-    let state = ApiState::open(Arc::new(config.clone())).context("opening the store for the HTTP API")?;
+    let mut state = ApiState::open(Arc::new(config.clone())).context("opening the store for the HTTP API")?;
+    if let Some(t) = telemetry {
+        state = state.with_telemetry(t);
+    }
     let shutdown = shutdown.clone();
     tracing::info!(listen = %addr, public_url = ?config.sections.api_public_url, "HTTP API listening");
+    if let Some(warning) = exposure_warning(addr, config.sections.api_public_url.as_deref()) {
+        tracing::warn!(listen = %addr, "{warning}");
+    }
+    if config.sections.api_tokens.is_empty() {
+        tracing::info!("no [[api.token]]: the JSON API answers only signed-in users (`cryowatch user add`)");
+    }
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = serve(listener, state, shutdown).await {
             tracing::error!(listen = %addr, error = %e, "CRITICAL: the HTTP API stopped; acknowledgement links do not work");
         }
     })))
+}
+
+/// The warning for a listener reachable from other machines without TLS in front: the
+/// server speaks plain HTTP, so passwords and tokens would cross the network readable.
+pub fn exposure_warning(addr: SocketAddr, public_url: Option<&str>) -> Option<String> {
+    let behind_tls = public_url.is_some_and(|u| u.starts_with("https://"));
+    (!addr.ip().is_loopback() && !behind_tls).then(|| {
+        format!(
+            "[api].listen {addr} is reachable from the network over plain HTTP: put a TLS reverse proxy in front and set [api].public_url to its https:// address, or listen on 127.0.0.1"
+        )
+    })
 }
 
 fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

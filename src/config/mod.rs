@@ -434,4 +434,45 @@ pub struct OtherSections {
     pub api_listen: Option<SocketAddr>,
     /// Where acknowledgement links point: `[api].public_url`, else `http://<listen>`.
     pub api_public_url: Option<String>,
+    /// Bearer tokens of the HTTP API (`[[api.token]]`).
+    pub api_tokens: Vec<ApiToken>,
+}
+
+/// What an API caller may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read status, alarms, history.
+    Viewer,
+    /// Also acknowledge and shelve.
+    Operator,
+    /// Also manage users.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A bearer token of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: String,
+    pub role: Role,
+    pub secret: Secret,
 }

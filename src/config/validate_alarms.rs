@@ -156,6 +156,7 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
     check_channels(c, raw, base, &channels);
 
     let mut api_listen = None;
+    let mut api_tokens = Vec::new();
     if let Some(api) = &raw.api {
         if let Some(u) = &api.public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -172,14 +173,24 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
         c.unique_ids("api.token", api.token.iter().map(|t| t.id.as_str()));
         for (i, t) in api.token.iter().enumerate() {
             let p = format!("api.token[{i}]");
-            c.one_of(&format!("{p}.role"), &t.role, &["viewer", "operator", "admin"]);
-            if c.secret(&p, "token", &t.token, &t.token_env, &t.token_file, base)
-                .is_none()
-                && t.token.is_none()
-                && t.token_env.is_none()
-                && t.token_file.is_none()
-            {
+            let role = c
+                .one_of(&format!("{p}.role"), &t.role, &["viewer", "operator", "admin"])
+                .and_then(crate::config::Role::parse);
+            let secret = c.secret(&p, "token", &t.token, &t.token_env, &t.token_file, base);
+            if secret.is_none() && t.token.is_none() && t.token_env.is_none() && t.token_file.is_none() {
                 c.err(format!("{p}.token"), "missing: give token, token_env or token_file");
+            }
+            if let Some(s) = &secret
+                && s.0.trim().len() < 16
+            {
+                c.err(format!("{p}.token"), "too short: a token needs at least 16 characters");
+            }
+            if let (Some(role), Some(secret)) = (role, secret) {
+                api_tokens.push(crate::config::ApiToken {
+                    id: t.id.clone(),
+                    role,
+                    secret: crate::config::Secret(secret.0.trim().to_string()),
+                });
             }
         }
     }
@@ -195,6 +206,7 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
                 .or_else(|| api_listen.map(|l| format!("http://{l}")))
         }),
         api_listen,
+        api_tokens,
     }
 }
 

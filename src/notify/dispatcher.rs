@@ -12,9 +12,9 @@
 //! It runs on its own thread so the store's short blocking calls never hold up the
 //! daemon's sources.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -47,6 +47,24 @@ pub struct DispatchStats {
     /// Notifications no channel could deliver on their last pass: the local critical
     /// condition "pages are not getting out".
     pub undeliverable: AtomicU64,
+    /// Attempts by (channel, result) as recorded in the outbox (`sent`, `failed`,
+    /// `failed_retryable`, `unreachable`, `fate_delivered`, `fate_failed`), plus
+    /// `unavailable` for a channel that could not be built.
+    results: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+impl DispatchStats {
+    /// Counts one attempt on `channel` with `result`.
+    pub fn count(&self, channel: &str, result: &'static str) {
+        let mut map = self.results.lock().unwrap_or_else(PoisonError::into_inner);
+        *map.entry((channel.to_string(), result)).or_insert(0) += 1;
+    }
+
+    /// Every (channel, result, count) so far, in order.
+    pub fn results(&self) -> Vec<(String, &'static str, u64)> {
+        let map = self.results.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter().map(|((c, r), n)| (c.clone(), *r, *n)).collect()
+    }
 }
 
 pub struct Dispatcher {
@@ -444,11 +462,13 @@ impl Dispatcher {
                 Ok(Fate::Pending(_)) => {}
                 Ok(Fate::Delivered(text)) => {
                     self.fate_checked.remove(&n.id);
+                    self.stats.count(&via, "fate_delivered");
                     self.store
                         .transaction(|c| outbox::record_attempt(c, n.id, &via, "fate_delivered", &text, now))?;
                 }
                 Ok(Fate::Failed(text)) => {
                     self.fate_checked.remove(&n.id);
+                    self.stats.count(&via, "fate_failed");
                     let fallback = self.cfg.notify.channel(&via).and_then(|c| c.fallback.clone());
                     tracing::error!(notification = n.id, channel = %via, fate = %text, fallback = ?fallback,
                         "the carrier did not deliver a page");
@@ -544,6 +564,7 @@ impl Dispatcher {
         };
         for ch in chain {
             let Some(sender) = self.channels.get(&ch).cloned() else {
+                self.stats.count(&ch, "unavailable");
                 errors.push(format!("{ch}: channel not available"));
                 any_retryable = true;
                 continue;
@@ -556,6 +577,7 @@ impl Dispatcher {
                 Delivery::Failed { retry: false, reason } => ("failed", reason.clone()),
                 Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
             };
+            self.stats.count(&ch, label);
             if let Delivery::Sent { detail } = &result {
                 // Recorded in one transaction; if the store refuses, remember it so the
                 // page is not sent again on the next pass.

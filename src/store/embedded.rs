@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
         value      REAL NOT NULL
     );
     CREATE INDEX alarm_test_alarm ON alarm_test (alarm);",
+    // 9: people who sign in to the web dashboard, and their sessions.
+    super::users::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod mirror;
 pub mod outbox;
 pub mod retention;
+pub mod users;
 pub mod writer;
 
 pub use embedded::{Row, Store, StoreError, StoredReading};

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
 
@@ -20,6 +20,7 @@ use super::alarms::{self, AlarmRow, Changes, EventRow};
 use super::embedded::{Row, Store};
 use crate::alarm::engine::Engine;
 use crate::model::{Reading, TimestampMs, now_ms};
+use crate::telemetry::Histogram;
 
 /// Readings to store, and what to do once they are durable.
 pub struct Batch {
@@ -49,12 +50,28 @@ pub struct AlarmEvent {
     pub alarm: Option<AlarmRow>,
 }
 
-/// Counters read by `status`, benchmarks and logs.
+/// Counters read by `status`, benchmarks, logs and `/metrics`.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub committed: AtomicU64,
     pub transactions: AtomicU64,
     pub failures: AtomicU64,
+    /// Duration of each successful commit (readings, alarm evaluation and changes).
+    pub commit: Histogram,
+}
+
+/// A view of the writer's queue that does not keep the writer running.
+#[derive(Debug)]
+pub struct QueueProbe(mpsc::WeakSender<Msg>);
+
+impl QueueProbe {
+    /// (messages waiting, capacity): each message is one source's batch of readings or
+    /// a clock tick. `None` once the writer has stopped.
+    pub fn depth(&self) -> Option<(usize, usize)> {
+        let tx = self.0.upgrade()?;
+        let max = tx.max_capacity();
+        Some((max.saturating_sub(tx.capacity()), max))
+    }
 }
 
 /// The cloneable sending side. When every handle is dropped, the writer commits what is
@@ -83,6 +100,11 @@ impl StoreHandle {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(WriterStopped),
             _ => Ok(()),
         }
+    }
+
+    /// A view of the queue's depth for `/metrics`.
+    pub fn queue_probe(&self) -> QueueProbe {
+        QueueProbe(self.tx.downgrade())
     }
 }
 
@@ -275,6 +297,7 @@ impl Writer {
         let mut evaluated: Option<Changes> = None;
         loop {
             let engine = &mut self.engine;
+            let started = Instant::now();
             let res = self.store.insert_then(rows, |c, new| {
                 if evaluated.is_none() {
                     let now = now_ms();
@@ -307,6 +330,7 @@ impl Writer {
             });
             match res {
                 Ok(()) => {
+                    stats.commit.observe(started.elapsed());
                     stats.committed.fetch_add(rows.len() as u64, Ordering::Relaxed);
                     stats.transactions.fetch_add(1, Ordering::Relaxed);
                     if attempts > 0 {

@@ -32,11 +32,10 @@
 //!
 //! HTTP goes through a plain `TcpStream` with `Connection: close`; export responses of
 //! more than a few kilobytes come back with `Transfer-Encoding: chunked`, decoded by
-//! [`decode_chunked`].
+//! the shared test client's `decode_chunked`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -337,92 +336,15 @@ fn request(
     path_and_query: &str,
     body: Option<(&str, &str)>,
 ) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-
-    let mut req = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(credentials) = basic_auth {
-        use base64::Engine;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        req.push_str(&format!("Authorization: Basic {encoded}\r\n"));
+    use base64::Engine;
+    let auth = basic_auth.map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
     }
-    if let Some((content_type, body)) = body {
-        req.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    } else {
-        req.push_str("\r\n");
+    if let Some((content_type, _)) = body {
+        headers.push(("Content-Type", content_type));
     }
-    stream
-        .write_all(req.as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-
-    let split = find(&raw, b"\r\n\r\n").ok_or("response without end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut chunked = false;
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse::<usize>().ok();
-        }
-    }
-    let body = if chunked {
-        decode_chunked(rest)?
-    } else if let Some(n) = length {
-        rest.get(..n).ok_or("body shorter than Content-Length")?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// Decodes an HTTP/1.1 chunked body: `SIZE-IN-HEX[;ext]\r\nDATA\r\n` repeated, ended by a
-/// zero-size chunk and optional trailers.
-pub fn decode_chunked(mut raw: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = find(raw, b"\r\n").ok_or("chunk size line without CRLF")?;
-        let line = std::str::from_utf8(&raw[..eol]).map_err(|_| "chunk size not ASCII")?;
-        let hex = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return Ok(out); // trailers, if any, are ignored
-        }
-        let data = raw.get(..size).ok_or("chunk shorter than its size")?;
-        out.extend_from_slice(data);
-        raw = raw
-            .get(size..)
-            .and_then(|r| r.strip_prefix(b"\r\n"))
-            .ok_or("chunk without CRLF after its data")?;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let r = super::http::call(addr, method, path_and_query, &headers, body.map(|(_, b)| b.as_bytes()))?;
+    Ok((r.status, r.body))
 }

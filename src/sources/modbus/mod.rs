@@ -9,6 +9,7 @@ pub mod decode;
 pub mod plan;
 pub mod poll;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -22,6 +23,7 @@ use super::backoff::Backoff;
 use crate::config::{Config, Parity, SensorSource, Transport};
 use crate::model::{Reading, now_ms};
 use crate::store::{Batch, StoreHandle};
+use crate::telemetry::{Device, Source, Telemetry};
 
 /// One device with its read plan.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct DevicePlan {
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub blocks: Vec<Block>,
+    /// Where its poll latency and connection state are kept.
+    pub telemetry: Arc<Device>,
 }
 
 impl DevicePlan {
@@ -41,7 +45,12 @@ impl DevicePlan {
 }
 
 /// Starts one task per TCP device and one per serial line. Returns their handles.
-pub fn spawn(config: &Config, store: &StoreHandle, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    config: &Config,
+    store: &StoreHandle,
+    shutdown: &CancellationToken,
+    telemetry: &Arc<Telemetry>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let mut buses: Vec<(Transport, Vec<DevicePlan>)> = Vec::new();
     for (i, d) in config.devices.iter().enumerate() {
@@ -64,6 +73,7 @@ pub fn spawn(config: &Config, store: &StoreHandle, shutdown: &CancellationToken)
             poll_interval: d.poll_interval,
             timeout: d.timeout,
             blocks: plan::plan(&points),
+            telemetry: telemetry.modbus_device(i),
         };
         tracing::info!(device = %d.id, sensors = points.len(), requests = plan.blocks.len(), "modbus device planned");
         match &d.transport {
@@ -73,6 +83,7 @@ pub fn spawn(config: &Config, store: &StoreHandle, shutdown: &CancellationToken)
                     plan,
                     store.clone(),
                     shutdown.clone(),
+                    telemetry.clone(),
                 )));
             }
             Transport::Rtu { serial, .. } => match buses
@@ -90,6 +101,7 @@ pub fn spawn(config: &Config, store: &StoreHandle, shutdown: &CancellationToken)
             devices,
             store.clone(),
             shutdown.clone(),
+            telemetry.clone(),
         )));
     }
     tasks
@@ -133,11 +145,19 @@ impl Health {
     }
 }
 
-async fn send(store: &StoreHandle, readings: Vec<Reading>) -> bool {
+/// Hands a poll's readings to the store writer and counts them.
+async fn send(store: &StoreHandle, telemetry: &Telemetry, readings: Vec<Reading>) -> bool {
+    telemetry.count_readings(Source::Modbus, &readings);
     store.send(Batch::new(readings)).await.is_ok()
 }
 
-async fn run_tcp(address: String, plan: DevicePlan, store: StoreHandle, shutdown: CancellationToken) {
+async fn run_tcp(
+    address: String,
+    plan: DevicePlan,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
+) {
     let mut tick = tokio::time::interval(plan.poll_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60).max(plan.poll_interval));
@@ -161,7 +181,9 @@ async fn run_tcp(address: String, plan: DevicePlan, store: StoreHandle, shutdown
         let readings = match ctx.as_mut() {
             None => plan.all_comm_errors(),
             Some(c) => {
+                let started = Instant::now();
                 let res = poll_device(c, &plan.blocks, plan.timeout).await;
+                plan.telemetry.poll.observe(started.elapsed());
                 match &res.broken {
                     Some(why) => {
                         health.failed(&plan.id, why);
@@ -182,10 +204,13 @@ async fn run_tcp(address: String, plan: DevicePlan, store: StoreHandle, shutdown
                 res.readings
             }
         };
-        if !send(&store, readings).await {
+        // Connected: the connection is open and the device answered this poll.
+        plan.telemetry.set_connected(ctx.is_some());
+        if !send(&store, &telemetry, readings).await {
             break;
         }
     }
+    plan.telemetry.set_connected(false);
     if let Some(mut c) = ctx {
         let _ = c.disconnect().await;
     }
@@ -239,7 +264,13 @@ fn open_serial(transport: &Transport) -> Result<tokio_serial::SerialStream, Stri
     tokio_serial::SerialStream::open(&builder).map_err(|e| format!("cannot open {}: {e}", serial.display()))
 }
 
-async fn run_rtu_bus(transport: Transport, devices: Vec<DevicePlan>, store: StoreHandle, shutdown: CancellationToken) {
+async fn run_rtu_bus(
+    transport: Transport,
+    devices: Vec<DevicePlan>,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
+) {
     let bus = match &transport {
         Transport::Rtu { serial, .. } => serial.display().to_string(),
         Transport::Tcp { address } => address.clone(),
@@ -269,10 +300,17 @@ async fn run_rtu_bus(transport: Transport, devices: Vec<DevicePlan>, store: Stor
             }
         }
         let readings = match ctx.as_mut() {
-            None => dev.all_comm_errors(),
+            None => {
+                dev.telemetry.set_connected(false);
+                dev.all_comm_errors()
+            }
             Some(c) => {
                 c.set_slave(Slave(dev.unit));
+                let started = Instant::now();
                 let res = poll_device(c, &dev.blocks, dev.timeout).await;
+                dev.telemetry.poll.observe(started.elapsed());
+                // Connected: the line is open and this unit answered (exceptions too).
+                dev.telemetry.set_connected(res.broken.is_none());
                 match &res.broken {
                     Some(why) => {
                         health[i].failed(&dev.id, why);
@@ -295,8 +333,11 @@ async fn run_rtu_bus(transport: Transport, devices: Vec<DevicePlan>, store: Stor
                 res.readings
             }
         };
-        if !send(&store, readings).await {
+        if !send(&store, &telemetry, readings).await {
             break;
         }
+    }
+    for d in &devices {
+        d.telemetry.set_connected(false);
     }
 }

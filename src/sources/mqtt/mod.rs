@@ -10,7 +10,7 @@ pub mod payload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
@@ -22,6 +22,7 @@ use super::backoff::Backoff;
 use crate::config::{Config, MqttConfig, MqttPoint, PayloadFormat, SensorSource};
 use crate::model::{Reading, now_ms};
 use crate::store::{Batch, StoreHandle};
+use crate::telemetry::{Source, Telemetry};
 
 /// Counters of what the source received.
 #[derive(Debug, Default)]
@@ -33,6 +34,8 @@ pub struct MqttStats {
     pub connects: AtomicU64,
     /// Redelivered messages recognised as already stored and only acknowledged.
     pub redelivered: AtomicU64,
+    /// The broker accepted our connection and it has not failed since.
+    pub connected: AtomicBool,
 }
 
 /// Messages stored but perhaps not yet acknowledged, by packet id: when the connection
@@ -109,12 +112,13 @@ impl TopicLog {
     }
 }
 
-/// Starts the MQTT source when the configuration has MQTT sensors.
+/// Starts the MQTT source when the configuration has MQTT sensors. It counts into
+/// `telemetry.mqtt` and the readings by quality.
 pub fn spawn(
     config: &Config,
     store: &StoreHandle,
     shutdown: &CancellationToken,
-    stats: Arc<MqttStats>,
+    telemetry: &Arc<Telemetry>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let mqtt = config.mqtt.clone()?;
     let points: Vec<(usize, MqttPoint)> = config
@@ -129,7 +133,13 @@ pub fn spawn(
     if points.is_empty() {
         return None;
     }
-    Some(tokio::spawn(run(mqtt, points, store.clone(), shutdown.clone(), stats)))
+    Some(tokio::spawn(run(
+        mqtt,
+        points,
+        store.clone(),
+        shutdown.clone(),
+        telemetry.clone(),
+    )))
 }
 
 fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
@@ -160,8 +170,9 @@ async fn run(
     points: Vec<(usize, MqttPoint)>,
     store: StoreHandle,
     shutdown: CancellationToken,
-    stats: Arc<MqttStats>,
+    telemetry: Arc<Telemetry>,
 ) {
+    let stats = telemetry.mqtt.clone();
     let opts = match options(&cfg) {
         Ok(o) => o,
         Err(e) => {
@@ -199,6 +210,7 @@ async fn run(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 stats.connects.fetch_add(1, Ordering::Relaxed);
+                stats.connected.store(true, Ordering::Relaxed);
                 backoff.reset();
                 connected = true;
                 tracing::info!(broker = %format!("{}:{}", cfg.host, cfg.port), client_id = %cfg.client_id, session_present = ack.session_present, "mqtt connected");
@@ -234,6 +246,7 @@ async fn run(
                     continue;
                 }
                 stats.readings.fetch_add(readings.len() as u64, Ordering::Relaxed);
+                telemetry.count_readings(Source::Mqtt, &readings);
                 let tx = ack_tx.clone();
                 let done = committed.clone();
                 let batch = Batch {
@@ -249,6 +262,7 @@ async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                stats.connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
                 if connected {
                     tracing::warn!(error = %e, "mqtt connection lost; reconnecting");
@@ -263,6 +277,7 @@ async fn run(
             }
         }
     }
+    stats.connected.store(false, Ordering::Relaxed);
     drop(ack_tx);
     // Let acknowledgements of readings committed during shutdown reach the broker.
     let flush = async {

@@ -19,6 +19,7 @@ mod proto;
 mod variable;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -30,6 +31,7 @@ use super::backoff::Backoff;
 use crate::config::{Config, SensorSource, UpsDevice};
 use crate::model::{Quality, Reading, now_ms};
 use crate::store::{Batch, StoreHandle};
+use crate::telemetry::{Device, Source, Telemetry};
 
 /// No request to upsd waits longer than this, however long the poll interval.
 const MAX_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,9 +43,14 @@ const REMIND_EVERY: Duration = Duration::from_secs(600);
 const CHANGE_GAP: Duration = Duration::from_secs(30);
 
 /// Starts one poller per `[[ups]]` that has sensors.
-pub fn spawn(config: &Config, store: &StoreHandle, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    config: &Config,
+    store: &StoreHandle,
+    shutdown: &CancellationToken,
+    telemetry: &Arc<Telemetry>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    for ups in &config.ups {
+    for (i, ups) in config.ups.iter().enumerate() {
         let points: Vec<(usize, Variable)> = config
             .sensors
             .iter()
@@ -64,7 +71,15 @@ pub fn spawn(config: &Config, store: &StoreHandle, shutdown: &CancellationToken)
             continue;
         }
         tracing::info!(ups = %ups.id, upsd = %ups.nut, name = %ups.name, sensors = points.len(), "ups planned");
-        tasks.push(tokio::spawn(run(ups.clone(), points, store.clone(), shutdown.clone())));
+        let device = telemetry.ups_device(i);
+        tasks.push(tokio::spawn(run(
+            ups.clone(),
+            points,
+            store.clone(),
+            shutdown.clone(),
+            telemetry.clone(),
+            device,
+        )));
     }
     tasks
 }
@@ -78,10 +93,12 @@ struct Poller {
     backoff: Backoff,
     next_connect: Instant,
     health: Health,
+    /// Poll latency and connection state for `/metrics`.
+    telemetry: Arc<Device>,
 }
 
 impl Poller {
-    fn new(ups: UpsDevice, points: Vec<(usize, Variable)>) -> Poller {
+    fn new(ups: UpsDevice, points: Vec<(usize, Variable)>, telemetry: Arc<Device>) -> Poller {
         let timeout = ups.poll_interval.min(MAX_TIMEOUT);
         let backoff = Backoff::new(
             ups.poll_interval.min(Duration::from_secs(1)),
@@ -95,6 +112,7 @@ impl Poller {
             backoff,
             next_connect: Instant::now(),
             health: Health::default(),
+            telemetry,
         }
     }
 
@@ -110,9 +128,17 @@ impl Poller {
             }
         }
         let Some(client) = self.client.as_mut() else {
+            self.telemetry.set_connected(false);
             return self.comm_errors();
         };
-        match client.list_vars(&self.ups.name).await {
+        let started = Instant::now();
+        let answer = client.list_vars(&self.ups.name).await;
+        self.telemetry.poll.observe(started.elapsed());
+        // Connected: upsd answered with the UPS's variables (a driver still starting or
+        // an `ERR` answer is not).
+        let readable = matches!(&answer, Ok(vars) if !variable::driver_waiting(vars));
+        self.telemetry.set_connected(readable);
+        match answer {
             Ok(vars) if variable::driver_waiting(&vars) => {
                 let e = UpsError::Waiting {
                     addr: self.ups.nut.clone(),
@@ -171,10 +197,17 @@ impl Poller {
     }
 }
 
-async fn run(ups: UpsDevice, points: Vec<(usize, Variable)>, store: StoreHandle, shutdown: CancellationToken) {
+async fn run(
+    ups: UpsDevice,
+    points: Vec<(usize, Variable)>,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
+    device: Arc<Device>,
+) {
     let mut tick = tokio::time::interval(ups.poll_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut poller = Poller::new(ups, points);
+    let mut poller = Poller::new(ups, points, device);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -184,10 +217,12 @@ async fn run(ups: UpsDevice, points: Vec<(usize, Variable)>, store: StoreHandle,
             _ = shutdown.cancelled() => break,
             r = poller.poll() => r,
         };
+        telemetry.count_readings(Source::Ups, &readings);
         if store.send(Batch::new(readings)).await.is_err() {
             break;
         }
     }
+    poller.telemetry.set_connected(false);
     if let Some(c) = poller.client.take() {
         c.close().await;
     }

@@ -1,0 +1,393 @@
+//! The JSON API under `/api/v1` (described by `/api/v1/openapi.json`).
+//!
+//! Every route needs a [`Principal`]: viewers read, operators also acknowledge and
+//! shelve. Changes are queued as requests for the daemon's alarm engine (as the command
+//! line does) and the engine's answer is returned; the request and its caller are
+//! written to the audit trail in the same transaction.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Principal;
+use super::{ApiError, ApiState};
+use crate::config::Role;
+use crate::model::now_ms;
+use crate::report::{alarms as alarm_report, history, status};
+use crate::store::alarms;
+
+/// Every route, as documented in `openapi.json` (a test keeps the two in step).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/status"),
+    ("get", "/api/v1/alarms"),
+    ("post", "/api/v1/alarms/{id}/ack"),
+    ("post", "/api/v1/sensors/{id}/shelve"),
+    ("get", "/api/v1/history"),
+    ("get", "/api/v1/healthz"),
+    ("get", "/api/v1/readyz"),
+    ("get", "/api/v1/openapi.json"),
+];
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/status", get(status_all))
+        .route("/api/v1/alarms", get(alarm_list))
+        .route("/api/v1/alarms/{id}/ack", post(ack))
+        .route("/api/v1/sensors/{id}/shelve", post(shelve))
+        .route("/api/v1/history", get(history_of))
+        .route("/api/v1/healthz", get(healthz))
+        .route("/api/v1/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// A JSON error body with its status.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: ApiError) -> Response {
+    tracing::error!(error = %e, "API request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the daemon's log",
+    )
+}
+
+async fn status_all(State(st): State<ApiState>, who: Principal) -> Response {
+    if let Err(e) = who.require(Role::Viewer) {
+        return e.into_response();
+    }
+    let config = st.config.clone();
+    match st.with_store(move |s| status::gather(&config, s, now_ms())).await {
+        Ok(rows) => {
+            let assets: Vec<_> = st
+                .config
+                .assets
+                .iter()
+                .map(|a| {
+                    let mine: Vec<_> = rows.iter().filter(|r| r.asset == a.id).collect();
+                    let state = if mine.iter().any(|r| !r.alarms.is_empty()) {
+                        "alarm"
+                    } else if mine.iter().any(|r| r.state != "ok") {
+                        "warning"
+                    } else {
+                        "ok"
+                    };
+                    json!({ "id": a.id, "name": a.name, "kind": a.kind, "location": a.location, "state": state, "sensors": mine })
+                })
+                .collect();
+            Json(json!({ "site": st.config.site.name, "time": crate::model::format_rfc3339(now_ms()), "assets": assets }))
+                .into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn alarm_list(State(st): State<ApiState>, who: Principal, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(e) = who.require(Role::Viewer) {
+        return e.into_response();
+    }
+    let active = match q.get("active").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("active: expected true or false, found {other:?}"),
+            );
+        }
+    };
+    match st
+        .with_store(move |s| s.with_conn(|c| alarms::query_alarms(c, active, None)))
+        .await
+    {
+        Ok(rows) => Json(json!(alarm_report::lines(&rows))).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    /// Who acknowledges (a person); default: the signed-in user.
+    by: Option<String>,
+    #[serde(default)]
+    comment: String,
+    /// The CSRF token, for session (browser) callers.
+    csrf: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShelveBody {
+    by: Option<String>,
+    #[serde(rename = "for")]
+    duration: String,
+    reason: String,
+    csrf: Option<String>,
+}
+
+/// The person a change is recorded under: the signed-in user, or the `by` a token caller names.
+fn person(who: &Principal, by: Option<&str>) -> Option<String> {
+    match (
+        who.actor.strip_prefix("user:"),
+        by.map(str::trim).filter(|b| !b.is_empty()),
+    ) {
+        (Some(user), _) => Some(user.to_string()),
+        (None, Some(by)) => Some(by.to_string()),
+        (None, None) => None,
+    }
+}
+
+const NAME_THE_PERSON: &str = "by: name the person (a token is not a person)";
+
+fn csrf_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-csrf-token").and_then(|v| v.to_str().ok())
+}
+
+/// Queues `kind` with `args` for the engine, audited with the caller, and waits for the answer.
+async fn submit(
+    st: &ApiState,
+    who: &Principal,
+    kind: &'static str,
+    args: serde_json::Value,
+    subject: String,
+) -> Response {
+    let actor = who.actor.clone();
+    let queued = st
+        .with_store(move |s| {
+            s.transaction(|c| {
+                let id = alarms::insert_request(c, kind, &args, now_ms())?;
+                crate::audit::append(c, now_ms(), &format!("api.{kind}"), &actor, &subject, &args)?;
+                Ok(id)
+            })
+        })
+        .await;
+    let id = match queued {
+        Ok(id) => id,
+        Err(e) => return internal(e),
+    };
+    match super::ack::wait_answer(st, id).await {
+        Ok(Some((true, text))) => Json(json!({ "ok": true, "result": text })).into_response(),
+        Ok(Some((false, text))) => {
+            let status = if text.contains("no open alarm") || text.contains("unknown sensor") {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::CONFLICT
+            };
+            (status, Json(json!({ "ok": false, "error": text }))).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::ACCEPTED,
+            format!("queued as request {id}; the daemon has not answered yet"),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn ack(
+    State(st): State<ApiState>,
+    who: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<AckBody>, JsonRejection>,
+) -> Response {
+    if let Err(e) = who.require(Role::Operator) {
+        return e.into_response();
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::NOT_FOUND, format!("no alarm {id:?}"));
+    };
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), format!("body: {}", e.body_text())),
+    };
+    if let Err(e) = who.check_csrf(body.csrf.as_deref().or(csrf_header(&headers))) {
+        return e.into_response();
+    }
+    if body.comment.chars().count() > super::ack::MAX_COMMENT {
+        return error(StatusCode::BAD_REQUEST, "comment: too long");
+    }
+    let Some(by) = person(&who, body.by.as_deref()) else {
+        return error(StatusCode::BAD_REQUEST, NAME_THE_PERSON);
+    };
+    let args = json!({ "alarm": id, "by": by, "comment": body.comment, "path": "api" });
+    submit(&st, &who, "ack", args, format!("alarm {id}")).await
+}
+
+async fn shelve(
+    State(st): State<ApiState>,
+    who: Principal,
+    headers: HeaderMap,
+    Path(sensor): Path<String>,
+    body: Result<Json<ShelveBody>, JsonRejection>,
+) -> Response {
+    if let Err(e) = who.require(Role::Operator) {
+        return e.into_response();
+    }
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), format!("body: {}", e.body_text())),
+    };
+    if let Err(e) = who.check_csrf(body.csrf.as_deref().or(csrf_header(&headers))) {
+        return e.into_response();
+    }
+    if !st.config.sensors.iter().any(|s| s.id == sensor) {
+        return error(StatusCode::NOT_FOUND, format!("unknown sensor {sensor:?}"));
+    }
+    let duration = match humantime::parse_duration(&body.duration) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("for: cannot parse duration {:?}: {e}", body.duration),
+            );
+        }
+    };
+    let Some(by) = person(&who, body.by.as_deref()) else {
+        return error(StatusCode::BAD_REQUEST, NAME_THE_PERSON);
+    };
+    let args = json!({ "sensor": sensor, "for_ms": duration.as_millis() as u64, "by": by, "reason": body.reason });
+    submit(&st, &who, "shelve", args, format!("sensor {sensor}")).await
+}
+
+async fn history_of(
+    State(st): State<ApiState>,
+    who: Principal,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = who.require(Role::Viewer) {
+        return e.into_response();
+    }
+    let Some(sensor) = q.get("sensor").cloned() else {
+        return error(StatusCode::BAD_REQUEST, "sensor: missing");
+    };
+    let now = now_ms();
+    let time = |key: &str, default: &str| {
+        crate::timearg::parse(q.get(key).map(String::as_str).unwrap_or(default), now).map_err(|e| format!("{key}: {e}"))
+    };
+    let (from, to) = match (time("from", "-24h"), time("to", "now")) {
+        (Ok(f), Ok(t)) if f <= t => (f, t),
+        (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "from is after to"),
+        (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    let format = if csv {
+        history::Format::Csv
+    } else {
+        history::Format::Json
+    };
+    let out = st
+        .with_store(move |s| {
+            let mut buf = Vec::new();
+            Ok(history::export(s, &sensor, from, to, format, &mut buf).map(|_| buf))
+        })
+        .await;
+    match out {
+        Ok(Ok(buf)) => {
+            let kind = if csv {
+                "text/csv; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            ([(header::CONTENT_TYPE, kind)], buf).into_response()
+        }
+        Ok(Err(e @ history::HistoryError::UnknownSensor(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e)) => internal(ApiError::Task(e.to_string())),
+        Err(e) => internal(e),
+    }
+}
+
+async fn healthz(who: Principal) -> Response {
+    if let Err(e) = who.require(Role::Viewer) {
+        return e.into_response();
+    }
+    Json(json!({ "status": "alive" })).into_response()
+}
+
+/// Ready when the store takes a write transaction and no source has gone silent (each
+/// device, UPS and the MQTT broker has a sensor with a reading within its stale limit).
+async fn readyz(State(st): State<ApiState>, who: Principal) -> Response {
+    if let Err(e) = who.require(Role::Viewer) {
+        return e.into_response();
+    }
+    let config = st.config.clone();
+    let checked = st
+        .with_store(move |s| {
+            let writable = s.with_conn(|c| c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")).is_ok();
+            let rows = status::gather(&config, s, now_ms())?;
+            let mut sources: HashMap<String, bool> = HashMap::new();
+            for (sensor, row) in config.sensors.iter().zip(&rows) {
+                let source = match &sensor.source {
+                    crate::config::SensorSource::Modbus(p) => {
+                        format!(
+                            "modbus:{}",
+                            config.devices.get(p.device).map(|d| d.id.as_str()).unwrap_or("?")
+                        )
+                    }
+                    crate::config::SensorSource::Mqtt(_) => "mqtt".to_string(),
+                    crate::config::SensorSource::Ups(p) => format!("ups:{}", p.ups),
+                };
+                let fresh = row.time.is_some() && row.state != "stale" && row.state != "no_data";
+                *sources.entry(source).or_insert(false) |= fresh;
+            }
+            Ok((writable, sources))
+        })
+        .await;
+    match checked {
+        Ok((writable, sources)) => {
+            let silent: Vec<_> = sources.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.clone()).collect();
+            let ready = writable && silent.is_empty();
+            let body = json!({ "ready": ready, "store_writable": writable, "silent_sources": silent });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(body)).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn openapi(who: Principal) -> Response {
+    if let Err(e) = who.require(Role::Viewer) {
+        return e.into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_served() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for method in ops.as_object().expect("operations").keys() {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut served: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        served.sort();
+        assert_eq!(documented, served);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}
