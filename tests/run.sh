@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, socat, mbpoll, sqlite3, NUT, VictoriaMetrics (apt) and pymodbus,
-# aiosmtpd, pyserial (pip, in .venv at the repository root).
+# aiosmtpd, pyserial (pip, in .venv at the repository root), Chromium (apt) and
+# playwright-core (npm, in tests/browser) for the browser test.
 #
 #   bash tests/run.sh                 # everything
 #   bash tests/run.sh --test mqtt     # extra arguments go to `cargo test`
@@ -11,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl)
+apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,6 +36,24 @@ if ! "$venv/bin/python" -c 'import pymodbus, aiosmtpd, serial' 2>/dev/null; then
     "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' aiosmtpd pyserial
 fi
 export CRYOWATCH_TEST_PYTHON="$venv/bin/python"
+
+# The browser test (tests/web.rs): Debian's chromium driven by playwright-core from npm,
+# which never downloads a browser of its own. Node.js comes with the machine; Debian's
+# is the fallback.
+if ! command -v node >/dev/null 2>&1; then
+    echo "tests/run.sh: installing nodejs npm" >&2
+    as_root=""
+    [[ $(id -u) -eq 0 ]] || as_root="sudo"
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+browser="$root/tests/browser"
+wanted=$(cd "$browser" && node -p "require('./package-lock.json').packages['node_modules/playwright-core'].version")
+have=$(cd "$browser" && node -p "require('./node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [[ "$have" != "$wanted" ]]; then
+    echo "tests/run.sh: installing playwright-core $wanted in tests/browser (npm ci)" >&2
+    (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 exec cargo test --workspace "$@"

@@ -2,7 +2,7 @@
 //!
 //! For now it serves the pages behind the signed acknowledgement links in email pages
 //! ([`ack`]), the SMS gateway's inbound webhook ([`sms`]), `/metrics` ([`metrics`]),
-//! the JSON API ([`v1`]). Each area of the API is a module contributing a `routes()` router on the
+//! the JSON API ([`v1`]) and the web dashboard with its sign-in pages ([`web`]). Each area of the API is a module contributing a `routes()` router on the
 //! shared [`ApiState`]; [`router`] merges them.
 //!
 //! Store access is blocking (SQLite): handlers go through [`ApiState::with_store`],
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod metrics;
 pub mod sms;
 pub mod v1;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -106,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(v1::routes())
         .merge(sms::routes())
         .merge(metrics::routes())
+        .merge(web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -111,15 +111,20 @@ pub fn set_user(
     Ok(store_user(c, name, &hash, role, actor, now)?)
 }
 
-/// The user's role when `password` is theirs. Takes the same time for an unknown user.
-pub fn check_password(c: &Connection, name: &str, password: &str) -> rusqlite::Result<Option<Role>> {
+/// The user's stored hash and role, if the user exists.
+pub fn stored_hash(c: &Connection, name: &str) -> rusqlite::Result<Option<(String, Role)>> {
     let row: Option<(String, String)> = c
         .query_row("SELECT hash, role FROM api_user WHERE name = ?1", [name], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    // Unknown users are checked against a hash made once, so timing does not tell
-    // which names exist.
+    Ok(row.and_then(|(h, r)| Role::parse(&r).map(|r| (h, r))))
+}
+
+/// Whether `password` matches `hash`. With no hash (unknown user) a hash made once is
+/// checked instead, so timing does not tell which names exist. Slow on purpose
+/// (Argon2): run it outside any lock.
+pub fn verify_password(hash: Option<&str>, password: &str) -> bool {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| {
         SaltString::encode_b64(b"cryowatch-dummy!")
@@ -127,11 +132,17 @@ pub fn check_password(c: &Connection, name: &str, password: &str) -> rusqlite::R
             .and_then(|salt| Argon2::default().hash_password(b"-", &salt).ok().map(|h| h.to_string()))
             .unwrap_or_default()
     });
-    let (hash, role) = row.clone().unwrap_or((dummy.clone(), String::new()));
-    let ok = PasswordHash::new(&hash)
+    let ok = PasswordHash::new(hash.unwrap_or(dummy))
         .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false);
-    Ok(if ok && row.is_some() { Role::parse(&role) } else { None })
+    ok && hash.is_some()
+}
+
+/// The user's role when `password` is theirs ([`stored_hash`] then [`verify_password`]).
+pub fn check_password(c: &Connection, name: &str, password: &str) -> rusqlite::Result<Option<Role>> {
+    let stored = stored_hash(c, name)?;
+    let ok = verify_password(stored.as_ref().map(|(h, _)| h.as_str()), password);
+    Ok(stored.filter(|_| ok).map(|(_, r)| r))
 }
 
 fn digest(value: &str) -> String {

@@ -1,0 +1,112 @@
+//! `POST /alarms/{id}/ack` (form fields `comment`, `csrf`): operators only, with the
+//! session's CSRF token. The acknowledgement is queued for the daemon's alarm engine
+//! like the JSON API's and the command line's, with the signed-in user as `by` and the
+//! path `web`, and audited as `web.ack` in the same transaction; the engine's answer
+//! decides the page: back to the dashboard (303) when done, 409 with its words when
+//! refused, 202 when the daemon has not answered yet.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{refusal, to_login};
+use crate::api::ApiState;
+use crate::api::auth::Principal;
+use crate::config::Role;
+use crate::model::now_ms;
+use crate::store::alarms;
+
+#[derive(Debug, Deserialize)]
+pub struct AckForm {
+    #[serde(default)]
+    comment: String,
+    csrf: Option<String>,
+}
+
+/// `POST /alarms/{id}/ack`: operators only, with the session's CSRF token.
+pub async fn acknowledge(
+    State(st): State<ApiState>,
+    who: Option<Principal>,
+    Path(id): Path<String>,
+    form: Result<Form<AckForm>, FormRejection>,
+) -> Response {
+    let Some(who) = who else {
+        return to_login("/");
+    };
+    if let Some(r) = super::forbidden(&st, &who, Role::Operator) {
+        return r;
+    }
+    let Ok(Form(f)) = form else {
+        return refusal(
+            &st,
+            StatusCode::BAD_REQUEST,
+            Some(&who),
+            "Form not understood",
+            "Nothing was changed; reload the page and try again.",
+        );
+    };
+    if who.check_csrf(f.csrf.as_deref()).is_err() {
+        return refusal(
+            &st,
+            StatusCode::FORBIDDEN,
+            Some(&who),
+            "Not acknowledged",
+            "The form carried no valid token (it may be from an old page or another site). Nothing was changed; reload the dashboard and acknowledge again.",
+        );
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return refusal(
+            &st,
+            StatusCode::NOT_FOUND,
+            Some(&who),
+            "No such alarm",
+            "Nothing was changed.",
+        );
+    };
+    let comment = f.comment.trim().to_string();
+    if comment.chars().count() > crate::api::ack::MAX_COMMENT {
+        return refusal(
+            &st,
+            StatusCode::BAD_REQUEST,
+            Some(&who),
+            "Comment too long",
+            "Nothing was changed; shorten the comment.",
+        );
+    }
+    let by = who.actor.strip_prefix("user:").unwrap_or(&who.actor).to_string();
+    let args = json!({ "alarm": id, "by": by, "comment": comment, "path": "web" });
+    let actor = who.actor.clone();
+    let queued = st
+        .with_store(move |s| {
+            s.transaction(|c| {
+                let now = now_ms();
+                let request = alarms::insert_request(c, "ack", &args, now)?;
+                crate::audit::append(c, now, "web.ack", &actor, &format!("alarm {id}"), &args)?;
+                Ok(request)
+            })
+        })
+        .await;
+    let request = match queued {
+        Ok(r) => r,
+        Err(e) => return super::failure(&st, Some(&who), &e),
+    };
+    tracing::info!(alarm_id = id, user = %by, request, "acknowledgement from the web dashboard queued");
+    match crate::api::ack::wait_answer(&st, request).await {
+        Ok(Some((true, _))) => Redirect::to(&format!("/?acked={id}")).into_response(),
+        Ok(Some((false, text))) => refusal(&st, StatusCode::CONFLICT, Some(&who), "Not acknowledged", &text),
+        Ok(None) => refusal(
+            &st,
+            StatusCode::ACCEPTED,
+            Some(&who),
+            "Acknowledgement queued",
+            &format!(
+                "Your acknowledgement is recorded as request {request}, but the monitoring daemon has not answered yet. \
+                 It is carried out when the daemon runs again; until then pages may continue."
+            ),
+        ),
+        Err(e) => super::failure(&st, Some(&who), &e),
+    }
+}

@@ -1,0 +1,405 @@
+//! Signing in and out.
+//!
+//! `GET /login` sets a short-lived random cookie (`cw_login`, only sent to `/login`)
+//! and puts the same value in the form; `POST /login` accepts the form only when the
+//! two match (a double-submit token: another site can make a browser post the form but
+//! cannot read or set the cookie) and the request's `Origin`, when the browser sends
+//! one, is this server. That stops another site from signing a person in under the
+//! attacker's account. A good password starts a session: the `cw_session` cookie is
+//! `HttpOnly; SameSite=Strict; Path=/`, plus `Secure` behind TLS. Sign-ins, failed
+//! ones included, and sign-outs are written to the audit trail.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Nav, esc, over_tls, page, refusal};
+use crate::api::ApiState;
+use crate::api::auth::{Principal, SESSION_COOKIE};
+use crate::model::now_ms;
+use crate::store::users;
+
+/// The pre-session cookie of the sign-in form's double-submit token.
+pub const LOGIN_COOKIE: &str = "cw_login";
+/// How long a sign-in form stays usable.
+const FORM_TTL_S: i64 = 3600;
+/// Longest user name and password read from the form.
+const MAX_FIELD: usize = 256;
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    login_token: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    csrf: Option<String>,
+}
+
+/// A path on this server (`/...`, not `//host` nor `/\host`), safe to redirect to.
+pub fn local_path(p: &str) -> bool {
+    p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.chars().any(char::is_control)
+}
+
+fn next_or_root(next: Option<&str>) -> String {
+    next.filter(|n| local_path(n)).unwrap_or("/").to_string()
+}
+
+/// `Set-Cookie` for `name=value` on `path`, HttpOnly and SameSite=Strict, Secure behind
+/// TLS; `max_age` 0 deletes it.
+fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let mut c = format!("{name}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age}");
+    if secure {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static("cw_invalid=; Max-Age=0"))
+}
+
+fn random_token() -> std::io::Result<String> {
+    use base64::Engine as _;
+    let bytes = crate::notify::acklink::random_bytes::<32>()?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The sign-in page with a fresh double-submit token (and its cookie).
+fn login_page(
+    st: &ApiState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    user: &str,
+    next: &str,
+    message: &str,
+) -> Response {
+    let token = match random_token() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read random bytes for the sign-in form");
+            return refusal(
+                st,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "Try again",
+                "Sign-in is unavailable right now.",
+            );
+        }
+    };
+    let note = if message.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=\"notice bad\" role=\"alert\">{}</p>", esc(message))
+    };
+    let body = format!(
+        "<section class=\"login\"><h1>Sign in</h1>{note}\
+         <form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"login_token\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
+         <label for=\"user\">User name</label>\
+         <input id=\"user\" name=\"user\" autocomplete=\"username\" autocapitalize=\"none\" required maxlength=\"64\" value=\"{user}\">\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>\
+         <p class=\"small\">Accounts are made on the monitoring server with <code>cryowatch user add</code>.</p></section>",
+        next = esc(next),
+        user = esc(user),
+    );
+    let mut r = page(st, status, "Sign in", None, Nav::Other, &body);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, &token, "/login", FORM_TTL_S, over_tls(st, headers)),
+    );
+    r
+}
+
+/// `GET /login`: the form, or the dashboard when already signed in.
+pub async fn form(
+    State(st): State<ApiState>,
+    who: Option<Principal>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = next_or_root(q.next.as_deref());
+    if who.is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    login_page(&st, &headers, StatusCode::OK, "", &next, "")
+}
+
+/// Whether the browser says the form came from another site: `Sec-Fetch-Site:
+/// cross-site`, or an `Origin` that is neither the host asked for (`Host`, or
+/// `X-Forwarded-Host` behind a proxy) nor `[api].public_url`.
+fn cross_site(headers: &HeaderMap, public_url: Option<&str>) -> bool {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return true;
+    }
+    let Some(origin) = text(header::ORIGIN) else {
+        return false; // older browsers and command-line clients send none
+    };
+    let host_of = |url: &str| {
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        rest.split('/').next().unwrap_or("").to_ascii_lowercase()
+    };
+    let origin_host = host_of(origin);
+    let ours = [
+        text(header::HOST).map(str::to_ascii_lowercase),
+        text(header::HeaderName::from_static("x-forwarded-host")).map(|h| h.trim().to_ascii_lowercase()),
+        public_url.map(host_of),
+    ];
+    origin == "null" || origin_host.is_empty() || !ours.iter().flatten().any(|h| *h == origin_host)
+}
+
+/// Constant-time equality of two tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+enum Outcome {
+    SignedIn(String),
+    Refused,
+}
+
+/// `POST /login`: checks the form's origin and token, then the password; on success
+/// starts a session and redirects to `next` (default `/`).
+pub async fn sign_in(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return login_page(
+            &st,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "",
+            "/",
+            "The form could not be read; try again.",
+        );
+    };
+    let next = next_or_root(f.next.as_deref());
+    let user = f.user.trim().chars().take(MAX_FIELD).collect::<String>();
+    if cross_site(&headers, st.config.sections.api_public_url.as_deref()) {
+        tracing::warn!(user = %user, "sign-in form posted from another site refused");
+        return login_page(
+            &st,
+            &headers,
+            StatusCode::FORBIDDEN,
+            "",
+            "/",
+            "This sign-in came from another site and was refused. Sign in here.",
+        );
+    }
+    if !cookie_in(&headers, LOGIN_COOKIE).is_some_and(|c| !c.is_empty() && same(c, &f.login_token)) {
+        return login_page(
+            &st,
+            &headers,
+            StatusCode::FORBIDDEN,
+            &user,
+            &next,
+            "The sign-in form expired or cookies are blocked. Allow cookies for this site and sign in again.",
+        );
+    }
+    let password = f.password.chars().take(MAX_FIELD).collect::<String>();
+    let now = now_ms();
+    let name = user.clone();
+    // The Argon2 check runs outside the store's lock, so a sign-in never holds up the
+    // other requests.
+    let lookup = name.clone();
+    let stored = match st
+        .with_store(move |s| s.with_conn(|c| users::stored_hash(c, &lookup)))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read users for a sign-in");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let hash = stored.as_ref().map(|(h, _)| h.clone());
+    let matched = tokio::task::spawn_blocking(move || users::verify_password(hash.as_deref(), &password))
+        .await
+        .unwrap_or(false);
+    let verdict = stored.filter(|_| matched).map(|(_, role)| role);
+    let outcome = st
+        .with_store(move |s| {
+            s.transaction(|c| {
+                let Some(role) = verdict else {
+                    let detail = json!({ "result": "refused", "reason": "wrong user name or password" });
+                    crate::audit::append(
+                        c,
+                        now,
+                        "web.login_failed",
+                        "anonymous",
+                        &format!("user {name}"),
+                        &detail,
+                    )?;
+                    return Ok(Outcome::Refused);
+                };
+                let (session, _csrf) =
+                    users::create_session(c, &name, now, super::SESSION_TTL_MS).map_err(|e| match e {
+                        users::UserError::Sql(e) => e,
+                        // No random bytes for the session: roll the transaction back.
+                        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+                    })?;
+                let detail = json!({ "result": "signed in", "role": role.as_str() });
+                crate::audit::append(
+                    c,
+                    now,
+                    "web.login",
+                    &format!("user:{name}"),
+                    &format!("user {name}"),
+                    &detail,
+                )?;
+                Ok(Outcome::SignedIn(session))
+            })
+        })
+        .await;
+    match outcome {
+        Ok(Outcome::SignedIn(session)) => {
+            tracing::info!(user = %user, "signed in to the web dashboard");
+            let tls = over_tls(&st, &headers);
+            let mut r = Redirect::to(&next).into_response();
+            let h = r.headers_mut();
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(SESSION_COOKIE, &session, "/", super::SESSION_TTL_MS / 1000, tls),
+            );
+            h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", "/login", 0, tls));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Ok(Outcome::Refused) => {
+            tracing::warn!(user = %user, "failed sign-in to the web dashboard");
+            login_page(
+                &st,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                &user,
+                &next,
+                "Wrong user name or password.",
+            )
+        }
+        Err(e) => super::failure(&st, None, &e),
+    }
+}
+
+/// `POST /logout` (CSRF-checked): ends the session and clears its cookie.
+pub async fn sign_out(
+    State(st): State<ApiState>,
+    who: Option<Principal>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let Some(who) = who else {
+        return Redirect::to("/login").into_response();
+    };
+    let given = form.ok().and_then(|Form(f)| f.csrf);
+    if who.check_csrf(given.as_deref()).is_err() {
+        return refusal(
+            &st,
+            StatusCode::FORBIDDEN,
+            Some(&who),
+            "Not signed out",
+            "The form carried no valid token (it may be from an old page). Reload the page and sign out again.",
+        );
+    }
+    if let Some(value) = cookie_in(&headers, SESSION_COOKIE).map(str::to_string) {
+        let actor = who.actor.clone();
+        let ended = st
+            .with_store(move |s| {
+                s.transaction(|c| {
+                    users::end_session(c, &value)?;
+                    let subject = format!("user {}", actor.strip_prefix("user:").unwrap_or(&actor));
+                    crate::audit::append(c, now_ms(), "web.logout", &actor, &subject, &json!({}))
+                })
+            })
+            .await;
+        if let Err(e) = ended {
+            return super::failure(&st, Some(&who), &e);
+        }
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", "/", 0, over_tls(&st, &headers)),
+    );
+    r
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie_in<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert!(local_path("/sensors/dewar-1.temp?from=-6h"));
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "",
+            "/\nx",
+        ] {
+            assert!(!local_path(bad), "{bad:?}");
+        }
+        assert_eq!(next_or_root(Some("//evil")), "/");
+    }
+
+    #[test]
+    fn another_sites_origin_is_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8470"));
+        assert!(!cross_site(&h, None), "no Origin: allowed (the token still applies)");
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8470"));
+        assert!(!cross_site(&h, None));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(cross_site(&h, None));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(cross_site(&h, None));
+        // Behind a proxy that does not pass Host on: the public URL or X-Forwarded-Host.
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://cw.lab.example.org"));
+        assert!(cross_site(&h, None));
+        assert!(!cross_site(&h, Some("https://CW.lab.example.org/")));
+        h.insert("x-forwarded-host", HeaderValue::from_static("cw.lab.example.org"));
+        assert!(!cross_site(&h, None));
+        h.remove(header::ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(cross_site(&h, Some("https://cw.lab.example.org")));
+    }
+
+    #[test]
+    fn cookies_are_http_only_strict_and_secure_behind_tls() {
+        let c = set_cookie("cw_session", "abc", "/", 60, true);
+        assert_eq!(
+            c,
+            "cw_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure"
+        );
+        let c = set_cookie("cw_session", "abc", "/", 60, false);
+        assert!(!c.to_str().unwrap_or("").contains("Secure"));
+    }
+}

@@ -1,0 +1,274 @@
+//! The web dashboard: server-rendered pages for people signed in with a user name and
+//! password (`cryowatch user add`).
+//!
+//! - [`login`]: `GET/POST /login`, `POST /logout`; sessions in an HttpOnly cookie
+//! - [`dashboard`]: `GET /` (a tile per asset, the open alarms with an acknowledge form),
+//!   and `GET /dashboard/live` (the same two parts, polled by the page's script)
+//! - [`ack`]: `POST /alarms/{id}/ack`, the acknowledge form
+//! - [`sensor`]: `GET /sensors/{id}`, a sensor's history chart with its thresholds and
+//!   excursions
+//! - [`history`]: `GET /alarms/history`, every alarm of a period: who acknowledged it,
+//!   when, how and with which comment
+//! - [`assets`]: `GET /assets/app.css` and `/assets/app.js`, compiled into the binary
+//!
+//! Nothing is loaded from another server (facility networks are often closed): the CSS
+//! and the script come from this binary, charts are inline SVG. A page asked for
+//! without a session redirects to `/login`. Forms sent with a session carry its CSRF
+//! token; the sign-in form, before there is a session, is protected by a double-submit
+//! cookie and by refusing another site's `Origin`. Acknowledgements go through the
+//! same request queue as the JSON API and the command line, recorded with the path
+//! `web`.
+
+pub mod ack;
+pub mod assets;
+pub mod dashboard;
+pub mod history;
+pub mod login;
+pub mod sensor;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use super::ApiState;
+use super::auth::Principal;
+use crate::config::Role;
+use crate::model::TimestampMs;
+
+/// How long a sign-in lasts.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard/live", get(dashboard::live))
+        .route("/alarms/{id}/ack", post(ack::acknowledge))
+        .route("/alarms/history", get(history::page))
+        .route("/sensors/{id}", get(sensor::page))
+        .route("/login", get(login::form).post(login::sign_in))
+        .route("/logout", post(login::sign_out))
+        .route("/assets/{name}", get(assets::serve))
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    crate::report::render::escape_html(s)
+}
+
+/// 303 to the sign-in page, coming back to `next` afterwards.
+pub fn to_login(next: &str) -> Response {
+    if next == "/" || !login::local_path(next) {
+        return Redirect::to("/login").into_response();
+    }
+    Redirect::to(&format!("/login?next={}", percent(next))).into_response()
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Which link of the navigation bar is the current page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Nav {
+    Dashboard,
+    History,
+    Other,
+}
+
+/// A whole page: the navigation bar (with the signed-in user and a sign-out button when
+/// `who` is set), then `body`.
+pub fn page(st: &ApiState, status: StatusCode, title: &str, who: Option<&Principal>, nav: Nav, body: &str) -> Response {
+    let site = esc(&st.config.site.name);
+    let mut bar = String::new();
+    if let Some(p) = who {
+        let link = |href: &str, text: &str, here: bool| {
+            let current = if here { " aria-current=\"page\"" } else { "" };
+            format!("<a href=\"{href}\"{current}>{text}</a>")
+        };
+        bar = format!(
+            "<nav>{}{}</nav><div class=\"who\"><span>{} · {}</span>\
+             <form method=\"post\" action=\"/logout\">{}<button type=\"submit\" class=\"link\">Sign out</button></form></div>",
+            link("/", "Dashboard", nav == Nav::Dashboard),
+            link("/alarms/history", "Alarm history", nav == Nav::History),
+            esc(p.actor.strip_prefix("user:").unwrap_or(&p.actor)),
+            p.role.as_str(),
+            csrf_field(p),
+        );
+    }
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\
+         <title>{t} · {site}</title><link rel=\"icon\" href=\"data:,\">\
+         <link rel=\"stylesheet\" href=\"{css}\"><script src=\"{js}\" defer></script></head>\
+         <body><header class=\"top\"><a class=\"brand\" href=\"/\">{site}<small>cryowatch</small></a>{bar}</header>\
+         <main>{body}</main></body></html>",
+        t = esc(title),
+        css = assets::url("app.css"),
+        js = assets::url("app.js"),
+    );
+    (status, secure_headers(), Html(html)).into_response()
+}
+
+/// Headers of every page: not cached, not framed, only this server's script and style.
+pub fn secure_headers() -> [(header::HeaderName, HeaderValue); 6] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ),
+        (
+            header::HeaderName::from_static("x-robots-tag"),
+            HeaderValue::from_static("noindex, nofollow"),
+        ),
+    ]
+}
+
+/// The hidden form field carrying the session's CSRF token (empty for token callers,
+/// who need none).
+pub fn csrf_field(who: &Principal) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(who.csrf.as_deref().unwrap_or(""))
+    )
+}
+
+/// A page saying why a request was refused, with a way back.
+pub fn refusal(st: &ApiState, status: StatusCode, who: Option<&Principal>, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p class=\"notice bad\">{}</p><p><a href=\"/\">Back to the dashboard</a></p>",
+        esc(title),
+        esc(text)
+    );
+    page(st, status, title, who, Nav::Other, &body)
+}
+
+/// The page for a store failure: logged, and the person told to try again.
+pub fn failure(st: &ApiState, who: Option<&Principal>, e: &super::ApiError) -> Response {
+    tracing::error!(error = %e, "web page failed");
+    refusal(
+        st,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        who,
+        "Try again",
+        "The monitoring record cannot be reached right now. Try again in a minute; to acknowledge an alarm \
+         meanwhile, reply to the SMS page or run `cryowatch ack` on the monitoring server.",
+    )
+}
+
+/// The 403 page when `who` lacks `role`; `None` when allowed.
+pub fn forbidden(st: &ApiState, who: &Principal, role: Role) -> Option<Response> {
+    who.require(role).err().map(|_| {
+        refusal(
+            st,
+            StatusCode::FORBIDDEN,
+            Some(who),
+            "Not allowed",
+            &format!(
+                "This needs the {} role; you are signed in as {}. Nothing was changed.",
+                role.as_str(),
+                who.role.as_str()
+            ),
+        )
+    })
+}
+
+/// `ms` as local time of the site, e.g. `2026-11-23 14:05:09 CET`.
+pub fn local_time(st: &ApiState, ms: TimestampMs) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t
+            .to_zoned(st.config.site.timezone.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// How long ago, for people: `8 s`, `4 min`, `3 h`, `2 d`.
+pub fn age(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..=89 => format!("{s} s"),
+        90..=5399 => format!("{} min", (s + 30) / 60),
+        5400..=172_799 => format!("{} h", (s + 1800) / 3600),
+        _ => format!("{} d", (s + 43_200) / 86_400),
+    }
+}
+
+/// The unit as people write it.
+pub fn unit(u: &str) -> &str {
+    match u {
+        "degC" | "C" | "celsius" => "°C",
+        "degF" | "F" => "°F",
+        "percent" | "pct" => "%",
+        other => other,
+    }
+}
+
+/// A value with as many decimals as a display needs.
+pub fn number(v: f64) -> String {
+    if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Whether the request reached us over TLS: directly, or through a proxy that says so.
+pub fn over_tls(st: &ApiState, headers: &HeaderMap) -> bool {
+    let public_https = st
+        .config
+        .sections
+        .api_public_url
+        .as_deref()
+        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https:"));
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+        || headers
+            .get(header::FORWARDED)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("proto=https"));
+    public_https || forwarded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_rounded_to_the_unit_people_read() {
+        assert_eq!(age(-5), "0 s");
+        assert_eq!(age(8_400), "8 s");
+        assert_eq!(age(89_000), "89 s");
+        assert_eq!(age(4 * 60_000), "4 min");
+        assert_eq!(age(3 * 3_600_000), "3 h");
+        assert_eq!(age(49 * 3_600_000), "2 d");
+    }
+
+    #[test]
+    fn next_pages_are_percent_encoded() {
+        assert_eq!(
+            percent("/sensors/dewar-1.temp?from=-6h"),
+            "/sensors/dewar-1.temp%3Ffrom%3D-6h"
+        );
+    }
+}
