@@ -162,33 +162,7 @@ fn percent_encode(s: &str) -> String {
 /// `GET path` on `127.0.0.1:port` with `Connection: close`: status and body, a chunked
 /// body decoded.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    use std::io::{Error, Read, Write};
-    let bad = |what: &str| Error::other(format!("GET {path}: {what}"));
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let end = find(&raw, b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
-    let body = &raw[end + 4..];
-    let chunked = head
-        .lines()
-        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
-    let body = if chunked {
-        decode_chunked(body).ok_or_else(|| bad("malformed chunked body"))?
-    } else {
-        body.to_vec()
-    };
-    Ok((status, body))
+    http_get_with(port, path, &[])
 }
 
 /// An HTTP/1.1 chunked body: `SIZE-IN-HEX[;ext]\r\nDATA\r\n` repeated, ended by size 0.
@@ -290,4 +264,45 @@ pub fn process_cpu() -> Duration {
             .and_then(|s| cpu_ticks_of(&s))
             .map_or(Duration::ZERO, ticks_to_duration)
     })
+}
+
+/// CPU time (user + system) used so far by process `pid` (all its threads), from
+/// `/proc/PID/stat`; zero when it cannot be read.
+pub fn pid_cpu(pid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| cpu_ticks_of(&s))
+        .map_or(Duration::ZERO, ticks_to_duration)
+}
+
+/// [`http_get`] with extra request headers (such as `("Authorization", "Bearer ...")`).
+pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Error, Read, Write};
+    let bad = |what: &str| Error::other(format!("GET {path}: {what}"));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let end = find(&raw, b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let body = &raw[end + 4..];
+    let chunked = head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    let body = if chunked {
+        decode_chunked(body).ok_or_else(|| bad("malformed chunked body"))?
+    } else {
+        body.to_vec()
+    };
+    Ok((status, body))
 }

@@ -70,27 +70,56 @@ async fn status_all(State(st): State<ApiState>, who: Principal) -> Response {
     let config = st.config.clone();
     match st.with_store(move |s| status::gather(&config, s, now_ms())).await {
         Ok(rows) => {
-            let assets: Vec<_> = st
+            let assets: Vec<AssetStatus> = st
                 .config
                 .assets
                 .iter()
                 .map(|a| {
-                    let mine: Vec<_> = rows.iter().filter(|r| r.asset == a.id).collect();
-                    let state = if mine.iter().any(|r| !r.alarms.is_empty()) {
+                    let sensors: Vec<&status::SensorStatus> = rows.iter().filter(|r| r.asset == a.id).collect();
+                    let state = if sensors.iter().any(|r| !r.alarms.is_empty()) {
                         "alarm"
-                    } else if mine.iter().any(|r| r.state != "ok") {
+                    } else if sensors.iter().any(|r| r.state != "ok") {
                         "warning"
                     } else {
                         "ok"
                     };
-                    json!({ "id": a.id, "name": a.name, "kind": a.kind, "location": a.location, "state": state, "sensors": mine })
+                    AssetStatus {
+                        id: &a.id,
+                        name: &a.name,
+                        kind: &a.kind,
+                        location: &a.location,
+                        state,
+                        sensors,
+                    }
                 })
                 .collect();
-            Json(json!({ "site": st.config.site.name, "time": crate::model::format_rfc3339(now_ms()), "assets": assets }))
-                .into_response()
+            Json(SiteStatus {
+                site: &st.config.site.name,
+                time: crate::model::format_rfc3339(now_ms()),
+                assets,
+            })
+            .into_response()
         }
         Err(e) => internal(e),
     }
+}
+
+/// `GET /api/v1/status`, serialized straight from the rows.
+#[derive(serde::Serialize)]
+struct SiteStatus<'a> {
+    site: &'a str,
+    time: String,
+    assets: Vec<AssetStatus<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct AssetStatus<'a> {
+    id: &'a str,
+    name: &'a str,
+    kind: &'a str,
+    location: &'a str,
+    state: &'static str,
+    sensors: Vec<&'a status::SensorStatus>,
 }
 
 async fn alarm_list(State(st): State<ApiState>, who: Principal, Query(q): Query<HashMap<String, String>>) -> Response {

@@ -180,11 +180,6 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
             if secret.is_none() && t.token.is_none() && t.token_env.is_none() && t.token_file.is_none() {
                 c.err(format!("{p}.token"), "missing: give token, token_env or token_file");
             }
-            if let Some(s) = &secret
-                && s.0.trim().len() < 16
-            {
-                c.err(format!("{p}.token"), "too short: a token needs at least 16 characters");
-            }
             if let (Some(role), Some(secret)) = (role, secret) {
                 api_tokens.push(crate::config::ApiToken {
                     id: t.id.clone(),

@@ -25,15 +25,22 @@ pub struct SensorStatus {
 }
 
 pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
+    store.snapshot(|store| gather_in(config, store, now))
+}
+
+fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
     let ids = store.sensors()?;
     let mut open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
     open.sort_by_key(|a| std::cmp::Reverse(crate::config::rules::Severity::parse(&a.severity)));
     let mut out = Vec::with_capacity(config.sensors.len());
-    for s in &config.sensors {
-        let (last, good) = match ids.get(&s.id) {
-            Some((id, _)) => store.latest(*id)?,
-            None => (None, None),
-        };
+    // One lookup per sensor, statements prepared once; -1 matches no reading.
+    let wanted: Vec<i64> = config
+        .sensors
+        .iter()
+        .map(|s| ids.get(&s.id).map_or(-1, |(id, _)| *id))
+        .collect();
+    let latest = store.latest_of(&wanted)?;
+    for (s, (last, good)) in config.sensors.iter().zip(latest) {
         let stale_after = crate::config::rules::stale_after(s, &config.devices, &config.ups).as_millis() as i64;
         let state = match (&last, &good) {
             (None, _) => "no_data".to_string(),

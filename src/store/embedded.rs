@@ -114,6 +114,9 @@ pub struct StoredReading {
     pub quality: Quality,
 }
 
+/// A sensor's newest reading and its newest good one.
+pub type Latest = (Option<StoredReading>, Option<StoredReading>);
+
 /// The newest millisecond written for one sensor and the (value bits, quality) stored in it.
 type SameMs = (TimestampMs, Vec<(Option<u64>, i64)>);
 
@@ -472,23 +475,45 @@ impl Store {
     }
 
     /// The newest reading of a sensor, and the newest good one.
-    pub fn latest(&self, sensor_id: i64) -> Result<(Option<StoredReading>, Option<StoredReading>), StoreError> {
+    pub fn latest(&self, sensor_id: i64) -> Result<Latest, StoreError> {
+        Ok(self.latest_of(&[sensor_id])?.pop().unwrap_or((None, None)))
+    }
+
+    /// [`Store::latest`] of many sensors, with the two statements prepared once (most
+    /// of a lookup's cost is getting the statement ready, not the index seek).
+    pub fn latest_of(&self, sensor_ids: &[i64]) -> Result<Vec<Latest>, StoreError> {
         self.sql(|c| {
             let read = |r: &rusqlite::Row| -> rusqlite::Result<StoredReading> {
                 let q: i64 = r.get(2)?;
                 Ok(StoredReading { time: r.get(0)?, value: r.get(1)?, quality: Quality::from_code(q).unwrap_or(Quality::CommError) })
             };
-            let last = c
-                .query_row("SELECT t, value, quality FROM reading WHERE sensor = ?1 ORDER BY t DESC, seq DESC LIMIT 1", [sensor_id], read)
-                .optional()?;
-            let good = match &last {
-                Some(l) if l.quality == Quality::Good => Some(l.clone()),
-                _ => c
-                    .query_row("SELECT t, value, quality FROM reading WHERE sensor = ?1 AND quality = 0 ORDER BY t DESC, seq DESC LIMIT 1", [sensor_id], read)
-                    .optional()?,
-            };
-            Ok((last, good))
+            let mut newest =
+                c.prepare_cached("SELECT t, value, quality FROM reading WHERE sensor = ?1 ORDER BY t DESC, seq DESC LIMIT 1")?;
+            let mut newest_good = c.prepare_cached(
+                "SELECT t, value, quality FROM reading WHERE sensor = ?1 AND quality = 0 ORDER BY t DESC, seq DESC LIMIT 1",
+            )?;
+            let mut out = Vec::with_capacity(sensor_ids.len());
+            for &id in sensor_ids {
+                let last = newest.query_row([id], read).optional()?;
+                let good = match &last {
+                    Some(l) if l.quality == Quality::Good => Some(l.clone()),
+                    _ => newest_good.query_row([id], read).optional()?,
+                };
+                out.push((last, good));
+            }
+            Ok(out)
         })
+    }
+
+    /// Runs `f` inside one read transaction: everything it reads comes from one snapshot
+    /// (and SQLite takes its read lock once, not once per query).
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.sql(|c| c.execute_batch("BEGIN"))?;
+        let out = f(self);
+        let end = self.sql(|c| c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" }));
+        let out = out?;
+        end?;
+        Ok(out)
     }
 
     /// Runs `f` on the connection (reads, or writes outside the readings path).
