@@ -244,6 +244,13 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let daemon = Daemon::start(&config)?;
     record_config(&config, &config_path, "config.loaded");
+    let watchdog = crate::service::spawn_watchdog(daemon.writer_stats.clone(), daemon.shutdown.clone());
+    crate::service::ready(&format!(
+        "running: {} sensors, {} devices, {} rules",
+        config.sensors.len(),
+        config.devices.len(),
+        config.rules.len()
+    ));
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
@@ -257,6 +264,10 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
             },
         }
     }
+    crate::service::stopping();
     daemon.stop().await;
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
     Ok(())
 }

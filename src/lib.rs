@@ -53,6 +53,7 @@
 //!   read by `/metrics`.
 //! - [`daemon`]: wiring of sources, store writer, dispatcher, InfluxDB sink and HTTP
 //!   API; the store's lock file; signals; ordered shutdown.
+//! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
 pub mod alarm;
@@ -64,6 +65,7 @@ pub mod demo;
 pub mod model;
 pub mod notify;
 pub mod report;
+pub mod service;
 pub mod sink;
 pub mod sources;
 pub mod store;
