@@ -235,33 +235,73 @@ fn record_config(config: &Config, path: &std::path::Path, kind: &str) {
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then shuts down cleanly. SIGHUP re-reads and checks the
-/// configuration; an invalid one is reported and the daemon keeps its current one.
+/// Runs until SIGTERM or SIGINT, then shuts down cleanly.
+///
+/// SIGHUP (`systemctl reload`) re-reads the configuration. A valid one is applied by
+/// stopping the pipeline (every reading received is committed first) and starting it
+/// again on the new configuration: alarm state, the outboxes and the MQTT session are in
+/// the store and the broker, so nothing is lost or forgotten. An invalid one is logged,
+/// recorded in the audit trail and raised as a warning condition in `status`, and the
+/// running configuration is kept. Both are audited.
 pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let daemon = Daemon::start(&config)?;
+    let mut config = config;
+    let mut daemon = Daemon::start(&config)?;
     record_config(&config, &config_path, "config.loaded");
-    let watchdog = crate::service::spawn_watchdog(daemon.writer_stats.clone(), daemon.shutdown.clone());
-    crate::service::ready(&format!(
-        "running: {} sensors, {} devices, {} rules",
-        config.sensors.len(),
-        config.devices.len(),
-        config.rules.len()
-    ));
+    let mut watchdog = crate::service::spawn_watchdog(daemon.writer_stats.clone(), daemon.shutdown.clone());
+    crate::service::ready(&running_status(&config));
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = hup.recv() => match crate::config::load(&config_path) {
-                Ok(_) => {
-                    record_config(&config, &config_path, "config.checked");
-                    tracing::warn!(file = %config_path.display(), "SIGHUP: configuration is valid; restart cryowatch to apply it (live reload is not supported yet)")
+            _ = hup.recv() => {
+                let new = crate::config::load(&config_path).map_err(|e| e.to_string()).and_then(|new| {
+                    if new.store.path == config.store.path {
+                        Ok(new)
+                    } else {
+                        Err(format!(
+                            "{}: store.path: cannot change while running ({} → {}); restart cryowatch for that",
+                            config_path.display(),
+                            config.store.path.display(),
+                            new.store.path.display()
+                        ))
+                    }
+                });
+                let new = match new {
+                    Ok(new) => new,
+                    Err(problems) => {
+                        tracing::error!(file = %config_path.display(), problems = %problems, "SIGHUP: configuration is invalid; keeping the running one");
+                        record_rejected(&config, &config_path, &problems);
+                        crate::service::status(&format!("running; configuration reload refused: {}", first_line(&problems)));
+                        continue;
+                    }
+                };
+                tracing::info!(file = %config_path.display(), "SIGHUP: configuration is valid; applying it");
+                crate::service::status("reloading the configuration");
+                daemon.stop().await;
+                if let Some(w) = watchdog.take() {
+                    let _ = w.await;
                 }
-                Err(e) => tracing::error!(file = %config_path.display(), problems = %e, "SIGHUP: configuration is invalid; keeping the running one"),
-            },
+                daemon = match Daemon::start(&new) {
+                    Ok(d) => {
+                        config = new;
+                        record_config(&config, &config_path, "config.reloaded");
+                        d
+                    }
+                    Err(e) => {
+                        let problems = format!("{e:#}");
+                        tracing::error!(problems = %problems, "the new configuration could not start; going back to the running one");
+                        let d = Daemon::start(&config)?;
+                        record_rejected(&config, &config_path, &problems);
+                        d
+                    }
+                };
+                watchdog = crate::service::spawn_watchdog(daemon.writer_stats.clone(), daemon.shutdown.clone());
+                crate::service::ready(&running_status(&config));
+            }
         }
     }
     crate::service::stopping();
@@ -270,4 +310,38 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         let _ = w.await;
     }
     Ok(())
+}
+
+fn running_status(config: &Config) -> String {
+    format!(
+        "running: {} sensors, {} devices, {} rules",
+        config.sensors.len(),
+        config.devices.len(),
+        config.rules.len()
+    )
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// Records a configuration that was refused on reload: in the audit trail, and as the
+/// warning condition `status` shows until a configuration is applied.
+fn record_rejected(config: &Config, path: &std::path::Path, problems: &str) {
+    let res = Store::open(&config.store.path).and_then(|mut store| {
+        store.transaction(|c| {
+            let now = now_ms();
+            let detail = serde_json::json!({ "file": path.display().to_string(), "problems": problems });
+            crate::audit::append(c, now, "config.rejected", "daemon", &path.display().to_string(), &detail)?;
+            let text = format!("{}\t{problems}", crate::model::format_rfc3339(now));
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('config.rejected', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [text],
+            )?;
+            Ok(())
+        })
+    });
+    if let Err(e) = res {
+        tracing::error!(error = %e, "could not record the refused configuration");
+    }
 }

@@ -63,6 +63,10 @@ pub fn record_load(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![KEY, text],
     )?;
+    if kind != "config.checked" {
+        // A configuration is in force again: a refused reload is no longer a condition.
+        c.execute("DELETE FROM meta WHERE key = 'config.rejected'", [])?;
+    }
     let detail = serde_json::json!({
         "file": path.display().to_string(),
         "sha256": sha,

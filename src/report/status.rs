@@ -133,14 +133,30 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
         })?
         .collect::<rusqlite::Result<Vec<_>>>()
     })?;
-    Ok(stuck
+    let rejected: Option<String> = store.with_conn(|c| {
+        use rusqlite::OptionalExtension;
+        c.query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'config.rejected'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+    })?;
+    let rejected = rejected.map(|text| {
+        let (at, problems) = text.split_once('\t').unwrap_or(("", text.as_str()));
+        format!(
+            "WARNING: the configuration reload at {at} was refused; still running on the previous one: {}",
+            problems.replace('\n', "; ")
+        )
+    });
+    Ok(rejected
         .into_iter()
-        .map(|(id, contact, channel, state, error, t)| {
+        .chain(stuck.into_iter().map(|(id, contact, channel, state, error, t)| {
             let what = if state == "failed" { "given up" } else { "retrying" };
             format!(
                 "CRITICAL: page {id} to {contact} (channel {channel}, queued {}) could not be delivered by any channel, {what}: {error}",
                 format_rfc3339(t)
             )
-        })
+        }))
         .collect())
 }
