@@ -163,6 +163,7 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
+        tasks.extend(crate::heartbeat::spawn(config, handle.stats.clone(), &shutdown));
         tasks.extend(
             crate::api::spawn_with(config, &shutdown, Some(telemetry.clone())).context("starting the HTTP API")?,
         );

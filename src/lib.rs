@@ -53,6 +53,8 @@
 //!   read by `/metrics`.
 //! - [`daemon`]: wiring of sources, store writer, dispatcher, InfluxDB sink and HTTP
 //!   API; the store's lock file; signals; ordered shutdown.
+//! - [`heartbeat`]: the daemon's own signs of life (retained MQTT status with a Last
+//!   Will, a dead-man URL pinged while the pipeline progresses).
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
@@ -62,6 +64,7 @@ pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod heartbeat;
 pub mod model;
 pub mod notify;
 pub mod report;

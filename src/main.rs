@@ -22,6 +22,10 @@ const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
     about = "Monitoring, alarming and records for cryostorage"
 )]
 struct Cli {
+    /// Log lines as text (colour only on a terminal) or as one JSON object per line
+    /// (for journald or a log shipper).
+    #[arg(long, global = true, env = "CRYOWATCH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -266,7 +270,7 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format == "json");
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::BadInput(msg)) => {
@@ -281,15 +285,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 fn load(path: &Path) -> Result<Config, Failure> {

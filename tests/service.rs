@@ -149,3 +149,35 @@ fn ready_and_watchdog_pings_stop_while_the_store_is_stalled() {
     let last = collect(&sock, Duration::from_millis(300));
     assert!(last.iter().any(|m| m.contains("STOPPING=1")), "{last:?}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_structured_fields() {
+    let site = Site::new(
+        "[site]\nname = \"json\"\n[store]\npath = \"{dir}/cryowatch.db\"\n[[asset]]\nid = \"d\"\nkind = \"ln2_dewar\"\n",
+    );
+    let log = site.path().join("json.log");
+    let file = std::fs::File::create(&log).expect("log");
+    let mut daemon = common::Proc::spawn(
+        "cryowatch run",
+        std::process::Command::new(env!("CARGO_BIN_EXE_cryowatch"))
+            .args(["--log-format", "json", "run", "-c", &site.config_str()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let running = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "cryowatch running")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(running["fields"]["site"], "json");
+    assert_eq!(running["level"], "INFO");
+    assert!(!text.contains('\u{1b}'), "no colour codes");
+}

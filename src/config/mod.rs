@@ -164,6 +164,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The optional InfluxDB v2 mirror.
     pub influx: Option<InfluxConfig>,
+    /// Signs of life of the daemon itself.
+    pub heartbeat: Option<HeartbeatConfig>,
     pub mqtt: Option<MqttConfig>,
     pub devices: Vec<ModbusDevice>,
     /// UPSes read through NUT's upsd.
@@ -220,6 +222,14 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// Ten years, the default retention of raw readings.
     pub const TEN_YEARS: Duration = Duration::from_secs(10 * 31_557_600);
+}
+
+/// `[heartbeat]`, checked.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub mqtt_topic: Option<String>,
+    pub url: Option<String>,
+    pub interval: Duration,
 }
 
 /// Timestamp precision of the points written to InfluxDB.

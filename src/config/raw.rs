@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub store: Option<Store>,
     pub influx: Option<Influx>,
     pub mqtt: Option<Mqtt>,
+    pub heartbeat: Option<Heartbeat>,
     pub api: Option<Api>,
     pub modbus: Option<Modbus>,
     #[serde(default)]
@@ -65,6 +66,18 @@ pub struct Store {
     pub seal_interval: Option<String>,
     /// How long after a block ends it is sealed (late readings after that reseal it).
     pub seal_grace: Option<String>,
+}
+
+/// `[heartbeat]`: signs of life for whoever watches the watcher.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Retained MQTT status topic (online / offline as Last Will); needs `[mqtt]`.
+    pub mqtt_topic: Option<String>,
+    /// URL fetched on every beat while the pipeline progresses (a dead-man service).
+    pub url: Option<String>,
+    /// How often (default 1m).
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

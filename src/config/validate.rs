@@ -230,6 +230,32 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
 
     let mqtt = raw.mqtt.as_ref().and_then(|m| mqtt_config(&mut c, m, base));
     let influx = raw.influx.as_ref().and_then(|i| influx_config(&mut c, i, base));
+    let heartbeat = raw.heartbeat.as_ref().map(|h| {
+        if let Some(t) = &h.mqtt_topic {
+            if t.trim().is_empty() || t.contains(['+', '#']) {
+                c.err(
+                    "heartbeat.mqtt_topic",
+                    format!("expected a topic without wildcards, found {t:?}"),
+                );
+            }
+            if raw.mqtt.is_none() {
+                c.err("heartbeat.mqtt_topic", "needs the [mqtt] section with the broker");
+            }
+        }
+        if let Some(u) = &h.url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            c.err(
+                "heartbeat.url",
+                format!("expected an http:// or https:// URL, found {u:?}"),
+            );
+        }
+        crate::config::HeartbeatConfig {
+            mqtt_topic: h.mqtt_topic.clone(),
+            url: h.url.clone(),
+            interval: c.positive_duration("heartbeat.interval", h.interval.as_deref(), Duration::from_secs(60)),
+        }
+    });
 
     let raw_devices = raw.modbus.as_ref().map(|m| m.device.as_slice()).unwrap_or_default();
     c.unique_ids("modbus.device", raw_devices.iter().map(|d| d.id.as_str()));
@@ -314,6 +340,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             site,
             store,
             influx,
+            heartbeat,
             mqtt,
             devices,
             ups,

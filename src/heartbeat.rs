@@ -1,0 +1,122 @@
+//! Signs of life for whoever watches the watcher (`[heartbeat]`).
+//!
+//! - MQTT: a connection of its own (client id `<mqtt.client_id>-heartbeat`) whose Last
+//!   Will is a retained `offline` on `mqtt_topic`; every beat publishes a retained
+//!   `online` with the time, and a clean stop publishes `stopped`. A dead daemon, host or
+//!   network shows as `offline` once the broker misses its keep-alive.
+//! - URL: fetched on every beat (a dead-man service such as healthchecks.io), but only
+//!   while the store writer keeps committing: a stuck pipeline stops the pings too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::model::{format_rfc3339, now_ms};
+use crate::store::writer::WriterStats;
+
+fn payload(state: &str, site: &str) -> String {
+    serde_json::json!({ "state": state, "site": site, "time": format_rfc3339(now_ms()), "pid": std::process::id() })
+        .to_string()
+}
+
+/// Starts the heartbeats configured; none when there is no `[heartbeat]`.
+pub fn spawn(config: &Config, stats: Arc<WriterStats>, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let Some(hb) = config.heartbeat.clone() else {
+        return Vec::new();
+    };
+    let mut tasks = Vec::new();
+    if let (Some(topic), Some(mqtt)) = (hb.mqtt_topic.clone(), config.mqtt.clone()) {
+        let site = config.site.name.clone();
+        let shutdown = shutdown.clone();
+        let interval = hb.interval;
+        tasks.push(tokio::spawn(async move {
+            let mut o = MqttOptions::new(format!("{}-heartbeat", mqtt.client_id), mqtt.host.clone(), mqtt.port);
+            o.set_keep_alive(mqtt.keep_alive);
+            o.set_clean_session(true);
+            o.set_last_will(LastWill::new(&topic, payload("offline", &site), QoS::AtLeastOnce, true));
+            if let Some(user) = &mqtt.username {
+                o.set_credentials(
+                    user.clone(),
+                    mqtt.password.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+                );
+            }
+            if mqtt.tls {
+                tracing::warn!("heartbeat over mqtts:// is not supported yet; the MQTT heartbeat is off");
+                return;
+            }
+            let (client, mut events) = AsyncClient::new(o, 16);
+            let mut beat = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = beat.tick() => {
+                        let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site));
+                    }
+                    e = events.poll() => match e {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            tracing::info!(topic = %topic, "heartbeat connected to the broker");
+                            let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "heartbeat: broker connection lost; retrying");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    },
+                }
+            }
+            // A clean stop is not a failure: say so, then leave without the Last Will.
+            let _ = client
+                .publish(&topic, QoS::AtLeastOnce, true, payload("stopped", &site))
+                .await;
+            let _ = client.disconnect().await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while tokio::time::Instant::now() < deadline {
+                match tokio::time::timeout_at(deadline, events.poll()).await {
+                    Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }));
+    }
+    if let Some(url) = hb.url.clone() {
+        let shutdown = shutdown.clone();
+        let interval = hb.interval;
+        tasks.push(tokio::spawn(async move {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "heartbeat URL client cannot be built");
+                    return;
+                }
+            };
+            let mut last = stats.transactions.load(Ordering::Relaxed);
+            let mut beat = tokio::time::interval(interval);
+            beat.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = beat.tick() => {}
+                }
+                let now = stats.transactions.load(Ordering::Relaxed);
+                if now == last {
+                    tracing::error!("heartbeat URL not pinged: the store writer committed nothing since the last beat");
+                    continue;
+                }
+                last = now;
+                match client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(status = r.status().as_u16(), "heartbeat URL answered with an error"),
+                    Err(e) => tracing::warn!(error = %e, "heartbeat URL unreachable"),
+                }
+            }
+        }));
+    }
+    tasks
+}

@@ -1,0 +1,109 @@
+//! The daemon's own signs of life against a real Mosquitto and a local HTTP endpoint:
+//! a retained `online` while it runs, the Last Will `offline` after a `kill -9`, `stopped`
+//! after a clean stop; the heartbeat URL fetched on every beat.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::mosquitto::Mosquitto;
+use common::{Site, wait_for};
+
+const TOPIC: &str = "lab/cryowatch/status";
+
+/// The retained message on TOPIC, if any (mosquitto_sub returns it at once).
+fn retained(broker: &Mosquitto) -> Option<String> {
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            TOPIC,
+            "-C",
+            "1",
+            "-W",
+            "2",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// A tiny HTTP endpoint counting the GETs it answers.
+fn endpoint() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut s = stream;
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap_or(0);
+            if String::from_utf8_lossy(&buf[..n]).starts_with("GET /ping") {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn online_while_running_offline_after_kill_9_stopped_after_a_clean_stop_and_the_url_pinged() {
+    let broker = Mosquitto::start();
+    let (port, hits) = endpoint();
+    let site = Site::new(&format!(
+        r#"[site]
+name = "heartbeat lab"
+[store]
+path = "{{dir}}/cryowatch.db"
+[mqtt]
+url = "{url}"
+client_id = "hb-test"
+keep_alive = "2s"
+[heartbeat]
+mqtt_topic = "{TOPIC}"
+url = "http://127.0.0.1:{port}/ping"
+interval = "500ms"
+[[asset]]
+id = "d"
+kind = "ln2_dewar"
+"#,
+        url = broker.url()
+    ));
+    let mut daemon = site.start_daemon();
+    let online = wait_for(Duration::from_secs(15), "online", || {
+        retained(&broker).filter(|m| m.contains("\"online\""))
+    });
+    assert!(online.contains("heartbeat lab"), "{online}");
+    wait_for(Duration::from_secs(10), "the URL pinged on every beat", || {
+        (hits.load(Ordering::Relaxed) >= 3).then_some(())
+    });
+
+    daemon.signal("KILL");
+    let _ = daemon.wait_exit(Duration::from_secs(5));
+    // The broker publishes the Last Will once 1.5 keep-alives pass without a word.
+    wait_for(Duration::from_secs(15), "the Last Will", || {
+        retained(&broker).filter(|m| m.contains("\"offline\""))
+    });
+    let pinged = hits.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hits.load(Ordering::Relaxed), pinged, "a dead daemon pings nothing");
+
+    let again = site.start_daemon();
+    wait_for(Duration::from_secs(15), "online again", || {
+        retained(&broker).filter(|m| m.contains("\"online\""))
+    });
+    site.stop_daemon(again);
+    let last = retained(&broker).unwrap_or_default();
+    assert!(last.contains("\"stopped\""), "a clean stop says so: {last}");
+}
