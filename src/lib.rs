@@ -55,6 +55,7 @@
 //!   API; the store's lock file; signals; ordered shutdown.
 //! - [`heartbeat`]: the daemon's own signs of life (retained MQTT status with a Last
 //!   Will, a dead-man URL pinged while the pipeline progresses).
+//! - [`standby`]: a second machine that takes over when the primary's heartbeat stops.
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
@@ -71,6 +72,7 @@ pub mod report;
 pub mod service;
 pub mod sink;
 pub mod sources;
+pub mod standby;
 pub mod store;
 pub mod telemetry;
 pub mod timearg;

@@ -123,6 +123,12 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// On a second machine: watch the primary's heartbeat ([standby]) and, when it goes
+    /// silent, page that the monitor is down and take over until the primary is back.
+    Standby {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// People who sign in to the web dashboard.
     User {
         #[command(subcommand)]
@@ -803,6 +809,17 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Influx { action } => influx(action),
         Command::Audit { action } => audit(action),
+        Command::Standby { config } => {
+            let cfg = load(&config)?;
+            if cfg.standby.is_none() {
+                return Err(Failure::BadInput(format!(
+                    "{}: no [standby] section: give primary_topic (the primary's [heartbeat] mqtt_topic)",
+                    config.display()
+                )));
+            }
+            runtime()?.block_on(cryowatch::standby::run(cfg))?;
+            Ok(())
+        }
         Command::User {
             action: UserAction::Add { config, name, role },
         } => user_add(&config, &name, &role),

@@ -23,27 +23,7 @@ fn config(sim: &CryoSim, with_level: bool, threshold: f64) -> String {
 name = "reload lab"
 [store]
 path = "{{dir}}/cryowatch.db"
-[[modbus.device]]
-id = "ctrl"
-transport = "tcp"
-address = "{modbus}"
-unit = 1
-poll_interval = "250ms"
-timeout = "500ms"
-[[asset]]
-id = "dewar-1"
-kind = "ln2_dewar"
-[[sensor]]
-id = "dewar-1.temp"
-asset = "dewar-1"
-quantity = "temperature"
-unit = "degC"
-[sensor.modbus]
-device = "ctrl"
-register = "input"
-address = 0
-type = "f32"
-{level}[[rule]]
+{dewar}{level}[[rule]]
 id = "dewar-warm"
 sensor = "dewar-1.temp"
 kind = "high"
@@ -51,7 +31,7 @@ threshold = {threshold}
 hysteresis = 0.5
 severity = "critical"
 "#,
-        modbus = sim.modbus
+        dewar = sim.dewar_toml()
     )
 }
 

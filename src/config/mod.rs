@@ -166,6 +166,8 @@ pub struct Config {
     pub influx: Option<InfluxConfig>,
     /// Signs of life of the daemon itself.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// What `cryowatch standby` watches.
+    pub standby: Option<StandbyConfig>,
     pub mqtt: Option<MqttConfig>,
     pub devices: Vec<ModbusDevice>,
     /// UPSes read through NUT's upsd.
@@ -222,6 +224,15 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// Ten years, the default retention of raw readings.
     pub const TEN_YEARS: Duration = Duration::from_secs(10 * 31_557_600);
+}
+
+/// `[standby]`, checked.
+#[derive(Debug, Clone)]
+pub struct StandbyConfig {
+    pub primary_topic: String,
+    pub silent_after: Duration,
+    /// Contact ids.
+    pub notify: Vec<String>,
 }
 
 /// `[heartbeat]`, checked.

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub influx: Option<Influx>,
     pub mqtt: Option<Mqtt>,
     pub heartbeat: Option<Heartbeat>,
+    pub standby: Option<Standby>,
     pub api: Option<Api>,
     pub modbus: Option<Modbus>,
     #[serde(default)]
@@ -66,6 +67,19 @@ pub struct Store {
     pub seal_interval: Option<String>,
     /// How long after a block ends it is sealed (late readings after that reseal it).
     pub seal_grace: Option<String>,
+}
+
+/// `[standby]`: for `cryowatch standby` on a second machine.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Standby {
+    /// The primary's `[heartbeat] mqtt_topic`.
+    pub primary_topic: String,
+    /// How long without a fresh `online` before the primary counts as down (default 3m).
+    pub silent_after: Option<String>,
+    /// Contacts told that the monitor is down (and back).
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 /// `[heartbeat]`: signs of life for whoever watches the watcher.

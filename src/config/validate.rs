@@ -256,6 +256,43 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             interval: c.positive_duration("heartbeat.interval", h.interval.as_deref(), Duration::from_secs(60)),
         }
     });
+    let standby = raw.standby.as_ref().map(|s| {
+        if s.primary_topic.trim().is_empty() || s.primary_topic.contains(['+', '#']) {
+            c.err(
+                "standby.primary_topic",
+                format!(
+                    "expected the primary's heartbeat topic, without wildcards; found {:?}",
+                    s.primary_topic
+                ),
+            );
+        }
+        if raw.mqtt.is_none() {
+            c.err(
+                "standby",
+                "needs the [mqtt] section with the broker the primary's heartbeat goes to",
+            );
+        }
+        if heartbeat.as_ref().and_then(|h| h.mqtt_topic.as_deref()) == Some(s.primary_topic.as_str()) {
+            c.err(
+                "standby.primary_topic",
+                "is this machine's own [heartbeat] mqtt_topic: give the standby its own",
+            );
+        }
+        for (i, n) in s.notify.iter().enumerate() {
+            if !raw.contact.iter().any(|k| &k.id == n) {
+                c.err(format!("standby.notify[{i}]"), format!("unknown contact {n:?}"));
+            }
+        }
+        crate::config::StandbyConfig {
+            primary_topic: s.primary_topic.clone(),
+            silent_after: c.positive_duration(
+                "standby.silent_after",
+                s.silent_after.as_deref(),
+                Duration::from_secs(180),
+            ),
+            notify: s.notify.clone(),
+        }
+    });
 
     let raw_devices = raw.modbus.as_ref().map(|m| m.device.as_slice()).unwrap_or_default();
     c.unique_ids("modbus.device", raw_devices.iter().map(|d| d.id.as_str()));
@@ -341,6 +378,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             store,
             influx,
             heartbeat,
+            standby,
             mqtt,
             devices,
             ups,

@@ -380,6 +380,39 @@ impl Dispatcher {
     }
 
     fn test_page_at(&mut self, contact: &str, now: TimestampMs, cycle: TimestampMs) -> Result<Vec<i64>, String> {
+        let subject = format!("TEST page from cryowatch ({})", self.cfg.site.name);
+        let sms = message::gsm7(&format!(
+            "TEST cryowatch {}: alarm path test, no action needed.",
+            self.cfg.site.name
+        ));
+        let name = self
+            .cfg
+            .notify
+            .contact(contact)
+            .or_else(|| self.cfg.notify.contacts.iter().find(|c| c.name == contact))
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        let body = format!(
+            "This is a test of the cryowatch alarm path for {name}.\nNo action is needed. Sent at {}.\n",
+            crate::model::format_rfc3339(now)
+        );
+        self.notice(contact, "test", cycle, &subject, &body, &sms, now)
+    }
+
+    /// Queues a message that belongs to no alarm (a test page, "the monitor is down") to
+    /// `contact` (id or name) on every channel that reaches them, fallbacks included.
+    /// Unique per (kind, cycle, contact, channel): queuing it again is a no-op.
+    #[allow(clippy::too_many_arguments)]
+    pub fn notice(
+        &mut self,
+        contact: &str,
+        kind: &str,
+        cycle: TimestampMs,
+        subject: &str,
+        body: &str,
+        sms: &str,
+        now: TimestampMs,
+    ) -> Result<Vec<i64>, String> {
         let c = self
             .cfg
             .notify
@@ -387,35 +420,25 @@ impl Dispatcher {
             .or_else(|| self.cfg.notify.contacts.iter().find(|c| c.name == contact))
             .ok_or_else(|| format!("unknown contact {contact:?} (give its id or its name)"))?
             .clone();
-        // Every channel that reaches the contact, fallbacks included: a test proves each.
         let channels = self.reaching(&c);
         if channels.is_empty() {
             return Err(format!("no channel can reach contact {contact:?}"));
         }
-        let subject = format!("TEST page from cryowatch ({})", self.cfg.site.name);
-        let body = format!(
-            "This is a test of the cryowatch alarm path for {}.\nNo action is needed. Sent at {}.\n",
-            c.name,
-            crate::model::format_rfc3339(now)
-        );
-        let sms = message::gsm7(&format!(
-            "TEST cryowatch {}: alarm path test, no action needed.",
-            self.cfg.site.name
-        ));
+        let sms = message::gsm7(sms);
         self.store
             .transaction(|tx| {
                 let mut ids = Vec::new();
                 for ch in &channels {
                     let n = NewNotification {
                         alarm: None,
-                        kind: "test".into(),
+                        kind: kind.into(),
                         cycle,
                         round: 0,
                         step: 0,
                         contact: c.id.clone(),
                         channel: ch.clone(),
-                        subject: subject.clone(),
-                        body: body.clone(),
+                        subject: subject.into(),
+                        body: body.into(),
                         sms: sms.clone(),
                     };
                     ids.extend(outbox::enqueue(tx, &n, now)?);

@@ -94,6 +94,38 @@ impl CryoSim {
         }
     }
 
+    /// The configuration of the simulated dewar as one Modbus device `ctrl` (polled every
+    /// 250 ms) with its temperature sensor `dewar-1.temp` on asset `dewar-1`, for tests
+    /// that need a real polled sensor and nothing special about it.
+    #[allow(dead_code)]
+    pub fn dewar_toml(&self) -> String {
+        format!(
+            r#"[[modbus.device]]
+id = "ctrl"
+transport = "tcp"
+address = "{modbus}"
+unit = 1
+poll_interval = "250ms"
+timeout = "500ms"
+[[asset]]
+id = "dewar-1"
+name = "Dewar 1"
+kind = "ln2_dewar"
+[[sensor]]
+id = "dewar-1.temp"
+asset = "dewar-1"
+quantity = "temperature"
+unit = "degC"
+[sensor.modbus]
+device = "ctrl"
+register = "input"
+address = 0
+type = "f32"
+"#,
+            modbus = self.modbus
+        )
+    }
+
     /// Sends one control command and returns the answer line.
     pub fn command(&self, line: &str) -> String {
         control_command(self.control, "cryosim", line)
