@@ -107,3 +107,56 @@ kind = "ln2_dewar"
     let last = retained(&broker).unwrap_or_default();
     assert!(last.contains("\"stopped\""), "a clean stop says so: {last}");
 }
+
+/// The daily "all OK" page: once a day at its time, through the normal channels, and
+/// not again after a restart the same day.
+#[test]
+fn the_daily_all_ok_page_goes_out_once_a_day() {
+    let dir = tempfile::tempdir().expect("dir");
+    let smtp = common::smtp::SmtpServer::start(dir.path());
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let at = now.strftime("%H:%M").to_string();
+    let site = Site::new(&format!(
+        r#"[site]
+name = "keepalive lab"
+timezone = "UTC"
+[store]
+path = "{{dir}}/cryowatch.db"
+[heartbeat]
+all_ok_at = "{at}"
+all_ok_to = ["alice"]
+[[asset]]
+id = "d"
+kind = "ln2_dewar"
+[[contact]]
+id = "alice"
+name = "Alice"
+email = "alice@example.org"
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "cryowatch <cryowatch@example.org>"
+"#,
+        port = smtp.port
+    ));
+    let daemon = site.start_daemon();
+    let mails = smtp.wait_messages(1, Duration::from_secs(20));
+    let subject = mails[0].header("Subject").unwrap_or_default().to_string();
+    assert!(
+        subject.contains("keepalive lab") && subject.contains("all OK"),
+        "{subject}"
+    );
+    assert!(
+        mails[0].body.contains("if it does not, the monitor itself has failed"),
+        "{}",
+        mails[0].body
+    );
+    site.stop_daemon(daemon);
+    let again = site.start_daemon();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(smtp.messages().len(), 1, "once a day, restarts included");
+    site.stop_daemon(again);
+}

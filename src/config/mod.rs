@@ -241,6 +241,8 @@ pub struct HeartbeatConfig {
     pub mqtt_topic: Option<String>,
     pub url: Option<String>,
     pub interval: Duration,
+    /// The daily "all OK" page: time of day (site zone) and contact ids.
+    pub all_ok: Option<(jiff::civil::Time, Vec<String>)>,
 }
 
 /// Timestamp precision of the points written to InfluxDB.

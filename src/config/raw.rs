@@ -92,6 +92,11 @@ pub struct Heartbeat {
     pub url: Option<String>,
     /// How often (default 1m).
     pub interval: Option<String>,
+    /// A daily "all OK" page at this time of day (site time zone, "08:00") ...
+    pub all_ok_at: Option<String>,
+    /// ... to these contacts: its absence tells them the monitor is dead.
+    #[serde(default)]
+    pub all_ok_to: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

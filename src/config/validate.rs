@@ -250,7 +250,39 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
                 format!("expected an http:// or https:// URL, found {u:?}"),
             );
         }
+        let all_ok = match (&h.all_ok_at, h.all_ok_to.is_empty()) {
+            (None, true) => None,
+            (None, false) => {
+                c.err(
+                    "heartbeat.all_ok_at",
+                    "missing: the time of day for the all-OK page, e.g. \"08:00\"",
+                );
+                None
+            }
+            (Some(_), true) => {
+                c.err("heartbeat.all_ok_to", "missing: the contacts who get the all-OK page");
+                None
+            }
+            (Some(t), false) => {
+                for (i, n) in h.all_ok_to.iter().enumerate() {
+                    if !raw.contact.iter().any(|k| &k.id == n) {
+                        c.err(format!("heartbeat.all_ok_to[{i}]"), format!("unknown contact {n:?}"));
+                    }
+                }
+                match t.parse::<jiff::civil::Time>() {
+                    Ok(time) => Some((time, h.all_ok_to.clone())),
+                    Err(_) => {
+                        c.err(
+                            "heartbeat.all_ok_at",
+                            format!("expected a time of day like \"08:00\", found {t:?}"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
         crate::config::HeartbeatConfig {
+            all_ok,
             mqtt_topic: h.mqtt_topic.clone(),
             url: h.url.clone(),
             interval: c.positive_duration("heartbeat.interval", h.interval.as_deref(), Duration::from_secs(60)),

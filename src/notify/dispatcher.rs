@@ -374,6 +374,59 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Queues the daily "all OK" page (`[heartbeat] all_ok_at`/`all_ok_to`) once per day,
+    /// within an hour of its time, with what the monitor sees: its absence is the alarm.
+    pub fn daily_all_ok(&mut self, now: TimestampMs) -> Result<(), StoreError> {
+        let Some((time, contacts)) = self.cfg.heartbeat.as_ref().and_then(|h| h.all_ok.clone()) else {
+            return Ok(());
+        };
+        let window = crate::config::rules::Window::Daily {
+            time,
+            duration: std::time::Duration::from_secs(3600),
+        };
+        let Some(day) = crate::alarm::suppress::open_since(&window, &self.tz, now) else {
+            return Ok(());
+        };
+        let done = self.store.with_conn(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'all_ok' AND cycle = ?1)",
+                [day],
+                |r| r.get::<_, bool>(0),
+            )
+        })?;
+        if done {
+            return Ok(());
+        }
+        let rows = crate::report::status::gather(&self.cfg, &self.store, now)?;
+        let ok = rows.iter().filter(|r| r.state == "ok").count();
+        let open = self
+            .store
+            .with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?
+            .len();
+        let verdict = if ok == rows.len() && open == 0 {
+            "all OK"
+        } else {
+            "running, with problems"
+        };
+        let subject = format!("cryowatch {}: {verdict}", self.cfg.site.name);
+        let mut body = format!(
+            "{subject}\n\nThe monitor is running at {}: {ok} of {} sensors reporting normally, {open} open alarms.\n",
+            crate::model::format_rfc3339(now),
+            rows.len()
+        );
+        for r in rows.iter().filter(|r| r.state != "ok") {
+            body.push_str(&format!("- {}: {}\n", r.sensor, r.state));
+        }
+        body.push_str("\nThis page comes every day; if it does not, the monitor itself has failed.\n");
+        let sms = format!("{subject} ({ok}/{} sensors ok, {open} alarms)", rows.len());
+        for contact in &contacts {
+            if let Err(e) = self.notice(contact, "all_ok", day, &subject, &body, &sms, now) {
+                tracing::error!(contact = %contact, error = %e, "the daily all-OK page cannot be queued");
+            }
+        }
+        Ok(())
+    }
+
     /// Queues a test page to `contact` on every channel that reaches it.
     pub fn test_page(&mut self, contact: &str, now: TimestampMs) -> Result<Vec<i64>, String> {
         self.test_page_at(contact, now, now)
@@ -667,6 +720,9 @@ impl Dispatcher {
             let now = now_ms();
             if let Err(e) = self.scheduled_tests(now) {
                 tracing::error!(error = %e, "planning scheduled test pages failed; retrying");
+            }
+            if let Err(e) = self.daily_all_ok(now) {
+                tracing::error!(error = %e, "planning the daily all-OK page failed; retrying");
             }
             if let Err(e) = self.plan(now) {
                 tracing::error!(error = %e, "planning notifications failed; retrying");
