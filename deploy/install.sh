@@ -13,7 +13,7 @@ bin="$root/target/release/cryowatch"
 [[ $(id -u) -eq 0 ]] || { echo "install.sh: run as root" >&2; exit 1; }
 
 id cryowatch >/dev/null 2>&1 || useradd --system --home-dir /var/lib/cryowatch --shell /usr/sbin/nologin cryowatch
-install -m 0755 "$bin" /usr/local/bin/cryowatch
+install -m 0755 "$bin" /usr/bin/cryowatch
 install -d -m 0750 -o root -g cryowatch /etc/cryowatch
 if [[ ! -e /etc/cryowatch/cryowatch.toml ]]; then
     install -m 0640 -o root -g cryowatch "$root/config/cryowatch.example.toml" /etc/cryowatch/cryowatch.toml
@@ -23,7 +23,7 @@ install -d -m 0755 /usr/share/doc/cryowatch
 install -m 0644 "$root/README.md" /usr/share/doc/cryowatch/README.md
 install -m 0644 "$root/systemd/cryowatch.service" /etc/systemd/system/cryowatch.service
 systemctl daemon-reload
-if /usr/local/bin/cryowatch check -c /etc/cryowatch/cryowatch.toml; then
+if /usr/bin/cryowatch check -c /etc/cryowatch/cryowatch.toml; then
     systemctl enable --now cryowatch
     echo "install.sh: cryowatch is running; journalctl -u cryowatch -f" >&2
 else

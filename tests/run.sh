@@ -56,4 +56,9 @@ if [[ "$have" != "$wanted" ]]; then
 fi
 
 command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+# The package test (tests/package.rs) builds the .deb with cargo-deb.
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "tests/run.sh: installing cargo-deb" >&2
+    cargo install --quiet --locked cargo-deb --version 3.8.0
+fi
 exec cargo test --workspace "$@"

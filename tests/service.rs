@@ -49,7 +49,7 @@ fn the_unit_file_verifies_and_is_hardened() {
     let copy = dir.path().join("cryowatch.service");
     std::fs::write(
         &copy,
-        text.replace("/usr/local/bin/cryowatch", env!("CARGO_BIN_EXE_cryowatch")),
+        text.replace("/usr/bin/cryowatch", env!("CARGO_BIN_EXE_cryowatch")),
     )
     .expect("copy");
     let out = std::process::Command::new("systemd-analyze")
