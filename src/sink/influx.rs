@@ -103,9 +103,10 @@ pub fn reading_point(t: &SensorTags, r: &Queued, precision: Precision) -> Option
 /// An alarm transition as a `cryo_alarm` point. `asset` and `unit` come from the
 /// configuration (empty when the sensor is no longer configured).
 pub fn alarm_point(site: &str, asset: &str, unit: &str, e: &QueuedEvent, precision: Precision) -> Option<DataPoint> {
-    let sensor = e.sensor.as_deref().unwrap_or("");
-    let severity = e.severity.as_deref().unwrap_or("");
-    let rule = e.rule.as_deref().unwrap_or("");
+    let ev = &e.event;
+    let sensor = ev.sensor.as_deref().unwrap_or("");
+    let severity = ev.severity.as_deref().unwrap_or("");
+    let rule = ev.rule.as_deref().unwrap_or("");
     let mut b = tags(
         DataPoint::builder(ALARM),
         &[
@@ -114,37 +115,37 @@ pub fn alarm_point(site: &str, asset: &str, unit: &str, e: &QueuedEvent, precisi
             ("sensor", sensor),
             ("rule", rule),
             ("severity", severity),
-            ("event", &e.kind),
+            ("event", &ev.kind),
         ],
     );
-    if let Some(id) = e.alarm {
+    if let Some(id) = ev.alarm {
         b = b.field("alarm", id);
     }
-    if let Some(v) = e.value.filter(|v| v.is_finite()) {
+    if let Some(v) = ev.value.filter(|v| v.is_finite()) {
         b = b.field("value", v);
     }
-    let mut text = format!("{} {}", severity.to_uppercase(), e.kind);
+    let mut text = format!("{} {}", severity.to_uppercase(), ev.kind);
     if !sensor.is_empty() {
         text.push_str(&format!(": {sensor}"));
     }
-    if let Some(v) = e.value.filter(|v| v.is_finite()) {
+    if let Some(v) = ev.value.filter(|v| v.is_finite()) {
         text.push_str(&format!(" {v} {unit}"));
     }
     if !rule.is_empty() {
         text.push_str(&format!(" (rule {rule})"));
     }
-    if !e.actor.is_empty() && e.actor != "cryowatch" {
-        text.push_str(&format!(" by {}", e.actor));
+    if !ev.actor.is_empty() && ev.actor != "cryowatch" {
+        text.push_str(&format!(" by {}", ev.actor));
     }
-    if !e.comment.is_empty() {
-        text.push_str(&format!(": {}", e.comment));
+    if !ev.comment.is_empty() {
+        text.push_str(&format!(": {}", ev.comment));
     }
     // Two transitions in one millisecond stay apart in nanosecond precision.
-    b.field("state", e.state.as_str())
-        .field("actor", e.actor.as_str())
-        .field("comment", e.comment.as_str())
+    b.field("state", ev.state.as_str())
+        .field("actor", ev.actor.as_str())
+        .field("comment", ev.comment.as_str())
         .field("text", text.trim())
-        .timestamp(timestamp(e.t, e.id % 1_000_000, precision))
+        .timestamp(timestamp(ev.t, e.id % 1_000_000, precision))
         .build()
         .ok()
 }
@@ -365,16 +366,18 @@ mod tests {
     fn an_alarm_transition_carries_a_readable_text() {
         let e = QueuedEvent {
             id: 7,
-            t: 10,
-            alarm: Some(3),
-            rule: Some("dewar-1-warm".into()),
-            sensor: Some("dewar-1.temp".into()),
-            kind: "acknowledged".into(),
-            state: "acknowledged".into(),
-            severity: Some("critical".into()),
-            value: Some(-140.5),
-            actor: "alice".into(),
-            comment: "lid \"closed\"".into(),
+            event: crate::store::alarms::EventRow {
+                t: 10,
+                alarm: Some(3),
+                rule: Some("dewar-1-warm".into()),
+                sensor: Some("dewar-1.temp".into()),
+                kind: "acknowledged".into(),
+                state: "acknowledged".into(),
+                severity: Some("critical".into()),
+                value: Some(-140.5),
+                actor: "alice".into(),
+                comment: "lid \"closed\"".into(),
+            },
         };
         let got = line(&alarm_point("Lab", "dewar-1", "degC", &e, Precision::Nanoseconds).expect("point"));
         assert!(got.starts_with("cryo_alarm,asset=dewar-1,event=acknowledged,rule=dewar-1-warm,sensor=dewar-1.temp,severity=critical,site=Lab "), "{got}");

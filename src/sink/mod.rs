@@ -217,7 +217,7 @@ impl Sink {
         let points: Vec<_> = batch
             .iter()
             .filter_map(|e| {
-                let tags = e.sensor.as_deref().and_then(|s| SensorTags::of(&self.config, s));
+                let tags = e.event.sensor.as_deref().and_then(|s| SensorTags::of(&self.config, s));
                 let (asset, unit) = tags.map(|t| (t.asset, t.unit)).unwrap_or_default();
                 influx::alarm_point(&site, &asset, &unit, e, precision)
             })

@@ -374,27 +374,31 @@ pub fn query_alarms(c: &Connection, open_only: bool, id: Option<i64>) -> rusqlit
     .collect()
 }
 
+/// The columns of an alarm transition, in the order [`event_from`] reads them.
+pub(crate) const EVENT_COLUMNS: &str = "t, alarm, rule, sensor, kind, state, severity, value, actor, comment";
+
+/// An alarm transition from a row whose columns `first..` are [`EVENT_COLUMNS`].
+pub(crate) fn event_from(r: &rusqlite::Row, first: usize) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        t: r.get(first)?,
+        alarm: r.get(first + 1)?,
+        rule: r.get(first + 2)?,
+        sensor: r.get(first + 3)?,
+        kind: r.get(first + 4)?,
+        state: r.get(first + 5)?,
+        severity: r.get(first + 6)?,
+        value: r.get(first + 7)?,
+        actor: r.get(first + 8)?,
+        comment: r.get(first + 9)?,
+    })
+}
+
 /// Transitions in order, of one alarm or of all.
 pub fn query_events(c: &Connection, alarm: Option<i64>) -> rusqlite::Result<Vec<EventRow>> {
-    let mut st = c.prepare(
-        "SELECT t, alarm, rule, sensor, kind, state, severity, value, actor, comment FROM alarm_event
-         WHERE ?1 IS NULL OR alarm = ?1 ORDER BY id",
-    )?;
-    st.query_map([alarm], |r| {
-        Ok(EventRow {
-            t: r.get(0)?,
-            alarm: r.get(1)?,
-            rule: r.get(2)?,
-            sensor: r.get(3)?,
-            kind: r.get(4)?,
-            state: r.get(5)?,
-            severity: r.get(6)?,
-            value: r.get(7)?,
-            actor: r.get(8)?,
-            comment: r.get(9)?,
-        })
-    })?
-    .collect()
+    let mut st = c.prepare(&format!(
+        "SELECT {EVENT_COLUMNS} FROM alarm_event WHERE ?1 IS NULL OR alarm = ?1 ORDER BY id"
+    ))?;
+    st.query_map([alarm], |r| event_from(r, 0))?.collect()
 }
 
 /// Requests not answered yet, oldest first.

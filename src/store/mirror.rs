@@ -158,42 +158,24 @@ pub fn next_readings(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Queue
     .collect()
 }
 
-/// An alarm transition to mirror.
+/// An alarm transition to mirror, with its id (the stream's position).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedEvent {
     pub id: i64,
-    pub t: TimestampMs,
-    pub alarm: Option<i64>,
-    pub rule: Option<String>,
-    pub sensor: Option<String>,
-    pub kind: String,
-    pub state: String,
-    pub severity: Option<String>,
-    pub value: Option<f64>,
-    pub actor: String,
-    pub comment: String,
+    pub event: super::alarms::EventRow,
 }
 
 /// Up to `limit` alarm transitions after the cursor, in order.
 pub fn next_events(c: &Connection, limit: usize) -> rusqlite::Result<Vec<QueuedEvent>> {
     let after = cursor(c, Stream::AlarmEvents)?;
-    let mut st = c.prepare_cached(
-        "SELECT id, t, alarm, rule, sensor, kind, state, severity, value, actor, comment
-         FROM alarm_event WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT id, {} FROM alarm_event WHERE id > ?1 ORDER BY id LIMIT ?2",
+        super::alarms::EVENT_COLUMNS
+    ))?;
     st.query_map(params![after, limit as i64], |r| {
         Ok(QueuedEvent {
             id: r.get(0)?,
-            t: r.get(1)?,
-            alarm: r.get(2)?,
-            rule: r.get(3)?,
-            sensor: r.get(4)?,
-            kind: r.get(5)?,
-            state: r.get(6)?,
-            severity: r.get(7)?,
-            value: r.get(8)?,
-            actor: r.get(9)?,
-            comment: r.get(10)?,
+            event: super::alarms::event_from(r, 1)?,
         })
     })?
     .collect()
