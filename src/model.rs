@@ -93,6 +93,18 @@ pub fn now_ms() -> TimestampMs {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// A unit as people write it on a page or a report: `degC` → `°C`, `percent` → `%`;
+/// anything else as configured.
+pub fn unit_symbol(unit: &str) -> &str {
+    match unit {
+        "degC" | "C" | "celsius" => "°C",
+        "degF" | "F" => "°F",
+        "K" | "kelvin" => "K",
+        "percent" | "pct" => "%",
+        other => other,
+    }
+}
+
 /// Formats a timestamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T08:00:00.123Z`.
 pub fn format_rfc3339(ms: TimestampMs) -> String {
     match jiff::Timestamp::from_millisecond(ms) {

@@ -280,7 +280,7 @@ fn title(cfg: &Config, a: &AlarmRow) -> String {
     format!("Alarm {}: {}", a.id, asset_name(cfg, a))
 }
 
-fn asset_name<'a>(cfg: &'a Config, a: &'a AlarmRow) -> &'a str {
+pub(crate) fn asset_name<'a>(cfg: &'a Config, a: &'a AlarmRow) -> &'a str {
     cfg.assets
         .iter()
         .find(|x| x.id == a.asset)

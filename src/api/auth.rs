@@ -85,15 +85,14 @@ impl Principal {
 }
 
 /// Equality that takes the same time wherever the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let (x, y) = (Sha256::digest(a), Sha256::digest(b));
     x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -128,7 +127,7 @@ async fn identify(parts: &Parts, state: &ApiState) -> Result<Option<Principal>, 
             None => Err(AuthError::Unauthenticated.into_response()),
         };
     }
-    let Some(value) = cookie(parts, SESSION_COOKIE).map(str::to_string) else {
+    let Some(value) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_string) else {
         return Ok(None);
     };
     let found = state

@@ -536,17 +536,6 @@ fn fmt_duration(ms: i64) -> String {
     }
 }
 
-/// The unit as people write it.
-fn unit_label(unit: &str) -> String {
-    match unit {
-        "degC" | "celsius" | "C" => "°C".into(),
-        "degF" => "°F".into(),
-        "K" | "kelvin" => "K".into(),
-        "percent" | "pct" => "%".into(),
-        u => u.to_string(),
-    }
-}
-
 /// The report as blocks for the PDF and HTML renderers.
 pub fn document(r: &AssetReport) -> Document {
     let tz = &r.tz;
@@ -578,7 +567,7 @@ pub fn document(r: &AssetReport) -> Document {
         },
     });
     for s in &r.sensors {
-        let unit = unit_label(&s.unit);
+        let unit = crate::model::unit_symbol(&s.unit).to_string();
         blocks.push(Block::Heading(format!("{} ({}, {unit})", s.id, s.quantity)));
         blocks.push(Block::Chart(Chart {
             title: format!("{} {}", s.id, s.quantity),

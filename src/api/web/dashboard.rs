@@ -12,10 +12,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Nav, age, csrf_field, esc, local_time, number, to_login, unit};
+use super::{Nav, age, csrf_field, esc, local_time, number, to_login};
 use crate::api::auth::Principal;
 use crate::api::{ApiError, ApiState};
 use crate::config::Role;
+use crate::model::unit_symbol;
 use crate::model::{Quality, TimestampMs, now_ms};
 use crate::report::status::{self, SensorStatus};
 use crate::store::alarms::{self, AlarmRow};
@@ -132,7 +133,7 @@ fn tiles(st: &ApiState, b: &Board) -> String {
                 .iter()
                 .find(|c| c.id == s.sensor)
                 .map_or("", |c| c.quantity.as_str());
-            let u = unit(&s.unit);
+            let u = unit_symbol(&s.unit);
             let value = match s.value {
                 Some(v) => format!("{} {}", number(v), esc(u)),
                 None => "—".to_string(),
@@ -185,16 +186,7 @@ fn tiles(st: &ApiState, b: &Board) -> String {
 
 fn alarm_item(st: &ApiState, who: &Principal, a: &AlarmRow, now: TimestampMs) -> String {
     let cfg = &st.config;
-    let asset = cfg
-        .assets
-        .iter()
-        .find(|x| x.id == a.asset)
-        .map_or(a.asset.as_str(), |x| x.name.as_str());
-    let u = cfg
-        .sensors
-        .iter()
-        .find(|s| s.id == a.sensor)
-        .map_or("", |s| unit(&s.unit));
+    let (asset, u) = super::alarm_labels(cfg, a);
     let mut h = format!(
         "<article class=\"alarm sev-{sev} is-{state}\" id=\"alarm-{id}\" data-state=\"{state}\">\
          <h3><span class=\"sev\">{sev_up}</span> {asset} · <a href=\"/sensors/{sensor}\">{sensor}</a></h3>\

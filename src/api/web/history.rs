@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{Nav, esc, local_time, number, refusal, to_login, unit};
+use super::{Nav, esc, local_time, number, refusal, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
 use crate::model::now_ms;
@@ -88,16 +88,7 @@ pub async fn page(
              <th>At</th><th>Path</th><th>Comment</th><th>Cleared</th></tr></thead><tbody>",
         );
         for a in rows.iter().take(MAX_ROWS) {
-            let asset = cfg
-                .assets
-                .iter()
-                .find(|x| x.id == a.asset)
-                .map_or(a.asset.as_str(), |x| x.name.as_str());
-            let u = cfg
-                .sensors
-                .iter()
-                .find(|s| s.id == a.sensor)
-                .map_or("", |s| unit(&s.unit));
+            let (asset, u) = super::alarm_labels(cfg, a);
             let opt_time = |t: Option<i64>| t.map_or_else(|| "—".to_string(), |t| esc(&local_time(&st, t)));
             let _ = write!(
                 h,

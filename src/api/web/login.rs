@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{Nav, esc, over_tls, page, refusal};
 use crate::api::ApiState;
-use crate::api::auth::{Principal, SESSION_COOKIE};
+use crate::api::auth::{Principal, SESSION_COOKIE, cookie, same};
 use crate::model::now_ms;
 use crate::store::users;
 
@@ -162,11 +162,6 @@ fn cross_site(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     origin == "null" || origin_host.is_empty() || !ours.iter().flatten().any(|h| *h == origin_host)
 }
 
-/// Constant-time equality of two tokens.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 enum Outcome {
     SignedIn(String),
     Refused,
@@ -202,7 +197,7 @@ pub async fn sign_in(
             "This sign-in came from another site and was refused. Sign in here.",
         );
     }
-    if !cookie_in(&headers, LOGIN_COOKIE).is_some_and(|c| !c.is_empty() && same(c, &f.login_token)) {
+    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| !c.is_empty() && same(c.as_bytes(), f.login_token.as_bytes())) {
         return login_page(
             &st,
             &headers,
@@ -316,7 +311,7 @@ pub async fn sign_out(
             "The form carried no valid token (it may be from an old page). Reload the page and sign out again.",
         );
     }
-    if let Some(value) = cookie_in(&headers, SESSION_COOKIE).map(str::to_string) {
+    if let Some(value) = cookie(&headers, SESSION_COOKIE).map(str::to_string) {
         let actor = who.actor.clone();
         let ended = st
             .with_store(move |s| {
@@ -337,18 +332,6 @@ pub async fn sign_out(
         set_cookie(SESSION_COOKIE, "", "/", 0, over_tls(&st, &headers)),
     );
     r
-}
-
-/// The value of cookie `name` in the request's Cookie headers.
-fn cookie_in<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

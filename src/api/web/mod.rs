@@ -212,14 +212,14 @@ pub fn age(ms: i64) -> String {
     }
 }
 
-/// The unit as people write it.
-pub fn unit(u: &str) -> &str {
-    match u {
-        "degC" | "C" | "celsius" => "°C",
-        "degF" | "F" => "°F",
-        "percent" | "pct" => "%",
-        other => other,
-    }
+/// An alarm's asset as people call it and its sensor's unit symbol.
+pub fn alarm_labels<'a>(cfg: &'a crate::config::Config, a: &'a crate::store::alarms::AlarmRow) -> (&'a str, &'a str) {
+    let unit = cfg
+        .sensors
+        .iter()
+        .find(|s| s.id == a.sensor)
+        .map_or("", |s| crate::model::unit_symbol(&s.unit));
+    (super::ack::asset_name(cfg, a), unit)
 }
 
 /// A value with as many decimals as a display needs.

@@ -11,10 +11,11 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use rusqlite::params;
 
-use super::{Nav, age, esc, local_time, number, refusal, to_login, unit};
+use super::{Nav, age, esc, local_time, number, refusal, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
 use crate::config::rules::{Condition, stale_after};
+use crate::model::unit_symbol;
 use crate::model::{Quality, TimestampMs, now_ms};
 use crate::report::render::{Block, Chart, Document, render_html};
 use crate::store::alarms::{AlarmRow, query_alarms};
@@ -159,7 +160,7 @@ fn render(st: &ApiState, si: usize, from: TimestampMs, to: TimestampMs, now: Tim
     let cfg = &st.config;
     let sensor = &cfg.sensors[si];
     let asset = cfg.assets.get(sensor.asset);
-    let u = unit(&sensor.unit);
+    let u = unit_symbol(&sensor.unit);
     let rules: Vec<_> = cfg.rules.iter().filter(|r| r.sensor == si && r.raises).collect();
     let thresholds: Vec<(String, f64)> = rules
         .iter()
