@@ -83,6 +83,28 @@ impl ApiState {
         self
     }
 
+    /// Queues request `kind` with `args` for the daemon's alarm engine and, in the same
+    /// transaction, records it in the audit trail as `audit_kind` by `actor`; returns
+    /// the request's id (its answer comes through [`ack::wait_answer`]).
+    pub async fn queue_request(
+        &self,
+        kind: &'static str,
+        args: serde_json::Value,
+        audit_kind: String,
+        actor: String,
+        subject: String,
+    ) -> Result<i64, ApiError> {
+        self.with_store(move |s| {
+            s.transaction(|c| {
+                let now = crate::model::now_ms();
+                let id = crate::store::alarms::insert_request(c, kind, &args, now)?;
+                crate::audit::append(c, now, &audit_kind, &actor, &subject, &args)?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
     /// Runs `f` on the store on the blocking pool.
     pub async fn with_store<T, F>(&self, f: F) -> Result<T, ApiError>
     where

@@ -180,8 +180,19 @@ fn person(who: &Principal, by: Option<&str>) -> Option<String> {
 
 const NAME_THE_PERSON: &str = "by: name the person (a token is not a person)";
 
-fn csrf_header(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-csrf-token").and_then(|v| v.to_str().ok())
+/// The parsed body of a change, once the CSRF token a session caller must send (in the
+/// body, as `csrf_of` finds it, or the X-CSRF-Token header) is checked; the 4xx otherwise.
+fn accept<T>(
+    who: &Principal,
+    headers: &HeaderMap,
+    body: Result<Json<T>, JsonRejection>,
+    csrf_of: impl Fn(&T) -> Option<&str>,
+) -> Result<T, Box<Response>> {
+    let Json(body) = body.map_err(|e| Box::new(error(e.status(), format!("body: {}", e.body_text()))))?;
+    let header = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    who.check_csrf(csrf_of(&body).or(header))
+        .map_err(|e| Box::new(e.into_response()))?;
+    Ok(body)
 }
 
 /// Queues `kind` with `args` for the engine, audited with the caller, and waits for the answer.
@@ -192,15 +203,8 @@ async fn submit(
     args: serde_json::Value,
     subject: String,
 ) -> Response {
-    let actor = who.actor.clone();
     let queued = st
-        .with_store(move |s| {
-            s.transaction(|c| {
-                let id = alarms::insert_request(c, kind, &args, now_ms())?;
-                crate::audit::append(c, now_ms(), &format!("api.{kind}"), &actor, &subject, &args)?;
-                Ok(id)
-            })
-        })
+        .queue_request(kind, args, format!("api.{kind}"), who.actor.clone(), subject)
         .await;
     let id = match queued {
         Ok(id) => id,
@@ -237,13 +241,10 @@ async fn ack(
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::NOT_FOUND, format!("no alarm {id:?}"));
     };
-    let Json(body) = match body {
+    let body = match accept(&who, &headers, body, |b| b.csrf.as_deref()) {
         Ok(b) => b,
-        Err(e) => return error(e.status(), format!("body: {}", e.body_text())),
+        Err(r) => return *r,
     };
-    if let Err(e) = who.check_csrf(body.csrf.as_deref().or(csrf_header(&headers))) {
-        return e.into_response();
-    }
     if body.comment.chars().count() > super::ack::MAX_COMMENT {
         return error(StatusCode::BAD_REQUEST, "comment: too long");
     }
@@ -264,13 +265,10 @@ async fn shelve(
     if let Err(e) = who.require(Role::Operator) {
         return e.into_response();
     }
-    let Json(body) = match body {
+    let body = match accept(&who, &headers, body, |b| b.csrf.as_deref()) {
         Ok(b) => b,
-        Err(e) => return error(e.status(), format!("body: {}", e.body_text())),
+        Err(r) => return *r,
     };
-    if let Err(e) = who.check_csrf(body.csrf.as_deref().or(csrf_header(&headers))) {
-        return e.into_response();
-    }
     if !st.config.sensors.iter().any(|s| s.id == sensor) {
         return error(StatusCode::NOT_FOUND, format!("unknown sensor {sensor:?}"));
     }

@@ -16,8 +16,6 @@ use super::{refusal, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
 use crate::config::Role;
-use crate::model::now_ms;
-use crate::store::alarms;
 
 #[derive(Debug, Deserialize)]
 pub struct AckForm {
@@ -78,16 +76,8 @@ pub async fn acknowledge(
     }
     let by = who.actor.strip_prefix("user:").unwrap_or(&who.actor).to_string();
     let args = json!({ "alarm": id, "by": by, "comment": comment, "path": "web" });
-    let actor = who.actor.clone();
     let queued = st
-        .with_store(move |s| {
-            s.transaction(|c| {
-                let now = now_ms();
-                let request = alarms::insert_request(c, "ack", &args, now)?;
-                crate::audit::append(c, now, "web.ack", &actor, &format!("alarm {id}"), &args)?;
-                Ok(request)
-            })
-        })
+        .queue_request("ack", args, "web.ack".into(), who.actor.clone(), format!("alarm {id}"))
         .await;
     let request = match queued {
         Ok(r) => r,
