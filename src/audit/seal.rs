@@ -100,6 +100,13 @@ pub struct Sealed {
     pub more: bool,
 }
 
+/// The newest block boundary that lies `grace_ms` in the past: readings before it are
+/// due to be sealed.
+pub fn horizon(now: TimestampMs, interval_ms: i64, grace_ms: i64) -> TimestampMs {
+    let interval = interval_ms.max(1);
+    (now - grace_ms).div_euclid(interval) * interval
+}
+
 /// The longest block sealed at once: catching up after days down, or sealing years of
 /// history the first time, goes an hour at a time, so neither the seal nor a later
 /// reseal of one block holds the writer for long.
@@ -110,7 +117,7 @@ const MAX_BLOCK: i64 = 3_600_000;
 /// first block runs from the epoch to the interval holding the oldest reading.
 pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i64) -> rusqlite::Result<Option<Sealed>> {
     let interval = interval_ms.max(1);
-    let horizon = (now - grace_ms).div_euclid(interval) * interval;
+    let horizon = horizon(now, interval, grace_ms);
     let from = sealed_until(c)?;
     if horizon <= from {
         return Ok(None);

@@ -268,6 +268,10 @@ impl Store {
         interval_ms: i64,
         grace_ms: i64,
     ) -> Result<Option<crate::audit::seal::Sealed>, StoreError> {
+        // Known to be sealed up to the horizon: no transaction just to find that out.
+        if self.sealed_until > 0 && crate::audit::seal::horizon(now, interval_ms, grace_ms) <= self.sealed_until {
+            return Ok(None);
+        }
         let sealed = self.transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms))?;
         if let Some(s) = &sealed {
             self.sealed_until = s.to;

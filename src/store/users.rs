@@ -138,13 +138,6 @@ pub fn verify_password(hash: Option<&str>, password: &str) -> bool {
     ok && hash.is_some()
 }
 
-/// The user's role when `password` is theirs ([`stored_hash`] then [`verify_password`]).
-pub fn check_password(c: &Connection, name: &str, password: &str) -> rusqlite::Result<Option<Role>> {
-    let stored = stored_hash(c, name)?;
-    let ok = verify_password(stored.as_ref().map(|(h, _)| h.as_str()), password);
-    Ok(stored.filter(|_| ok).map(|(_, r)| r))
-}
-
 fn digest(value: &str) -> String {
     crate::audit::hex(&Sha256::digest(value.as_bytes()))
 }
@@ -199,6 +192,13 @@ mod tests {
         c.execute_batch(MIGRATION).expect("schema");
         c.execute_batch(crate::audit::MIGRATION).expect("audit");
         c
+    }
+
+    /// The role `password` signs `name` in with, the way the sign-in page checks it.
+    fn check_password(c: &Connection, name: &str, password: &str) -> rusqlite::Result<Option<Role>> {
+        let stored = stored_hash(c, name)?;
+        let ok = verify_password(stored.as_ref().map(|(h, _)| h.as_str()), password);
+        Ok(stored.filter(|_| ok).map(|(_, r)| r))
     }
 
     #[test]
