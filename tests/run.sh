@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
-# Mosquitto, socat, mbpoll, sqlite3, NUT, VictoriaMetrics (apt) and pymodbus,
-# aiosmtpd, pyserial (pip, in .venv at the repository root), Chromium (apt) and
-# playwright-core (npm, in tests/browser) for the browser test.
+# Mosquitto, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
+# wrk (apt); pymodbus, aiosmtpd, pyserial (pip, in .venv at the repository root);
+# playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo).
+# Without arguments it also checks formatting and lints first, as CI does.
 #
-#   bash tests/run.sh                 # everything
-#   bash tests/run.sh --test mqtt     # extra arguments go to `cargo test`
+#   bash tests/run.sh                 # everything: fmt --check, clippy, every test
+#   bash tests/run.sh --test mqtt     # extra arguments go to `cargo test` (no lint pass)
 #
 # Safe to run again: installed packages are not fetched twice.
 set -euo pipefail
@@ -60,5 +61,12 @@ command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Ru
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-deb" >&2
     cargo install --quiet --locked cargo-deb --version 3.8.0
+fi
+if (($# == 0)); then
+    if command -v rustup >/dev/null 2>&1; then
+        rustup component add rustfmt clippy >/dev/null 2>&1 || true
+    fi
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
 fi
 exec cargo test --workspace "$@"
