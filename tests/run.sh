@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
-# wrk (apt); pymodbus, aiosmtpd, pyserial (pip, in .venv at the repository root);
+# wrk, faketime (apt); pymodbus, aiosmtpd, pyserial (pip, in .venv at the repository root);
 # playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo).
 # Without arguments it also checks formatting and lints first, as CI does.
 #
@@ -13,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core)
+apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
