@@ -472,9 +472,11 @@ fn written_rule(
         c.err(format!("{p}.escalation"), format!("unknown escalation {e:?}"));
     }
     let (sensor, severity, condition) = (sensor?, severity?, condition?);
+    // An all/any rule without `sensor` holds index 0 until its children are known;
+    // there may be no sensor at all.
     let on_battery_point = matches!(
-        &inp.sensors[sensor].source,
-        SensorSource::Ups(u) if u.variable == "on_battery"
+        inp.sensors.get(sensor).map(|s| &s.source),
+        Some(SensorSource::Ups(u)) if u.variable == "on_battery"
     ) && !combo;
     let power_incident = match r.incident.as_deref() {
         Some(v) => c.one_of(&format!("{p}.incident"), v, &["power"]).is_some(),
@@ -641,4 +643,28 @@ pub(super) fn parse_weekday(d: &str) -> Option<jiff::civil::Weekday> {
         "Sun" => Sunday,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found by fuzzing (fuzz/fuzz_targets/config_load.rs): an `all` rule without
+    /// `sensor` in a file without sensors made `check` panic instead of listing problems.
+    #[test]
+    fn an_all_rule_in_a_file_without_sensors_is_a_problem_not_a_panic() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("cryowatch.toml");
+        std::fs::write(
+            &file,
+            "[site]\nname = \"lab\"\n\n[store]\npath = \"cw.db\"\n\n\
+             [[rule]]\nid = \"both\"\nkind = \"all\"\nof = [\"a\", \"b\"]\n",
+        )
+        .expect("write the configuration");
+        let problems = crate::config::load(&file).expect_err("the file is refused").problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "rule[0].of[0]" && p.message.contains("unknown rule")),
+            "{problems:?}"
+        );
+    }
 }

@@ -85,14 +85,14 @@ impl Checker {
                 Ok(_) => {
                     self.err(
                         format!("{path}.{name}_env"),
-                        format!("environment variable {var} is empty"),
+                        format!("environment variable {var:?} is empty"),
                     );
                     None
                 }
                 Err(_) => {
                     self.err(
                         format!("{path}.{name}_env"),
-                        format!("environment variable {var} is not set"),
+                        format!("environment variable {var:?} is not set"),
                     );
                     None
                 }
@@ -105,14 +105,14 @@ impl Checker {
                 Ok(_) => {
                     self.err(
                         format!("{path}.{name}_file"),
-                        format!("secret file {} is empty", p.display()),
+                        format!("secret file {:?} is empty", p.display().to_string()),
                     );
                     None
                 }
                 Err(e) => {
                     self.err(
                         format!("{path}.{name}_file"),
-                        format!("cannot read secret file {}: {e}", p.display()),
+                        format!("cannot read secret file {:?}: {e}", p.display().to_string()),
                     );
                     None
                 }
@@ -936,4 +936,29 @@ pub fn check_topic_filter(topic: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found by fuzzing (fuzz/fuzz_targets/config_edit.rs): a variable name holding a
+    /// line break made a problem span two lines of `check`'s one-line-per-problem output.
+    #[test]
+    fn a_secret_variable_name_with_a_line_break_is_reported_on_one_line() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("cryowatch.toml");
+        std::fs::write(
+            &file,
+            "[site]\nname = \"lab\"\n\n[store]\npath = \"cw.db\"\n\n[mqtt]\n\
+             url = \"mqtt://127.0.0.1:1883\"\nclient_id = \"cw\"\npassword_env = \"NO\\nSUCH\"\n",
+        )
+        .expect("write the configuration");
+        let problems = crate::config::load(&file).expect_err("the file is refused").problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "mqtt.password_env" && p.message == r#"environment variable "NO\nSUCH" is not set"#),
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| !p.to_string().contains('\n')), "{problems:?}");
+    }
 }

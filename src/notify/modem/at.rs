@@ -176,6 +176,8 @@ pub struct AtPort<S> {
     io: S,
     buf: Vec<u8>,
     state: LineState,
+    /// The last line ended with a CR that was the last byte read: its LF may follow.
+    lf_owed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
@@ -184,6 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
             io,
             buf: Vec::new(),
             state: LineState::InSync,
+            lf_owed: false,
         }
     }
 
@@ -365,10 +368,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
     fn take_line(&mut self, raw: bool) -> Option<Vec<u8>> {
         if raw {
             // A header's CRLF may have been split across reads: its LF is still here.
-            let from = usize::from(self.buf.first() == Some(&b'\n'));
+            // Any other leading LF belongs to the text.
+            let from = usize::from(self.lf_owed && self.buf.first() == Some(&b'\n'));
             let end = self.buf[from..].windows(2).position(|w| w == b"\r\n")? + from;
             let line = self.buf[from..end].to_vec();
             self.buf.drain(..end + 2);
+            self.lf_owed = false;
             return Some(line);
         }
         let Some(start) = self.buf.iter().position(|b| !matches!(b, b'\r' | b'\n')) else {
@@ -379,6 +384,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
         let end = self.buf.iter().position(|b| matches!(b, b'\r' | b'\n'))?;
         let line = self.buf[..end].to_vec();
         let skip = if self.buf[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        self.lf_owed = self.buf[end] == b'\r' && end + 1 == self.buf.len();
         self.buf.drain(..end + skip);
         Some(line)
     }

@@ -71,7 +71,12 @@ pub fn decode_point(words: &[u16], p: &ModbusPoint) -> (Option<f64>, Quality) {
     if !raw.is_finite() || p.fault_values.contains(&raw) {
         return (None, Quality::SensorFault);
     }
-    (Some(scaled(raw, p.scale, p.offset)), Quality::Good)
+    let value = scaled(raw, p.scale, p.offset);
+    // Beyond f64's range after scaling (a huge raw value or scale): no usable reading.
+    if !value.is_finite() {
+        return (None, Quality::SensorFault);
+    }
+    (Some(value), Quality::Good)
 }
 
 /// Decodes a single bit (coil or discrete input).
@@ -195,6 +200,20 @@ mod tests {
     fn a_nan_float_is_a_sensor_fault() {
         let p = point(DataType::F32, vec![]);
         assert_eq!(decode_point(&[0x7FC0, 0x0000], &p), (None, Quality::SensorFault));
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/modbus_decode.rs): a finite raw value that
+    /// overflows when scaled was stored as an infinite `good` reading.
+    #[test]
+    fn a_value_that_overflows_when_scaled_is_a_sensor_fault() {
+        let mut p = point(DataType::F32, vec![]);
+        p.byte_order = ByteOrder::Badc;
+        p.scale = -1.3238703117368209e306;
+        p.offset = -1.4604099973797001e-263;
+        assert_eq!(decode_point(&[0x7eef, 0xffff], &p), (None, Quality::SensorFault));
+        p.data_type = DataType::U64;
+        p.scale = 1e300;
+        assert_eq!(decode_point(&[0xffff; 4], &p), (None, Quality::SensorFault));
     }
 
     #[test]

@@ -81,9 +81,11 @@ pub fn parse(point: &MqttPoint, payload: &[u8], json: Option<&Value>) -> Result<
                 Value::String(s) => match s.trim().parse::<f64>() {
                     Ok(v) if v.is_finite() => (Some(v), Quality::Good),
                     _ => {
+                        // As JSON, like every other value: a line break in the text
+                        // stays an escape, so the log line stays one line.
                         return Err(PayloadError::WrongType {
                             path: path.join("."),
-                            found: shorten(s),
+                            found: shorten(&found.to_string()),
                         });
                     }
                 },
@@ -265,6 +267,15 @@ mod tests {
             parse(&missing, br#"{"x":"#, None),
             Err(PayloadError::NotJson(_))
         ));
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/mqtt_payload.rs): a string value holding a
+    /// line break was logged as two lines.
+    #[test]
+    fn a_string_that_is_not_a_number_is_reported_on_one_line() {
+        let p = point(PayloadFormat::Json, Some("v"), None);
+        let err = parse(&p, br#"{"v":"\nu1615"}"#, None).expect_err("not a number");
+        assert_eq!(err.to_string(), r#"value at json_path "v" is not a number: "\nu1615""#);
     }
 
     #[test]

@@ -146,6 +146,29 @@ async fn cmgl_text_that_reads_ok_is_text_not_the_final_code() {
     assert_eq!(texts, [(1, "OK"), (2, "")]);
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/sms_ack.rs): a text starting with LF lost that
+/// LF when its header's CRLF arrived in one read, and kept it when the CRLF was split.
+#[tokio::test]
+async fn a_text_starting_with_lf_reads_the_same_however_the_line_cuts_it() {
+    let header: &[u8] = b"\r\n+CMGL: 2,\"REC UNREAD\",\"+1556\",,\"t\"\r";
+    let rest: &[u8] = b"\n\nACK 3\r\n\r\nOK\r\n";
+    for split in [false, true] {
+        let (mut port, mut modem) = pair();
+        let task = tokio::spawn(async move { port.command("AT+CMGL=\"REC UNREAD\"", T).await });
+        expect(&mut modem, b"AT+CMGL=\"REC UNREAD\"\r").await;
+        if split {
+            modem.write_all(header).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            modem.write_all(rest).await.unwrap();
+        } else {
+            modem.write_all(&[header, rest].concat()).await.unwrap();
+        }
+        let got = parse_cmgl(&task.await.unwrap().unwrap());
+        let texts: Vec<&str> = got.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["\nACK 3"], "split: {split}");
+    }
+}
+
 #[tokio::test]
 async fn a_message_is_written_after_the_prompt_and_its_reference_returned() {
     let (mut port, mut modem) = pair();
