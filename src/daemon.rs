@@ -146,8 +146,12 @@ impl Daemon {
             .map_err(|e| tracing::error!(error = %e, "no installation tag for mail Message-IDs"))
             .ok();
         let channels = crate::notify::channels::build(&config.notify, tag.as_deref());
-        let dispatcher =
-            Dispatcher::new(Arc::new(config.clone()), dispatch_store, channels.senders).with_modems(channels.modems);
+        let condition = crate::store::outage::ConditionFile::open(&config.store.path)
+            .map_err(|e| tracing::warn!(error = %e, "no condition file next to the store: `status` cannot show a store outage"))
+            .ok();
+        let dispatcher = Dispatcher::new(Arc::new(config.clone()), dispatch_store, channels.senders)
+            .with_modems(channels.modems)
+            .with_store_watch(handle.stats.clone(), condition);
         let dispatch_stats = dispatcher.stats.clone();
         let dispatcher = dispatcher::spawn(dispatcher, shutdown.clone(), handle.events.subscribe())
             .context("starting the dispatcher")?;

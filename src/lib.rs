@@ -20,8 +20,9 @@
 //!   queries), its batching writer thread ([`store::writer`], which also runs the alarm
 //!   engine), the alarm tables ([`store::alarms`]), the notification outbox
 //!   ([`store::outbox`]), the InfluxDB mirror's outbox and cursors
-//!   ([`store::mirror`]) and retention ([`store::retention`]: per-minute reduction and
-//!   deletion, each recorded in the audit trail).
+//!   ([`store::mirror`]), retention ([`store::retention`]: per-minute reduction and
+//!   deletion, each recorded in the audit trail) and [`store::outage`] (when failing
+//!   commits become the paged condition "the store cannot write").
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every

@@ -702,6 +702,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Status { config, json } => {
             let cfg = load(&config)?;
+            // Said first: while the store cannot write, the daemon keeps it outside the store.
+            if let Some(c) = cryowatch::store::outage::read_condition(&cfg.store.path) {
+                eprintln!("{c}");
+            }
             let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
             let rows = status::gather(&cfg, &store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
             let conditions = status::conditions(&store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;

@@ -5,8 +5,10 @@
 //! Progress is the store writer committing: it commits on every clock tick (four times a
 //! second) even with no reading, after evaluating the alarm rules. A writer stuck on the
 //! disk, or an evaluation loop that hangs, stops the commits, so the pings stop and
-//! systemd (`WatchdogSec=`) restarts the daemon. Without `NOTIFY_SOCKET` (not under
-//! systemd) every call here does nothing.
+//! systemd (`WatchdogSec=`) restarts the daemon. A commit the store refuses (disk full)
+//! is progress too: the writer is retrying, the outage is raised and paged, and a
+//! restart loop would only lose that. Without `NOTIFY_SOCKET` (not under systemd) every
+//! call here does nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -51,14 +53,17 @@ pub fn spawn_watchdog(stats: Arc<WriterStats>, shutdown: CancellationToken) -> O
     let every = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
     tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog enabled");
     Some(tokio::spawn(async move {
-        let mut last = stats.transactions.load(Ordering::Relaxed);
+        // Progress is a commit, or an attempt the store refused: a writer retrying
+        // against a full disk is alive, and a restart would not give it space.
+        let progress = || stats.transactions.load(Ordering::Relaxed) + stats.failures.load(Ordering::Relaxed);
+        let mut last = progress();
         let mut stuck = false;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let now = stats.transactions.load(Ordering::Relaxed);
+            let now = progress();
             if now > last {
                 send(&[NotifyState::Watchdog]);
                 if stuck {

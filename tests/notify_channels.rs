@@ -63,7 +63,7 @@ fn smtp_channel(port: u16, tls: SmtpTls, credentials: Option<(&str, &str)>) -> S
 
 fn expect_failed(d: &Delivery, want_retry: bool, contains: &[&str]) {
     match d {
-        Delivery::Failed { retry, reason } => {
+        Delivery::Failed { retry, reason, .. } => {
             eprintln!("failed (retry {retry}): {reason}");
             assert_eq!(*retry, want_retry, "retry for {reason:?}");
             for c in contains {

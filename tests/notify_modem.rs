@@ -43,7 +43,7 @@ fn page(phone: Option<&str>, sms: &str) -> Outgoing {
 
 fn failed(d: Delivery) -> (bool, String) {
     match d {
-        Delivery::Failed { retry, reason } => (retry, reason),
+        Delivery::Failed { retry, reason, .. } => (retry, reason),
         other => panic!("expected Failed, got {other:?}"),
     }
 }

@@ -330,6 +330,23 @@ impl Engine {
         }
     }
 
+    /// The wall clock stepped by `delta_ms` (an NTP step, someone setting the time):
+    /// staleness keeps counting the time that really passed, so a step forward does not
+    /// make every sensor stale at once and a step back does not hide a silent one for
+    /// as long as the step; after a step back, readings stamped by the new clock are
+    /// evaluated although older than the newest one stamped by the old clock.
+    pub fn shift_clock(&mut self, delta_ms: i64) {
+        for t in self.last_good.iter_mut().flatten() {
+            *t = t.saturating_add(delta_ms);
+        }
+        self.started = self.started.saturating_add(delta_ms);
+        if delta_ms < 0 {
+            for t in self.last_eval.iter_mut().flatten() {
+                *t = t.saturating_add(delta_ms);
+            }
+        }
+    }
+
     /// Evaluates what time alone decides: stale sensors, delays that ran out,
     /// suppressions that began or ended.
     pub fn on_tick(&mut self, now: TimestampMs) {

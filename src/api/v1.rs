@@ -378,8 +378,14 @@ async fn readyz(State(st): State<ApiState>, who: Principal) -> Response {
     match checked {
         Ok((writable, sources)) => {
             let silent: Vec<_> = sources.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.clone()).collect();
+            // The writer's own commits failing (disk full) count, not only this probe.
+            let failing = st.telemetry.as_ref().and_then(|t| t.writer.failing_since());
+            let writable = writable && failing.is_none();
             let ready = writable && silent.is_empty();
-            let body = json!({ "ready": ready, "store_writable": writable, "silent_sources": silent });
+            let mut body = json!({ "ready": ready, "store_writable": writable, "silent_sources": silent });
+            if let Some(since) = failing {
+                body["store_failing_since"] = json!(crate::model::format_rfc3339(since));
+            }
             let status = if ready {
                 StatusCode::OK
             } else {

@@ -126,7 +126,10 @@ pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i6
     let to = if from == 0 {
         match oldest(c)? {
             Some(t) if t.div_euclid(interval) * interval > 0 => (t.div_euclid(interval) * interval).min(horizon),
-            _ => horizon.min(step),
+            Some(_) => horizon.min(step),
+            // Nothing stored yet: one empty block up to the horizon, not 56 years of
+            // empty hourly blocks from the epoch.
+            None => horizon,
         }
     } else {
         (from + step).min(horizon)

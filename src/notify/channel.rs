@@ -37,7 +37,13 @@ pub enum Delivery {
     /// Not sent. `retry`: a later attempt on this channel may work (timeouts, 5xx, 429,
     /// modem busy); otherwise only another channel can help (authentication refused,
     /// number rejected).
-    Failed { retry: bool, reason: String },
+    /// `retry_after`: the server asked not to be asked again before this long (HTTP
+    /// `Retry-After`); the next attempt waits at least that.
+    Failed {
+        retry: bool,
+        reason: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// This channel cannot reach this contact at all (no email address, no phone).
     Unreachable { reason: String },
 }
@@ -47,6 +53,16 @@ impl Delivery {
         Delivery::Failed {
             retry,
             reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A retryable failure where the server said when to come back.
+    pub fn retry_after(reason: impl Into<String>, after: Option<std::time::Duration>) -> Delivery {
+        Delivery::Failed {
+            retry: true,
+            reason: reason.into(),
+            retry_after: after,
         }
     }
 

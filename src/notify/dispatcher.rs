@@ -11,6 +11,11 @@
 //!
 //! It runs on its own thread so the store's short blocking calls never hold up the
 //! daemon's sources.
+//!
+//! It also watches the store writer: when commits keep failing (disk full), the outbox
+//! cannot take pages, so the people a critical alarm reaches first are paged straight
+//! from memory, once per outage, and told again when the store takes writes; both are
+//! recorded in the outbox and the audit trail afterwards ([`crate::store::outage`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +31,12 @@ use super::escalation;
 use super::message::{self, Facts, Kind};
 use crate::config::Config;
 use crate::config::notify::{Contact, Escalation};
-use crate::model::{TimestampMs, now_ms};
+use crate::config::rules::Severity;
+use crate::model::{TimestampMs, format_rfc3339, now_ms};
 use crate::store::alarms::{self, AlarmRow};
+use crate::store::outage::{ConditionFile, Decision, OutageWatch};
 use crate::store::outbox::{self, NewNotification, Notification};
-use crate::store::writer::AlarmEvent;
+use crate::store::writer::{AlarmEvent, WriterStats};
 use crate::store::{Store, StoreError};
 
 /// How often the dispatcher plans and sends without being woken.
@@ -79,8 +86,43 @@ pub struct Dispatcher {
     /// Sent but not yet recorded (the store refused the write): never sent again,
     /// recorded as soon as the store takes it.
     unrecorded: HashMap<i64, (String, String, TimestampMs)>,
+    /// Watches the store writer for an outage to page from memory.
+    store_watch: Option<StoreWatch>,
     pub stats: Arc<DispatchStats>,
 }
+
+/// The dispatcher's side of a store outage.
+struct StoreWatch {
+    writer: Arc<WriterStats>,
+    watch: OutageWatch,
+    /// Where `status` reads the condition while the store cannot take it.
+    condition: Option<ConditionFile>,
+    /// Pages of the raised outage, sent from memory (undelivered ones are tried again).
+    pages: Vec<MemoryPage>,
+    /// An outage that is over and not yet recorded in the store.
+    ended: Option<EndedOutage>,
+}
+
+/// A page sent without the outbox, with every attempt, to be recorded later.
+struct MemoryPage {
+    msg: Outgoing,
+    channel: String,
+    created: TimestampMs,
+    attempts: Vec<(String, &'static str, String, TimestampMs)>,
+    delivered: Option<(String, String, TimestampMs)>,
+    next_try: TimestampMs,
+}
+
+struct EndedOutage {
+    since: TimestampMs,
+    until: TimestampMs,
+    failures: u64,
+    error: String,
+    pages: Vec<MemoryPage>,
+}
+
+/// Undelivered pages of a store outage are tried again this often while it lasts.
+const MEMORY_RETRY: i64 = 30_000;
 
 /// Fates are read back for messages accepted this long ago at most, this often each.
 const FATE_WINDOW: i64 = 3600 * 1000;
@@ -101,8 +143,323 @@ impl Dispatcher {
             modems: Vec::new(),
             fate_checked: HashMap::new(),
             unrecorded: HashMap::new(),
+            store_watch: None,
             stats: Arc::new(DispatchStats::default()),
         }
+    }
+
+    /// Watches the store writer's failures: a store that cannot write is raised as a
+    /// critical local condition (log, systemd status, `condition` for `status`) and
+    /// paged from memory.
+    pub fn with_store_watch(mut self, writer: Arc<WriterStats>, condition: Option<ConditionFile>) -> Dispatcher {
+        self.store_watch = Some(StoreWatch {
+            writer,
+            watch: OutageWatch::new(crate::store::outage::RAISE_AFTER),
+            condition,
+            pages: Vec::new(),
+            ended: None,
+        });
+        self
+    }
+
+    /// The escalation a critical alarm with no asset of its own follows: the first route
+    /// for every asset that takes critical alarms, else the first route that does, else
+    /// the escalation of the first critical rule that names one.
+    pub fn critical_escalation(&self) -> Option<&Escalation> {
+        let critical = Some(Severity::Critical);
+        let takes = |r: &&crate::config::notify::Route| r.severity.is_none_or(|s| Some(s) <= critical);
+        let routes = &self.cfg.notify.routes;
+        routes
+            .iter()
+            .filter(takes)
+            .find(|r| r.asset.is_none())
+            .or_else(|| routes.iter().find(takes))
+            .and_then(|r| self.cfg.notify.escalation(&r.escalation))
+            .or_else(|| {
+                self.cfg
+                    .rules
+                    .iter()
+                    .filter(|r| r.severity == Severity::Critical)
+                    .find_map(|r| r.escalation.as_deref())
+                    .and_then(|id| self.cfg.notify.escalation(id))
+            })
+    }
+
+    /// Who a critical alarm reaches first, and on which channels: the recipients of the
+    /// earliest step(s) of [`Dispatcher::critical_escalation`] at `now`.
+    pub fn first_responders(&self, now: TimestampMs) -> Vec<(Contact, String)> {
+        let Some(esc) = self.critical_escalation() else {
+            return Vec::new();
+        };
+        let first = esc.steps.iter().map(|s| s.after).min();
+        let mut out: Vec<(Contact, String)> = Vec::new();
+        for step in esc.steps.iter().filter(|s| Some(s.after) == first) {
+            for contact in escalation::recipients(&self.cfg.notify, step, &self.tz, now) {
+                for ch in self.channels_for(&step.via, contact) {
+                    if !out.iter().any(|(c, x)| c.id == contact.id && *x == ch) {
+                        out.push((contact.clone(), ch));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Looks at the store writer: raises and pages a store outage, tries undelivered
+    /// outage pages again, and records an ended outage once the store takes writes.
+    pub async fn watch_store(&mut self, now: TimestampMs) {
+        let Some(mut w) = self.store_watch.take() else { return };
+        let failing = w.writer.failing_since();
+        match w.watch.observe(now, failing) {
+            Some(Decision::Raise { since }) => self.raise_store_outage(&mut w, since, now),
+            Some(Decision::Recovered { since, until }) => {
+                let failures = w.writer.failures.load(Ordering::Relaxed);
+                tracing::warn!(
+                    since = %format_rfc3339(since),
+                    until = %format_rfc3339(until),
+                    outage_ms = until - since,
+                    failures_total = failures,
+                    "the store takes writes again; recording the outage and telling those paged"
+                );
+                let text = format!(
+                    "running; the store refused writes from {} to {}",
+                    format_rfc3339(since),
+                    format_rfc3339(until)
+                );
+                crate::service::status(&text);
+                if let Some(f) = &w.condition
+                    && let Err(e) = f.set("")
+                {
+                    tracing::warn!(error = %e, "cannot clear the store condition file");
+                }
+                w.ended = Some(EndedOutage {
+                    since,
+                    until,
+                    failures,
+                    error: w.writer.last_error(),
+                    pages: std::mem::take(&mut w.pages),
+                });
+            }
+            None => {}
+        }
+        if w.watch.raised().is_some() {
+            for i in 0..w.pages.len() {
+                if w.pages[i].delivered.is_none() && w.pages[i].next_try <= now {
+                    self.send_from_memory(&mut w.pages[i], now).await;
+                }
+            }
+        }
+        if failing.is_none()
+            && let Some(ended) = w.ended.take()
+        {
+            match self.record_outage(&ended, now) {
+                Ok(()) => tracing::info!(
+                    since = %format_rfc3339(ended.since),
+                    pages = ended.pages.len(),
+                    "store outage recorded in the audit trail and the outbox"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record the store outage yet; retrying");
+                    w.ended = Some(ended);
+                }
+            }
+        }
+        self.store_watch = Some(w);
+    }
+
+    fn raise_store_outage(&mut self, w: &mut StoreWatch, since: TimestampMs, now: TimestampMs) {
+        let failures = w.writer.failures.load(Ordering::Relaxed);
+        let error = w.writer.last_error();
+        let store = self.cfg.store.path.display().to_string();
+        let people = self.first_responders(now);
+        let condition = format!(
+            "CRITICAL: the store {store} cannot write since {} ({failures} failed commits): {error}",
+            format_rfc3339(since)
+        );
+        tracing::error!(
+            since = %format_rfc3339(since),
+            failing_for_ms = now - since,
+            failures_total = failures,
+            error = %error,
+            store = %store,
+            paging = ?people.iter().map(|(c, ch)| format!("{}/{ch}", c.id)).collect::<Vec<_>>(),
+            "CRITICAL: the store cannot write; readings are held by the sources, alarms are not evaluated; paging from memory"
+        );
+        if people.is_empty() {
+            tracing::error!(
+                "CRITICAL: no route or escalation reaches anyone for a critical alarm: nobody can be paged about the store"
+            );
+        }
+        crate::service::status(&condition);
+        if let Some(f) = &w.condition
+            && let Err(e) = f.set(&condition)
+        {
+            tracing::warn!(error = %e, "cannot write the store condition file");
+        }
+        let site = &self.cfg.site.name;
+        let subject = format!("CRITICAL: cryowatch {site} cannot write its store");
+        let body = format!(
+            "{subject}.\n\nSince {} the store {store} refuses writes ({failures} failed commits so far).\n\
+             Last error: {error}\n\n\
+             While this lasts, readings wait at their sources (MQTT messages stay with the broker), alarms \
+             are not evaluated and no other page can be queued. Free space on the store's filesystem or \
+             repair it; cryowatch resumes by itself and sends a message when the store takes writes again.\n\n\
+             This page was sent without the outbox; it is recorded in the audit trail once the store \
+             takes writes.\n",
+            format_rfc3339(since)
+        );
+        let sms = message::gsm7(&format!(
+            "CRIT cryowatch {site}: store cannot write since {} ({}). Readings not stored, alarms not evaluated. Free disk space.",
+            format_rfc3339(since),
+            error.chars().take(40).collect::<String>()
+        ));
+        w.pages = people
+            .into_iter()
+            .enumerate()
+            .map(|(i, (contact, channel))| MemoryPage {
+                // Not an outbox row: a negative id, unique per outage and recipient, keeps
+                // Message-IDs and idempotency keys apart from the outbox's.
+                msg: Outgoing {
+                    id: -(since.saturating_mul(100).saturating_add(i as i64 % 100)),
+                    contact,
+                    subject: subject.clone(),
+                    text: body.clone(),
+                    sms: sms.clone(),
+                    alarm: None,
+                },
+                channel,
+                created: now,
+                attempts: Vec::new(),
+                delivered: None,
+                next_try: now,
+            })
+            .collect();
+    }
+
+    /// Sends one outage page on its channel and then its fallbacks, remembering every
+    /// attempt.
+    async fn send_from_memory(&self, page: &mut MemoryPage, now: TimestampMs) {
+        let mut errors = Vec::new();
+        for ch in self.chain(&page.channel) {
+            let Some(sender) = self.channels.get(&ch).cloned() else {
+                self.stats.count(&ch, "unavailable");
+                errors.push(format!("{ch}: channel not available"));
+                continue;
+            };
+            let result = sender.send(&page.msg).await;
+            let at = now_ms();
+            let (label, detail) = match &result {
+                Delivery::Sent { detail } => ("sent", detail.clone()),
+                Delivery::Failed {
+                    retry: true, reason, ..
+                } => ("failed_retryable", reason.clone()),
+                Delivery::Failed {
+                    retry: false, reason, ..
+                } => ("failed", reason.clone()),
+                Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
+            };
+            self.stats.count(&ch, label);
+            page.attempts.push((ch.clone(), label, detail.clone(), at));
+            if result.is_sent() {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(contact = %page.msg.contact.id, channel = %ch, detail = %detail,
+                    "store outage paged from memory");
+                page.delivered = Some((ch, detail, at));
+                return;
+            }
+            if let Delivery::Failed { .. } = result {
+                self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            }
+            errors.push(format!("{ch}: {detail}"));
+        }
+        self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
+        page.next_try = now + MEMORY_RETRY;
+        tracing::error!(contact = %page.msg.contact.id, error = %errors.join("; "), retry_in_ms = MEMORY_RETRY,
+            "CRITICAL: no channel could deliver the store outage page; retrying");
+    }
+
+    /// Records an ended outage in one transaction: each page sent from memory as an
+    /// outbox row with its attempts, the outage in the audit trail, and the "store takes
+    /// writes again" message queued in the outbox for everyone paged.
+    fn record_outage(&mut self, o: &EndedOutage, now: TimestampMs) -> Result<(), StoreError> {
+        let site = &self.cfg.site.name;
+        let store = self.cfg.store.path.display().to_string();
+        let subject = format!("cryowatch {site}: the store takes writes again");
+        let body = format!(
+            "{subject}.\n\nThe store {store} refused writes from {} to {} ({} s, {} failed commits; last error: {}).\n\
+             Readings held at their sources during that time are being stored now, and alarms are evaluated again.\n",
+            format_rfc3339(o.since),
+            format_rfc3339(o.until),
+            (o.until - o.since) / 1000,
+            o.failures,
+            o.error
+        );
+        let sms = message::gsm7(&format!(
+            "OK cryowatch {site}: store takes writes again (outage {} s). Readings resume.",
+            (o.until - o.since) / 1000
+        ));
+        let paged: Vec<serde_json::Value> = o
+            .pages
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "contact": p.msg.contact.id,
+                    "channel": p.channel,
+                    "via": p.delivered.as_ref().map(|d| d.0.clone()),
+                    "delivered": p.delivered.is_some(),
+                })
+            })
+            .collect();
+        self.store.transaction(|c| {
+            for p in &o.pages {
+                let n = NewNotification {
+                    alarm: None,
+                    kind: "store_failure".into(),
+                    cycle: o.since,
+                    round: 0,
+                    step: 0,
+                    contact: p.msg.contact.id.clone(),
+                    channel: p.channel.clone(),
+                    subject: p.msg.subject.clone(),
+                    body: p.msg.text.clone(),
+                    sms: p.msg.sms.clone(),
+                };
+                let Some(id) = outbox::enqueue(c, &n, p.created)? else {
+                    continue;
+                };
+                for (ch, label, detail, t) in &p.attempts {
+                    outbox::record_attempt(c, id, ch, label, detail, *t)?;
+                }
+                match &p.delivered {
+                    Some((via, detail, t)) => outbox::finish(c, id, "sent", Some(via), detail, *t)?,
+                    None => outbox::finish(
+                        c,
+                        id,
+                        "failed",
+                        None,
+                        "not delivered while the store refused writes",
+                        now,
+                    )?,
+                }
+                let again = NewNotification {
+                    kind: "store_recovered".into(),
+                    subject: subject.clone(),
+                    body: body.clone(),
+                    sms: sms.clone(),
+                    ..n
+                };
+                outbox::enqueue(c, &again, now)?;
+            }
+            let detail = serde_json::json!({
+                "since": format_rfc3339(o.since),
+                "until": format_rfc3339(o.until),
+                "failures": o.failures,
+                "error": o.error,
+                "paged": paged,
+            });
+            crate::audit::append(c, now, "store.write_failed", "daemon", &store, &detail)?;
+            Ok(())
+        })
     }
 
     /// Modems to read `ACK` replies from and to check.
@@ -632,6 +989,8 @@ impl Dispatcher {
         };
         let mut errors = Vec::new();
         let mut any_retryable = false;
+        // The longest Retry-After (ms) any channel was given this round.
+        let mut wait_at_least: i64 = 0;
         // A test proves one channel: no fallback that would hide its failure.
         let chain = if n.kind == "test" {
             vec![n.channel.clone()]
@@ -649,8 +1008,12 @@ impl Dispatcher {
             let now = now_ms();
             let (label, detail) = match &result {
                 Delivery::Sent { detail } => ("sent", detail.clone()),
-                Delivery::Failed { retry: true, reason } => ("failed_retryable", reason.clone()),
-                Delivery::Failed { retry: false, reason } => ("failed", reason.clone()),
+                Delivery::Failed {
+                    retry: true, reason, ..
+                } => ("failed_retryable", reason.clone()),
+                Delivery::Failed {
+                    retry: false, reason, ..
+                } => ("failed", reason.clone()),
                 Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
             };
             self.stats.count(&ch, label);
@@ -677,9 +1040,16 @@ impl Dispatcher {
                     }
                     return Ok(true);
                 }
-                Delivery::Failed { retry, reason } => {
+                Delivery::Failed {
+                    retry,
+                    reason,
+                    retry_after,
+                } => {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     any_retryable |= retry;
+                    if let Some(after) = retry_after {
+                        wait_at_least = wait_at_least.max(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+                    }
                     tracing::warn!(notification = n.id, channel = %ch, retry, reason = %reason, "notification attempt failed");
                     errors.push(format!("{ch}: {reason}"));
                 }
@@ -690,7 +1060,10 @@ impl Dispatcher {
         let error = errors.join("; ");
         self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
         if any_retryable {
-            let delay = (RETRY_FIRST << n.attempts.clamp(0, 10)).min(RETRY_MAX);
+            // Backoff, but never sooner than a server's Retry-After asked.
+            let delay = (RETRY_FIRST << n.attempts.clamp(0, 10))
+                .min(RETRY_MAX)
+                .max(wait_at_least);
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error, retry_in_ms = delay,
                 "CRITICAL: no channel could deliver this page; retrying");
             self.store
@@ -718,6 +1091,7 @@ impl Dispatcher {
                 }
             }
             let now = now_ms();
+            self.watch_store(now).await;
             if let Err(e) = self.scheduled_tests(now) {
                 tracing::error!(error = %e, "planning scheduled test pages failed; retrying");
             }

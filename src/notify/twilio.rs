@@ -285,10 +285,16 @@ fn send_outcome(status: u16, retry_after: Option<&str>, location: Option<&str>, 
         ),
         408 | 429 | 500..=599 => {
             let mut reason = format!("gateway unavailable ({})", explain(status, body));
-            if let Some(after) = retry_after.map(str::trim).filter(|a| !a.is_empty()) {
+            let after = retry_after.map(str::trim).filter(|a| !a.is_empty());
+            if let Some(after) = after {
                 reason.push_str(&format!("; Retry-After {after}"));
             }
-            Delivery::failed(true, reason)
+            // Retry-After in seconds; an HTTP-date is kept in the reason only, and the
+            // backoff applies.
+            let wait = after
+                .and_then(|a| a.parse::<u64>().ok())
+                .map(|s| std::time::Duration::from_secs(s.min(3600)));
+            Delivery::retry_after(reason, wait)
         }
         300..=399 => Delivery::failed(
             false,
@@ -372,6 +378,10 @@ mod tests {
         assert!(
             reason_of(&d).contains("20429") && reason_of(&d).contains("Retry-After 7"),
             "{d:?}"
+        );
+        assert!(
+            matches!(d, Delivery::Failed { retry_after: Some(a), .. } if a == std::time::Duration::from_secs(7)),
+            "the dispatcher must wait the 7 s the gateway asked: {d:?}"
         );
         for status in [408, 500, 502, 503, 504] {
             assert_eq!(retry_of(&send_outcome(status, None, None, b"")), Some(true), "{status}");

@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod embedded;
 pub mod mirror;
+pub mod outage;
 pub mod outbox;
 pub mod retention;
 pub mod users;

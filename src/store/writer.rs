@@ -9,8 +9,8 @@
 //! sensors, delays, suppression) and queued requests (acknowledge, shelve) arrive on
 //! the same queue.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -55,9 +55,40 @@ pub struct AlarmEvent {
 pub struct WriterStats {
     pub committed: AtomicU64,
     pub transactions: AtomicU64,
+    /// Failed commit attempts (each retry counts).
     pub failures: AtomicU64,
+    /// When the current run of failed commits began (ms since the epoch); 0 while
+    /// commits succeed. Watched by the dispatcher ([`super::outage`]).
+    pub failing_since: AtomicI64,
+    /// The error of the last failed commit.
+    last_error: Mutex<String>,
     /// Duration of each successful commit (readings, alarm evaluation and changes).
     pub commit: Histogram,
+}
+
+impl WriterStats {
+    /// When the current run of failed commits began; `None` while commits succeed.
+    pub fn failing_since(&self) -> Option<TimestampMs> {
+        Some(self.failing_since.load(Ordering::Relaxed)).filter(|t| *t != 0)
+    }
+
+    /// The error of the last failed commit (empty when none failed).
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn failed(&self, error: String, now: TimestampMs) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        // 0 means "not failing": an outage starting exactly at the epoch is noted 1 ms on.
+        let _ = self
+            .failing_since
+            .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = error;
+    }
+
+    fn succeeded(&self) {
+        self.failing_since.store(0, Ordering::Relaxed);
+    }
 }
 
 /// A view of the writer's queue that does not keep the writer running.
@@ -141,6 +172,7 @@ pub fn spawn(
     let thread_stats = stats.clone();
     let thread_events = events.clone();
     let mut state = Writer {
+        clock: ClockWatch::default(),
         store,
         ids: sensor_ids,
         engine,
@@ -155,7 +187,34 @@ pub fn spawn(
     Ok((StoreHandle { tx, stats, events }, WriterJoin(handle)))
 }
 
+/// Longest wait between two attempts at a commit the store refused: short, so readings
+/// flow again within a second of the disk getting space back.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A wall-clock step larger than this between two commits is a clock jump, not drift.
+const CLOCK_STEP_MS: i64 = 2_000;
+
+/// Notices steps of the wall clock by comparing it with the monotonic clock.
+#[derive(Debug, Default)]
+struct ClockWatch {
+    last: Option<(Instant, TimestampMs)>,
+}
+
+impl ClockWatch {
+    /// The step (ms) the wall clock made since the last look, if it made one.
+    fn step(&mut self, mono: Instant, wall: TimestampMs) -> Option<i64> {
+        let jump = self.last.and_then(|(at, was)| {
+            let expected = was + mono.saturating_duration_since(at).as_millis() as i64;
+            let delta = wall - expected;
+            (delta.abs() > CLOCK_STEP_MS).then_some(delta)
+        });
+        self.last = Some((mono, wall));
+        jump
+    }
+}
+
 struct Writer {
+    clock: ClockWatch,
     store: Store,
     ids: Vec<i64>,
     engine: Option<Engine>,
@@ -219,6 +278,7 @@ impl Writer {
         }
         tracing::info!(
             committed = stats.committed.load(Ordering::Relaxed),
+            failures = stats.failures.load(Ordering::Relaxed),
             "store writer stopped"
         );
     }
@@ -295,6 +355,15 @@ impl Writer {
         let mut delay = Duration::from_millis(100);
         let mut attempts = 0u32;
         let mut evaluated: Option<Changes> = None;
+        if let Some(delta) = self.clock.step(Instant::now(), now_ms())
+            && let Some(e) = self.engine.as_mut()
+        {
+            tracing::warn!(
+                step_ms = delta,
+                "the wall clock stepped; staleness keeps counting real time, readings keep the times they were stamped with"
+            );
+            e.shift_clock(delta);
+        }
         loop {
             let engine = &mut self.engine;
             let started = Instant::now();
@@ -333,15 +402,32 @@ impl Writer {
                     stats.commit.observe(started.elapsed());
                     stats.committed.fetch_add(rows.len() as u64, Ordering::Relaxed);
                     stats.transactions.fetch_add(1, Ordering::Relaxed);
-                    if attempts > 0 {
-                        tracing::warn!(attempts, readings = rows.len(), "store write succeeded after retrying");
+                    if attempts > 0 || stats.failing_since().is_some() {
+                        tracing::warn!(
+                            attempts,
+                            readings = rows.len(),
+                            failures_total = stats.failures.load(Ordering::Relaxed),
+                            "store write succeeded after retrying"
+                        );
                     }
+                    stats.succeeded();
                     return Some(evaluated.unwrap_or_default());
                 }
                 Err(e) => {
                     attempts += 1;
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, attempts, readings = rows.len(), "store write failed; retrying");
+                    stats.failed(e.to_string(), now_ms());
+                    // Retried every second while the disk refuses: the first attempts
+                    // are logged, then about one a minute (the outage itself is raised
+                    // and paged by the dispatcher).
+                    if attempts <= 5 || attempts.is_multiple_of(60) {
+                        tracing::error!(
+                            error = %e,
+                            attempts,
+                            readings = rows.len(),
+                            failures_total = stats.failures.load(Ordering::Relaxed),
+                            "store write failed; retrying"
+                        );
+                    }
                     if rx.is_closed() && attempts >= 5 {
                         tracing::error!(
                             readings = rows.len(),
@@ -350,9 +436,32 @@ impl Writer {
                         return None;
                     }
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = (delay * 2).min(RETRY_MAX);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_watch_tells_steps_from_time_passing() {
+        let mut w = ClockWatch::default();
+        let t0 = Instant::now();
+        assert_eq!(w.step(t0, 1_000_000), None, "first look");
+        assert_eq!(w.step(t0 + Duration::from_millis(250), 1_000_250), None);
+        assert_eq!(
+            w.step(t0 + Duration::from_millis(500), 1_001_900),
+            None,
+            "1.4 s of drift"
+        );
+        assert_eq!(
+            w.step(t0 + Duration::from_millis(750), 1_001_900 + 250 + 3_600_000),
+            Some(3_600_000)
+        );
+        assert_eq!(w.step(t0 + Duration::from_millis(1000), 1_002_400), Some(-3_600_000));
     }
 }

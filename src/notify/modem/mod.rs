@@ -213,7 +213,7 @@ impl ModemChannel {
             Delivery::Sent { detail } => {
                 tracing::info!(channel = %self.id, notification = msg.id, contact = %msg.contact.id, detail, "sms sent through the modem");
             }
-            Delivery::Failed { retry, reason } => {
+            Delivery::Failed { retry, reason, .. } => {
                 tracing::warn!(channel = %self.id, notification = msg.id, contact = %msg.contact.id, retry, reason, "sms through the modem failed");
             }
             Delivery::Unreachable { .. } => {}
@@ -428,7 +428,7 @@ mod tests {
     async fn a_missing_serial_port_is_a_retryable_failure() {
         let ch = ModemChannel::new("modem", "/nonexistent/ttyUSB9", 115_200);
         match ch.send_sms("+15551230001", "x").await {
-            Delivery::Failed { retry, reason } => {
+            Delivery::Failed { retry, reason, .. } => {
                 assert!(retry);
                 assert!(reason.contains("/nonexistent/ttyUSB9"), "{reason}");
             }
