@@ -465,6 +465,7 @@ fn engine_run(dir: &Path, n_readings: usize) {
         us(total, nr),
         total.as_secs_f64()
     );
+    println!("REPORT alarm_us_per_reading={:.3} alarm_readings={nr}", us(total, nr));
     println!("  on_reading alone     {:>8.3} µs", us(reading_time, nr));
     println!(
         "  on_tick              {:>8.3} µs per tick   ({:.1} % of the run)",
@@ -663,13 +664,17 @@ fn daemon_run(dir: &Path, rounds: usize) {
         cleared.len()
     );
     println!(
+        "REPORT alarm_raised_p50_ms={r50:.3} alarm_raised_p99_ms={r99:.3} alarm_matched={} alarm_rounds={rounds}",
+        raised.len()
+    );
+    println!(
         "  events               lagged {}, timed out {}, unexpected {}; probe events in the store {stored} (expected {probes}, {warmup} warm-up rounds included)",
         listen.lagged, listen.timeouts, listen.unexpected,
     );
     println!("  readings             {committed} committed, {readings} stored, {sent} sent");
 }
 
-fn main() {
+pub fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --all-targets` asks benches to list their tests.
     }

@@ -453,7 +453,7 @@ fn where_the_time_goes(cfg_path: &Path, db: &Path) -> Vec<String> {
     out
 }
 
-fn main() {
+pub fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --all-targets` asks benches to list their tests.
     }
@@ -605,6 +605,10 @@ fn main() {
     println!(
         "  latency           p50 {:.2} ms   p75 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
         w.p50, w.p75, w.p90, w.p99, w.max
+    );
+    println!(
+        "REPORT api_rps={:.1} api_p50_ms={:.2} api_p99_ms={:.2} api_connections={connections} api_secs={secs}",
+        w.rps, w.p50, w.p99
     );
     println!(
         "  unloaded          p50 {single_p50:.2} ms   max {single_max:.2} ms   (10 requests one at a time, new connection each)"

@@ -12,7 +12,8 @@
 //!    the run reached VictoriaMetrics.
 //!
 //! Run: `cargo bench --bench influx_mirror` (BENCH_STEADY_SECS sets the length of each
-//! steady-state run, default 30; BENCH_COMPARE=0 skips the 1,000 and 20,000 back-fills).
+//! steady-state run, default 30; BENCH_COMPARE=0 skips the 1,000 and 20,000 back-fills;
+//! BENCH_HISTORY sets the readings per sensor of the back-fill, default 1,000).
 //! Needs `victoria-metrics` (installed by tests/run.sh). Set RUST_LOG (default `warn`)
 //! to see more of the sink's log.
 
@@ -35,7 +36,7 @@ use support::{Victoria, free_port, process_cpu, thread_cpu};
 const RACKS: usize = 10;
 const PROBES: usize = 100;
 const SENSORS: usize = RACKS * PROBES;
-/// Readings per sensor in the back-fill.
+/// Readings per sensor in the back-fill (BENCH_HISTORY).
 const HISTORY: usize = 1_000;
 const INSERT_CHUNK: usize = 10_000;
 /// What VictoriaMetrics keeps: every timestamp of the bench is within the last hour.
@@ -171,8 +172,9 @@ fn check_landed(vm: &Victoria, expected: usize) -> bool {
 }
 
 /// One back-fill of everything in the outbox into a fresh VictoriaMetrics with
-/// `batch_size` points per write. Returns whether every reading landed once.
-fn backfill_run(config: &Config, db: &Path, batch_size: usize, expected: usize) -> bool {
+/// `batch_size` points per write. Returns whether every reading landed once, and the
+/// rate in readings/s.
+fn backfill_run(config: &Config, db: &Path, batch_size: usize, expected: usize) -> (bool, f64) {
     let vm = Victoria::start(RETENTION);
     let mut config = config.clone();
     let influx = config.influx.as_mut().expect("[influx]");
@@ -203,7 +205,7 @@ fn backfill_run(config: &Config, db: &Path, batch_size: usize, expected: usize) 
     if !drained {
         println!("    outbox not empty after 120 s: {} waiting", waiting(db));
     }
-    check_landed(&vm, expected) && drained
+    (check_landed(&vm, expected) && drained, expected as f64 / secs)
 }
 
 /// CPU time used during one steady-state run.
@@ -306,7 +308,7 @@ fn steady_run(config: &Config, dir: &Path, secs: usize, mirrored: bool) -> Stead
     }
 }
 
-fn main() {
+pub fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --all-targets` asks benches to list their tests.
     }
@@ -328,6 +330,11 @@ fn run() -> bool {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let compare = std::env::var("BENCH_COMPARE").map_or(true, |v| v != "0");
+    let history: usize = std::env::var("BENCH_HISTORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(HISTORY);
     let dir = tempfile::tempdir().expect("temp dir");
     let db: PathBuf = dir.path().join("backfill.db");
     // The URL is replaced by each run's own VictoriaMetrics.
@@ -337,14 +344,14 @@ fn run() -> bool {
     let mut ok = true;
 
     // 1. Back-fill.
-    let total = SENSORS * HISTORY;
+    let total = SENSORS * history;
     let start = Instant::now();
     let (mut store, ids) = open_store(&config, &db);
     store.set_mirror(true).expect("mirror on");
     let end = now_ms();
-    let rows: Vec<(i64, TimestampMs, Option<f64>, Quality)> = (0..HISTORY)
+    let rows: Vec<(i64, TimestampMs, Option<f64>, Quality)> = (0..history)
         .flat_map(|k| {
-            let t = end - (HISTORY - 1 - k) as i64 * 1_000;
+            let t = end - (history - 1 - k) as i64 * 1_000;
             ids.iter()
                 .enumerate()
                 .map(move |(i, &id)| (id, t, Some(value(i, k)), Quality::Good))
@@ -362,7 +369,7 @@ fn run() -> bool {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "back-fill of {total} queued readings ({SENSORS} sensors × {HISTORY} at 1 s; stored and queued in {insert_secs:.1} s):"
+        "back-fill of {total} queued readings ({SENSORS} sensors × {history} at 1 s; stored and queued in {insert_secs:.1} s):"
     );
     let mut sizes = vec![default_batch];
     if compare {
@@ -376,7 +383,13 @@ fn run() -> bool {
                 .expect("queue again");
             assert_eq!(queued, total);
         }
-        ok &= backfill_run(&config, &db, size, total);
+        let (landed, rate) = backfill_run(&config, &db, size, total);
+        ok &= landed;
+        if n == 0 {
+            println!(
+                "REPORT backfill_per_s={rate:.0} backfill_readings={total} backfill_batch={size} backfill_landed={landed}"
+            );
+        }
         if n == 0 && compare {
             println!("  for comparison:");
         }
@@ -409,6 +422,11 @@ fn run() -> bool {
         "  whole process               {:>6.2} % with the mirror, {:.2} % without",
         pct(with.process),
         pct(without.process)
+    );
+    println!(
+        "REPORT mirror_cost_pct={:.2} mirror_steady_secs={steady_secs} mirror_landed={}",
+        pct(sink) + pct(with.writer) - pct(without.writer),
+        with.ok
     );
     ok
 }

@@ -52,7 +52,7 @@ fn publish_flood(port: u16, flood: &[u8]) -> Publisher {
     }
 }
 
-fn main() {
+pub fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --all-targets` asks benches to list their tests.
     }
@@ -150,6 +150,12 @@ fn main() {
     println!("  readings lost         {:>10}   (target 0)", n.saturating_sub(stored));
     println!(
         "  store on disk         {:>10.1} bytes/reading   ({bytes} bytes; target <= 32)",
+        bytes as f64 / stored.max(1) as f64
+    );
+    println!(
+        "REPORT ingest_n={n} ingest_bare_per_s={bare_rate:.0} ingest_per_s={cw_rate:.0} ingest_ratio_pct={:.1} ingest_lost={} ingest_bytes_per_reading={:.1}",
+        100.0 * cw_rate / bare_rate,
+        n.saturating_sub(stored),
         bytes as f64 / stored.max(1) as f64
     );
 }

@@ -477,7 +477,7 @@ fn line(label: &str, s: &Summary, note: &str) {
     println!("{}", text.trim_end());
 }
 
-fn main() {
+pub fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --all-targets` asks benches to list their tests.
     }
@@ -611,5 +611,9 @@ fn main() {
         run.trouble.timeouts,
         run.trouble.lagged,
         run.trouble.unexpected_mails,
+    );
+    println!(
+        "REPORT page_p50_ms={:.2} page_p99_ms={:.2} page_pages={n_pages} page_wanted={count}",
+        total.p50, total.p99
     );
 }

@@ -137,6 +137,18 @@ const COVERED: &[(&str, &str, &str)] = &[
         "tests/service.rs",
         "fn json_logs_are_one_object_per_line_with_structured_fields",
     ),
+    // The report runs every benchmark; the test command runs it at its quick size.
+    (
+        "cargo bench --bench report",
+        "tests/run.sh",
+        "BENCH_QUICK=1 cargo test --bench report",
+    ),
+    ("cargo test --test faults", "tests/run.sh", "cargo test --workspace\n"),
+    (
+        "FUZZ_SECONDS=300 bash tests/fuzz.sh",
+        "tests/run.sh",
+        "bash tests/fuzz.sh",
+    ),
     // Benchmarks take minutes at full size; each one the README names must exist.
     (
         "cargo bench --bench ",

@@ -2,11 +2,13 @@
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
 # wrk, faketime (apt); pymodbus, aiosmtpd, pyserial (pip, in .venv at the repository root);
-# playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo).
-# Without arguments it also checks formatting and lints first, as CI does.
+# playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo; tests/fuzz.sh installs cargo-fuzz).
+# Without arguments it runs what CI runs: formatting and lints, every test (the
+# fault-injection suite included), every benchmark at its quick size, and the fuzz
+# targets for FUZZ_SECONDS (10) each.
 #
-#   bash tests/run.sh                 # everything: fmt --check, clippy, every test
-#   bash tests/run.sh --test mqtt     # extra arguments go to `cargo test` (no lint pass)
+#   bash tests/run.sh                 # everything
+#   bash tests/run.sh --test mqtt     # extra arguments go to `cargo test` alone
 #
 # Safe to run again: installed packages are not fetched twice.
 set -euo pipefail
@@ -62,11 +64,18 @@ if ! cargo deb --version >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-deb" >&2
     cargo install --quiet --locked cargo-deb --version 3.8.0
 fi
-if (($# == 0)); then
-    if command -v rustup >/dev/null 2>&1; then
-        rustup component add rustfmt clippy >/dev/null 2>&1 || true
-    fi
-    cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets -- -D warnings
+if (($# > 0)); then
+    exec cargo test --workspace "$@"
 fi
-exec cargo test --workspace "$@"
+if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# Every test, the fault-injection suite (tests/faults) among them.
+cargo test --workspace
+# Every benchmark at its quick size in the test build: proves they run; the figures
+# come from `cargo bench --bench report`.
+BENCH_QUICK=1 cargo test --bench report
+# The parsers of outside input under libFuzzer, a bounded time each.
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash tests/fuzz.sh

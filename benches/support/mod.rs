@@ -2,8 +2,10 @@
 //! broker that keeps every QoS 1 message, and percentiles.
 #![allow(dead_code)]
 
+pub mod modbus_fleet;
+
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -305,4 +307,105 @@ pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io
         body.to_vec()
     };
     Ok((status, body))
+}
+
+/// True when `BENCH_QUICK=1`: every size shrinks so the whole report runs in minutes
+/// (figures from such a run are not measurements).
+pub fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// A size from the environment variable `name` (a positive integer), else `full`, or
+/// `quick` under `BENCH_QUICK=1`.
+pub fn size(name: &str, full: u64, quick_size: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(if quick() { quick_size } else { full })
+}
+
+/// A `kB` field (such as `VmRSS` or `VmHWM`) of `/proc/PID/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// `cryowatch run --config CONFIG` (the binary Cargo builds beside this bench, so in the
+/// same profile), its log in `log`, RUST_LOG=warn.
+pub fn spawn_daemon(config: &Path, log: &Path) -> Killed {
+    let file = std::fs::File::create(log).expect("daemon log");
+    let child = Command::new(env!("CARGO_BIN_EXE_cryowatch"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("daemon log"))
+        .stderr(file)
+        .spawn()
+        .expect("start cryowatch run");
+    Killed(child)
+}
+
+/// Whether a process is still running (not exited, not a zombie).
+pub fn alive(child: &mut Killed) -> bool {
+    matches!(child.0.try_wait(), Ok(None))
+}
+
+/// `[[modbus.device]]` blocks for the fleet at `addr` (`dev-000` = unit 1, ...), one
+/// `[[asset]]` of kind `freezer_minus80` per device and `registers` temperature sensors
+/// per device (input register N, i16 in 0.1 °C).
+/// A daemon polling `devices` × `registers` of the in-bench gateway at `addr` every
+/// `poll`, with its store in a fresh temporary directory: the directory, the store's
+/// path, the daemon's log and the daemon.
+pub fn start_fleet_daemon(
+    name: &str,
+    addr: std::net::SocketAddr,
+    devices: u16,
+    registers: u16,
+    poll: &str,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Killed) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("bench.db");
+    let cfg = dir.path().join("cryowatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"{name}\"\n[store]\npath = \"{}\"\n{}",
+            db.display(),
+            fleet_config(addr, devices, registers, poll)
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("daemon.log");
+    let daemon = spawn_daemon(&cfg, &log);
+    (dir, db, log, daemon)
+}
+
+pub fn fleet_config(addr: std::net::SocketAddr, devices: u16, registers: u16, poll_interval: &str) -> String {
+    use std::fmt::Write;
+    let mut toml = String::new();
+    for d in 0..devices {
+        writeln!(
+            toml,
+            "[[modbus.device]]\nid = \"dev-{d:03}\"\ntransport = \"tcp\"\naddress = \"{addr}\"\nunit = {}\n\
+             poll_interval = \"{poll_interval}\"\ntimeout = \"1s\"\n\
+             [[asset]]\nid = \"freezer-{d:03}\"\nkind = \"freezer_minus80\"",
+            d + 1
+        )
+        .expect("write");
+        for r in 0..registers {
+            writeln!(
+                toml,
+                "[[sensor]]\nid = \"freezer-{d:03}.t{r:02}\"\nasset = \"freezer-{d:03}\"\nquantity = \"temperature\"\nunit = \"degC\"\n\
+                 [sensor.modbus]\ndevice = \"dev-{d:03}\"\nregister = \"input\"\naddress = {r}\ntype = \"i16\"\nscale = 0.1"
+            )
+            .expect("write");
+        }
+    }
+    toml
 }
