@@ -16,6 +16,7 @@
 #
 #   bash tests/fuzz.sh                       every target, 20 s each
 #   FUZZ_SECONDS=300 bash tests/fuzz.sh sms_ack
+#   FUZZ_BUILD_ONLY=1 bash tests/fuzz.sh     install cargo-fuzz and build, no run
 #
 # libFuzzer runs without a sanitizer (`--sanitizer none`): the sanitizers need a nightly
 # compiler, and the code under test is safe Rust, where panics and failed assertions are
@@ -52,6 +53,11 @@ echo "== building ${TARGETS[*]}"
 start=$SECONDS
 cargo fuzz build "${BUILD[@]}"
 echo "== built in $((SECONDS - start)) s"
+# FUZZ_BUILD_ONLY=1: install and build, nothing more (tests/run.sh builds while the
+# test suite runs, whose peers leave the CPU mostly idle).
+if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
+    exit 0
+fi
 
 # Inputs libFuzzer may grow to: a configuration needs room, a payload does not.
 max_len() {

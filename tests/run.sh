@@ -72,8 +72,24 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# Every test, the fault-injection suite (tests/faults) among them.
-cargo test --workspace
+# Every test, the fault-injection suite (tests/faults) among them. The fuzz targets'
+# instrumented build shares nothing with this one: it runs meanwhile, while the tests
+# mostly wait on their peers.
+cargo test --workspace --no-run
+fuzz_build_log="${CARGO_TARGET_DIR:-$root/target}/fuzz-build.log"
+mkdir -p "$(dirname "$fuzz_build_log")"
+FUZZ_BUILD_ONLY=1 bash tests/fuzz.sh >"$fuzz_build_log" 2>&1 &
+fuzz_build=$!
+tests_ok=0
+cargo test --workspace || tests_ok=$?
+fuzz_ok=0
+wait "$fuzz_build" || fuzz_ok=$?
+if ((fuzz_ok != 0)); then
+    cat "$fuzz_build_log" >&2
+    echo "tests/run.sh: building the fuzz targets failed" >&2
+    exit 1
+fi
+((tests_ok == 0)) || exit "$tests_ok"
 # Every benchmark at its quick size in the test build: proves they run; the figures
 # come from `cargo bench --bench report`.
 BENCH_QUICK=1 cargo test --bench report

@@ -85,7 +85,7 @@ impl ApiState {
 
     /// Queues request `kind` with `args` for the daemon's alarm engine and, in the same
     /// transaction, records it in the audit trail as `audit_kind` by `actor`; returns
-    /// the request's id (its answer comes through [`ack::wait_answer`]).
+    /// the request's id (its answer comes through `ack::wait_answer`).
     pub async fn queue_request(
         &self,
         kind: &'static str,
