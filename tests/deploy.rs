@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::mosquitto::running_as_root;
 use common::{Proc, free_port, tests_dir, wait_for};
 use std::net::TcpStream;
 use std::path::Path;
@@ -50,14 +51,6 @@ fn every_file_the_compose_stack_mounts_is_in_the_repository() {
             "compose.yaml has no {service}"
         );
     }
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// The stack's mosquitto.conf with its container paths moved under `dir` and its

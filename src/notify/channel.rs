@@ -66,6 +66,21 @@ impl Delivery {
         }
     }
 
+    /// How the attempt is recorded: its result label (`sent`, `failed_retryable`,
+    /// `failed`, `unreachable`) and the server's answer or the reason.
+    pub fn record(&self) -> (&'static str, String) {
+        match self {
+            Delivery::Sent { detail } => ("sent", detail.clone()),
+            Delivery::Failed {
+                retry: true, reason, ..
+            } => ("failed_retryable", reason.clone()),
+            Delivery::Failed {
+                retry: false, reason, ..
+            } => ("failed", reason.clone()),
+            Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
+        }
+    }
+
     pub fn is_sent(&self) -> bool {
         matches!(self, Delivery::Sent { .. })
     }

@@ -348,16 +348,7 @@ impl Dispatcher {
             };
             let result = sender.send(&page.msg).await;
             let at = now_ms();
-            let (label, detail) = match &result {
-                Delivery::Sent { detail } => ("sent", detail.clone()),
-                Delivery::Failed {
-                    retry: true, reason, ..
-                } => ("failed_retryable", reason.clone()),
-                Delivery::Failed {
-                    retry: false, reason, ..
-                } => ("failed", reason.clone()),
-                Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
-            };
+            let (label, detail) = result.record();
             self.stats.count(&ch, label);
             page.attempts.push((ch.clone(), label, detail.clone(), at));
             if result.is_sent() {
@@ -1006,16 +997,7 @@ impl Dispatcher {
             };
             let result = sender.send(&msg).await;
             let now = now_ms();
-            let (label, detail) = match &result {
-                Delivery::Sent { detail } => ("sent", detail.clone()),
-                Delivery::Failed {
-                    retry: true, reason, ..
-                } => ("failed_retryable", reason.clone()),
-                Delivery::Failed {
-                    retry: false, reason, ..
-                } => ("failed", reason.clone()),
-                Delivery::Unreachable { reason } => ("unreachable", reason.clone()),
-            };
+            let (label, detail) = result.record();
             self.stats.count(&ch, label);
             if let Delivery::Sent { detail } = &result {
                 // Recorded in one transaction; if the store refuses, remember it so the

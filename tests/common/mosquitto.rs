@@ -196,7 +196,9 @@ fn write_config(dir: &Path, port: u16, persistent: bool) {
     std::fs::write(dir.join("mosquitto.conf"), conf).expect("write mosquitto.conf");
 }
 
-fn running_as_root() -> bool {
+/// True when the tests run as root (Mosquitto then drops to its own user unless told
+/// `user root`).
+pub fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

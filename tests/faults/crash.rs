@@ -40,6 +40,21 @@ pub fn scenarios() -> Vec<Scenario> {
 pub const TOKEN: &str = "fault-viewer-token-0123456789";
 
 /// The wall clock in epoch milliseconds.
+/// Ends a scenario's checks: the daemon must have stopped cleanly (`code` 0), and every
+/// problem found becomes the row's error, with the tail of the daemon's log.
+pub fn conclude(out: &mut crate::outcome::Outcome, mut problems: Vec<String>, code: Option<i32>, site: &Site) {
+    if code != Some(0) {
+        problems.push(format!("the daemon did not stop cleanly (exit {code:?})"));
+    }
+    if !problems.is_empty() {
+        out.error = Some(format!(
+            "{}; log tail:\n{}",
+            problems.join("; "),
+            kill::tail(&site.daemon_log())
+        ));
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

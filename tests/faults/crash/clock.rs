@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::kill::{tail, wait_until};
+use super::kill::wait_until;
 use super::{Feed, base_config, email_channel, json_sensor, mail_duplicates, message_id_number, outbox};
 use crate::common::Site;
 use crate::common::mosquitto::Mosquitto;
@@ -222,15 +222,6 @@ pub fn run() -> Outcome {
     if !stored_all {
         problems.push("readings not all stored".into());
     }
-    if code != Some(0) {
-        problems.push(format!("the daemon did not stop cleanly (exit {code:?})"));
-    }
-    if !problems.is_empty() {
-        out.error = Some(format!(
-            "{}; log tail:\n{}",
-            problems.join("; "),
-            tail(&site.daemon_log())
-        ));
-    }
+    super::conclude(&mut out, problems, code, &site);
     out
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::kill::{tail, wait_until};
+use super::kill::wait_until;
 use super::{Feed, api_get, api_section, base_config, email_channel, json_sensor};
 use crate::common::mosquitto::Mosquitto;
 use crate::common::smtp::SmtpServer;
@@ -393,16 +393,7 @@ pub fn run() -> Outcome {
     if audited != 1 || !recorded.iter().any(|r| r.starts_with("store_failure:alice:sent")) {
         problems.push(format!("outage not recorded: outbox {recorded:?}, audit ×{audited}"));
     }
-    if code != Some(0) {
-        problems.push(format!("the daemon did not stop cleanly (exit {code:?})"));
-    }
-    if !problems.is_empty() {
-        out.error = Some(format!(
-            "{}; log tail:\n{}",
-            problems.join("; "),
-            tail(&site.daemon_log())
-        ));
-    }
+    super::conclude(&mut out, problems, code, &site);
     drop(disk);
     out
 }

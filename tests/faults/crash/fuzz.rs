@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::kill::tail;
 use super::{Feed, base_config, json_sensor};
 use crate::common::mosquitto::Mosquitto;
 use crate::common::{Site, tests_dir};
@@ -300,15 +299,6 @@ pub fn run() -> Outcome {
     if drained.is_none() {
         problems.push("readings not all stored".into());
     }
-    if code != Some(0) {
-        problems.push(format!("the daemon did not stop cleanly (exit {code:?})"));
-    }
-    if !problems.is_empty() {
-        out.error = Some(format!(
-            "{}; log tail:\n{}",
-            problems.join("; "),
-            tail(&site.daemon_log())
-        ));
-    }
+    super::conclude(&mut out, problems, code, &site);
     out
 }

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::kill::{tail, wait_until};
+use super::kill::wait_until;
 use super::{Feed, Message, api_get, api_section, base_config, json_sensor};
 use crate::common::mosquitto::Mosquitto;
 use crate::common::{Site, free_port};
@@ -137,15 +137,6 @@ pub fn run() -> Outcome {
     if log_lines == 0 || log_lines > 4 * (1 + OLD_TOPICS) {
         problems.push(format!("{log_lines} log lines about bad messages"));
     }
-    if code != Some(0) {
-        problems.push(format!("the daemon did not stop cleanly (exit {code:?})"));
-    }
-    if !problems.is_empty() {
-        out.error = Some(format!(
-            "{}; log tail:\n{}",
-            problems.join("; "),
-            tail(&site.daemon_log())
-        ));
-    }
+    super::conclude(&mut out, problems, code, &site);
     out
 }
