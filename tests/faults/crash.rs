@@ -25,6 +25,7 @@ use crate::Scenario;
 use crate::common::mosquitto::Mosquitto;
 use crate::common::smtp::ReceivedMail;
 use crate::common::{Proc, Site, wait_for};
+pub use cryowatch::store::outbox::Notification as OutboxRow;
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
@@ -361,49 +362,15 @@ pub fn audit(c: &rusqlite::Connection, kind: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// One outbox row.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub alarm: Option<i64>,
-    pub kind: String,
-    pub cycle: i64,
-    pub round: i64,
-    pub step: i64,
-    pub contact: String,
-    pub channel: String,
-    pub state: String,
-    /// The SMS text as planned.
-    pub sms: String,
-}
-
+/// The store's outbox, oldest first (empty while the store cannot be read).
 pub fn outbox(site: &Site) -> Vec<OutboxRow> {
     outbox_at(&site.path().join("cryowatch.db"))
 }
 
 pub fn outbox_at(path: &std::path::Path) -> Vec<OutboxRow> {
-    let Some(c) = db_at(path) else { return Vec::new() };
-    let Ok(mut st) = c.prepare(
-        "SELECT id, alarm, kind, cycle, round, step, contact, channel, state, sms FROM notification ORDER BY id",
-    ) else {
-        return Vec::new();
-    };
-    st.query_map([], |r| {
-        Ok(OutboxRow {
-            id: r.get(0)?,
-            alarm: r.get(1)?,
-            kind: r.get(2)?,
-            cycle: r.get(3)?,
-            round: r.get(4)?,
-            step: r.get(5)?,
-            contact: r.get(6)?,
-            channel: r.get(7)?,
-            state: r.get(8)?,
-            sms: r.get(9)?,
-        })
-    })
-    .and_then(|rows| rows.collect())
-    .unwrap_or_default()
+    db_at(path)
+        .and_then(|c| cryowatch::store::outbox::list(&c, None).ok())
+        .unwrap_or_default()
 }
 
 /// The outbox id in a cryowatch Message-ID (`<cryowatch[-scope]-ID@domain>`).
