@@ -79,6 +79,14 @@ pub struct Route {
     pub severity: Option<Severity>,
 }
 
+impl Route {
+    /// Whether alarms of `severity` go this way: a route's `severity` is the least it
+    /// takes, and a route without one takes all.
+    pub fn takes(&self, severity: Option<Severity>) -> bool {
+        self.severity.is_none_or(|s| Some(s) <= severity)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
     None,

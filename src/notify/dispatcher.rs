@@ -166,8 +166,7 @@ impl Dispatcher {
     /// for every asset that takes critical alarms, else the first route that does, else
     /// the escalation of the first critical rule that names one.
     pub fn critical_escalation(&self) -> Option<&Escalation> {
-        let critical = Some(Severity::Critical);
-        let takes = |r: &&crate::config::notify::Route| r.severity.is_none_or(|s| Some(s) <= critical);
+        let takes = |r: &&crate::config::notify::Route| r.takes(Some(Severity::Critical));
         let routes = &self.cfg.notify.routes;
         routes
             .iter()
@@ -505,9 +504,7 @@ impl Dispatcher {
             .notify
             .routes
             .iter()
-            .find(|r| {
-                r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.severity.is_none_or(|s| Some(s) <= severity)
-            })
+            .find(|r| r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.takes(severity))
             .and_then(|r| self.cfg.notify.escalation(&r.escalation))
     }
 
