@@ -524,3 +524,112 @@ fn verify_while_the_daemon_writes_late_readings_gives_no_false_alarm() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().expect("writer");
 }
+
+/// The seeded store plus readings committed just now, one transaction at a time (as the
+/// writer commits them), newer than every seal: (store, the times written).
+fn with_fresh_readings(site: &Site) -> (Store, Vec<i64>) {
+    let (mut store, _) = seeded(site);
+    let now = now_ms();
+    let mut times = Vec::new();
+    for i in 0..5 {
+        let t = now - 1_000 + i * 200;
+        store
+            .insert(&[
+                (1, t, Some(-120.0 - i as f64), Quality::Good),
+                (2, t, Some(80.0), Quality::Good),
+            ])
+            .expect("insert");
+        times.push(t);
+    }
+    (store, times)
+}
+
+#[test]
+fn readings_committed_a_second_ago_are_verified_against_their_batches() {
+    let site = site();
+    let (store, _) = with_fresh_readings(&site);
+    drop(store);
+    let (code, out, err) = verify(&site, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("verified against the 5 batches they were committed in"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_reading_edited_a_second_after_its_commit_fails_verify() {
+    let site = site();
+    let (store, _) = with_fresh_readings(&site);
+    drop(store);
+    db(&site)
+        .execute("UPDATE reading SET value = -190.0 WHERE value = -120.0", [])
+        .expect("tamper");
+    let (code, out, err) = verify(&site, &[]);
+    assert_eq!(code, 1, "an edit one second after the commit passed:\n{out}\n{err}");
+    assert!(err.contains("was altered"), "{err}");
+    assert!(err.contains("batch 1"), "names the batch: {err}");
+}
+
+#[test]
+fn a_reading_deleted_a_second_after_its_commit_fails_verify() {
+    let site = site();
+    let (store, times) = with_fresh_readings(&site);
+    drop(store);
+    db(&site)
+        .execute("DELETE FROM reading WHERE sensor = 2 AND t = ?1", [times[3]])
+        .expect("tamper");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("was deleted"), "{err}");
+}
+
+#[test]
+fn a_reading_added_among_fresh_ones_fails_verify() {
+    let site = site();
+    let (store, times) = with_fresh_readings(&site);
+    drop(store);
+    db(&site)
+        .execute(
+            "INSERT INTO reading (sensor, t, seq, value, quality) VALUES (1, ?1, 0, -191.0, 0)",
+            [times[2] + 1],
+        )
+        .expect("tamper");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("1 readings were added"), "{err}");
+}
+
+#[test]
+fn a_fresh_batch_deleted_with_its_readings_breaks_the_chain_of_batches() {
+    let site = site();
+    let (store, times) = with_fresh_readings(&site);
+    drop(store);
+    let c = db(&site);
+    c.execute("DELETE FROM reading WHERE t = ?1", [times[1]])
+        .expect("tamper");
+    c.execute("DELETE FROM reading_batch WHERE seq = 2", [])
+        .expect("tamper");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("batch 2 of readings"), "{err}");
+}
+
+#[test]
+fn a_forged_reading_is_never_sealed() {
+    let site = site();
+    let (mut store, _) = seeded(&site);
+    let now = now_ms();
+    // A reading in the block still open, edited before its block is due.
+    let t = now - 60_000;
+    store.insert(&[(1, t, Some(-120.0), Quality::Good)]).expect("insert");
+    db(&site)
+        .execute("UPDATE reading SET value = -190.0 WHERE t = ?1 AND sensor = 1", [t])
+        .expect("tamper");
+    let err = store
+        .seal_due(now + 15 * MIN, 10 * MIN, 2 * MIN)
+        .expect_err("a block holding a forged reading was sealed");
+    assert!(err.to_string().contains("was altered"), "{err}");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1, "still broken after the refused seal: {err}");
+}

@@ -12,6 +12,7 @@
 //! Rows are appended inside the caller's write transaction, so an alarm transition, a
 //! notification or a configuration load and its audit row commit together or not at all.
 
+pub mod batch;
 pub mod config;
 pub mod seal;
 pub mod verify;

@@ -47,21 +47,7 @@ pub fn digest(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::R
     for id in reading_sensors(c)? {
         let mut q = rows.query(params![id, from, to])?;
         while let Some(r) = q.next()? {
-            let t: i64 = r.get(0)?;
-            let seq: i64 = r.get(1)?;
-            let value: Option<f64> = r.get(2)?;
-            let quality: i64 = r.get(3)?;
-            h.update(id.to_le_bytes());
-            h.update(t.to_le_bytes());
-            h.update(seq.to_le_bytes());
-            match value {
-                Some(v) => {
-                    h.update([1]);
-                    h.update(v.to_bits().to_le_bytes());
-                }
-                None => h.update([0]),
-            }
-            h.update(quality.to_le_bytes());
+            super::batch::hash_reading(&mut h, id, r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             count += 1;
         }
     }
@@ -115,12 +101,19 @@ const MAX_BLOCK: i64 = 3_600_000;
 /// Seals the next block: from the end of the last seal towards the newest block boundary
 /// that lies `grace_ms` in the past, at most an hour (or one interval) at a time. The very
 /// first block runs from the epoch to the interval holding the oldest reading.
-pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i64) -> rusqlite::Result<Option<Sealed>> {
+/// A block is not sealed (`Err` with the problem) when the readings committed since the
+/// last seal no longer match their batches ([`super::batch`]).
+pub fn seal_due(
+    c: &Connection,
+    now: TimestampMs,
+    interval_ms: i64,
+    grace_ms: i64,
+) -> rusqlite::Result<Result<Option<Sealed>, String>> {
     let interval = interval_ms.max(1);
     let horizon = horizon(now, interval, grace_ms);
     let from = sealed_until(c)?;
     if horizon <= from {
-        return Ok(None);
+        return Ok(Ok(None));
     }
     let step = interval * ((MAX_BLOCK + interval - 1) / interval).max(1);
     let to = if from == 0 {
@@ -135,19 +128,37 @@ pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i6
         (from + step).min(horizon)
     };
     let to = if to <= from { horizon } else { to };
+    // The readings committed since the last seal must still be what was committed: a
+    // reading forged in the store is never sealed.
+    let reset = super::batch::current_reset(c)?;
+    let check = super::batch::check_open(c, reset.as_ref(), from)?;
+    if let Some(problem) = check.problem {
+        return Ok(Err(problem));
+    }
     let d = digest(c, from, to)?;
-    let audit = record(c, now, "readings.sealed", from, to, &d, None)?;
+    // What stays open is recorded, and the batches, now covered by this seal, dropped.
+    // While catching up (more blocks due) the batches stay until the last block.
+    let more = to < horizon;
+    let open = if more {
+        None
+    } else {
+        Some(super::batch::open_digest(c, to, &Default::default())?)
+    };
+    let audit = record(c, now, "readings.sealed", from, to, &d, None, open.as_ref())?;
+    if open.is_some() {
+        super::batch::reset(c)?;
+    }
     c.execute(
         "INSERT OR REPLACE INTO reading_seal (t_from, t_to, count, hash, audit) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![from, to, d.count, d.hash, audit],
     )?;
-    Ok(Some(Sealed {
+    Ok(Ok(Some(Sealed {
         from,
         to,
         count: d.count,
         audit,
-        more: to < horizon,
-    }))
+        more,
+    })))
 }
 
 /// The oldest reading's time, found sensor by sensor along the primary key.
@@ -191,7 +202,7 @@ pub fn reseal(
     blocks.dedup();
     for &(from, to) in &blocks {
         let d = digest(c, from, to)?;
-        let audit = record(c, now, "readings.resealed", from, to, &d, Some(reason))?;
+        let audit = record(c, now, "readings.resealed", from, to, &d, Some(reason), None)?;
         c.execute(
             "UPDATE reading_seal SET count = ?2, hash = ?3, audit = ?4 WHERE t_from = ?1",
             params![from, d.count, d.hash, audit],
@@ -200,6 +211,7 @@ pub fn reseal(
     Ok(blocks.len())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record(
     c: &Connection,
     now: TimestampMs,
@@ -208,6 +220,7 @@ fn record(
     to: TimestampMs,
     d: &BlockDigest,
     reason: Option<&str>,
+    open: Option<&(i64, String)>,
 ) -> rusqlite::Result<i64> {
     let mut detail = serde_json::json!({
         "from": from,
@@ -218,6 +231,9 @@ fn record(
     });
     if let Some(reason) = reason {
         detail["reason"] = reason.into();
+    }
+    if let Some((count, hash)) = open {
+        detail["open"] = serde_json::json!({ "count": count, "hash": hash });
     }
     let subject = format!(
         "readings {}..{}",

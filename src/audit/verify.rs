@@ -25,6 +25,13 @@ pub struct Verification {
     /// Readings are sealed up to here; newer ones are not sealed yet.
     pub sealed_until: Option<TimestampMs>,
     pub unsealed_readings: i64,
+    /// Of the unsealed readings, those proven against the batches they were committed in
+    /// and the newest seal's record of what stayed open (`audit::batch`); the rest were
+    /// stored before readings were bound at commit and are proven once sealed.
+    pub bound_readings: i64,
+    /// Batches committed since the newest seal, and the newest one: seq and hash.
+    pub batches: i64,
+    pub batch_head: Option<(i64, String)>,
     pub problem: Option<Problem>,
 }
 
@@ -74,6 +81,8 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
     // Reductions: (record, from, to, minutes hash); readings deleted up to here.
     let mut reduced: Vec<(i64, TimestampMs, TimestampMs, String)> = Vec::new();
     let mut deleted_until = TimestampMs::MIN;
+    // The newest seal that dropped the batches before it (the batches since chain from it).
+    let mut reset: Option<super::batch::Reset> = None;
     {
         let mut st = c.prepare("SELECT seq, t, kind, actor, subject, detail, prev, hash FROM audit ORDER BY seq")?;
         let mut rows = st.query([])?;
@@ -164,6 +173,12 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
                         return Ok(v);
                     }
                 }
+            }
+            if rec.kind == "readings.sealed"
+                && let Some(r) = super::batch::Reset::from_detail(rec.seq, &rec.hash, &rec.detail)
+                && r.open.is_some()
+            {
+                reset = Some(r);
             }
             if rec.kind == "sensors.registered"
                 && let Some(h) = serde_json::from_str::<serde_json::Value>(&rec.detail)
@@ -343,11 +358,19 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
         v.sealed_readings += d.count;
     }
     progress(total, total);
-    v.unsealed_readings = c.query_row(
-        "SELECT count(*) FROM reading WHERE t >= ?1",
-        [v.sealed_until.unwrap_or(i64::MIN)],
-        |r| r.get(0),
-    )?;
+    // Readings newer than the seals: proven against the batches they were committed in.
+    let open = super::batch::check_open(c, reset.as_ref(), v.sealed_until.unwrap_or(0))?;
+    if let Some(what) = open.problem {
+        v.problem = Some(Problem {
+            record: reset.as_ref().map(|r| r.record).unwrap_or(v.head_seq),
+            what,
+        });
+        return Ok(v);
+    }
+    v.batches = open.batches;
+    v.batch_head = open.head;
+    v.bound_readings = open.bound;
+    v.unsealed_readings = open.bound + open.unbound;
     Ok(v)
 }
 
@@ -447,6 +470,21 @@ pub fn write_text(v: &Verification, out: &mut impl std::io::Write) -> std::io::R
                 "readings: none sealed yet; {} readings not sealed yet",
                 v.unsealed_readings
             )?,
+        }
+        if v.unsealed_readings > 0 || v.batches > 0 {
+            write!(
+                out,
+                "unsealed readings: {} verified against the {} batches they were committed in and the newest seal",
+                v.bound_readings, v.batches
+            )?;
+            match (v.unsealed_readings - v.bound_readings, &v.batch_head) {
+                (0, Some((seq, hash))) => writeln!(out, "; batch head {seq} {hash}")?,
+                (0, None) => writeln!(out)?,
+                (n, _) => writeln!(
+                    out,
+                    "; {n} stored before readings were bound at commit, proven once sealed"
+                )?,
+            }
         }
     }
     Ok(())

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::audit::batch::Bound;
 use crate::model::{Quality, TimestampMs};
 
 /// Migrations in order; `schema_version` holds how many have run.
@@ -58,6 +59,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX alarm_test_alarm ON alarm_test (alarm);",
     // 9: people who sign in to the web dashboard, and their sessions.
     super::users::MIGRATION,
+    // 10: readings bound into the record at commit, until their block is sealed.
+    crate::audit::batch::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,8 @@ pub enum StoreError {
         "store {path} has schema version {found}, older than this cryowatch ({known}); start the daemon once to upgrade it"
     )]
     TooOld { path: String, found: i64, known: i64 },
+    #[error("store {path}: readings not sealed, the record fails its check: {what}")]
+    Integrity { path: String, what: String },
 }
 
 /// A reading to write.
@@ -128,7 +133,8 @@ pub struct Store {
     /// New readings are also queued for the InfluxDB mirror.
     mirror: bool,
     /// Readings before this time are sealed in the audit trail: one arriving late for
-    /// them makes its block sealed again.
+    /// them makes its block sealed again; newer ones are bound into the batch chain as
+    /// they are committed (`audit::batch`).
     sealed_until: TimestampMs,
 }
 
@@ -275,7 +281,12 @@ impl Store {
         if self.sealed_until > 0 && crate::audit::seal::horizon(now, interval_ms, grace_ms) <= self.sealed_until {
             return Ok(None);
         }
-        let sealed = self.transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms))?;
+        let sealed = self
+            .transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms))?
+            .map_err(|what| StoreError::Integrity {
+                path: self.path.clone(),
+                what,
+            })?;
         if let Some(s) = &sealed {
             self.sealed_until = s.to;
         }
@@ -386,6 +397,7 @@ impl Store {
             .map_err(err)?;
         let mut new = Vec::with_capacity(rows.len());
         let mut late = Vec::new();
+        let mut bound = Vec::with_capacity(rows.len());
         {
             let mut ins = tx
                 .prepare_cached(
@@ -417,8 +429,20 @@ impl Store {
                     }
                     Some((last, _)) if *last > t => {
                         let stored = insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
-                        if let (Some(seq), true) = (stored, self.mirror) {
-                            super::mirror::enqueue(&tx, sensor, t, seq, value, quality).map_err(err)?;
+                        if let Some(seq) = stored {
+                            keep_stored(
+                                &tx,
+                                (self.mirror, self.sealed_until),
+                                &mut bound,
+                                Bound {
+                                    sensor,
+                                    t,
+                                    seq,
+                                    value,
+                                    quality,
+                                },
+                            )
+                            .map_err(err)?;
                         }
                         new.push(stored.is_some());
                         continue;
@@ -438,12 +462,26 @@ impl Store {
                     }
                     Some(seq as i64)
                 };
-                if let (Some(seq), true) = (stored, self.mirror) {
-                    super::mirror::enqueue(&tx, sensor, t, seq, value, quality).map_err(err)?;
+                if let Some(seq) = stored {
+                    keep_stored(
+                        &tx,
+                        (self.mirror, self.sealed_until),
+                        &mut bound,
+                        Bound {
+                            sensor,
+                            t,
+                            seq,
+                            value,
+                            quality,
+                        },
+                    )
+                    .map_err(err)?;
                 }
                 new.push(stored.is_some());
             }
         }
+        // Every reading newer than the seals is bound into the record in this transaction.
+        crate::audit::batch::bind(&tx, crate::model::now_ms(), &bound).map_err(err)?;
         // Only readings really stored (not redeliveries) change a sealed block.
         let late: Vec<TimestampMs> = late.into_iter().filter(|&(i, _)| new[i]).map(|(_, t)| t).collect();
         if !late.is_empty() {
@@ -555,6 +593,23 @@ impl Store {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.sql(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
     }
+}
+
+/// A reading was stored: queued for the InfluxDB mirror when it is on, and kept for the
+/// batch digest unless it falls in a sealed block (then its block is sealed again instead).
+fn keep_stored(
+    tx: &Connection,
+    (mirror, sealed_until): (bool, TimestampMs),
+    bound: &mut Vec<Bound>,
+    b: Bound,
+) -> rusqlite::Result<()> {
+    if mirror {
+        super::mirror::enqueue(tx, b.sensor, b.t, b.seq, b.value, b.quality)?;
+    }
+    if b.t >= sealed_until {
+        bound.push(b);
+    }
+    Ok(())
 }
 
 /// Inserts a reading whose millisecond may already hold readings: a source-stamped one

@@ -1,0 +1,372 @@
+//! Readings bound to the record at commit: tampering is detectable from the first second,
+//! not only once a block is sealed.
+//!
+//! Every transaction that stores readings newer than the sealed blocks appends one row to
+//! `reading_batch` in the same transaction: the keys of the readings it stored (sensor id,
+//! time, seq), their count and a SHA-256 over every reading (key, value, quality) in
+//! commit order, chained by hash to the batch before it. The chain starts at the newest
+//! `readings.sealed` record of the audit trail (its hash is the first batch's `prev`), so
+//! the batches hang off the audit chain.
+//!
+//! When a block is sealed ([`super::seal`]), the batches are checked against the table
+//! first (a reading forged in the store is never sealed), the seal records the count and
+//! hash of every reading not yet sealed (`open`), and the batches are dropped: from then
+//! on the seal covers what they covered. So `reading_batch` holds about one block's worth
+//! of commits, never years.
+//!
+//! [`check_open`] proves the readings not yet sealed: each batch's readings are still
+//! there and unchanged, the batches chain, and every other unsealed reading is one the
+//! newest seal recorded as open. A reading edited, added or deleted one second after its
+//! commit fails it.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::{GENESIS, hex};
+use crate::model::{Quality, TimestampMs, format_rfc3339};
+
+/// Schema version 10: the batches committed since the newest seal.
+pub(crate) const MIGRATION: &str = "
+    CREATE TABLE reading_batch (
+        seq    INTEGER PRIMARY KEY,
+        t      INTEGER NOT NULL,
+        count  INTEGER NOT NULL,
+        keys   BLOB NOT NULL,
+        digest TEXT NOT NULL,
+        prev   TEXT NOT NULL,
+        hash   TEXT NOT NULL
+    );";
+
+/// One reading as the batch digest covers it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub sensor: i64,
+    pub t: TimestampMs,
+    pub seq: i64,
+    pub value: Option<f64>,
+    pub quality: Quality,
+}
+
+/// Adds one reading to a running digest: the same bytes the block seals hash.
+pub fn hash_reading(h: &mut Sha256, sensor: i64, t: TimestampMs, seq: i64, value: Option<f64>, quality: i64) {
+    h.update(sensor.to_le_bytes());
+    h.update(t.to_le_bytes());
+    h.update(seq.to_le_bytes());
+    match value {
+        Some(v) => {
+            h.update([1]);
+            h.update(v.to_bits().to_le_bytes());
+        }
+        None => h.update([0]),
+    }
+    h.update(quality.to_le_bytes());
+}
+
+/// The hash of a batch row from its fields and the previous batch's hash.
+pub fn batch_hash(prev: &str, seq: i64, t: TimestampMs, count: i64, digest: &str) -> String {
+    let canonical = serde_json::json!([seq, t, count, digest]).to_string();
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    hex(&h.finalize())
+}
+
+const KEY_BYTES: usize = 24;
+
+fn encode_keys(rows: &[Bound]) -> Vec<u8> {
+    let mut keys = Vec::with_capacity(rows.len() * KEY_BYTES);
+    for r in rows {
+        keys.extend_from_slice(&r.sensor.to_le_bytes());
+        keys.extend_from_slice(&r.t.to_le_bytes());
+        keys.extend_from_slice(&r.seq.to_le_bytes());
+    }
+    keys
+}
+
+fn decode_keys(keys: &[u8]) -> Option<Vec<(i64, TimestampMs, i64)>> {
+    if !keys.len().is_multiple_of(KEY_BYTES) {
+        return None;
+    }
+    let word = |b: &[u8]| b.try_into().ok().map(i64::from_le_bytes);
+    keys.chunks_exact(KEY_BYTES)
+        .map(|k| Some((word(&k[0..8])?, word(&k[8..16])?, word(&k[16..24])?)))
+        .collect()
+}
+
+/// The hash a new batch chains to: the newest batch's, or (right after a seal) the hash
+/// of the seal that dropped the batches before it, or the genesis value when no seal did.
+fn chain_start(c: &Connection) -> rusqlite::Result<(i64, String)> {
+    if let Some(last) = head(c)? {
+        return Ok(last);
+    }
+    Ok((
+        0,
+        current_reset(c)?.map(|r| r.hash).unwrap_or_else(|| GENESIS.to_string()),
+    ))
+}
+
+/// Binds the readings a transaction stored (in commit order) into the chain of batches;
+/// returns the new batch's seq, or `None` when there was nothing to bind.
+pub fn bind(c: &Connection, now: TimestampMs, rows: &[Bound]) -> rusqlite::Result<Option<i64>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut h = Sha256::new();
+    for r in rows {
+        hash_reading(&mut h, r.sensor, r.t, r.seq, r.value, r.quality.code());
+    }
+    let digest = hex(&h.finalize());
+    let (last, prev) = chain_start(c)?;
+    let seq = last + 1;
+    let count = rows.len() as i64;
+    let hash = batch_hash(&prev, seq, now, count, &digest);
+    c.prepare_cached(
+        "INSERT INTO reading_batch (seq, t, count, keys, digest, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![seq, now, count, encode_keys(rows), digest, prev, hash])?;
+    Ok(Some(seq))
+}
+
+/// The newest batch: (seq, hash), to publish beside the audit head.
+pub fn head(c: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    c.prepare_cached("SELECT seq, hash FROM reading_batch ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+/// Count and SHA-256 of every reading with `t >= from`, in key order: what a seal records
+/// as still open.
+pub fn open_digest(
+    c: &Connection,
+    from: TimestampMs,
+    skip: &HashSet<(i64, TimestampMs, i64)>,
+) -> rusqlite::Result<(i64, String)> {
+    let mut rows =
+        c.prepare_cached("SELECT t, seq, value, quality FROM reading WHERE sensor = ?1 AND t >= ?2 ORDER BY t, seq")?;
+    let mut h = Sha256::new();
+    let mut count = 0i64;
+    for id in super::seal::reading_sensors(c)? {
+        let mut q = rows.query(params![id, from])?;
+        while let Some(r) = q.next()? {
+            let (t, seq): (i64, i64) = (r.get(0)?, r.get(1)?);
+            if skip.contains(&(id, t, seq)) {
+                continue;
+            }
+            hash_reading(&mut h, id, t, seq, r.get(2)?, r.get(3)?);
+            count += 1;
+        }
+    }
+    Ok((count, hex(&h.finalize())))
+}
+
+/// Drops every batch after a seal covered them (the seal records what is still open).
+pub fn reset(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM reading_batch", [])
+}
+
+/// What the newest seal recorded as open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub count: i64,
+    pub hash: String,
+}
+
+/// The newest `readings.sealed` record as the batches need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    pub record: i64,
+    pub hash: String,
+    /// End of the block it sealed.
+    pub to: TimestampMs,
+    /// `None` for seals written before readings were bound at commit.
+    pub open: Option<Open>,
+}
+
+impl Reset {
+    /// Reads a `readings.sealed` record's detail.
+    pub fn from_detail(record: i64, hash: &str, detail: &str) -> Option<Reset> {
+        let d: serde_json::Value = serde_json::from_str(detail).ok()?;
+        let open = match &d["open"] {
+            serde_json::Value::Null => None,
+            o => Some(Open {
+                count: o["count"].as_i64()?,
+                hash: o["hash"].as_str()?.to_string(),
+            }),
+        };
+        Some(Reset {
+            record,
+            hash: hash.to_string(),
+            to: d["to"].as_i64()?,
+            open,
+        })
+    }
+}
+
+/// The newest `readings.sealed` record that recorded what stayed open and dropped the
+/// batches before it: the batches since chain from it. (Seals made while catching up on
+/// several blocks at once, and seals from before readings were bound at commit, leave
+/// the batches as they are.)
+pub fn current_reset(c: &Connection) -> rusqlite::Result<Option<Reset>> {
+    c.prepare_cached(
+        "SELECT seq, hash, detail FROM audit WHERE kind = 'readings.sealed' AND json_type(detail, '$.open') IS NOT NULL
+         ORDER BY seq DESC LIMIT 1",
+    )?
+    .query_row([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })
+    .optional()
+    .map(|found| found.and_then(|(seq, hash, detail)| Reset::from_detail(seq, &hash, &detail)))
+}
+
+/// What [`check_open`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenCheck {
+    pub batches: i64,
+    /// Readings proven by the batches and by the newest seal's open record.
+    pub bound: i64,
+    /// Readings not sealed and not bound (stored before this version bound readings at
+    /// commit); they are sealed with their block.
+    pub unbound: i64,
+    /// The newest batch: (seq, hash).
+    pub head: Option<(i64, String)>,
+    /// The first problem, as a sentence.
+    pub problem: Option<String>,
+}
+
+/// Checks every reading newer than `sealed_until` (the end of the newest sealed block)
+/// against the batches and `reset` (the newest `readings.sealed` record, if any).
+pub fn check_open(c: &Connection, reset: Option<&Reset>, sealed_until: TimestampMs) -> rusqlite::Result<OpenCheck> {
+    let mut out = OpenCheck::default();
+    let mut prev = reset.map(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.to_string());
+    let mut expected_seq = 1i64;
+    let mut seen: HashSet<(i64, TimestampMs, i64)> = HashSet::new();
+    let mut reading =
+        c.prepare_cached("SELECT value, quality FROM reading WHERE sensor = ?1 AND t = ?2 AND seq = ?3")?;
+    let mut st = c.prepare("SELECT seq, t, count, keys, digest, prev, hash FROM reading_batch ORDER BY seq")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let (seq, t, count): (i64, TimestampMs, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let keys: Vec<u8> = r.get(3)?;
+        let (digest, bprev, bhash): (String, String, String) = (r.get(4)?, r.get(5)?, r.get(6)?);
+        let when = format_rfc3339(t);
+        let fail = |what: String| -> rusqlite::Result<OpenCheck> {
+            Ok(OpenCheck {
+                problem: Some(what),
+                ..OpenCheck::default()
+            })
+        };
+        if seq != expected_seq {
+            return fail(format!(
+                "batch {expected_seq} of readings committed since the last seal is missing: the batches jump to {seq} (committed readings were deleted with their batch)"
+            ));
+        }
+        if bprev != prev {
+            return fail(format!(
+                "batch {seq} of readings (committed {when}) does not follow the one before it: batches were removed, inserted or reordered"
+            ));
+        }
+        if batch_hash(&bprev, seq, t, count, &digest) != bhash {
+            return fail(format!(
+                "batch {seq} of readings (committed {when}) was altered: it no longer matches its hash"
+            ));
+        }
+        let Some(keys) = decode_keys(&keys).filter(|k| k.len() as i64 == count) else {
+            return fail(format!(
+                "batch {seq} of readings (committed {when}) lists its readings unreadably"
+            ));
+        };
+        let mut h = Sha256::new();
+        for &(sensor, rt, rseq) in &keys {
+            let found: Option<(Option<f64>, i64)> = reading
+                .query_row(params![sensor, rt, rseq], |q| Ok((q.get(0)?, q.get(1)?)))
+                .optional()?;
+            let Some((value, quality)) = found else {
+                return fail(format!(
+                    "a reading committed {when} (batch {seq}: sensor id {sensor}, {}) was deleted",
+                    format_rfc3339(rt)
+                ));
+            };
+            hash_reading(&mut h, sensor, rt, rseq, value, quality);
+            seen.insert((sensor, rt, rseq));
+        }
+        if hex(&h.finalize()) != digest {
+            return fail(format!(
+                "a reading committed {when} (batch {seq}, {count} readings) was altered: the stored readings no longer match the batch"
+            ));
+        }
+        out.batches += 1;
+        out.bound += count;
+        out.head = Some((seq, bhash.clone()));
+        prev = bhash;
+        expected_seq += 1;
+    }
+    // Everything else not sealed yet must be what the newest seal left open.
+    match reset.and_then(|r| r.open.as_ref().map(|o| (r, o))) {
+        Some((r, open)) if r.to == sealed_until => {
+            let (count, hash) = open_digest(c, sealed_until, &seen)?;
+            if count != open.count || hash != open.hash {
+                let how = match count.cmp(&open.count) {
+                    std::cmp::Ordering::Less => format!("{} readings were deleted", open.count - count),
+                    std::cmp::Ordering::Greater => format!("{} readings were added", count - open.count),
+                    std::cmp::Ordering::Equal => "a reading was altered".to_string(),
+                };
+                out.problem = Some(format!(
+                    "readings newer than {} no longer match what record {} and the batches since recorded: {how}",
+                    format_rfc3339(sealed_until),
+                    r.record
+                ));
+                return Ok(out);
+            }
+            out.bound += count;
+        }
+        _ => {
+            let (count, _) = open_digest(c, sealed_until, &seen)?;
+            out.unbound = count;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_a_truncated_list_is_refused() {
+        let rows = [
+            Bound {
+                sensor: 3,
+                t: -5,
+                seq: 0,
+                value: None,
+                quality: Quality::Stale,
+            },
+            Bound {
+                sensor: i64::MAX,
+                t: 1_700_000_000_000,
+                seq: 2,
+                value: Some(1.5),
+                quality: Quality::Good,
+            },
+        ];
+        let keys = encode_keys(&rows);
+        assert_eq!(
+            decode_keys(&keys),
+            Some(vec![(3, -5, 0), (i64::MAX, 1_700_000_000_000, 2)])
+        );
+        assert_eq!(decode_keys(&keys[..30]), None);
+    }
+
+    #[test]
+    fn a_batch_hash_covers_every_field_and_its_predecessor() {
+        let base = batch_hash(GENESIS, 1, 10, 2, "ab");
+        assert_ne!(base, batch_hash(GENESIS, 2, 10, 2, "ab"));
+        assert_ne!(base, batch_hash(GENESIS, 1, 11, 2, "ab"));
+        assert_ne!(base, batch_hash(GENESIS, 1, 10, 3, "ab"));
+        assert_ne!(base, batch_hash(GENESIS, 1, 10, 2, "ac"));
+        assert_ne!(base, batch_hash(&base, 1, 10, 2, "ab"));
+    }
+}
