@@ -40,6 +40,9 @@ pub struct Daemon {
     /// Everything `/metrics` shows that only the running daemon knows.
     pub telemetry: Arc<Telemetry>,
     store_path: std::path::PathBuf,
+    /// The record watch ([`crate::audit::watch`]) and what it last verified.
+    record_watch: Option<std::thread::JoinHandle<()>>,
+    pub record: Arc<crate::audit::watch::Shared>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
 }
@@ -167,7 +170,14 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
-        tasks.extend(crate::heartbeat::spawn(config, handle.stats.clone(), &shutdown));
+        let record = crate::audit::watch::Shared::new();
+        let record_watch = spawn_record_watch(config, &handle, record.clone(), &shutdown)?;
+        tasks.extend(crate::heartbeat::spawn(
+            config,
+            handle.stats.clone(),
+            record.clone(),
+            &shutdown,
+        ));
         tasks.extend(
             crate::api::spawn_with(config, &shutdown, Some(telemetry.clone())).context("starting the HTTP API")?,
         );
@@ -191,6 +201,8 @@ impl Daemon {
             sink,
             sink_stats,
             store_path: config.store.path.clone(),
+            record_watch: Some(record_watch),
+            record,
             _lock: lock,
         })
     }
@@ -202,6 +214,9 @@ impl Daemon {
             if let Err(e) = t.await {
                 tracing::error!(error = %e, "a source task ended abnormally");
             }
+        }
+        if let Some(w) = self.record_watch {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
         // The writer stops once every handle to it is gone, this one included.
         drop(self.store);
@@ -224,6 +239,49 @@ impl Daemon {
         }
         tracing::info!(committed, "cryowatch stopped; every received reading is stored");
     }
+}
+
+/// How often the record-integrity sensor gets a reading while nothing changes, so
+/// `status` shows the record as checked recently.
+const RECORD_READING_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts the record watch; each look becomes a reading of the record-integrity sensor
+/// (0 verified, 1 failed), so a failure raises its critical alarm and is paged.
+fn spawn_record_watch(
+    config: &Config,
+    handle: &StoreHandle,
+    record: Arc<crate::audit::watch::Shared>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use crate::config::monitor::{RECORD_BROKEN, RECORD_SENSOR};
+    let sensor = config.sensor_index(RECORD_SENSOR);
+    let handle = handle.clone();
+    let mut last: Option<(bool, std::time::Instant)> = None;
+    let report = move |look: &crate::audit::watch::Look| {
+        let Some(sensor) = sensor else { return };
+        let broken = look.problem.is_some();
+        let due = match last {
+            Some((was, at)) => was != broken || at.elapsed() >= RECORD_READING_EVERY,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        last = Some((broken, std::time::Instant::now()));
+        let value = if broken { RECORD_BROKEN } else { 0.0 };
+        let reading = crate::model::Reading {
+            sensor,
+            time: now_ms(),
+            value: Some(value),
+            quality: crate::model::Quality::Good,
+            source_time: false,
+        };
+        if handle.send_blocking(writer::Batch::new(vec![reading])).is_err() {
+            tracing::debug!("record watch: the store writer has stopped");
+        }
+    };
+    crate::audit::watch::spawn(config.store.path.clone(), record, shutdown.clone(), report)
+        .context("starting the record watch")
 }
 
 /// Records the configuration file (hash, diff against the last one) in the audit trail.

@@ -15,17 +15,36 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::watch::{Anchor, Shared};
 use crate::config::Config;
 use crate::model::{format_rfc3339, now_ms};
 use crate::store::writer::WriterStats;
 
-fn payload(state: &str, site: &str) -> String {
-    serde_json::json!({ "state": state, "site": site, "time": format_rfc3339(now_ms()), "pid": std::process::id() })
-        .to_string()
+fn payload(state: &str, site: &str, record: &Shared) -> String {
+    let mut p = serde_json::json!({ "state": state, "site": site, "time": format_rfc3339(now_ms()), "pid": std::process::id() });
+    // The record's heads as last verified: an outsider keeping these catches a trail
+    // rewritten later; the daemon reads its own back when it starts.
+    if let Some(anchor) = record.anchor() {
+        p["record"] = serde_json::json!(anchor);
+    } else if let Some(problem) = record.problem() {
+        p["record"] = serde_json::json!({ "problem": problem });
+    }
+    p.to_string()
+}
+
+/// The anchor in a heartbeat payload published earlier, if it has one.
+pub fn recalled_anchor(payload: &[u8]) -> Option<Anchor> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    serde_json::from_value(v.get("record")?.clone()).ok()
 }
 
 /// Starts the heartbeats configured; none when there is no `[heartbeat]`.
-pub fn spawn(config: &Config, stats: Arc<WriterStats>, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    config: &Config,
+    stats: Arc<WriterStats>,
+    record: Arc<Shared>,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let Some(hb) = config.heartbeat.clone() else {
         return Vec::new();
     };
@@ -38,7 +57,7 @@ pub fn spawn(config: &Config, stats: Arc<WriterStats>, shutdown: &CancellationTo
             let mut o = MqttOptions::new(format!("{}-heartbeat", mqtt.client_id), mqtt.host.clone(), mqtt.port);
             o.set_keep_alive(mqtt.keep_alive);
             o.set_clean_session(true);
-            o.set_last_will(LastWill::new(&topic, payload("offline", &site), QoS::AtLeastOnce, true));
+            o.set_last_will(LastWill::new(&topic, payload("offline", &site, &record), QoS::AtLeastOnce, true));
             if let Some(user) = &mqtt.username {
                 o.set_credentials(
                     user.clone(),
@@ -51,16 +70,43 @@ pub fn spawn(config: &Config, stats: Arc<WriterStats>, shutdown: &CancellationTo
             }
             let (client, mut events) = AsyncClient::new(o, 16);
             let mut beat = tokio::time::interval(interval);
+            // The heartbeat this daemon retained last time carries the record's heads as
+            // they were then: read it back once, before publishing over it.
+            let mut recalled = false;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = beat.tick() => {
-                        let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site));
+                    _ = beat.tick(), if recalled => {
+                        let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
                     }
                     e = events.poll() => match e {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             tracing::info!(topic = %topic, "heartbeat connected to the broker");
-                            let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site));
+                            if recalled {
+                                let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
+                            } else {
+                                let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) if !recalled => {
+                            // A retained message comes before the SUBACK's effect is over;
+                            // give it a moment, then publish regardless.
+                            let client = client.clone();
+                            let topic = topic.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                                let _ = client.try_unsubscribe(&topic);
+                            });
+                        }
+                        Ok(Event::Incoming(Packet::UnsubAck(_))) if !recalled => {
+                            recalled = true;
+                            let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) if !recalled && p.topic == topic => {
+                            if let Some(anchor) = recalled_anchor(&p.payload) {
+                                tracing::info!(audit_seq = anchor.audit_seq, verified_at = %anchor.verified_at, "heartbeat: checking the record against the heads published last time");
+                                record.recall(anchor);
+                            }
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -72,7 +118,7 @@ pub fn spawn(config: &Config, stats: Arc<WriterStats>, shutdown: &CancellationTo
             }
             // A clean stop is not a failure: say so, then leave without the Last Will.
             let _ = client
-                .publish(&topic, QoS::AtLeastOnce, true, payload("stopped", &site))
+                .publish(&topic, QoS::AtLeastOnce, true, payload("stopped", &site, &record))
                 .await;
             let _ = client.disconnect().await;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

@@ -97,11 +97,13 @@ impl Source {
         self as usize
     }
 
-    fn of(sensor: &SensorSource) -> Source {
+    /// The source a sensor's readings come from; `None` for the monitor's own sensor.
+    fn of(sensor: &SensorSource) -> Option<Source> {
         match sensor {
-            SensorSource::Modbus(_) => Source::Modbus,
-            SensorSource::Mqtt(_) => Source::Mqtt,
-            SensorSource::Ups(_) => Source::Ups,
+            SensorSource::Modbus(_) => Some(Source::Modbus),
+            SensorSource::Mqtt(_) => Some(Source::Mqtt),
+            SensorSource::Ups(_) => Some(Source::Ups),
+            SensorSource::Monitor => None,
         }
     }
 }
@@ -173,8 +175,8 @@ impl Telemetry {
     /// stage counters; the `with_*` methods put in the stages' own.
     pub fn new(config: &Config) -> Telemetry {
         let mut sources = [false; 3];
-        for s in &config.sensors {
-            sources[Source::of(&s.source).slot()] = true;
+        for source in config.sensors.iter().filter_map(|s| Source::of(&s.source)) {
+            sources[source.slot()] = true;
         }
         // Devices without sensors are not polled and not shown.
         let polled_modbus = |i: usize| {

@@ -89,10 +89,20 @@ fn demo_shows_live_readings_that_history_and_status_read_back() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
     let rows = rows.as_array().expect("an array of sensors");
-    assert_eq!(rows.len(), 18, "every demo sensor is listed");
+    assert_eq!(
+        rows.len(),
+        19,
+        "every demo sensor is listed, and the monitor's own record"
+    );
     for r in rows {
         assert_ne!(r["state"], "no_data", "{r}");
     }
+    let record = rows
+        .iter()
+        .find(|r| r["sensor"] == "cryowatch.record")
+        .expect("the record's row");
+    assert_eq!(record["value"], 0.0, "the record verifies: {record}");
+    assert_eq!(record["asset"], "cryowatch", "{record}");
 }
 
 #[test]

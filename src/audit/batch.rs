@@ -239,14 +239,34 @@ pub struct OpenCheck {
 /// Checks every reading newer than `sealed_until` (the end of the newest sealed block)
 /// against the batches and `reset` (the newest `readings.sealed` record, if any).
 pub fn check_open(c: &Connection, reset: Option<&Reset>, sealed_until: TimestampMs) -> rusqlite::Result<OpenCheck> {
+    check(c, reset, sealed_until, None)
+}
+
+/// Checks only the batches committed after batch `since` (seq, hash) — a look between
+/// two full checks, whose cost follows what was committed meanwhile, not how much is
+/// open. The readings not in batches (what the newest seal left open) are not rechecked.
+pub fn check_new(c: &Connection, since: &(i64, String)) -> rusqlite::Result<OpenCheck> {
+    check(c, None, TimestampMs::MAX, Some(since))
+}
+
+fn check(
+    c: &Connection,
+    reset: Option<&Reset>,
+    sealed_until: TimestampMs,
+    since: Option<&(i64, String)>,
+) -> rusqlite::Result<OpenCheck> {
     let mut out = OpenCheck::default();
-    let mut prev = reset.map(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.to_string());
-    let mut expected_seq = 1i64;
+    let (mut expected_seq, mut prev) = match since {
+        Some((seq, hash)) => (seq + 1, hash.clone()),
+        None => (1, reset.map(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.to_string())),
+    };
     let mut seen: HashSet<(i64, TimestampMs, i64)> = HashSet::new();
     let mut reading =
         c.prepare_cached("SELECT value, quality FROM reading WHERE sensor = ?1 AND t = ?2 AND seq = ?3")?;
-    let mut st = c.prepare("SELECT seq, t, count, keys, digest, prev, hash FROM reading_batch ORDER BY seq")?;
-    let mut rows = st.query([])?;
+    let mut st = c.prepare_cached(
+        "SELECT seq, t, count, keys, digest, prev, hash FROM reading_batch WHERE seq >= ?1 ORDER BY seq",
+    )?;
+    let mut rows = st.query([expected_seq])?;
     while let Some(r) = rows.next()? {
         let (seq, t, count): (i64, TimestampMs, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         let keys: Vec<u8> = r.get(3)?;
@@ -302,6 +322,9 @@ pub fn check_open(c: &Connection, reset: Option<&Reset>, sealed_until: Timestamp
         out.head = Some((seq, bhash.clone()));
         prev = bhash;
         expected_seq += 1;
+    }
+    if since.is_some() {
+        return Ok(out);
     }
     // Everything else not sealed yet must be what the newest seal left open.
     match reset.and_then(|r| r.open.as_ref().map(|o| (r, o))) {

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod config;
 pub mod seal;
 pub mod verify;
+pub mod watch;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;

@@ -2,6 +2,7 @@
 //! raw serde schema of [`raw`], then [`validate`] it into the checked types below. Nothing
 //! downstream re-checks: a `Config` is always internally consistent.
 
+pub mod monitor;
 pub mod notify;
 pub mod raw;
 pub mod rules;
@@ -354,6 +355,8 @@ pub enum SensorSource {
     Modbus(ModbusPoint),
     Mqtt(MqttPoint),
     Ups(UpsPoint),
+    /// The monitor's own state ([`monitor`]), written by the daemon itself.
+    Monitor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

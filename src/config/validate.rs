@@ -385,12 +385,19 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         ups: &ups_ids,
         mqtt: mqtt.is_some(),
     };
-    let sensors: Vec<Sensor> = raw
+    let mut sensors: Vec<Sensor> = raw
         .sensor
         .iter()
         .enumerate()
         .filter_map(|(i, s)| sensor(&mut c, &format!("sensor[{i}]"), s, &ctx))
         .collect();
+    super::monitor::check_reserved(
+        &mut c,
+        raw.asset.iter().map(|a| a.id.as_str()),
+        raw.sensor.iter().map(|s| s.id.as_str()),
+    );
+    let mut assets = assets;
+    super::monitor::add_sensor(&mut assets, &mut sensors);
 
     let inputs = super::rules::RuleInputs {
         sensors: &sensors,
@@ -399,7 +406,8 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         ups: &ups,
         sensor_idx: sensors.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect(),
     };
-    let rules = super::rules::check_rules(&mut c, raw, &inputs);
+    let mut rules = super::rules::check_rules(&mut c, raw, &inputs);
+    super::monitor::add_rule(&mut rules, &sensors);
     let maintenance = super::rules::check_maintenance(&mut c, raw, &inputs);
     let test_pages = super::rules::check_test_pages(&mut c, raw);
     let sections = super::validate_alarms::check(&mut c, raw, base);

@@ -742,7 +742,13 @@ impl Dispatcher {
         if done {
             return Ok(());
         }
-        let rows = crate::report::status::gather(&self.cfg, &self.store, now)?;
+        let mut rows = crate::report::status::gather(&self.cfg, &self.store, now)?;
+        // The monitor's own record-integrity sensor is told apart below, not counted as a
+        // sensor of the lab (its failure is an open critical alarm).
+        let record = rows
+            .iter()
+            .position(|r| r.sensor == crate::config::monitor::RECORD_SENSOR)
+            .map(|i| rows.remove(i));
         let ok = rows.iter().filter(|r| r.state == "ok").count();
         let open = self
             .store
@@ -761,6 +767,21 @@ impl Dispatcher {
         );
         for r in rows.iter().filter(|r| r.state != "ok") {
             body.push_str(&format!("- {}: {}\n", r.sensor, r.state));
+        }
+        // The record's head, kept in every mailbox this page reaches: a trail rewritten
+        // after today no longer carries it (`audit verify --anchor`).
+        let checked = match record.as_ref().and_then(|r| r.value.map(|v| (v, r.time.clone()))) {
+            Some((v, _)) if v == crate::config::monitor::RECORD_BROKEN => {
+                "FAILS its check (see the open alarm)".to_string()
+            }
+            Some((_, Some(at))) => format!("verified by the monitor at {at}"),
+            _ => "not checked yet since the monitor started".to_string(),
+        };
+        body.push_str(&format!("\nRecord: {checked}.\n"));
+        if let Some((seq, hash)) = self.store.with_conn(crate::audit::head)? {
+            body.push_str(&format!(
+                "Audit trail head {seq} {hash}\n(cryowatch audit verify --anchor {seq}:{hash} proves later that the record was not rewritten since this page)\n"
+            ));
         }
         body.push_str("\nThis page comes every day; if it does not, the monitor itself has failed.\n");
         let sms = format!("{subject} ({ok}/{} sensors ok, {open} alarms)", rows.len());

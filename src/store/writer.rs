@@ -124,6 +124,11 @@ impl StoreHandle {
         self.tx.send(Msg::Batch(batch)).await.map_err(|_| WriterStopped)
     }
 
+    /// [`StoreHandle::send`] from a thread outside the runtime (waits while the queue is full).
+    pub fn send_blocking(&self, batch: Batch) -> Result<(), WriterStopped> {
+        self.tx.blocking_send(Msg::Batch(batch)).map_err(|_| WriterStopped)
+    }
+
     /// Asks for a clock tick unless the queue is full (a busy writer evaluates the
     /// clock with the next tick).
     pub fn tick(&self) -> Result<(), WriterStopped> {

@@ -1,0 +1,91 @@
+//! The monitor's own sensor: `cryowatch.record`, the integrity of the record, under the
+//! built-in asset `cryowatch`. The daemon verifies its own record continuously
+//! ([`crate::audit::watch`]) and stores the outcome as readings of this sensor (0 = the
+//! record verifies, 1 = it does not), so a broken record raises the critical, latching
+//! alarm `cryowatch.record:integrity` and is paged through the normal routes and
+//! escalations like any other alarm. A written `[[rule]]` with that id replaces the
+//! built-in one (to give it its own escalation, say).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::rules::{Condition, Origin, Rule, Severity};
+use super::validate::Checker;
+use super::{Asset, Sensor, SensorSource};
+
+/// The built-in asset: the monitor itself.
+pub const ASSET: &str = "cryowatch";
+/// The record-integrity sensor.
+pub const RECORD_SENSOR: &str = "cryowatch.record";
+/// Its alarm rule.
+pub const RECORD_RULE: &str = "cryowatch.record:integrity";
+/// The value of a reading of [`RECORD_SENSOR`] when verification failed.
+pub const RECORD_BROKEN: f64 = 1.0;
+
+/// Refuses written ids that the built-in asset and sensor use.
+pub(super) fn check_reserved<'a>(
+    c: &mut Checker,
+    assets: impl Iterator<Item = &'a str>,
+    sensors: impl Iterator<Item = &'a str>,
+) {
+    for (i, id) in assets.enumerate() {
+        if id == ASSET {
+            c.err(
+                format!("asset[{i}].id"),
+                format!("{ASSET:?} is the monitor's own asset (its record-integrity sensor); choose another id"),
+            );
+        }
+    }
+    for (i, id) in sensors.enumerate() {
+        if id == RECORD_SENSOR || id.starts_with("cryowatch.") {
+            c.err(
+                format!("sensor[{i}].id"),
+                format!(
+                    "sensor ids starting with \"cryowatch.\" are the monitor's own ({RECORD_SENSOR}); choose another id"
+                ),
+            );
+        }
+    }
+}
+
+/// Appends the built-in asset and sensor (after everything written, so written indices
+/// do not move).
+pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>) {
+    assets.push(Asset {
+        id: ASSET.to_string(),
+        name: "cryowatch (this monitor)".to_string(),
+        kind: "monitor".to_string(),
+        location: String::new(),
+    });
+    sensors.push(Sensor {
+        id: RECORD_SENSOR.to_string(),
+        asset: assets.len() - 1,
+        quantity: "record_integrity".to_string(),
+        unit: String::new(),
+        stale_after: None,
+        source: SensorSource::Monitor,
+    });
+}
+
+/// Appends the built-in integrity rule unless a written rule took its id.
+pub(super) fn add_rule(rules: &mut Vec<Rule>, sensors: &[Sensor]) {
+    let ids: HashSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+    let Some(sensor) = sensors.iter().position(|s| s.id == RECORD_SENSOR) else {
+        return;
+    };
+    if ids.contains(RECORD_RULE) {
+        return;
+    }
+    rules.push(Rule {
+        id: RECORD_RULE.to_string(),
+        sensor,
+        condition: Condition::State { equals: RECORD_BROKEN },
+        severity: Severity::Critical,
+        delay: Duration::ZERO,
+        escalation: None,
+        latching: true,
+        raises: true,
+        power_incident: false,
+        origin: Origin::Default("the monitor verifies its own record".to_string()),
+    });
+}
