@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
-# wrk, faketime (apt); pymodbus, aiosmtpd, pyserial (pip, in .venv at the repository root);
+# wrk, faketime, fuse3 (apt); pymodbus, aiosmtpd, pyserial, mfusepy (pip, in .venv at the
+# repository root);
 # playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo; tests/fuzz.sh installs cargo-fuzz).
 # Without arguments it runs what CI runs: formatting and lints, every test (the
 # fault-injection suite included), every benchmark at its quick size, and the fuzz
@@ -15,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime)
+apt_packages=(mosquitto mosquitto-clients victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime fuse3)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,10 +34,11 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto
 fi
 
 venv="$root/.venv"
-if ! "$venv/bin/python" -c 'import pymodbus, aiosmtpd, serial' 2>/dev/null; then
-    echo "tests/run.sh: preparing $venv (pymodbus, aiosmtpd, pyserial)" >&2
+# mfusepy: the power-cut fault scenario's FUSE layer (tests/peers/lazyfs.py).
+if ! "$venv/bin/python" -c 'import pymodbus, aiosmtpd, serial, mfusepy' 2>/dev/null; then
+    echo "tests/run.sh: preparing $venv (pymodbus, aiosmtpd, pyserial, mfusepy)" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' aiosmtpd pyserial
+    "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' aiosmtpd pyserial 'mfusepy==3.*'
 fi
 export CRYOWATCH_TEST_PYTHON="$venv/bin/python"
 

@@ -7,6 +7,7 @@
 pub mod cryosim;
 pub mod fault_proxy;
 pub mod http;
+pub mod lazyfs;
 pub mod modem;
 pub mod mosquitto;
 pub mod nut;

@@ -1,7 +1,7 @@
 //! Fault scenarios that hit the daemon itself: `kill -9` during an escalation, a full
-//! disk under the store, a wall clock that jumps, a flood of malformed MQTT input and
-//! fuzzed configuration files. Every peer is real (Mosquitto, aiosmtpd) and the daemon is
-//! the real `cryowatch run`.
+//! disk under the store, a wall clock that jumps, a flood of malformed MQTT input,
+//! fuzzed configuration files and power cuts that lose every write not fsynced. Every
+//! peer is real (Mosquitto, aiosmtpd) and the daemon is the real `cryowatch run`.
 //!
 //! Readings enter over MQTT with QoS 1 from [`Feed`], which counts what the broker
 //! acknowledged: that is "produced". "Stored" is what `cryowatch history` gives back.
@@ -11,6 +11,7 @@ mod disk;
 mod fuzz;
 mod kill;
 mod malformed;
+mod powercut;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ("clock jump", clock::run),
         ("malformed mqtt flood", malformed::run),
         ("fuzzed configs", fuzz::run),
+        ("power cut", powercut::run),
     ]
 }
 
