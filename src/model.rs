@@ -93,6 +93,23 @@ pub fn now_ms() -> TimestampMs {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// A duration in milliseconds, saturating at `i64::MAX` instead of wrapping. Durations
+/// from the configuration are at most [`crate::config::MAX_DURATION`]; this keeps any
+/// other from turning into a negative span.
+pub fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `t + d`, saturating at the end of the time line instead of wrapping into the past.
+pub fn later(t: TimestampMs, d: std::time::Duration) -> TimestampMs {
+    t.saturating_add(millis(d))
+}
+
+/// `t - d`, saturating at the start of the time line instead of wrapping into the future.
+pub fn earlier(t: TimestampMs, d: std::time::Duration) -> TimestampMs {
+    t.saturating_sub(millis(d))
+}
+
 /// A unit as people write it on a page or a report: `degC` → `°C`, `percent` → `%`;
 /// anything else as configured.
 pub fn unit_symbol(unit: &str) -> &str {
@@ -124,6 +141,17 @@ mod tests {
         }
         assert_eq!(Quality::Good.code(), 0);
         assert_eq!(Quality::from_code(99), None);
+    }
+
+    #[test]
+    fn time_plus_or_minus_a_huge_duration_saturates_instead_of_wrapping() {
+        let huge = std::time::Duration::from_secs(u64::MAX);
+        assert_eq!(millis(huge), i64::MAX);
+        assert_eq!(later(1_000, huge), i64::MAX);
+        assert_eq!(earlier(1_000, huge), 1_000 - i64::MAX);
+        assert_eq!(earlier(-1_000, huge), i64::MIN);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!((later(0, minute), earlier(0, minute)), (60_000, -60_000));
     }
 
     #[test]

@@ -20,15 +20,13 @@ impl Checker {
         });
     }
 
-    /// Parses a humantime duration; `None` (with a problem) when it does not parse.
+    /// Parses a duration with [`parse_duration`]; `None` (with a problem) when it does
+    /// not parse or is longer than [`MAX_DURATION`].
     pub fn duration(&mut self, path: &str, text: &str) -> Option<Duration> {
-        match humantime::parse_duration(text) {
+        match parse_duration(text) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.err(
-                    path,
-                    format!("cannot parse duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"10m\", \"2h\""),
-                );
+                self.err(path, e);
                 None
             }
         }

@@ -204,8 +204,8 @@ impl ClockWatch {
     /// The step (ms) the wall clock made since the last look, if it made one.
     fn step(&mut self, mono: Instant, wall: TimestampMs) -> Option<i64> {
         let jump = self.last.and_then(|(at, was)| {
-            let expected = was + mono.saturating_duration_since(at).as_millis() as i64;
-            let delta = wall - expected;
+            let expected = crate::model::later(was, mono.saturating_duration_since(at));
+            let delta = wall.saturating_sub(expected);
             (delta.abs() > CLOCK_STEP_MS).then_some(delta)
         });
         self.last = Some((mono, wall));
@@ -290,8 +290,8 @@ impl Writer {
         if let Some((interval, grace)) = self.housekeeping.seal
             && now >= self.next_seal
         {
-            let interval = interval.as_millis() as i64;
-            match self.store.seal_due(now, interval, grace.as_millis() as i64) {
+            let interval = crate::model::millis(interval);
+            match self.store.seal_due(now, interval, crate::model::millis(grace)) {
                 Ok(Some(s)) => {
                     let head = self.store.with_conn(crate::audit::head).ok().flatten();
                     tracing::info!(

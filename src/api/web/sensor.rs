@@ -100,7 +100,7 @@ pub async fn page(
         Err(e) => return refusal(&st, StatusCode::BAD_REQUEST, Some(&who), "Period not understood", &e),
     };
     let sensor = cfg.sensors[si].clone();
-    let stale = stale_after(&sensor, &cfg.devices, &cfg.ups).as_millis() as i64;
+    let stale = crate::model::millis(stale_after(&sensor, &cfg.devices, &cfg.ups));
     let read = st
         .with_store(move |s| {
             let mut out = Series {
