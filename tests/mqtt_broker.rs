@@ -635,3 +635,71 @@ fn sigterm_in_the_middle_of_a_flood_exits_0_and_acknowledges_only_what_is_stored
     eprintln!("SIGTERM: {} of {N} stored at exit", at_exit.len());
     site.stop_daemon(daemon);
 }
+
+/// `[api]` on a free port with a viewer token, for reading `/metrics`.
+fn api_section() -> (String, std::net::SocketAddr) {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().expect("address");
+    let text = format!(
+        "\n[api]\nlisten = \"{addr}\"\n[[api.token]]\nid = \"viewer\"\nrole = \"viewer\"\ntoken = \"mqtt-test-viewer-token-0123456789\"\n"
+    );
+    (text, addr)
+}
+
+/// One sample of `/metrics` (a counter without labels).
+fn metric(api: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let auth = "Bearer mqtt-test-viewer-token-0123456789";
+    let body = common::http::call(api, "GET", "/metrics", &[("Authorization", auth)], None)
+        .ok()?
+        .body;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+#[test]
+fn a_message_larger_than_any_reading_is_consumed_counted_and_does_not_block_the_readings_behind_it() {
+    let broker = Mosquitto::start();
+    let id = "cw-test-oversized";
+    let (api, addr) = api_section();
+    let sensors = [
+        sensor("big", "degC", "m/big", "format = \"json\"\njson_path = \"v\""),
+        sensor("after", "degC", "m/after", "format = \"number\""),
+        api,
+    ]
+    .concat();
+    let site = Site::new(&config(&broker, id, &sensors));
+    let mut daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+
+    // 2 MiB: over the MQTT client's old packet limit and over any reading's size.
+    let mut huge = br#"{"v":-80.0,"pad":""#.to_vec();
+    huge.resize(2 << 20, b'x');
+    huge.extend_from_slice(br#""}"#);
+    broker.publish_bytes("m/big", &huge, 1);
+    broker.publish("m/big", r#"{"v":-79.5}"#, 1);
+    let numbers: Vec<String> = (0..20).map(|i| format!("-{i}.5")).collect();
+    broker.publish_lines("m/after", &numbers, 1);
+
+    let big = wait_rows(&site, "big", 1);
+    assert_eq!(
+        values(&big),
+        vec![Some(-79.5)],
+        "only the reading after the huge message"
+    );
+    wait_rows(&site, "after", 20);
+    wait_for(Duration::from_secs(10), "the oversized message to be counted", || {
+        (metric(addr, "cryowatch_mqtt_oversized_messages_total") == Some(1.0)).then_some(())
+    });
+    // Consumed, not redelivered: no reconnect loop, nothing more counted.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.running(), "daemon died; log:\n{}", site.daemon_log());
+    let log = site.daemon_log();
+    let lost = log.lines().filter(|l| l.contains("mqtt connection lost")).count();
+    assert_eq!(lost, 0, "the connection dropped {lost} times; log:\n{log}");
+    assert_eq!(metric(addr, "cryowatch_mqtt_oversized_messages_total"), Some(1.0));
+    assert_eq!(metric(addr, "cryowatch_mqtt_connects_total"), Some(1.0));
+    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("\"m/big\"")).collect();
+    assert_eq!(skipped.len(), 1, "{}", skipped.join("\n"));
+    assert!(skipped[0].contains("oversized"), "{}", skipped[0]);
+    site.stop_daemon(daemon);
+}
