@@ -64,6 +64,24 @@ pub struct Reading {
     /// The time was stamped by the source (a payload timestamp), not on arrival: the
     /// same reading delivered twice then has the same time and is stored once.
     pub source_time: bool,
+    /// Kept in the record but not believed: never evaluated by the alarm rules and never
+    /// a sensor's latest value.
+    pub flag: Option<Flag>,
+}
+
+/// Why a stored reading is not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Stamped more than `mqtt.max_clock_skew` ahead of the daemon's clock.
+    AheadOfClock,
+}
+
+impl Flag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::AheadOfClock => "ahead_of_clock",
+        }
+    }
 }
 
 impl Reading {
@@ -74,6 +92,7 @@ impl Reading {
             value: Some(value),
             quality: Quality::Good,
             source_time: false,
+            flag: None,
         }
     }
 
@@ -84,6 +103,7 @@ impl Reading {
             value: None,
             quality,
             source_time: false,
+            flag: None,
         }
     }
 }

@@ -166,7 +166,7 @@ impl Engine {
         let saved = store.with_conn(crate::store::alarms::load)?;
         let mut last_good = Vec::with_capacity(sensor_ids.len());
         for &id in sensor_ids {
-            last_good.push(store.latest(id)?.1.map(|r| r.time));
+            last_good.push(store.latest(id, config.latest_bound(now))?.1.map(|r| r.time));
         }
         let mut e = Engine::new(config, saved, last_good, now);
         for (s, &id) in sensor_ids.iter().enumerate() {

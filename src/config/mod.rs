@@ -207,6 +207,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// How far ahead of the clock a reading may be stamped and still be a sensor's
+    /// latest value: `mqtt.max_clock_skew` (only MQTT readings carry their own time).
+    pub fn max_clock_skew(&self) -> Duration {
+        self.mqtt
+            .as_ref()
+            .map_or(MqttConfig::DEFAULT_MAX_CLOCK_SKEW, |m| m.max_clock_skew)
+    }
+
+    /// The newest time a reading may have and still be a sensor's latest value at `now`.
+    pub fn latest_bound(&self, now: crate::model::TimestampMs) -> crate::model::TimestampMs {
+        crate::model::later(now, self.max_clock_skew())
+    }
+
     pub fn sensor_index(&self, id: &str) -> Option<usize> {
         self.sensors.iter().position(|s| s.id == id)
     }
@@ -307,6 +320,13 @@ pub struct MqttConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub keep_alive: Duration,
+    /// `max_clock_skew`: how far ahead of the daemon's clock a reading's own time may be
+    /// before it is flagged ([`Config::max_clock_skew`]).
+    pub max_clock_skew: Duration,
+}
+
+impl MqttConfig {
+    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -439,6 +439,11 @@ pub(super) const ASSET_KINDS: &[&str] = &[
 fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig> {
     let password = c.secret("mqtt", "password", &m.password, &m.password_env, &m.password_file, base);
     let keep_alive = c.positive_duration("mqtt.keep_alive", m.keep_alive.as_deref(), Duration::from_secs(30));
+    let max_clock_skew = c.positive_duration(
+        "mqtt.max_clock_skew",
+        m.max_clock_skew.as_deref(),
+        MqttConfig::DEFAULT_MAX_CLOCK_SKEW,
+    );
     if m.client_id.trim().is_empty() {
         c.err(
             "mqtt.client_id",
@@ -479,6 +484,7 @@ fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig
         username: m.username.clone(),
         password,
         keep_alive,
+        max_clock_skew,
     })
 }
 

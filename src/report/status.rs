@@ -39,7 +39,7 @@ fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Sen
         .iter()
         .map(|s| ids.get(&s.id).map_or(-1, |(id, _)| *id))
         .collect();
-    let latest = store.latest_of(&wanted)?;
+    let latest = store.latest_of(&wanted, config.latest_bound(now))?;
     for (s, (last, good)) in config.sensors.iter().zip(latest) {
         let stale_after = crate::model::millis(crate::config::rules::stale_after(s, &config.devices, &config.ups));
         let state = match (&last, &good) {

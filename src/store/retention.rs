@@ -146,6 +146,7 @@ fn delete(c: &Connection, from: TimestampMs, to: TimestampMs, now: TimestampMs) 
     for id in seal::reading_sensors(c)? {
         removed += raw.execute(params![id, from, to])? as i64;
         minutes += summaries.execute(params![id, from, to])? as i64;
+        super::flags::delete(c, id, from, to)?;
     }
     let resealed = seal::reseal(c, now, &[], Some((from, to)), "retention: past the retention period")?;
     let detail = serde_json::json!({

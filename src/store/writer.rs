@@ -377,7 +377,8 @@ impl Writer {
                     };
                     let changes = match engine.as_mut() {
                         Some(e) => {
-                            for (r, _) in readings.iter().zip(new).filter(|(_, n)| **n) {
+                            // A flagged reading is kept, not believed: the rules never see it.
+                            for (r, _) in readings.iter().zip(new).filter(|(r, n)| **n && r.flag.is_none()) {
                                 e.on_reading(r, now);
                             }
                             for req in &requests {
@@ -392,8 +393,14 @@ impl Writer {
                     };
                     evaluated = Some(changes);
                 }
+                let now = now_ms();
+                for ((row, r), _) in rows.iter().zip(readings).zip(new).filter(|(_, n)| **n) {
+                    if let Some(flag) = r.flag {
+                        super::flags::record(c, row, flag, now)?;
+                    }
+                }
                 match &evaluated {
-                    Some(ch) => alarms::write(c, ch, now_ms()),
+                    Some(ch) => alarms::write(c, ch, now),
                     None => Ok(()),
                 }
             });

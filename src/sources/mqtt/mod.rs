@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use self::payload::{Router, parse, parse_json};
 use super::backoff::Backoff;
 use crate::config::{Config, MqttConfig, MqttPoint, PayloadFormat, SensorSource};
-use crate::model::{Reading, now_ms};
+use crate::model::{Flag, Reading, format_rfc3339, later, now_ms};
 use crate::store::{Batch, StoreHandle};
 use crate::telemetry::{Source, Telemetry};
 
@@ -41,6 +41,8 @@ pub struct MqttStats {
     pub unknown_topic: AtomicU64,
     /// Messages larger than [`MAX_PAYLOAD`], skipped and acknowledged.
     pub oversized: AtomicU64,
+    /// Readings stamped more than `max_clock_skew` ahead of the clock: stored, flagged.
+    pub future: AtomicU64,
     pub connects: AtomicU64,
     /// Redelivered messages recognised as already stored and only acknowledged.
     pub redelivered: AtomicU64,
@@ -273,7 +275,7 @@ async fn run(
                     Vec::new()
                 } else {
                     router.route(&p.topic, &mut sensors);
-                    readings_of(&p, &sensors, &by_sensor, &stats, &mut log)
+                    readings_of(&p, &sensors, &by_sensor, cfg.max_clock_skew, &stats, &mut log)
                 };
                 if readings.is_empty() {
                     // Nothing to keep (oversized, already stored, unknown topic or
@@ -360,6 +362,7 @@ fn readings_of(
     p: &Publish,
     sensors: &[usize],
     by_sensor: &HashMap<usize, &MqttPoint>,
+    max_clock_skew: Duration,
     stats: &MqttStats,
     log: &mut TopicLog,
 ) -> Vec<Reading> {
@@ -396,12 +399,25 @@ fn readings_of(
                         "timestamp_path missing or unparsable; using arrival time",
                     );
                 }
+                let time = parsed.time.unwrap_or(now);
+                // A clock far ahead: kept with the time it claims, but not believed.
+                let flag = (time > later(now, max_clock_skew)).then(|| {
+                    stats.future.fetch_add(1, Ordering::Relaxed);
+                    let detail = format!(
+                        "stamped {}, more than mqtt.max_clock_skew ({}) ahead of now; stored and flagged, not evaluated",
+                        format_rfc3339(time),
+                        humantime::format_duration(max_clock_skew)
+                    );
+                    log.warn(&p.topic, "stamped ahead of the clock", &detail);
+                    Flag::AheadOfClock
+                });
                 out.push(Reading {
                     sensor: *s,
-                    time: parsed.time.unwrap_or(now),
+                    time,
                     value: parsed.value,
                     quality: parsed.quality,
                     source_time: parsed.time.is_some(),
+                    flag,
                 });
             }
             Err(e) => {
