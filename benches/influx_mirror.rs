@@ -259,6 +259,7 @@ fn steady_run(config: &Config, dir: &Path, secs: usize, mirrored: bool) -> Stead
                     value: Some(value(i, k)),
                     quality: Quality::Good,
                     source_time: false,
+                    flag: None,
                 })
                 .collect();
             handle.send(Batch::new(batch)).await.expect("writer running");

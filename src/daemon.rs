@@ -269,13 +269,7 @@ fn spawn_record_watch(
         }
         last = Some((broken, std::time::Instant::now()));
         let value = if broken { RECORD_BROKEN } else { 0.0 };
-        let reading = crate::model::Reading {
-            sensor,
-            time: now_ms(),
-            value: Some(value),
-            quality: crate::model::Quality::Good,
-            source_time: false,
-        };
+        let reading = crate::model::Reading::good(sensor, now_ms(), value);
         if handle.send_blocking(writer::Batch::new(vec![reading])).is_err() {
             tracing::debug!("record watch: the store writer has stopped");
         }

@@ -114,7 +114,7 @@ async fn drive(sim: &SimHandle, config: &config::Config, duration: Option<Durati
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let start = tokio::time::Instant::now();
-    let end = duration.map(|d| start + d);
+    let end = duration.and_then(|d| start.checked_add(d));
     let mut tick = tokio::time::interval_at(start + Duration::from_secs(3), SHOW_EVERY);
     let mut story = STORY.iter().peekable();
     loop {

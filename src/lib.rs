@@ -21,8 +21,10 @@
 //!   engine), the alarm tables ([`store::alarms`]), the notification outbox
 //!   ([`store::outbox`]), the InfluxDB mirror's outbox and cursors
 //!   ([`store::mirror`]), retention ([`store::retention`]: per-minute reduction and
-//!   deletion, each recorded in the audit trail) and [`store::outage`] (when failing
-//!   commits become the paged condition "the store cannot write").
+//!   deletion, each recorded in the audit trail), [`store::flags`] (readings kept but not
+//!   believed: stamped far ahead of the clock, never a sensor's latest value) and
+//!   [`store::outage`] (when failing commits become the paged condition "the store
+//!   cannot write").
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every

@@ -786,8 +786,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             reason,
         } => {
             let cfg = load(&config)?;
-            let duration = humantime::parse_duration(&duration)
-                .map_err(|e| Failure::BadInput(format!("--for: cannot parse duration {duration:?}: {e}")))?;
+            let duration =
+                cryowatch::config::parse_duration(&duration).map_err(|e| Failure::BadInput(format!("--for: {e}")))?;
             control(
                 &cfg,
                 Request::Shelve {
@@ -848,10 +848,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         } => report(&config, &asset, &from, &to, &out),
         Command::Demo { dir, duration } => {
             let duration = match duration {
-                Some(d) => Some(
-                    humantime::parse_duration(&d)
-                        .map_err(|e| Failure::BadInput(format!("--for: cannot parse duration {d:?}: {e}")))?,
-                ),
+                Some(d) => {
+                    Some(cryowatch::config::parse_duration(&d).map_err(|e| Failure::BadInput(format!("--for: {e}")))?)
+                }
                 None => None,
             };
             runtime()?.block_on(cryowatch::demo::run(dir, duration))?;

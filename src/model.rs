@@ -64,6 +64,24 @@ pub struct Reading {
     /// The time was stamped by the source (a payload timestamp), not on arrival: the
     /// same reading delivered twice then has the same time and is stored once.
     pub source_time: bool,
+    /// Kept in the record but not believed: never evaluated by the alarm rules and never
+    /// a sensor's latest value.
+    pub flag: Option<Flag>,
+}
+
+/// Why a stored reading is not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Stamped more than `mqtt.max_clock_skew` ahead of the daemon's clock.
+    AheadOfClock,
+}
+
+impl Flag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::AheadOfClock => "ahead_of_clock",
+        }
+    }
 }
 
 impl Reading {
@@ -74,6 +92,7 @@ impl Reading {
             value: Some(value),
             quality: Quality::Good,
             source_time: false,
+            flag: None,
         }
     }
 
@@ -84,6 +103,7 @@ impl Reading {
             value: None,
             quality,
             source_time: false,
+            flag: None,
         }
     }
 }
@@ -91,6 +111,23 @@ impl Reading {
 /// The current wall-clock time in UTC milliseconds.
 pub fn now_ms() -> TimestampMs {
     jiff::Timestamp::now().as_millisecond()
+}
+
+/// A duration in milliseconds, saturating at `i64::MAX` instead of wrapping. Durations
+/// from the configuration are at most [`crate::config::MAX_DURATION`]; this keeps any
+/// other from turning into a negative span.
+pub fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `t + d`, saturating at the end of the time line instead of wrapping into the past.
+pub fn later(t: TimestampMs, d: std::time::Duration) -> TimestampMs {
+    t.saturating_add(millis(d))
+}
+
+/// `t - d`, saturating at the start of the time line instead of wrapping into the future.
+pub fn earlier(t: TimestampMs, d: std::time::Duration) -> TimestampMs {
+    t.saturating_sub(millis(d))
 }
 
 /// A unit as people write it on a page or a report: `degC` → `°C`, `percent` → `%`;
@@ -124,6 +161,17 @@ mod tests {
         }
         assert_eq!(Quality::Good.code(), 0);
         assert_eq!(Quality::from_code(99), None);
+    }
+
+    #[test]
+    fn time_plus_or_minus_a_huge_duration_saturates_instead_of_wrapping() {
+        let huge = std::time::Duration::from_secs(u64::MAX);
+        assert_eq!(millis(huge), i64::MAX);
+        assert_eq!(later(1_000, huge), i64::MAX);
+        assert_eq!(earlier(1_000, huge), 1_000 - i64::MAX);
+        assert_eq!(earlier(-1_000, huge), i64::MIN);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!((later(0, minute), earlier(0, minute)), (60_000, -60_000));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn spawn_watchdog(stats: Arc<WriterStats>, shutdown: CancellationToken) -> O
         return None;
     }
     let every = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
-    tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog enabled");
+    tracing::info!(every_ms = crate::model::millis(every), "systemd watchdog enabled");
     Some(tokio::spawn(async move {
         // Progress is a commit, or an attempt the store refused: a writer retrying
         // against a full disk is alive, and a restart would not give it space.

@@ -4,7 +4,7 @@ use crate::model::TimestampMs;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "cannot read time {0:?}: expected RFC 3339 (2026-11-23T08:00:00Z), a date (2026-11-23, UTC), relative (-24h, -30m) or now"
+    "cannot read time {0:?}: expected RFC 3339 (2026-11-23T08:00:00Z), a date (2026-11-23, UTC), relative (-24h, -30m; at most 1000y) or now"
 )]
 pub struct BadTime(pub String);
 
@@ -22,9 +22,14 @@ pub fn parse_in(text: &str, now: TimestampMs, tz: &jiff::tz::TimeZone) -> Result
         return Ok(now);
     }
     if let Some(rest) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) {
-        let d = humantime::parse_duration(rest).map_err(|_| bad())?;
-        let ms = i64::try_from(d.as_millis()).map_err(|_| bad())?;
-        return Ok(if t.starts_with('-') { now - ms } else { now + ms });
+        let d = crate::config::parse_duration(rest).map_err(|_| bad())?;
+        let ms = crate::model::millis(d);
+        let at = if t.starts_with('-') {
+            now.checked_sub(ms)
+        } else {
+            now.checked_add(ms)
+        };
+        return at.ok_or_else(bad);
     }
     if let Ok(ts) = t.parse::<jiff::Timestamp>() {
         return Ok(ts.as_millisecond());
@@ -60,6 +65,8 @@ mod tests {
     fn nonsense_is_refused_with_the_text() {
         assert_eq!(parse("yesterday", NOW), Err(BadTime("yesterday".into())));
         assert!(parse("-", NOW).is_err());
+        assert!(parse("-500000000y", NOW).is_err(), "longer than any duration accepted");
+        assert!(parse("+1000y", i64::MAX - 1).is_err(), "past the end of the time line");
         assert!(
             parse("2026-11-22T00:00:00", NOW).is_err(),
             "a time without offset is ambiguous"

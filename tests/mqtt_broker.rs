@@ -635,3 +635,180 @@ fn sigterm_in_the_middle_of_a_flood_exits_0_and_acknowledges_only_what_is_stored
     eprintln!("SIGTERM: {} of {N} stored at exit", at_exit.len());
     site.stop_daemon(daemon);
 }
+
+/// `[api]` on a free port with a viewer token, for reading `/metrics`.
+fn api_section() -> (String, std::net::SocketAddr) {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().expect("address");
+    let text = format!(
+        "\n[api]\nlisten = \"{addr}\"\n[[api.token]]\nid = \"viewer\"\nrole = \"viewer\"\ntoken = \"mqtt-test-viewer-token-0123456789\"\n"
+    );
+    (text, addr)
+}
+
+/// One sample of `/metrics` (a counter without labels).
+fn metric(api: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let auth = "Bearer mqtt-test-viewer-token-0123456789";
+    let body = common::http::call(api, "GET", "/metrics", &[("Authorization", auth)], None)
+        .ok()?
+        .body;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+#[test]
+fn a_message_larger_than_any_reading_is_consumed_counted_and_does_not_block_the_readings_behind_it() {
+    let broker = Mosquitto::start();
+    let id = "cw-test-oversized";
+    let (api, addr) = api_section();
+    let sensors = [
+        sensor("big", "degC", "m/big", "format = \"json\"\njson_path = \"v\""),
+        sensor("after", "degC", "m/after", "format = \"number\""),
+        api,
+    ]
+    .concat();
+    let site = Site::new(&config(&broker, id, &sensors));
+    let mut daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+
+    // 2 MiB: over the MQTT client's old packet limit and over any reading's size.
+    let mut huge = br#"{"v":-80.0,"pad":""#.to_vec();
+    huge.resize(2 << 20, b'x');
+    huge.extend_from_slice(br#""}"#);
+    broker.publish_bytes("m/big", &huge, 1);
+    broker.publish("m/big", r#"{"v":-79.5}"#, 1);
+    let numbers: Vec<String> = (0..20).map(|i| format!("-{i}.5")).collect();
+    broker.publish_lines("m/after", &numbers, 1);
+
+    let big = wait_rows(&site, "big", 1);
+    assert_eq!(
+        values(&big),
+        vec![Some(-79.5)],
+        "only the reading after the huge message"
+    );
+    wait_rows(&site, "after", 20);
+    wait_for(Duration::from_secs(10), "the oversized message to be counted", || {
+        (metric(addr, "cryowatch_mqtt_oversized_messages_total") == Some(1.0)).then_some(())
+    });
+    // Consumed, not redelivered: no reconnect loop, nothing more counted.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.running(), "daemon died; log:\n{}", site.daemon_log());
+    let log = site.daemon_log();
+    let lost = log.lines().filter(|l| l.contains("mqtt connection lost")).count();
+    assert_eq!(lost, 0, "the connection dropped {lost} times; log:\n{log}");
+    assert_eq!(metric(addr, "cryowatch_mqtt_oversized_messages_total"), Some(1.0));
+    assert_eq!(metric(addr, "cryowatch_mqtt_connects_total"), Some(1.0));
+    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("\"m/big\"")).collect();
+    assert_eq!(skipped.len(), 1, "{}", skipped.join("\n"));
+    assert!(skipped[0].contains("oversized"), "{}", skipped[0]);
+    site.stop_daemon(daemon);
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// `cryowatch ARGS -c CONFIG` as JSON.
+fn json_of(site: &Site, args: &[&str]) -> serde_json::Value {
+    let config = site.config_str();
+    let mut all = args.to_vec();
+    all.extend(["-c", &config]);
+    let out = common::cryowatch_output(&all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
+}
+
+#[test]
+fn a_reading_stamped_far_ahead_is_kept_and_flagged_but_never_the_latest_and_never_evaluated() {
+    let broker = Mosquitto::start();
+    let id = "cw-test-future";
+    let (api, addr) = api_section();
+    let rule = "\n[[rule]]\nid = \"fz-warming\"\nsensor = \"fz\"\nkind = \"rate\"\nthreshold = 1.0\nwindow = \"1m\"\nseverity = \"alarm\"\n";
+    let sensors = [
+        sensor(
+            "fz",
+            "degC",
+            "m/fz",
+            "format = \"json\"\njson_path = \"v\"\ntimestamp_path = \"ts\"",
+        ),
+        rule.to_string(),
+        api,
+    ]
+    .concat();
+    let site = Site::new(&config(&broker, id, &sensors));
+    let mut daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+
+    // A normal reading, one stamped 2099 by a broken clock, then a fast warming.
+    let now = now_ms();
+    broker.publish("m/fz", &format!(r#"{{"v":-80.0,"ts":{}}}"#, now - 60_000), 1);
+    broker.publish("m/fz", r#"{"v":-80.0,"ts":"2099-01-01T00:00:00Z"}"#, 1);
+    broker.publish("m/fz", &format!(r#"{{"v":-70.0,"ts":{}}}"#, now - 30_000), 1);
+    broker.publish("m/fz", &format!(r#"{{"v":-60.0,"ts":{}}}"#, now - 1_000), 1);
+
+    // Kept with its claimed time.
+    let history = |site: &Site| -> Vec<Row> {
+        let config = site.config_str();
+        let args = [
+            "history",
+            "-c",
+            &config,
+            "--sensor",
+            "fz",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+            "--format",
+            "csv",
+        ];
+        common::parse_csv(&String::from_utf8_lossy(&common::cryowatch_output(&args).stdout))
+    };
+    let all = wait_for(DRAIN, "the four readings to be stored", || {
+        let rows = history(&site);
+        (rows.len() >= 4).then_some(rows)
+    });
+    assert!(
+        all.iter()
+            .any(|r| r.time == "2099-01-01T00:00:00.000Z" && r.value == Some(-80.0)),
+        "{all:?}"
+    );
+
+    // Never the latest: status shows the warmest reading, a second old.
+    let status = json_of(&site, &["status", "--json"]);
+    let fz = status
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["sensor"] == "fz"))
+        .unwrap_or_else(|| panic!("no fz in status: {status}"));
+    assert_eq!(fz["value"], -60.0, "{fz}");
+    let shown = fz["time"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let age = shown.map(|t| now - t.as_millisecond());
+    assert!(age.is_some_and(|a| (0..120_000).contains(&a)), "shown time {fz}");
+    assert_eq!(fz["state"], "ok", "{fz}");
+
+    // Never evaluated: the rate rule still sees the warming (20 °C per minute).
+    wait_for(DRAIN, "the warming alarm", || {
+        json_of(&site, &["alarms", "--active", "--json"])
+            .to_string()
+            .contains("fz-warming")
+            .then_some(())
+    });
+    // Counted and logged.
+    wait_for(Duration::from_secs(10), "the flagged reading to be counted", || {
+        (metric(addr, "cryowatch_mqtt_future_readings_total") == Some(1.0)).then_some(())
+    });
+    let log = site.daemon_log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("\"m/fz\"")).collect();
+    assert_eq!(lines.len(), 1, "{}", lines.join("\n"));
+    assert!(lines[0].contains("ahead of the clock"), "{}", lines[0]);
+    assert!(daemon.running(), "daemon died; log:\n{log}");
+    site.stop_daemon(daemon);
+}

@@ -73,7 +73,7 @@ pub fn step(
 /// Fires a rule whose condition has held for its whole delay by `now`.
 pub fn expire(rule: &Rule, state: &mut RuleState, now: TimestampMs) -> Option<RuleEvent> {
     let since = state.since?;
-    if state.cond == Some(true) && !state.fired && now.saturating_sub(since) >= rule.delay.as_millis() as i64 {
+    if state.cond == Some(true) && !state.fired && now.saturating_sub(since) >= crate::model::millis(rule.delay) {
         state.fired = true;
         return Some(RuleEvent::Fired { since });
     }
@@ -144,7 +144,7 @@ pub fn decide_rate(condition: &Condition, prev: Option<bool>, window: &RateWindo
     else {
         return None;
     };
-    let rate = window.per_minute(w.as_millis() as i64)?;
+    let rate = window.per_minute(crate::model::millis(w))?;
     let speed = if rising { rate } else { -rate };
     band(speed > per_minute, speed <= per_minute - hysteresis, prev)
 }

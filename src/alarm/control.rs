@@ -78,7 +78,7 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
                     reason,
                 } => (
                     "shelve",
-                    json!({"sensor": sensor, "for_ms": duration.as_millis() as u64, "by": by, "reason": reason}),
+                    json!({"sensor": sensor, "for_ms": crate::model::millis(duration), "by": by, "reason": reason}),
                 ),
                 Request::TestAlarm { sensor, by } => ("test_alarm", json!({"sensor": sensor, "by": by})),
             };

@@ -166,13 +166,13 @@ impl Engine {
         let saved = store.with_conn(crate::store::alarms::load)?;
         let mut last_good = Vec::with_capacity(sensor_ids.len());
         for &id in sensor_ids {
-            last_good.push(store.latest(id)?.1.map(|r| r.time));
+            last_good.push(store.latest(id, config.latest_bound(now))?.1.map(|r| r.time));
         }
         let mut e = Engine::new(config, saved, last_good, now);
         for (s, &id) in sensor_ids.iter().enumerate() {
             if let Some(w) = e.rate_window(s) {
                 let mut samples = Vec::new();
-                store.history(id, now - w.as_millis() as i64, now, |r| {
+                store.history(id, crate::model::earlier(now, w), now, |r| {
                     if let (Quality::Good, Some(v)) = (r.quality, r.value) {
                         samples.push((r.time, v));
                     }
@@ -313,7 +313,7 @@ impl Engine {
             let cond = match &rule.condition {
                 Condition::Stale { .. } => good.then_some(false),
                 Condition::Rate { window, .. } => {
-                    let w = window.as_millis() as i64;
+                    let w = crate::model::millis(*window);
                     let Some(win) = self.rate[ri].as_mut() else { continue };
                     if let (true, Some(v)) = (good, r.value) {
                         win.push(r.time, v, w);
@@ -359,7 +359,7 @@ impl Engine {
             // A restart keeps what the store knew, but gives the sources half a
             // `stale_after` to report before a sensor silent across it is stale: a
             // daemon restarting in a loop still raises stale alarms.
-            let after_ms = after.as_millis() as i64;
+            let after_ms = crate::model::millis(after);
             let last = match self.last_good[s] {
                 Some(l) => l.max(self.started.saturating_sub(after_ms / 2)),
                 None => self.started,
@@ -719,7 +719,7 @@ impl Engine {
             id: self.next_shelf,
             sensor: s,
             from: now,
-            until: now + duration.as_millis() as i64,
+            until: crate::model::later(now, duration),
             by: by.into(),
             reason: reason.into(),
         };
@@ -739,7 +739,7 @@ impl Engine {
         self.update_suppression(now);
         Ok(format!(
             "sensor {sensor} shelved until {} by {by}",
-            crate::model::format_rfc3339(now + duration.as_millis() as i64)
+            crate::model::format_rfc3339(crate::model::later(now, duration))
         ))
     }
 
@@ -896,7 +896,7 @@ impl Engine {
         for ri in self.by_sensor.get(sensor).cloned().unwrap_or_default() {
             if let (Condition::Rate { window, .. }, Some(w)) = (&self.rules[ri].condition, self.rate[ri].as_mut()) {
                 for &(t, v) in samples {
-                    w.push(t, v, window.as_millis() as i64);
+                    w.push(t, v, crate::model::millis(*window));
                 }
             }
         }

@@ -34,10 +34,10 @@ pub fn open_since(window: &Window, tz: &TimeZone, now: TimestampMs) -> Option<Ti
             time,
             duration,
         } => recent_starts(tz, ts, *time, |d| d.weekday() == *weekday)
-            .filter(|start| now < start + duration.as_millis() as i64)
+            .filter(|start| now < crate::model::later(*start, *duration))
             .max(),
         Window::Daily { time, duration } => recent_starts(tz, ts, *time, |_| true)
-            .filter(|start| now < start + duration.as_millis() as i64)
+            .filter(|start| now < crate::model::later(*start, *duration))
             .max(),
     }
 }
@@ -63,7 +63,7 @@ pub fn next_change(window: &Window, tz: &TimeZone, now: TimestampMs) -> Timestam
         Window::Daily { time, duration } => (*time, *duration, None),
     };
     let today = ts.to_zoned(tz.clone()).date();
-    let dur = duration.as_millis() as i64;
+    let dur = crate::model::millis(duration);
     (-15i64..=8)
         .filter_map(|offset| {
             let day = today.checked_add(offset.days()).ok()?;

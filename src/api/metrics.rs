@@ -218,6 +218,16 @@ fn mqtt(out: &mut Text, t: &Telemetry) {
             &m.malformed,
         ),
         (
+            "cryowatch_mqtt_oversized_messages_total",
+            "MQTT messages larger than a reading may be (1 MiB; skipped and acknowledged).",
+            &m.oversized,
+        ),
+        (
+            "cryowatch_mqtt_future_readings_total",
+            "MQTT readings stamped more than mqtt.max_clock_skew ahead of the clock (stored and flagged, never evaluated).",
+            &m.future,
+        ),
+        (
             "cryowatch_mqtt_unknown_topic_messages_total",
             "MQTT messages on a topic no sensor is configured for.",
             &m.unknown_topic,

@@ -272,19 +272,14 @@ async fn shelve(
     if !st.config.sensors.iter().any(|s| s.id == sensor) {
         return error(StatusCode::NOT_FOUND, format!("unknown sensor {sensor:?}"));
     }
-    let duration = match humantime::parse_duration(&body.duration) {
+    let duration = match crate::config::parse_duration(&body.duration) {
         Ok(d) => d,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("for: cannot parse duration {:?}: {e}", body.duration),
-            );
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("for: {e}")),
     };
     let Some(by) = person(&who, body.by.as_deref()) else {
         return error(StatusCode::BAD_REQUEST, NAME_THE_PERSON);
     };
-    let args = json!({ "sensor": sensor, "for_ms": duration.as_millis() as u64, "by": by, "reason": body.reason });
+    let args = json!({ "sensor": sensor, "for_ms": crate::model::millis(duration), "by": by, "reason": body.reason });
     submit(&st, &who, "shelve", args, format!("sensor {sensor}")).await
 }
 

@@ -56,6 +56,27 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The longest duration accepted anywhere a duration is given (configuration, `--for`,
+/// relative times, the API): 1000 years (humantime years of 365.25 days). Longer ones
+/// cannot be added to a time without leaving the range of dates the store, the reports
+/// and the time library can represent (years up to 9999), so "keep forever" is written
+/// as e.g. `"1000y"`.
+pub const MAX_DURATION: Duration = Duration::from_secs(1000 * 31_557_600);
+
+/// Parses a duration given from outside ("30s", "10m", "1000y"): humantime syntax, at
+/// most [`MAX_DURATION`]. The error says what was expected and what was found.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d > MAX_DURATION => Err(format!(
+            "duration {text:?} is too long: at most 1000 years (\"1000y\") is accepted"
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "cannot parse duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"10m\", \"2h\""
+        )),
+    }
+}
+
 /// Reads `file`, applies `CRYOWATCH__SECTION__KEY` environment overrides, and validates.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
     let raw = load_raw(file)?;
@@ -187,6 +208,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// How far ahead of the clock a reading may be stamped and still be a sensor's
+    /// latest value: `mqtt.max_clock_skew` (only MQTT readings carry their own time).
+    pub fn max_clock_skew(&self) -> Duration {
+        self.mqtt
+            .as_ref()
+            .map_or(MqttConfig::DEFAULT_MAX_CLOCK_SKEW, |m| m.max_clock_skew)
+    }
+
+    /// The newest time a reading may have and still be a sensor's latest value at `now`.
+    pub fn latest_bound(&self, now: crate::model::TimestampMs) -> crate::model::TimestampMs {
+        crate::model::later(now, self.max_clock_skew())
+    }
+
     pub fn sensor_index(&self, id: &str) -> Option<usize> {
         self.sensors.iter().position(|s| s.id == id)
     }
@@ -287,6 +321,13 @@ pub struct MqttConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub keep_alive: Duration,
+    /// `max_clock_skew`: how far ahead of the daemon's clock a reading's own time may be
+    /// before it is flagged ([`Config::max_clock_skew`]).
+    pub max_clock_skew: Duration,
+}
+
+impl MqttConfig {
+    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

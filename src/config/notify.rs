@@ -162,7 +162,7 @@ impl NotifyConfig {
 /// so parsing falls back to defaults instead of reporting.
 pub(super) fn build(raw: &RawConfig, base: &Path) -> NotifyConfig {
     let mut quiet = Checker { problems: Vec::new() };
-    let dur = |s: &str, d: Duration| humantime::parse_duration(s).unwrap_or(d);
+    let dur = |s: &str, d: Duration| super::parse_duration(s).unwrap_or(d);
     NotifyConfig {
         contacts: raw
             .contact

@@ -132,6 +132,9 @@ pub struct Mqtt {
     pub password_env: Option<String>,
     pub password_file: Option<String>,
     pub keep_alive: Option<String>,
+    /// Readings stamped further ahead of the daemon's clock are kept with their time but
+    /// flagged, never evaluated and never a sensor's latest value (default 5m).
+    pub max_clock_skew: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

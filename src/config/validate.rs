@@ -20,15 +20,13 @@ impl Checker {
         });
     }
 
-    /// Parses a humantime duration; `None` (with a problem) when it does not parse.
+    /// Parses a duration with [`parse_duration`]; `None` (with a problem) when it does
+    /// not parse or is longer than [`MAX_DURATION`].
     pub fn duration(&mut self, path: &str, text: &str) -> Option<Duration> {
-        match humantime::parse_duration(text) {
+        match parse_duration(text) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.err(
-                    path,
-                    format!("cannot parse duration {text:?} ({e}); write e.g. \"500ms\", \"30s\", \"10m\", \"2h\""),
-                );
+                self.err(path, e);
                 None
             }
         }
@@ -449,6 +447,11 @@ pub(super) const ASSET_KINDS: &[&str] = &[
 fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig> {
     let password = c.secret("mqtt", "password", &m.password, &m.password_env, &m.password_file, base);
     let keep_alive = c.positive_duration("mqtt.keep_alive", m.keep_alive.as_deref(), Duration::from_secs(30));
+    let max_clock_skew = c.positive_duration(
+        "mqtt.max_clock_skew",
+        m.max_clock_skew.as_deref(),
+        MqttConfig::DEFAULT_MAX_CLOCK_SKEW,
+    );
     if m.client_id.trim().is_empty() {
         c.err(
             "mqtt.client_id",
@@ -489,6 +492,7 @@ fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig
         username: m.username.clone(),
         password,
         keep_alive,
+        max_clock_skew,
     })
 }
 

@@ -1067,7 +1067,7 @@ impl Dispatcher {
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error, retry_in_ms = delay,
                 "CRITICAL: no channel could deliver this page; retrying");
             self.store
-                .transaction(|c| outbox::postpone(c, n.id, &error, now + delay))?;
+                .transaction(|c| outbox::postpone(c, n.id, &error, now.saturating_add(delay)))?;
         } else {
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error,
                 "CRITICAL: no channel can deliver this page and retrying cannot help; fix the contact or channels");

@@ -22,7 +22,7 @@ pub struct Due {
 
 fn round_length(esc: &Escalation) -> i64 {
     let last = esc.steps.iter().map(|s| s.after).max().unwrap_or_default();
-    (last + esc.repeat_interval).as_millis() as i64
+    crate::model::millis(last.saturating_add(esc.repeat_interval))
 }
 
 /// Every step occurrence of an escalation started at `start` that is due at `now`.
@@ -30,12 +30,12 @@ pub fn due(esc: &Escalation, start: TimestampMs, now: TimestampMs) -> Vec<Due> {
     let mut out = Vec::new();
     let len = round_length(esc);
     for round in 0..=esc.repeat {
-        let base = start + round as i64 * len;
+        let base = start.saturating_add(i64::from(round).saturating_mul(len));
         if base > now {
             break;
         }
         for (i, s) in esc.steps.iter().enumerate() {
-            let at = base + s.after.as_millis() as i64;
+            let at = crate::model::later(base, s.after);
             if at <= now {
                 out.push(Due { round, step: i, at });
             }
@@ -51,7 +51,7 @@ pub fn next_after(esc: &Escalation, start: TimestampMs, now: TimestampMs) -> Opt
         .flat_map(|round| {
             esc.steps
                 .iter()
-                .map(move |s| start + round as i64 * len + s.after.as_millis() as i64)
+                .map(move |s| crate::model::later(start.saturating_add(i64::from(round).saturating_mul(len)), s.after))
         })
         .filter(|&at| at > now)
         .min()

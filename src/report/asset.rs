@@ -162,7 +162,7 @@ pub fn gather(
     let mut sensors = Vec::new();
     for (si, s) in cfg.sensors.iter().enumerate().filter(|(_, s)| s.asset == ai) {
         progress(&format!("reading {}", s.id));
-        let stale = stale_after(s, &cfg.devices, &cfg.ups).as_millis() as i64;
+        let stale = crate::model::millis(stale_after(s, &cfg.devices, &cfg.ups));
         let interval = match &s.source {
             SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
             SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
@@ -187,7 +187,7 @@ pub fn gather(
             quantity: s.quantity.clone(),
             unit: s.unit.clone(),
             received: 0,
-            expected: interval.map(|i| (to - from) / (i.as_millis() as i64).max(1)),
+            expected: interval.map(|i| to.saturating_sub(from) / crate::model::millis(i).max(1)),
             expectation: match interval {
                 Some(i) => format!("one reading every {}", humantime::format_duration(i)),
                 None => "pushed by the sensor (no schedule): gaps are spans longer than its stale limit".into(),

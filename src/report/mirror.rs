@@ -48,7 +48,7 @@ pub fn conditions(cfg: &InfluxConfig, lag: &Lag, now: TimestampMs) -> Vec<String
         ));
     }
     if let Some(oldest) = lag.oldest
-        && now - oldest > cfg.lag_warning.as_millis() as i64
+        && now.saturating_sub(oldest) > crate::model::millis(cfg.lag_warning)
     {
         out.push(format!(
             "WARNING: InfluxDB mirror is {} behind ({} readings waiting, the oldest from {}; limit {}): {failure}",

@@ -177,9 +177,11 @@ pub async fn run(
         let ids = s.sensors().unwrap_or_default();
         for sensor in &cfg.sensors {
             let limit = stale_after(sensor, &cfg.devices, &cfg.ups);
-            let latest = ids.get(&sensor.id).and_then(|(id, _)| s.latest(*id).ok());
+            let latest = ids
+                .get(&sensor.id)
+                .and_then(|(id, _)| s.latest(*id, cfg.latest_bound(now)).ok());
             let res = match latest {
-                Some((_, Some(good))) if now - good.time <= limit.as_millis() as i64 => {
+                Some((_, Some(good))) if now.saturating_sub(good.time) <= crate::model::millis(limit) => {
                     Ok(format!("good reading {:.1} s old", (now - good.time) as f64 / 1000.0))
                 }
                 Some((last, good)) => Err(format!(

@@ -39,13 +39,13 @@ fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Sen
         .iter()
         .map(|s| ids.get(&s.id).map_or(-1, |(id, _)| *id))
         .collect();
-    let latest = store.latest_of(&wanted)?;
+    let latest = store.latest_of(&wanted, config.latest_bound(now))?;
     for (s, (last, good)) in config.sensors.iter().zip(latest) {
-        let stale_after = crate::config::rules::stale_after(s, &config.devices, &config.ups).as_millis() as i64;
+        let stale_after = crate::model::millis(crate::config::rules::stale_after(s, &config.devices, &config.ups));
         let state = match (&last, &good) {
             (None, _) => "no_data".to_string(),
-            (_, Some(g)) if now - g.time > stale_after => "stale".to_string(),
-            (_, None) if last.as_ref().is_some_and(|l| now - l.time > stale_after) => "stale".to_string(),
+            (_, Some(g)) if now.saturating_sub(g.time) > stale_after => "stale".to_string(),
+            (_, None) if last.as_ref().is_some_and(|l| now.saturating_sub(l.time) > stale_after) => "stale".to_string(),
             (Some(l), _) if l.quality == Quality::Good => "ok".to_string(),
             (Some(l), _) => l.quality.as_str().to_string(),
         };

@@ -61,6 +61,8 @@ const MIGRATIONS: &[&str] = &[
     super::users::MIGRATION,
     // 10: readings bound into the record at commit, until their block is sealed.
     crate::audit::batch::MIGRATION,
+    // 11: readings kept but not believed (stamped far ahead of the clock).
+    super::flags::MIGRATION,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -519,30 +521,41 @@ impl Store {
         })
     }
 
-    /// The newest reading of a sensor, and the newest good one.
-    pub fn latest(&self, sensor_id: i64) -> Result<Latest, StoreError> {
-        Ok(self.latest_of(&[sensor_id])?.pop().unwrap_or((None, None)))
+    /// The newest reading of a sensor, and the newest good one, stamped no later than
+    /// `not_after` (now plus the clock skew allowed: [`crate::config::Config::latest_bound`])
+    /// and not flagged ([`super::flags`]): a reading whose clock ran ahead is never a
+    /// sensor's latest value.
+    pub fn latest(&self, sensor_id: i64, not_after: TimestampMs) -> Result<Latest, StoreError> {
+        Ok(self.latest_of(&[sensor_id], not_after)?.pop().unwrap_or((None, None)))
     }
 
     /// [`Store::latest`] of many sensors, with the two statements prepared once (most
     /// of a lookup's cost is getting the statement ready, not the index seek).
-    pub fn latest_of(&self, sensor_ids: &[i64]) -> Result<Vec<Latest>, StoreError> {
+    pub fn latest_of(&self, sensor_ids: &[i64], not_after: TimestampMs) -> Result<Vec<Latest>, StoreError> {
         self.sql(|c| {
             let read = |r: &rusqlite::Row| -> rusqlite::Result<StoredReading> {
                 let q: i64 = r.get(2)?;
-                Ok(StoredReading { time: r.get(0)?, value: r.get(1)?, quality: Quality::from_code(q).unwrap_or(Quality::CommError) })
+                Ok(StoredReading {
+                    time: r.get(0)?,
+                    value: r.get(1)?,
+                    quality: Quality::from_code(q).unwrap_or(Quality::CommError),
+                })
             };
-            let mut newest =
-                c.prepare_cached("SELECT t, value, quality FROM reading WHERE sensor = ?1 ORDER BY t DESC, seq DESC LIMIT 1")?;
-            let mut newest_good = c.prepare_cached(
-                "SELECT t, value, quality FROM reading WHERE sensor = ?1 AND quality = 0 ORDER BY t DESC, seq DESC LIMIT 1",
-            )?;
+            let not_flagged = super::flags::NOT_FLAGGED;
+            let mut newest = c.prepare_cached(&format!(
+                "SELECT t, value, quality FROM reading WHERE sensor = ?1 AND t <= ?2 AND {not_flagged}
+                 ORDER BY t DESC, seq DESC LIMIT 1"
+            ))?;
+            let mut newest_good = c.prepare_cached(&format!(
+                "SELECT t, value, quality FROM reading WHERE sensor = ?1 AND t <= ?2 AND quality = 0 AND {not_flagged}
+                 ORDER BY t DESC, seq DESC LIMIT 1"
+            ))?;
             let mut out = Vec::with_capacity(sensor_ids.len());
             for &id in sensor_ids {
-                let last = newest.query_row([id], read).optional()?;
+                let last = newest.query_row(params![id, not_after], read).optional()?;
                 let good = match &last {
                     Some(l) if l.quality == Quality::Good => Some(l.clone()),
-                    _ => newest_good.query_row([id], read).optional()?,
+                    _ => newest_good.query_row(params![id, not_after], read).optional()?,
                 };
                 out.push((last, good));
             }

@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod embedded;
+pub mod flags;
 pub mod mirror;
 pub mod outage;
 pub mod outbox;

@@ -46,7 +46,7 @@ impl OutageWatch {
     pub fn new(after: Duration) -> OutageWatch {
         OutageWatch {
             raised: None,
-            after_ms: after.as_millis() as i64,
+            after_ms: crate::model::millis(after),
         }
     }
 

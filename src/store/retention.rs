@@ -68,20 +68,21 @@ fn apply_in(c: &Connection, policy: &Policy, now: TimestampMs) -> rusqlite::Resu
     let mut done = Done::default();
     let Some(first) = seal::oldest(c)? else { return Ok(done) };
     if let Some(after) = policy.reduce_after {
-        let cutoff = (now - after.as_millis() as i64).div_euclid(MINUTE) * MINUTE;
+        let cutoff = crate::model::earlier(now, after).div_euclid(MINUTE) * MINUTE;
         let from = meta_get(c, "retention.reduced_until")?.unwrap_or(first.div_euclid(MINUTE) * MINUTE);
         if from < cutoff {
-            let to = (from + DAY).min(cutoff);
+            let to = from.saturating_add(DAY).min(cutoff);
             done.reduced_raw = reduce(c, from, to, now)?;
             meta_set(c, "retention.reduced_until", to)?;
             done.more |= to < cutoff;
         }
     }
-    let cutoff = now - policy.retention.as_millis() as i64;
+    // Saturating: a retention longer than the time since the epoch deletes nothing.
+    let cutoff = crate::model::earlier(now, policy.retention);
     let from = meta_get(c, "retention.deleted_until")?.unwrap_or(first);
     if first < cutoff {
         let from = from.max(first);
-        let to = (from + DAY).min(cutoff);
+        let to = from.saturating_add(DAY).min(cutoff);
         done.deleted_raw = delete(c, from, to, now)?;
         meta_set(c, "retention.deleted_until", to)?;
         done.more |= to < cutoff;
@@ -145,6 +146,7 @@ fn delete(c: &Connection, from: TimestampMs, to: TimestampMs, now: TimestampMs) 
     for id in seal::reading_sensors(c)? {
         removed += raw.execute(params![id, from, to])? as i64;
         minutes += summaries.execute(params![id, from, to])? as i64;
+        super::flags::delete(c, id, from, to)?;
     }
     let resealed = seal::reseal(c, now, &[], Some((from, to)), "retention: past the retention period")?;
     let detail = serde_json::json!({
@@ -172,4 +174,40 @@ pub fn minutes_hash(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusql
         h.update(r.get::<_, i64>(5)?.to_le_bytes());
     }
     Ok(audit::hex(&h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Quality;
+
+    #[test]
+    fn a_retention_longer_than_time_itself_deletes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("store");
+        let ids = store
+            .register_sensors(&[("dewar-1.temp".into(), "degC".into())])
+            .expect("sensor");
+        let now: TimestampMs = 1_795_420_800_000; // 2026-11-23T08:00:00Z
+        let rows: Vec<_> = (0..100)
+            .map(|i| (ids[0], now - (100 - i) * MINUTE, Some(-190.0), Quality::Good))
+            .collect();
+        store.insert(&rows).expect("readings");
+        // 500,000,000 years: its milliseconds do not fit beside `now` in an i64.
+        let huge = Duration::from_secs(500_000_000 * 31_557_600);
+        for policy in [
+            Policy {
+                retention: huge,
+                reduce_after: None,
+            },
+            Policy {
+                retention: huge,
+                reduce_after: Some(huge / 2),
+            },
+        ] {
+            let done = apply(&mut store, &policy, now).expect("retention");
+            assert_eq!((done.deleted_raw, done.reduced_raw), (0, 0), "{policy:?}: {done:?}");
+            assert_eq!(store.count().expect("count"), 100);
+        }
+    }
 }

@@ -209,8 +209,8 @@ impl ClockWatch {
     /// The step (ms) the wall clock made since the last look, if it made one.
     fn step(&mut self, mono: Instant, wall: TimestampMs) -> Option<i64> {
         let jump = self.last.and_then(|(at, was)| {
-            let expected = was + mono.saturating_duration_since(at).as_millis() as i64;
-            let delta = wall - expected;
+            let expected = crate::model::later(was, mono.saturating_duration_since(at));
+            let delta = wall.saturating_sub(expected);
             (delta.abs() > CLOCK_STEP_MS).then_some(delta)
         });
         self.last = Some((mono, wall));
@@ -295,8 +295,8 @@ impl Writer {
         if let Some((interval, grace)) = self.housekeeping.seal
             && now >= self.next_seal
         {
-            let interval = interval.as_millis() as i64;
-            match self.store.seal_due(now, interval, grace.as_millis() as i64) {
+            let interval = crate::model::millis(interval);
+            match self.store.seal_due(now, interval, crate::model::millis(grace)) {
                 Ok(Some(s)) => {
                     let head = self.store.with_conn(crate::audit::head).ok().flatten();
                     tracing::info!(
@@ -382,7 +382,8 @@ impl Writer {
                     };
                     let changes = match engine.as_mut() {
                         Some(e) => {
-                            for (r, _) in readings.iter().zip(new).filter(|(_, n)| **n) {
+                            // A flagged reading is kept, not believed: the rules never see it.
+                            for (r, _) in readings.iter().zip(new).filter(|(r, n)| **n && r.flag.is_none()) {
                                 e.on_reading(r, now);
                             }
                             for req in &requests {
@@ -397,8 +398,14 @@ impl Writer {
                     };
                     evaluated = Some(changes);
                 }
+                let now = now_ms();
+                for ((row, r), _) in rows.iter().zip(readings).zip(new).filter(|(_, n)| **n) {
+                    if let Some(flag) = r.flag {
+                        super::flags::record(c, row, flag, now)?;
+                    }
+                }
                 match &evaluated {
-                    Some(ch) => alarms::write(c, ch, now_ms()),
+                    Some(ch) => alarms::write(c, ch, now),
                     None => Ok(()),
                 }
             });

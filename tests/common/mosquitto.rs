@@ -145,6 +145,25 @@ impl Mosquitto {
         );
     }
 
+    /// Publishes `payload` (any size, any bytes) as one message (`mosquitto_pub -f`) and
+    /// waits until the broker has it.
+    pub fn publish_bytes(&self, topic: &str, payload: &[u8], qos: u8) {
+        let file = self.dir.path().join("payload.bin");
+        std::fs::write(&file, payload).expect("write payload file");
+        let out = self
+            .pub_cmd(topic, qos)
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .expect("run mosquitto_pub");
+        assert!(
+            out.status.success(),
+            "mosquitto_pub -t {topic} -f ({} bytes) failed: {}",
+            payload.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Publishes every line as one message (`mosquitto_pub -l`) and waits until done.
     pub fn publish_lines(&self, topic: &str, lines: &[String], qos: u8) {
         let mut publisher = self.spawn_publish_lines(topic, lines, qos);

@@ -1,11 +1,14 @@
 //! Fault scenarios that hit the daemon itself: `kill -9` during an escalation, a full
 //! disk under the store, a wall clock that jumps, a flood of malformed MQTT input,
-//! fuzzed configuration files and power cuts that lose every write not fsynced. Every
-//! peer is real (Mosquitto, aiosmtpd) and the daemon is the real `cryowatch run`.
+//! fuzzed configuration files, power cuts that lose every write not fsynced, and single
+//! bad values (a retention too long to represent, a 2 MiB MQTT message, a reading stamped
+//! 2099). Every peer is real (Mosquitto, aiosmtpd) and the daemon is the real
+//! `cryowatch run`.
 //!
 //! Readings enter over MQTT with QoS 1 from [`Feed`], which counts what the broker
 //! acknowledged: that is "produced". "Stored" is what `cryowatch history` gives back.
 
+mod bad_values;
 mod clock;
 mod disk;
 mod fuzz;
@@ -36,6 +39,9 @@ pub fn scenarios() -> Vec<Scenario> {
         ("malformed mqtt flood", malformed::run),
         ("fuzzed configs", fuzz::run),
         ("power cut", powercut::run),
+        ("retention of 500000000y", bad_values::huge_retention),
+        ("2 MiB mqtt message", bad_values::huge_message),
+        ("reading stamped 2099", bad_values::far_future_stamp),
     ]
 }
 

@@ -100,7 +100,8 @@ pub async fn page(
         Err(e) => return refusal(&st, StatusCode::BAD_REQUEST, Some(&who), "Period not understood", &e),
     };
     let sensor = cfg.sensors[si].clone();
-    let stale = stale_after(&sensor, &cfg.devices, &cfg.ups).as_millis() as i64;
+    let stale = crate::model::millis(stale_after(&sensor, &cfg.devices, &cfg.ups));
+    let latest_bound = cfg.latest_bound(now);
     let read = st
         .with_store(move |s| {
             let mut out = Series {
@@ -127,7 +128,7 @@ pub async fn page(
                     }
                     Ok(())
                 })?;
-                out.latest = s.latest(sid)?.0.map(|r| (r.time, r.value, r.quality));
+                out.latest = s.latest(sid, latest_bound)?.0.map(|r| (r.time, r.value, r.quality));
             }
             out.points.sort_by_key(|p| p.0);
             let mut last = from;

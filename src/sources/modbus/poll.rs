@@ -71,6 +71,7 @@ pub fn decode_block(block: &Block, outcome: &BlockOutcome, time: i64) -> Vec<Rea
                 value,
                 quality,
                 source_time: false,
+                flag: None,
             }
         })
         .collect()

@@ -3,6 +3,14 @@
 //! means the broker forgets a message only after its reading is committed to the
 //! store, so a crash at any moment loses nothing the broker handed us.
 //!
+//! The client reads any packet the broker can send (up to MQTT's own limit): a client
+//! that refused one would be disconnected, and the persistent session would send it
+//! again at every reconnect, stopping all MQTT readings for good. A message larger than
+//! [`MAX_PAYLOAD`], malformed, or on a topic no sensor reads is consumed instead: counted,
+//! logged once per topic per interval, and acknowledged in turn, after the readings
+//! received before it are committed (MQTT acknowledges QoS 1 messages in the order they
+//! arrived).
+//!
 //! Brokers limit what they queue for an offline client (Mosquitto: `max_queued_messages`,
 //! 1000 by default): see the README for the setting to use.
 
@@ -20,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use self::payload::{Router, parse, parse_json};
 use super::backoff::Backoff;
 use crate::config::{Config, MqttConfig, MqttPoint, PayloadFormat, SensorSource};
-use crate::model::{Reading, now_ms};
+use crate::model::{Flag, Reading, format_rfc3339, later, now_ms};
 use crate::store::{Batch, StoreHandle};
 use crate::telemetry::{Source, Telemetry};
 
@@ -31,6 +39,10 @@ pub struct MqttStats {
     pub readings: AtomicU64,
     pub malformed: AtomicU64,
     pub unknown_topic: AtomicU64,
+    /// Messages larger than [`MAX_PAYLOAD`], skipped and acknowledged.
+    pub oversized: AtomicU64,
+    /// Readings stamped more than `max_clock_skew` ahead of the clock: stored, flagged.
+    pub future: AtomicU64,
     pub connects: AtomicU64,
     /// Redelivered messages recognised as already stored and only acknowledged.
     pub redelivered: AtomicU64,
@@ -78,6 +90,17 @@ impl Committed {
         }
     }
 }
+
+/// The largest packet MQTT 3.1.1 can frame (a remaining length of 268,435,455 bytes).
+/// The client accepts anything up to it; bound the memory it may take at the broker
+/// (Mosquitto `max_packet_size`).
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// The largest payload read as readings: 1 MiB, the size the MQTT client accepted
+/// before, so a gateway's document that was read then is read now. A reading is a number
+/// or a small JSON document (a gateway's document of a few hundred sensors is tens of
+/// KiB); anything larger is a publisher's mistake, skipped rather than parsed.
+pub const MAX_PAYLOAD: usize = 1 << 20;
 
 /// How often a problem with one topic is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -148,7 +171,9 @@ fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
     o.set_clean_session(false);
     o.set_manual_acks(true);
     o.set_request_channel_capacity(65_536);
-    o.set_max_packet_size(1 << 20, 1 << 20);
+    // Incoming: whatever the broker sends must be read, or the session is stuck on it.
+    // Outgoing: subscriptions and acknowledgements only.
+    o.set_max_packet_size(MQTT_MAX_PACKET, 1 << 20);
     if let Some(user) = &cfg.username {
         o.set_credentials(
             user.clone(),
@@ -230,19 +255,36 @@ async fn run(
                     tracing::error!(codes = ?s.return_codes, "broker refused a subscription");
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Event::Incoming(Packet::Publish(mut p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
-                if committed.is_stored_redelivery(&p) {
+                let skip = if p.payload.len() > MAX_PAYLOAD {
+                    stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    let detail = format!(
+                        "{} bytes, more than the {MAX_PAYLOAD} bytes a reading may take",
+                        p.payload.len()
+                    );
+                    log.warn(&p.topic, "oversized payload", &detail);
+                    true
+                } else if committed.is_stored_redelivery(&p) {
                     stats.redelivered.fetch_add(1, Ordering::Relaxed);
-                    let _ = ack_tx.send(p);
-                    continue;
-                }
-                router.route(&p.topic, &mut sensors);
-                let readings = readings_of(&p, &sensors, &by_sensor, &stats, &mut log);
+                    true
+                } else {
+                    false
+                };
+                let readings = if skip {
+                    Vec::new()
+                } else {
+                    router.route(&p.topic, &mut sensors);
+                    readings_of(&p, &sensors, &by_sensor, cfg.max_clock_skew, &stats, &mut log)
+                };
                 if readings.is_empty() {
-                    // Nothing to keep (unknown topic or malformed): acknowledge so the
-                    // broker does not resend it forever.
-                    let _ = ack_tx.send(p);
+                    // Nothing to keep (oversized, already stored, unknown topic or
+                    // malformed): acknowledge so the broker does not resend it forever,
+                    // in turn, once the readings received before it are committed.
+                    p.payload = Default::default();
+                    if acknowledge_in_turn(&store, &ack_tx, p).await.is_err() {
+                        break;
+                    }
                     continue;
                 }
                 stats.readings.fetch_add(readings.len() as u64, Ordering::Relaxed);
@@ -298,10 +340,29 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
+/// Acknowledges a message that gave no reading once everything queued before it in the
+/// store writer is committed: an empty batch whose commit sends the acknowledgement.
+async fn acknowledge_in_turn(
+    store: &StoreHandle,
+    acks: &tokio::sync::mpsc::UnboundedSender<Publish>,
+    p: Publish,
+) -> Result<(), crate::store::writer::WriterStopped> {
+    let tx = acks.clone();
+    store
+        .send(Batch {
+            readings: Vec::new(),
+            on_commit: Some(Box::new(move || {
+                let _ = tx.send(p);
+            })),
+        })
+        .await
+}
+
 fn readings_of(
     p: &Publish,
     sensors: &[usize],
     by_sensor: &HashMap<usize, &MqttPoint>,
+    max_clock_skew: Duration,
     stats: &MqttStats,
     log: &mut TopicLog,
 ) -> Vec<Reading> {
@@ -338,12 +399,25 @@ fn readings_of(
                         "timestamp_path missing or unparsable; using arrival time",
                     );
                 }
+                let time = parsed.time.unwrap_or(now);
+                // A clock far ahead: kept with the time it claims, but not believed.
+                let flag = (time > later(now, max_clock_skew)).then(|| {
+                    stats.future.fetch_add(1, Ordering::Relaxed);
+                    let detail = format!(
+                        "stamped {}, more than mqtt.max_clock_skew ({}) ahead of now; stored and flagged, not evaluated",
+                        format_rfc3339(time),
+                        humantime::format_duration(max_clock_skew)
+                    );
+                    log.warn(&p.topic, "stamped ahead of the clock", &detail);
+                    Flag::AheadOfClock
+                });
                 out.push(Reading {
                     sensor: *s,
-                    time: parsed.time.unwrap_or(now),
+                    time,
                     value: parsed.value,
                     quality: parsed.quality,
                     source_time: parsed.time.is_some(),
+                    flag,
                 });
             }
             Err(e) => {

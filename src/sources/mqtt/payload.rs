@@ -138,22 +138,28 @@ pub fn lookup<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 /// RFC 3339 text, or epoch seconds / milliseconds (values above 10^11 are taken as ms).
+/// A time outside what can be represented (before year -9999 or after 9999, e.g. epoch
+/// `1e300`) is no time at all: `None`, like unreadable text.
 pub fn timestamp(v: &Value) -> Option<TimestampMs> {
-    match v {
-        Value::String(s) => s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()),
+    let ms = match v {
+        Value::String(s) => return s.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond()),
         Value::Number(n) => {
             let f = n.as_f64()?;
             if !f.is_finite() || f < 0.0 {
                 return None;
             }
-            Some(if f > 1e11 {
-                f.round() as i64
-            } else {
-                (f * 1000.0).round() as i64
-            })
+            if f > 1e11 { f.round() } else { (f * 1000.0).round() }
         }
-        _ => None,
+        _ => return None,
+    };
+    // Checked: `as` would saturate 1e300 to i64::MAX, a time nothing can add to.
+    let max = jiff::Timestamp::MAX.as_millisecond() as f64;
+    if ms > max {
+        return None;
     }
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 /// Maps a message's topic to the sensors subscribed to it.
@@ -297,6 +303,26 @@ mod tests {
         assert_eq!(t(br#"{"v":1,"ts":1795420800123}"#), Some(1_795_420_800_123));
         let bad = parse(&p, br#"{"v":1,"ts":"yesterday"}"#, None).expect("value still parses");
         assert!(bad.bad_timestamp && bad.time.is_none());
+    }
+
+    #[test]
+    fn a_timestamp_that_cannot_be_represented_is_no_time_not_the_end_of_time() {
+        let p = point(PayloadFormat::Json, Some("v"), Some("ts"));
+        for doc in [
+            &br#"{"v":1,"ts":1e300}"#[..],
+            br#"{"v":1,"ts":9.2e18}"#,
+            br#"{"v":1,"ts":-1e300}"#,
+            br#"{"v":1,"ts":"+10000-01-01T00:00:00Z"}"#,
+        ] {
+            let r = parse(&p, doc, None).expect("value still parses");
+            assert!(
+                r.bad_timestamp && r.time.is_none(),
+                "{}: {r:?}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        let far = parse(&p, br#"{"v":1,"ts":"2099-01-01T00:00:00Z"}"#, None).expect("parses");
+        assert_eq!(far.time, Some(4_070_908_800_000), "far ahead but representable: kept");
     }
 
     #[test]

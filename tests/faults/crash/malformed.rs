@@ -50,7 +50,7 @@ fn garbage(k: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
     }
 }
 
-fn metric(api: SocketAddr, name: &str) -> Option<f64> {
+pub fn metric(api: SocketAddr, name: &str) -> Option<f64> {
     let body = api_get(api, "/metrics")?.body;
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
