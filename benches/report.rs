@@ -44,6 +44,8 @@ mod modbus_poll;
 mod mqtt_ingest;
 #[path = "page_latency.rs"]
 mod page_latency;
+#[path = "record_integrity.rs"]
+mod record_integrity;
 mod support;
 
 use std::collections::BTreeMap;
@@ -108,6 +110,12 @@ const BENCHES: &[Bench] = &[
             ("BENCH_COMPARE", "0"),
         ],
         full_limit: 900,
+    },
+    Bench {
+        name: "record_integrity",
+        main: record_integrity::main,
+        quick_env: &[],
+        full_limit: 600,
     },
     Bench {
         name: "api_status",
@@ -393,6 +401,64 @@ fn rows(outcomes: &BTreeMap<&'static str, Outcome>) -> Vec<Row> {
         &|f| {
             let b = f.n("export_bytes_per_reading")?;
             Some((format!("{b:.1} B"), b <= 32.0))
+        },
+    );
+    add(
+        "record_integrity",
+        "Durable before acknowledged: a commit synced to disk (FULL) vs not (NORMAL), 1 reading / 1,000 readings",
+        "the sync costs < 50 ms per commit, so P1 holds (issue 17)",
+        &|f| {
+            let (one, k) = (f.n("sync_one_full_ms")?, f.n("sync_k_full_ms")?);
+            Some((
+                format!(
+                    "1 reading: {one:.2} ms FULL vs {:.2} ms NORMAL; {:.0} readings: {k:.2} ms FULL vs {:.2} ms NORMAL",
+                    f.n("sync_one_normal_ms")?,
+                    f.n("sync_k")?,
+                    f.n("sync_k_normal_ms")?
+                ),
+                one - f.n("sync_one_normal_ms")? < 50.0 && k - f.n("sync_k_normal_ms")? < 50.0,
+            ))
+        },
+    );
+    add(
+        "record_integrity",
+        "Readings bound into the audit chain at commit (SHA-256 of the batch, one row), per reading",
+        "< 1 µs per reading (issue 17)",
+        &|f| {
+            let us = f.n("bind_us_per_reading")?;
+            Some((format!("{us:.3} µs"), us < 1.0))
+        },
+    );
+    add(
+        "record_integrity",
+        "Seal of a 10-minute block, 1,000 sensors at 1 Hz, after checking every batch since the last seal",
+        "< 5 s on the writer thread (issue 17)",
+        &|f| {
+            let ms = f.n("seal_ms")?;
+            Some((
+                format!(
+                    "{ms:.0} ms for {:.0} sealed, {:.0} checked",
+                    f.n("seal_readings")?,
+                    f.n("seal_checked")?
+                ),
+                ms < 5000.0,
+            ))
+        },
+    );
+    add(
+        "record_integrity",
+        "Record watch: every unsealed reading (12 min × 1,000 sensors at 1 Hz) / the last 10 s of batches",
+        "all < 5 s (once a minute), 10 s < 100 ms (every look) (issue 17)",
+        &|f| {
+            let (open, new) = (f.n("watch_open_ms")?, f.n("watch_new_ms")?);
+            Some((
+                format!(
+                    "{open:.0} ms for {:.0} readings; {new:.1} ms for {:.0}",
+                    f.n("watch_open_readings")?,
+                    f.n("watch_new_readings")?
+                ),
+                open < 5000.0 && new < 100.0,
+            ))
         },
     );
     add(

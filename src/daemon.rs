@@ -171,7 +171,7 @@ impl Daemon {
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
         let record = crate::audit::watch::Shared::new();
-        let record_watch = spawn_record_watch(config, &handle, record.clone(), &shutdown)?;
+        let record_watch = spawn_record_watch(config, &handle, record.clone(), telemetry.clone(), &shutdown)?;
         tasks.extend(crate::heartbeat::spawn(
             config,
             handle.stats.clone(),
@@ -251,6 +251,7 @@ fn spawn_record_watch(
     config: &Config,
     handle: &StoreHandle,
     record: Arc<crate::audit::watch::Shared>,
+    telemetry: Arc<Telemetry>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     use crate::config::monitor::{RECORD_BROKEN, RECORD_SENSOR};
@@ -269,8 +270,9 @@ fn spawn_record_watch(
         }
         last = Some((broken, std::time::Instant::now()));
         let value = if broken { RECORD_BROKEN } else { 0.0 };
-        let reading = crate::model::Reading::good(sensor, now_ms(), value);
-        if handle.send_blocking(writer::Batch::new(vec![reading])).is_err() {
+        let readings = vec![crate::model::Reading::good(sensor, now_ms(), value)];
+        telemetry.count_readings(crate::telemetry::Source::Monitor, &readings);
+        if handle.send_blocking(writer::Batch::new(readings)).is_err() {
             tracing::debug!("record watch: the store writer has stopped");
         }
     };

@@ -10,7 +10,8 @@
 //! - [`config`]: raw serde schema per section ([`config::raw`]), then `validate()` into
 //!   checked types with every problem and its key path ([`config::rules`] for rules,
 //!   defaults and maintenance, [`config::notify`] for contacts, schedules, escalations
-//!   and channels).
+//!   and channels, [`config::monitor`] for the monitor's own record-integrity sensor and
+//!   rule).
 //! - [`model`]: `Reading`, `Quality`, timestamps. Plain data, no I/O.
 //! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
 //!   per-device and per-serial-line pollers), [`sources::mqtt`] (routing, payload
@@ -45,8 +46,11 @@
 //!   document), the web dashboard, acknowledgement-link pages, the SMS gateway's webhook
 //!   and `/metrics`. Users and sessions live in [`store::users`].
 //! - [`audit`]: the hash-chained audit trail (appended in the same transaction as what it
-//!   records), reading blocks sealed into it ([`audit::seal`]), configuration loads with
-//!   their diff ([`audit::config`]) and `audit verify` ([`audit::verify`]).
+//!   records), readings bound into it at commit ([`audit::batch`]) and sealed into it in
+//!   blocks ([`audit::seal`]), configuration loads with their diff ([`audit::config`]),
+//!   `audit verify` ([`audit::verify`]) and the daemon's continuous check of its own
+//!   record ([`audit::watch`]), whose failures become readings of the monitor's own
+//!   sensor ([`config::monitor`]) and so a paged alarm.
 //! - [`report`]: what is read back out: `history` export, the `status` overview, the
 //!   alarm list, the mirror's lag ([`report::mirror`]), `check --explain`, the auditor's
 //!   asset report ([`report::asset`]) and the OQ self-test ([`report::selftest`]), both

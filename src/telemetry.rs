@@ -80,16 +80,19 @@ pub enum Source {
     Modbus,
     Mqtt,
     Ups,
+    /// The monitor's own state (its record-integrity sensor).
+    Monitor,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Modbus, Source::Mqtt, Source::Ups];
+    pub const ALL: [Source; 4] = [Source::Modbus, Source::Mqtt, Source::Ups, Source::Monitor];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Modbus => "modbus",
             Source::Mqtt => "mqtt",
             Source::Ups => "ups",
+            Source::Monitor => "monitor",
         }
     }
 
@@ -97,13 +100,12 @@ impl Source {
         self as usize
     }
 
-    /// The source a sensor's readings come from; `None` for the monitor's own sensor.
-    fn of(sensor: &SensorSource) -> Option<Source> {
+    fn of(sensor: &SensorSource) -> Source {
         match sensor {
-            SensorSource::Modbus(_) => Some(Source::Modbus),
-            SensorSource::Mqtt(_) => Some(Source::Mqtt),
-            SensorSource::Ups(_) => Some(Source::Ups),
-            SensorSource::Monitor => None,
+            SensorSource::Modbus(_) => Source::Modbus,
+            SensorSource::Mqtt(_) => Source::Mqtt,
+            SensorSource::Ups(_) => Source::Ups,
+            SensorSource::Monitor => Source::Monitor,
         }
     }
 }
@@ -155,8 +157,8 @@ impl Device {
 pub struct Telemetry {
     pub started: TimestampMs,
     /// Sources with at least one configured sensor (the others are not exposed).
-    sources: [bool; 3],
-    readings: [[AtomicU64; Quality::ALL.len()]; 3],
+    sources: [bool; Source::ALL.len()],
+    readings: [[AtomicU64; Quality::ALL.len()]; Source::ALL.len()],
     /// Indexed like `config.devices`.
     modbus: Vec<Arc<Device>>,
     /// Indexed like `config.ups`.
@@ -174,9 +176,9 @@ impl Telemetry {
     /// Slots for every device and source of `config`, every counter at zero, and fresh
     /// stage counters; the `with_*` methods put in the stages' own.
     pub fn new(config: &Config) -> Telemetry {
-        let mut sources = [false; 3];
-        for source in config.sensors.iter().filter_map(|s| Source::of(&s.source)) {
-            sources[source.slot()] = true;
+        let mut sources = [false; Source::ALL.len()];
+        for s in &config.sensors {
+            sources[Source::of(&s.source).slot()] = true;
         }
         // Devices without sensors are not polled and not shown.
         let polled_modbus = |i: usize| {
@@ -317,7 +319,7 @@ mod tests {
     fn readings_are_counted_by_source_and_quality() {
         let t = Telemetry {
             started: 0,
-            sources: [true, false, false],
+            sources: [true, false, false, false],
             readings: Default::default(),
             modbus: Vec::new(),
             ups: Vec::new(),

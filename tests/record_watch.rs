@@ -153,6 +153,11 @@ fn a_reading_edited_a_second_after_its_commit_raises_the_integrity_alarm_and_pag
         "{}",
         page.body
     );
+    assert!(
+        page.body.contains("FAILS its check"),
+        "says what is wrong: {}",
+        page.body
+    );
     assert!(site.daemon_log().contains("the record fails its check"), "logged");
     let verify = cryowatch_output(&["audit", "verify", "-c", &site.config_str()]);
     assert_eq!(verify.status.code(), Some(1), "audit verify fails too");
@@ -185,13 +190,43 @@ fn a_trail_cut_short_while_the_daemon_was_stopped_is_caught_from_the_heads_it_pu
             })
             .unwrap_or(0)
     };
-    let beat = wait_for(Duration::from_secs(60), "heads published after the newest seal", || {
-        retained(&broker).filter(|b| {
+    // A record after the seal (generating a report is recorded), so that cutting the
+    // trail at the published head leaves the seal in place.
+    wait_for(Duration::from_secs(20), "the first seal", || {
+        (sealed_at() > 0).then_some(())
+    });
+    let out = cryowatch_output(&[
+        "report",
+        "-c",
+        &site.config_str(),
+        "--asset",
+        "dewar-1",
+        "--from",
+        "-1h",
+        "--to",
+        "now",
+        "--out",
+        &dir.path().join("r.html").display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let beat = loop {
+        let beat = retained(&broker);
+        let sealed = sealed_at();
+        if let Some(b) = beat.as_ref().filter(|b| {
             b["record"]["audit_seq"]
                 .as_i64()
-                .is_some_and(|s| s > sealed_at() && sealed_at() > 0)
-        })
-    });
+                .is_some_and(|s| sealed > 0 && s > sealed)
+        }) {
+            break b.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heads published after the newest seal ({sealed}) in 60 s; heartbeat {beat:?}; log:\n{}",
+            site.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
     site.stop_daemon(daemon);
     let stopped = retained(&broker).expect("retained after the stop");
     assert_eq!(stopped["state"], "stopped");

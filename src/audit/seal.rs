@@ -84,6 +84,9 @@ pub struct Sealed {
     pub audit: i64,
     /// More is due already (catching up after a stop, or a first seal of old history).
     pub more: bool,
+    /// The readings committed since the last seal no longer matched their batches: the
+    /// problem, recorded in the seal (the record fails `audit verify` from then on).
+    pub found_changed: Option<String>,
 }
 
 /// The newest block boundary that lies `grace_ms` in the past: readings before it are
@@ -101,19 +104,14 @@ const MAX_BLOCK: i64 = 3_600_000;
 /// Seals the next block: from the end of the last seal towards the newest block boundary
 /// that lies `grace_ms` in the past, at most an hour (or one interval) at a time. The very
 /// first block runs from the epoch to the interval holding the oldest reading.
-/// A block is not sealed (`Err` with the problem) when the readings committed since the
-/// last seal no longer match their batches ([`super::batch`]).
-pub fn seal_due(
-    c: &Connection,
-    now: TimestampMs,
-    interval_ms: i64,
-    grace_ms: i64,
-) -> rusqlite::Result<Result<Option<Sealed>, String>> {
+/// The readings committed since the last seal are checked against their batches
+/// ([`super::batch`]) first; what the check found is part of the seal.
+pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i64) -> rusqlite::Result<Option<Sealed>> {
     let interval = interval_ms.max(1);
     let horizon = horizon(now, interval, grace_ms);
     let from = sealed_until(c)?;
     if horizon <= from {
-        return Ok(Ok(None));
+        return Ok(None);
     }
     let step = interval * ((MAX_BLOCK + interval - 1) / interval).max(1);
     let to = if from == 0 {
@@ -128,13 +126,12 @@ pub fn seal_due(
         (from + step).min(horizon)
     };
     let to = if to <= from { horizon } else { to };
-    // The readings committed since the last seal must still be what was committed: a
-    // reading forged in the store is never sealed.
+    // The readings committed since the last seal must still be what was committed. When
+    // they are not, the seal says so in the chain for good (`found_changed`), so a
+    // forged reading is never sealed as if it were the one committed; sealing goes on,
+    // so the work of the next check stays one block's worth.
     let reset = super::batch::current_reset(c)?;
     let check = super::batch::check_open(c, reset.as_ref(), from)?;
-    if let Some(problem) = check.problem {
-        return Ok(Err(problem));
-    }
     let d = digest(c, from, to)?;
     // What stays open is recorded, and the batches, now covered by this seal, dropped.
     // While catching up (more blocks due) the batches stay until the last block.
@@ -144,7 +141,19 @@ pub fn seal_due(
     } else {
         Some(super::batch::open_digest(c, to, &Default::default())?)
     };
-    let audit = record(c, now, "readings.sealed", from, to, &d, None, open.as_ref())?;
+    let audit = record(
+        c,
+        now,
+        "readings.sealed",
+        from,
+        to,
+        &d,
+        Extra {
+            open: open.as_ref(),
+            found_changed: check.problem.as_deref(),
+            ..Extra::default()
+        },
+    )?;
     if open.is_some() {
         super::batch::reset(c)?;
     }
@@ -152,13 +161,14 @@ pub fn seal_due(
         "INSERT OR REPLACE INTO reading_seal (t_from, t_to, count, hash, audit) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![from, to, d.count, d.hash, audit],
     )?;
-    Ok(Ok(Some(Sealed {
+    Ok(Some(Sealed {
         from,
         to,
         count: d.count,
         audit,
         more,
-    })))
+        found_changed: check.problem,
+    }))
 }
 
 /// The oldest reading's time, found sensor by sensor along the primary key.
@@ -202,7 +212,18 @@ pub fn reseal(
     blocks.dedup();
     for &(from, to) in &blocks {
         let d = digest(c, from, to)?;
-        let audit = record(c, now, "readings.resealed", from, to, &d, Some(reason), None)?;
+        let audit = record(
+            c,
+            now,
+            "readings.resealed",
+            from,
+            to,
+            &d,
+            Extra {
+                reason: Some(reason),
+                ..Extra::default()
+            },
+        )?;
         c.execute(
             "UPDATE reading_seal SET count = ?2, hash = ?3, audit = ?4 WHERE t_from = ?1",
             params![from, d.count, d.hash, audit],
@@ -211,7 +232,17 @@ pub fn reseal(
     Ok(blocks.len())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a seal record says besides its block.
+#[derive(Default)]
+struct Extra<'a> {
+    /// Why a block was sealed again.
+    reason: Option<&'a str>,
+    /// Count and hash of the readings still open (the batches were dropped).
+    open: Option<&'a (i64, String)>,
+    /// What the check of the batches found changed.
+    found_changed: Option<&'a str>,
+}
+
 fn record(
     c: &Connection,
     now: TimestampMs,
@@ -219,8 +250,7 @@ fn record(
     from: TimestampMs,
     to: TimestampMs,
     d: &BlockDigest,
-    reason: Option<&str>,
-    open: Option<&(i64, String)>,
+    extra: Extra,
 ) -> rusqlite::Result<i64> {
     let mut detail = serde_json::json!({
         "from": from,
@@ -229,11 +259,14 @@ fn record(
         "hash": d.hash,
         "sensors": sensors_hash(c)?,
     });
-    if let Some(reason) = reason {
+    if let Some(reason) = extra.reason {
         detail["reason"] = reason.into();
     }
-    if let Some((count, hash)) = open {
+    if let Some((count, hash)) = extra.open {
         detail["open"] = serde_json::json!({ "count": count, "hash": hash });
+    }
+    if let Some(problem) = extra.found_changed {
+        detail["found_changed"] = problem.into();
     }
     let subject = format!(
         "readings {}..{}",

@@ -130,6 +130,18 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
                 });
                 return Ok(v);
             }
+            if rec.kind == "readings.sealed"
+                && let Some(problem) = found_changed(&rec.detail)
+            {
+                v.problem = Some(Problem {
+                    record: rec.seq,
+                    what: format!(
+                        "record {} sealed readings that had changed since their commit: {problem}",
+                        rec.seq
+                    ),
+                });
+                return Ok(v);
+            }
             if rec.kind == "readings.sealed" || rec.kind == "readings.resealed" {
                 match parse_seal(&rec.detail, rec.seq) {
                     Some((from, seal)) => {
@@ -372,6 +384,12 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
     v.bound_readings = open.bound;
     v.unsealed_readings = open.bound + open.unbound;
     Ok(v)
+}
+
+/// What a seal's check of the batches found changed, if anything.
+pub fn found_changed(detail: &str) -> Option<String> {
+    let d: serde_json::Value = serde_json::from_str(detail).ok()?;
+    d["found_changed"].as_str().map(str::to_string)
 }
 
 fn parse_seal(detail: &str, record: i64) -> Option<(TimestampMs, Seal)> {

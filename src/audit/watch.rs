@@ -336,6 +336,12 @@ impl Watch {
     /// A seal appended since the last look must match the readings it names (when it is
     /// still the newest seal of its block).
     fn seal_problem(&self, c: &Connection, rec: &super::Record) -> rusqlite::Result<Option<String>> {
+        if let Some(problem) = super::verify::found_changed(&rec.detail) {
+            return Ok(Some(format!(
+                "record {} sealed readings that had changed since their commit: {problem}",
+                rec.seq
+            )));
+        }
         let d: serde_json::Value = serde_json::from_str(&rec.detail).unwrap_or_default();
         let (Some(from), Some(to), Some(count), Some(hash)) = (
             d["from"].as_i64(),

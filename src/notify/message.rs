@@ -84,9 +84,21 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
         Condition::All(_) | Condition::Any(_) => "combined condition".to_string(),
     });
     let value = facts.value.or(alarm.value);
-    let value_text = value
-        .map(|v| format!("{v:.1} {unit}"))
-        .unwrap_or_else(|| "no value".into());
+    // The monitor's own record-integrity sensor says what its value means.
+    let monitor = sensor.is_some_and(|s| matches!(s.source, crate::config::SensorSource::Monitor));
+    let limit = if monitor {
+        Some("the record must match its audit chain".to_string())
+    } else {
+        limit
+    };
+    let value_text = match value {
+        Some(v) if monitor && v == crate::config::monitor::RECORD_BROKEN => {
+            "FAILS its check (changed outside cryowatch; see cryowatch audit verify)".to_string()
+        }
+        Some(_) if monitor => "verifies".to_string(),
+        Some(v) => format!("{v:.1} {unit}"),
+        None => "no value".into(),
+    };
     let how_long = short_duration(now - alarm.since);
     let how_fast = facts
         .rate_per_min

@@ -298,6 +298,12 @@ impl Writer {
             let interval = crate::model::millis(interval);
             match self.store.seal_due(now, interval, crate::model::millis(grace)) {
                 Ok(Some(s)) => {
+                    if let Some(problem) = &s.found_changed {
+                        tracing::error!(
+                            problem = %problem,
+                            "readings committed since the last seal were changed outside cryowatch; the seal records it"
+                        );
+                    }
                     let head = self.store.with_conn(crate::audit::head).ok().flatten();
                     tracing::info!(
                         from = %crate::model::format_rfc3339(s.from),
