@@ -170,7 +170,7 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
-        let record = crate::audit::watch::Shared::new();
+        let record = crate::audit::watch::Shared::new(tag.clone());
         let record_watch = spawn_record_watch(config, &handle, record.clone(), telemetry.clone(), &shutdown)?;
         tasks.extend(crate::heartbeat::spawn(
             config,
@@ -216,6 +216,7 @@ impl Daemon {
             }
         }
         if let Some(w) = self.record_watch {
+            self.record.interrupt();
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
         // The writer stops once every handle to it is gone, this one included.
@@ -228,12 +229,8 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || s.join()).await;
         }
         let committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed);
-        let recorded = Store::open(&self.store_path).and_then(|mut s| {
-            s.transaction(|c| {
-                let detail = serde_json::json!({ "readings_committed": committed, "pid": std::process::id() });
-                crate::audit::append(c, now_ms(), "daemon.stop", "daemon", "", &detail)
-            })
-        });
+        let recorded = Store::open(&self.store_path)
+            .and_then(|mut s| s.transaction(|c| crate::audit::record_stop(c, now_ms(), committed)));
         if let Err(e) = recorded {
             tracing::error!(error = %e, "could not record the stop in the audit trail");
         }

@@ -4,6 +4,9 @@
 //!   Will is a retained `offline` on `mqtt_topic`; every beat publishes a retained
 //!   `online` with the time, and a clean stop publishes `stopped`. A dead daemon, host or
 //!   network shows as `offline` once the broker misses its keep-alive.
+//! - The record's heads as last verified ([`crate::audit::watch::Anchor`]) go out
+//!   retained on `<mqtt_topic>/record` with every beat (and in the status payload); the
+//!   daemon reads them back when it starts and checks its trail still carries them.
 //! - URL: fetched on every beat (a dead-man service such as healthchecks.io), but only
 //!   while the store writer keeps committing: a stuck pipeline stops the pings too.
 
@@ -32,11 +35,8 @@ fn payload(state: &str, site: &str, record: &Shared) -> String {
     p.to_string()
 }
 
-/// The anchor in a heartbeat payload published earlier, if it has one.
-pub fn recalled_anchor(payload: &[u8]) -> Option<Anchor> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    serde_json::from_value(v.get("record")?.clone()).ok()
-}
+/// How long the heartbeat waits at start for the heads it retained last time.
+const RECALL_WAIT: Duration = Duration::from_secs(3);
 
 /// Starts the heartbeats configured; none when there is no `[heartbeat]`.
 pub fn spawn(
@@ -70,42 +70,50 @@ pub fn spawn(
             }
             let (client, mut events) = AsyncClient::new(o, 16);
             let mut beat = tokio::time::interval(interval);
-            // The heartbeat this daemon retained last time carries the record's heads as
-            // they were then: read it back once, before publishing over it.
+            // The record's heads go out retained on a topic of their own, which the Last
+            // Will does not overwrite: after a kill -9 or a power cut the last heads
+            // verified are still there. Read them back once at start, before publishing
+            // over them (for at most RECALL_WAIT: a broker that refuses the subscription
+            // must not stop the heartbeat).
+            let record_topic = format!("{topic}/record");
             let mut recalled = false;
+            let mut recall_until: Option<tokio::time::Instant> = None;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = beat.tick(), if recalled => {
+                    _ = beat.tick() => {
                         let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
+                        if !recalled && recall_until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+                            recalled = true;
+                            let _ = client.try_unsubscribe(&record_topic);
+                        }
+                        if recalled && let Some(anchor) = record.anchor() {
+                            let _ = client.try_publish(&record_topic, QoS::AtLeastOnce, true, serde_json::json!(anchor).to_string());
+                        }
                     }
                     e = events.poll() => match e {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             tracing::info!(topic = %topic, "heartbeat connected to the broker");
-                            if recalled {
-                                let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
-                            } else {
-                                let _ = client.try_subscribe(&topic, QoS::AtLeastOnce);
+                            let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
+                            if !recalled {
+                                let _ = client.try_subscribe(&record_topic, QoS::AtLeastOnce);
+                                recall_until = Some(tokio::time::Instant::now() + RECALL_WAIT);
                             }
                         }
-                        Ok(Event::Incoming(Packet::SubAck(_))) if !recalled => {
-                            // A retained message comes before the SUBACK's effect is over;
-                            // give it a moment, then publish regardless.
-                            let client = client.clone();
-                            let topic = topic.clone();
-                            tokio::spawn(async move {
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                let _ = client.try_unsubscribe(&topic);
-                            });
-                        }
-                        Ok(Event::Incoming(Packet::UnsubAck(_))) if !recalled => {
+                        Ok(Event::Incoming(Packet::Publish(p))) if !recalled && p.topic == record_topic => {
                             recalled = true;
-                            let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
-                        }
-                        Ok(Event::Incoming(Packet::Publish(p))) if !recalled && p.topic == topic => {
-                            if let Some(anchor) = recalled_anchor(&p.payload) {
-                                tracing::info!(audit_seq = anchor.audit_seq, verified_at = %anchor.verified_at, "heartbeat: checking the record against the heads published last time");
-                                record.recall(anchor);
+                            let _ = client.try_unsubscribe(&record_topic);
+                            match serde_json::from_slice::<Anchor>(&p.payload) {
+                                Ok(anchor) if record.is_ours(&anchor) => {
+                                    tracing::info!(audit_seq = anchor.audit_seq, verified_at = %anchor.verified_at, "heartbeat: checking the record against the heads published last time");
+                                    record.recall(anchor);
+                                }
+                                Ok(anchor) => tracing::warn!(
+                                    topic = %record_topic,
+                                    store = ?anchor.store,
+                                    "heartbeat: the heads retained on this topic are another store's; not checked, and replaced"
+                                ),
+                                Err(e) => tracing::warn!(topic = %record_topic, error = %e, "heartbeat: the retained heads are unreadable; replaced"),
                             }
                         }
                         Ok(_) => {}

@@ -639,3 +639,67 @@ fn a_forged_reading_is_sealed_only_with_the_finding_on_the_record() {
         "sealed readings that had changed since their commit",
     );
 }
+
+#[test]
+fn the_newest_batch_removed_with_its_readings_is_caught_by_the_writer_at_the_next_seal() {
+    let site = site();
+    let (mut store, times) = with_fresh_readings(&site);
+    // The end of the chain cut off, readings and batch: the batches left still chain, and
+    // what is left of the readings matches them; only the writer knows what it wrote last.
+    let c = db(&site);
+    c.execute("DELETE FROM reading WHERE t = ?1", [times[4]])
+        .expect("tamper");
+    c.execute("DELETE FROM reading_batch WHERE seq = 5", [])
+        .expect("tamper");
+    drop(c);
+    let sealed = store
+        .seal_due(now_ms() + 15 * MIN, 10 * MIN, 2 * MIN)
+        .expect("seal")
+        .expect("a block due");
+    let found = sealed.found_changed.expect("the cut was found");
+    assert!(found.contains("cut short or rewritten"), "{found}");
+    assert_broken_at(&site, sealed.audit, "changed since their commit");
+}
+
+#[test]
+fn batches_removed_while_the_daemon_was_stopped_are_caught_from_its_stop_record() {
+    let site = site();
+    let (mut store, times) = with_fresh_readings(&site);
+    let stop = store
+        .transaction(|c| audit::record_stop(c, now_ms(), 10))
+        .expect("stop record");
+    drop(store);
+    let c = db(&site);
+    c.execute("DELETE FROM reading WHERE t >= ?1", [times[3]])
+        .expect("tamper");
+    c.execute("DELETE FROM reading_batch WHERE seq >= 4", [])
+        .expect("tamper");
+    drop(c);
+    assert_broken_at(&site, stop, "the newest when the daemon stopped");
+}
+
+#[test]
+fn a_value_written_as_text_is_reported_not_a_failure_to_read() {
+    let site = site();
+    let (store, _) = with_fresh_readings(&site);
+    drop(store);
+    db(&site)
+        .execute("UPDATE reading SET value = 'x' WHERE value = -120.0", [])
+        .expect("tamper");
+    let (code, _, err) = verify(&site, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("written by hand") || err.contains("was altered"), "{err}");
+    // Sealed readings too.
+    let sealed = self::site();
+    let (store, start) = seeded(&sealed);
+    drop(store);
+    db(&sealed)
+        .execute(
+            "UPDATE reading SET quality = 'good' WHERE t = ?1 AND sensor = 2",
+            [start + 30 * MIN],
+        )
+        .expect("tamper");
+    let (code, _, err) = verify(&sealed, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("written by hand"), "{err}");
+}

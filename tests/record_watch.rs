@@ -17,6 +17,10 @@ use rusqlite::Connection;
 const TOPIC: &str = "lab/cryowatch/status";
 
 fn retained(broker: &Mosquitto) -> Option<serde_json::Value> {
+    retained_on(broker, TOPIC)
+}
+
+fn retained_on(broker: &Mosquitto, topic: &str) -> Option<serde_json::Value> {
     let out = Command::new("mosquitto_sub")
         .args([
             "-h",
@@ -24,7 +28,7 @@ fn retained(broker: &Mosquitto) -> Option<serde_json::Value> {
             "-p",
             &broker.port.to_string(),
             "-t",
-            TOPIC,
+            topic,
             "-C",
             "1",
             "-W",
@@ -123,6 +127,12 @@ fn a_reading_edited_a_second_after_its_commit_raises_the_integrity_alarm_and_pag
         retained(&broker).filter(|b| b["record"]["audit_seq"].as_i64().is_some_and(|s| s > 0))
     });
     assert_eq!(beat["record"]["audit_hash"].as_str().map(str::len), Some(64), "{beat}");
+    // And on a topic of their own, which the Last Will does not overwrite, tagged with
+    // the installation they belong to.
+    let heads = wait_for(Duration::from_secs(10), "the heads on <topic>/record", || {
+        retained_on(&broker, &format!("{TOPIC}/record")).filter(|h| h["audit_seq"].as_i64().is_some())
+    });
+    assert!(heads["store"].as_str().is_some_and(|t| !t.is_empty()), "{heads}");
     assert!(integrity_alarm(&site).is_none(), "no alarm on an untouched record");
 
     let c = Connection::open(site.path().join("cryowatch.db")).expect("open the store");

@@ -115,6 +115,17 @@ pub fn append(
     Ok(seq)
 }
 
+/// Records the daemon's stop with the newest batch of readings then (`batch::head`), so
+/// batches removed while it was stopped are caught by the next verification.
+pub fn record_stop(c: &Connection, now: TimestampMs, committed: u64) -> rusqlite::Result<i64> {
+    let detail = serde_json::json!({
+        "readings_committed": committed,
+        "pid": std::process::id(),
+        "batch_head": batch::head(c)?,
+    });
+    append(c, now, "daemon.stop", "daemon", "", &detail)
+}
+
 /// Rows with `from <= t <= to`, optionally only kinds starting with `kind`, in order.
 pub fn list(
     c: &Connection,
@@ -136,16 +147,32 @@ pub fn list(
     Ok(())
 }
 
+/// A row of the trail as stored. A column holding another type than the trail writes
+/// (edited by hand) is read as its debug form, so the row fails its hash instead of
+/// stopping the walk.
 pub(crate) fn record(r: &rusqlite::Row) -> rusqlite::Result<Record> {
+    use rusqlite::types::ValueRef;
+    let int = |i: usize| -> rusqlite::Result<i64> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Integer(n) => n,
+            _ => i64::MIN,
+        })
+    };
+    let text = |i: usize| -> rusqlite::Result<String> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Text(b) => String::from_utf8_lossy(b).into_owned(),
+            v => format!("{v:?}"),
+        })
+    };
     Ok(Record {
-        seq: r.get(0)?,
-        t: r.get(1)?,
-        kind: r.get(2)?,
-        actor: r.get(3)?,
-        subject: r.get(4)?,
-        detail: r.get(5)?,
-        prev: r.get(6)?,
-        hash: r.get(7)?,
+        seq: int(0)?,
+        t: int(1)?,
+        kind: text(2)?,
+        actor: text(3)?,
+        subject: text(4)?,
+        detail: text(5)?,
+        prev: text(6)?,
+        hash: text(7)?,
     })
 }
 

@@ -30,7 +30,17 @@ pub fn reading_sensors(c: &Connection) -> rusqlite::Result<Vec<i64>> {
     let mut next_sensor = c.prepare_cached("SELECT sensor FROM reading WHERE sensor > ?1 ORDER BY sensor LIMIT 1")?;
     let mut ids = Vec::new();
     let mut sensor = i64::MIN;
-    while let Some(id) = next_sensor.query_row([sensor], |r| r.get::<_, i64>(0)).optional()? {
+    // Text written into the column by hand sorts after every number: the walk stops
+    // there (verify names such rows, see `verify::mistyped_reading`).
+    while let Some(Some(id)) = next_sensor
+        .query_row([sensor], |r| {
+            Ok(match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Integer(i) => Some(i),
+                _ => None,
+            })
+        })
+        .optional()?
+    {
         ids.push(id);
         sensor = id;
     }
@@ -47,7 +57,8 @@ pub fn digest(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::R
     for id in reading_sensors(c)? {
         let mut q = rows.query(params![id, from, to])?;
         while let Some(r) = q.next()? {
-            super::batch::hash_reading(&mut h, id, r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let (t, seq) = (super::batch::int(r.get_ref(0)?), super::batch::int(r.get_ref(1)?));
+            super::batch::hash_stored(&mut h, id, t, seq, r.get_ref(2)?, r.get_ref(3)?);
             count += 1;
         }
     }
@@ -105,8 +116,16 @@ const MAX_BLOCK: i64 = 3_600_000;
 /// that lies `grace_ms` in the past, at most an hour (or one interval) at a time. The very
 /// first block runs from the epoch to the interval holding the oldest reading.
 /// The readings committed since the last seal are checked against their batches
-/// ([`super::batch`]) first; what the check found is part of the seal.
-pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i64) -> rusqlite::Result<Option<Sealed>> {
+/// ([`super::batch`]) first, and the chain of batches must end with `written` (the
+/// newest batch the writer committed, when it knows it); what the check found is part
+/// of the seal.
+pub fn seal_due(
+    c: &Connection,
+    now: TimestampMs,
+    interval_ms: i64,
+    grace_ms: i64,
+    written: Option<&(i64, String)>,
+) -> rusqlite::Result<Option<Sealed>> {
     let interval = interval_ms.max(1);
     let horizon = horizon(now, interval, grace_ms);
     let from = sealed_until(c)?;
@@ -131,7 +150,19 @@ pub fn seal_due(c: &Connection, now: TimestampMs, interval_ms: i64, grace_ms: i6
     // forged reading is never sealed as if it were the one committed; sealing goes on,
     // so the work of the next check stays one block's worth.
     let reset = super::batch::current_reset(c)?;
-    let check = super::batch::check_open(c, reset.as_ref(), from)?;
+    let mut check = super::batch::check_batches(c, reset.as_ref(), from)?;
+    if check.problem.is_none()
+        && let Some((seq, hash)) = written
+        && check.head.as_ref() != Some(&(*seq, hash.clone()))
+    {
+        check.problem = Some(format!(
+            "the batches of readings committed since the last seal were cut short or rewritten: the newest one committed is batch {seq}, the table ends at {}",
+            check.head.as_ref().map_or_else(
+                || "none".to_string(),
+                |(s, h)| format!("batch {s} with another hash ({h})")
+            )
+        ));
+    }
     let d = digest(c, from, to)?;
     // What stays open is recorded, and the batches, now covered by this seal, dropped.
     // While catching up (more blocks due) the batches stay until the last block.

@@ -32,6 +32,10 @@ pub struct Verification {
     /// Batches committed since the newest seal, and the newest one: seq and hash.
     pub batches: i64,
     pub batch_head: Option<(i64, String)>,
+    /// The newest seal that dropped the batches (the batches since chain from it), as
+    /// read in this verification's snapshot.
+    #[serde(skip)]
+    pub reset: Option<super::batch::Reset>,
     pub problem: Option<Problem>,
 }
 
@@ -83,6 +87,8 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
     let mut deleted_until = TimestampMs::MIN;
     // The newest seal that dropped the batches before it (the batches since chain from it).
     let mut reset: Option<super::batch::Reset> = None;
+    // The newest batch when the daemon last stopped: (its stop record, (seq, hash)).
+    let mut stopped_at: Option<(i64, (i64, String))> = None;
     {
         let mut st = c.prepare("SELECT seq, t, kind, actor, subject, detail, prev, hash FROM audit ORDER BY seq")?;
         let mut rows = st.query([])?;
@@ -191,6 +197,13 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
                 && r.open.is_some()
             {
                 reset = Some(r);
+            }
+            if rec.kind == "daemon.stop" {
+                stopped_at = serde_json::from_str::<serde_json::Value>(&rec.detail)
+                    .ok()
+                    .and_then(|d| serde_json::from_value::<Option<(i64, String)>>(d["batch_head"].clone()).ok())
+                    .flatten()
+                    .map(|head| (rec.seq, head));
             }
             if rec.kind == "sensors.registered"
                 && let Some(h) = serde_json::from_str::<serde_json::Value>(&rec.detail)
@@ -343,6 +356,14 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
         }
     }
 
+    if let Some(what) = mistyped_reading(c)? {
+        v.problem = Some(Problem {
+            record: v.head_seq,
+            what,
+        });
+        return Ok(v);
+    }
+
     let total = seals.len();
     for (i, (from, s)) in seals.iter().enumerate() {
         progress(i, total);
@@ -379,11 +400,57 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
         });
         return Ok(v);
     }
+    // Batches the daemon left when it last stopped are still there, unless a seal
+    // dropped them since.
+    if let Some((record, (seq, hash))) = &stopped_at
+        && reset.as_ref().is_none_or(|r| r.record < *record)
+    {
+        let found: Option<String> = {
+            use rusqlite::OptionalExtension;
+            c.query_row("SELECT hash FROM reading_batch WHERE seq = ?1", [seq], |r| r.get(0))
+                .optional()?
+        };
+        if found.as_ref() != Some(hash) {
+            v.problem = Some(Problem {
+                record: *record,
+                what: format!(
+                    "batch {seq} of readings, the newest when the daemon stopped (record {record}), was {} since",
+                    if found.is_some() { "rewritten" } else { "removed" }
+                ),
+            });
+            return Ok(v);
+        }
+    }
+    v.reset = reset;
     v.batches = open.batches;
     v.batch_head = open.head;
     v.bound_readings = open.bound;
     v.unsealed_readings = open.bound + open.unbound;
     Ok(v)
+}
+
+/// A reading row with a column of another type than the store writes (text or a blob
+/// written into the table by hand, which no sensor's history shows and the digests cannot
+/// place): one full pass over the table.
+pub fn mistyped_reading(c: &Connection) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    c.query_row(
+        "SELECT quote(sensor), quote(t), quote(seq), quote(value), quote(quality) FROM reading
+         WHERE typeof(sensor) != 'integer' OR typeof(t) != 'integer' OR typeof(seq) != 'integer'
+            OR typeof(quality) != 'integer' OR typeof(value) NOT IN ('real', 'null') LIMIT 1",
+        [],
+        |r| {
+            Ok(format!(
+                "a reading was written by hand outside cryowatch: (sensor {}, time {}, seq {}, value {}, quality {}) is not of the types cryowatch stores",
+                r.get::<_, String>(0)?.escape_debug(),
+                r.get::<_, String>(1)?.escape_debug(),
+                r.get::<_, String>(2)?.escape_debug(),
+                r.get::<_, String>(3)?.escape_debug(),
+                r.get::<_, String>(4)?.escape_debug()
+            ))
+        },
+    )
+    .optional()
 }
 
 /// What a seal's check of the batches found changed, if anything.

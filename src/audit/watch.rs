@@ -34,6 +34,9 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 /// less than [`OPEN_CHEAP`] last time (a lab of tens of sensors), every look does it.
 pub const OPEN_EVERY: Duration = Duration::from_secs(60);
 pub const OPEN_CHEAP: Duration = Duration::from_millis(100);
+/// Looks in a row that fail to read the store (not a finding: an error of SQLite or the
+/// disk) before the record counts as failed: five minutes of [`INTERVAL`].
+const UNREADABLE_AFTER: u32 = 30;
 /// How often the whole record is verified again, alarm tables and every block included.
 pub const FULL_EVERY: Duration = Duration::from_secs(24 * 3600);
 
@@ -50,6 +53,10 @@ pub struct Anchor {
     pub batch_hash: Option<String>,
     /// When it was verified (RFC 3339).
     pub verified_at: String,
+    /// The installation the heads belong to (its tag), so heads of another store on the
+    /// same topic are not taken for this one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl Anchor {
@@ -60,9 +67,22 @@ impl Anchor {
 }
 
 /// What the watcher last found, shared with whoever publishes it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Shared {
     state: Mutex<SharedState>,
+    /// Interrupts a look in progress (a full verification of years of readings) when the
+    /// daemon stops or reloads.
+    interrupt: Mutex<Option<rusqlite::InterruptHandle>>,
+    /// This installation's tag, put into every anchor.
+    store: Option<String>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -74,8 +94,17 @@ struct SharedState {
 }
 
 impl Shared {
-    pub fn new() -> Arc<Shared> {
-        Arc::new(Shared::default())
+    /// `store`: the installation's tag, which anchors carry.
+    pub fn new(store: Option<String>) -> Arc<Shared> {
+        Arc::new(Shared {
+            store,
+            ..Shared::default()
+        })
+    }
+
+    /// Heads published by this installation (or by a version that did not tag them).
+    pub fn is_ours(&self, anchor: &Anchor) -> bool {
+        anchor.store.is_none() || anchor.store == self.store
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
@@ -85,7 +114,13 @@ impl Shared {
     /// The newest verified anchor; `None` before the first look or once the record failed.
     pub fn anchor(&self) -> Option<Anchor> {
         let s = self.lock();
-        if s.problem.is_some() { None } else { s.anchor.clone() }
+        if s.problem.is_some() {
+            return None;
+        }
+        s.anchor.clone().map(|a| Anchor {
+            store: self.store.clone(),
+            ..a
+        })
     }
 
     /// The problem found, if the record failed.
@@ -97,6 +132,13 @@ impl Shared {
     /// record must still carry it.
     pub fn recall(&self, anchor: Anchor) {
         self.lock().recalled.push(anchor);
+    }
+
+    /// Stops a look in progress; the watcher then sees its shutdown.
+    pub fn interrupt(&self) {
+        if let Some(h) = self.interrupt.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            h.interrupt();
+        }
     }
 
     fn take_recalled(&self) -> Vec<Anchor> {
@@ -196,7 +238,7 @@ impl Watch {
         }
         self.verified = (v.head_seq > 0).then(|| (v.head_seq, v.head_hash.clone()));
         self.sealed_until = v.sealed_until.unwrap_or(0);
-        self.reset = batch::current_reset(c)?;
+        self.reset = v.reset.clone();
         self.batch_since = Some((
             self.reset.as_ref().map_or(0, |r| r.record),
             v.batch_head.clone().unwrap_or((0, String::new())),
@@ -296,16 +338,29 @@ impl Watch {
         // after a seal dropped the batches, else the batches committed since the last look.
         let reset_record = self.reset.as_ref().map_or(0, |r| r.record);
         let newest = batch::head(c)?;
+        // The newest batch verified at the last look must still be there, unchanged,
+        // unless a seal has dropped the batches since.
+        if let Some((r, (seq, hash))) = &self.batch_since
+            && *r == reset_record
+            && *seq > 0
+        {
+            let found: Option<String> = c
+                .prepare_cached("SELECT hash FROM reading_batch WHERE seq = ?1")?
+                .query_row([seq], |q| q.get(0))
+                .optional()?;
+            if found.as_ref() != Some(hash) {
+                let newest_seq = newest.as_ref().map_or(0, |b| b.0);
+                return fail(match found {
+                    None => format!(
+                        "batches {}..{seq} of readings committed since the last seal were removed with their readings",
+                        newest_seq.min(*seq) + 1
+                    ),
+                    Some(_) => format!("batch {seq} of readings, verified earlier, was rewritten since"),
+                });
+            }
+        }
         let since = match &self.batch_since {
             Some((r, since)) if *r == reset_record && now < self.next_open && !self.open_cheap => {
-                let newest_seq = newest.as_ref().map_or(0, |b| b.0);
-                if newest_seq < since.0 {
-                    return fail(format!(
-                        "batches {}..{} of readings committed since the last seal were removed with their readings",
-                        newest_seq + 1,
-                        since.0
-                    ));
-                }
                 (since.0 > 0).then(|| since.clone())
             }
             _ => None,
@@ -382,6 +437,7 @@ fn anchor(seq: i64, hash: String, batch: Option<(i64, String)>, now: TimestampMs
         batch_seq,
         batch_hash,
         verified_at: format_rfc3339(now),
+        store: None,
     }
 }
 
@@ -420,10 +476,19 @@ pub fn spawn(
         let mut watch = Watch::new();
         let mut store: Option<crate::store::Store> = None;
         let mut logged_open_error = false;
+        let mut errors = 0u32;
         loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
             if store.is_none() {
                 match crate::store::Store::open_read_only(&path) {
-                    Ok(s) => store = Some(s),
+                    Ok(s) => {
+                        if let Ok(h) = s.with_conn(|c| Ok(c.get_interrupt_handle())) {
+                            *shared.interrupt.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);
+                        }
+                        store = Some(s)
+                    }
                     Err(e) if !logged_open_error => {
                         tracing::warn!(error = %e, "record watch cannot open the store yet; retrying");
                         logged_open_error = true;
@@ -435,6 +500,7 @@ pub fn spawn(
                 let recalled = shared.take_recalled();
                 match s.with_conn(|c| watch.check(c, crate::model::now_ms(), &recalled)) {
                     Ok(look) => {
+                        errors = 0;
                         if let Some(p) = &look.problem {
                             if shared.problem().is_none() {
                                 tracing::error!(problem = %p, "the record fails its check: raising the record-integrity alarm");
@@ -445,10 +511,23 @@ pub fn spawn(
                         shared.set(look.anchor.clone(), look.problem.clone());
                         report(&look);
                     }
+                    Err(_) if shutdown.is_cancelled() => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, "record watch: reading the store failed; trying again");
+                        errors += 1;
                         for a in recalled {
                             shared.recall(a);
+                        }
+                        // A record that cannot be read for minutes cannot be vouched for.
+                        if errors == UNREADABLE_AFTER {
+                            let look = Look {
+                                problem: Some(format!("the record cannot be read to check it: {e}")),
+                                ..Look::default()
+                            };
+                            tracing::error!(error = %e, looks = errors, "the record cannot be read to check it: raising the record-integrity alarm");
+                            shared.set(None, look.problem.clone());
+                            report(&look);
+                        } else {
+                            tracing::warn!(error = %e, "record watch: reading the store failed; trying again");
                         }
                     }
                 }
@@ -541,6 +620,24 @@ mod tests {
             .expect("tamper");
         let p = look(&mut w, &s, 3_000).problem.expect("caught");
         assert!(p.contains("was deleted"), "{p}");
+    }
+
+    #[test]
+    fn the_newest_batch_removed_with_its_readings_after_a_look_is_caught() {
+        let (_d, mut s, id) = store();
+        let mut w = Watch::new();
+        for t in [500, 600, 700] {
+            s.insert(&[(id, t, Some(-190.0), Quality::Good)]).expect("insert");
+        }
+        assert!(look(&mut w, &s, 1_000).problem.is_none());
+        assert!(look(&mut w, &s, 1_500).problem.is_none());
+        s.with_conn(|c| {
+            c.execute("DELETE FROM reading WHERE t = 700", [])?;
+            c.execute("DELETE FROM reading_batch WHERE seq = 3", [])
+        })
+        .expect("tamper");
+        let p = look(&mut w, &s, 2_000).problem.expect("caught");
+        assert!(p.contains("were removed"), "{p}");
     }
 
     #[test]

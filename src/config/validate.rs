@@ -225,6 +225,25 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     if store.seal_interval < Duration::from_secs(1) {
         c.err("store.seal_interval", "must be at least 1s");
     }
+    // Readings are bound at commit until their block is sealed: deleting or reducing them
+    // before that would be indistinguishable from tampering.
+    let sealed_after = store.seal_interval.saturating_add(store.seal_grace);
+    for (key, d) in [
+        ("store.retention", Some(store.retention)),
+        ("store.reduce_after", store.reduce_after),
+    ] {
+        if let Some(d) = d
+            && d <= sealed_after
+        {
+            c.err(
+                key,
+                format!(
+                    "must be longer than store.seal_interval + store.seal_grace ({}): readings would be removed before they are sealed",
+                    humantime::format_duration(sealed_after)
+                ),
+            );
+        }
+    }
 
     let mqtt = raw.mqtt.as_ref().and_then(|m| mqtt_config(&mut c, m, base));
     let influx = raw.influx.as_ref().and_then(|i| influx_config(&mut c, i, base));

@@ -136,6 +136,9 @@ pub struct Store {
     /// them makes its block sealed again; newer ones are bound into the batch chain as
     /// they are committed (`audit::batch`).
     sealed_until: TimestampMs,
+    /// The newest batch this store wrote (seq, hash): a seal checks the table still ends
+    /// with it, so batches removed or rewritten at the end of the chain are caught.
+    batch_head: Option<(i64, String)>,
 }
 
 impl Store {
@@ -160,9 +163,11 @@ impl Store {
             same_ms: HashMap::new(),
             mirror: false,
             sealed_until: 0,
+            batch_head: None,
         };
         store.setup()?;
         store.sealed_until = store.sql(crate::audit::seal::sealed_until)?;
+        store.batch_head = store.sql(crate::audit::batch::head)?;
         Ok(store)
     }
 
@@ -185,6 +190,7 @@ impl Store {
             same_ms: HashMap::new(),
             mirror: false,
             sealed_until: 0,
+            batch_head: None,
         };
         store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
         // The daemon creates the file first and the schema in a transaction after it.
@@ -281,9 +287,15 @@ impl Store {
         if self.sealed_until > 0 && crate::audit::seal::horizon(now, interval_ms, grace_ms) <= self.sealed_until {
             return Ok(None);
         }
-        let sealed = self.transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms))?;
+        let written = self.batch_head.clone();
+        let sealed =
+            self.transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms, written.as_ref()))?;
         if let Some(s) = &sealed {
             self.sealed_until = s.to;
+            if !s.more {
+                // The seal recorded what stays open and dropped the batches.
+                self.batch_head = None;
+            }
         }
         Ok(sealed)
     }
@@ -476,14 +488,18 @@ impl Store {
             }
         }
         // Every reading newer than the seals is bound into the record in this transaction.
-        crate::audit::batch::bind(&tx, crate::model::now_ms(), &bound).map_err(err)?;
+        let bound = crate::audit::batch::bind(&tx, crate::model::now_ms(), &bound).map_err(err)?;
         // Only readings really stored (not redeliveries) change a sealed block.
         let late: Vec<TimestampMs> = late.into_iter().filter(|&(i, _)| new[i]).map(|(_, t)| t).collect();
         if !late.is_empty() {
             crate::audit::seal::reseal(&tx, crate::model::now_ms(), &late, None, "late readings").map_err(err)?;
         }
         then(&tx, &new).map_err(err)?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        if bound.is_some() {
+            self.batch_head = bound;
+        }
+        Ok(())
     }
 
     /// Readings of one sensor with `from <= time <= to`, in time order.
