@@ -424,7 +424,8 @@ impl Store {
                 }
                 let key = (value.map(f64::to_bits), quality.code());
                 // The newest millisecond of each sensor is remembered, so a burst of
-                // readings within one millisecond needs no lookups.
+                // readings within one millisecond needs no lookups. `None`: older than
+                // that millisecond, looked up.
                 let seq = match self.same_ms.get_mut(&sensor) {
                     Some((last, seen)) if *last == t => {
                         if source_time && seen.contains(&key) {
@@ -432,57 +433,38 @@ impl Store {
                             continue;
                         }
                         seen.push(key);
-                        seen.len() - 1
+                        Some(seen.len() - 1)
                     }
-                    Some((last, _)) if *last > t => {
-                        let stored = insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?;
-                        if let Some(seq) = stored {
-                            keep_stored(
-                                &tx,
-                                (self.mirror, self.sealed_until),
-                                &mut bound,
-                                Bound {
-                                    sensor,
-                                    t,
-                                    seq,
-                                    value,
-                                    quality,
-                                },
-                            )
-                            .map_err(err)?;
-                        }
-                        new.push(stored.is_some());
-                        continue;
-                    }
-                    _ => 0,
+                    Some((last, _)) if *last > t => None,
+                    _ => Some(0),
                 };
-                let stored = if ins
-                    .execute(params![sensor, t, seq as i64, value, quality.code()])
-                    .map_err(err)?
-                    == 0
-                {
-                    self.same_ms.remove(&sensor);
-                    insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?
-                } else {
-                    if seq == 0 {
-                        self.same_ms.insert(sensor, (t, vec![key]));
+                let stored = match seq {
+                    None => insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?,
+                    Some(seq)
+                        if ins
+                            .execute(params![sensor, t, seq as i64, value, quality.code()])
+                            .map_err(err)?
+                            == 0 =>
+                    {
+                        self.same_ms.remove(&sensor);
+                        insert_out_of_order(&tx, sensor, t, value, quality, source_time).map_err(err)?
                     }
-                    Some(seq as i64)
+                    Some(seq) => {
+                        if seq == 0 {
+                            self.same_ms.insert(sensor, (t, vec![key]));
+                        }
+                        Some(seq as i64)
+                    }
                 };
                 if let Some(seq) = stored {
-                    keep_stored(
-                        &tx,
-                        (self.mirror, self.sealed_until),
-                        &mut bound,
-                        Bound {
-                            sensor,
-                            t,
-                            seq,
-                            value,
-                            quality,
-                        },
-                    )
-                    .map_err(err)?;
+                    let b = Bound {
+                        sensor,
+                        t,
+                        seq,
+                        value,
+                        quality,
+                    };
+                    keep_stored(&tx, (self.mirror, self.sealed_until), &mut bound, b).map_err(err)?;
                 }
                 new.push(stored.is_some());
             }

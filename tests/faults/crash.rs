@@ -336,6 +336,34 @@ pub fn start_daemon_with(site: &Site, env: &[(&str, String)]) -> Proc {
 }
 
 /// Stops the daemon with SIGTERM; its exit code (None: killed by a signal or hung).
+/// The end of a scenario that kills the daemon again and again while `times` were
+/// produced: waits for a late duplicate, stops the daemon and fills the readings columns
+/// of `out` (produced, stored, duplicated), its crashes and recovery. Returns the
+/// daemon's exit code.
+pub fn finish_feed(
+    out: &mut crate::outcome::Outcome,
+    site: &Site,
+    sensor: &str,
+    daemon: Proc,
+    times: &[i64],
+    mut crashes: u64,
+    recovery: Option<Duration>,
+) -> Option<i32> {
+    let mut daemon = daemon;
+    std::thread::sleep(Duration::from_secs(1)); // a late duplicate would arrive now
+    if !daemon.running() {
+        crashes += 1;
+    }
+    let code = stop_daemon(daemon);
+    let (stored, dup) = tally(times, &stored_times(site, sensor));
+    out.readings_produced = Some(times.len() as u64);
+    out.readings_stored = Some(stored);
+    out.readings_duplicated = Some(dup);
+    out.crashes = crashes;
+    out.recovery = recovery;
+    code
+}
+
 pub fn stop_daemon(mut daemon: Proc) -> Option<i32> {
     if !daemon.running() {
         return daemon.child.try_wait().ok().flatten().and_then(|s| s.code());

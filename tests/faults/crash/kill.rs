@@ -121,18 +121,7 @@ pub fn run() -> Outcome {
     });
     let (times, _) = feed.stop();
     let drained = super::wait_stored(&site, SENSOR, &times, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(1)); // a late duplicate would arrive now
-    if !daemon.running() {
-        crashes += 1;
-    }
-    let code = super::stop_daemon(daemon);
-
-    let (stored, dup) = super::tally(&times, &super::stored_times(&site, SENSOR));
-    out.readings_produced = Some(times.len() as u64);
-    out.readings_stored = Some(stored);
-    out.readings_duplicated = Some(dup);
-    out.crashes = crashes;
-    out.recovery = flowing;
+    let code = super::finish_feed(&mut out, &site, SENSOR, daemon, &times, crashes, flowing);
 
     // Pages: the outbox row behind each mail's Message-ID says which occurrence it is.
     let rows = outbox(&site);

@@ -209,19 +209,7 @@ pub fn run() -> Outcome {
     let settled = wait_until(Duration::from_secs(30), || {
         outbox_at(&store).iter().all(|r| r.state != "pending")
     });
-    std::thread::sleep(Duration::from_secs(1)); // a late duplicate would arrive now
-    if !daemon.running() {
-        crashes += 1;
-    }
-    let code = super::stop_daemon(daemon);
-
-    // Readings.
-    let (stored, dup) = super::tally(&times, &super::stored_times(&site, SENSOR));
-    out.readings_produced = Some(times.len() as u64);
-    out.readings_stored = Some(stored);
-    out.readings_duplicated = Some(dup);
-    out.crashes = crashes;
-    out.recovery = flowing;
+    let code = super::finish_feed(&mut out, &site, SENSOR, daemon, &times, crashes, flowing);
 
     // Acknowledgements answered with exit 0 are on their alarm, with their comment.
     let all = alarms(&site);
