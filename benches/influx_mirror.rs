@@ -353,7 +353,9 @@ fn run() -> bool {
     let rows: Vec<(i64, TimestampMs, Option<f64>, Quality)> = (0..history)
         .flat_map(|k| {
             let t = end - (history - 1 - k) as i64 * 1_000;
+            // The probes only: not the monitor's own record-integrity sensor.
             ids.iter()
+                .take(SENSORS)
                 .enumerate()
                 .map(move |(i, &id)| (id, t, Some(value(i, k)), Quality::Good))
         })
