@@ -100,6 +100,8 @@ async fn smtp_mail_arrives_with_headers_and_body() {
     assert_eq!(m.header("Message-ID"), Some("<cryowatch-4711@lab.example.org>"));
     assert_eq!(m.header("X-Cryowatch-Alarm"), Some("17"));
     assert_eq!(m.header("Auto-Submitted"), Some("auto-generated"));
+    // RFC 2045 §4: a message with a Content-Type says which MIME it follows.
+    assert_eq!(m.header("MIME-Version"), Some("1.0"), "{:?}", m.headers);
     assert!(m.header("Date").is_some(), "{:?}", m.headers);
     assert_eq!(m.content_type, "text/plain");
     assert_eq!(m.body.trim_end(), msg.text.trim_end());
