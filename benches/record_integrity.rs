@@ -115,9 +115,10 @@ pub fn main() {
     assert!(open.problem.is_none(), "{:?}", open.problem);
     let head = open.head.clone().expect("batches");
     let since = (head.0 - 10, String::new());
-    let hash: String = store
-        .with_conn(|c| c.query_row("SELECT hash FROM reading_batch WHERE seq = ?1", [since.0], |r| r.get(0)))
-        .expect("hash");
+    let hash = store
+        .with_conn(|c| batch::hash_at(c, since.0))
+        .expect("hash")
+        .expect("a batch 10 s back");
     let t = Instant::now();
     let new = store
         .with_conn(|c| batch::check_new(c, &(since.0, hash)))

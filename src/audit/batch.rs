@@ -195,6 +195,13 @@ pub fn head(c: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
         .optional()
 }
 
+/// The hash batch `seq` carries now, if it exists.
+pub fn hash_at(c: &Connection, seq: i64) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT hash FROM reading_batch WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
+        .optional()
+}
+
 /// Count and SHA-256 of every reading with `t >= from`, in key order: what a seal records
 /// as still open.
 pub fn open_digest(

@@ -95,6 +95,13 @@ pub fn head(c: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
         .optional()
 }
 
+/// The hash record `seq` carries now, if it exists.
+pub fn hash_at(c: &Connection, seq: i64) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
+        .optional()
+}
+
 /// Appends one row (inside the caller's transaction) and returns its seq.
 pub fn append(
     c: &Connection,

@@ -54,10 +54,10 @@ impl Verification {
 }
 
 /// The newest seal of one block.
-struct Seal {
-    to: TimestampMs,
-    count: i64,
-    hash: String,
+pub(super) struct Seal {
+    pub(super) to: TimestampMs,
+    pub(super) count: i64,
+    pub(super) hash: String,
     sensors: String,
     record: i64,
 }
@@ -94,46 +94,8 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let rec = record(r)?;
-            let expected = v.head_seq + 1;
-            if rec.seq != expected {
-                v.problem = Some(Problem {
-                    record: expected,
-                    what: format!(
-                        "record {expected} is missing: the trail jumps from record {} to record {} (rows were deleted)",
-                        v.head_seq, rec.seq
-                    ),
-                });
-                return Ok(v);
-            }
-            if rec.prev != prev_hash {
-                v.problem = Some(Problem {
-                    record: rec.seq,
-                    what: format!(
-                        "record {} does not follow record {}: its previous-hash field does not match (rows were removed, inserted or reordered)",
-                        rec.seq, v.head_seq
-                    ),
-                });
-                return Ok(v);
-            }
-            let hash = chain_hash(
-                &rec.prev,
-                rec.seq,
-                rec.t,
-                &rec.kind,
-                &rec.actor,
-                &rec.subject,
-                &rec.detail,
-            );
-            if hash != rec.hash {
-                v.problem = Some(Problem {
-                    record: rec.seq,
-                    what: format!(
-                        "record {} ({} at {}) was altered: its content no longer matches its hash",
-                        rec.seq,
-                        rec.kind,
-                        format_rfc3339(rec.t)
-                    ),
-                });
+            if let Some((record, what)) = link_problem(v.head_seq, &prev_hash, &rec) {
+                v.problem = Some(Problem { record, what });
                 return Ok(v);
             }
             if rec.kind == "readings.sealed"
@@ -405,11 +367,7 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
     if let Some((record, (seq, hash))) = &stopped_at
         && reset.as_ref().is_none_or(|r| r.record < *record)
     {
-        let found: Option<String> = {
-            use rusqlite::OptionalExtension;
-            c.query_row("SELECT hash FROM reading_batch WHERE seq = ?1", [seq], |r| r.get(0))
-                .optional()?
-        };
+        let found = super::batch::hash_at(c, *seq)?;
         if found.as_ref() != Some(hash) {
             v.problem = Some(Problem {
                 record: *record,
@@ -427,6 +385,50 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
     v.bound_readings = open.bound;
     v.unsealed_readings = open.bound + open.unbound;
     Ok(v)
+}
+
+/// Whether `rec` follows record `last` (hash `prev`) in the chain: the record at fault
+/// and what is wrong when it does not (rows deleted, inserted, reordered or altered).
+pub(super) fn link_problem(last: i64, prev: &str, rec: &super::Record) -> Option<(i64, String)> {
+    let expected = last + 1;
+    if rec.seq != expected {
+        return Some((
+            expected,
+            format!(
+                "record {expected} is missing: the trail jumps from record {last} to record {} (rows were deleted)",
+                rec.seq
+            ),
+        ));
+    }
+    if rec.prev != prev {
+        return Some((
+            rec.seq,
+            format!(
+                "record {} does not follow record {last}: its previous-hash field does not match (rows were removed, inserted or reordered)",
+                rec.seq
+            ),
+        ));
+    }
+    let hash = chain_hash(
+        &rec.prev,
+        rec.seq,
+        rec.t,
+        &rec.kind,
+        &rec.actor,
+        &rec.subject,
+        &rec.detail,
+    );
+    (hash != rec.hash).then(|| {
+        (
+            rec.seq,
+            format!(
+                "record {} ({} at {}) was altered: its content no longer matches its hash",
+                rec.seq,
+                rec.kind,
+                format_rfc3339(rec.t)
+            ),
+        )
+    })
 }
 
 /// A reading row with a column of another type than the store writes (text or a blob
@@ -459,7 +461,7 @@ pub fn found_changed(detail: &str) -> Option<String> {
     d["found_changed"].as_str().map(str::to_string)
 }
 
-fn parse_seal(detail: &str, record: i64) -> Option<(TimestampMs, Seal)> {
+pub(super) fn parse_seal(detail: &str, record: i64) -> Option<(TimestampMs, Seal)> {
     let d: serde_json::Value = serde_json::from_str(detail).ok()?;
     Some((
         d["from"].as_i64()?,
@@ -493,11 +495,7 @@ impl Verification {
             return Ok(());
         }
         let (seq, hash) = anchor;
-        let found: Option<String> = store.with_conn(|c| {
-            use rusqlite::OptionalExtension;
-            c.query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
-                .optional()
-        })?;
+        let found = store.with_conn(|c| super::hash_at(c, *seq))?;
         self.problem = match found {
             Some(h) if h == *hash => None,
             Some(_) => Some(Problem {

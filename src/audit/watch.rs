@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{self, Reset};
 use super::seal::digest;
-use super::{GENESIS, chain_hash, record};
+use super::{GENESIS, record};
 use crate::model::{TimestampMs, format_rfc3339};
 
 /// How often the record is looked at.
@@ -57,13 +57,6 @@ pub struct Anchor {
     /// same topic are not taken for this one's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
-}
-
-impl Anchor {
-    /// The form `audit verify --anchor` takes.
-    pub fn arg(&self) -> String {
-        format!("{}:{}", self.audit_seq, self.audit_hash)
-    }
 }
 
 /// What the watcher last found, shared with whoever publishes it.
@@ -266,11 +259,7 @@ impl Watch {
         };
         let (mut seq, mut prev) = self.verified.clone().unwrap_or((0, GENESIS.to_string()));
         if seq > 0 {
-            let found: Option<String> = c
-                .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
-                .query_row([seq], |r| r.get(0))
-                .optional()?;
-            match found {
+            match super::hash_at(c, seq)? {
                 Some(h) if h == prev => {}
                 Some(_) => return fail(format!("record {seq}, verified earlier, was rewritten since")),
                 None => {
@@ -287,35 +276,8 @@ impl Watch {
         let mut rows = st.query([seq])?;
         while let Some(r) = rows.next()? {
             let rec = record(r)?;
-            if rec.seq != seq + 1 {
-                return fail(format!(
-                    "record {} is missing: the trail jumps from record {seq} to record {} (rows were deleted)",
-                    seq + 1,
-                    rec.seq
-                ));
-            }
-            if rec.prev != prev {
-                return fail(format!(
-                    "record {} does not follow record {seq}: rows were removed, inserted or reordered",
-                    rec.seq
-                ));
-            }
-            if chain_hash(
-                &rec.prev,
-                rec.seq,
-                rec.t,
-                &rec.kind,
-                &rec.actor,
-                &rec.subject,
-                &rec.detail,
-            ) != rec.hash
-            {
-                return fail(format!(
-                    "record {} ({} at {}) was altered: its content no longer matches its hash",
-                    rec.seq,
-                    rec.kind,
-                    format_rfc3339(rec.t)
-                ));
+            if let Some((_, what)) = super::verify::link_problem(seq, &prev, &rec) {
+                return fail(what);
             }
             if rec.kind == "readings.sealed" || rec.kind == "readings.resealed" {
                 if let Some(p) = self.seal_problem(c, &rec)? {
@@ -344,10 +306,7 @@ impl Watch {
             && *r == reset_record
             && *seq > 0
         {
-            let found: Option<String> = c
-                .prepare_cached("SELECT hash FROM reading_batch WHERE seq = ?1")?
-                .query_row([seq], |q| q.get(0))
-                .optional()?;
+            let found = batch::hash_at(c, *seq)?;
             if found.as_ref() != Some(hash) {
                 let newest_seq = newest.as_ref().map_or(0, |b| b.0);
                 return fail(match found {
@@ -397,18 +356,13 @@ impl Watch {
                 rec.seq
             )));
         }
-        let d: serde_json::Value = serde_json::from_str(&rec.detail).unwrap_or_default();
-        let (Some(from), Some(to), Some(count), Some(hash)) = (
-            d["from"].as_i64(),
-            d["to"].as_i64(),
-            d["count"].as_i64(),
-            d["hash"].as_str(),
-        ) else {
+        let Some((from, seal)) = super::verify::parse_seal(&rec.detail, rec.seq) else {
             return Ok(Some(format!(
                 "record {} is a seal without a readable block description",
                 rec.seq
             )));
         };
+        let (to, count) = (seal.to, seal.count);
         let current: Option<i64> = c
             .prepare_cached("SELECT audit FROM reading_seal WHERE t_from = ?1")?
             .query_row([from], |r| r.get(0))
@@ -417,7 +371,7 @@ impl Watch {
             return Ok(None);
         }
         let now = digest(c, from, to)?;
-        Ok((now.count != count || now.hash != hash).then(|| {
+        Ok((now.count != count || now.hash != seal.hash).then(|| {
             format!(
                 "readings from {} to {} no longer match their seal (record {}): {count} sealed, {} stored now",
                 format_rfc3339(from),
@@ -446,11 +400,7 @@ fn recalled_problem(c: &Connection, a: &Anchor) -> rusqlite::Result<Option<Strin
     if a.audit_seq <= 0 {
         return Ok(None);
     }
-    let found: Option<String> = c
-        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
-        .query_row([a.audit_seq], |r| r.get(0))
-        .optional()?;
-    Ok(match found {
+    Ok(match super::hash_at(c, a.audit_seq)? {
         Some(h) if h == a.audit_hash => None,
         Some(_) => Some(format!(
             "record {} does not carry the hash published for it at {}: the trail was rewritten",
@@ -544,138 +494,4 @@ pub fn spawn(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Quality;
-    use crate::store::Store;
-
-    fn store() -> (tempfile::TempDir, Store, i64) {
-        let dir = tempfile::tempdir().expect("dir");
-        let mut s = Store::open(&dir.path().join("s.db")).expect("store");
-        let ids = s.register_sensors(&[("a".into(), "degC".into())]).expect("sensors");
-        (dir, s, ids[0])
-    }
-
-    fn look(w: &mut Watch, s: &Store, now: TimestampMs) -> Look {
-        s.with_conn(|c| w.check(c, now, &[])).expect("look")
-    }
-
-    #[test]
-    fn an_untouched_record_passes_every_look_and_its_heads_move_on() {
-        let (_d, mut s, id) = store();
-        let mut w = Watch::new();
-        let first = look(&mut w, &s, 1_000);
-        assert!(first.full && first.problem.is_none(), "{first:?}");
-        s.insert(&[(id, 500, Some(-190.0), Quality::Good)]).expect("insert");
-        let second = look(&mut w, &s, 2_000);
-        assert!(!second.full && second.problem.is_none(), "{second:?}");
-        let anchor = second.anchor.expect("heads");
-        assert_eq!(anchor.batch_seq, Some(1));
-    }
-
-    #[test]
-    fn a_reading_edited_after_a_look_fails_the_next_one_and_stays_failed() {
-        let (_d, mut s, id) = store();
-        let mut w = Watch::new();
-        s.insert(&[(id, 500, Some(-120.0), Quality::Good)]).expect("insert");
-        assert!(look(&mut w, &s, 1_000).problem.is_none());
-        s.with_conn(|c| c.execute("UPDATE reading SET value = -190.0", []))
-            .expect("tamper");
-        let p = look(&mut w, &s, 2_000).problem.expect("caught");
-        assert!(p.contains("was altered"), "{p}");
-        s.with_conn(|c| c.execute("UPDATE reading SET value = -120.0", []))
-            .expect("undo");
-        assert!(look(&mut w, &s, 3_000).problem.is_some(), "a failure is kept");
-    }
-
-    #[test]
-    fn when_the_full_check_is_costly_new_batches_are_checked_at_once_and_old_ones_each_minute() {
-        let (_d, mut s, id) = store();
-        let mut w = Watch::new();
-        s.insert(&[(id, 500, Some(-120.0), Quality::Good)]).expect("insert");
-        assert!(look(&mut w, &s, 1_000).problem.is_none(), "full verification");
-        assert!(look(&mut w, &s, 1_500).problem.is_none(), "every unsealed reading");
-        w.open_cheap = false;
-        // An old batch edited: not seen by the cheap look, seen at the next full one.
-        s.with_conn(|c| c.execute("UPDATE reading SET value = -190.0 WHERE t = 500", []))
-            .expect("tamper");
-        s.insert(&[(id, 600, Some(-121.0), Quality::Good)]).expect("insert");
-        assert!(look(&mut w, &s, 2_000).problem.is_none(), "only the new batch checked");
-        let p = look(&mut w, &s, 1_500 + OPEN_EVERY.as_millis() as i64 + 1)
-            .problem
-            .expect("caught");
-        assert!(p.contains("was altered"), "{p}");
-    }
-
-    #[test]
-    fn a_new_batch_edited_is_caught_by_the_cheap_look() {
-        let (_d, mut s, id) = store();
-        let mut w = Watch::new();
-        assert!(look(&mut w, &s, 1_000).problem.is_none());
-        s.insert(&[(id, 500, Some(-120.0), Quality::Good)]).expect("insert");
-        assert!(look(&mut w, &s, 2_000).problem.is_none());
-        w.open_cheap = false;
-        s.insert(&[(id, 600, Some(-121.0), Quality::Good)]).expect("insert");
-        s.with_conn(|c| c.execute("DELETE FROM reading WHERE t = 600", []))
-            .expect("tamper");
-        let p = look(&mut w, &s, 3_000).problem.expect("caught");
-        assert!(p.contains("was deleted"), "{p}");
-    }
-
-    #[test]
-    fn the_newest_batch_removed_with_its_readings_after_a_look_is_caught() {
-        let (_d, mut s, id) = store();
-        let mut w = Watch::new();
-        for t in [500, 600, 700] {
-            s.insert(&[(id, t, Some(-190.0), Quality::Good)]).expect("insert");
-        }
-        assert!(look(&mut w, &s, 1_000).problem.is_none());
-        assert!(look(&mut w, &s, 1_500).problem.is_none());
-        s.with_conn(|c| {
-            c.execute("DELETE FROM reading WHERE t = 700", [])?;
-            c.execute("DELETE FROM reading_batch WHERE seq = 3", [])
-        })
-        .expect("tamper");
-        let p = look(&mut w, &s, 2_000).problem.expect("caught");
-        assert!(p.contains("were removed"), "{p}");
-    }
-
-    #[test]
-    fn an_audit_record_rewritten_after_it_was_verified_is_caught() {
-        let (_d, s, _) = store();
-        let mut w = Watch::new();
-        assert!(look(&mut w, &s, 1_000).problem.is_none());
-        s.with_conn(|c| {
-            c.execute(
-                "UPDATE audit SET hash = 'x' || substr(hash, 2) WHERE seq = (SELECT max(seq) FROM audit)",
-                [],
-            )
-        })
-        .expect("tamper");
-        let p = look(&mut w, &s, 2_000).problem.expect("caught");
-        assert!(p.contains("rewritten"), "{p}");
-    }
-
-    #[test]
-    fn a_published_anchor_the_trail_no_longer_carries_is_caught() {
-        let (_d, s, _) = store();
-        let mut w = Watch::new();
-        let a = look(&mut w, &s, 1_000).anchor.expect("heads");
-        let forged = Anchor {
-            audit_hash: "0".repeat(64),
-            ..a.clone()
-        };
-        assert!(
-            s.with_conn(|c| w.check(c, 2_000, std::slice::from_ref(&a)))
-                .expect("look")
-                .problem
-                .is_none()
-        );
-        let p = s
-            .with_conn(|c| w.check(c, 3_000, &[forged]))
-            .expect("look")
-            .problem
-            .expect("caught");
-        assert!(p.contains("does not carry the hash published"), "{p}");
-    }
-}
+mod tests;
