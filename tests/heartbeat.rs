@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,25 +15,9 @@ use common::{Site, wait_for};
 
 const TOPIC: &str = "lab/cryowatch/status";
 
-/// The retained message on TOPIC, if any (mosquitto_sub returns it at once).
+/// The retained message on TOPIC, if any.
 fn retained(broker: &Mosquitto) -> Option<String> {
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port.to_string(),
-            "-t",
-            TOPIC,
-            "-C",
-            "1",
-            "-W",
-            "2",
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!text.is_empty()).then_some(text)
+    broker.retained(TOPIC)
 }
 
 /// A tiny HTTP endpoint counting the GETs it answers.

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::mosquitto::Mosquitto;
@@ -21,22 +20,7 @@ fn retained(broker: &Mosquitto) -> Option<serde_json::Value> {
 }
 
 fn retained_on(broker: &Mosquitto, topic: &str) -> Option<serde_json::Value> {
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port.to_string(),
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-W",
-            "2",
-        ])
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    serde_json::from_str(&broker.retained(topic)?).ok()
 }
 
 fn site(broker: &Mosquitto, smtp: &SmtpServer) -> Site {

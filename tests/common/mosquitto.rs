@@ -130,6 +130,27 @@ impl Mosquitto {
         cmd
     }
 
+    /// The message retained on `topic`, if any (`mosquitto_sub` returns it at once).
+    pub fn retained(&self, topic: &str) -> Option<String> {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+                "-C",
+                "1",
+                "-W",
+                "2",
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
     /// Publishes one message with `mosquitto_pub` and waits until the broker has it
     /// (for QoS 1: acknowledged).
     pub fn publish(&self, topic: &str, payload: &str, qos: u8) {
