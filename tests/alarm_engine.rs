@@ -377,6 +377,28 @@ fn a_probe_fault_raises_the_default_fault_alarm_after_its_delay() {
 }
 
 #[test]
+fn a_probe_fault_within_a_stale_alarms_life_joins_it_instead_of_raising_a_second() {
+    let mut rig = Rig::new("");
+    rig.read("dewar-1.temp", T0, -190.0);
+    // The probe breaks: nothing good for the stale delay, then it reports a fault.
+    rig.tick(T0 + 5 * MIN);
+    let open: Vec<String> = rig.open().into_iter().map(|a| a.rule).collect();
+    assert_eq!(open, ["dewar-1.temp:stale"]);
+    rig.bad("dewar-1.temp", T0 + 5 * MIN + 10_000, Quality::SensorFault);
+    rig.bad("dewar-1.temp", T0 + 7 * MIN, Quality::SensorFault);
+    let open = rig.open();
+    assert_eq!(open.len(), 1, "one alarm for one broken probe: {open:?}");
+    assert_eq!(open[0].rule, "dewar-1.temp:stale");
+    assert!(open[0].firing.contains("dewar-1.temp:fault"), "{:?}", open[0].firing);
+    assert_eq!(rig.alarms().len(), 1);
+    // Repaired: one alarm clears, once.
+    rig.read("dewar-1.temp", T0 + 8 * MIN, -190.0);
+    assert!(rig.open().is_empty(), "{:?}", rig.open());
+    let cleared = rig.events().into_iter().filter(|e| e.kind == "cleared").count();
+    assert_eq!(cleared, 1);
+}
+
+#[test]
 fn all_combines_conditions_and_components_can_stay_silent() {
     let mut rig = Rig::new(
         r#"

@@ -116,7 +116,8 @@ pub struct Rule {
 
 impl Rule {
     /// Rules in the same family on the same sensor share one alarm: the more severe one
-    /// upgrades it instead of raising a second.
+    /// upgrades it instead of raising a second. A sensor's `stale` and `fault` rules are
+    /// one family.
     pub fn family(&self) -> String {
         match &self.condition {
             Condition::Rate { rising, .. } => {
@@ -124,6 +125,9 @@ impl Rule {
             }
             Condition::State { equals } => format!("{}/state/{equals}", self.sensor),
             Condition::All(_) | Condition::Any(_) => format!("rule/{}", self.id),
+            // A probe that breaks usually both goes silent and reports a fault: one
+            // alarm, whichever comes first, joined by the other.
+            Condition::Stale { .. } | Condition::Fault => format!("{}/signal", self.sensor),
             c => format!("{}/{}", self.sensor, c.kind()),
         }
     }
