@@ -587,14 +587,23 @@ impl Dispatcher {
         let open = self.store.with_conn(|c| alarms::query_alarms(c, true, None))?;
         let mut new = Vec::new();
         for a in &open {
-            // Acknowledged and suppressed alarms are not escalated; members of a power
-            // incident are paged through the incident's alarm.
-            // A member of a power incident is paged through the incident's alarm only
-            // while that alarm is open and unacknowledged; once someone owns the
-            // incident, or power is back, the member escalates on its own.
-            let covered = a
+            // Acknowledged and suppressed alarms are not escalated. A member of a power
+            // incident is paged through the incident's alarm while that alarm is open and
+            // unacknowledged — unless it is more severe than anything the incident paged
+            // yet: then it pages on its own escalation as an incident update. Once
+            // someone owns the incident, or power is back, a member escalates on its own.
+            let incident = a
                 .incident
-                .is_some_and(|i| i != a.id && open.iter().any(|o| o.id == i && o.state == "active"));
+                .filter(|i| *i != a.id)
+                .and_then(|i| open.iter().find(|o| o.id == i && o.state == "active"));
+            let update = match incident {
+                Some(inc) => {
+                    let members = self.store.with_conn(|c| alarms::incident_members(c, inc.id))?;
+                    Some((inc, super::incident::brings_worse(a, inc, &members), members))
+                }
+                None => None,
+            };
+            let covered = matches!(update, Some((_, false, _)));
             if a.state != "active" || a.suppressed.is_some() || covered {
                 continue;
             }
@@ -620,8 +629,15 @@ impl Dispatcher {
                 if planned {
                     continue;
                 }
-                let text =
-                    text.get_or_insert_with(|| message::compose(&self.cfg, a, Kind::Page, &self.facts(a, &open), now));
+                let text = text.get_or_insert_with(|| match &update {
+                    Some((inc, _, members)) => {
+                        let mut facts = self.facts(a, &open);
+                        facts.incident = Some((inc.id, format!("{} {}", inc.sensor, inc.rule)));
+                        facts.members = super::incident::member_lines(members);
+                        message::compose(&self.cfg, a, Kind::Update, &facts, now)
+                    }
+                    None => message::compose(&self.cfg, a, Kind::Page, &self.facts(a, &open), now),
+                });
                 let step = &esc.steps[d.step];
                 let contacts = escalation::recipients(&self.cfg.notify, step, &self.tz, now);
                 if contacts.is_empty() {
@@ -665,8 +681,40 @@ impl Dispatcher {
             else {
                 continue;
             };
-            let text = message::compose(&self.cfg, &a, Kind::Normal, &self.facts(&a, &open), now);
-            for (contact, channel) in self.store.with_conn(|c| outbox::paged(c, id))? {
+            // A member whose incident is over is announced in the incident's return to
+            // normal (the query leaves out those already announced there).
+            if let Some(i) = a.incident.filter(|i| *i != a.id) {
+                let over = self
+                    .store
+                    .with_conn(|c| alarms::query_alarms(c, false, Some(i)))?
+                    .pop()
+                    .is_some_and(|inc| inc.state == "cleared");
+                if over && !self.store.with_conn(|c| outbox::normal_planned(c, i))? {
+                    continue;
+                }
+            }
+            let members = self.store.with_conn(|c| alarms::incident_members(c, id))?;
+            if super::incident::settling(&members, a.cleared_at.unwrap_or(now), now) {
+                continue;
+            }
+            let mut facts = self.facts(&a, &open);
+            if !members.is_empty() {
+                // The list below says which members are still open.
+                facts.affected.clear();
+                facts.members = super::incident::member_lines(&members);
+            }
+            let text = message::compose(&self.cfg, &a, Kind::Normal, &facts, now);
+            // Everyone paged for the alarm, and, for an incident, for any member this
+            // message announces.
+            let mut to = self.store.with_conn(|c| outbox::paged(c, id))?;
+            for m in members.iter().filter(|m| m.state == "cleared") {
+                for r in self.store.with_conn(|c| outbox::paged(c, m.id))? {
+                    if !to.contains(&r) {
+                        to.push(r);
+                    }
+                }
+            }
+            for (contact, channel) in to {
                 new.push(NewNotification {
                     alarm: Some(id),
                     kind: "normal".into(),

@@ -13,6 +13,8 @@ use crate::store::alarms::AlarmRow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Page,
+    /// A member of a power incident more severe than anything the incident paged yet.
+    Update,
     /// Return to normal, sent to everyone who was paged.
     Normal,
     Test,
@@ -27,8 +29,21 @@ pub struct Facts {
     pub rate_per_min: Option<f64>,
     /// Other units in the same power incident.
     pub affected: Vec<String>,
+    /// The power incident this alarm joined: its alarm id and what opened it.
+    pub incident: Option<(i64, String)>,
+    /// Every member of the power incident this alarm opened (or joined), with whether it
+    /// is over ([`super::incident::member_lines`]).
+    pub members: Vec<Member>,
     /// The alarm is a test (`cryowatch test-alarm`) started by this person.
     pub test_by: Option<String>,
+}
+
+/// A member of a power incident as the texts name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub text: String,
+    /// Not back to normal yet.
+    pub open: bool,
 }
 
 pub struct Text {
@@ -59,6 +74,18 @@ fn sev(severity: &str) -> &'static str {
 /// The SMS text in the GSM-7 alphabet the modem and gateways send in one segment.
 pub fn gsm7(text: &str) -> String {
     super::modem::gsm7::to_gsm7(text)
+}
+
+/// The members of an incident in an SMS: how many, and how many are still active.
+fn sms_members(members: &[Member]) -> String {
+    if members.is_empty() {
+        return String::new();
+    }
+    let open = members.iter().filter(|m| m.open).count();
+    match open {
+        0 => format!(" {} alarm(s) of the incident, all back to normal.", members.len()),
+        n => format!(" {} alarm(s) of the incident, {n} still active.", members.len()),
+    }
 }
 
 /// The texts for `alarm` at `now`.
@@ -136,6 +163,26 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
                 ),
             )
         }
+        Kind::Update => {
+            let (inc, _) = facts.incident.clone().unwrap_or_default();
+            (
+                format!(
+                    "[{}] Power incident {inc} update: {asset_name}: {} {value_text} (alarm {})",
+                    alarm.severity.to_uppercase(),
+                    alarm.sensor,
+                    alarm.id
+                ),
+                format!(
+                    "{} power incident {inc} update: {asset_name}{at}: {} {value_text} {}.{} Alarm {}: reply ACK {}",
+                    sev(&alarm.severity),
+                    alarm.sensor,
+                    limit.clone().unwrap_or_default(),
+                    sms_members(&facts.members),
+                    alarm.id,
+                    alarm.id
+                ),
+            )
+        }
         Kind::Normal => (
             format!(
                 "{}[NORMAL] {asset_name}: {} back to normal (alarm {})",
@@ -144,10 +191,11 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
                 alarm.id
             ),
             format!(
-                "{}OK {asset_name}: {} back to normal, {value_text}. Alarm {} over after {how_long}.",
+                "{}OK {asset_name}: {} back to normal, {value_text}. Alarm {} over after {how_long}.{}",
                 if facts.test_by.is_some() { "TEST " } else { "" },
                 alarm.sensor,
-                alarm.id
+                alarm.id,
+                sms_members(&facts.members)
             ),
         ),
     };
@@ -169,8 +217,17 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
     let _ = writeln!(body, "Severity:   {}", alarm.severity);
     let _ = writeln!(body, "Since:      {} ({how_long})", format_rfc3339(alarm.since));
     let _ = writeln!(body, "Alarm id:   {}", alarm.id);
+    if let Some((inc, opened_by)) = &facts.incident {
+        let _ = writeln!(body, "Incident:   power incident {inc} ({opened_by})");
+    }
     if !facts.affected.is_empty() {
         let _ = writeln!(body, "Power incident, units affected: {}", facts.affected.join(", "));
+    }
+    if !facts.members.is_empty() {
+        let _ = writeln!(body, "\nEvery alarm of this power incident:");
+        for m in &facts.members {
+            let _ = writeln!(body, "  - {}", m.text);
+        }
     }
     if kind != Kind::Normal {
         let _ = writeln!(

@@ -8,6 +8,7 @@ pub mod dispatcher;
 pub mod escalation;
 pub mod http;
 pub mod inbound;
+pub mod incident;
 pub mod message;
 pub mod modem;
 pub mod oncall;

@@ -342,36 +342,48 @@ pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
 /// Alarms, newest first: only open ones (active or acknowledged) when `open_only`.
 pub fn query_alarms(c: &Connection, open_only: bool, id: Option<i64>) -> rusqlite::Result<Vec<AlarmRow>> {
     let sql = format!(
-        "SELECT id, rule, sensor, asset, severity, state, raised_at, since, value, latching, firing, returned,
-                suppressed, incident, acked_by, acked_at, ack_comment, ack_path, cleared_at
-         FROM alarm WHERE {} AND (?1 IS NULL OR id = ?1) ORDER BY id DESC",
+        "SELECT {ALARM_COLUMNS} FROM alarm WHERE {} AND (?1 IS NULL OR id = ?1) ORDER BY id DESC",
         if open_only { "state != 'cleared'" } else { "1" }
     );
     let mut st = c.prepare(&sql)?;
-    st.query_map([id], |r| {
-        Ok(AlarmRow {
-            id: r.get(0)?,
-            rule: r.get(1)?,
-            sensor: r.get(2)?,
-            asset: r.get(3)?,
-            severity: r.get(4)?,
-            state: r.get(5)?,
-            raised_at: r.get(6)?,
-            since: r.get(7)?,
-            value: r.get(8)?,
-            latching: r.get(9)?,
-            firing: r.get(10)?,
-            returned: r.get(11)?,
-            suppressed: r.get(12)?,
-            incident: r.get(13)?,
-            acked_by: r.get(14)?,
-            acked_at: r.get(15)?,
-            ack_comment: r.get(16)?,
-            ack_path: r.get(17)?,
-            cleared_at: r.get(18)?,
-        })
-    })?
-    .collect()
+    st.query_map([id], alarm_from)?.collect()
+}
+
+/// Every alarm that joined the power incident `incident` (open or cleared), oldest first;
+/// not the incident's own alarm.
+pub fn incident_members(c: &Connection, incident: i64) -> rusqlite::Result<Vec<AlarmRow>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {ALARM_COLUMNS} FROM alarm WHERE incident = ?1 AND id != ?1 ORDER BY id"
+    ))?;
+    st.query_map([incident], alarm_from)?.collect()
+}
+
+const ALARM_COLUMNS: &str =
+    "id, rule, sensor, asset, severity, state, raised_at, since, value, latching, firing, returned,
+                suppressed, incident, acked_by, acked_at, ack_comment, ack_path, cleared_at";
+
+fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
+    Ok(AlarmRow {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        sensor: r.get(2)?,
+        asset: r.get(3)?,
+        severity: r.get(4)?,
+        state: r.get(5)?,
+        raised_at: r.get(6)?,
+        since: r.get(7)?,
+        value: r.get(8)?,
+        latching: r.get(9)?,
+        firing: r.get(10)?,
+        returned: r.get(11)?,
+        suppressed: r.get(12)?,
+        incident: r.get(13)?,
+        acked_by: r.get(14)?,
+        acked_at: r.get(15)?,
+        ack_comment: r.get(16)?,
+        ack_path: r.get(17)?,
+        cleared_at: r.get(18)?,
+    })
 }
 
 /// The columns of an alarm transition, in the order [`event_from`] reads them.

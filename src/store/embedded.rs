@@ -63,6 +63,9 @@ const MIGRATIONS: &[&str] = &[
     crate::audit::batch::MIGRATION,
     // 11: readings kept but not believed (stamped far ahead of the clock).
     super::flags::MIGRATION,
+    // 12: the members of a power incident, found for its update pages and its return
+    // to normal.
+    "CREATE INDEX alarm_incident ON alarm (incident) WHERE incident IS NOT NULL;",
 ];
 
 #[derive(Debug, thiserror::Error)]

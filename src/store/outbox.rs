@@ -278,16 +278,31 @@ pub fn paged(c: &Connection, alarm: i64) -> rusqlite::Result<Vec<(String, String
     st.query_map([alarm], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
 }
 
-/// Alarms cleared since `since` that were paged and whose return to normal is not
-/// planned yet.
+/// Alarms cleared since `since` that were paged (or, for a power incident's alarm, whose
+/// members were) and whose return to normal is not planned yet. A member already named
+/// in its incident's return to normal (planned after it cleared) is not listed.
 pub fn cleared_unannounced(c: &Connection, since: TimestampMs) -> rusqlite::Result<Vec<i64>> {
     let mut st = c.prepare(
         "SELECT a.id FROM alarm a WHERE a.state = 'cleared' AND a.cleared_at >= ?1
-           AND EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'page' AND n.state = 'sent')
+           AND (EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'page' AND n.state = 'sent')
+                OR EXISTS (SELECT 1 FROM alarm m JOIN notification n ON n.alarm = m.id
+                           WHERE m.incident = a.id AND m.id != a.id AND n.kind = 'page' AND n.state = 'sent'))
            AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.id AND n.kind = 'normal')
+           AND NOT (a.incident IS NOT NULL AND a.incident != a.id
+                    AND EXISTS (SELECT 1 FROM notification n WHERE n.alarm = a.incident AND n.kind = 'normal'
+                                AND n.created_at >= a.cleared_at))
            AND NOT EXISTS (SELECT 1 FROM alarm_event e WHERE e.alarm = a.id AND e.kind = 'closed')",
     )?;
     st.query_map([since], |r| r.get(0))?.collect()
+}
+
+/// Whether the return to normal of `alarm` is planned.
+pub fn normal_planned(c: &Connection, alarm: i64) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM notification WHERE alarm = ?1 AND kind = 'normal')",
+        [alarm],
+        |r| r.get(0),
+    )
 }
 
 /// The escalation cycle of an open alarm: the id and time of the transition that last

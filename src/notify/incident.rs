@@ -1,0 +1,127 @@
+//! Power incidents in paging.
+//!
+//! The alarm that opens a power incident (mains lost) is paged as any alarm. Alarms
+//! raised while it lasts join it and are covered by its page — forty units warming in
+//! one power cut are one page, not forty — unless a member brings a severity the
+//! incident has not paged yet (the battery going low during the cut): that member pages
+//! through its own escalation, as an *incident update* naming what joined. When the
+//! incident's alarm clears, one return to normal names every member, with whether it is
+//! over, and reaches everyone paged for the incident or for any member that cleared with
+//! it; it waits up to [`SETTLE_MS`] for members still open, so that power coming back
+//! makes one message rather than one per member.
+
+use super::message::Member;
+use crate::config::rules::Severity;
+use crate::model::{TimestampMs, format_rfc3339};
+use crate::store::alarms::AlarmRow;
+
+/// How long an incident's return to normal waits for members still open.
+pub const SETTLE_MS: i64 = 60_000;
+
+fn severity(a: &AlarmRow) -> Severity {
+    // An unknown severity in the store is taken as the worst: it must not hide a page.
+    Severity::parse(&a.severity).unwrap_or(Severity::Critical)
+}
+
+/// Whether `member` brings its incident a severity it has not paged yet: more severe
+/// than the incident's own alarm and than every member that joined before it (members
+/// under maintenance or shelved were not paged and do not count).
+pub fn brings_worse(member: &AlarmRow, incident: &AlarmRow, members: &[AlarmRow]) -> bool {
+    let paged = members
+        .iter()
+        .filter(|m| m.id < member.id && m.suppressed.is_none())
+        .map(severity)
+        .chain([severity(incident)])
+        .max()
+        .unwrap_or(Severity::Critical);
+    severity(member) > paged
+}
+
+/// Whether the return to normal of `incident` (cleared at `cleared_at`) should wait for
+/// members still open at `now`.
+pub fn settling(members: &[AlarmRow], cleared_at: TimestampMs, now: TimestampMs) -> bool {
+    members.iter().any(|m| m.state != "cleared") && now.saturating_sub(cleared_at) < SETTLE_MS
+}
+
+/// One line per member for the texts: where, which rule and severity, and whether it is
+/// over.
+pub fn member_lines(members: &[AlarmRow]) -> Vec<Member> {
+    members
+        .iter()
+        .map(|m| {
+            let state = match (m.state.as_str(), m.cleared_at, &m.acked_by) {
+                ("cleared", Some(t), _) => format!("back to normal at {}", format_rfc3339(t)),
+                ("cleared", None, _) => "back to normal".to_string(),
+                (_, _, Some(by)) => format!("STILL ACTIVE, acknowledged by {by}"),
+                _ => "STILL ACTIVE".to_string(),
+            };
+            Member {
+                text: format!("{} {} ({}, alarm {}): {state}", m.sensor, m.rule, m.severity, m.id),
+                open: m.state != "cleared",
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarm(id: i64, severity: &str) -> AlarmRow {
+        AlarmRow {
+            id,
+            rule: format!("rule-{id}"),
+            sensor: format!("sensor-{id}"),
+            asset: "ups".into(),
+            severity: severity.into(),
+            state: "active".into(),
+            raised_at: 0,
+            since: 0,
+            value: None,
+            latching: false,
+            firing: String::new(),
+            returned: false,
+            suppressed: None,
+            incident: Some(1),
+            acked_by: None,
+            acked_at: None,
+            ack_comment: None,
+            ack_path: None,
+            cleared_at: None,
+        }
+    }
+
+    #[test]
+    fn a_member_more_severe_than_the_incident_brings_an_update_and_its_equals_do_not() {
+        let incident = alarm(1, "alarm");
+        let low = alarm(2, "critical");
+        let short = alarm(3, "critical");
+        let warm = alarm(4, "alarm");
+        let members = [low.clone(), short.clone(), warm.clone()];
+        assert!(brings_worse(&low, &incident, &members));
+        assert!(
+            !brings_worse(&short, &incident, &members),
+            "the incident already paged critical"
+        );
+        assert!(!brings_worse(&warm, &incident, &members));
+    }
+
+    #[test]
+    fn a_suppressed_member_paged_nothing_so_the_next_as_severe_one_pages() {
+        let incident = alarm(1, "warning");
+        let mut shelved = alarm(2, "critical");
+        shelved.suppressed = Some("maintenance".into());
+        let next = alarm(3, "critical");
+        assert!(brings_worse(&next, &incident, &[shelved, next.clone()]));
+    }
+
+    #[test]
+    fn the_return_to_normal_waits_a_while_for_open_members_only() {
+        let mut cleared = alarm(2, "critical");
+        cleared.state = "cleared".into();
+        assert!(!settling(&[cleared.clone()], 1_000, 1_500));
+        let open = alarm(3, "alarm");
+        assert!(settling(&[cleared.clone(), open.clone()], 1_000, 1_500));
+        assert!(!settling(&[cleared, open], 1_000, 1_000 + SETTLE_MS));
+    }
+}
