@@ -193,6 +193,11 @@ fn an_excursion_pages_step_one_at_once_then_step_two_and_an_ack_stops_the_rest()
     // Step two after 3 s: carol.
     let mails = smtp.wait_messages(2, PATIENCE);
     assert_eq!(mails[1].rcpt_tos, ["carol@example.org"]);
+    // Alice has a phone the modem reaches, so her mail offers the SMS reply; carol has
+    // none, so hers does not.
+    assert!(mails[0].body.contains("reply to the SMS with"), "{}", mails[0].body);
+    assert!(!mails[1].body.contains("SMS"), "{}", mails[1].body);
+    assert!(mails[1].body.contains("To acknowledge: run"), "{}", mails[1].body);
     let id = wait(&site, "an open alarm", || open_alarm(&site));
     ack(&site, id);
     // Nothing more is paged: no repeat configured, and the ack stops the rest.

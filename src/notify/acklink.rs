@@ -192,10 +192,10 @@ pub fn site_time(ms: TimestampMs, tz: &jiff::tz::TimeZone) -> String {
     }
 }
 
-/// The email body of a page to `contact` (a contact id) through `channel`, with a
-/// personal acknowledgement link added when the channel is email and `[api]` is
-/// configured; otherwise `body` unchanged. A key that cannot be read is logged and the
-/// page goes out without a link.
+/// The body of a page to `contact` (a contact id) through `channel`: the SMS reply is
+/// offered only when the contact's reply is read ([`super::message::for_recipient`]),
+/// and a personal acknowledgement link is added when the channel is email and `[api]` is
+/// configured. A key that cannot be read is logged and the page goes out without a link.
 pub fn page_body(
     cfg: &Config,
     store: &Store,
@@ -205,6 +205,10 @@ pub fn page_body(
     channel: &str,
     now: TimestampMs,
 ) -> String {
+    let body = &match cfg.notify.contact(contact) {
+        Some(c) => super::message::for_recipient(cfg, body, alarm, c),
+        None => body.to_string(),
+    };
     let Some(base) = cfg.sections.api_public_url.as_deref() else {
         return body.to_string();
     };

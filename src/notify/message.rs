@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::config::Config;
+use crate::config::notify::{ChannelKind, Contact};
 use crate::config::rules::Condition;
 use crate::model::{TimestampMs, format_rfc3339};
 use crate::store::alarms::AlarmRow;
@@ -76,6 +77,38 @@ pub fn gsm7(text: &str) -> String {
     super::modem::gsm7::to_gsm7(text)
 }
 
+/// How to acknowledge, for the end of a page; the SMS reply only where one is read.
+fn ack_paragraph(alarm: i64, sms_reply: bool) -> String {
+    let reply = if sms_reply {
+        format!("reply to the SMS with \"ACK {alarm}\", or ")
+    } else {
+        String::new()
+    };
+    format!("\nTo acknowledge: {reply}run\n  cryowatch ack {alarm} --by YOUR_NAME --comment \"what you did\"\n")
+}
+
+/// Whether `contact` can acknowledge by answering an SMS: a GSM modem reaches them (its
+/// inbox is read), or an SMS gateway whose inbound webhook the API serves (`[api]
+/// public_url` set).
+pub fn sms_reply_reaches(cfg: &Config, contact: &Contact) -> bool {
+    contact.phone.is_some()
+        && cfg.notify.channels.iter().any(|c| match c.kind {
+            ChannelKind::GsmModem { .. } => true,
+            ChannelKind::Twilio { .. } => cfg.sections.api_public_url.is_some(),
+            _ => false,
+        })
+}
+
+/// A page's body for one recipient: the SMS reply is offered only to people whose reply
+/// is read.
+pub fn for_recipient(cfg: &Config, body: &str, alarm: i64, contact: &Contact) -> String {
+    if sms_reply_reaches(cfg, contact) {
+        body.to_string()
+    } else {
+        body.replacen(&ack_paragraph(alarm, true), &ack_paragraph(alarm, false), 1)
+    }
+}
+
 /// The members of an incident in an SMS: how many, and how many are still active.
 fn sms_members(members: &[Member]) -> String {
     if members.is_empty() {
@@ -118,11 +151,16 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
     } else {
         limit
     };
+    let silent =
+        kind != Kind::Normal && rule.is_some_and(|r| matches!(r.condition, Condition::Stale { .. } | Condition::Fault));
     let value_text = match value {
         Some(v) if monitor && v == crate::config::monitor::RECORD_BROKEN => {
             "FAILS its check (changed outside cryowatch; see cryowatch audit verify)".to_string()
         }
         Some(_) if monitor => "verifies".to_string(),
+        // A silent or faulty probe has no current value: the last one is history.
+        Some(v) if silent => format!("no reading (last good {v:.1} {unit})"),
+        None if silent => "no reading".into(),
         Some(v) => format!("{v:.1} {unit}"),
         None => "no value".into(),
     };
@@ -230,11 +268,7 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
         }
     }
     if kind != Kind::Normal {
-        let _ = writeln!(
-            body,
-            "\nTo acknowledge: reply to the SMS with \"ACK {}\", or run\n  cryowatch ack {} --by YOUR_NAME --comment \"what you did\"",
-            alarm.id, alarm.id
-        );
+        body.push_str(&ack_paragraph(alarm.id, true));
     }
     let _ = writeln!(body, "\n{} — cryowatch at {}", cfg.site.name, format_rfc3339(now));
     Text {
@@ -247,6 +281,89 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(extra: &str) -> Config {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        let text = format!(
+            "[site]\nname = \"t\"\ntimezone = \"UTC\"\n[store]\npath = \"s.db\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nclient_id = \"t\"\n\
+             [[asset]]\nid = \"f7\"\nname = \"Freezer 7\"\nkind = \"freezer_minus80\"\n\
+             [[sensor]]\nid = \"f7.temp\"\nasset = \"f7\"\nquantity = \"temperature\"\nunit = \"degC\"\n[sensor.mqtt]\ntopic = \"t\"\n{extra}"
+        );
+        std::fs::write(&path, text).expect("write");
+        crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn alarm(rule: &str, value: f64) -> AlarmRow {
+        AlarmRow {
+            id: 3,
+            rule: rule.into(),
+            sensor: "f7.temp".into(),
+            asset: "f7".into(),
+            severity: "alarm".into(),
+            state: "active".into(),
+            raised_at: 0,
+            since: 0,
+            value: Some(value),
+            latching: false,
+            firing: rule.into(),
+            returned: false,
+            suppressed: None,
+            incident: None,
+            acked_by: None,
+            acked_at: None,
+            ack_comment: None,
+            ack_path: None,
+            cleared_at: None,
+        }
+    }
+
+    #[test]
+    fn a_stale_alarm_does_not_show_the_last_value_as_current() {
+        let cfg = config("");
+        let text = compose(
+            &cfg,
+            &alarm("f7.temp:stale", -80.2),
+            Kind::Page,
+            &Facts::default(),
+            600_000,
+        );
+        assert_eq!(
+            text.subject,
+            "[ALARM] Freezer 7: f7.temp no reading (last good -80.2 degC) (alarm 3)"
+        );
+        assert!(text.sms.contains("no reading (last good -80.2 degC)"), "{}", text.sms);
+        let warm = compose(
+            &cfg,
+            &alarm("f7.temp:high", -65.0),
+            Kind::Page,
+            &Facts::default(),
+            600_000,
+        );
+        assert_eq!(warm.subject, "[ALARM] Freezer 7: f7.temp -65.0 degC (alarm 3)");
+    }
+
+    #[test]
+    fn the_sms_reply_is_offered_only_to_whom_an_sms_channel_reads_it_from() {
+        let modem = "[[channel]]\nid = \"sms\"\nkind = \"gsm_modem\"\nserial = \"/dev/null\"\n";
+        let mail = "[[channel]]\nid = \"email\"\nkind = \"smtp\"\nhost = \"h\"\nport = 25\ntls = \"none\"\nfrom = \"a@b.org\"\n";
+        let people = "[[contact]]\nid = \"alice\"\nemail = \"a@b.org\"\nphone = \"+15550001\"\n\
+                      [[contact]]\nid = \"carol\"\nemail = \"c@b.org\"\n";
+        let page = |cfg: &Config, who: &str| {
+            let text = compose(cfg, &alarm("f7.temp:high", -65.0), Kind::Page, &Facts::default(), 0);
+            for_recipient(cfg, &text.body, 3, cfg.notify.contact(who).expect("contact"))
+        };
+        let with_modem = config(&format!("{mail}{modem}{people}"));
+        assert!(page(&with_modem, "alice").contains("reply to the SMS with \"ACK 3\", or run"));
+        let no_phone = page(&with_modem, "carol");
+        assert!(!no_phone.contains("SMS"), "{no_phone}");
+        assert!(
+            no_phone.contains("To acknowledge: run\n  cryowatch ack 3"),
+            "{no_phone}"
+        );
+        let mail_only = config(&format!("{mail}{people}"));
+        assert!(!page(&mail_only, "alice").contains("SMS"));
+    }
 
     #[test]
     fn durations_are_short() {

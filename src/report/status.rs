@@ -115,24 +115,7 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
 /// Local conditions that need a person, beyond the sensors: pages no channel could
 /// deliver (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
-    let stuck = store.with_conn(|c| {
-        let mut st = c.prepare(
-            "SELECT id, contact, channel, state, coalesce(error, ''), created_at FROM notification
-             WHERE created_at >= ?1 AND (state = 'failed' OR (state = 'pending' AND attempts > 0))
-             ORDER BY id",
-        )?;
-        st.query_map([now - 24 * 3600 * 1000], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-    })?;
+    let stuck = store.with_conn(|c| crate::store::outbox::undelivered(c, now - 24 * 3600 * 1000))?;
     let rejected: Option<String> = store.with_conn(|c| {
         use rusqlite::OptionalExtension;
         c.query_row(
@@ -151,11 +134,19 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
     });
     Ok(rejected
         .into_iter()
-        .chain(stuck.into_iter().map(|(id, contact, channel, state, error, t)| {
-            let what = if state == "failed" { "given up" } else { "retrying" };
+        .chain(stuck.into_iter().map(|u| {
+            let what = if u.given_up { "given up" } else { "retrying" };
             format!(
-                "CRITICAL: page {id} to {contact} (channel {channel}, queued {}) could not be delivered by any channel, {what}: {error}",
-                format_rfc3339(t)
+                "CRITICAL: page {} to {} (channel {}, queued {}) could not be delivered by any channel, {what}: {}",
+                u.id,
+                u.contact,
+                u.channel,
+                format_rfc3339(u.created_at),
+                if u.reason.is_empty() {
+                    "no reason recorded"
+                } else {
+                    u.reason.as_str()
+                }
             )
         }))
         .collect())

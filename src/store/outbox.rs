@@ -315,3 +315,90 @@ pub fn cycle_start(c: &Connection, alarm: i64) -> rusqlite::Result<Option<(i64, 
     )
     .optional()
 }
+
+/// A notification no channel could deliver: still retried, or given up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undelivered {
+    pub id: i64,
+    pub contact: String,
+    pub channel: String,
+    pub given_up: bool,
+    /// The last failure (retried) or why it was given up.
+    pub reason: String,
+    pub created_at: TimestampMs,
+}
+
+/// Notifications created since `since` that no channel delivered yet (retried) or ever
+/// (given up), oldest first.
+pub fn undelivered(c: &Connection, since: TimestampMs) -> rusqlite::Result<Vec<Undelivered>> {
+    // A notification given up records why in `detail` (its last attempt's error may
+    // never have been written: a refusal no retry can fix gives up at once).
+    let mut st = c.prepare(
+        "SELECT id, contact, channel, state = 'failed',
+                CASE WHEN state = 'failed' THEN coalesce(nullif(detail, ''), error, '') ELSE coalesce(error, '') END,
+                created_at
+         FROM notification
+         WHERE created_at >= ?1 AND (state = 'failed' OR (state = 'pending' AND attempts > 0))
+         ORDER BY id",
+    )?;
+    st.query_map([since], |r| {
+        Ok(Undelivered {
+            id: r.get(0)?,
+            contact: r.get(1)?,
+            channel: r.get(2)?,
+            given_up: r.get(3)?,
+            reason: r.get(4)?,
+            created_at: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn page(contact: &str) -> NewNotification {
+        NewNotification {
+            alarm: Some(1),
+            kind: "page".into(),
+            cycle: 1,
+            round: 0,
+            step: 0,
+            contact: contact.into(),
+            channel: "email".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            sms: "m".into(),
+        }
+    }
+
+    #[test]
+    fn an_undelivered_notification_says_why_whether_retried_or_given_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("open");
+        let found = store
+            .transaction(|c| {
+                let retried = enqueue(c, &page("alice"), 10)?.expect("new");
+                postpone(c, retried, "connection refused", 20)?;
+                let given_up = enqueue(c, &page("bob"), 10)?.expect("new");
+                finish(c, given_up, "failed", None, "550 mailbox unavailable", 11)?;
+                let sent = enqueue(c, &page("carol"), 10)?.expect("new");
+                finish(c, sent, "sent", Some("email"), "250 ok", 11)?;
+                undelivered(c, 0)
+            })
+            .expect("store");
+        let seen: Vec<(&str, bool, &str)> = found
+            .iter()
+            .map(|u| (u.contact.as_str(), u.given_up, u.reason.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("alice", false, "connection refused"),
+                ("bob", true, "550 mailbox unavailable")
+            ]
+        );
+    }
+}
