@@ -278,9 +278,35 @@ fn an_ack_by_sms_reply_stops_the_escalation_and_is_recorded() {
         (by.as_str(), path.as_str(), comment.as_str()),
         ("Alice", "sms", "topping up")
     );
+    // Alice learns by SMS that it counted, once the acknowledgement is recorded.
+    let answers = modem.wait_sent(2, PATIENCE);
+    assert_eq!(answers[1].to, "+15551230001");
+    assert!(
+        answers[1].text.contains(&format!("ACK {id} accepted")) && answers[1].text.contains("Alice"),
+        "{:?}",
+        answers[1].text
+    );
+    // A second ACK is refused, and she is told why; an unknown alarm too.
+    modem.queue_sms("+15551230001", &format!("ACK {id}"));
+    modem.queue_sms("+15551230001", "ACK 9999");
+    let answers = modem.wait_sent(4, PATIENCE);
+    let texts: Vec<&str> = answers[2..].iter().map(|m| m.text.as_str()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains(&format!("ACK {id} NOT accepted")) && t.contains("already acknowledged")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("ACK 9999 NOT accepted") && t.contains("no open alarm 9999")),
+        "{texts:?}"
+    );
     // Step two (8 s) never goes out.
     std::thread::sleep(Duration::from_secs(9));
     assert!(smtp.messages().iter().all(|m| m.rcpt_tos != ["carol@example.org"]));
+    assert_eq!(modem.sent().len(), 4, "one answer per ACK: {:?}", modem.sent());
     // The trail holds the alarm, its pages and the acknowledgement as the alarm table does.
     let verify = cryowatch_output(&["audit", "verify", "-c", &site.config_str()]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
@@ -622,6 +648,21 @@ fn an_ack_by_sms_through_the_gateway_webhook_is_checked_and_recorded() {
     assert_eq!(
         (by.as_str(), path.as_str(), comment.as_str()),
         ("Alice", "sms_gateway", "on my way")
+    );
+    // The answer goes back through the gateway the acknowledgement came in on.
+    let deadline = Instant::now() + PATIENCE;
+    let answered = |gw: &FakeTwilio| {
+        gw.accepted()
+            .into_iter()
+            .any(|m| m.to == "+15551230001" && m.body.contains(&format!("ACK {id} accepted")))
+    };
+    while !answered(&gw) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        answered(&gw),
+        "{:?}",
+        gw.accepted().iter().map(|m| &m.body).collect::<Vec<_>>()
     );
 }
 

@@ -85,9 +85,16 @@ async fn inbound(
     let from = params.get("From").cloned().unwrap_or_default();
     let text = params.get("Body").cloned().unwrap_or_default();
     let notify = cfg.notify.clone();
+    let via = channel.clone();
     let result = state
         .with_store(move |store| {
-            store.with_conn(|c| crate::notify::inbound::handle_sms(c, &notify, &from, &text, "sms_gateway", now_ms()))
+            let inbound = crate::notify::inbound::Inbound {
+                from: &from,
+                text: &text,
+                path: "sms_gateway",
+                via: &via,
+            };
+            store.with_conn(|c| crate::notify::inbound::handle_sms(c, &notify, &inbound, now_ms()))
         })
         .await;
     match result {

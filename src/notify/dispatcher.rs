@@ -46,6 +46,8 @@ const RETRY_FIRST: i64 = 5_000;
 const RETRY_MAX: i64 = 300_000;
 /// Return-to-normal messages are planned for alarms cleared within this window.
 const RTN_WINDOW: i64 = 24 * 3600 * 1000;
+/// Acknowledgements by SMS answered within this window get their answer by SMS.
+const REPLY_WINDOW: i64 = 3600 * 1000;
 
 #[derive(Debug, Default)]
 pub struct DispatchStats {
@@ -466,9 +468,15 @@ impl Dispatcher {
                     for sms in messages {
                         let now = now_ms();
                         let cfg = &self.cfg.notify;
+                        let inbound = super::inbound::Inbound {
+                            from: &sms.from,
+                            text: &sms.text,
+                            path: "sms",
+                            via: m.id(),
+                        };
                         match self
                             .store
-                            .with_conn(|c| super::inbound::handle_sms(c, cfg, &sms.from, &sms.text, "sms", now))
+                            .with_conn(|c| super::inbound::handle_sms(c, cfg, &inbound, now))
                         {
                             Ok(what) => tracing::info!(from = %sms.from, "{what}"),
                             Err(e) => {
@@ -728,6 +736,25 @@ impl Dispatcher {
                     sms: text.sms.clone(),
                 });
             }
+        }
+        // Answers to acknowledgements by SMS, once the engine's answer is on disk.
+        for r in self
+            .store
+            .with_conn(|c| outbox::sms_acks_answered(c, now - REPLY_WINDOW))?
+        {
+            let text = super::inbound::answer(r.alarm, r.ok, &r.result);
+            new.push(NewNotification {
+                alarm: Some(r.alarm),
+                kind: "reply".into(),
+                cycle: r.request,
+                round: 0,
+                step: 0,
+                contact: r.contact,
+                channel: r.via,
+                subject: format!("ACK {}", r.alarm),
+                body: text.clone(),
+                sms: text,
+            });
         }
         let count = self.store.transaction(|c| {
             let mut n = 0;

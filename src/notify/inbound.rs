@@ -2,6 +2,9 @@
 //!
 //! Only a configured contact's number may acknowledge; the acknowledgement is queued as
 //! a request to the alarm engine, which records who, when, by which path and the comment.
+//! The contact is answered by SMS through the channel the reply came in on, once the
+//! engine's answer is on disk: accepted, or refused and why (an alarm already cleared,
+//! already acknowledged, unknown) — nobody is left believing they acknowledged.
 
 use serde_json::json;
 
@@ -30,21 +33,43 @@ pub fn parse_ack(text: &str) -> Option<AckReply> {
     Some(AckReply { alarm, comment })
 }
 
+/// An SMS as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    pub from: &'a str,
+    pub text: &'a str,
+    /// The acknowledgement path recorded (`sms`, `sms_gateway`).
+    pub path: &'a str,
+    /// The channel it came in on, which answers it.
+    pub via: &'a str,
+}
+
+/// The SMS answering an acknowledgement by SMS, once the engine answered it.
+pub fn answer(alarm: i64, ok: bool, result: &str) -> String {
+    if ok {
+        super::message::gsm7(&format!("cryowatch: ACK {alarm} accepted: {result}."))
+    } else {
+        super::message::gsm7(&format!(
+            "cryowatch: ACK {alarm} NOT accepted: {result}. Nothing was acknowledged."
+        ))
+    }
+}
+
 /// Digits of a phone number, for comparing `+1 555 123` with `+1555123`.
 fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Handles one inbound SMS: queues the acknowledgement it carries. Returns what was done,
-/// for the log.
+/// Handles one inbound SMS that came in through channel `via`: queues the
+/// acknowledgement it carries, to be answered through `via`. Returns what was done, for
+/// the log.
 pub fn handle_sms(
     c: &rusqlite::Connection,
     cfg: &NotifyConfig,
-    from: &str,
-    text: &str,
-    path: &str,
+    sms: &Inbound<'_>,
     now: TimestampMs,
 ) -> rusqlite::Result<String> {
+    let Inbound { from, text, path, via } = *sms;
     let Some(reply) = parse_ack(text) else {
         return Ok(format!("ignored an SMS from {from} that is not \"ACK <alarm id>\""));
     };
@@ -63,7 +88,10 @@ pub fn handle_sms(
     } else {
         reply.comment.clone()
     };
-    let args = json!({"alarm": reply.alarm, "by": contact.name, "comment": comment, "path": path});
+    let args = json!({
+        "alarm": reply.alarm, "by": contact.name, "comment": comment, "path": path,
+        "reply_to": contact.id, "reply_via": via,
+    });
     let id = alarms::insert_request(c, "ack", &args, now)?;
     Ok(format!(
         "acknowledgement of alarm {} by {} ({from}) queued as request {id}",

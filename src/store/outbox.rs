@@ -316,6 +316,42 @@ pub fn cycle_start(c: &Connection, alarm: i64) -> rusqlite::Result<Option<(i64, 
     .optional()
 }
 
+/// An acknowledgement by SMS the engine answered, to be answered by SMS in turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmsAckAnswered {
+    pub request: i64,
+    pub alarm: i64,
+    pub contact: String,
+    /// The channel the acknowledgement came in on.
+    pub via: String,
+    pub ok: bool,
+    pub result: String,
+}
+
+/// Acknowledgements by SMS answered since `since` whose answer is not planned yet.
+pub fn sms_acks_answered(c: &Connection, since: TimestampMs) -> rusqlite::Result<Vec<SmsAckAnswered>> {
+    let mut st = c.prepare_cached(
+        "SELECT r.id, json_extract(r.args, '$.alarm'), json_extract(r.args, '$.reply_to'),
+                json_extract(r.args, '$.reply_via'), r.ok, coalesce(r.result, '')
+         FROM request r
+         WHERE r.kind = 'ack' AND r.done_at >= ?1
+           AND json_extract(r.args, '$.reply_via') IS NOT NULL AND json_extract(r.args, '$.reply_to') IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.kind = 'reply' AND n.cycle = r.id)
+         ORDER BY r.id",
+    )?;
+    st.query_map([since], |r| {
+        Ok(SmsAckAnswered {
+            request: r.get(0)?,
+            alarm: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+            contact: r.get(2)?,
+            via: r.get(3)?,
+            ok: r.get::<_, Option<bool>>(4)?.unwrap_or(false),
+            result: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
 /// A notification no channel could deliver: still retried, or given up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Undelivered {
