@@ -93,14 +93,21 @@ impl Exim {
                     .stdout(Stdio::null())
                     .stderr(log),
             );
+            // Ready once exim says it bound both ports: a connection alone could reach
+            // another test's server that took one of them first.
+            let started = format!("[127.0.0.1]:{starttls_port} and for SMTPS on [127.0.0.1]:{tls_port}");
             let up = wait_for(Duration::from_secs(10), "exim to accept connections", || {
                 if !proc.running() {
                     return Some(false);
                 }
+                let said = std::fs::read_to_string(spool.join("mainlog")).unwrap_or_default();
+                let bound = said
+                    .lines()
+                    .any(|l| l.contains("daemon started") && l.contains(&started));
                 let both = [starttls_port, tls_port]
                     .iter()
                     .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
-                both.then_some(true)
+                (bound && both).then_some(true)
             });
             if up {
                 return Exim {
