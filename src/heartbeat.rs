@@ -65,9 +65,18 @@ pub fn spawn(
                 );
             }
             if mqtt.tls {
-                tracing::warn!("heartbeat over mqtts:// is not supported yet; the MQTT heartbeat is off");
-                return;
+                match crate::sources::mqtt::tls_transport(&mqtt) {
+                    Ok(t) => {
+                        o.set_transport(t);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "heartbeat over mqtts:// cannot be set up; the MQTT heartbeat is off");
+                        return;
+                    }
+                }
             }
+            let broker = format!("{}:{}", mqtt.host, mqtt.port);
+            let mut tls_log = crate::sources::mqtt::TlsLog::default();
             let (client, mut events) = AsyncClient::new(o, 16);
             let mut beat = tokio::time::interval(interval);
             // The record's heads go out retained on a topic of their own, which the Last
@@ -93,6 +102,7 @@ pub fn spawn(
                     }
                     e = events.poll() => match e {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            tls_log.connected();
                             tracing::info!(topic = %topic, "heartbeat connected to the broker");
                             let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
                             if !recalled {
@@ -118,7 +128,9 @@ pub fn spawn(
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::warn!(error = %e, "heartbeat: broker connection lost; retrying");
+                            if !tls_log.failed(&e, &broker, &mqtt.host, "heartbeat") {
+                                tracing::warn!(error = %e, "heartbeat: broker connection lost; retrying");
+                            }
                             tokio::time::sleep(Duration::from_secs(2)).await;
                         }
                     },
@@ -142,8 +154,12 @@ pub fn spawn(
         let shutdown = shutdown.clone();
         let interval = hb.interval;
         tasks.push(tokio::spawn(async move {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+            // The system trust store: a dead-man service is a public one.
+            let client = match crate::tls::Trust::load(None)
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.http_client())
+                .and_then(|b| b.timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string()))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "heartbeat URL client cannot be built");

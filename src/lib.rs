@@ -66,6 +66,8 @@
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`timearg`]: the command line's time arguments.
+//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`),
+//!   and certificate failures said with what to do.
 pub mod alarm;
 pub mod api;
 pub mod audit;
@@ -83,3 +85,4 @@ pub mod standby;
 pub mod store;
 pub mod telemetry;
 pub mod timearg;
+pub mod tls;

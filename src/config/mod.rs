@@ -310,6 +310,8 @@ pub struct InfluxConfig {
     pub timeout: Duration,
     pub max_retry_interval: Duration,
     pub lag_warning: Duration,
+    /// CA certificates trusted for `https://` besides the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +326,8 @@ pub struct MqttConfig {
     /// `max_clock_skew`: how far ahead of the daemon's clock a reading's own time may be
     /// before it is flagged ([`Config::max_clock_skew`]).
     pub max_clock_skew: Duration,
+    /// CA certificates trusted for `mqtts://` besides the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl MqttConfig {

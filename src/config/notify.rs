@@ -132,6 +132,8 @@ pub struct Channel {
     pub id: String,
     pub kind: ChannelKind,
     pub fallback: Option<String>,
+    /// smtp, twilio, webhook: CA certificates trusted besides the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -310,6 +312,7 @@ pub(super) fn build(raw: &RawConfig, base: &Path) -> NotifyConfig {
                     id: ch.id.clone(),
                     kind,
                     fallback: ch.fallback.clone(),
+                    ca_file: ch.ca_file.as_deref().map(|f| super::validate::resolve(base, f)),
                 })
             })
             .collect(),

@@ -120,6 +120,8 @@ pub struct Influx {
     pub max_retry_interval: Option<String>,
     /// Oldest unmirrored reading older than this raises a warning condition.
     pub lag_warning: Option<String>,
+    /// PEM file of CA certificates trusted for `https://` besides the system store.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +137,8 @@ pub struct Mqtt {
     /// Readings stamped further ahead of the daemon's clock are kept with their time but
     /// flagged, never evaluated and never a sensor's latest value (default 5m).
     pub max_clock_skew: Option<String>,
+    /// PEM file of CA certificates trusted for `mqtts://` besides the system store.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -392,5 +396,8 @@ pub struct Channel {
     pub baud: Option<u32>,
     // webhook
     pub url: Option<String>,
+    /// smtp, twilio, webhook: PEM file of CA certificates trusted besides the system
+    /// store.
+    pub ca_file: Option<String>,
     pub fallback: Option<String>,
 }

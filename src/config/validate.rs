@@ -13,6 +13,20 @@ pub(super) struct Checker {
 }
 
 impl Checker {
+    /// A peer's `ca_file` (relative to the configuration's directory), checked now: it
+    /// must exist and hold PEM certificates valid today. `None` when not given or
+    /// unusable (with a problem naming the file as written and what is wrong).
+    pub fn ca_file(&mut self, path: &str, given: Option<&str>, base: &Path) -> Option<PathBuf> {
+        let file = resolve(base, given?);
+        match crate::tls::read_ca_file(&file, std::time::SystemTime::now()) {
+            Ok(_) => Some(file),
+            Err(e) => {
+                self.err(path, format!("{}: {}", given.unwrap_or_default(), e.problem));
+                None
+            }
+        }
+    }
+
     pub fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
@@ -503,6 +517,10 @@ fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig
         c.err("mqtt.url", "host is empty");
         return None;
     }
+    let ca_file = c.ca_file("mqtt.ca_file", m.ca_file.as_deref(), base);
+    if m.ca_file.is_some() && !tls {
+        c.err("mqtt.ca_file", "only applies to an mqtts:// url");
+    }
     Some(MqttConfig {
         host,
         port,
@@ -512,6 +530,7 @@ fn mqtt_config(c: &mut Checker, m: &raw::Mqtt, base: &Path) -> Option<MqttConfig
         password,
         keep_alive,
         max_clock_skew,
+        ca_file,
     })
 }
 
@@ -560,6 +579,10 @@ fn influx_config(c: &mut Checker, i: &raw::Influx, base: &Path) -> Option<Influx
     let timeout = d(c, "timeout", &i.timeout, 10_000);
     let max_retry_interval = d(c, "max_retry_interval", &i.max_retry_interval, 60_000);
     let lag_warning = d(c, "lag_warning", &i.lag_warning, 600_000);
+    let ca_file = c.ca_file("influx.ca_file", i.ca_file.as_deref(), base);
+    if i.ca_file.is_some() && !i.url.starts_with("https://") {
+        c.err("influx.ca_file", "only applies to an https:// url");
+    }
     Some(InfluxConfig {
         url: i.url.trim_end_matches('/').to_string(),
         org: i.org.clone(),
@@ -571,6 +594,7 @@ fn influx_config(c: &mut Checker, i: &raw::Influx, base: &Path) -> Option<Influx
         timeout,
         max_retry_interval,
         lag_warning,
+        ca_file,
     })
     .filter(|_| ok)
 }

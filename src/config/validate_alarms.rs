@@ -216,7 +216,7 @@ fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&
         ) else {
             continue;
         };
-        let given: [(&str, bool); 13] = [
+        let given: [(&str, bool); 14] = [
             ("host", ch.host.is_some()),
             ("port", ch.port.is_some()),
             ("tls", ch.tls.is_some()),
@@ -235,19 +235,22 @@ fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&
             ("serial", ch.serial.is_some()),
             ("baud", ch.baud.is_some()),
             ("url", ch.url.is_some()),
+            ("ca_file", ch.ca_file.is_some()),
             ("fallback", ch.fallback.is_some()),
         ];
         let (allowed, required): (&[&str], &[&str]) = match kind {
             "smtp" => (
-                &["host", "port", "tls", "username", "password", "from", "fallback"],
+                &[
+                    "host", "port", "tls", "username", "password", "from", "ca_file", "fallback",
+                ],
                 &["host", "from"],
             ),
             "twilio" => (
-                &["base_url", "account_sid", "auth_token", "from", "fallback"],
+                &["base_url", "account_sid", "auth_token", "from", "ca_file", "fallback"],
                 &["account_sid", "auth_token", "from"],
             ),
             "gsm_modem" => (&["serial", "baud", "fallback"], &["serial"]),
-            _ => (&["url", "fallback"], &["url"]),
+            _ => (&["url", "ca_file", "fallback"], &["url"]),
         };
         for (key, is_given) in given {
             if is_given && !allowed.contains(&key) {
@@ -259,6 +262,12 @@ fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&
         }
         if let Some(t) = &ch.tls {
             c.one_of(&format!("{p}.tls"), t, &["none", "starttls", "tls"]);
+        }
+        if allowed.contains(&"ca_file") {
+            c.ca_file(&format!("{p}.ca_file"), ch.ca_file.as_deref(), base);
+            if ch.ca_file.is_some() && ch.tls.as_deref() == Some("none") {
+                c.err(format!("{p}.ca_file"), "does not apply to tls = \"none\"");
+            }
         }
         c.secret(&p, "password", &ch.password, &ch.password_env, &ch.password_file, base);
         c.secret(

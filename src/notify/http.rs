@@ -29,3 +29,11 @@ pub fn chain(err: &dyn StdError) -> String {
     }
     text
 }
+
+/// Why a request did not reach its server: the certificate problem, said with what to
+/// do, when there is one ([`crate::tls::certificate_problem`]); otherwise the error
+/// with its causes (without the URL, which may carry credentials).
+pub fn failure_text(err: reqwest::Error) -> String {
+    let host = err.url().and_then(|u| u.host_str()).unwrap_or("the server").to_string();
+    crate::tls::certificate_problem(&err, &host).unwrap_or_else(|| chain(&err.without_url()))
+}

@@ -10,7 +10,6 @@
 //! resent after a crash is recognisably the same notification, and
 //! `X-Cryowatch-Alarm` when it is about an alarm.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const ALARM_HEADER: &str = "X-Cryowatch-Alarm";
 
 /// How the connection is protected. The TLS parameters check the certificate for
-/// `host` against the bundled web PKI roots.
+/// `host` against the system trust store and the channel's `ca_file` ([`crate::tls`]).
 #[derive(Clone)]
 enum Security {
     Plain,
@@ -110,7 +109,9 @@ impl Stage {
 enum Fault {
     /// The server answered with this reply code.
     Reply(u16),
-    /// The TLS peer's certificate (or TLS parameters) were refused; needs a person.
+    /// The TLS peer's certificate (or TLS parameters) were refused: a person must act
+    /// (set `ca_file`, install the CA, renew the certificate), after which a later
+    /// attempt works without a restart of anything.
     Certificate(String),
     /// Refused before anything was sent: no STARTTLS offered, no usable AUTH
     /// mechanism, an address the server cannot take.
@@ -120,11 +121,11 @@ enum Fault {
 }
 
 impl Fault {
-    fn of(err: &SmtpError) -> Fault {
+    fn of(err: &SmtpError, host: &str) -> Fault {
         if let Some(code) = err.status() {
             return Fault::Reply(code.into());
         }
-        if let Some(problem) = tls_config_problem(err) {
+        if let Some(problem) = crate::tls::certificate_problem(err, host) {
             return Fault::Certificate(problem);
         }
         if err.is_client() {
@@ -133,46 +134,16 @@ impl Fault {
         Fault::Transport
     }
 
-    /// 4xx replies and network trouble may pass; 5xx replies, certificate and
-    /// configuration problems will not without someone changing something.
+    /// 4xx replies, network trouble and certificate problems may pass (the last once
+    /// someone installs the CA or renews the certificate); 5xx replies and what the
+    /// server refused before anything was sent will not.
     fn retry(&self) -> bool {
         match self {
             Fault::Reply(code) => (400..500).contains(code),
-            Fault::Certificate(_) | Fault::Client => false,
-            Fault::Transport => true,
+            Fault::Client => false,
+            Fault::Certificate(_) | Fault::Transport => true,
         }
     }
-}
-
-/// A TLS error that a retry cannot fix (bad or untrusted certificate, no common
-/// protocol), found anywhere in the error's source chain.
-fn tls_config_problem(err: &(dyn StdError + 'static)) -> Option<String> {
-    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(r) = e.downcast_ref::<rustls::Error>()
-            && permanent_tls(r)
-        {
-            return Some(r.to_string());
-        }
-        // io::Error hides the error it wraps from `source()`; look inside.
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && let Some(found) = tls_config_problem(inner)
-        {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
-fn permanent_tls(err: &rustls::Error) -> bool {
-    matches!(
-        err,
-        rustls::Error::InvalidCertificate(_)
-            | rustls::Error::NoCertificatesPresented
-            | rustls::Error::UnsupportedNameType
-            | rustls::Error::PeerIncompatible(_)
-    )
 }
 
 fn describe_reply(response: &Response) -> String {
@@ -223,7 +194,11 @@ impl SmtpChannel {
         let from: Mailbox = from
             .parse()
             .map_err(|e| fail(format!("`from` {from:?} is not an email address: {e}")))?;
-        let parameters = || TlsParameters::new(host.clone()).map_err(|e| fail(format!("TLS setup for {host}: {e}")));
+        let parameters = || {
+            let trust =
+                crate::tls::Trust::load(channel.ca_file.as_deref()).map_err(|e| fail(format!("ca_file {e}")))?;
+            trust.smtp_parameters(host).map_err(fail)
+        };
         let security = match tls {
             SmtpTls::None => Security::Plain,
             SmtpTls::StartTls => Security::StartTls(parameters()?),
@@ -289,6 +264,43 @@ impl SmtpChannel {
             Ok(m) => m,
             Err(d) => return d,
         };
+        match self.session(Some(&message)).await {
+            Ok((detail, mut conn)) => {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
+                Delivery::Sent { detail }
+            }
+            Err(failed) => failed,
+        }
+    }
+
+    /// Connects, secures (STARTTLS or TLS, with the channel's trust) and authenticates
+    /// exactly as a page does, then QUITs without sending: the self-test's proof that
+    /// this channel reaches its server. `Err`: the reason a page would fail now.
+    pub async fn probe(&self) -> Result<String, String> {
+        match self.session(None).await {
+            Ok((detail, mut conn)) => {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
+                Ok(detail)
+            }
+            Err(Delivery::Failed { reason, .. } | Delivery::Unreachable { reason }) => Err(reason),
+            Err(Delivery::Sent { detail }) => Ok(detail),
+        }
+    }
+
+    /// One session under the attempt's timeout: connect, secure, authenticate, and send
+    /// `message` if there is one. On success the still-open connection is returned, so
+    /// QUIT can be sent outside the timeout, with the server's answer (or what was
+    /// proved, without a message).
+    async fn session(&self, message: Option<&Message>) -> Result<(String, AsyncSmtpConnection), Delivery> {
+        let too_slow = || {
+            Delivery::failed(
+                true,
+                format!(
+                    "no answer from SMTP server {}:{} within {:?}",
+                    self.host, self.port, self.timeout
+                ),
+            )
+        };
         // Plain and STARTTLS sessions run on our own socket, with Nagle off: lettre
         // writes the body and the final "." separately, and with Nagle on the "." waits
         // for the server's delayed ACK (about 40 ms per page on Linux, up to 200 ms
@@ -303,55 +315,28 @@ impl SmtpChannel {
                     Some(stream)
                 }
                 Ok(Err(e)) => {
-                    return Delivery::failed(
+                    return Err(Delivery::failed(
                         true,
                         format!("{} {}:{}: {e}", Stage::Connect.describe(), self.host, self.port),
-                    );
+                    ));
                 }
-                Err(_) => {
-                    return Delivery::failed(
-                        true,
-                        format!(
-                            "no answer from SMTP server {}:{} within {:?}",
-                            self.host, self.port, self.timeout
-                        ),
-                    );
-                }
+                Err(_) => return Err(too_slow()),
             }
         };
-        let (stage, result) = match tokio::time::timeout(self.timeout, self.deliver(&message, stream)).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Delivery::failed(
-                    true,
-                    format!(
-                        "no answer from SMTP server {}:{} within {:?}",
-                        self.host, self.port, self.timeout
-                    ),
-                );
-            }
-        };
-        match result {
-            Ok((response, mut conn)) => {
-                let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.quit()).await;
-                Delivery::Sent {
-                    detail: describe_reply(&response),
-                }
-            }
-            Err(err) => {
-                let fault = Fault::of(&err);
-                let what = match &fault {
-                    Fault::Certificate(problem) => {
-                        format!("TLS refused: {problem} (check the server's certificate and `tls`)")
-                    }
-                    _ => err.to_string(),
-                };
-                Delivery::failed(
-                    fault.retry(),
-                    format!("{} {}:{}: {what}", stage.describe(), self.host, self.port),
-                )
-            }
-        }
+        let (stage, result) = tokio::time::timeout(self.timeout, self.deliver(message, stream))
+            .await
+            .map_err(|_| too_slow())?;
+        result.map_err(|err| {
+            let fault = Fault::of(&err, &self.host);
+            let what = match &fault {
+                Fault::Certificate(problem) => problem.clone(),
+                _ => err.to_string(),
+            };
+            Delivery::failed(
+                fault.retry(),
+                format!("{} {}:{}: {what}", stage.describe(), self.host, self.port),
+            )
+        })
     }
 
     fn build(&self, msg: &Outgoing, address: &str) -> Result<Message, Delivery> {
@@ -389,9 +374,9 @@ impl SmtpChannel {
     /// still-open connection so QUIT can be sent outside the attempt's timeout.
     async fn deliver(
         &self,
-        message: &Message,
+        message: Option<&Message>,
         stream: Option<tokio::net::TcpStream>,
-    ) -> (Stage, Result<(Response, AsyncSmtpConnection), SmtpError>) {
+    ) -> (Stage, Result<(String, AsyncSmtpConnection), SmtpError>) {
         let wrapper = match &self.security {
             Security::Tls(params) => Some(params.clone()),
             Security::Plain | Security::StartTls(_) => None,
@@ -424,8 +409,17 @@ impl SmtpChannel {
             conn.abort().await;
             return (Stage::Auth, Err(e));
         }
+        let Some(message) = message else {
+            let proved = match (&self.security, &self.credentials) {
+                (Security::Plain, None) => "connected (no TLS configured)",
+                (Security::Plain, Some(_)) => "connected and authenticated (no TLS configured)",
+                (_, None) => "TLS handshake ok (certificate trusted)",
+                (_, Some(_)) => "TLS handshake ok (certificate trusted); authenticated",
+            };
+            return (Stage::Auth, Ok((format!("{} {proved}", self.security.name()), conn)));
+        };
         match conn.send(message.envelope(), &message.formatted()).await {
-            Ok(response) => (Stage::Send, Ok((response, conn))),
+            Ok(response) => (Stage::Send, Ok((describe_reply(&response), conn))),
             Err(e) => {
                 conn.abort().await;
                 (Stage::Send, Err(e))
@@ -450,6 +444,7 @@ mod tests {
             id: "email".into(),
             kind,
             fallback: None,
+            ca_file: None,
         }
     }
 
@@ -493,25 +488,10 @@ mod tests {
     }
 
     #[test]
-    fn network_trouble_retries_configuration_trouble_does_not() {
+    fn network_and_certificate_trouble_retry_refusals_do_not() {
         assert!(Fault::Transport.retry());
         assert!(!Fault::Client.retry());
-        assert!(!Fault::Certificate("UnknownIssuer".into()).retry());
-    }
-
-    #[test]
-    fn certificate_errors_are_found_inside_io_errors() {
-        let rustls_err = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls_err);
-        let found = tls_config_problem(&io);
-        assert!(
-            found.as_deref().is_some_and(|p| p.contains("UnknownIssuer")),
-            "{found:?}"
-        );
-        let other = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(tls_config_problem(&other), None);
-        let corrupt = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
-        assert_eq!(tls_config_problem(&corrupt), None);
+        assert!(Fault::Certificate("UnknownIssuer".into()).retry());
     }
 
     #[test]

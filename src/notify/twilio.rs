@@ -75,7 +75,6 @@ impl fmt::Debug for TwilioChannel {
 impl TwilioChannel {
     /// Sets up the channel from its checked configuration. Nothing is contacted yet.
     pub fn new(channel: &Channel) -> Result<TwilioChannel, SetupError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let fail = |reason: String| SetupError {
             channel: channel.id.clone(),
             reason,
@@ -98,7 +97,10 @@ impl TwilioChannel {
         if account_sid.is_empty() || !account_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(fail(format!("account_sid {account_sid:?} must be letters and digits")));
         }
-        let client = reqwest::Client::builder()
+        let trust = crate::tls::Trust::load(channel.ca_file.as_deref()).map_err(|e| fail(format!("ca_file {e}")))?;
+        let client = trust
+            .http_client()
+            .map_err(fail)?
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
@@ -205,7 +207,7 @@ impl TwilioChannel {
 
     fn describe_error(&self, err: reqwest::Error) -> String {
         let timeout = err.is_timeout();
-        let text = super::http::chain(&err.without_url());
+        let text = super::http::failure_text(err);
         if timeout {
             format!("no answer from {} within {:?} ({text})", self.base_url, self.timeout)
         } else {

@@ -69,7 +69,6 @@ pub fn payload(msg: &Outgoing) -> serde_json::Value {
 impl WebhookChannel {
     /// Sets up the channel from its checked configuration. Nothing is contacted yet.
     pub fn new(channel: &Channel) -> Result<WebhookChannel, SetupError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let fail = |reason: String| SetupError {
             channel: channel.id.clone(),
             reason,
@@ -87,7 +86,10 @@ impl WebhookChannel {
             url.host_str().unwrap_or(""),
             url.port().map(|p| format!(":{p}")).unwrap_or_default()
         );
-        let client = reqwest::Client::builder()
+        let trust = crate::tls::Trust::load(channel.ca_file.as_deref()).map_err(|e| fail(format!("ca_file {e}")))?;
+        let client = trust
+            .http_client()
+            .map_err(fail)?
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
@@ -138,7 +140,7 @@ impl WebhookChannel {
     fn transport_failure(&self, err: reqwest::Error) -> Delivery {
         let retry = !err.is_builder();
         let timeout = err.is_timeout();
-        let text = super::http::chain(&err.without_url());
+        let text = super::http::failure_text(err);
         let reason = if timeout {
             format!("no answer from {} within {:?} ({text})", self.shown, self.timeout)
         } else {
@@ -233,6 +235,7 @@ mod tests {
                 url: "https://hooks.example.org:8443/services/SECRET?token=SECRET".into(),
             },
             fallback: None,
+            ca_file: None,
         })
         .expect("channel");
         assert_eq!(ch.shown, "https://hooks.example.org:8443");
@@ -241,6 +244,7 @@ mod tests {
             id: "hook".into(),
             kind: ChannelKind::Webhook { url: "ftp://x/".into() },
             fallback: None,
+            ca_file: None,
         });
         assert!(bad.is_err());
     }

@@ -148,6 +148,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_retry_interval: Duration::from_secs(60),
             lag_warning: Duration::from_secs(600),
+            ca_file: None,
         }
     }
 

@@ -2,11 +2,14 @@
 //! installed system, written as a report ready to be signed off.
 //!
 //! Each check states what is expected and what was observed. Probes that talk to a peer
-//! do so the lightest way that proves it answers: the SMTP server's 220 greeting, an
-//! answer (data or exception) to one Modbus read, upsd's answer to `GET VAR`, a TCP
-//! connection for the broker and HTTP gateways. Sensor freshness and the audit chain
-//! are read from the store, so with the daemon running they show the pipeline works
-//! end to end.
+//! take the daemon's own path to it, with the trust the daemon uses ([`crate::tls`]):
+//! the mail channel connects, secures (STARTTLS or TLS) and authenticates as a page
+//! does, then quits without sending; the broker accepts an MQTT connection (over TLS
+//! for `mqtts://`); the HTTP gateways, webhooks and InfluxDB answer a request (after a
+//! TLS handshake for `https://`). A certificate the daemon would refuse fails its check,
+//! naming the problem. Modbus devices answer one read (data or exception), upsd answers
+//! `GET VAR`. Sensor freshness and the audit chain are read from the store, so with the
+//! daemon running they show the pipeline works end to end.
 
 use std::path::Path;
 use std::time::Duration;
@@ -230,26 +233,43 @@ pub async fn run(
     }
     if let Some(m) = &cfg.mqtt {
         let addr = format!("{}:{}", m.host, m.port);
+        let scheme = if m.tls { "mqtts" } else { "mqtt" };
         c.add(
             "devices",
-            format!("MQTT broker {addr} accepts connections"),
-            "TCP connection accepted",
-            tcp_probe(&addr).await,
+            format!("MQTT broker {scheme}://{addr} accepts the daemon's connection"),
+            if m.tls {
+                "TLS handshake with the daemon's trust; MQTT CONNECT accepted"
+            } else {
+                "MQTT CONNECT accepted"
+            },
+            mqtt_probe(m).await,
+        );
+    }
+    if let Some(i) = &cfg.influx {
+        c.add(
+            "sink",
+            format!("InfluxDB {} answers", i.url),
+            "an HTTP answer (after a TLS handshake with the daemon's trust for https://)",
+            url_probe(&i.url, i.ca_file.as_deref()).await,
         );
     }
 
     progress("channels");
     for ch in &cfg.notify.channels {
+        let ca_file = ch.ca_file.as_deref();
         let (what, res) = match &ch.kind {
             ChannelKind::Smtp { host, port, .. } => (
                 format!("mail server {host}:{port} (channel {})", ch.id),
-                smtp_probe(&format!("{host}:{port}")).await,
+                smtp_probe(ch).await,
             ),
             ChannelKind::Twilio { base_url, .. } => (
                 format!("SMS gateway {base_url} (channel {})", ch.id),
-                url_probe(base_url).await,
+                url_probe(base_url, ca_file).await,
             ),
-            ChannelKind::Webhook { url } => (format!("webhook {url} (channel {})", ch.id), url_probe(url).await),
+            ChannelKind::Webhook { url } => (
+                format!("webhook {url} (channel {})", ch.id),
+                url_probe(url, ca_file).await,
+            ),
             ChannelKind::GsmModem { serial, .. } => (
                 format!("GSM modem {} (channel {})", serial.display(), ch.id),
                 match std::fs::metadata(serial) {
@@ -303,35 +323,74 @@ fn clock(store: Option<&Store>, now: TimestampMs) -> Result<String, String> {
     }
 }
 
-async fn tcp_probe(addr: &str) -> Result<String, String> {
-    match tokio::time::timeout(PROBE, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok("connection accepted".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {}s", PROBE.as_secs())),
+/// Any HTTP answer from `url`, through a client with the daemon's trust: for
+/// `https://` the TLS handshake is what is proved.
+async fn url_probe(url: &str, ca_file: Option<&Path>) -> Result<String, String> {
+    let trust = crate::tls::Trust::load(ca_file).map_err(|e| format!("ca_file {e}"))?;
+    let client = trust
+        .http_client()?
+        .timeout(PROBE)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| crate::notify::http::chain(&e))?;
+    match client.get(url).send().await {
+        Ok(r) if url.starts_with("https://") => Ok(format!(
+            "TLS handshake ok (certificate trusted); HTTP {}",
+            r.status().as_u16()
+        )),
+        Ok(r) => Ok(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Err(crate::notify::http::failure_text(e)),
     }
 }
 
-async fn url_probe(url: &str) -> Result<String, String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
-    let host = u.host_str().ok_or_else(|| format!("{url}: no host"))?;
-    let port = u.port_or_known_default().unwrap_or(443);
-    tcp_probe(&format!("{host}:{port}")).await
+/// The channel's own session: connect, STARTTLS or TLS, AUTH, QUIT.
+async fn smtp_probe(ch: &crate::config::notify::Channel) -> Result<String, String> {
+    let channel = crate::notify::smtp::SmtpChannel::new(ch)
+        .map_err(|e| e.reason)?
+        .with_timeout(PROBE);
+    channel.probe().await
 }
 
-async fn smtp_probe(addr: &str) -> Result<String, String> {
+/// An MQTT connection with the daemon's options (a client id of its own, so the
+/// daemon's session is left alone), up to the broker's CONNACK.
+async fn mqtt_probe(m: &crate::config::MqttConfig) -> Result<String, String> {
+    use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet};
+    let mut o = MqttOptions::new(format!("{}-selftest", m.client_id), m.host.clone(), m.port);
+    o.set_clean_session(true);
+    o.set_keep_alive(m.keep_alive);
+    if let Some(user) = &m.username {
+        o.set_credentials(
+            user.clone(),
+            m.password.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        );
+    }
+    if m.tls {
+        o.set_transport(crate::sources::mqtt::tls_transport(m)?);
+    }
+    let (client, mut events) = AsyncClient::new(o, 4);
     let work = async {
-        let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut lines = BufReader::new(s).lines();
-        let greeting = lines.next_line().await.map_err(|e| e.to_string())?.unwrap_or_default();
-        if greeting.starts_with("220") {
-            Ok(format!("greeting: {}", greeting.chars().take(60).collect::<String>()))
-        } else {
-            Err(format!("unexpected greeting {greeting:?}"))
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+                    return Ok(if m.tls {
+                        "TLS handshake ok (certificate trusted); connection accepted".to_string()
+                    } else {
+                        "connection accepted".to_string()
+                    });
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => return Err(format!("broker refused: {:?}", ack.code)),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(crate::tls::certificate_problem(&e, &m.host).unwrap_or_else(|| e.to_string()));
+                }
+            }
         }
     };
-    tokio::time::timeout(PROBE, work)
+    let res = tokio::time::timeout(PROBE, work)
         .await
-        .unwrap_or_else(|_| Err(format!("no greeting within {}s", PROBE.as_secs())))
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", PROBE.as_secs())));
+    let _ = client.try_disconnect();
+    res
 }
 
 async fn nut_probe(addr: &str, name: &str) -> Result<String, String> {

@@ -209,14 +209,23 @@ pub struct Writer {
     query: [(&'static str, String); 3],
 }
 
+/// The InfluxDB client cannot be set up (an unusable `ca_file`, no TLS provider).
+#[derive(Debug, thiserror::Error)]
+#[error("InfluxDB client: {0}")]
+pub struct SetupError(String);
+
 impl Writer {
-    pub fn new(cfg: &InfluxConfig) -> Result<Writer, reqwest::Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+    /// A client trusting the system store and `influx.ca_file`.
+    pub fn new(cfg: &InfluxConfig) -> Result<Writer, SetupError> {
+        let trust = crate::tls::Trust::load(cfg.ca_file.as_deref()).map_err(|e| SetupError(format!("ca_file {e}")))?;
+        let client = trust
+            .http_client()
+            .map_err(SetupError)?
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| SetupError(crate::notify::http::chain(&e)))?;
         Ok(Writer {
             client,
             url: format!("{}/api/v2/write", cfg.url),
@@ -244,7 +253,7 @@ impl Writer {
             Err(e) => {
                 return Outcome::Retry {
                     after: None,
-                    reason: format!("InfluxDB not reached: {}", crate::notify::http::chain(&e)),
+                    reason: format!("InfluxDB not reached: {}", crate::notify::http::failure_text(e)),
                 };
             }
         };

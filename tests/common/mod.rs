@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cryosim;
+pub mod exim;
 pub mod fault_proxy;
 pub mod http;
 pub mod lazyfs;
@@ -14,6 +15,7 @@ pub mod nut;
 pub mod pty;
 pub mod pymodbus;
 pub mod smtp;
+pub mod tls;
 pub mod twilio;
 pub mod victoria;
 

@@ -11,11 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::tls::TestCa;
 use super::{Proc, free_port, wait_for};
 
-/// A running `mosquitto` on `127.0.0.1:port`.
+/// A running `mosquitto` on `127.0.0.1:port` (and with TLS on `tls_port`).
 pub struct Mosquitto {
     pub port: u16,
+    /// A second listener speaking TLS with the test CA's server certificate
+    /// ([`Mosquitto::start_tls`]).
+    pub tls_port: Option<u16>,
     /// Declared before `dir`: the broker dies before its directory is removed.
     proc: Option<Proc>,
     dir: tempfile::TempDir,
@@ -24,23 +28,35 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// A broker that forgets everything when it stops (`persistence false`).
     pub fn start() -> Mosquitto {
-        Mosquitto::launch(false)
+        Mosquitto::launch(false, None)
+    }
+
+    /// A broker that also listens with TLS (`listener PORT 127.0.0.1`, `cafile`,
+    /// `certfile`, `keyfile`) on `tls_port`, its certificate signed by `ca`.
+    pub fn start_tls(ca: &TestCa) -> Mosquitto {
+        Mosquitto::launch(false, Some(ca))
     }
 
     /// A broker that saves sessions and queued messages to its directory on shutdown,
     /// so [`Mosquitto::restart`] keeps the daemon's persistent session.
     pub fn start_persistent() -> Mosquitto {
-        Mosquitto::launch(true)
+        Mosquitto::launch(true, None)
     }
 
-    fn launch(persistent: bool) -> Mosquitto {
+    fn launch(persistent: bool, tls: Option<&TestCa>) -> Mosquitto {
         // Another test may take the free port between our probe and the broker's bind:
         // try a few ports before giving up.
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("broker temp dir");
             let port = free_port();
-            write_config(dir.path(), port, persistent);
-            let mut broker = Mosquitto { port, proc: None, dir };
+            let tls = tls.map(|ca| (free_port(), ca));
+            write_config(dir.path(), port, persistent, tls);
+            let mut broker = Mosquitto {
+                port,
+                tls_port: tls.map(|(p, _)| p),
+                proc: None,
+                dir,
+            };
             if broker.spawn() {
                 return broker;
             }
@@ -66,12 +82,15 @@ impl Mosquitto {
                 .stdout(log)
                 .stderr(log2),
         );
-        let port = self.port;
+        let ports: Vec<u16> = std::iter::once(self.port).chain(self.tls_port).collect();
         let up = wait_for(Duration::from_secs(10), "mosquitto to accept connections", || {
             if !proc.running() {
                 return Some(false);
             }
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| true)
+            ports
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                .then_some(true)
         });
         if up {
             self.proc = Some(proc);
@@ -82,6 +101,11 @@ impl Mosquitto {
     /// `mqtt://127.0.0.1:PORT`, for the daemon's `[mqtt] url`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mqtts://localhost:TLS_PORT` (the name the test certificate carries).
+    pub fn tls_url(&self) -> String {
+        format!("mqtts://localhost:{}", self.tls_port.expect("started with start_tls"))
     }
 
     /// The broker's own log (for assertion messages).
@@ -219,8 +243,16 @@ impl Mosquitto {
     }
 }
 
-fn write_config(dir: &Path, port: u16, persistent: bool) {
+fn write_config(dir: &Path, port: u16, persistent: bool, tls: Option<(u16, &TestCa)>) {
     let mut conf = format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nlog_dest stderr\n");
+    if let Some((tls_port, ca)) = tls {
+        conf.push_str(&format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.ca.display(),
+            ca.cert.display(),
+            ca.key.display()
+        ));
+    }
     if persistent {
         conf.push_str(&format!(
             "persistence true\npersistence_location {}/\nautosave_interval 0\n",

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use super::smtp::ready_line;
+use super::tls::TestCa;
 use super::{Proc, python, tests_dir};
 
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -69,6 +70,15 @@ pub struct FakeTwilio {
 impl FakeTwilio {
     /// Starts on a free loopback port; files go under `dir/twilio`.
     pub fn start(dir: &Path) -> FakeTwilio {
+        Self::launch(dir, None)
+    }
+
+    /// Serves HTTPS with the test CA's server certificate (`https://localhost:PORT`).
+    pub fn start_tls(dir: &Path, ca: &TestCa) -> FakeTwilio {
+        Self::launch(dir, Some(ca))
+    }
+
+    fn launch(dir: &Path, tls: Option<&TestCa>) -> FakeTwilio {
         let dir = dir.join("twilio");
         std::fs::create_dir_all(&dir).expect("create the twilio directory");
         let log = dir.join("twilio_server.log");
@@ -80,6 +90,17 @@ impl FakeTwilio {
                 .arg("--dir")
                 .arg(&dir)
                 .args(["--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN])
+                .args(
+                    tls.map(|ca| {
+                        vec![
+                            "--certfile".into(),
+                            ca.cert.clone().into_os_string(),
+                            "--keyfile".into(),
+                            ca.key.clone().into_os_string(),
+                        ]
+                    })
+                    .unwrap_or_default(),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(err),
@@ -94,7 +115,10 @@ impl FakeTwilio {
         };
         FakeTwilio {
             proc,
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: match tls {
+                Some(_) => format!("https://localhost:{port}"),
+                None => format!("http://127.0.0.1:{port}"),
+            },
             account_sid: ACCOUNT_SID.into(),
             auth_token: AUTH_TOKEN.into(),
             dir,

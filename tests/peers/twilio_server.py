@@ -27,6 +27,7 @@ import datetime
 import json
 import pathlib
 import secrets
+import ssl
 import threading
 import urllib.parse
 from email.utils import format_datetime
@@ -218,8 +219,14 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--account-sid", required=True)
     p.add_argument("--auth-token", required=True)
+    p.add_argument("--certfile", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--keyfile", help="the certificate's private key (PEM)")
     args = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.certfile, args.keyfile)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.dir = pathlib.Path(args.dir)
     server.dir.mkdir(parents=True, exist_ok=True)

@@ -181,13 +181,45 @@ fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
         );
     }
     if cfg.tls {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // rumqttc panics when the platform certificates cannot be loaded: turn that into an error.
-        let tls = std::panic::catch_unwind(rumqttc::TlsConfiguration::default)
-            .map_err(|_| "cannot load the platform's CA certificates for mqtts://".to_string())?;
-        o.set_transport(Transport::tls_with_config(tls));
+        o.set_transport(tls_transport(cfg)?);
     }
     Ok(o)
+}
+
+/// The transport for `mqtts://`: the broker's certificate is checked against the system
+/// trust store and `mqtt.ca_file` ([`crate::tls`]). The heartbeat uses the same.
+pub fn tls_transport(cfg: &MqttConfig) -> Result<Transport, String> {
+    let trust = crate::tls::Trust::load(cfg.ca_file.as_deref()).map_err(|e| format!("mqtt.ca_file {e}"))?;
+    let config = trust.client_config()?;
+    Ok(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
+        config,
+    ))))
+}
+
+/// Logs a broker's certificate problem at WARN when it differs from the one logged
+/// last: an untrusted broker is named at once, and not again at every retry.
+#[derive(Default)]
+pub struct TlsLog {
+    last: Option<String>,
+}
+
+impl TlsLog {
+    /// Whether `err` was a certificate or TLS problem (logged if new).
+    pub fn failed(&mut self, err: &rumqttc::ConnectionError, broker: &str, host: &str, who: &str) -> bool {
+        let Some(problem) = crate::tls::certificate_problem(err, host) else {
+            return false;
+        };
+        if self.last.as_deref() != Some(problem.as_str()) {
+            tracing::warn!(broker, problem = %problem, "{who}: the broker's TLS handshake failed; retrying");
+            self.last = Some(problem);
+        }
+        true
+    }
+
+    /// The connection works: a later failure is news again.
+    pub fn connected(&mut self) {
+        self.last = None;
+    }
 }
 
 async fn run(
@@ -225,6 +257,8 @@ async fn run(
     let committed = Arc::new(Committed::default());
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut log = TopicLog::default();
+    let mut tls_log = TlsLog::default();
+    let broker = format!("{}:{}", cfg.host, cfg.port);
     let mut connected = false;
     let mut sensors = Vec::new();
     loop {
@@ -238,7 +272,8 @@ async fn run(
                 stats.connected.store(true, Ordering::Relaxed);
                 backoff.reset();
                 connected = true;
-                tracing::info!(broker = %format!("{}:{}", cfg.host, cfg.port), client_id = %cfg.client_id, session_present = ack.session_present, "mqtt connected");
+                tls_log.connected();
+                tracing::info!(broker = %broker, client_id = %cfg.client_id, session_present = ack.session_present, "mqtt connected");
                 let subs = router
                     .filters()
                     .into_iter()
@@ -306,7 +341,9 @@ async fn run(
             Err(e) => {
                 stats.connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
-                if connected {
+                if tls_log.failed(&e, &broker, &cfg.host, "mqtt source") {
+                    connected = false;
+                } else if connected {
                     tracing::warn!(error = %e, "mqtt connection lost; reconnecting");
                     connected = false;
                 } else {
