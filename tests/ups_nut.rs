@@ -3,6 +3,10 @@
 //! a stopped upsd or an unknown UPS name giving `comm_error` readings every poll — never
 //! silence — with recovery when the fault goes away.
 //!
+//! A whole power cut played by the driver (OL → OB DISCHRG → OB LB → FSD → OL CHRG) with
+//! the rules and escalation of the README's lab pages the mains loss, then the battery
+//! going low, then one return to normal naming every alarm of the incident.
+//!
 //! Every test has its own upsd, port, store and directory, so they run in parallel.
 //! Readings are read back the way an operator does: `cryowatch history --format csv`.
 
@@ -11,6 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nut::Nut;
+use common::smtp::SmtpServer;
 use common::{Row, Site, cryowatch_output};
 
 /// The daemon polls upsd this often in every test.
@@ -278,4 +283,186 @@ fn a_variable_the_ups_does_not_report_gives_sensor_fault() {
         "a missing variable should be logged once:\n{log}"
     );
     assert!(log.contains("battery.runtime"), "{log}");
+}
+
+/// The README lab's UPS, its power rules and its escalation (the on-call person at once,
+/// a second person after 10 minutes, the whole sequence twice more), paging by email.
+fn lab_config(nut: &Nut, smtp_port: u16) -> String {
+    format!(
+        r#"[site]
+name = "Cell Therapy Lab B"
+timezone = "UTC"
+[store]
+path = "{{dir}}/cryowatch.db"
+[[ups]]
+id = "ups-lab-b"
+nut = "{addr}"
+name = "{name}"
+poll_interval = "{POLL}"
+[[asset]]
+id = "ups-lab-b"
+name = "Lab B UPS"
+kind = "ups"
+location = "Room 210"
+[[sensor]]
+id = "ups-lab-b.on_battery"
+asset = "ups-lab-b"
+quantity = "state"
+unit = "on_battery"
+[sensor.ups]
+ups = "ups-lab-b"
+variable = "on_battery"
+[[sensor]]
+id = "ups-lab-b.low_battery"
+asset = "ups-lab-b"
+quantity = "state"
+unit = "low_battery"
+[sensor.ups]
+ups = "ups-lab-b"
+variable = "low_battery"
+[[sensor]]
+id = "ups-lab-b.runtime"
+asset = "ups-lab-b"
+quantity = "runtime"
+unit = "s"
+[sensor.ups]
+ups = "ups-lab-b"
+variable = "runtime"
+[[sensor]]
+id = "ups-lab-b.charge"
+asset = "ups-lab-b"
+quantity = "charge"
+unit = "%"
+[sensor.ups]
+ups = "ups-lab-b"
+variable = "charge"
+[[rule]]
+id = "mains-lost"
+sensor = "ups-lab-b.on_battery"
+kind = "state"
+equals = 1
+delay = "1s"
+severity = "critical"
+incident = "power"
+[[rule]]
+id = "battery-low"
+sensor = "ups-lab-b.low_battery"
+kind = "state"
+equals = 1
+severity = "critical"
+[[rule]]
+id = "runtime-short"
+sensor = "ups-lab-b.runtime"
+kind = "low"
+threshold = 600.0
+hysteresis = 60.0
+severity = "critical"
+[[contact]]
+id = "alice"
+name = "Alice Nguyen"
+email = "alice@example.org"
+[[contact]]
+id = "carol"
+name = "Carol Smith"
+email = "carol@example.org"
+[[escalation]]
+id = "cryo-oncall"
+repeat = 2
+repeat_interval = "15m"
+[[escalation.step]]
+after = "0s"
+notify = ["contact:alice"]
+via = ["email"]
+[[escalation.step]]
+after = "10m"
+notify = ["contact:carol"]
+via = ["email"]
+[[route]]
+escalation = "cryo-oncall"
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "cryowatch <cryowatch@example.org>"
+"#,
+        addr = nut.addr(),
+        name = nut.name()
+    )
+}
+
+#[test]
+fn a_power_cut_pages_the_mains_loss_then_the_battery_going_low_then_one_return_to_normal_naming_all() {
+    let dir = nut_dir();
+    let nut = Nut::start_with(
+        dir.path(),
+        "labups",
+        &[
+            ("ups.status", "OL"),
+            ("battery.charge", "100"),
+            ("battery.runtime", "3600"),
+        ],
+    );
+    let smtp = SmtpServer::start(dir.path());
+    let (site, daemon) = start(&lab_config(&nut, smtp.port));
+    wait_rows(&site, "ups-lab-b.on_battery", "on line", |rows| {
+        is(rows.last(), "good", Some(0.0))
+    });
+    let subjects = || -> Vec<String> {
+        smtp.messages()
+            .iter()
+            .map(|m| m.header("Subject").unwrap_or_default().to_string())
+            .collect()
+    };
+
+    // Mains lost: one page.
+    nut.set("battery.runtime", "1800");
+    nut.set("ups.status", "OB DISCHRG");
+    let mails = smtp.wait_messages(1, PATIENCE);
+    let first = mails[0].header("Subject").unwrap_or_default().to_string();
+    assert!(first.contains("[CRITICAL] Lab B UPS: ups-lab-b.on_battery"), "{first}");
+
+    // The battery goes low and the runtime short: one incident update.
+    nut.set("battery.charge", "20");
+    nut.set("ups.status", "OB LB");
+    nut.set("battery.runtime", "300");
+    let mails = smtp.wait_messages(2, PATIENCE);
+    let update = &mails[1];
+    let subject = update.header("Subject").unwrap_or_default();
+    assert!(
+        subject.contains("Power incident") && subject.contains("update") && subject.contains("ups-lab-b.low_battery"),
+        "{subject}"
+    );
+    // The forced shutdown signal and the rest of the discharge page nobody again.
+    nut.set("ups.status", "FSD OB LB");
+    nut.set("battery.charge", "5");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(subjects().len(), 2, "{:?}", subjects());
+
+    // Power back: one return to normal, naming every alarm of the incident.
+    nut.set("battery.runtime", "1500");
+    nut.set("ups.status", "OL CHRG");
+    let mails = smtp.wait_messages(3, PATIENCE);
+    let normal = &mails[2];
+    let subject = normal.header("Subject").unwrap_or_default();
+    assert!(
+        subject.contains("[NORMAL]") && subject.contains("ups-lab-b.on_battery"),
+        "{subject}"
+    );
+    for rule in ["battery-low", "runtime-short"] {
+        assert!(
+            normal
+                .body
+                .lines()
+                .any(|l| l.contains(rule) && l.contains("back to normal at")),
+            "the return to normal names {rule}:\n{}",
+            normal.body
+        );
+    }
+    assert!(normal.rcpt_tos == ["alice@example.org"], "{:?}", normal.rcpt_tos);
+    // Nothing else: no separate return to normal for the battery, no second update.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(subjects().len(), 3, "{:?}", subjects());
+    site.stop_daemon(daemon);
 }

@@ -516,6 +516,17 @@ impl Dispatcher {
             .and_then(|r| self.cfg.notify.escalation(&r.escalation))
     }
 
+    /// Whether the alarm is about the power supply itself: a UPS point read through NUT,
+    /// or a sensor of an asset of kind `ups`.
+    fn is_power(&self, a: &AlarmRow) -> bool {
+        let ups_point = self
+            .cfg
+            .sensors
+            .iter()
+            .any(|s| s.id == a.sensor && matches!(s.source, crate::config::SensorSource::Ups(_)));
+        ups_point || self.cfg.assets.iter().any(|x| x.id == a.asset && x.kind == "ups")
+    }
+
     /// The channels a step uses for a contact: the step's `via`, or every channel that
     /// reaches the contact and is nobody's fallback.
     fn channels_for(&self, via: &[String], contact: &Contact) -> Vec<String> {
@@ -607,7 +618,8 @@ impl Dispatcher {
             let update = match incident {
                 Some(inc) => {
                     let members = self.store.with_conn(|c| alarms::incident_members(c, inc.id))?;
-                    Some((inc, super::incident::brings_worse(a, inc, &members), members))
+                    let worse = super::incident::brings_worse(a, inc, &members, |m| self.is_power(m));
+                    Some((inc, worse, members))
                 }
                 None => None,
             };

@@ -3,8 +3,9 @@
 //! The alarm that opens a power incident (mains lost) is paged as any alarm. Alarms
 //! raised while it lasts join it and are covered by its page — forty units warming in
 //! one power cut are one page, not forty — unless a member brings a severity the
-//! incident has not paged yet (the battery going low during the cut): that member pages
-//! through its own escalation, as an *incident update* naming what joined. When the
+//! incident has not paged yet, or is the first alarm of the power supply itself (the
+//! battery going low during the cut): that member pages through its own escalation, as
+//! an *incident update* naming what joined. When the
 //! incident's alarm clears, one return to normal names every member, with whether it is
 //! over, and reaches everyone paged for the incident or for any member that cleared with
 //! it; it waits up to [`SETTLE_MS`] for members still open, so that power coming back
@@ -23,18 +24,24 @@ fn severity(a: &AlarmRow) -> Severity {
     Severity::parse(&a.severity).unwrap_or(Severity::Critical)
 }
 
-/// Whether `member` brings its incident a severity it has not paged yet: more severe
-/// than the incident's own alarm and than every member that joined before it (members
-/// under maintenance or shelved were not paged and do not count).
-pub fn brings_worse(member: &AlarmRow, incident: &AlarmRow, members: &[AlarmRow]) -> bool {
-    let paged = members
-        .iter()
-        .filter(|m| m.id < member.id && m.suppressed.is_none())
+/// Whether `member` brings its incident news worth a page: it is more severe than the
+/// incident's own alarm and every member that joined before it, or it is the first
+/// alarm of the power supply itself (`is_power`: the battery going low, the runtime
+/// getting short) — the incident getting worse, whatever its severity. Members under
+/// maintenance or shelved were not paged and do not count.
+pub fn brings_worse(
+    member: &AlarmRow,
+    incident: &AlarmRow,
+    members: &[AlarmRow],
+    is_power: impl Fn(&AlarmRow) -> bool,
+) -> bool {
+    let earlier = || members.iter().filter(|m| m.id < member.id && m.suppressed.is_none());
+    let paged = earlier()
         .map(severity)
         .chain([severity(incident)])
         .max()
         .unwrap_or(Severity::Critical);
-    severity(member) > paged
+    severity(member) > paged || (is_power(member) && !earlier().any(&is_power))
 }
 
 /// Whether the return to normal of `incident` (cleared at `cleared_at`) should wait for
@@ -98,12 +105,32 @@ mod tests {
         let short = alarm(3, "critical");
         let warm = alarm(4, "alarm");
         let members = [low.clone(), short.clone(), warm.clone()];
-        assert!(brings_worse(&low, &incident, &members));
+        let no_power = |_: &AlarmRow| false;
+        assert!(brings_worse(&low, &incident, &members, no_power));
         assert!(
-            !brings_worse(&short, &incident, &members),
+            !brings_worse(&short, &incident, &members, no_power),
             "the incident already paged critical"
         );
-        assert!(!brings_worse(&warm, &incident, &members));
+        assert!(!brings_worse(&warm, &incident, &members, no_power));
+    }
+
+    #[test]
+    fn the_first_alarm_of_the_power_supply_itself_brings_an_update_even_when_not_more_severe() {
+        let incident = alarm(1, "critical");
+        let warm = alarm(2, "critical");
+        let low = alarm(3, "critical");
+        let short = alarm(4, "critical");
+        let members = [warm.clone(), low.clone(), short.clone()];
+        let power = |a: &AlarmRow| a.id == 3 || a.id == 4;
+        assert!(
+            !brings_worse(&warm, &incident, &members, power),
+            "a warming unit is covered"
+        );
+        assert!(brings_worse(&low, &incident, &members, power), "the battery going low");
+        assert!(
+            !brings_worse(&short, &incident, &members, power),
+            "one update for the supply"
+        );
     }
 
     #[test]
@@ -112,7 +139,7 @@ mod tests {
         let mut shelved = alarm(2, "critical");
         shelved.suppressed = Some("maintenance".into());
         let next = alarm(3, "critical");
-        assert!(brings_worse(&next, &incident, &[shelved, next.clone()]));
+        assert!(brings_worse(&next, &incident, &[shelved, next.clone()], |_| false));
     }
 
     #[test]
