@@ -351,6 +351,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         .map(|(i, d)| modbus_device(&mut c, &format!("modbus.device[{i}]"), d, base))
         .collect();
     check_shared_buses(&mut c, &devices);
+    check_shared_gateways(&mut c, raw_devices, &devices);
 
     c.unique_ids("asset", raw.asset.iter().map(|a| a.id.as_str()));
     let assets: Vec<Asset> = raw
@@ -595,16 +596,16 @@ fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -
                     c.err(format!("{p}.{key}"), "only applies to transport = \"rtu\"");
                 }
             }
-            let address = match &d.address {
+            let address = match d.address.as_deref().map(str::trim) {
                 Some(a)
                     if a.rsplit_once(':')
                         .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok()) =>
                 {
-                    a.clone()
+                    a.to_string()
                 }
                 Some(a) => {
                     c.err(format!("{p}.address"), format!("expected host:port, found {a:?}"));
-                    a.clone()
+                    a.to_string()
                 }
                 None => {
                     c.err(
@@ -621,6 +622,12 @@ fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -
                 c.err(
                     format!("{p}.address"),
                     "only applies to transport = \"tcp\"; use serial for rtu",
+                );
+            }
+            if d.max_connections.is_some() {
+                c.err(
+                    format!("{p}.max_connections"),
+                    "only applies to transport = \"tcp\"; the devices on one serial line always share its one port",
                 );
             }
             let serial = match &d.serial {
@@ -680,12 +687,59 @@ fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -
             format!("an RTU unit id must be 1..=247, found {unit}"),
         );
     }
+    let max_connections = match d.max_connections {
+        Some(0) => {
+            c.err(
+                format!("{p}.max_connections"),
+                "must be at least 1 (connections opened to the device's address)",
+            );
+            ModbusDevice::DEFAULT_MAX_CONNECTIONS
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => ModbusDevice::DEFAULT_MAX_CONNECTIONS,
+    };
     ModbusDevice {
         id: d.id.clone(),
         transport,
         unit,
         poll_interval,
         timeout,
+        max_connections,
+    }
+}
+
+/// Devices at one TCP address share its connections (a gateway may serve one client at
+/// a time): they must agree on how many there may be.
+fn check_shared_gateways(c: &mut Checker, raw: &[raw::ModbusDevice], devices: &[ModbusDevice]) {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let value_of = |i: usize| match raw[i].max_connections {
+        Some(n) => n.to_string(),
+        None => format!("{} (not set: the default)", ModbusDevice::DEFAULT_MAX_CONNECTIONS),
+    };
+    for (i, d) in devices.iter().enumerate() {
+        let Transport::Tcp { address } = &d.transport else {
+            continue;
+        };
+        let key = gateway_key(address);
+        match first.get(&key) {
+            None => {
+                first.insert(key, i);
+            }
+            Some(&j) if devices[j].max_connections != d.max_connections => {
+                c.err(
+                    format!("modbus.device[{i}].max_connections"),
+                    format!(
+                        "{} disagrees with modbus.device[{j}].max_connections = {} of device {:?} at \
+                         the same address {key}; devices at one TCP address share its connections: \
+                         give them all the same max_connections",
+                        value_of(i),
+                        value_of(j),
+                        devices[j].id
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
     }
 }
 

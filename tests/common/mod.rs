@@ -6,6 +6,7 @@
 
 pub mod cryosim;
 pub mod fault_proxy;
+pub mod gateway;
 pub mod http;
 pub mod lazyfs;
 pub mod modem;
@@ -300,4 +301,21 @@ pub fn pdf_text(pdf: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Consecutive readings are never further apart than `gap`.
+pub fn assert_no_silence(rows: &[Row], gap: Duration) {
+    let times: Vec<jiff::Timestamp> = rows
+        .iter()
+        .map(|r| r.time.parse().unwrap_or_else(|e| panic!("time {:?}: {e}", r.time)))
+        .collect();
+    for w in times.windows(2) {
+        let d = w[1].duration_since(w[0]);
+        assert!(
+            d <= jiff::SignedDuration::try_from(gap).expect("gap"),
+            "{d:?} without a reading between {} and {}",
+            w[0],
+            w[1]
+        );
+    }
 }
