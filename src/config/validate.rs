@@ -119,6 +119,27 @@ impl Checker {
         None
     }
 
+    /// Reports a name that holds a control character (a newline, tab, …): ids and units
+    /// go into logs, CSV and InfluxDB's line protocol, where a newline starts a new
+    /// record and cannot be escaped. Backslashes, commas, spaces, `=` and quotes are
+    /// fine: every output escapes them. Returns whether `value` is clean.
+    pub fn printable(&mut self, path: &str, value: &str) -> bool {
+        match value.chars().find(|ch| ch.is_control()) {
+            None => true,
+            Some(ch) => {
+                self.err(
+                    path.to_string(),
+                    format!(
+                        "{value:?} contains the control character U+{:04X}; names go into logs, CSV \
+                         and InfluxDB line protocol, which cannot carry one",
+                        u32::from(ch)
+                    ),
+                );
+                false
+            }
+        }
+    }
+
     /// Reports every id used more than once in a section.
     pub fn unique_ids<'a>(&mut self, section: &str, ids: impl Iterator<Item = &'a str>) {
         let mut first: HashMap<&str, usize> = HashMap::new();
@@ -131,6 +152,7 @@ impl Checker {
                     format!("duplicate id {id:?} (already used by {section}[{j}])"),
                 );
             } else {
+                self.printable(&format!("{section}[{i}].id"), id);
                 first.insert(id, i);
             }
         }
@@ -155,6 +177,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
                 c.err("site.timezone", format!("unknown IANA time zone {tz_name:?}"));
                 jiff::tz::TimeZone::UTC
             });
+            c.printable("site.name", &s.name);
             SiteConfig {
                 name: s.name.clone(),
                 timezone,
@@ -802,6 +825,9 @@ struct SensorContext<'a> {
 const QUANTITIES: &[&str] = &["temperature", "level", "state", "voltage", "runtime", "charge", "other"];
 
 fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Option<Sensor> {
+    if let Some(unit) = &s.unit {
+        c.printable(&format!("{p}.unit"), unit);
+    }
     let asset = ctx.assets.iter().position(|a| a.id == s.asset);
     if asset.is_none() {
         c.err(

@@ -15,6 +15,7 @@ pub mod nut;
 pub mod pty;
 pub mod pymodbus;
 pub mod smtp;
+pub mod strict_line_protocol;
 pub mod twilio;
 pub mod victoria;
 
