@@ -195,7 +195,7 @@ enum InfluxAction {
         #[arg(long)]
         json: bool,
     },
-    /// Queue the quarantined readings again (once the cause is fixed).
+    /// Queue the quarantined readings and alarm transitions again (once the cause is fixed).
     Requeue {
         #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -636,8 +636,16 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
             let n = store
                 .transaction(|c| mirror::requeue(c, now_ms()))
                 .map_err(runtime_err)?;
-            record_cli(&cfg, "influx.requeued", "influx", serde_json::json!({ "readings": n }));
-            println!("{n} quarantined readings queued for InfluxDB again");
+            record_cli(
+                &cfg,
+                "influx.requeued",
+                "influx",
+                serde_json::json!({ "readings": n.readings, "alarm_events": n.alarm_events }),
+            );
+            println!(
+                "{} quarantined readings and {} alarm transitions (from the first quarantined on) queued for InfluxDB again",
+                n.readings, n.alarm_events
+            );
             Ok(())
         }
         InfluxAction::Backfill { config, from, to } => {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::fault_proxy::{Fault, FaultProxy};
 use common::mosquitto::Mosquitto;
+use common::strict_line_protocol::StrictLineProtocol;
 use common::victoria::Victoria;
 use common::{Proc, Site, cryowatch_output, wait_for};
 
@@ -500,23 +501,28 @@ fn retry_after_a_too_large_batch_and_a_refused_batch_are_handled_like_telegraf()
     );
     assert_exactly_once(&site, &vm);
 
-    // 500 → retried; 400 (a refused batch) → quarantined, counted, kept; requeue sends it.
-    // Aimed at readings: an alarm transition in the same moment must not take the fault.
-    proxy.fail_next([
-        Fault::status(500, "internal error").for_body_starting("cryo_reading,"),
+    // 500 → retried; 400 for one point's content (every time it is sent) → the batch
+    // is split until that point is alone; it alone is quarantined, counted, kept, and
+    // its neighbours land; requeue sends it. Aimed at readings: an alarm transition in
+    // the same moment must not take the fault.
+    proxy.fail_next([Fault::status(500, "internal error").for_body_starting("cryo_reading,")]);
+    let refused_at = (base + 200_000 + 2_000) * 1_000_000;
+    let refused_parts = ["cryo_reading,", "sensor=dewar-1.temp,", &format!(" {refused_at}")];
+    proxy.refuse_line(Some((
+        &refused_parts,
         Fault::status(
             400,
             r#"{"code":"invalid","message":"partial write: field type conflict"}"#,
-        )
-        .for_body_starting("cryo_reading,"),
-    ]);
+        ),
+    )));
     publish(&broker, base + 200_000, 5);
     let n = stored_count(&site);
-    let status = wait_for(WAIT, "the refused batch to be quarantined", || {
+    let status = wait_for(WAIT, "the refused point to be quarantined", || {
         let s = influx_status(&site);
         (stored_count(&site) >= n && s["quarantined_batches"] == 1 && s["readings"] == 0).then_some(s)
     });
-    assert!(status["quarantined_points"].as_i64().unwrap_or(0) >= 1, "{status}");
+    assert_eq!(status["quarantined_points"], 1, "{status}");
+    proxy.refuse_line(None);
     let conditions = status["conditions"].to_string();
     assert!(conditions.contains("quarantined"), "{conditions}");
     let out = cryowatch_output(&["influx", "quarantine", "-c", &site.config_str(), "--json"]);
@@ -574,4 +580,159 @@ fn backfill_sends_history_recorded_before_the_mirror_was_configured() {
     wait_mirrored(&site, total);
     assert_exactly_once(&site, &vm);
     site.stop_daemon(daemon);
+}
+
+/// Sensors whose id, asset and unit need escaping in line protocol: a trailing
+/// backslash, a backslash before a comma, commas, spaces, `=` and double quotes.
+const ESCAPED: [(&str, &str); 4] = [
+    (r"esc\", r"deg\"),
+    ("esc a,b=c", r#"per cent, "x""#),
+    (r#"esc "q""#, "a=b"),
+    (r"esc\,x", r"u\,v"),
+];
+const ESCAPED_ASSET: &str = r#"rack 1, "B"=\"#;
+
+/// `[[asset]]` and `[[sensor]]` tables for [`ESCAPED`] (appended after `[influx]`).
+fn escaped_tables() -> String {
+    let mut t = format!("\n[[asset]]\nid = '{ESCAPED_ASSET}'\nkind = \"other\"\n");
+    for (k, (id, unit)) in ESCAPED.iter().enumerate() {
+        t += &format!(
+            "\n[[sensor]]\nid = '{id}'\nasset = '{ESCAPED_ASSET}'\nquantity = \"other\"\nunit = '{unit}'\n\
+             [sensor.mqtt]\ntopic = \"lab/esc/{k}\"\nformat = \"json\"\njson_path = \"v\"\ntimestamp_path = \"ts\"\n"
+        );
+    }
+    t
+}
+
+/// `cryowatch influx quarantine --json`: (stream, points) of every quarantined batch.
+fn quarantined(site: &Site) -> Vec<(String, i64)> {
+    let out = cryowatch_output(&["influx", "quarantine", "-c", &site.config_str(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("quarantine JSON");
+    rows.iter()
+        .map(|r| {
+            (
+                r["stream"].as_str().unwrap_or_default().to_string(),
+                r["points"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn names_that_need_escaping_land_through_a_strict_line_protocol_server_and_read_back_intact() {
+    let broker = Mosquitto::start();
+    let vm = Victoria::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let strict = StrictLineProtocol::start(dir.path(), &vm.url());
+    let id = "cw-influx-escape";
+    let site = Site::new(&config(&broker, id, &strict.url(), &escaped_tables()));
+    let check = cryowatch_output(&["check", "-c", &site.config_str()]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let daemon = start(&site);
+    wait_subscribed(&site, &broker, id);
+    let start_ms = hour_ago();
+    let total = stored_count(&site) + ESCAPED.len() * 5;
+    for k in 0..ESCAPED.len() {
+        let lines: Vec<String> = (0..5)
+            .map(|i| {
+                format!(
+                    r#"{{"v":{},"ts":{}}}"#,
+                    k as f64 * 10.0 + i as f64 + 0.5,
+                    start_ms + i * 1000
+                )
+            })
+            .collect();
+        broker.publish_lines(&format!("lab/esc/{k}"), &lines, 1);
+    }
+    wait_mirrored(&site, total);
+    site.stop_daemon(daemon);
+
+    assert_eq!(
+        strict.refused(),
+        Vec::<String>::new(),
+        "batches the strict server refused"
+    );
+    assert_eq!(quarantined(&site), vec![], "quarantined batches");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let series = vm.export(r#"{__name__="cryo_reading_value",site="Lab B"}"#);
+        let mut problems = Vec::new();
+        for (k, (id, unit)) in ESCAPED.iter().enumerate() {
+            let want: Vec<f64> = (0..5).map(|i| k as f64 * 10.0 + i as f64 + 0.5).collect();
+            match series.iter().find(|s| s.label("sensor") == *id) {
+                None => problems.push(format!("{id:?}: no series")),
+                Some(s) if s.label("unit") != *unit || s.label("asset") != ESCAPED_ASSET || s.values != want => {
+                    problems.push(format!(
+                        "{id:?}: unit {:?} asset {:?} values {:?}",
+                        s.label("unit"),
+                        s.label("asset"),
+                        s.values
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\nsensors landed: {:?}\ndaemon log:\n{}",
+            problems.join("\n"),
+            series.iter().map(|s| s.label("sensor")).collect::<Vec<_>>(),
+            site.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn one_point_the_server_cannot_take_is_quarantined_alone_while_eleven_neighbours_land() {
+    let broker = Mosquitto::start();
+    let vm = Victoria::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let strict = StrictLineProtocol::start(dir.path(), &vm.url());
+    let id = "cw-influx-isolate";
+    // Batches are sent once 12 readings wait (or after the flush interval).
+    let site = Site::new(&config(&broker, id, &strict.url(), "batch_size = 12"));
+    let daemon = start(&site);
+    wait_subscribed(&site, &broker, id);
+    wait_for(WAIT, "the probe readings mirrored", || {
+        (waiting(&site) == 0).then_some(())
+    });
+    let before = stored_count(&site);
+    // 11 good readings and one stamped in 2300: kept by the store with its claimed
+    // time, but past the last nanosecond timestamp InfluxDB can hold.
+    let t = hour_ago();
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for i in 0..11 {
+        let (sensor, ..) = SENSORS[i % SENSORS.len()];
+        lines.push((
+            format!("lab/{sensor}"),
+            format!(r#"{{"v":{i}.5,"ts":{}}}"#, t + i as i64 * 1000),
+        ));
+    }
+    lines.insert(
+        5,
+        ("lab/dewar-1.level".into(), r#"{"v":1.0,"ts":10413792000000}"#.into()),
+    );
+    for (topic, payload) in &lines {
+        broker.publish(topic, payload, 1);
+    }
+    wait_for(WAIT, "12 readings stored and nothing waiting", || {
+        (stored_count(&site) >= before + 12 && waiting(&site) == 0).then_some(())
+    });
+    site.stop_daemon(daemon);
+
+    assert_eq!(
+        quarantined(&site),
+        vec![("reading".to_string(), 1)],
+        "only the one point is quarantined; daemon log:\n{}",
+        site.daemon_log()
+    );
+    assert!(!strict.refused().is_empty(), "the strict server refused a batch");
+    let landed = settled(&vm, 11);
+    let good: usize = SENSORS.iter().map(|(s, ..)| landed.get(*s).map_or(0, Vec::len)).sum();
+    assert_eq!(good, 11, "the neighbours landed: {landed:?}");
 }

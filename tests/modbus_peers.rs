@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::pty::PtyPair;
 use common::pymodbus::{Expect, Point, PyModbus};
-use common::{Row, Site, cryowatch_output, free_port, wait_for};
+use common::{Row, Site, assert_no_silence, cryowatch_output, free_port, wait_for};
 use cryosim::{Scenario, Sim, SimConfig};
 use serde_json::Value;
 
@@ -365,23 +365,6 @@ fn a_refused_connection_yields_comm_error_every_poll_until_the_peer_appears() {
     );
     assert_no_silence(&rows, Duration::from_millis(1000));
     eprintln!("refused connection: {:?}", t0.elapsed());
-}
-
-/// Consecutive readings are never further apart than `gap`.
-fn assert_no_silence(rows: &[Row], gap: Duration) {
-    let times: Vec<jiff::Timestamp> = rows
-        .iter()
-        .map(|r| r.time.parse().unwrap_or_else(|e| panic!("time {:?}: {e}", r.time)))
-        .collect();
-    for w in times.windows(2) {
-        let d = w[1].duration_since(w[0]);
-        assert!(
-            d <= jiff::SignedDuration::try_from(gap).expect("gap"),
-            "{d:?} without a reading between {} and {}",
-            w[0],
-            w[1]
-        );
-    }
 }
 
 // ---- cryosim ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, exim4, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
-# wrk, faketime, fuse3 (apt); pymodbus, aiosmtpd, pyserial, mfusepy (pip, in .venv at the
+# wrk, faketime, fuse3 (apt); pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy (pip, in .venv at the
 # repository root);
 # playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo; tests/fuzz.sh installs cargo-fuzz).
 # Without arguments it runs what CI runs: formatting and lints, every test (the
@@ -38,11 +38,12 @@ if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/exim4 ]]; then
 fi
 
 venv="$root/.venv"
+# modbus-tk: a second Modbus server, several units on one port (tests/peers/modbus_tk_server.py).
 # mfusepy: the power-cut fault scenario's FUSE layer (tests/peers/lazyfs.py).
-if ! "$venv/bin/python" -c 'import pymodbus, aiosmtpd, serial, mfusepy' 2>/dev/null; then
-    echo "tests/run.sh: preparing $venv (pymodbus, aiosmtpd, pyserial, mfusepy)" >&2
+if ! "$venv/bin/python" -c 'import pymodbus, modbus_tk, aiosmtpd, serial, mfusepy' 2>/dev/null; then
+    echo "tests/run.sh: preparing $venv (pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy)" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' aiosmtpd pyserial 'mfusepy==3.*'
+    "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' 'modbus-tk==1.1.*' aiosmtpd pyserial 'mfusepy==3.*'
 fi
 export CRYOWATCH_TEST_PYTHON="$venv/bin/python"
 

@@ -386,6 +386,8 @@ pub fn start_fleet_daemon(
     (dir, db, log, daemon)
 }
 
+/// The fleet's devices and sensors. The fleet is one server answering every unit, but it
+/// stands for as many separate devices: `max_connections` gives each its own connection.
 pub fn fleet_config(addr: std::net::SocketAddr, devices: u16, registers: u16, poll_interval: &str) -> String {
     use std::fmt::Write;
     let mut toml = String::new();
@@ -393,7 +395,7 @@ pub fn fleet_config(addr: std::net::SocketAddr, devices: u16, registers: u16, po
         writeln!(
             toml,
             "[[modbus.device]]\nid = \"dev-{d:03}\"\ntransport = \"tcp\"\naddress = \"{addr}\"\nunit = {}\n\
-             poll_interval = \"{poll_interval}\"\ntimeout = \"1s\"\n\
+             poll_interval = \"{poll_interval}\"\ntimeout = \"1s\"\nmax_connections = {devices}\n\
              [[asset]]\nid = \"freezer-{d:03}\"\nkind = \"freezer_minus80\"",
             d + 1
         )

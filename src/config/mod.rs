@@ -348,6 +348,16 @@ pub enum Transport {
     },
 }
 
+/// A TCP address as devices sharing connections compare it: blanks around it and its
+/// port dropped, the host in lower case (host names are case-insensitive), not resolved.
+pub fn gateway_key(address: &str) -> String {
+    let a = address.trim();
+    match a.rsplit_once(':') {
+        Some((host, port)) => format!("{}:{}", host.trim().to_ascii_lowercase(), port.trim()),
+        None => a.to_ascii_lowercase(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parity {
     None,
@@ -362,6 +372,13 @@ pub struct ModbusDevice {
     pub unit: u8,
     pub poll_interval: Duration,
     pub timeout: Duration,
+    /// `max_connections`: at most this many connections are opened to the device's TCP
+    /// address, shared by every device there (1 for RTU, where it is refused).
+    pub max_connections: usize,
+}
+
+impl ModbusDevice {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1;
 }
 
 /// A UPS served by NUT's upsd (`[[ups]]`).

@@ -183,6 +183,7 @@ pub struct ModbusDevice {
     pub unit: Option<u8>,
     pub poll_interval: Option<String>,
     pub timeout: Option<String>,
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -133,6 +133,27 @@ impl Checker {
         None
     }
 
+    /// Reports a name that holds a control character (a newline, tab, …): ids and units
+    /// go into logs, CSV and InfluxDB's line protocol, where a newline starts a new
+    /// record and cannot be escaped. Backslashes, commas, spaces, `=` and quotes are
+    /// fine: every output escapes them. Returns whether `value` is clean.
+    pub fn printable(&mut self, path: &str, value: &str) -> bool {
+        match value.chars().find(|ch| ch.is_control()) {
+            None => true,
+            Some(ch) => {
+                self.err(
+                    path.to_string(),
+                    format!(
+                        "{value:?} contains the control character U+{:04X}; names go into logs, CSV \
+                         and InfluxDB line protocol, which cannot carry one",
+                        u32::from(ch)
+                    ),
+                );
+                false
+            }
+        }
+    }
+
     /// Reports every id used more than once in a section.
     pub fn unique_ids<'a>(&mut self, section: &str, ids: impl Iterator<Item = &'a str>) {
         let mut first: HashMap<&str, usize> = HashMap::new();
@@ -145,6 +166,7 @@ impl Checker {
                     format!("duplicate id {id:?} (already used by {section}[{j}])"),
                 );
             } else {
+                self.printable(&format!("{section}[{i}].id"), id);
                 first.insert(id, i);
             }
         }
@@ -169,6 +191,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
                 c.err("site.timezone", format!("unknown IANA time zone {tz_name:?}"));
                 jiff::tz::TimeZone::UTC
             });
+            c.printable("site.name", &s.name);
             SiteConfig {
                 name: s.name.clone(),
                 timezone,
@@ -365,6 +388,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         .map(|(i, d)| modbus_device(&mut c, &format!("modbus.device[{i}]"), d, base))
         .collect();
     check_shared_buses(&mut c, &devices);
+    check_shared_gateways(&mut c, raw_devices, &devices);
 
     c.unique_ids("asset", raw.asset.iter().map(|a| a.id.as_str()));
     let assets: Vec<Asset> = raw
@@ -619,16 +643,16 @@ fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -
                     c.err(format!("{p}.{key}"), "only applies to transport = \"rtu\"");
                 }
             }
-            let address = match &d.address {
+            let address = match d.address.as_deref().map(str::trim) {
                 Some(a)
                     if a.rsplit_once(':')
                         .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok()) =>
                 {
-                    a.clone()
+                    a.to_string()
                 }
                 Some(a) => {
                     c.err(format!("{p}.address"), format!("expected host:port, found {a:?}"));
-                    a.clone()
+                    a.to_string()
                 }
                 None => {
                     c.err(
@@ -645,6 +669,12 @@ fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -
                 c.err(
                     format!("{p}.address"),
                     "only applies to transport = \"tcp\"; use serial for rtu",
+                );
+            }
+            if d.max_connections.is_some() {
+                c.err(
+                    format!("{p}.max_connections"),
+                    "only applies to transport = \"tcp\"; the devices on one serial line always share its one port",
                 );
             }
             let serial = match &d.serial {
@@ -704,12 +734,59 @@ fn modbus_device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -
             format!("an RTU unit id must be 1..=247, found {unit}"),
         );
     }
+    let max_connections = match d.max_connections {
+        Some(0) => {
+            c.err(
+                format!("{p}.max_connections"),
+                "must be at least 1 (connections opened to the device's address)",
+            );
+            ModbusDevice::DEFAULT_MAX_CONNECTIONS
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => ModbusDevice::DEFAULT_MAX_CONNECTIONS,
+    };
     ModbusDevice {
         id: d.id.clone(),
         transport,
         unit,
         poll_interval,
         timeout,
+        max_connections,
+    }
+}
+
+/// Devices at one TCP address share its connections (a gateway may serve one client at
+/// a time): they must agree on how many there may be.
+fn check_shared_gateways(c: &mut Checker, raw: &[raw::ModbusDevice], devices: &[ModbusDevice]) {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let value_of = |i: usize| match raw[i].max_connections {
+        Some(n) => n.to_string(),
+        None => format!("{} (not set: the default)", ModbusDevice::DEFAULT_MAX_CONNECTIONS),
+    };
+    for (i, d) in devices.iter().enumerate() {
+        let Transport::Tcp { address } = &d.transport else {
+            continue;
+        };
+        let key = gateway_key(address);
+        match first.get(&key) {
+            None => {
+                first.insert(key, i);
+            }
+            Some(&j) if devices[j].max_connections != d.max_connections => {
+                c.err(
+                    format!("modbus.device[{i}].max_connections"),
+                    format!(
+                        "{} disagrees with modbus.device[{j}].max_connections = {} of device {:?} at \
+                         the same address {key}; devices at one TCP address share its connections: \
+                         give them all the same max_connections",
+                        value_of(i),
+                        value_of(j),
+                        devices[j].id
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -772,6 +849,9 @@ struct SensorContext<'a> {
 const QUANTITIES: &[&str] = &["temperature", "level", "state", "voltage", "runtime", "charge", "other"];
 
 fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Option<Sensor> {
+    if let Some(unit) = &s.unit {
+        c.printable(&format!("{p}.unit"), unit);
+    }
     let asset = ctx.assets.iter().position(|a| a.id == s.asset);
     if asset.is_none() {
         c.err(

@@ -1,9 +1,9 @@
 //! InfluxDB v2: the points cryowatch writes and how a write's answer is classified.
 //!
-//! Points are built and serialised to line protocol with the `influxdb2` crate. The
-//! request itself goes through the HTTP client the rest of cryowatch uses, because the
-//! crate's write call keeps only the status and body of a refusal, and a server that
-//! answers 429 or 503 says in `Retry-After` when to come back.
+//! Points are serialised to line protocol by `sink::line` (escaped by InfluxDB 2.x's
+//! rules). The request goes through the HTTP client the rest of cryowatch uses, which
+//! keeps a refusal's status, body and `Retry-After` (a server answering 429 or 503 says
+//! when to come back).
 //!
 //! Schema (see the README):
 //! - `cryo_reading`, tags `site asset sensor quantity unit`, fields `value` (float,
@@ -14,8 +14,7 @@
 
 use std::time::Duration;
 
-use influxdb2::models::{DataPoint, WriteDataPoint};
-
+use super::line::Point;
 use crate::config::{Config, InfluxConfig, Precision};
 use crate::model::TimestampMs;
 use crate::store::mirror::{Queued, QueuedEvent};
@@ -58,71 +57,41 @@ pub fn timestamp(t: TimestampMs, seq: i64, precision: Precision) -> i64 {
     }
 }
 
-/// Adds tags, leaving out empty values (line protocol has no empty tag values).
-fn tags(
-    mut b: influxdb2::models::data_point::DataPointBuilder,
-    tags: &[(&str, &str)],
-) -> influxdb2::models::data_point::DataPointBuilder {
-    for (k, v) in tags {
-        if !v.is_empty() {
-            b = b.tag(*k, *v);
-        }
-    }
-    b
-}
-
-/// Serialises points to line protocol, one per line.
-pub fn encode(points: &[DataPoint], out: &mut Vec<u8>) {
-    for p in points {
-        // Writing into a Vec cannot fail.
-        let _ = p.write_data_point_to(&mut *out);
-    }
-}
-
 /// A stored reading as a `cryo_reading` point.
-pub fn reading_point(t: &SensorTags, r: &Queued, precision: Precision) -> Option<DataPoint> {
-    let mut b = tags(
-        DataPoint::builder(READING),
-        &[
-            ("site", &t.site),
-            ("asset", &t.asset),
-            ("sensor", &t.sensor),
-            ("quantity", &t.quantity),
-            ("unit", &t.unit),
-        ],
-    );
-    if let Some(v) = r.value.filter(|v| v.is_finite()) {
-        b = b.field("value", v);
+pub fn reading_point(t: &SensorTags, r: &Queued, precision: Precision) -> Point {
+    let mut p = Point::new(READING, timestamp(r.t, r.seq, precision))
+        .tag("site", &t.site)
+        .tag("asset", &t.asset)
+        .tag("sensor", &t.sensor)
+        .tag("quantity", &t.quantity)
+        .tag("unit", &t.unit)
+        .string("quality", r.quality.as_str());
+    if let Some(v) = r.value {
+        p = p.float("value", v);
     }
-    b.field("quality", r.quality.as_str())
-        .timestamp(timestamp(r.t, r.seq, precision))
-        .build()
-        .ok()
+    p
 }
 
 /// An alarm transition as a `cryo_alarm` point. `asset` and `unit` come from the
 /// configuration (empty when the sensor is no longer configured).
-pub fn alarm_point(site: &str, asset: &str, unit: &str, e: &QueuedEvent, precision: Precision) -> Option<DataPoint> {
+pub fn alarm_point(site: &str, asset: &str, unit: &str, e: &QueuedEvent, precision: Precision) -> Point {
     let ev = &e.event;
     let sensor = ev.sensor.as_deref().unwrap_or("");
     let severity = ev.severity.as_deref().unwrap_or("");
     let rule = ev.rule.as_deref().unwrap_or("");
-    let mut b = tags(
-        DataPoint::builder(ALARM),
-        &[
-            ("site", site),
-            ("asset", asset),
-            ("sensor", sensor),
-            ("rule", rule),
-            ("severity", severity),
-            ("event", &ev.kind),
-        ],
-    );
+    // Two transitions in one millisecond stay apart in nanosecond precision.
+    let mut p = Point::new(ALARM, timestamp(ev.t, e.id % 1_000_000, precision))
+        .tag("site", site)
+        .tag("asset", asset)
+        .tag("sensor", sensor)
+        .tag("rule", rule)
+        .tag("severity", severity)
+        .tag("event", &ev.kind);
     if let Some(id) = ev.alarm {
-        b = b.field("alarm", id);
+        p = p.int("alarm", id);
     }
-    if let Some(v) = ev.value.filter(|v| v.is_finite()) {
-        b = b.field("value", v);
+    if let Some(v) = ev.value {
+        p = p.float("value", v);
     }
     let mut text = format!("{} {}", severity.to_uppercase(), ev.kind);
     if !sensor.is_empty() {
@@ -140,18 +109,14 @@ pub fn alarm_point(site: &str, asset: &str, unit: &str, e: &QueuedEvent, precisi
     if !ev.comment.is_empty() {
         text.push_str(&format!(": {}", ev.comment));
     }
-    // Two transitions in one millisecond stay apart in nanosecond precision.
-    b.field("state", ev.state.as_str())
-        .field("actor", ev.actor.as_str())
-        .field("comment", ev.comment.as_str())
-        .field("text", text.trim())
-        .timestamp(timestamp(ev.t, e.id % 1_000_000, precision))
-        .build()
-        .ok()
+    p.string("state", &ev.state)
+        .string("actor", &ev.actor)
+        .string("comment", &ev.comment)
+        .string("text", text.trim())
 }
 
 /// The `high`/`low` thresholds of every raising rule as `cryo_threshold` points at `t`.
-pub fn threshold_points(config: &Config, t: TimestampMs, precision: Precision) -> Vec<DataPoint> {
+pub fn threshold_points(config: &Config, t: TimestampMs, precision: Precision) -> Vec<Point> {
     use crate::config::rules::Condition;
     config
         .rules
@@ -165,21 +130,16 @@ pub fn threshold_points(config: &Config, t: TimestampMs, precision: Precision) -
             };
             let sensor = config.sensors.get(r.sensor)?;
             let asset = config.assets.get(sensor.asset).map(|a| a.id.as_str()).unwrap_or("");
-            tags(
-                DataPoint::builder(THRESHOLD),
-                &[
-                    ("site", &config.site.name),
-                    ("asset", asset),
-                    ("sensor", &sensor.id),
-                    ("rule", &r.id),
-                    ("kind", kind),
-                    ("severity", r.severity.as_str()),
-                ],
+            Some(
+                Point::new(THRESHOLD, timestamp(t, 0, precision))
+                    .tag("site", &config.site.name)
+                    .tag("asset", asset)
+                    .tag("sensor", &sensor.id)
+                    .tag("rule", &r.id)
+                    .tag("kind", kind)
+                    .tag("severity", r.severity.as_str())
+                    .float("threshold", threshold),
             )
-            .field("threshold", threshold)
-            .timestamp(timestamp(t, 0, precision))
-            .build()
-            .ok()
         })
         .collect()
 }
@@ -318,12 +278,7 @@ pub fn parse_retry_after(v: &str, now: TimestampMs) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::model::Quality;
-
-    fn line(p: &DataPoint) -> String {
-        let mut out = Vec::new();
-        encode(std::slice::from_ref(p), &mut out);
-        String::from_utf8(out).expect("utf-8")
-    }
+    use crate::sink::line::line;
 
     fn tags_of() -> SensorTags {
         SensorTags {
@@ -345,12 +300,12 @@ mod tests {
             value: Some(-190.25),
             quality: Quality::Good,
         };
-        let p = reading_point(&tags_of(), &r, Precision::Nanoseconds).expect("point");
+        let p = reading_point(&tags_of(), &r, Precision::Nanoseconds);
         assert_eq!(
             line(&p),
             "cryo_reading,asset=dewar-1,quantity=temperature,sensor=dewar-1.temp,site=Lab\\ B,unit=degC quality=\"good\",value=-190.25 1700000000123000002\n"
         );
-        let p = reading_point(&tags_of(), &r, Precision::Milliseconds).expect("point");
+        let p = reading_point(&tags_of(), &r, Precision::Milliseconds);
         assert!(line(&p).ends_with(" 1700000000123\n"));
     }
 
@@ -365,7 +320,7 @@ mod tests {
                 value,
                 quality: Quality::CommError,
             };
-            let got = line(&reading_point(&tags_of(), &r, Precision::Milliseconds).expect("point"));
+            let got = line(&reading_point(&tags_of(), &r, Precision::Milliseconds));
             assert!(got.contains(" quality=\"comm_error\" 5\n"), "{got}");
             assert!(!got.contains("value="), "{got}");
         }
@@ -388,7 +343,7 @@ mod tests {
                 comment: "lid \"closed\"".into(),
             },
         };
-        let got = line(&alarm_point("Lab", "dewar-1", "degC", &e, Precision::Nanoseconds).expect("point"));
+        let got = line(&alarm_point("Lab", "dewar-1", "degC", &e, Precision::Nanoseconds));
         assert!(got.starts_with("cryo_alarm,asset=dewar-1,event=acknowledged,rule=dewar-1-warm,sensor=dewar-1.temp,severity=critical,site=Lab "), "{got}");
         assert!(got.contains("alarm=3i"), "{got}");
         assert!(

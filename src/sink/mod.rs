@@ -8,6 +8,7 @@
 //! Answers are handled as Telegraf's v2 output handles them (`influx::classify`).
 
 pub mod influx;
+pub mod line;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub struct SinkStats {
     /// Points quarantined.
     pub quarantined: AtomicU64,
 }
+
+/// An outbox row's id and its line (empty when the row makes no point).
+type Row = (i64, Vec<u8>);
 
 /// What the sink does next.
 #[derive(Debug, PartialEq)]
@@ -165,10 +169,10 @@ impl Sink {
             Ok(b) => b,
             Err(e) => return self.store_failed("reading the mirror's outbox", &e),
         };
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        if batch.is_empty() {
             self.waited = false;
             return Step::Idle;
-        };
+        }
         if batch.len() < limit && !self.waited {
             // Give a partial batch one flush interval to fill up.
             self.waited = true;
@@ -181,26 +185,19 @@ impl Sink {
             return self.store_failed("reading the sensor names", &e);
         }
         let precision = self.cfg.precision;
-        let points: Vec<_> = batch
+        let rows: Vec<Row> = batch
             .iter()
-            .filter_map(|r| {
-                let tags = self.tags.get(&r.sensor)?;
-                influx::reading_point(tags, r, precision)
+            .map(|r| {
+                let mut line = Vec::new();
+                // A reading of a sensor no longer known has no point; it is confirmed
+                // with its neighbours.
+                if let Some(tags) = self.tags.get(&r.sensor) {
+                    influx::reading_point(tags, r, precision).write_to(&mut line);
+                }
+                (r.id, line)
             })
             .collect();
-        let (first, last, n) = (first.id, last.id, batch.len());
-        let mut body = Vec::with_capacity(points.len() * 160);
-        influx::encode(&points, &mut body);
-        let outcome = self.writer.write(body).await;
-        self.settle(
-            Span {
-                stream: Stream::Readings,
-                first,
-                last,
-                points: n,
-            },
-            outcome,
-        )
+        self.send_isolating(Stream::Readings, &rows).await
     }
 
     async fn send_events(&mut self) -> Step {
@@ -209,32 +206,75 @@ impl Sink {
             Ok(b) => b,
             Err(e) => return self.store_failed("reading the alarm transitions", &e),
         };
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        if batch.is_empty() {
             return Step::Idle;
-        };
+        }
         let precision = self.cfg.precision;
         let site = self.config.site.name.clone();
-        let points: Vec<_> = batch
+        let rows: Vec<Row> = batch
             .iter()
-            .filter_map(|e| {
+            .map(|e| {
                 let tags = e.event.sensor.as_deref().and_then(|s| SensorTags::of(&self.config, s));
                 let (asset, unit) = tags.map(|t| (t.asset, t.unit)).unwrap_or_default();
-                influx::alarm_point(&site, &asset, &unit, e, precision)
+                let mut line = Vec::new();
+                influx::alarm_point(&site, &asset, &unit, e, precision).write_to(&mut line);
+                (e.id, line)
             })
             .collect();
-        let (first, last, n) = (first.id, last.id, batch.len());
-        let mut body = Vec::new();
-        influx::encode(&points, &mut body);
-        let outcome = self.writer.write(body).await;
-        self.settle(
-            Span {
-                stream: Stream::AlarmEvents,
-                first,
-                last,
-                points: n,
-            },
-            outcome,
-        )
+        self.send_isolating(Stream::AlarmEvents, &rows).await
+    }
+
+    /// Writes `rows` (outbox ids in order, each with its encoded line) of `stream`. When
+    /// InfluxDB refuses a part for its content, the part is split in halves, sent in
+    /// order, until each offending point is alone: it alone is quarantined and its
+    /// neighbours land. The cursor moves past a part only once it is confirmed (or its
+    /// single point quarantined), so a failure on the way leaves the rest in the outbox.
+    async fn send_isolating(&mut self, stream: Stream, rows: &[Row]) -> Step {
+        // Parts still to send, the next one last.
+        let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
+        todo.push(0..rows.len());
+        while let Some(range) = todo.pop() {
+            let part = &rows[range.clone()];
+            let (Some((first, _)), Some((last, _))) = (part.first(), part.last()) else {
+                continue;
+            };
+            let span = Span {
+                stream,
+                first: *first,
+                last: *last,
+                points: part.len(),
+            };
+            let body: Vec<u8> = part.iter().flat_map(|(_, line)| line.iter().copied()).collect();
+            let outcome = if body.is_empty() {
+                Outcome::Written
+            } else {
+                self.writer.write(body).await
+            };
+            match outcome {
+                Outcome::Rejected { status, reason } if part.len() > 1 => {
+                    tracing::warn!(
+                        stream = stream.as_str(),
+                        points = part.len(),
+                        first = span.first,
+                        last = span.last,
+                        status,
+                        %reason,
+                        "InfluxDB refused a batch for its content; sending it in halves to set the refused points apart"
+                    );
+                    let mid = range.start + part.len() / 2;
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+                outcome @ (Outcome::Written | Outcome::Rejected { .. }) => {
+                    let step = self.settle(span, outcome);
+                    if step != Step::Sent {
+                        return step;
+                    }
+                }
+                outcome => return self.settle(span, outcome),
+            }
+        }
+        Step::Sent
     }
 
     /// Once a minute, while InfluxDB answers, the thresholds in force (for dashboards).
@@ -249,7 +289,7 @@ impl Sink {
             return;
         }
         let mut body = Vec::new();
-        influx::encode(&points, &mut body);
+        line::encode(&points, &mut body);
         match self.writer.write(body).await {
             Outcome::Written => self.thresholds_at = Some(minute),
             other => tracing::debug!(outcome = ?other, "thresholds not written; trying again"),

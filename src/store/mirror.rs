@@ -257,21 +257,49 @@ pub fn failing(c: &Connection, failure: &str, refused: bool, now: TimestampMs) -
     Ok(())
 }
 
-/// Puts every quarantined reading back into the outbox (after the cause was fixed).
-/// Returns how many readings were queued again.
-pub fn requeue(c: &Connection, now: TimestampMs) -> rusqlite::Result<usize> {
-    let n = c.execute(
+/// What `requeue` queued again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Requeued {
+    pub readings: usize,
+    /// Alarm transitions that will be sent again: every one from the first quarantined
+    /// on (the stream's cursor moves back; InfluxDB overwrites identical points).
+    pub alarm_events: i64,
+}
+
+/// Puts every quarantined batch of both streams back in line (after the cause was
+/// fixed): quarantined readings go back into the outbox; the alarm transitions' cursor
+/// moves back to the first quarantined transition (they are not copied: `alarm_event`
+/// keeps them).
+pub fn requeue(c: &Connection, now: TimestampMs) -> rusqlite::Result<Requeued> {
+    let readings = c.execute(
         "INSERT INTO mirror_reading (sensor, t, seq, value, quality)
          SELECT r.sensor, r.t, r.seq, r.value, r.quality
          FROM mirror_quarantined_reading r JOIN mirror_quarantine q ON q.id = r.quarantine
          WHERE q.requeued IS NULL ORDER BY r.quarantine, r.rowid",
         [],
     )?;
+    let first_event: Option<i64> = c.query_row(
+        "SELECT min(first) FROM mirror_quarantine WHERE requeued IS NULL AND stream = ?1",
+        [Stream::AlarmEvents.as_str()],
+        |r| r.get(0),
+    )?;
+    let mut alarm_events = 0;
+    if let Some(first) = first_event {
+        c.execute(
+            "UPDATE mirror_cursor SET position = min(position, ?2) WHERE stream = ?1",
+            params![Stream::AlarmEvents.as_str(), first - 1],
+        )?;
+        alarm_events = c.query_row(
+            "SELECT count(*) FROM alarm_event WHERE id > (SELECT position FROM mirror_cursor WHERE stream = ?1)",
+            [Stream::AlarmEvents.as_str()],
+            |r| r.get(0),
+        )?;
+    }
     c.execute(
-        "UPDATE mirror_quarantine SET requeued = ?1 WHERE requeued IS NULL AND stream = 'reading'",
+        "UPDATE mirror_quarantine SET requeued = ?1 WHERE requeued IS NULL",
         [now],
     )?;
-    Ok(n)
+    Ok(Requeued { readings, alarm_events })
 }
 
 /// Queues the stored readings with `from <= t <= to` (history recorded before the mirror
@@ -446,11 +474,66 @@ mod tests {
             ),
             (0, 1, 2)
         );
-        assert_eq!(store.transaction(|c| requeue(c, 6)).expect("requeue"), 2);
+        assert_eq!(store.transaction(|c| requeue(c, 6)).expect("requeue").readings, 2);
         let again = store.with_conn(|c| next_readings(c, 10)).expect("next");
         assert_eq!(again.iter().map(|r| r.t).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(store.with_conn(lag).expect("lag").quarantined_batches, 0);
-        assert_eq!(store.transaction(|c| requeue(c, 7)).expect("requeue"), 0);
+        assert_eq!(
+            store.transaction(|c| requeue(c, 7)).expect("requeue"),
+            Requeued::default()
+        );
+    }
+
+    #[test]
+    fn a_quarantined_alarm_transition_is_requeued_too() {
+        let (_dir, mut store, _) = store();
+        store.set_mirror(true).expect("enable");
+        store
+            .transaction(|c| {
+                for t in [1, 2, 3] {
+                    c.execute(
+                        "INSERT INTO alarm_event (t, alarm, rule, sensor, kind, state, severity, value, actor, comment)
+                         VALUES (?1, 1, 'r', 'a', 'raised', 'active', 'alarm', 1.0, 'cryowatch', '')",
+                        [t],
+                    )?;
+                }
+                Ok(())
+            })
+            .expect("events");
+        let events = store.with_conn(|c| next_events(c, 10)).expect("next");
+        assert_eq!(events.len(), 3);
+        // The first is confirmed, the second refused alone, the third confirmed.
+        store
+            .transaction(|c| confirm(c, Stream::AlarmEvents, events[0].id, 5))
+            .expect("confirm");
+        let span = Span {
+            stream: Stream::AlarmEvents,
+            first: events[1].id,
+            last: events[1].id,
+            points: 1,
+        };
+        store
+            .transaction(|c| quarantine(c, span, Some(400), "bad", 5).map(|_| ()))
+            .expect("quarantine");
+        store
+            .transaction(|c| confirm(c, Stream::AlarmEvents, events[2].id, 5))
+            .expect("confirm");
+        assert_eq!(store.with_conn(lag).expect("lag").quarantined_batches, 1);
+
+        let requeued = store.transaction(|c| requeue(c, 6)).expect("requeue");
+        assert_eq!(
+            requeued,
+            Requeued {
+                readings: 0,
+                alarm_events: 2
+            }
+        );
+        let again = store.with_conn(|c| next_events(c, 10)).expect("next");
+        assert_eq!(
+            again.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![events[1].id, events[2].id]
+        );
+        assert_eq!(store.with_conn(lag).expect("lag").quarantined_batches, 0);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct Seen {
 struct State {
     faults: VecDeque<Fault>,
     too_large_above: Option<usize>,
+    /// Every request with a line holding all these substrings gets this fault, until
+    /// cleared: a server refusing one point for its content, every time it is sent.
+    refuse_line: Option<(Vec<String>, Fault)>,
     seen: Vec<Seen>,
 }
 
@@ -98,6 +101,15 @@ impl FaultProxy {
     }
 
     /// Bodies with more than `lines` lines get 413 (`None` lifts it).
+    /// Answers `fault` to every request holding a line that contains all of `parts`
+    /// (`None` clears the rule).
+    pub fn refuse_line(&self, rule: Option<(&[&str], Fault)>) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .refuse_line = rule.map(|(parts, f)| (parts.iter().map(|p| p.to_string()).collect(), f));
+    }
+
     pub fn too_large_above(&self, lines: Option<usize>) {
         self.lock().too_large_above = lines;
     }
@@ -126,8 +138,15 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
         let lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
         let injected = {
             let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let refused_line = s.refuse_line.as_ref().and_then(|(parts, fault)| {
+                body.split(|b| *b == b'\n')
+                    .map(String::from_utf8_lossy)
+                    .any(|line| parts.iter().all(|p| line.contains(p.as_str())))
+                    .then(|| fault.clone())
+            });
             match s.too_large_above {
                 Some(max) if lines > max => Some(Fault::status(413, "request entity too large")),
+                _ if refused_line.is_some() => refused_line,
                 _ => match s.faults.front() {
                     Some(f) if f.body_prefix.as_ref().is_none_or(|p| body.starts_with(p.as_bytes())) => {
                         s.faults.pop_front()

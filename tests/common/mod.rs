@@ -7,6 +7,7 @@
 pub mod cryosim;
 pub mod exim;
 pub mod fault_proxy;
+pub mod gateway;
 pub mod http;
 pub mod lazyfs;
 pub mod modem;
@@ -15,6 +16,7 @@ pub mod nut;
 pub mod pty;
 pub mod pymodbus;
 pub mod smtp;
+pub mod strict_line_protocol;
 pub mod tls;
 pub mod twilio;
 pub mod victoria;
@@ -302,4 +304,21 @@ pub fn pdf_text(pdf: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Consecutive readings are never further apart than `gap`.
+pub fn assert_no_silence(rows: &[Row], gap: Duration) {
+    let times: Vec<jiff::Timestamp> = rows
+        .iter()
+        .map(|r| r.time.parse().unwrap_or_else(|e| panic!("time {:?}: {e}", r.time)))
+        .collect();
+    for w in times.windows(2) {
+        let d = w[1].duration_since(w[0]);
+        assert!(
+            d <= jiff::SignedDuration::try_from(gap).expect("gap"),
+            "{d:?} without a reading between {} and {}",
+            w[0],
+            w[1]
+        );
+    }
 }

@@ -100,6 +100,17 @@ impl PyModbus {
         start(dir, &["--tcp", address], "pymodbus-tcp")
     }
 
+    /// Serves the same map as each of `units` over Modbus TCP on a free loopback port, as
+    /// a gateway in front of identical devices; requests for other units get no answer.
+    pub fn tcp_units(dir: &Path, units: &[u8]) -> PyModbus {
+        let units: Vec<String> = units.iter().map(u8::to_string).collect();
+        start(
+            dir,
+            &["--tcp", "127.0.0.1:0", "--units", &units.join(",")],
+            "pymodbus-tcp",
+        )
+    }
+
     /// Serves Modbus RTU on `serial` (one end of a pty pair) as unit `unit`. Requests
     /// for other units get no answer.
     pub fn rtu(dir: &Path, serial: &Path, unit: u8) -> PyModbus {

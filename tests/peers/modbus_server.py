@@ -7,8 +7,12 @@ cryowatch must record for it (quality and value). Values are encoded here, with
 Python's struct module or pymodbus' own DataType encoders, never with cryowatch's
 decoder, so a decoding mistake on either side shows up as a mismatch.
 
-    modbus_server.py --tcp 127.0.0.1:0 --manifest FILE
+    modbus_server.py --tcp 127.0.0.1:0 --manifest FILE [--units 1,2,3]
     modbus_server.py --rtu /tmp/x/ttyA --manifest FILE [--baud 9600] [--unit 1]
+
+With --units, the TCP server serves the same map as each of those unit ids (as a
+gateway in front of a bus of identical devices does) and stays silent for any other
+unit, like a gateway whose unit does not answer.
 
 Once serving, prints one line on stdout and flushes it:
 
@@ -261,6 +265,7 @@ async def main():
     ap.add_argument("--rtu", help="serial device to serve RTU on")
     ap.add_argument("--baud", type=int, default=9600)
     ap.add_argument("--unit", type=int, default=1)
+    ap.add_argument("--units", help="TCP: comma-separated unit ids served (default: --unit)")
     ap.add_argument("--manifest", required=True)
     args = ap.parse_args()
     if bool(args.tcp) == bool(args.rtu):
@@ -268,13 +273,17 @@ async def main():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     lay = build()
-    device = SimDevice(
-        id=args.unit,
-        simdata=(lay.blocks["coil"], lay.blocks["discrete"], lay.blocks["holding"], lay.blocks["input"]),
-    )
+    simdata = (lay.blocks["coil"], lay.blocks["discrete"], lay.blocks["holding"], lay.blocks["input"])
+    device = SimDevice(id=args.unit, simdata=simdata)
     if args.tcp:
         host, port = args.tcp.rsplit(":", 1)
-        server = ModbusTcpServer(device, address=(host, int(port)))
+        if args.units:
+            units = [int(u) for u in args.units.split(",")]
+            devices = [SimDevice(id=u, simdata=simdata) for u in units]
+            server = ModbusTcpServer(devices, address=(host, int(port)), ignore_missing_devices=True)
+            stay_quiet_for_other_units(server)
+        else:
+            server = ModbusTcpServer(device, address=(host, int(port)))
         await server.serve_forever(background=True)
         bound = server.transport.sockets[0].getsockname()
         endpoint = {"tcp": f"{bound[0]}:{bound[1]}"}

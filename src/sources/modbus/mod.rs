@@ -1,9 +1,16 @@
-//! The Modbus source. Each TCP device gets its own task and connection; the devices on
-//! one serial line share one task (a serial port has one master), which polls each unit
-//! on its own schedule so a dead unit costs its neighbours one timeout, nothing more.
+//! The Modbus source. Devices are polled over links, one task per link: the devices on
+//! one serial line share it (a serial port has one master), and the devices at one TCP
+//! address (`host:port`, compared without resolving it) share one connection — an
+//! RS-485-to-TCP gateway often serves one client at a time — or are spread over at most
+//! `max_connections` of them. A link sends one request at a time and polls each unit on
+//! its own schedule, so a dead unit costs its neighbours its timeout, nothing more: after
+//! a timeout the link is reopened at once (a late answer must not be taken for the next
+//! request's) and the other units keep their schedule.
 //!
 //! A poll that fails — refused connection, timeout, exception — still yields a reading
-//! per affected sensor, with quality `comm_error`. Reconnects back off with jitter.
+//! per affected sensor, with quality `comm_error`. A link that cannot be opened is
+//! retried with backoff and jitter; meanwhile every unit on it reads `comm_error`.
+//! Poll latency and connection state stay per device.
 
 pub mod decode;
 pub mod plan;
@@ -12,7 +19,7 @@ pub mod poll;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use self::plan::Block;
 use self::poll::poll_device;
 use super::backoff::Backoff;
-use crate::config::{Config, Parity, SensorSource, Transport};
+use crate::config::{Config, Parity, SensorSource, Transport, gateway_key};
 use crate::model::{Reading, now_ms};
 use crate::store::{Batch, StoreHandle};
 use crate::telemetry::{Device, Source, Telemetry};
@@ -44,15 +51,17 @@ impl DevicePlan {
     }
 }
 
-/// Starts one task per TCP device and one per serial line. Returns their handles.
+/// Starts one task per link: per serial line, and per connection to a TCP address (at
+/// most `max_connections` of them, the address's devices spread over them in turn).
+/// Returns their handles.
 pub fn spawn(
     config: &Config,
     store: &StoreHandle,
     shutdown: &CancellationToken,
     telemetry: &Arc<Telemetry>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    let mut buses: Vec<(Transport, Vec<DevicePlan>)> = Vec::new();
+    // Devices grouped by where they are reached, in config order.
+    let mut groups: Vec<(LinkKey, &Transport, usize, Vec<DevicePlan>)> = Vec::new();
     for (i, d) in config.devices.iter().enumerate() {
         let points: Vec<_> = config
             .sensors
@@ -76,35 +85,106 @@ pub fn spawn(
             telemetry: telemetry.modbus_device(i),
         };
         tracing::info!(device = %d.id, sensors = points.len(), requests = plan.blocks.len(), "modbus device planned");
-        match &d.transport {
-            Transport::Tcp { address } => {
-                tasks.push(tokio::spawn(run_tcp(
-                    address.clone(),
-                    plan,
-                    store.clone(),
-                    shutdown.clone(),
-                    telemetry.clone(),
-                )));
-            }
-            Transport::Rtu { serial, .. } => match buses
-                .iter_mut()
-                .find(|(t, _)| matches!(t, Transport::Rtu { serial: s, .. } if s == serial))
-            {
-                Some((_, devices)) => devices.push(plan),
-                None => buses.push((d.transport.clone(), vec![plan])),
-            },
+        let key = match &d.transport {
+            Transport::Tcp { address } => LinkKey::Tcp(gateway_key(address)),
+            Transport::Rtu { serial, .. } => LinkKey::Serial(serial.clone()),
+        };
+        match groups.iter_mut().find(|(k, ..)| *k == key) {
+            Some((.., devices)) => devices.push(plan),
+            None => groups.push((key, &d.transport, d.max_connections, vec![plan])),
         }
     }
-    for (transport, devices) in buses {
-        tasks.push(tokio::spawn(run_rtu_bus(
-            transport,
-            devices,
-            store.clone(),
-            shutdown.clone(),
-            telemetry.clone(),
-        )));
+    let mut tasks = Vec::new();
+    for (key, transport, max_connections, devices) in groups {
+        let links = match key {
+            LinkKey::Serial(_) => vec![(Link::Serial(transport.clone()), devices)],
+            LinkKey::Tcp(address) => {
+                let n = max_connections.clamp(1, devices.len());
+                let mut shares: Vec<Vec<DevicePlan>> = (0..n).map(|_| Vec::new()).collect();
+                for (k, d) in devices.into_iter().enumerate() {
+                    shares[k % n].push(d);
+                }
+                shares
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, share)| {
+                        let link = Link::Tcp {
+                            address: address.clone(),
+                            connection: k + 1,
+                            of: n,
+                        };
+                        (link, share)
+                    })
+                    .collect()
+            }
+        };
+        for (link, devices) in links {
+            tasks.push(tokio::spawn(run_link(
+                link,
+                devices,
+                store.clone(),
+                shutdown.clone(),
+                telemetry.clone(),
+            )));
+        }
     }
     tasks
+}
+
+/// Where a group of devices is reached: one serial port, or one TCP address
+/// ([`gateway_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LinkKey {
+    Serial(std::path::PathBuf),
+    Tcp(String),
+}
+
+/// What one task polls its devices over: a serial line (one master, so one task for all
+/// its units) or one connection to a TCP address (a gateway in front of a bus, or one
+/// device).
+#[derive(Debug, Clone)]
+enum Link {
+    Serial(Transport),
+    Tcp {
+        address: String,
+        /// Which of the address's `of` connections this is (1-based).
+        connection: usize,
+        of: usize,
+    },
+}
+
+impl Link {
+    /// Opens the link addressed to `unit` (the loop switches units with `set_slave`).
+    async fn open(&self, unit: u8, timeout: Duration) -> Result<Context, String> {
+        match self {
+            Link::Serial(transport) => open_serial(transport).map(|port| rtu::attach_slave(port, Slave(unit))),
+            Link::Tcp { address, .. } => connect_tcp(address, unit, timeout).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Link::Serial(Transport::Rtu { serial, .. }) => format!("serial {}", serial.display()),
+            Link::Serial(Transport::Tcp { address }) | Link::Tcp { address, of: 1, .. } => format!("tcp {address}"),
+            Link::Tcp {
+                address,
+                connection,
+                of,
+            } => format!("tcp {address} (connection {connection} of {of})"),
+        }
+    }
+}
+
+/// When a device polled at `when` is due next: one interval later, or — when the poll
+/// ran so late that this has passed — the first tick of its schedule after `now`. Missed
+/// polls are not made up in a burst, and a late poll does not shift the schedule.
+fn next_due(when: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = when + interval;
+    if next > now || interval.is_zero() {
+        return next;
+    }
+    let behind = now.duration_since(next).as_nanos() / interval.as_nanos() + 1;
+    next + interval * u32::try_from(behind).unwrap_or(u32::MAX)
 }
 
 /// Logs a device's health only when it changes, so a dead device does not flood the
@@ -149,73 +229,6 @@ impl Health {
 async fn send(store: &StoreHandle, telemetry: &Telemetry, readings: Vec<Reading>) -> bool {
     telemetry.count_readings(Source::Modbus, &readings);
     store.send(Batch::new(readings)).await.is_ok()
-}
-
-async fn run_tcp(
-    address: String,
-    plan: DevicePlan,
-    store: StoreHandle,
-    shutdown: CancellationToken,
-    telemetry: Arc<Telemetry>,
-) {
-    let mut tick = tokio::time::interval(plan.poll_interval);
-    // Skip: a late poll does not shift the schedule (Delay did, drifting ~0.5 %
-    // under load); polls missed while a device timed out are not made up in a burst.
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60).max(plan.poll_interval));
-    let mut next_connect = Instant::now();
-    let mut ctx: Option<Context> = None;
-    let mut health = Health::default();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if ctx.is_none() && Instant::now() >= next_connect {
-            match connect_tcp(&address, plan.unit, plan.timeout).await {
-                Ok(c) => ctx = Some(c),
-                Err(why) => {
-                    health.failed(&plan.id, &why);
-                    next_connect = Instant::now() + backoff.next_delay();
-                }
-            }
-        }
-        let readings = match ctx.as_mut() {
-            None => plan.all_comm_errors(),
-            Some(c) => {
-                let started = Instant::now();
-                let res = poll_device(c, &plan.blocks, plan.timeout).await;
-                plan.telemetry.poll.observe(started.elapsed());
-                match &res.broken {
-                    Some(why) => {
-                        health.failed(&plan.id, why);
-                        ctx = None;
-                        next_connect = Instant::now() + backoff.next_delay();
-                    }
-                    None if res.exceptions.is_empty() => {
-                        health.ok(&plan.id);
-                        backoff.reset();
-                    }
-                    None => {
-                        // The device answered: the connection is fine even if some
-                        // registers are refused.
-                        health.exceptions(&plan.id, &res.exceptions);
-                        backoff.reset();
-                    }
-                }
-                res.readings
-            }
-        };
-        // Connected: the connection is open and the device answered this poll.
-        plan.telemetry.set_connected(ctx.is_some());
-        if !send(&store, &telemetry, readings).await {
-            break;
-        }
-    }
-    plan.telemetry.set_connected(false);
-    if let Some(mut c) = ctx {
-        let _ = c.disconnect().await;
-    }
 }
 
 async fn connect_tcp(address: &str, unit: u8, timeout: Duration) -> Result<Context, String> {
@@ -266,21 +279,23 @@ fn open_serial(transport: &Transport) -> Result<tokio_serial::SerialStream, Stri
     tokio_serial::SerialStream::open(&builder).map_err(|e| format!("cannot open {}: {e}", serial.display()))
 }
 
-async fn run_rtu_bus(
-    transport: Transport,
+/// Polls the devices of one link, each on its own schedule, one request at a time. A
+/// timeout or broken answer reopens the link before the next poll (a late answer must
+/// not be taken for the next unit's) without delaying the other units; only a link that
+/// cannot be opened backs off, and meanwhile every unit on it reads `comm_error`.
+async fn run_link(
+    link: Link,
     devices: Vec<DevicePlan>,
     store: StoreHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
 ) {
-    let bus = match &transport {
-        Transport::Rtu { serial, .. } => serial.display().to_string(),
-        Transport::Tcp { address } => address.clone(),
-    };
+    let name = link.describe();
     let start = Instant::now();
     let mut due: Vec<Instant> = devices.iter().map(|_| start).collect();
     let mut health: Vec<Health> = devices.iter().map(|_| Health::default()).collect();
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let slowest = devices.iter().map(|d| d.poll_interval).max().unwrap_or_default();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60).max(slowest));
     let mut next_open = start;
     let mut ctx: Option<Context> = None;
     while let Some((i, when)) = due.iter().copied().enumerate().min_by_key(|(_, t)| *t) {
@@ -289,10 +304,9 @@ async fn run_rtu_bus(
             _ = tokio::time::sleep_until(when) => {}
         }
         let dev = &devices[i];
-        due[i] = (when + dev.poll_interval).max(Instant::now());
         if ctx.is_none() && Instant::now() >= next_open {
-            match open_serial(&transport) {
-                Ok(port) => ctx = Some(rtu::attach_slave(port, Slave(dev.unit))),
+            match link.open(dev.unit, dev.timeout).await {
+                Ok(c) => ctx = Some(c),
                 Err(why) => {
                     for (d, h) in devices.iter().zip(health.iter_mut()) {
                         h.failed(&d.id, &why);
@@ -311,15 +325,17 @@ async fn run_rtu_bus(
                 let started = Instant::now();
                 let res = poll_device(c, &dev.blocks, dev.timeout).await;
                 dev.telemetry.poll.observe(started.elapsed());
-                // Connected: the line is open and this unit answered (exceptions too).
+                // Connected: the link is open and this unit answered (exceptions too).
                 dev.telemetry.set_connected(res.broken.is_none());
                 match &res.broken {
                     Some(why) => {
                         health[i].failed(&dev.id, why);
-                        // A late answer from this unit must not be taken for the next
-                        // unit's: reopen the line. The other units keep their schedule.
-                        ctx = None;
-                        tracing::debug!(bus = %bus, device = %dev.id, "serial line reopened after a failed poll");
+                        // Reopened at the next poll, whichever unit it is for; the
+                        // other units keep their schedule.
+                        if let Some(mut c) = ctx.take() {
+                            let _ = c.disconnect().await;
+                        }
+                        tracing::debug!(link = %name, device = %dev.id, "link reopened after a failed poll");
                     }
                     None if res.exceptions.is_empty() => {
                         health[i].ok(&dev.id);
@@ -335,11 +351,35 @@ async fn run_rtu_bus(
                 res.readings
             }
         };
+        due[i] = next_due(when, dev.poll_interval, Instant::now());
         if !send(&store, &telemetry, readings).await {
             break;
         }
     }
     for d in &devices {
         d.telemetry.set_connected(false);
+    }
+    if let Some(mut c) = ctx {
+        let _ = c.disconnect().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poll_on_time_is_due_one_interval_later() {
+        let t = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(next_due(t, s, t + Duration::from_millis(200)), t + s);
+    }
+
+    #[test]
+    fn a_late_poll_skips_the_missed_ticks_without_shifting_the_schedule() {
+        let t = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(next_due(t, s, t + Duration::from_millis(1000)), t + 2 * s);
+        assert_eq!(next_due(t, s, t + Duration::from_millis(3500)), t + 4 * s);
     }
 }
