@@ -274,3 +274,43 @@ fn max_connections_two_spreads_the_units_of_one_address_over_two_connections() {
         t.context
     );
 }
+
+/// `cryowatch selftest` beside a running daemon behind a gateway that takes one client:
+/// the daemon's own connection is the evidence (a probe of its own would wait in the
+/// gateway's queue and fail the OQ record of a working installation).
+#[test]
+fn the_oq_selftest_passes_the_units_of_a_single_client_gateway_the_daemon_is_polling() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = [1, 2];
+    let peer = ModbusTk::start(dir.path(), &served);
+    let gateway = Gateway::start(dir.path(), &peer.tcp, 1);
+    let (sensors, want) = tk_sensors(&peer, &[]);
+    let site = site(&config(&gateway.address, &served, None, "1s", &sensors));
+    let daemon = site.start_daemon();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !want
+        .keys()
+        .all(|id| site.history(id).iter().any(|r| r.quality == "good"))
+    {
+        assert!(Instant::now() < deadline, "no good readings yet\n{}", site.daemon_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pdf = site.path().join("oq.pdf");
+    let out = cryowatch_output(&[
+        "selftest",
+        "-c",
+        &site.config_str(),
+        "--out",
+        &pdf.display().to_string(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    site.stop_daemon(daemon);
+    for unit in served {
+        assert!(
+            said.lines()
+                .any(|l| l.contains("PASS") && l.contains(&format!("Modbus device u{unit} answers"))),
+            "unit {unit}:\n{said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -7,8 +7,10 @@
 //! does, then quits without sending; the broker accepts an MQTT connection (over TLS
 //! for `mqtts://`); the HTTP gateways, webhooks and InfluxDB answer a request (after a
 //! TLS handshake for `https://`). A certificate the daemon would refuse fails its check,
-//! naming the problem. Modbus devices answer one read (data or exception), upsd answers
-//! `GET VAR`. Sensor freshness and the audit chain are read from the store, so with the
+//! naming the problem. A Modbus device the running daemon read a good value from lately
+//! passes on that (a gateway that takes one client would refuse a probe beside the
+//! daemon's connection); otherwise it must answer one read (data or exception). upsd
+//! answers `GET VAR`. Sensor freshness and the audit chain are read from the store, so with the
 //! daemon running they show the pipeline works end to end.
 
 use std::path::Path;
@@ -207,7 +209,12 @@ pub async fn run(
     progress("devices");
     for d in &cfg.devices {
         let res = match &d.transport {
-            Transport::Tcp { address } => modbus_probe(cfg, d, address).await,
+            Transport::Tcp { address } => match answered_daemon(cfg, store.as_ref().ok(), d, now) {
+                // The daemon's own connection proves the path; a probe beside it would
+                // be refused by a gateway that takes one client (max_connections).
+                Some(seen) => Ok(seen),
+                None => modbus_probe(cfg, d, address).await,
+            },
             Transport::Rtu { serial, .. } => match std::fs::metadata(serial) {
                 Ok(_) => Ok(format!(
                     "{} present (its answers show in the sensor checks)",
@@ -410,6 +417,36 @@ async fn nut_probe(addr: &str, name: &str) -> Result<String, String> {
     tokio::time::timeout(PROBE, work)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {}s", PROBE.as_secs())))
+}
+
+/// When the running daemon read a good value from device `d` within its sensors' stale
+/// limit: how long ago, as the observation.
+fn answered_daemon(
+    cfg: &Config,
+    store: Option<&Store>,
+    d: &crate::config::ModbusDevice,
+    now: TimestampMs,
+) -> Option<String> {
+    let store = store?;
+    let di = cfg.devices.iter().position(|x| x.id == d.id)?;
+    let ids = store.sensors().ok()?;
+    cfg.sensors
+        .iter()
+        .filter(|s| matches!(&s.source, crate::config::SensorSource::Modbus(p) if p.device == di))
+        .filter_map(|s| {
+            let (id, _) = ids.get(&s.id)?;
+            let (_, good) = store.latest(*id, cfg.latest_bound(now)).ok()?;
+            let good = good?;
+            let age = now.saturating_sub(good.time);
+            (age <= crate::model::millis(stale_after(s, &cfg.devices, &cfg.ups))).then_some(age)
+        })
+        .min()
+        .map(|age| {
+            format!(
+                "answered the running daemon {:.1} s ago, through the daemon's own connection",
+                age as f64 / 1000.0
+            )
+        })
 }
 
 async fn modbus_probe(cfg: &Config, d: &crate::config::ModbusDevice, address: &str) -> Result<String, String> {
