@@ -14,7 +14,8 @@
 //!   rule).
 //! - [`model`]: `Reading`, `Quality`, timestamps. Plain data, no I/O.
 //! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
-//!   per-device and per-serial-line pollers), [`sources::mqtt`] (routing, payload
+//!   one poller per link: a serial line, or a connection to a TCP address shared by the
+//!   units behind it), [`sources::mqtt`] (routing, payload
 //!   parsing, acknowledge-after-commit) and [`sources::ups`] (NUT upsd client and
 //!   poller). [`sources::backoff`] is shared by all three.
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
@@ -37,10 +38,12 @@
 //!   [`notify::escalation`] (who and when, pure), [`notify::message`] (texts),
 //!   [`notify::dispatcher`] (plan → outbox ([`store::outbox`]) → send with fallback →
 //!   record), the channels ([`notify::smtp`], [`notify::twilio`], [`notify::modem`],
-//!   [`notify::webhook`]), inbound `ACK` replies ([`notify::inbound`]) and signed
-//!   acknowledgement links ([`notify::acklink`]).
-//! - [`sink`]: the InfluxDB v2 mirror: batches from [`store::mirror`], line protocol and
-//!   answer classes ([`sink::influx`]), cursor moved only on a confirmed write.
+//!   [`notify::webhook`]), power incidents in paging ([`notify::incident`]: update
+//!   pages, one return to normal for the incident), inbound `ACK` replies and their
+//!   answers ([`notify::inbound`]) and signed acknowledgement links ([`notify::acklink`]).
+//! - [`sink`]: the InfluxDB v2 mirror: batches from [`store::mirror`], the escaped line
+//!   protocol ([`sink::line`]), points and answer classes ([`sink::influx`]), a refused
+//!   batch split until its bad points are alone, cursor moved only on a confirmed write.
 //! - [`api`]: the HTTP side: who is calling ([`api::auth`]: bearer tokens and session
 //!   cookies, roles, CSRF), the JSON API ([`api::v1`], described by its OpenAPI
 //!   document), the web dashboard, acknowledgement-link pages, the SMS gateway's webhook
