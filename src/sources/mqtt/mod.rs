@@ -15,6 +15,7 @@
 //! 1000 by default): see the README for the setting to use.
 
 pub mod payload;
+pub mod pump;
 
 use std::collections::HashMap;
 use std::sync::Arc;
