@@ -812,3 +812,85 @@ fn a_reading_stamped_far_ahead_is_kept_and_flagged_but_never_the_latest_and_neve
     assert!(daemon.running(), "daemon died; log:\n{log}");
     site.stop_daemon(daemon);
 }
+
+/// The daemon's WARN lines saying the broker lost its session.
+fn session_lost_warnings(site: &Site) -> Vec<String> {
+    site.daemon_log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("mqtt session lost"))
+        .map(String::from)
+        .collect()
+}
+
+/// Waits for the `n`th lost-session warning and checks it names the gap: the broker,
+/// the client id, and when the daemon was last connected and reconnected.
+fn wait_session_lost(site: &Site, broker: &Mosquitto, id: &str, n: usize) -> String {
+    let warning = wait_for(Duration::from_secs(20), "the lost-session warning", || {
+        session_lost_warnings(site).get(n - 1).cloned()
+    });
+    for needle in [
+        format!("broker=127.0.0.1:{}", broker.port),
+        format!("client_id={id}"),
+        "last_connected=20".to_string(),
+        "reconnected=20".to_string(),
+        "persistence".to_string(),
+    ] {
+        assert!(
+            warning.contains(&needle),
+            "{needle} missing from the warning:\n{warning}"
+        );
+    }
+    warning
+}
+
+#[test]
+fn a_broker_that_lost_the_session_is_a_warning_naming_the_gap_and_a_first_connection_is_not() {
+    // persistence false: a restarted broker has forgotten every session.
+    let mut broker = Mosquitto::start();
+    let id = "cw-test-session-lost";
+    let (api, addr) = api_section();
+    let site = Site::new(&config(&broker, id, &api));
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+    let log = site.daemon_log();
+    assert!(
+        session_lost_warnings(&site).is_empty(),
+        "the first connection of a new client id lost nothing:\n{log}"
+    );
+    assert!(
+        log.contains("first connection of this client id"),
+        "the first connection is said at INFO:\n{log}"
+    );
+
+    // The broker restarts while the daemon runs.
+    broker.restart();
+    wait_session_lost(&site, &broker, id, 1);
+    wait_subscribed(&site, &broker, id);
+    assert_eq!(metric(addr, "cryowatch_mqtt_sessions_lost_total"), Some(1.0));
+    let status = common::cryowatch_output(&["status", "-c", &site.config_str()]);
+    let conditions = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        conditions.contains(&format!("kept no session for client id {id}")),
+        "status conditions:\n{conditions}"
+    );
+    site.stop_daemon(daemon);
+
+    // The broker restarts while the daemon is stopped: the store knows the client id
+    // was connected before.
+    broker.restart();
+    let daemon = site.start_daemon();
+    wait_session_lost(&site, &broker, id, 2);
+    wait_subscribed(&site, &broker, id);
+    site.stop_daemon(daemon);
+
+    // A daemon restart where the broker kept the session is no loss.
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+    assert!(
+        site.daemon_log().contains("session_present=true"),
+        "{}",
+        site.daemon_log()
+    );
+    assert_eq!(session_lost_warnings(&site).len(), 2, "{}", site.daemon_log());
+    site.stop_daemon(daemon);
+}
