@@ -77,7 +77,10 @@ pub fn spawn(
             }
             let broker = format!("{}:{}", mqtt.host, mqtt.port);
             let mut tls_log = crate::sources::mqtt::TlsLog::default();
-            let (client, mut events) = AsyncClient::new(o, 16);
+            let (client, events) = AsyncClient::new(o, 16);
+            // One connection for the daemon's life: the loop is polled apart from the
+            // beats, which would otherwise cut its first handshake short.
+            let mut events = crate::sources::mqtt::pump::pump(events, Duration::from_secs(2));
             let mut beat = tokio::time::interval(interval);
             // The record's heads go out retained on a topic of their own, which the Last
             // Will does not overwrite: after a kill -9 or a power cut the last heads
@@ -100,7 +103,7 @@ pub fn spawn(
                             let _ = client.try_publish(&record_topic, QoS::AtLeastOnce, true, serde_json::json!(anchor).to_string());
                         }
                     }
-                    e = events.poll() => match e {
+                    e = events.next() => match e {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             tls_log.connected();
                             tracing::info!(topic = %topic, "heartbeat connected to the broker");
@@ -131,7 +134,6 @@ pub fn spawn(
                             if !tls_log.failed(&e, &broker, &mqtt.host, "heartbeat") {
                                 tracing::warn!(error = %e, "heartbeat: broker connection lost; retrying");
                             }
-                            tokio::time::sleep(Duration::from_secs(2)).await;
                         }
                     },
                 }
@@ -143,7 +145,7 @@ pub fn spawn(
             let _ = client.disconnect().await;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             while tokio::time::Instant::now() < deadline {
-                match tokio::time::timeout_at(deadline, events.poll()).await {
+                match tokio::time::timeout_at(deadline, events.next()).await {
                     Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => break,
                     Ok(Ok(_)) => {}
                 }

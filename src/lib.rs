@@ -16,7 +16,9 @@
 //! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
 //!   one poller per link: a serial line, or a connection to a TCP address shared by the
 //!   units behind it), [`sources::mqtt`] (routing, payload
-//!   parsing, acknowledge-after-commit) and [`sources::ups`] (NUT upsd client and
+//!   parsing, acknowledge-after-commit, a broker that lost the session told apart from a
+//!   first connection; [`sources::mqtt::pump`] polls an MQTT connection apart from the
+//!   timers around it, for the heartbeat and the standby too) and [`sources::ups`] (NUT upsd client and
 //!   poller). [`sources::backoff`] is shared by all three.
 //! - [`store`]: the embedded SQLite store ([`store::embedded`]: schema, migrations,
 //!   queries), its batching writer thread ([`store::writer`], which also runs the alarm
@@ -26,7 +28,8 @@
 //!   deletion, each recorded in the audit trail), [`store::flags`] (readings kept but not
 //!   believed: stamped far ahead of the clock, never a sensor's latest value) and
 //!   [`store::outage`] (when failing commits become the paged condition "the store
-//!   cannot write").
+//!   cannot write"), [`store::mqtt_session`] (when the MQTT client id was last connected,
+//!   and the last session a broker lost).
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every

@@ -44,7 +44,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             mqtt.password.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
         );
     }
-    let (client, mut events) = AsyncClient::new(o, 16);
+    let (client, events) = AsyncClient::new(o, 16);
+    // Polled apart from the checks, which would otherwise cut a handshake short.
+    let mut events = crate::sources::mqtt::pump::pump(events, Duration::from_secs(1));
     let mut heard = Heard::Nothing;
     let mut last_online = tokio::time::Instant::now();
     let mut active: Option<Daemon> = None;
@@ -56,7 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = check.tick() => {}
-            e = events.poll() => match e {
+            e = events.next() => match e {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     if let Err(e) = client.try_subscribe(&sb.primary_topic, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "standby: cannot subscribe");
@@ -79,7 +81,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 Err(e) => {
                     // Cannot hear the primary: after silent_after that counts as down.
                     tracing::warn!(error = %e, "standby: broker connection lost; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
         }

@@ -91,6 +91,65 @@ kind = "ln2_dewar"
     assert!(last.contains("\"stopped\""), "a clean stop says so: {last}");
 }
 
+/// How many connections of `client_id` the broker accepted, from its log (Mosquitto
+/// logs each one: "New client connected from ... as CLIENT_ID").
+fn connections_of(broker: &Mosquitto, client_id: &str) -> usize {
+    let needle = format!(" as {client_id} ");
+    broker
+        .log()
+        .lines()
+        .filter(|l| l.contains("New client connected") && l.contains(&needle))
+        .count()
+}
+
+/// The heartbeat opens one connection and keeps it: its beats, its recall of the
+/// retained record heads and the source's own connection do not make it reconnect.
+#[test]
+fn the_heartbeat_keeps_one_broker_connection_from_the_start() {
+    let broker = Mosquitto::start();
+    let site = Site::new(&format!(
+        r#"[site]
+name = "heartbeat lab"
+[store]
+path = "{{dir}}/cryowatch.db"
+[mqtt]
+url = "{url}"
+client_id = "hb-once"
+[heartbeat]
+mqtt_topic = "{TOPIC}"
+interval = "200ms"
+[[asset]]
+id = "d"
+kind = "ln2_dewar"
+[[sensor]]
+id = "probe"
+asset = "d"
+[sensor.mqtt]
+topic = "probe/hb-once"
+"#,
+        url = broker.url()
+    ));
+    let daemon = site.start_daemon();
+    wait_for(Duration::from_secs(15), "online", || {
+        retained(&broker).filter(|m| m.contains("\"online\""))
+    });
+    // Past the recall of the retained heads (3 s) and many beats.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = broker.log();
+    assert_eq!(
+        connections_of(&broker, "hb-once-heartbeat"),
+        1,
+        "the heartbeat connected more than once; broker log:\n{log}\ndaemon log:\n{}",
+        site.daemon_log()
+    );
+    assert_eq!(
+        connections_of(&broker, "hb-once"),
+        1,
+        "the source's connections; broker log:\n{log}"
+    );
+    site.stop_daemon(daemon);
+}
+
 /// The daily "all OK" page: once a day at its time, through the normal channels, and
 /// not again after a restart the same day.
 #[test]

@@ -1,8 +1,11 @@
 //! The MQTT source against a real Mosquitto 2.0 broker: payload formats, wildcard
 //! topics, bad input, and no QoS 1 reading lost when the broker restarts, the daemon
-//! restarts, is killed with `kill -9`, or is stopped in the middle of a flood.
+//! restarts, is killed with `kill -9`, or is stopped in the middle of a flood; a broker
+//! that lost the session said so. Then against RabbitMQ 3.10's MQTT plugin: QoS 1
+//! readings, the retained heartbeat, and nothing lost across a daemon or broker restart.
 //!
-//! Every test has its own broker, port, store and client id, so they run in parallel.
+//! Every Mosquitto test has its own broker, port, store and client id, so they run in
+//! parallel; the RabbitMQ tests share one broker (it boots in seconds) and take turns.
 //! Readings are read back the way an operator does: `cryowatch history --format csv`.
 
 mod common;
@@ -11,7 +14,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::mosquitto::Mosquitto;
-use common::{Proc, Row, Site, wait_for};
+use common::rabbitmq::{self, RabbitMq};
+use common::{MqttBroker, Proc, Row, Site, wait_for};
 
 /// 2026-01-01T00:00:00Z in epoch milliseconds: flood message `i` carries `BASE_MS + i`.
 const BASE_MS: i64 = 1_767_225_600_000;
@@ -21,7 +25,7 @@ const DRAIN: Duration = Duration::from_secs(20);
 
 /// A config with one sensor `probe` (number, topic `probe/CLIENT_ID`) used to learn
 /// when the daemon is subscribed, plus `sensors` (TOML `[[sensor]]` tables).
-fn config(broker: &Mosquitto, client_id: &str, sensors: &str) -> String {
+fn config(broker: &impl MqttBroker, client_id: &str, sensors: &str) -> String {
     format!(
         r#"[site]
 name = "mqtt broker test"
@@ -94,7 +98,7 @@ fn count(site: &Site, sensor: &str) -> usize {
 
 /// Publishes to the probe topic until a probe reading is stored: from then on the
 /// daemon's session is subscribed and the broker keeps QoS 1 messages for it.
-fn wait_subscribed(site: &Site, broker: &Mosquitto, client_id: &str) {
+fn wait_subscribed(site: &Site, broker: &impl MqttBroker, client_id: &str) {
     let before = count(site, "probe");
     let topic = format!("probe/{client_id}");
     wait_for(Duration::from_secs(15), "the daemon to subscribe", || {
@@ -810,5 +814,209 @@ fn a_reading_stamped_far_ahead_is_kept_and_flagged_but_never_the_latest_and_neve
     assert_eq!(lines.len(), 1, "{}", lines.join("\n"));
     assert!(lines[0].contains("ahead of the clock"), "{}", lines[0]);
     assert!(daemon.running(), "daemon died; log:\n{log}");
+    site.stop_daemon(daemon);
+}
+
+/// The daemon's WARN lines saying the broker lost its session.
+fn session_lost_warnings(site: &Site) -> Vec<String> {
+    site.daemon_log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("mqtt session lost"))
+        .map(String::from)
+        .collect()
+}
+
+/// Waits for the `n`th lost-session warning and checks it names the gap: the broker,
+/// the client id, and when the daemon was last connected and reconnected.
+fn wait_session_lost(site: &Site, broker: &Mosquitto, id: &str, n: usize) -> String {
+    let warning = wait_for(Duration::from_secs(20), "the lost-session warning", || {
+        session_lost_warnings(site).get(n - 1).cloned()
+    });
+    for needle in [
+        format!("broker=127.0.0.1:{}", broker.port),
+        format!("client_id={id}"),
+        "last_connected=20".to_string(),
+        "reconnected=20".to_string(),
+        "persistence".to_string(),
+    ] {
+        assert!(
+            warning.contains(&needle),
+            "{needle} missing from the warning:\n{warning}"
+        );
+    }
+    warning
+}
+
+#[test]
+fn a_broker_that_lost_the_session_is_a_warning_naming_the_gap_and_a_first_connection_is_not() {
+    // persistence false: a restarted broker has forgotten every session.
+    let mut broker = Mosquitto::start();
+    let id = "cw-test-session-lost";
+    let (api, addr) = api_section();
+    let site = Site::new(&config(&broker, id, &api));
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+    let log = site.daemon_log();
+    assert!(
+        session_lost_warnings(&site).is_empty(),
+        "the first connection of a new client id lost nothing:\n{log}"
+    );
+    assert!(
+        log.contains("first connection of this client id"),
+        "the first connection is said at INFO:\n{log}"
+    );
+
+    // The broker restarts while the daemon runs.
+    broker.restart();
+    wait_session_lost(&site, &broker, id, 1);
+    wait_subscribed(&site, &broker, id);
+    assert_eq!(metric(addr, "cryowatch_mqtt_sessions_lost_total"), Some(1.0));
+    let status = common::cryowatch_output(&["status", "-c", &site.config_str()]);
+    let conditions = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        conditions.contains(&format!("kept no session for client id {id}")),
+        "status conditions:\n{conditions}"
+    );
+    site.stop_daemon(daemon);
+
+    // The broker restarts while the daemon is stopped: the store knows the client id
+    // was connected before.
+    broker.restart();
+    let daemon = site.start_daemon();
+    wait_session_lost(&site, &broker, id, 2);
+    wait_subscribed(&site, &broker, id);
+    site.stop_daemon(daemon);
+
+    // A daemon restart where the broker kept the session is no loss.
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+    assert!(
+        site.daemon_log().contains("session_present=true"),
+        "{}",
+        site.daemon_log()
+    );
+    assert_eq!(session_lost_warnings(&site).len(), 2, "{}", site.daemon_log());
+    site.stop_daemon(daemon);
+}
+
+// RabbitMQ 3.10's MQTT plugin (MQTT 3.1.1): one broker for this test binary, which its
+// tests take in turn (`rabbitmq::shared`), each with its own client id and topics.
+
+/// A heartbeat on `status/CLIENT_ID`, beating every half second.
+fn heartbeat_section(client_id: &str) -> String {
+    format!("\n[heartbeat]\nmqtt_topic = \"status/{client_id}\"\ninterval = \"500ms\"\n")
+}
+
+/// How many MQTT connections of `client_id` RabbitMQ accepted, from its log.
+fn rabbitmq_connections(broker: &RabbitMq, client_id: &str) -> usize {
+    let needle = format!("client id: {client_id})");
+    broker
+        .log()
+        .lines()
+        .filter(|l| l.contains("accepting MQTT connection") && l.contains(&needle))
+        .count()
+}
+
+#[test]
+fn rabbitmq_delivers_qos1_readings_and_keeps_the_heartbeat_retained_on_one_connection() {
+    let mut guard = rabbitmq::shared();
+    let Some(broker) = guard.as_mut() else {
+        panic!("rabbitmq did not start")
+    };
+    let id = "cw-rabbit-qos1";
+    let sensors = [flood_sensor("flood", "rq/flood"), heartbeat_section(id)].concat();
+    let site = Site::new(&config(broker, id, &sensors));
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, broker, id);
+    broker.publish_lines("rq/flood", &flood_lines(0..500), 1);
+    assert_flood_exactly_once(&site, "flood", 500);
+
+    // Retained messages (RabbitMQ sends them to subscriptions without wildcards): the
+    // heartbeat's status and the record's heads.
+    let status = format!("status/{id}");
+    wait_for(Duration::from_secs(10), "the retained online status", || {
+        broker.retained(&status).filter(|m| m.contains("\"online\""))
+    });
+    wait_for(Duration::from_secs(10), "the retained record heads", || {
+        broker
+            .retained(&format!("{status}/record"))
+            .filter(|m| m.contains("audit_hash"))
+    });
+    // One connection each, the heartbeat's recall of its heads included.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = site.daemon_log();
+    assert_eq!(
+        rabbitmq_connections(broker, &format!("{id}-heartbeat")),
+        1,
+        "heartbeat connections; daemon log:\n{log}"
+    );
+    assert_eq!(
+        rabbitmq_connections(broker, id),
+        1,
+        "source connections; daemon log:\n{log}"
+    );
+    assert!(
+        !log.contains("refused") && !log.contains("connection lost"),
+        "RabbitMQ refused something:\n{log}"
+    );
+    site.stop_daemon(daemon);
+    let last = broker.retained(&status).unwrap_or_default();
+    assert!(last.contains("\"stopped\""), "a clean stop says so: {last}");
+}
+
+#[test]
+fn rabbitmq_keeps_the_session_while_the_daemon_is_stopped_and_nothing_published_meanwhile_is_lost() {
+    let mut guard = rabbitmq::shared();
+    let Some(broker) = guard.as_mut() else {
+        panic!("rabbitmq did not start")
+    };
+    let id = "cw-rabbit-daemon-restart";
+    let site = Site::new(&config(broker, id, &flood_sensor("flood", "rd/flood")));
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, broker, id);
+    broker.publish_lines("rd/flood", &flood_lines(0..100), 1);
+    wait_flood(&site, "flood", 100);
+    site.stop_daemon(daemon);
+
+    const N: i64 = 2_000;
+    broker.publish_lines("rd/flood", &flood_lines(100..N), 1);
+    assert_eq!(count(&site, "flood"), 100, "stored while the daemon was stopped?");
+    let daemon = site.start_daemon();
+    assert_flood_exactly_once(&site, "flood", N);
+    let log = site.daemon_log();
+    assert!(log.contains("session_present=true"), "the session was not kept:\n{log}");
+    assert!(session_lost_warnings(&site).is_empty(), "{log}");
+    site.stop_daemon(daemon);
+}
+
+#[test]
+fn rabbitmq_restarting_under_the_daemon_loses_no_qos1_reading_and_readings_resume() {
+    let mut guard = rabbitmq::shared();
+    let Some(broker) = guard.as_mut() else {
+        panic!("rabbitmq did not start")
+    };
+    let id = "cw-rabbit-broker-restart";
+    let site = Site::new(&config(broker, id, &flood_sensor("flood", "rr/flood")));
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, broker, id);
+    // Batch A: the daemon stores part of it, the rest waits in RabbitMQ's queue for the
+    // daemon's session while the daemon is frozen and the broker restarts.
+    const A: i64 = 1_000;
+    const N: i64 = 1_500;
+    broker.publish_lines("rr/flood", &flood_lines(0..200), 1);
+    wait_flood(&site, "flood", 200);
+    daemon.signal("STOP");
+    broker.publish_lines("rr/flood", &flood_lines(200..A), 1);
+    broker.restart();
+    daemon.signal("CONT");
+    // Batch B, after the restart.
+    broker.publish_lines("rr/flood", &flood_lines(A..N), 1);
+    assert_flood_exactly_once(&site, "flood", N);
+    let log = site.daemon_log();
+    assert!(log.contains("mqtt connection lost"), "no reconnect?\n{log}");
+    assert!(
+        session_lost_warnings(&site).is_empty(),
+        "RabbitMQ kept the session:\n{log}"
+    );
     site.stop_daemon(daemon);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
-# Mosquitto, exim4, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
+# Mosquitto, RabbitMQ (its MQTT plugin), exim4, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
 # wrk, faketime, fuse3 (apt); pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy (pip, in .venv at the
 # repository root);
 # playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo; tests/fuzz.sh installs cargo-fuzz).
@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(mosquitto mosquitto-clients exim4-daemon-light victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime fuse3)
+apt_packages=(mosquitto mosquitto-clients rabbitmq-server exim4-daemon-light victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime fuse3)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +31,13 @@ fi
 # The packaged broker must not hold the default port or our test files: tests start their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
     ${sudo:-} systemctl stop mosquitto || true
+fi
+# Likewise Debian's RabbitMQ: tests/common/rabbitmq.rs runs its own node, epmd and ports
+# (the Debian epmd on port 4369 may stay), and two brokers would only compete for memory.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then
+    ${sudo:-} systemctl stop rabbitmq-server || true
+elif command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/rabbitmq-server ]]; then
+    ${sudo:-} service rabbitmq-server stop >/dev/null 2>&1 || true
 fi
 # Likewise Debian's exim4 starts a system MTA on port 25: tests/common/exim.rs runs its own.
 if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/exim4 ]]; then

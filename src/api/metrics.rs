@@ -242,6 +242,11 @@ fn mqtt(out: &mut Text, t: &Telemetry) {
             "Connections the MQTT broker accepted.",
             &m.connects,
         ),
+        (
+            "cryowatch_mqtt_sessions_lost_total",
+            "Connections the MQTT broker accepted without the session it kept before (restarted without persistence, session expired): readings published while disconnected may be missing.",
+            &m.sessions_lost,
+        ),
     ];
     for (name, help, v) in counters {
         out.counter(name, help, v.load(Relaxed));

@@ -112,8 +112,12 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
     Ok(())
 }
 
-/// Local conditions that need a person, beyond the sensors: pages no channel could
-/// deliver (retrying, or given up) in the last day.
+/// How long `status` names an MQTT session the broker lost (7 days).
+const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
+
+/// Local conditions that need a person, beyond the sensors: a refused configuration,
+/// an MQTT session the broker lost in the last week, pages no channel could deliver
+/// (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
     let stuck = store.with_conn(|c| crate::store::outbox::undelivered(c, now - 24 * 3600 * 1000))?;
     let rejected: Option<String> = store.with_conn(|c| {
@@ -132,8 +136,11 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
             problems.replace('\n', "; ")
         )
     });
+    // A lost MQTT session: readings may be missing from the record; said for a week.
+    let lost = store.with_conn(|c| crate::store::mqtt_session::lost_since(c, now - SESSION_LOST_SHOWN_MS))?;
     Ok(rejected
         .into_iter()
+        .chain(lost.map(|l| l.condition()))
         .chain(stuck.into_iter().map(|u| {
             let what = if u.given_up { "given up" } else { "retrying" };
             format!(

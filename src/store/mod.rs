@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod embedded;
 pub mod flags;
 pub mod mirror;
+pub mod mqtt_session;
 pub mod outage;
 pub mod outbox;
 pub mod retention;

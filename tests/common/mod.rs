@@ -15,6 +15,7 @@ pub mod mosquitto;
 pub mod nut;
 pub mod pty;
 pub mod pymodbus;
+pub mod rabbitmq;
 pub mod smtp;
 pub mod strict_line_protocol;
 pub mod tls;
@@ -25,6 +26,32 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// What a test needs of an MQTT broker, whichever it is (Mosquitto, RabbitMQ).
+pub trait MqttBroker {
+    /// `mqtt://127.0.0.1:PORT`.
+    fn url(&self) -> String;
+    /// Publishes one message and returns once the broker has it (QoS 1: acknowledged).
+    fn publish(&self, topic: &str, payload: &str, qos: u8);
+}
+
+impl MqttBroker for mosquitto::Mosquitto {
+    fn url(&self) -> String {
+        mosquitto::Mosquitto::url(self)
+    }
+    fn publish(&self, topic: &str, payload: &str, qos: u8) {
+        mosquitto::Mosquitto::publish(self, topic, payload, qos)
+    }
+}
+
+impl MqttBroker for rabbitmq::RabbitMq {
+    fn url(&self) -> String {
+        rabbitmq::RabbitMq::url(self)
+    }
+    fn publish(&self, topic: &str, payload: &str, qos: u8) {
+        rabbitmq::RabbitMq::publish(self, topic, payload, qos)
+    }
+}
 
 /// A loopback TCP port nobody listens on right now.
 pub fn free_port() -> u16 {

@@ -140,39 +140,12 @@ impl Mosquitto {
     }
 
     fn pub_cmd(&self, topic: &str, qos: u8) -> Command {
-        let mut cmd = Command::new("mosquitto_pub");
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-t",
-            topic,
-            "-q",
-            &qos.to_string(),
-        ]);
-        cmd
+        mosquitto_pub(self.port, topic, qos)
     }
 
     /// The message retained on `topic`, if any (`mosquitto_sub` returns it at once).
     pub fn retained(&self, topic: &str) -> Option<String> {
-        let out = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-t",
-                topic,
-                "-C",
-                "1",
-                "-W",
-                "2",
-            ])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!text.is_empty()).then_some(text)
+        retained_at(self.port, topic)
     }
 
     /// Publishes one message with `mosquitto_pub` and waits until the broker has it
@@ -241,6 +214,44 @@ impl Mosquitto {
         std::fs::write(&path, text).expect("write lines file");
         path
     }
+}
+
+/// `mosquitto_pub -h 127.0.0.1 -p PORT -t TOPIC -q QOS`, to any broker.
+pub fn mosquitto_pub(port: u16, topic: &str, qos: u8) -> Command {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        topic,
+        "-q",
+        &qos.to_string(),
+    ]);
+    cmd
+}
+
+/// The message retained on `topic` at the broker on `port`, if any (`mosquitto_sub`
+/// returns it at once).
+pub fn retained_at(port: u16, topic: &str) -> Option<String> {
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-C",
+            "1",
+            "-W",
+            "2",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 fn write_config(dir: &Path, port: u16, persistent: bool, tls: Option<(u16, &TestCa)>) {

@@ -15,6 +15,8 @@
 //! 1000 by default): see the README for the setting to use.
 
 pub mod payload;
+pub mod pump;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +46,9 @@ pub struct MqttStats {
     /// Readings stamped more than `max_clock_skew` ahead of the clock: stored, flagged.
     pub future: AtomicU64,
     pub connects: AtomicU64,
+    /// Connections the broker accepted without the session it kept for us before:
+    /// readings published while disconnected may be missing.
+    pub sessions_lost: AtomicU64,
     /// Redelivered messages recognised as already stored and only acknowledged.
     pub redelivered: AtomicU64,
     /// The broker accepted our connection and it has not failed since.
@@ -158,6 +163,7 @@ pub fn spawn(
     }
     Some(tokio::spawn(run(
         mqtt,
+        config.store.path.clone(),
         points,
         store.clone(),
         shutdown.clone(),
@@ -224,6 +230,7 @@ impl TlsLog {
 
 async fn run(
     cfg: MqttConfig,
+    store_path: std::path::PathBuf,
     points: Vec<(usize, MqttPoint)>,
     store: StoreHandle,
     shutdown: CancellationToken,
@@ -259,6 +266,7 @@ async fn run(
     let mut log = TopicLog::default();
     let mut tls_log = TlsLog::default();
     let broker = format!("{}:{}", cfg.host, cfg.port);
+    let mut session = session::SessionWatch::open(store_path, &broker, &cfg.client_id).await;
     let mut connected = false;
     let mut sensors = Vec::new();
     loop {
@@ -273,7 +281,7 @@ async fn run(
                 backoff.reset();
                 connected = true;
                 tls_log.connected();
-                tracing::info!(broker = %broker, client_id = %cfg.client_id, session_present = ack.session_present, "mqtt connected");
+                session.connected(ack.session_present, &stats);
                 let subs = router
                     .filters()
                     .into_iter()
@@ -291,6 +299,7 @@ async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(mut p))) => {
+                session.alive();
                 stats.messages.fetch_add(1, Ordering::Relaxed);
                 let skip = if p.payload.len() > MAX_PAYLOAD {
                     stats.oversized.fetch_add(1, Ordering::Relaxed);
@@ -337,8 +346,12 @@ async fn run(
                     break;
                 }
             }
+            Ok(Event::Incoming(_)) => session.alive(),
             Ok(_) => {}
             Err(e) => {
+                if connected {
+                    session.disconnected();
+                }
                 stats.connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
                 if tls_log.failed(&e, &broker, &cfg.host, "mqtt source") {
@@ -356,7 +369,9 @@ async fn run(
             }
         }
     }
-    stats.connected.store(false, Ordering::Relaxed);
+    if stats.connected.swap(false, Ordering::Relaxed) {
+        session.stopped().await;
+    }
     drop(ack_tx);
     // Let acknowledgements of readings committed during shutdown reach the broker.
     let flush = async {
