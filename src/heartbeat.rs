@@ -35,8 +35,13 @@ fn payload(state: &str, site: &str, record: &Shared) -> String {
     p.to_string()
 }
 
-/// How long the heartbeat waits at start for the heads it retained last time.
+/// How long the heartbeat waits at start, once the broker confirmed the subscription,
+/// for the heads it retained last time (a broker sends retained messages right after
+/// the SUBACK; none come when nothing is retained).
 const RECALL_WAIT: Duration = Duration::from_secs(3);
+/// How long it waits at most for that confirmation: a broker that never answers the
+/// subscription must not keep the heads unpublished.
+const RECALL_CAP: Duration = Duration::from_secs(30);
 
 /// Starts the heartbeats configured; none when there is no `[heartbeat]`.
 pub fn spawn(
@@ -85,8 +90,8 @@ pub fn spawn(
             // The record's heads go out retained on a topic of their own, which the Last
             // Will does not overwrite: after a kill -9 or a power cut the last heads
             // verified are still there. Read them back once at start, before publishing
-            // over them (for at most RECALL_WAIT: a broker that refuses the subscription
-            // must not stop the heartbeat).
+            // over them (RECALL_WAIT after the broker confirms the subscription, at most
+            // RECALL_CAP: a broker that refuses it must not stop the heartbeat).
             let record_topic = format!("{topic}/record");
             let mut recalled = false;
             let mut recall_until: Option<tokio::time::Instant> = None;
@@ -110,8 +115,15 @@ pub fn spawn(
                             let _ = client.try_publish(&topic, QoS::AtLeastOnce, true, payload("online", &site, &record));
                             if !recalled {
                                 let _ = client.try_subscribe(&record_topic, QoS::AtLeastOnce);
-                                recall_until = Some(tokio::time::Instant::now() + RECALL_WAIT);
+                                recall_until = Some(tokio::time::Instant::now() + RECALL_CAP);
                             }
+                        }
+                        // Counted from the SUBACK, not the CONNACK: on a loaded machine the
+                        // confirmation alone can take seconds, and giving up before the
+                        // retained heads arrive would publish over them unchecked.
+                        Ok(Event::Incoming(Packet::SubAck(_))) if !recalled => {
+                            let wait = tokio::time::Instant::now() + RECALL_WAIT;
+                            recall_until = Some(recall_until.map_or(wait, |u| u.min(wait)));
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) if !recalled && p.topic == record_topic => {
                             recalled = true;

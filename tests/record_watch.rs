@@ -239,9 +239,19 @@ fn a_trail_cut_short_while_the_daemon_was_stopped_is_caught_from_the_heads_it_pu
     drop(c);
 
     let daemon = site.start_daemon();
-    let alarm = wait_for(Duration::from_secs(40), "the record-integrity alarm", || {
-        integrity_alarm(&site)
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let alarm = loop {
+        if let Some(a) = integrity_alarm(&site) {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record-integrity alarm in 40 s; retained heads {:?}; log:\n{}",
+            retained_on(&broker, &format!("{TOPIC}/record")),
+            site.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(alarm["severity"], "critical", "{alarm}");
     let log = site.daemon_log();
     assert!(log.contains("the record fails its check"), "{log}");
