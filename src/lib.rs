@@ -71,6 +71,8 @@
 //! - [`standby`]: a second machine that takes over when the primary's heartbeat stops.
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
+//! - [`escape`]: outside strings made safe to print: control characters escaped in every
+//!   log line and in listings, so none can forge a line.
 //! - [`timearg`]: the command line's time arguments.
 //! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`),
 //!   and certificate failures said with what to do.
@@ -80,6 +82,7 @@ pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod escape;
 pub mod heartbeat;
 pub mod model;
 pub mod notify;

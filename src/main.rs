@@ -295,13 +295,16 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
+    // Outside strings (user names, SMS texts, topics, server answers) reach the log;
+    // their control characters are escaped so none can forge a line.
+    let ansi = !json && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(cryowatch::escape::LogWriter { ansi });
     if json {
         builder.json().with_current_span(false).init();
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        builder.with_ansi(ansi).init();
     }
 }
 
@@ -568,15 +571,16 @@ fn audit(action: AuditAction) -> Result<(), Failure> {
                 .map_err(runtime_err)?;
             print_json_or(json, &rows, |out| {
                 for r in &rows {
+                    use cryowatch::escape::control;
                     writeln!(
                         out,
                         "{:>6} {} {:<22} {:<18} {} {}",
                         r.seq,
                         cryowatch::model::format_rfc3339(r.t),
                         r.kind,
-                        r.actor,
-                        r.subject,
-                        r.detail
+                        control(&r.actor),
+                        control(&r.subject),
+                        control(&r.detail)
                     )?;
                 }
                 Ok(())
@@ -719,7 +723,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let conditions = status::conditions(&store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
             print_json_or(json, &rows, |out| status::write_table(&rows, out))?;
             for c in &conditions {
-                eprintln!("{c}");
+                // Conditions quote outside answers (a mail server's refusal).
+                eprintln!("{}", cryowatch::escape::control(c));
             }
             if let Some(influx) = &cfg.influx {
                 let lag = store.with_conn(mirror::lag).map_err(|e| Failure::Runtime(e.into()))?;
@@ -728,7 +733,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     println!("{}", cryowatch::report::mirror::summary(&m));
                 }
                 for c in &m.conditions {
-                    eprintln!("{c}");
+                    eprintln!("{}", cryowatch::escape::control(c));
                 }
             }
             Ok(())

@@ -73,8 +73,8 @@ pub fn write_table(lines: &[AlarmLine], out: &mut impl Write) -> std::io::Result
             l.asset,
             l.raised_at,
             l.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
-            l.acknowledged_by.unwrap_or("-"),
-            note.trim_end()
+            crate::escape::control(l.acknowledged_by.unwrap_or("-")),
+            crate::escape::control(note.trim_end())
         )?;
     }
     if lines.is_empty() {
