@@ -180,9 +180,6 @@ pub fn spawn_with(
     if let Some(warning) = exposure_warning(addr, config.sections.api_public_url.as_deref()) {
         tracing::warn!(listen = %addr, "{warning}");
     }
-    for t in config.sections.api_tokens.iter().filter(|t| t.secret.0.len() < 16) {
-        tracing::warn!(token = %t.id, "[[api.token]] {} is shorter than 16 characters: easy to guess; use a long random value (e.g. `openssl rand -hex 24`)", t.id);
-    }
     if config.sections.api_tokens.is_empty() {
         tracing::info!("no [[api.token]]: the JSON API answers only signed-in users (`cryowatch user add`)");
     }

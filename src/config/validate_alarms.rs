@@ -180,11 +180,33 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
             if secret.is_none() && t.token.is_none() && t.token_env.is_none() && t.token_file.is_none() {
                 c.err(format!("{p}.token"), "missing: give token, token_env or token_file");
             }
+            let secret = secret.and_then(|s| {
+                let s = s.0.trim().to_string();
+                match token_problem(&s) {
+                    Some(why) => {
+                        c.err(format!("{p}.token"), why);
+                        None
+                    }
+                    None => Some(s),
+                }
+            });
             if let (Some(role), Some(secret)) = (role, secret) {
+                // Two tokens with one secret: the first would win, and an "admin" would
+                // silently act with the other's role.
+                if let Some(same) = api_tokens
+                    .iter()
+                    .find(|o: &&crate::config::ApiToken| o.secret.0 == secret)
+                {
+                    c.err(
+                        format!("{p}.token"),
+                        format!("the same secret as token {:?}: every token needs its own", same.id),
+                    );
+                    continue;
+                }
                 api_tokens.push(crate::config::ApiToken {
                     id: t.id.clone(),
                     role,
-                    secret: crate::config::Secret(secret.0.trim().to_string()),
+                    secret: crate::config::Secret(secret),
                 });
             }
         }
@@ -203,6 +225,32 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
         api_listen,
         api_tokens,
     }
+}
+
+/// The shortest API token accepted: a token is a password that never expires.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// What is wrong with an API token's secret (already trimmed), if anything.
+fn token_problem(secret: &str) -> Option<String> {
+    if secret.is_empty() {
+        return Some("blank: a blank token would let any Authorization header in".into());
+    }
+    // RFC 6750's b64token: what a Bearer credential may hold.
+    if let Some(bad) = secret
+        .chars()
+        .find(|ch| !(ch.is_ascii_alphanumeric() || "-._~+/=".contains(*ch)))
+    {
+        return Some(format!(
+            "contains {bad:?}: a bearer token holds only letters, digits and - . _ ~ + / ="
+        ));
+    }
+    if secret.len() < MIN_TOKEN_LEN {
+        return Some(format!(
+            "too short ({} characters): at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 24`)",
+            secret.len()
+        ));
+    }
+    None
 }
 
 fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&str>) {
