@@ -623,6 +623,7 @@ fn an_ack_by_sms_through_the_gateway_webhook_is_checked_and_recorded() {
     let id = wait(&site, "an open alarm", || open_alarm(&site));
     let body = format!("ACK {id} on my way");
     let fields = [
+        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
         ("From", "+15551230001"),
         ("To", "+15550000000"),
         ("Body", body.as_str()),
@@ -664,6 +665,24 @@ fn an_ack_by_sms_through_the_gateway_webhook_is_checked_and_recorded() {
         "{:?}",
         gw.accepted().iter().map(|m| &m.body).collect::<Vec<_>>()
     );
+    // The same signed call replayed: answered 200 (the gateway must not retry), handled
+    // once — no second request, no second answer.
+    assert_eq!(post_form(&api, "/sms/inbound/gateway", &fields, Some(&good)), 200);
+    std::thread::sleep(Duration::from_secs(2));
+    let requests: i64 = db(&site)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM request WHERE kind = 'ack'", [], |r| r.get(0))
+                .ok()
+        })
+        .unwrap_or(-1);
+    assert_eq!(requests, 1, "a replayed webhook call is handled once");
+    let answers = gw
+        .accepted()
+        .into_iter()
+        .filter(|m| m.body.starts_with(&format!("cryowatch: ACK {id}")))
+        .count();
+    assert_eq!(answers, 1);
+    assert!(site.daemon_log().contains("already handled"), "{}", site.daemon_log());
 }
 
 /// `cryowatch test-alarm`: a synthetic excursion through the real rule, escalation and

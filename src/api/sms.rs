@@ -84,6 +84,9 @@ async fn inbound(
     }
     let from = params.get("From").cloned().unwrap_or_default();
     let text = params.get("Body").cloned().unwrap_or_default();
+    // The gateway's id for the message: a webhook call replayed (by the gateway's retry
+    // or by someone who captured it) is handled once.
+    let sid = params.get("MessageSid").or_else(|| params.get("SmsSid")).cloned();
     let notify = cfg.notify.clone();
     let via = channel.clone();
     let result = state
@@ -94,7 +97,18 @@ async fn inbound(
                 path: "sms_gateway",
                 via: &via,
             };
-            store.with_conn(|c| crate::notify::inbound::handle_sms(c, &notify, &inbound, now_ms()))
+            let now = now_ms();
+            store.transaction(|c| {
+                if let Some(sid) = sid.as_deref()
+                    && !crate::store::alarms::first_delivery(c, sid, now)?
+                {
+                    return Ok(format!(
+                        "ignored SMS {} from {from}: already handled (a replayed webhook call)",
+                        crate::escape::control(sid)
+                    ));
+                }
+                crate::notify::inbound::handle_sms(c, &notify, &inbound, now)
+            })
         })
         .await;
     match result {

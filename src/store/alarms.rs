@@ -427,6 +427,16 @@ pub fn pending_requests(c: &Connection) -> rusqlite::Result<Vec<RequestRow>> {
     .collect()
 }
 
+/// Records an inbound message's id (a gateway's MessageSid); false when it was seen
+/// before, so a replayed webhook call is handled once.
+pub fn first_delivery(c: &Connection, sid: &str, now: TimestampMs) -> rusqlite::Result<bool> {
+    let added = c.execute(
+        "INSERT OR IGNORE INTO inbound_sms (sid, t) VALUES (?1, ?2)",
+        params![sid, now],
+    )?;
+    Ok(added == 1)
+}
+
 /// Queues a request for the running daemon; returns its id.
 pub fn insert_request(c: &Connection, kind: &str, args: &serde_json::Value, now: TimestampMs) -> rusqlite::Result<i64> {
     c.execute(

@@ -66,6 +66,8 @@ const MIGRATIONS: &[&str] = &[
     // 12: the members of a power incident, found for its update pages and its return
     // to normal.
     "CREATE INDEX alarm_incident ON alarm (incident) WHERE incident IS NOT NULL;",
+    // 13: ids of the SMS the gateway's webhook delivered, so a replay is handled once.
+    "CREATE TABLE inbound_sms (sid TEXT PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,31 @@ pub struct Store {
     batch_head: Option<(i64, String)>,
 }
 
+/// Creates `dir` (and its parents) with mode 0700 when it does not exist; an existing
+/// directory keeps the mode its administrator gave it.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Creates `path` empty with mode 0600 when it does not exist.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store for writing and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -151,11 +178,18 @@ impl Store {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Sqlite {
+            private_dir(dir).map_err(|e| StoreError::Sqlite {
                 path: name.clone(),
                 source: rusqlite::Error::InvalidPath(format!("cannot create directory {}: {e}", dir.display()).into()),
             })?;
         }
+        // The store holds the password hashes and the key that signs acknowledgement
+        // links: created readable by its owner only, whatever the umask. SQLite gives
+        // the -wal and -shm files the database file's mode.
+        private_file(path).map_err(|e| StoreError::Sqlite {
+            path: name.clone(),
+            source: rusqlite::Error::InvalidPath(format!("cannot create {}: {e}", path.display()).into()),
+        })?;
         let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
             path: name.clone(),
             source,
@@ -668,6 +702,22 @@ mod tests {
             })
             .expect("history");
         out
+    }
+
+    #[test]
+    fn the_store_and_its_directory_are_private_to_their_owner_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("var/lib/cryowatch/cryowatch.db");
+        let store = Store::open(&path).expect("open");
+        store
+            .with_conn(|c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);"))
+            .expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "the database");
+        let wal = path.with_extension("db-wal");
+        assert_eq!(mode(&wal), 0o600, "the write-ahead log");
+        assert_eq!(mode(path.parent().expect("dir")), 0o700, "the directory created for it");
     }
 
     #[test]
