@@ -241,8 +241,16 @@ fn steady_run(config: &Config, dir: &Path, secs: usize, mirrored: bool) -> Stead
     let readings = SENSORS * secs;
 
     let (writer, sink_cpu, process, ok) = rt.block_on(async {
-        let (handle, join) = writer::spawn(store, ids, QUEUE, config.store.batch_size, None, Default::default())
-            .expect("store writer starts");
+        let (handle, join) = writer::spawn(
+            store,
+            ids,
+            Vec::new(),
+            QUEUE,
+            config.store.batch_size,
+            None,
+            Default::default(),
+        )
+        .expect("store writer starts");
         // Let the sink settle (its first pass writes the thresholds).
         tokio::time::sleep(Duration::from_secs(2)).await;
         let writer0 = thread_cpu("store-writer").expect("store-writer thread");

@@ -69,12 +69,14 @@ fn spawn_clock(handle: &StoreHandle, shutdown: &CancellationToken) -> JoinHandle
 pub fn lock_store(path: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
     let lock_path = crate::alarm::control::lock_path(path);
     if let Some(dir) = lock_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::store::embedded::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
     match file.try_lock() {
@@ -139,8 +141,17 @@ impl Daemon {
                 reduce_after: config.store.reduce_after,
             }),
         };
-        let (handle, writer) = writer::spawn(store, ids, QUEUE, config.store.batch_size, Some(engine), housekeeping)
-            .context("starting the store writer")?;
+        let ranges = config.sensors.iter().map(|s| (s.id.clone(), s.valid_range)).collect();
+        let (handle, writer) = writer::spawn(
+            store,
+            ids,
+            ranges,
+            QUEUE,
+            config.store.batch_size,
+            Some(engine),
+            housekeeping,
+        )
+        .context("starting the store writer")?;
         let shutdown = CancellationToken::new();
         let mut tasks = vec![spawn_clock(&handle, &shutdown)];
         let dispatch_store =

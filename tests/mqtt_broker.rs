@@ -445,6 +445,59 @@ fn bad_payloads_and_unknown_topics_are_skipped_logged_once_and_the_daemon_keeps_
     site.stop_daemon(daemon);
 }
 
+/// `true`, `1e308` and -300 °C on a temperature path are no readings of a temperature:
+/// stored as `sensor_fault` (the fault rule speaks for them), never a good value — and a
+/// state sensor still takes `true`.
+#[test]
+fn implausible_values_are_stored_as_sensor_fault_not_as_good_readings() {
+    let broker = Mosquitto::start();
+    let id = "cw-test-implausible";
+    let temp = sensor(
+        "temp",
+        "degC",
+        "p/temp",
+        "format = \"json\"\njson_path = \"t\"\ntimestamp_path = \"ts\"",
+    )
+    .replace("unit = \"degC\"", "unit = \"degC\"\nquantity = \"temperature\"");
+    let narrow = sensor("narrow", "degC", "p/narrow", "format = \"number\"").replace(
+        "unit = \"degC\"",
+        "unit = \"degC\"\nquantity = \"temperature\"\nvalid_range = [-200.0, 60.0]",
+    );
+    let lid = sensor("lid", "open", "p/lid", "format = \"json\"\njson_path = \"open\"")
+        .replace("unit = \"open\"", "unit = \"open\"\nquantity = \"state\"");
+    let site = Site::new(&config(&broker, id, &[temp.as_str(), &narrow, &lid].concat()));
+    let out = common::cryowatch_output(&["check", "-c", &site.config_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let daemon = site.start_daemon();
+    wait_subscribed(&site, &broker, id);
+    for (i, v) in ["true", "1e308", "-300", "-80.5"].iter().enumerate() {
+        let ts = BASE_MS + i as i64 * 1000;
+        broker.publish("p/temp", &format!(r#"{{"t":{v},"ts":{ts}}}"#), 1);
+    }
+    broker.publish("p/narrow", "75", 1);
+    broker.publish("p/narrow", "-190", 1);
+    broker.publish("p/lid", r#"{"open":true}"#, 1);
+    let temps = wait_rows(&site, "temp", 4);
+    let seen: Vec<(&str, Option<f64>)> = temps.iter().map(|r| (r.quality.as_str(), r.value)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("sensor_fault", None),
+            ("sensor_fault", Some(1e308)),
+            ("sensor_fault", Some(-300.0)),
+            ("good", Some(-80.5))
+        ],
+        "{temps:?}"
+    );
+    let narrow = wait_rows(&site, "narrow", 2);
+    let seen: Vec<&str> = narrow.iter().map(|r| r.quality.as_str()).collect();
+    assert_eq!(seen, ["sensor_fault", "good"], "{narrow:?}");
+    let lid = wait_rows(&site, "lid", 1);
+    assert_eq!((lid[0].quality.as_str(), lid[0].value), ("good", Some(1.0)));
+    assert!(site.daemon_log().contains("valid_range"), "{}", site.daemon_log());
+    site.stop_daemon(daemon);
+}
+
 #[test]
 fn a_broker_restart_mid_run_loses_no_qos1_reading() {
     let mut broker = Mosquitto::start_persistent();

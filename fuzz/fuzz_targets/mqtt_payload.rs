@@ -26,6 +26,7 @@ fn point_and_payload(data: &[u8]) -> (MqttPoint, &[u8]) {
         format: PayloadFormat::Number,
         json_path: None,
         timestamp_path: None,
+        discrete: false,
     };
     let Some(nl) = data.iter().position(|b| *b == b'\n') else {
         return (number, data);
@@ -46,6 +47,7 @@ fn point_and_payload(data: &[u8]) -> (MqttPoint, &[u8]) {
         format,
         json_path: words.next().filter(|_| json).map(split_path),
         timestamp_path: words.next().filter(|_| json).map(split_path),
+        discrete: words.next() == Some("discrete"),
     };
     (point, &data[nl + 1..])
 }

@@ -409,6 +409,9 @@ pub struct Sensor {
     pub quantity: String,
     pub unit: String,
     pub stale_after: Option<Duration>,
+    /// Values outside it are not believed: a good reading outside is stored as
+    /// `sensor_fault` (`valid_range`, else a default for the quantity and unit).
+    pub valid_range: Option<(f64, f64)>,
     pub source: SensorSource,
 }
 
@@ -505,6 +508,9 @@ pub struct MqttPoint {
     pub format: PayloadFormat,
     pub json_path: Option<Vec<String>>,
     pub timestamp_path: Option<Vec<String>>,
+    /// The sensor is a discrete state (quantity `state`): `true`/`false` are its values.
+    /// For a measured quantity a boolean is no reading of it.
+    pub discrete: bool,
 }
 
 #[derive(Debug, Clone)]

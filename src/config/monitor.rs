@@ -63,6 +63,7 @@ pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>) {
         quantity: "record_integrity".to_string(),
         unit: String::new(),
         stale_after: None,
+        valid_range: None,
         source: SensorSource::Monitor,
     });
 }

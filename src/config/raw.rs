@@ -216,6 +216,7 @@ pub struct Sensor {
     pub quantity: Option<String>,
     pub unit: Option<String>,
     pub stale_after: Option<String>,
+    pub valid_range: Option<Vec<f64>>,
     pub modbus: Option<SensorModbus>,
     pub mqtt: Option<SensorMqtt>,
     pub ups: Option<SensorUps>,

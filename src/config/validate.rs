@@ -888,7 +888,9 @@ fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Opt
                 ),
             );
         }
-        SensorSource::Mqtt(mqtt_point(c, &format!("{p}.mqtt"), m)?)
+        let mut point = mqtt_point(c, &format!("{p}.mqtt"), m)?;
+        point.discrete = quantity == "state";
+        SensorSource::Mqtt(point)
     } else {
         let u = s.ups.as_ref()?;
         if !ctx.ups.contains(u.ups.as_str()) {
@@ -910,11 +912,41 @@ fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Opt
     Some(Sensor {
         id: s.id.clone(),
         asset: asset?,
+        valid_range: valid_range(c, p, s, &quantity),
         quantity,
         unit: s.unit.clone().unwrap_or_default(),
         stale_after,
         source,
     })
+}
+
+/// The plausible values of a sensor: `valid_range`, else the physical limits of its
+/// quantity in its unit (a temperature below absolute zero, a charge above 100 %).
+fn valid_range(c: &mut Checker, p: &str, s: &raw::Sensor, quantity: &str) -> Option<(f64, f64)> {
+    if let Some(r) = &s.valid_range {
+        return match r.as_slice() {
+            [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Some((*lo, *hi)),
+            _ => {
+                c.err(
+                    format!("{p}.valid_range"),
+                    format!("expected [low, high] with low < high, both finite; found {r:?}"),
+                );
+                None
+            }
+        };
+    }
+    let unit = s.unit.as_deref().unwrap_or("").trim().to_ascii_lowercase();
+    match quantity {
+        "temperature" => Some(match unit.as_str() {
+            "degf" | "°f" | "f" | "fahrenheit" => (-459.67, 400.0),
+            "k" | "kelvin" => (0.0, 500.0),
+            _ => (-273.15, 200.0),
+        }),
+        "charge" => Some((0.0, 100.0)),
+        "runtime" => Some((0.0, 10_000_000.0)),
+        "voltage" => Some((0.0, 100_000.0)),
+        _ => None,
+    }
 }
 
 fn modbus_point(
@@ -1053,6 +1085,7 @@ fn mqtt_point(c: &mut Checker, p: &str, m: &raw::SensorMqtt) -> Option<MqttPoint
         format,
         json_path: m.json_path.as_deref().map(split),
         timestamp_path: m.timestamp_path.as_deref().map(split),
+        discrete: false,
     })
 }
 

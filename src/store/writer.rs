@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::alarms::{self, AlarmRow, Changes, EventRow};
 use super::embedded::{Row, Store};
 use crate::alarm::engine::Engine;
-use crate::model::{Reading, TimestampMs, now_ms};
+use crate::model::{Quality, Reading, TimestampMs, now_ms};
 use crate::telemetry::Histogram;
 
 /// Readings to store, and what to do once they are durable.
@@ -163,9 +163,12 @@ pub struct Housekeeping {
     pub retention: Option<super::retention::Policy>,
 }
 
+/// `ranges[i]`: sensor `i`'s id and the values it can plausibly read
+/// ([`crate::config::Sensor::valid_range`]).
 pub fn spawn(
     store: Store,
     sensor_ids: Vec<i64>,
+    ranges: Vec<(String, Option<(f64, f64)>)>,
     queue: usize,
     batch_size: usize,
     engine: Option<Engine>,
@@ -180,6 +183,8 @@ pub fn spawn(
         clock: ClockWatch::default(),
         store,
         ids: sensor_ids,
+        ranges,
+        implausible: std::collections::HashSet::new(),
         engine,
         events: thread_events,
         housekeeping,
@@ -222,6 +227,9 @@ struct Writer {
     clock: ClockWatch,
     store: Store,
     ids: Vec<i64>,
+    ranges: Vec<(String, Option<(f64, f64)>)>,
+    /// Sensors whose last good-looking value was outside their range (logged once).
+    implausible: std::collections::HashSet<usize>,
     engine: Option<Engine>,
     events: broadcast::Sender<AlarmEvent>,
     housekeeping: Housekeeping,
@@ -241,7 +249,8 @@ impl Writer {
                 match msg {
                     Msg::Tick => tick = true,
                     Msg::Batch(batch) => {
-                        for r in batch.readings {
+                        for mut r in batch.readings {
+                            self.plausible(&mut r);
                             if let Some(&id) = self.ids.get(r.sensor) {
                                 rows.push(Row {
                                     sensor: id,
@@ -286,6 +295,32 @@ impl Writer {
             failures = stats.failures.load(Ordering::Relaxed),
             "store writer stopped"
         );
+    }
+
+    /// A good reading outside its sensor's valid range (JSON `1e308` for a temperature,
+    /// a charge of 250 %) is stored as `sensor_fault`, value kept: the probe or its sender
+    /// is wrong, and the fault rule speaks for it. Logged once per excursion.
+    fn plausible(&mut self, r: &mut Reading) {
+        let Some((name, Some((lo, hi)))) = self.ranges.get(r.sensor) else {
+            return;
+        };
+        let Some(v) = r.value.filter(|_| r.quality == Quality::Good) else {
+            return;
+        };
+        if (*lo..=*hi).contains(&v) {
+            self.implausible.remove(&r.sensor);
+            return;
+        }
+        r.quality = Quality::SensorFault;
+        if self.implausible.insert(r.sensor) {
+            tracing::warn!(
+                sensor = %name,
+                value = v,
+                low = lo,
+                high = hi,
+                "a value outside the sensor's valid_range is stored as sensor_fault"
+            );
+        }
     }
 
     /// Seals finished blocks of readings and applies retention, when due. A failure is

@@ -40,6 +40,14 @@ pub fn parse(point: &MqttPoint, payload: &[u8], json: Option<&Value>) -> Result<
         PayloadFormat::Number => {
             let text = std::str::from_utf8(payload).map_err(|_| PayloadError::NotUtf8)?.trim();
             let value = match text {
+                "true" | "false" if !point.discrete => {
+                    return Ok(Parsed {
+                        value: None,
+                        quality: Quality::SensorFault,
+                        time: None,
+                        bad_timestamp: false,
+                    });
+                }
                 "true" => 1.0,
                 "false" => 0.0,
                 _ => text
@@ -68,7 +76,10 @@ pub fn parse(point: &MqttPoint, payload: &[u8], json: Option<&Value>) -> Result<
             let found = lookup(doc, path).ok_or_else(|| PayloadError::MissingPath(path.join(".")))?;
             let (value, quality) = match found {
                 Value::Null => (None, Quality::SensorFault),
-                Value::Bool(b) => (Some(f64::from(u8::from(*b))), Quality::Good),
+                Value::Bool(b) if point.discrete => (Some(f64::from(u8::from(*b))), Quality::Good),
+                // true/false where a measurement belongs: the sender is not reading the
+                // probe, so it is a probe fault, never a good 1 or 0.
+                Value::Bool(_) => (None, Quality::SensorFault),
                 Value::Number(n) => match n.as_f64() {
                     Some(v) if v.is_finite() => (Some(v), Quality::Good),
                     _ => {
@@ -247,6 +258,7 @@ mod tests {
             format,
             json_path: path.map(split),
             timestamp_path: ts.map(split),
+            discrete: false,
         }
     }
 
@@ -343,12 +355,14 @@ mod tests {
             format: PayloadFormat::Number,
             json_path: None,
             timestamp_path: None,
+            discrete: false,
         };
         let b = MqttPoint {
             topic: "lab/+".into(),
             format: PayloadFormat::Number,
             json_path: None,
             timestamp_path: None,
+            discrete: false,
         };
         let r = Router::new(&[(3, &a), (5, &b)]);
         let mut out = Vec::new();
