@@ -4,7 +4,7 @@
 //! - [`mqtt`]: the MQTT broker restarts mid-flow; InfluxDB (VictoriaMetrics) is down for
 //!   a while.
 //! - [`modbus`]: a Modbus TCP device is unplugged and comes back; one RTU unit on a
-//!   shared serial line stops answering.
+//!   shared serial line stops answering; a server lies 36 ways beside an honest unit.
 //! - [`paging`]: the SMTP server is down during an excursion; the SMS gateway answers 500
 //!   and 429; the GSM modem answers `+CMS ERROR`.
 //!
@@ -29,6 +29,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ("broker restart", mqtt::broker_restart),
         ("modbus tcp device unplugged", modbus::tcp_device_unplugged),
         ("rtu unit dead on a shared bus", modbus::rtu_unit_dead),
+        ("modbus lies", modbus::modbus_lies),
         ("influxdb down", mqtt::influx_down),
         ("smtp down", paging::smtp_down),
         ("gateway 500 then 429", paging::gateway_errors),

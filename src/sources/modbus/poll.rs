@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use tokio_modbus::ExceptionCode;
-use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::client::{Client, Context};
+use tokio_modbus::{ExceptionCode, Request, Response};
 
 use super::decode::{decode_bit, decode_point};
 use super::plan::Block;
@@ -28,21 +28,39 @@ pub async fn read_block(
     count: u16,
     timeout: Duration,
 ) -> BlockOutcome {
-    macro_rules! call {
-        ($call:expr, $wrap:path) => {
-            match tokio::time::timeout(timeout, $call).await {
-                Err(_) => BlockOutcome::Broken(format!("no answer within {timeout:?}")),
-                Ok(Err(e)) => BlockOutcome::Broken(e.to_string()),
-                Ok(Ok(Err(code))) => BlockOutcome::Exception(code),
-                Ok(Ok(Ok(data))) => $wrap(data),
+    // The request is made through `Client::call` and the answer's size checked here:
+    // tokio-modbus's `read_*` helpers assert the count (a panic in debug builds, which
+    // would end the link's task and silence every unit on it) or pass a short answer on.
+    let request = match kind {
+        RegisterKind::Coil => Request::ReadCoils(start, count),
+        RegisterKind::Discrete => Request::ReadDiscreteInputs(start, count),
+        RegisterKind::Holding => Request::ReadHoldingRegisters(start, count),
+        RegisterKind::Input => Request::ReadInputRegisters(start, count),
+    };
+    let want = usize::from(count);
+    match tokio::time::timeout(timeout, ctx.call(request)).await {
+        Err(_) => BlockOutcome::Broken(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => BlockOutcome::Broken(e.to_string()),
+        Ok(Ok(Err(code))) => BlockOutcome::Exception(code),
+        Ok(Ok(Ok(response))) => match response {
+            Response::ReadCoils(mut bits) | Response::ReadDiscreteInputs(mut bits) if bits.len() >= want => {
+                // Bits come in whole bytes: the padding of the last one is not data.
+                bits.truncate(want);
+                BlockOutcome::Bits(bits)
             }
-        };
-    }
-    match kind {
-        RegisterKind::Coil => call!(ctx.read_coils(start, count), BlockOutcome::Bits),
-        RegisterKind::Discrete => call!(ctx.read_discrete_inputs(start, count), BlockOutcome::Bits),
-        RegisterKind::Holding => call!(ctx.read_holding_registers(start, count), BlockOutcome::Words),
-        RegisterKind::Input => call!(ctx.read_input_registers(start, count), BlockOutcome::Words),
+            Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words) if words.len() == want => {
+                BlockOutcome::Words(words)
+            }
+            Response::ReadCoils(v) | Response::ReadDiscreteInputs(v) => BlockOutcome::Broken(format!(
+                "asked for {want} bits at {start}, the answer holds {}",
+                v.len()
+            )),
+            Response::ReadHoldingRegisters(v) | Response::ReadInputRegisters(v) => BlockOutcome::Broken(format!(
+                "asked for {want} registers at {start}, the answer holds {}",
+                v.len()
+            )),
+            other => BlockOutcome::Broken(format!("an answer to another request: {other:?}")),
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! Modbus scenarios: a TCP device unplugged and plugged back (pymodbus killed and
-//! started again on its port), and one of two RTU units on a shared serial line going
-//! silent (cryosim's `silent` scenario) while the other keeps answering.
+//! started again on its port), one of two RTU units on a shared serial line going
+//! silent (cryosim's `silent` scenario) while the other keeps answering, and a server
+//! that lies 36 ways (`tests/peers/modbus_liar.py`) beside one unit that answers right.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -200,6 +201,108 @@ pub fn rtu_unit_dead() -> Outcome {
     );
     if errors == 0 && out.error.is_none() {
         out.error = Some("the silent unit left no comm_error reading".into());
+    }
+    out
+}
+
+/// A Modbus TCP server that lies in 36 ways, one per unit id (silence, closed
+/// connections, wrong transaction/protocol/unit/function, every exception code, byte
+/// counts and length fields that disagree, floods, garbage, duplicate, late and
+/// byte-by-byte answers, replays, NaN, infinity, 1e38 °C), beside one honest unit. Every
+/// lie must be stored as a bad reading — never a good one — and the honest unit stays
+/// good on every poll, with no crash. Each lying unit has its own connection
+/// (`max_connections`), as devices of separate addresses would.
+pub fn modbus_lies() -> Outcome {
+    const POLL: Duration = Duration::from_millis(300);
+    const LATE: Duration = Duration::from_millis(280);
+    const RUN: Duration = Duration::from_secs(10);
+    const HONEST: u8 = 200;
+    let mut out = Outcome::new("modbus server lies 36 ways");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/modbus_liar.py");
+    let listed = std::process::Command::new(crate::common::python())
+        .arg(&script)
+        .arg("--list")
+        .output()
+        .expect("list the lies");
+    let lies: Vec<(u8, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (unit, name) = l.split_once(' ')?;
+            Some((unit.parse().ok()?, name.to_string()))
+        })
+        .collect();
+    if lies.len() != 36 {
+        out.error = Some(format!("modbus_liar.py lists {} lies, expected 36", lies.len()));
+        return out;
+    }
+    let port = crate::common::free_port();
+    let liar = crate::common::Proc::spawn(
+        "modbus_liar.py",
+        std::process::Command::new(crate::common::python())
+            .arg(&script)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    );
+    wait_for(Duration::from_secs(10), "the lying server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+    let units: Vec<(String, u8)> = lies
+        .iter()
+        .map(|(u, _)| (format!("lie-{u}"), *u))
+        .chain([("honest".to_string(), HONEST)])
+        .collect();
+    let mut config = base_config();
+    for (id, unit) in &units {
+        config += &format!(
+            "[[modbus.device]]\nid = \"{id}\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nunit = {unit}\n\
+             poll_interval = \"{}ms\"\ntimeout = \"300ms\"\nmax_connections = {}\n\n",
+            POLL.as_millis(),
+            units.len()
+        );
+        config += &temp_sensor(&format!("{id}.temp"), id);
+    }
+    let site = checked_site(&config);
+    let daemon = site.start_daemon();
+    std::thread::sleep(RUN);
+    let stop_ms = now_ms();
+    finish(&site, daemon, &mut out);
+    drop(liar);
+
+    let honest = readings(&site, "honest.temp");
+    let expected = polls_scheduled(&honest, POLL, LATE, stop_ms);
+    let honest_good = honest
+        .iter()
+        .filter(|r| r.quality == GOOD && r.value == Some(21.5))
+        .count() as u64;
+    out.readings_produced = Some(expected);
+    out.readings_stored = Some(honest_good);
+    out.readings_duplicated = Some(same_time_duplicates(&honest));
+    let mut believed = Vec::new();
+    let mut bad_total = 0;
+    for (unit, name) in &lies {
+        let rows = readings(&site, &format!("lie-{unit}.temp"));
+        bad_total += rows.iter().filter(|r| r.quality != GOOD).count();
+        // A duplicated answer's first copy is a true answer; what must never be
+        // believed is anything else.
+        let wrong = rows
+            .iter()
+            .filter(|r| r.quality == GOOD && !(name == "answers twice" && r.value == Some(21.5)))
+            .count();
+        if wrong > 0 || rows.is_empty() {
+            believed.push(format!("{name}: {wrong} good of {}", rows.len()));
+        }
+    }
+    out.detail = format!(
+        "36 lying units + 1 honest, polled every 300 ms for 10 s; {bad_total} bad readings stored for the lies, \
+         {} lies believed; honest unit good {honest_good} of {expected} polls",
+        believed.len()
+    );
+    if !believed.is_empty() && out.error.is_none() {
+        out.error = Some(format!(
+            "lies stored as good readings (or nothing stored): {}",
+            believed.join("; ")
+        ));
     }
     out
 }
