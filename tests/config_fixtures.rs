@@ -161,3 +161,153 @@ fn bad_command_line_arguments_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read time \"yesterday\""));
 }
+
+/// A base that `check` accepts, for the nasty variations below.
+const NASTY_BASE: &str = r#"[site]
+name = "nasty"
+timezone = "UTC"
+[store]
+path = "/tmp/nasty.db"
+[[modbus.device]]
+id = "d"
+transport = "tcp"
+address = "127.0.0.1:502"
+unit = 1
+poll_interval = "1s"
+timeout = "500ms"
+[[asset]]
+id = "a"
+kind = "ln2_dewar"
+[[sensor]]
+id = "a.t"
+asset = "a"
+quantity = "temperature"
+unit = "degC"
+[sensor.modbus]
+device = "d"
+register = "input"
+address = 0
+type = "f32"
+[[contact]]
+id = "c"
+email = "c@example.org"
+[[escalation]]
+id = "e"
+[[escalation.step]]
+after = "0s"
+notify = ["contact:c"]
+"#;
+
+/// Configurations an outside probe used to break things, each a small edit of a good
+/// one: every one is refused with exit 2 and a problem line naming the file — no panic,
+/// no hang, nothing accepted that would misbehave later.
+#[test]
+fn nasty_configurations_are_refused_with_exit_2_and_no_crash() {
+    let nasty: Vec<(&str, String)> = vec![
+        ("empty file", String::new()),
+        ("binary garbage", "\u{0}\u{1}\u{ff}\u{fe}[[[".into()),
+        (
+            "NUL in an id",
+            NASTY_BASE.replace("id = \"a.t\"", "id = \"a.\\u0000t\""),
+        ),
+        (
+            "newline in an id",
+            NASTY_BASE.replace("id = \"a.t\"", "id = \"a.\\nt\""),
+        ),
+        ("unit id 300", NASTY_BASE.replace("unit = 1", "unit = 300")),
+        ("negative unit id", NASTY_BASE.replace("unit = 1", "unit = -1")),
+        (
+            "register address 70000",
+            NASTY_BASE.replace("address = 0", "address = 70000"),
+        ),
+        ("port 70000", NASTY_BASE.replace("127.0.0.1:502", "127.0.0.1:70000")),
+        (
+            "zero poll interval",
+            NASTY_BASE.replace("poll_interval = \"1s\"", "poll_interval = \"0s\""),
+        ),
+        (
+            "negative duration",
+            NASTY_BASE.replace("timeout = \"500ms\"", "timeout = \"-5s\""),
+        ),
+        (
+            "a duration of 1e30 years",
+            NASTY_BASE.replace("timeout = \"500ms\"", "timeout = \"1000000000000000000000000000000y\""),
+        ),
+        (
+            "unknown time zone",
+            NASTY_BASE.replace("timezone = \"UTC\"", "timezone = \"Mars/Olympus_Mons\""),
+        ),
+        (
+            "time zone path traversal",
+            NASTY_BASE.replace("timezone = \"UTC\"", "timezone = \"../../../etc/passwd\""),
+        ),
+        (
+            "NaN threshold",
+            NASTY_BASE.to_string()
+                + "[[rule]]\nid = \"r\"\nsensor = \"a.t\"\nkind = \"high\"\nthreshold = nan\nseverity = \"critical\"\n",
+        ),
+        (
+            "infinite threshold",
+            NASTY_BASE.to_string()
+                + "[[rule]]\nid = \"r\"\nsensor = \"a.t\"\nkind = \"high\"\nthreshold = inf\nseverity = \"critical\"\n",
+        ),
+        (
+            "rule combining itself",
+            NASTY_BASE.to_string() + "[[rule]]\nid = \"r\"\nkind = \"all\"\nof = [\"r\"]\nseverity = \"critical\"\n",
+        ),
+        (
+            "fallback loop",
+            NASTY_BASE.to_string()
+                + "[[channel]]\nid = \"x\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\nfallback = \"y\"\n\
+                   [[channel]]\nid = \"y\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/y\"\nfallback = \"x\"\n",
+        ),
+        (
+            "NaN valid range",
+            NASTY_BASE.replace("unit = \"degC\"", "unit = \"degC\"\nvalid_range = [nan, 1.0]"),
+        ),
+        (
+            "a 2 MB site name",
+            NASTY_BASE.replace("name = \"nasty\"", &format!("name = \"{}\"", "x".repeat(2 << 20))),
+        ),
+        (
+            "deeply nested arrays",
+            format!("{NASTY_BASE}x = {}1{}\n", "[".repeat(5000), "]".repeat(5000)),
+        ),
+        (
+            "escalation repeat of a billion",
+            NASTY_BASE.replace("id = \"e\"\n", "id = \"e\"\nrepeat = 1000000000\n"),
+        ),
+        (
+            "duplicate table key",
+            NASTY_BASE.replace("[store]\n", "[store]\npath = \"/tmp/a.db\"\n"),
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut failures = Vec::new();
+    for (name, text) in &nasty {
+        let f = dir.path().join("nasty.toml");
+        std::fs::write(&f, text).expect("write config");
+        let out = cryowatch()
+            .arg("check")
+            .arg("-c")
+            .arg(&f)
+            .output()
+            .expect("run cryowatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = stderr.lines().all(|l| l.starts_with(&f.display().to_string()));
+        if out.status.code() != Some(2) || stderr.is_empty() || !named || stderr.contains("panicked") {
+            failures.push(format!(
+                "{name}: exit {:?}\n{}",
+                out.status.code(),
+                stderr.chars().take(600).collect::<String>()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} nasty configs:\n{}",
+        failures.len(),
+        nasty.len(),
+        failures.join("\n")
+    );
+}

@@ -138,6 +138,17 @@ impl Checker {
     /// record and cannot be escaped. Backslashes, commas, spaces, `=` and quotes are
     /// fine: every output escapes them. Returns whether `value` is clean.
     pub fn printable(&mut self, path: &str, value: &str) -> bool {
+        if value.chars().count() > MAX_NAME {
+            self.err(
+                path.to_string(),
+                format!(
+                    "{} characters, at most {MAX_NAME}: names go into every page subject and SMS (starts {:?})",
+                    value.chars().count(),
+                    value.chars().take(40).collect::<String>()
+                ),
+            );
+            return false;
+        }
         match value.chars().find(|ch| ch.is_control()) {
             None => true,
             Some(ch) => {
@@ -845,6 +856,9 @@ struct SensorContext<'a> {
     ups: &'a HashSet<&'a str>,
     mqtt: bool,
 }
+
+/// The longest id, unit or site name accepted.
+const MAX_NAME: usize = 200;
 
 const QUANTITIES: &[&str] = &["temperature", "level", "state", "voltage", "runtime", "charge", "other"];
 

@@ -91,6 +91,12 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
     c.unique_ids("escalation", raw.escalation.iter().map(|m| m.id.as_str()));
     for (i, e) in raw.escalation.iter().enumerate() {
         let p = format!("escalation[{i}]");
+        if let Some(r) = e.repeat.filter(|r| *r > MAX_REPEAT) {
+            c.err(
+                format!("{p}.repeat"),
+                format!("{r} rounds, at most {MAX_REPEAT}: past that nobody is listening; page someone else instead"),
+            );
+        }
         if let Some(ri) = &e.repeat_interval {
             c.positive_duration(
                 &format!("{p}.repeat_interval"),
@@ -227,6 +233,9 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
     }
 }
 
+/// The most rounds an escalation may repeat.
+const MAX_REPEAT: u32 = 100;
+
 /// The shortest API token accepted: a token is a password that never expires.
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -341,9 +350,37 @@ fn check_channels(c: &mut Checker, raw: &RawConfig, base: &Path, ids: &HashSet<&
                 c.err(format!("{p}.fallback"), "a channel cannot fall back to itself");
             } else if !ids.contains(f.as_str()) {
                 c.err(format!("{p}.fallback"), format!("unknown channel {f:?}"));
+            } else if let Some(chain) = fallback_loop(raw, &ch.id) {
+                c.err(
+                    format!("{p}.fallback"),
+                    format!("the fallbacks go round in a loop: {}", chain.join(" -> ")),
+                );
             }
         }
     }
+}
+
+/// The fallback chain from channel `start` when it comes back to `start`.
+fn fallback_loop(raw: &RawConfig, start: &str) -> Option<Vec<String>> {
+    let mut chain = vec![start.to_string()];
+    let mut at = start;
+    while let Some(next) = raw
+        .channel
+        .iter()
+        .find(|c| c.id == at)
+        .and_then(|c| c.fallback.as_deref())
+    {
+        chain.push(next.to_string());
+        if next == start {
+            return Some(chain);
+        }
+        if chain.len() > raw.channel.len() {
+            // A loop further on, reported from its own channels.
+            return None;
+        }
+        at = next;
+    }
+    None
 }
 
 /// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
