@@ -119,7 +119,7 @@ pub fn spawn(
             }
         };
         for (link, devices) in links {
-            tasks.push(tokio::spawn(run_link(
+            tasks.push(tokio::spawn(supervise(
                 link,
                 devices,
                 store.clone(),
@@ -129,6 +129,43 @@ pub fn spawn(
         }
     }
     tasks
+}
+
+/// Runs a link's poller again when it panics (a peer's answer tripping a bug), so its
+/// units are never silent for good: the panic is logged as an error, every sensor of the
+/// link reads `comm_error`, and polling resumes a second later with a fresh connection.
+async fn supervise(
+    link: Link,
+    devices: Vec<DevicePlan>,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
+) {
+    loop {
+        let run = tokio::spawn(run_link(
+            link.clone(),
+            devices.clone(),
+            store.clone(),
+            shutdown.clone(),
+            telemetry.clone(),
+        ));
+        match run.await {
+            Err(e) if e.is_panic() && !shutdown.is_cancelled() => {
+                tracing::error!(link = %link.describe(), "the Modbus poller of this link panicked; polling again in 1 s");
+                // The poll that panicked is a failed poll: a reading with a bad quality
+                // per sensor, never silence.
+                let readings = devices.iter().flat_map(DevicePlan::all_comm_errors).collect();
+                if !send(&store, &telemetry, readings).await {
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Where a group of devices is reached: one serial port, or one TCP address
