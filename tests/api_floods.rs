@@ -10,7 +10,6 @@ use common::floods;
 #[test]
 fn a_sign_in_flood_is_bounded_throttled_locked_out_audited_and_paged() {
     let (m, result) = floods::sign_in_flood();
-    eprintln!("sign-in flood: {}", m.summary());
     if let Err(e) = result {
         panic!("{e}\n{}", m.summary());
     }

@@ -261,6 +261,7 @@ pub fn sign_in_flood() -> (SignInFlood, Result<(), String>) {
         ..SignInFlood::default()
     };
     let result = run_sign_in_flood(&lab, &mut m);
+    eprintln!("sign-in flood: {}", m.summary());
     let stopped = lab.stop();
     (m, result.and(stopped))
 }
