@@ -190,7 +190,8 @@ impl Daemon {
             &shutdown,
         ));
         tasks.extend(
-            crate::api::spawn_with(config, &shutdown, Some(telemetry.clone())).context("starting the HTTP API")?,
+            crate::api::spawn_with(config, &shutdown, Some(telemetry.clone()), Some(handle.clone()))
+                .context("starting the HTTP API")?,
         );
         tracing::info!(
             site = %config.site.name,

@@ -105,7 +105,7 @@ impl Source {
             SensorSource::Modbus(_) => Source::Modbus,
             SensorSource::Mqtt(_) => Source::Mqtt,
             SensorSource::Ups(_) => Source::Ups,
-            SensorSource::Monitor => Source::Monitor,
+            SensorSource::Monitor | SensorSource::Security => Source::Monitor,
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod ack;
 pub mod auth;
 pub mod metrics;
+pub mod server;
 pub mod sms;
 pub mod v1;
 pub mod web;
@@ -43,6 +44,8 @@ pub struct ApiState {
     key: Arc<acklink::Key>,
     /// The running daemon's counters for `/metrics`; `None` outside the daemon.
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// Bounds, throttles and locks out sign-ins.
+    pub guard: Arc<web::guard::Guard>,
 }
 
 /// A failure inside the server (not the client's fault).
@@ -70,6 +73,7 @@ impl ApiState {
             store: Arc::new(Mutex::new(store)),
             key: Arc::new(key),
             telemetry: None,
+            guard: Arc::new(web::guard::Guard::default()),
         })
     }
 
@@ -132,6 +136,9 @@ pub fn router(state: ApiState) -> Router {
         .merge(web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(|req, next| {
+            server::read_body_within(BODY_LIMIT, req, next)
+        }))
         .with_state(state)
 }
 
@@ -143,37 +150,54 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Serves the API on `listener` until `shutdown`, then finishes the requests in progress.
+/// Serves the API on `listener` until `shutdown`, then finishes the requests in progress;
+/// within the limits of [`server`] (`[api].max_connections`, header and body timeouts).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let max = state.config.sections.api_max_connections;
+    server::serve(listener, router(state), max, shutdown).await
 }
 
 /// Binds `[api].listen` and serves on it until `shutdown`; `None` when no `[api]` is
 /// configured. Must be called inside a Tokio runtime; a port that cannot be bound is an
 /// error at once.
 pub fn spawn(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
-    spawn_with(config, shutdown, None)
+    spawn_with(config, shutdown, None, None)
 }
 
-/// [`spawn`], with the daemon's `telemetry` served on `/metrics`.
+/// [`spawn`], with the daemon's `telemetry` served on `/metrics` and refused sign-ins
+/// written through `readings` as readings of the monitor's `cryowatch.security` sensor.
 pub fn spawn_with(
     config: &Config,
     shutdown: &CancellationToken,
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    readings: Option<crate::store::StoreHandle>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = config.sections.api_listen else {
         return Ok(None);
     };
+    server::raise_open_files(config.sections.api_max_connections);
     let listener = bind(addr)?;
     let mut state = ApiState::open(Arc::new(config.clone())).context("opening the store for the HTTP API")?;
     if let Some(t) = telemetry {
         state = state.with_telemetry(t);
+    }
+    let sensor = config.sensor_index(crate::config::monitor::SECURITY_SENSOR);
+    if let (Some(handle), Some(sensor)) = (readings, sensor) {
+        state.guard.report_to(handle, sensor);
+        let (guard, shutdown) = (state.guard.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(web::guard::REPORT_EVERY);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = every.tick() => guard.report(crate::model::now_ms(), true).await,
+                }
+            }
+        });
     }
     let shutdown = shutdown.clone();
     tracing::info!(listen = %addr, public_url = ?config.sections.api_public_url, "HTTP API listening");

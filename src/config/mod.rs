@@ -422,6 +422,8 @@ pub enum SensorSource {
     Ups(UpsPoint),
     /// The monitor's own state ([`monitor`]), written by the daemon itself.
     Monitor,
+    /// Refused sign-ins ([`monitor::SECURITY_SENSOR`]), written by the HTTP API.
+    Security,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -520,7 +522,7 @@ pub struct UpsPoint {
 }
 
 /// Sections checked for consistency but not yet acted on by the daemon.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OtherSections {
     pub contacts: Vec<String>,
     pub escalations: Vec<String>,
@@ -530,6 +532,32 @@ pub struct OtherSections {
     pub api_public_url: Option<String>,
     /// Bearer tokens of the HTTP API (`[[api.token]]`).
     pub api_tokens: Vec<ApiToken>,
+    /// `[api].idle_timeout`: a web session unused this long has ended.
+    pub api_idle_timeout: Duration,
+    /// `[api].max_connections`: HTTP connections served at once.
+    pub api_max_connections: usize,
+}
+
+/// Default of `[api].idle_timeout`.
+pub const DEFAULT_API_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default of `[api].max_connections`.
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 256;
+/// Most HTTP connections `[api].max_connections` may allow.
+pub const MAX_API_CONNECTIONS: u64 = 16_384;
+
+impl Default for OtherSections {
+    fn default() -> Self {
+        OtherSections {
+            contacts: Vec::new(),
+            escalations: Vec::new(),
+            channels: Vec::new(),
+            api_listen: None,
+            api_public_url: None,
+            api_tokens: Vec::new(),
+            api_idle_timeout: DEFAULT_API_IDLE_TIMEOUT,
+            api_max_connections: DEFAULT_API_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// What an API caller may do; each role includes the ones before it.

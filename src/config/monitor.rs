@@ -5,6 +5,11 @@
 //! alarm `cryowatch.record:integrity` and is paged through the normal routes and
 //! escalations like any other alarm. A written `[[rule]]` with that id replaces the
 //! built-in one (to give it its own escalation, say).
+//!
+//! The same asset has `cryowatch.security`: refused sign-ins (wrong password, throttled
+//! or locked out) in the last [`SECURITY_WINDOW`], written by the HTTP API. Past
+//! [`SECURITY_THRESHOLD`] the warning `cryowatch.security:sign-ins` is raised and paged:
+//! attempts at unauthorised use are detected and reported (21 CFR 11.300(d)).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -21,6 +26,14 @@ pub const RECORD_SENSOR: &str = "cryowatch.record";
 pub const RECORD_RULE: &str = "cryowatch.record:integrity";
 /// The value of a reading of [`RECORD_SENSOR`] when verification failed.
 pub const RECORD_BROKEN: f64 = 1.0;
+/// The sign-in sensor: refused sign-ins in the last [`SECURITY_WINDOW`].
+pub const SECURITY_SENSOR: &str = "cryowatch.security";
+/// Its alarm rule.
+pub const SECURITY_RULE: &str = "cryowatch.security:sign-ins";
+/// The window [`SECURITY_SENSOR`] counts refused sign-ins over.
+pub const SECURITY_WINDOW: Duration = Duration::from_secs(600);
+/// More refused sign-ins than this in the window raise [`SECURITY_RULE`].
+pub const SECURITY_THRESHOLD: f64 = 20.0;
 
 /// Refuses written ids that the built-in asset and sensor use.
 pub(super) fn check_reserved<'a>(
@@ -66,11 +79,41 @@ pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>) {
         valid_range: None,
         source: SensorSource::Monitor,
     });
+    sensors.push(Sensor {
+        id: SECURITY_SENSOR.to_string(),
+        asset: assets.len() - 1,
+        quantity: "refused_sign_ins".to_string(),
+        unit: "refused sign-ins in 10 min".to_string(),
+        stale_after: None,
+        source: SensorSource::Security,
+    });
 }
 
-/// Appends the built-in integrity rule unless a written rule took its id.
+/// Appends the built-in integrity and sign-in rules unless written rules took their ids.
 pub(super) fn add_rule(rules: &mut Vec<Rule>, sensors: &[Sensor]) {
-    let ids: HashSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+    let ids: HashSet<String> = rules.iter().map(|r| r.id.clone()).collect();
+    if let Some(sensor) = sensors.iter().position(|s| s.id == SECURITY_SENSOR)
+        && !ids.contains(SECURITY_RULE)
+    {
+        rules.push(Rule {
+            id: SECURITY_RULE.to_string(),
+            sensor,
+            condition: Condition::High {
+                threshold: SECURITY_THRESHOLD,
+                hysteresis: SECURITY_THRESHOLD / 2.0,
+            },
+            severity: Severity::Warning,
+            delay: Duration::ZERO,
+            escalation: None,
+            latching: false,
+            raises: true,
+            power_incident: false,
+            origin: Origin::Default(format!(
+                "more than {SECURITY_THRESHOLD} refused sign-ins in {} are attempts at unauthorised use",
+                humantime::format_duration(SECURITY_WINDOW)
+            )),
+        });
+    }
     let Some(sensor) = sensors.iter().position(|s| s.id == RECORD_SENSOR) else {
         return;
     };

@@ -150,6 +150,10 @@ pub struct Api {
     pub public_url: Option<String>,
     #[serde(default)]
     pub token: Vec<ApiToken>,
+    /// Web sessions end after this long without a request. Default 15 minutes.
+    pub idle_timeout: Option<String>,
+    /// HTTP connections served at once; more are answered 503 and closed. Default 256.
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -193,7 +193,7 @@ pub fn stale_after(sensor: &Sensor, devices: &[super::ModbusDevice], ups: &[supe
         SensorSource::Mqtt(_) => DEFAULT_MQTT_STALE,
         // Written after every look at the record, at least once a minute; a full
         // verification of years of readings may hold it back for a while.
-        SensorSource::Monitor => Duration::from_secs(3600),
+        SensorSource::Monitor | SensorSource::Security => Duration::from_secs(3600),
     }
 }
 
@@ -270,7 +270,7 @@ pub(super) fn check_rules(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) ->
         .collect();
     for (si, s) in inp.sensors.iter().enumerate() {
         let Some(asset) = inp.assets.get(s.asset) else { continue };
-        if matches!(s.source, SensorSource::Monitor) {
+        if matches!(s.source, SensorSource::Monitor | SensorSource::Security) {
             // The monitor's own sensor has its one rule (`monitor`), nothing to go stale.
             continue;
         }

@@ -163,7 +163,25 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
 
     let mut api_listen = None;
     let mut api_tokens = Vec::new();
+    let mut api_idle_timeout = crate::config::DEFAULT_API_IDLE_TIMEOUT;
+    let mut api_max_connections = crate::config::DEFAULT_API_MAX_CONNECTIONS;
     if let Some(api) = &raw.api {
+        api_idle_timeout = c.positive_duration(
+            "api.idle_timeout",
+            api.idle_timeout.as_deref(),
+            crate::config::DEFAULT_API_IDLE_TIMEOUT,
+        );
+        match api.max_connections {
+            Some(n) if n == 0 || n > crate::config::MAX_API_CONNECTIONS => c.err(
+                "api.max_connections",
+                format!(
+                    "expected 1 to {} connections, found {n}",
+                    crate::config::MAX_API_CONNECTIONS
+                ),
+            ),
+            Some(n) => api_max_connections = n as usize,
+            None => {}
+        }
         if let Some(u) = &api.public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
@@ -230,6 +248,8 @@ pub(super) fn check(c: &mut Checker, raw: &RawConfig, base: &Path) -> OtherSecti
         }),
         api_listen,
         api_tokens,
+        api_idle_timeout,
+        api_max_connections,
     }
 }
 

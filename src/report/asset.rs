@@ -166,7 +166,7 @@ pub fn gather(
         let interval = match &s.source {
             SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
             SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
-            SensorSource::Mqtt(_) | SensorSource::Monitor => None,
+            SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security => None,
         };
         let thresholds = cfg
             .rules

@@ -5,7 +5,7 @@
 //! a per-session CSRF token for forms, and an expiry.
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -133,9 +133,63 @@ pub fn verify_password(hash: Option<&str>, password: &str) -> bool {
             .unwrap_or_default()
     });
     let ok = PasswordHash::new(hash.unwrap_or(dummy))
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| matches(&h, password.as_bytes()))
         .unwrap_or(false);
     ok && hash.is_some()
+}
+
+/// Argon2's working memory (19 MiB with the default parameters), kept for the next
+/// check instead of being allocated and freed each time: freed blocks that size stay
+/// in the allocator's per-thread arenas, so checks on many threads grew the process by
+/// 19 MiB a thread. At most [`KEPT_BUFFERS`] are kept.
+static BUFFERS: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+/// Password checks run at once by the sign-in page (`api::web::guard`).
+const KEPT_BUFFERS: usize = 2;
+
+/// Whether `password` hashes to `hash` (the PHC string's algorithm, version, parameters
+/// and salt), in one of the kept working buffers.
+fn matches(hash: &PasswordHash<'_>, password: &[u8]) -> bool {
+    use argon2::password_hash::Output;
+    use std::sync::PoisonError;
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(hash.algorithm),
+        argon2::Params::try_from(hash),
+    ) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut memory = BUFFERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop()
+        .unwrap_or_default();
+    let blocks = params.block_count();
+    memory.resize(blocks, argon2::Block::default());
+    let mut out = vec![0u8; expected.len()];
+    let done = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut out,
+        &mut memory[..blocks],
+    );
+    let mut kept = BUFFERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if kept.len() < KEPT_BUFFERS {
+        kept.push(memory);
+    }
+    drop(kept);
+    // `Output`'s equality takes the same time wherever the bytes differ.
+    done.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 fn digest(value: &str) -> String {
@@ -148,34 +202,59 @@ fn random_token() -> Result<String, std::io::Error> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// A new session for `user`: (cookie value, CSRF token).
+/// A new session for `user`: (cookie value, CSRF token). It ends `ttl_ms` after it
+/// started, or `idle_ms` after its last use ([`session`]), whichever comes first.
 pub fn create_session(
     c: &Connection,
     user: &str,
     now: TimestampMs,
     ttl_ms: i64,
+    idle_ms: i64,
 ) -> Result<(String, String), UserError> {
     let id = random_token().map_err(UserError::Random)?;
     let csrf = random_token().map_err(UserError::Random)?;
     c.execute("DELETE FROM api_session WHERE expires_at < ?1", [now])?;
     c.execute(
         "INSERT INTO api_session (id, user, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![digest(&id), user, csrf, now, now + ttl_ms],
+        params![digest(&id), user, csrf, now, now + ttl_ms.min(idle_ms)],
     )?;
     Ok((id, csrf))
 }
 
-/// The signed-in user behind a session cookie: (name, role, CSRF token).
-pub fn session(c: &Connection, cookie: &str, now: TimestampMs) -> rusqlite::Result<Option<(String, Role, String)>> {
-    let row: Option<(String, String, String)> = c
+/// How far a session's end must move before [`session`] writes it (so a dashboard that
+/// polls does not write on every request).
+const SLIDE_STEP_MS: i64 = 30_000;
+
+/// The signed-in user behind a session cookie: (name, role, CSRF token). A session
+/// still open is used now: it ends `idle_ms` from now (never later than `ttl_ms` after
+/// it started).
+pub fn session(
+    c: &Connection,
+    cookie: &str,
+    now: TimestampMs,
+    ttl_ms: i64,
+    idle_ms: i64,
+) -> rusqlite::Result<Option<(String, Role, String)>> {
+    let id = digest(cookie);
+    let row: Option<(String, String, String, i64, i64)> = c
         .query_row(
-            "SELECT s.user, u.role, s.csrf FROM api_session s JOIN api_user u ON u.name = s.user
-             WHERE s.id = ?1 AND s.expires_at > ?2",
-            params![digest(cookie), now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            "SELECT s.user, u.role, s.csrf, s.created_at, s.expires_at FROM api_session s
+             JOIN api_user u ON u.name = s.user WHERE s.id = ?1 AND s.expires_at > ?2",
+            params![id, now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    Ok(row.and_then(|(u, role, csrf)| Role::parse(&role).map(|r| (u, r, csrf))))
+    let Some((user, role, csrf, created, expires)) = row else {
+        return Ok(None);
+    };
+    let until = (now + idle_ms).min(created + ttl_ms);
+    if until - expires >= SLIDE_STEP_MS {
+        c.execute(
+            "UPDATE api_session SET expires_at = ?2 WHERE id = ?1",
+            params![id, until],
+        )?;
+    }
+    Ok(Role::parse(&role).map(|r| (user, r, csrf)))
 }
 
 pub fn end_session(c: &Connection, cookie: &str) -> rusqlite::Result<()> {
@@ -232,14 +311,36 @@ mod tests {
     fn sessions_expire_and_end() {
         let c = db();
         set_user(&c, "ana", "correct horse battery", Role::Admin, "x", 1).expect("add");
-        let (id, csrf) = create_session(&c, "ana", 1000, 60_000).expect("session");
+        let (id, csrf) = create_session(&c, "ana", 1000, 60_000, 60_000).expect("session");
         assert_eq!(
-            session(&c, &id, 2000).expect("s"),
+            session(&c, &id, 2000, 60_000, 60_000).expect("s"),
             Some(("ana".into(), Role::Admin, csrf))
         );
-        assert_eq!(session(&c, &id, 70_000).expect("s"), None, "expired");
-        assert_eq!(session(&c, "forged", 2000).expect("s"), None);
+        assert_eq!(session(&c, &id, 70_000, 60_000, 60_000).expect("s"), None, "expired");
+        assert_eq!(session(&c, "forged", 2000, 60_000, 60_000).expect("s"), None);
         end_session(&c, &id).expect("end");
-        assert_eq!(session(&c, &id, 2000).expect("s"), None);
+        assert_eq!(session(&c, &id, 2000, 60_000, 60_000).expect("s"), None);
+    }
+
+    #[test]
+    fn a_session_ends_after_its_idle_timeout_unless_used() {
+        let c = db();
+        set_user(&c, "ana", "correct horse battery", Role::Viewer, "x", 1).expect("add");
+        let (ttl, idle) = (3_600_000, 60_000);
+        let (used, _) = create_session(&c, "ana", 0, ttl, idle).expect("session");
+        let (unused, _) = create_session(&c, "ana", 0, ttl, idle).expect("session");
+        // Used every 50 s, the first lives on past its idle timeout...
+        for t in (50_000..=500_000).step_by(50_000) {
+            assert!(session(&c, &used, t, ttl, idle).expect("s").is_some(), "used at {t}");
+        }
+        // ...the other, untouched for longer than the idle timeout, has ended.
+        assert_eq!(session(&c, &unused, 61_000, ttl, idle).expect("s"), None);
+        // Never past its lifetime, however busy.
+        let mut t = 500_000;
+        while t < ttl {
+            t += 50_000;
+            let _ = session(&c, &used, t, ttl, idle).expect("s");
+        }
+        assert_eq!(session(&c, &used, ttl + 1, ttl, idle).expect("s"), None);
     }
 }

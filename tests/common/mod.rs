@@ -7,6 +7,7 @@
 pub mod cryosim;
 pub mod exim;
 pub mod fault_proxy;
+pub mod floods;
 pub mod gateway;
 pub mod http;
 pub mod lazyfs;
@@ -147,9 +148,13 @@ pub fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
-/// The `cryowatch` binary built for this test run.
+/// The `cryowatch` binary built for this test run (`CRYOWATCH_TEST_BIN` names another
+/// build, e.g. an older one to show that a test fails without a fix).
 pub fn cryowatch() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cryowatch"))
+    match std::env::var_os("CRYOWATCH_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_cryowatch")),
+    }
 }
 
 /// Runs `cryowatch ARGS...` to completion.

@@ -8,9 +8,12 @@
 //! - [`paging`]: the SMTP server is down during an excursion; the SMS gateway answers 500
 //!   and 429; the GSM modem answers `+CMS ERROR`.
 //!
+//! - [`floods`]: a flood of failed sign-ins; hundreds of half-sent requests.
+//!
 //! Readings are counted in the store itself (read-only SQLite), pages at the peers that
 //! received them (SMTP server, gateway, modem).
 
+mod floods;
 mod modbus;
 mod mqtt;
 mod paging;
@@ -34,6 +37,8 @@ pub fn scenarios() -> Vec<Scenario> {
         ("smtp down", paging::smtp_down),
         ("gateway 500 then 429", paging::gateway_errors),
         ("modem +CMS ERROR", paging::modem_errors),
+        ("sign-in flood", floods::sign_in_flood),
+        ("idle connections", floods::idle_connections),
     ]
 }
 

@@ -10,12 +10,15 @@
 //! ones included, and sign-outs are written to the audit trail.
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Query, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Extension, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::guard::{self, Verdict};
 use super::{Nav, esc, over_tls, page, refusal};
 use crate::api::ApiState;
 use crate::api::auth::{Principal, SESSION_COOKIE, cookie, same};
@@ -171,6 +174,7 @@ enum Outcome {
 /// starts a session and redirects to `next` (default `/`).
 pub async fn sign_in(
     State(st): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
@@ -208,8 +212,21 @@ pub async fn sign_in(
         );
     }
     let password = f.password.chars().take(MAX_FIELD).collect::<String>();
+    let client = peer.map(|Extension(ConnectInfo(a))| a.ip());
     let now = now_ms();
     let name = user.clone();
+    match st.guard.with(|t| t.verdict(&name, client, now)) {
+        Verdict::Check => {}
+        verdict => return held_back(&st, &headers, &name, client, now, &verdict).await,
+    }
+    // Argon2 takes 19 MiB while it runs: only a few checks at once, a few waiting.
+    let Ok(_turn) = st.guard.turn().await else {
+        let verdict = Verdict::Throttled {
+            until: now + 5_000,
+            by: "server",
+        };
+        return held_back(&st, &headers, &name, client, now, &verdict).await;
+    };
     // The Argon2 check runs outside the store's lock, so a sign-in never holds up the
     // other requests.
     let lookup = name.clone();
@@ -227,12 +244,26 @@ pub async fn sign_in(
     let matched = tokio::task::spawn_blocking(move || users::verify_password(hash.as_deref(), &password))
         .await
         .unwrap_or(false);
+    drop(_turn);
     let verdict = stored.filter(|_| matched).map(|(_, role)| role);
+    let failure = match verdict {
+        Some(_) => {
+            st.guard.with(|t| t.succeeded(&name));
+            None
+        }
+        None => Some(st.guard.with(|t| t.failed(&name, client, now))),
+    };
+    let idle_ms = crate::model::millis(st.config.sections.api_idle_timeout);
+    let address = client.map(|a| a.to_string());
     let outcome = st
         .with_store(move |s| {
             s.transaction(|c| {
                 let Some(role) = verdict else {
-                    let detail = json!({ "result": "refused", "reason": "wrong user name or password" });
+                    let detail = json!({
+                        "result": "refused",
+                        "reason": "wrong user name or password",
+                        "client": address,
+                    });
                     crate::audit::append(
                         c,
                         now,
@@ -241,10 +272,26 @@ pub async fn sign_in(
                         &format!("user {name}"),
                         &detail,
                     )?;
+                    if let Some(until) = failure.and_then(|f| f.locked) {
+                        let detail = json!({
+                            "result": "locked",
+                            "reason": format!("{} failed sign-ins in a row", guard::LOCK_AFTER),
+                            "until": crate::model::format_rfc3339(until),
+                            "client": address,
+                        });
+                        crate::audit::append(
+                            c,
+                            now,
+                            "web.account_locked",
+                            "anonymous",
+                            &format!("user {name}"),
+                            &detail,
+                        )?;
+                    }
                     return Ok(Outcome::Refused);
                 };
                 let (session, _csrf) =
-                    users::create_session(c, &name, now, super::SESSION_TTL_MS).map_err(|e| match e {
+                    users::create_session(c, &name, now, super::SESSION_TTL_MS, idle_ms).map_err(|e| match e {
                         users::UserError::Sql(e) => e,
                         // No random bytes for the session: roll the transaction back.
                         other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
@@ -277,7 +324,8 @@ pub async fn sign_in(
             r
         }
         Ok(Outcome::Refused) => {
-            tracing::warn!(user = %user, "failed sign-in to the web dashboard");
+            tracing::warn!(user = %user, client = ?client, "failed sign-in to the web dashboard");
+            st.guard.report(now, false).await;
             login_page(
                 &st,
                 &headers,
@@ -289,6 +337,70 @@ pub async fn sign_in(
         }
         Err(e) => super::failure(&st, None, &e),
     }
+}
+
+/// A sign-in refused before its password was checked (the user name is locked, it or
+/// the address tried too soon after a failure, or no room to check): audited, counted,
+/// answered 429 (503 when the server had no room) with `Retry-After`. It says nothing
+/// about the password, which was not looked at.
+async fn held_back(
+    st: &ApiState,
+    headers: &HeaderMap,
+    name: &str,
+    client: Option<IpAddr>,
+    now: crate::model::TimestampMs,
+    verdict: &Verdict,
+) -> Response {
+    let (status, kind, reason, until, message) = match verdict {
+        Verdict::Locked { until } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "web.login_locked",
+            "account locked after repeated failed sign-ins".to_string(),
+            *until,
+            format!(
+                "This account is locked after repeated failed sign-ins. Try again in {} minutes, or ask an administrator.",
+                (until - now + 59_999) / 60_000
+            ),
+        ),
+        Verdict::Throttled { until, by: "server" } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "web.login_throttled",
+            "too many sign-ins at once".to_string(),
+            *until,
+            "Too many sign-ins at once. Try again in a few seconds.".to_string(),
+        ),
+        Verdict::Throttled { until, by } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "web.login_throttled",
+            format!("too soon after a failed sign-in of this {by}"),
+            *until,
+            "Too many failed sign-ins. Wait a little and try again.".to_string(),
+        ),
+        Verdict::Check => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    st.guard.with(|t| t.refused(now));
+    let detail = json!({
+        "result": "refused",
+        "reason": reason,
+        "until": crate::model::format_rfc3339(until),
+        "client": client.map(|a| a.to_string()),
+    });
+    let subject = format!("user {name}");
+    let audited = st
+        .with_store(move |s| s.transaction(|c| crate::audit::append(c, now, kind, "anonymous", &subject, &detail)))
+        .await;
+    if let Err(e) = audited {
+        tracing::error!(error = %e, "could not audit a refused sign-in");
+    }
+    tracing::warn!(user = %name, client = ?client, reason = kind, "sign-in refused before the password check");
+    st.guard.report(now, false).await;
+    let retry = ((until - now).max(1_000) + 999) / 1000;
+    let next = "/";
+    let mut r = login_page(st, headers, status, name, next, &message);
+    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// `POST /logout` (CSRF-checked): ends the session and clears its cookie.

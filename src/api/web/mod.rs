@@ -22,6 +22,7 @@
 pub mod ack;
 pub mod assets;
 pub mod dashboard;
+pub mod guard;
 pub mod history;
 pub mod login;
 pub mod sensor;
