@@ -85,6 +85,7 @@ pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>) {
         quantity: "refused_sign_ins".to_string(),
         unit: "refused sign-ins in 10 min".to_string(),
         stale_after: None,
+        valid_range: None,
         source: SensorSource::Security,
     });
 }

@@ -950,20 +950,16 @@ fn valid_range(c: &mut Checker, p: &str, s: &raw::Sensor, quantity: &str) -> Opt
         };
     }
     let unit = s.unit.as_deref().unwrap_or("").trim().to_lowercase();
-    // A temperature unit bounds a sensor of any measured quantity.
-    let temperature = match unit.as_str() {
-        "degc" | "°c" | "c" | "celsius" => Some((-273.15, 200.0)),
-        "degf" | "°f" | "f" | "fahrenheit" => Some((-459.67, 400.0)),
-        "k" | "kelvin" => Some((0.0, 500.0)),
-        _ => None,
-    };
     match quantity {
-        "temperature" => Some(temperature.unwrap_or((-273.15, 200.0))),
+        "temperature" => Some(match unit.as_str() {
+            "degf" | "°f" | "f" | "fahrenheit" => (-459.67, 400.0),
+            "k" | "kelvin" => (0.0, 500.0),
+            _ => (-273.15, 200.0),
+        }),
         "charge" => Some((0.0, 100.0)),
         "runtime" => Some((0.0, 10_000_000.0)),
         "voltage" => Some((0.0, 100_000.0)),
-        "state" => None,
-        _ => temperature,
+        _ => None,
     }
 }
 

@@ -108,13 +108,14 @@ pub fn run() -> Outcome {
     ];
     let mut daemon = super::start_daemon_with(&site, &env);
     super::wait_subscribed(&site, &broker, CLIENT);
-    // Warm (1000 + i) until told, then cold (-(1000 + i)): the alarm must clear on
-    // readings stamped by the clock that stepped back.
+    // Warm (10 + i/1000 degC) until told, then as cold below zero: the alarm must clear
+    // on readings stamped by the clock that stepped back. Every value is distinct and
+    // plausible for a temperature (outside its valid range it would be a probe fault).
     let cold = Arc::new(AtomicBool::new(false));
     let feed = Feed::start(&broker, "cw-fault-clock-feed", Duration::from_millis(50), {
         let cold = cold.clone();
         super::readings("lab/dewar-1/temp", move |i| {
-            let v = 1000.0 + i as f64;
+            let v = 10.0 + i as f64 / 1000.0;
             if cold.load(Ordering::Relaxed) { -v } else { v }
         })
     });
@@ -137,7 +138,7 @@ pub fn run() -> Outcome {
     let clear_after = back_at.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let (_, published) = feed.stop();
-    let values: Vec<f64> = (0..published).map(|i| 1000.0 + i as f64).collect();
+    let values: Vec<f64> = (0..published).map(|i| 10.0 + i as f64 / 1000.0).collect();
     let stored_all = wait_until(Duration::from_secs(20), || {
         let rows = history_all(&site);
         values
@@ -159,13 +160,15 @@ pub fn run() -> Outcome {
     // Readings, by value; and what became of their timestamps.
     let rows = history_all(&site);
     let visible_now = site.history(SENSOR).len();
+    // Keyed by thousandths: the values are 10.000, 10.001, ...
+    let key = |v: f64| (v.abs() * 1000.0).round() as u64;
     let mut count: BTreeMap<u64, u64> = BTreeMap::new();
     for r in &rows {
         if let Some(v) = r.value {
-            *count.entry(v.abs() as u64).or_insert(0) += 1;
+            *count.entry(key(v)).or_insert(0) += 1;
         }
     }
-    let stored = values.iter().filter(|v| count.contains_key(&(**v as u64))).count() as u64;
+    let stored = values.iter().filter(|v| count.contains_key(&key(**v))).count() as u64;
     let dup = count.values().filter(|n| **n > 1).count() as u64;
     let ahead = rows
         .iter()

@@ -260,7 +260,9 @@ pub fn modbus_lies() -> Outcome {
             POLL.as_millis(),
             units.len()
         );
-        config += &temp_sensor(&format!("{id}.temp"), id);
+        // A temperature: a value no probe reads (1e38 degC) is outside its valid range.
+        config += &temp_sensor(&format!("{id}.temp"), id)
+            .replace("unit = \"degC\"", "unit = \"degC\"\nquantity = \"temperature\"");
     }
     let site = checked_site(&config);
     let daemon = site.start_daemon();
