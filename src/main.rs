@@ -340,6 +340,11 @@ fn print_json_or<T: serde::Serialize>(
     res.map_err(|e| Failure::Runtime(e.into()))
 }
 
+/// `--by` as recorded; bad input when blank or too long.
+fn checked_by(by: &str) -> Result<&str, Failure> {
+    cryowatch::alarm::control::checked_by(by).map_err(|e| Failure::BadInput(format!("--by: {e}")))
+}
+
 fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
     match cryowatch::alarm::control::submit(cfg, req) {
         Ok(text) => {
@@ -781,12 +786,15 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             by,
             comment,
         } => {
+            let by = checked_by(&by)?;
+            cryowatch::alarm::control::checked_text(&comment)
+                .map_err(|e| Failure::BadInput(format!("--comment: {e}")))?;
             let cfg = load(&config)?;
             control(
                 &cfg,
                 Request::Ack {
                     alarm: alarm_id,
-                    by: &by,
+                    by,
                     comment: &comment,
                 },
             )
@@ -798,6 +806,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             by,
             reason,
         } => {
+            let by = checked_by(&by)?;
+            cryowatch::alarm::control::checked_text(&reason)
+                .map_err(|e| Failure::BadInput(format!("--reason: {e}")))?;
             let cfg = load(&config)?;
             let duration =
                 cryowatch::config::parse_duration(&duration).map_err(|e| Failure::BadInput(format!("--for: {e}")))?;
@@ -806,7 +817,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 Request::Shelve {
                     sensor: &sensor,
                     duration,
-                    by: &by,
+                    by,
                     reason: &reason,
                 },
             )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, RabbitMQ (its MQTT plugin), exim4, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
-# wrk, faketime, fuse3 (apt); pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy (pip, in .venv at the
+# wrk, faketime, fuse3 (apt); pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy, schemathesis (pip, in .venv at the
 # repository root);
 # playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo; tests/fuzz.sh installs cargo-fuzz).
 # Without arguments it runs what CI runs: formatting and lints, every test (the
@@ -47,10 +47,11 @@ fi
 venv="$root/.venv"
 # modbus-tk: a second Modbus server, several units on one port (tests/peers/modbus_tk_server.py).
 # mfusepy: the power-cut fault scenario's FUSE layer (tests/peers/lazyfs.py).
-if ! "$venv/bin/python" -c 'import pymodbus, modbus_tk, aiosmtpd, serial, mfusepy' 2>/dev/null; then
-    echo "tests/run.sh: preparing $venv (pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy)" >&2
+# schemathesis: checks the API against its OpenAPI document (tests/api_schema.rs).
+if ! "$venv/bin/python" -c 'import pymodbus, modbus_tk, aiosmtpd, serial, mfusepy, schemathesis' 2>/dev/null; then
+    echo "tests/run.sh: preparing $venv (pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy, schemathesis)" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' 'modbus-tk==1.1.*' aiosmtpd pyserial 'mfusepy==3.*'
+    "$venv/bin/pip" install -q --disable-pip-version-check 'pymodbus==3.16.*' 'modbus-tk==1.1.*' aiosmtpd pyserial 'mfusepy==3.*' 'schemathesis==4.*'
 fi
 export CRYOWATCH_TEST_PYTHON="$venv/bin/python"
 

@@ -26,6 +26,39 @@ pub fn lock_path(store: &Path) -> PathBuf {
     store.with_file_name(name)
 }
 
+/// The longest name a change is recorded under (`--by`, the API's `by`), in characters.
+pub const MAX_BY: usize = 100;
+/// The longest comment or reason, in characters.
+pub const MAX_TEXT: usize = 4000;
+
+/// Whether `s` is only whitespace (Unicode's White_Space, which the API document's
+/// patterns list character by character).
+pub fn blank(s: &str) -> bool {
+    s.chars().all(char::is_whitespace)
+}
+
+/// The person a change is recorded under, trimmed; the problem when `by` is blank or
+/// longer than [`MAX_BY`] characters.
+pub fn checked_by(by: &str) -> Result<&str, String> {
+    let n = by.chars().count();
+    if n > MAX_BY {
+        return Err(format!("at most {MAX_BY} characters, found {n}"));
+    }
+    if blank(by) {
+        return Err("name the person who makes the change (found nothing)".into());
+    }
+    Ok(by.trim())
+}
+
+/// The problem with a comment or reason longer than [`MAX_TEXT`] characters.
+pub fn checked_text(text: &str) -> Result<(), String> {
+    let n = text.chars().count();
+    if n > MAX_TEXT {
+        return Err(format!("at most {MAX_TEXT} characters, found {n}"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// The request was refused (unknown alarm, already acknowledged, bad duration...).

@@ -102,14 +102,19 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme's name is
+/// case-insensitive and may be surrounded by any spaces (RFC 7235 section 2.1); `None`
+/// for another scheme or no token.
+pub fn bearer(value: &str) -> Option<&str> {
+    let value = value.trim_start_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
+    let token = rest.trim_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 async fn identify(parts: &Parts, state: &ApiState) -> Result<Option<Principal>, Response> {
     if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
-        let given = auth
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
+        let given = auth.to_str().ok().and_then(bearer).unwrap_or("");
         // Every token is compared, so timing does not tell which one nearly matched.
         let mut found = None;
         for t in &state.config.sections.api_tokens {
@@ -185,6 +190,22 @@ mod tests {
                 had: Role::Operator
             })
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_with_any_spaces() {
+        for v in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "BeArEr   abc  ",
+            "  Bearer\tabc",
+        ] {
+            assert_eq!(bearer(v), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearerabc", "Bearer", "Bearer   ", "", "Token abc"] {
+            assert_eq!(bearer(v), None, "{v:?}");
+        }
     }
 
     #[test]

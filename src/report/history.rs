@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use crate::model::{TimestampMs, format_rfc3339};
-use crate::store::{Store, StoreError, StoredReading};
+use crate::store::{HistoryKey, Store, StoreError, StoredReading};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -38,13 +38,38 @@ pub fn export(
     let Some((id, unit)) = sensors.get(sensor) else {
         return Err(HistoryError::UnknownSensor(sensor.to_string()));
     };
+    let page = Page {
+        sensor_id: *id,
+        sensor,
+        unit,
+        start: HistoryKey::at(from),
+        to,
+        end: None,
+    };
+    export_page(store, &page, format, out)
+}
+
+/// One page of a sensor's history: from key `start` to time `to`, before key `end`.
+pub struct Page<'a> {
+    pub sensor_id: i64,
+    pub sensor: &'a str,
+    pub unit: &'a str,
+    pub start: HistoryKey,
+    pub to: TimestampMs,
+    pub end: Option<HistoryKey>,
+}
+
+/// Writes `page` as a whole document of `format` (CSV with its header, or a JSON
+/// array). Returns the number of rows written.
+pub fn export_page(store: &Store, page: &Page, format: Format, out: &mut dyn Write) -> Result<u64, HistoryError> {
+    let (sensor, unit) = (page.sensor, page.unit);
     let mut rows = 0u64;
     let mut failed: Option<io::Error> = None;
     match format {
         Format::Csv => writeln!(out, "{CSV_HEADER}")?,
         Format::Json => write!(out, "[")?,
     }
-    store.history(*id, from, to, |r| {
+    store.history_page(page.sensor_id, page.start, page.to, page.end, |r| {
         let res = match format {
             Format::Csv => write_csv(out, sensor, unit, &r),
             Format::Json => write_json(out, sensor, unit, &r, rows == 0),

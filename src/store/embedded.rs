@@ -124,6 +124,41 @@ pub struct StoredReading {
     pub quality: Quality,
 }
 
+/// Where a reading sits in its sensor's history (time, then arrival order): a page of
+/// an export starts at one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HistoryKey {
+    pub t: TimestampMs,
+    pub seq: i64,
+}
+
+impl HistoryKey {
+    /// The first reading stamped `t` or later.
+    pub fn at(t: TimestampMs) -> HistoryKey {
+        HistoryKey { t, seq: i64::MIN }
+    }
+}
+
+impl std::fmt::Display for HistoryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.t, self.seq)
+    }
+}
+
+impl std::str::FromStr for HistoryKey {
+    type Err = String;
+
+    /// Reads `T.SEQ` as [`Display`](std::fmt::Display) writes it.
+    fn from_str(s: &str) -> Result<HistoryKey, String> {
+        let bad = || format!("expected the X-Next-Cursor of a previous answer (digits.digits), found {s:?}");
+        let (t, seq) = s.split_once('.').ok_or_else(bad)?;
+        Ok(HistoryKey {
+            t: t.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// A sensor's newest reading and its newest good one.
 pub type Latest = (Option<StoredReading>, Option<StoredReading>);
 
@@ -546,6 +581,66 @@ impl Store {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Readings of one sensor from key `start` (inclusive) to time `to` (inclusive), in
+    /// order, stopping before key `end` when given: one page of an export.
+    pub fn history_page(
+        &self,
+        sensor_id: i64,
+        start: HistoryKey,
+        to: TimestampMs,
+        end: Option<HistoryKey>,
+        mut each: impl FnMut(StoredReading) -> bool,
+    ) -> Result<(), StoreError> {
+        let end = end.unwrap_or(HistoryKey { t: to, seq: i64::MAX });
+        self.sql(|c| {
+            let mut st = c.prepare(
+                "SELECT t, value, quality FROM reading
+                 WHERE sensor = ?1 AND (t, seq) >= (?2, ?3) AND t <= ?4 AND (t, seq) < (?5, ?6)
+                 ORDER BY t, seq",
+            )?;
+            let mut rows = st.query(params![sensor_id, start.t, start.seq, to, end.t, end.seq])?;
+            while let Some(r) = rows.next()? {
+                let q: i64 = r.get(2)?;
+                let reading = StoredReading {
+                    time: r.get(0)?,
+                    value: r.get(1)?,
+                    quality: Quality::from_code(q).unwrap_or(Quality::CommError),
+                };
+                if !each(reading) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The key of the reading `n` places (0-based) after key `start` among those of
+    /// `sensor_id` stamped no later than `to`: where the page after `n` rows begins, or
+    /// `None` when there are no more.
+    pub fn history_nth(
+        &self,
+        sensor_id: i64,
+        start: HistoryKey,
+        to: TimestampMs,
+        n: u64,
+    ) -> Result<Option<HistoryKey>, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.sql(|c| {
+            c.query_row(
+                "SELECT t, seq FROM reading WHERE sensor = ?1 AND (t, seq) >= (?2, ?3) AND t <= ?4
+                 ORDER BY t, seq LIMIT 1 OFFSET ?5",
+                params![sensor_id, start.t, start.seq, to, n],
+                |r| {
+                    Ok(HistoryKey {
+                        t: r.get(0)?,
+                        seq: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
         })
     }
 

@@ -12,5 +12,5 @@ pub mod retention;
 pub mod users;
 pub mod writer;
 
-pub use embedded::{Row, Store, StoreError, StoredReading};
+pub use embedded::{HistoryKey, Row, Store, StoreError, StoredReading};
 pub use writer::{Batch, StoreHandle, WriterJoin};

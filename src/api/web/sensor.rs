@@ -51,8 +51,13 @@ fn chart_svg(chart: Chart) -> String {
     }
 }
 
-fn period(st: &ApiState, q: &HashMap<String, String>, now: TimestampMs) -> Result<(TimestampMs, TimestampMs), String> {
-    let tz = &st.config.site.timezone;
+/// The page's period from its `from` and `to` (in the site's time zone `tz`): refused
+/// when unreadable, empty or longer than [`MAX_SPAN_MS`]; no arithmetic on it can wrap.
+fn period(
+    tz: &jiff::tz::TimeZone,
+    q: &HashMap<String, String>,
+    now: TimestampMs,
+) -> Result<(TimestampMs, TimestampMs), String> {
     let time = |key: &str, default: &str| {
         crate::timearg::parse_in(
             q.get(key)
@@ -68,7 +73,7 @@ fn period(st: &ApiState, q: &HashMap<String, String>, now: TimestampMs) -> Resul
     if from >= to {
         return Err("from must be before to".into());
     }
-    if to - from > MAX_SPAN_MS {
+    if to.checked_sub(from).is_none_or(|span| span > MAX_SPAN_MS) {
         return Err("the period is longer than 31 days: use `cryowatch report` for long periods".into());
     }
     Ok((from, to))
@@ -95,7 +100,7 @@ pub async fn page(
         );
     };
     let now = now_ms();
-    let (from, to) = match period(&st, &q, now) {
+    let (from, to) = match period(&st.config.site.timezone, &q, now) {
         Ok(p) => p,
         Err(e) => return refusal(&st, StatusCode::BAD_REQUEST, Some(&who), "Period not understood", &e),
     };
@@ -286,4 +291,34 @@ fn render(st: &ApiState, si: usize, from: TimestampMs, to: TimestampMs, now: Tim
     }
     h.push_str("</tbody></table></div>");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: TimestampMs = 1_795_420_800_000; // 2026-11-23T08:00:00Z
+
+    fn of(pairs: &[(&str, &str)]) -> Result<(TimestampMs, TimestampMs), String> {
+        let q = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        period(&jiff::tz::TimeZone::UTC, &q, NOW)
+    }
+
+    #[test]
+    fn periods_beyond_any_time_are_refused_not_wrapped() {
+        assert_eq!(of(&[]), Ok((NOW - 86_400_000, NOW)));
+        for (from, to) in [
+            ("-200000000y", "now"),
+            ("-1000y", "+1000y"),
+            ("-9223372036854775807ms", "now"),
+            ("-0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+            ("now", "+200000000y"),
+        ] {
+            let e = of(&[("from", from), ("to", to)]).expect_err(from);
+            assert!(
+                e.starts_with("from:") || e.starts_with("to:") || e.contains("longer than 31 days"),
+                "{from}..{to}: {e}"
+            );
+        }
+    }
 }
