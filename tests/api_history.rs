@@ -84,22 +84,30 @@ type = "f32"
             let ids = store
                 .register_sensors(&[(SENSOR.to_string(), "degC".to_string())])
                 .expect("register the sensor");
-            let mut batch = Vec::with_capacity(100_000);
+            // Committed a day at a time and sealed at the end of each day, as the daemon
+            // commits and seals them, so each seal checks one day's batches.
+            let seal = |store: &mut Store, until: i64| {
+                while let Some(sealed) = store.seal_due(until, DAY_MS, 120_000).expect("seal the readings") {
+                    if !sealed.more {
+                        break;
+                    }
+                }
+            };
+            let mut batch = Vec::with_capacity(10_000);
+            let mut day = first.div_euclid(DAY_MS);
             for i in 0..rows {
-                let value = -190.0 + (i % 100) as f64 * 0.01;
-                batch.push((ids[0], first + i * STEP_MS, Some(value), Quality::Good));
-                if batch.len() == 100_000 {
+                let t = first + i * STEP_MS;
+                if t.div_euclid(DAY_MS) != day {
                     store.insert(&batch).expect("insert readings");
                     batch.clear();
+                    day = t.div_euclid(DAY_MS);
+                    seal(&mut store, day * DAY_MS + 120_000);
                 }
+                let value = -190.0 + (i % 100) as f64 * 0.01;
+                batch.push((ids[0], t, Some(value), Quality::Good));
             }
             store.insert(&batch).expect("insert readings");
-            // Sealed here as the daemon would (a day a block), so it starts at once.
-            while let Some(sealed) = store.seal_due(now, DAY_MS, 120_000).expect("seal the readings") {
-                if !sealed.more {
-                    break;
-                }
-            }
+            seal(&mut store, now);
         }
         eprintln!("{rows} readings written in {:.1?}", started.elapsed());
         let daemon = site.start_daemon();

@@ -103,6 +103,10 @@ fn demo_shows_live_readings_that_history_and_status_read_back() {
         .expect("the record's row");
     assert_eq!(record["value"], 0.0, "the record verifies: {record}");
     assert_eq!(record["asset"], "cryowatch", "{record}");
+    assert!(
+        rows.iter().all(|r| r["sensor"] != "cryowatch.security"),
+        "no HTTP API, so no sign-in watch that could only show no data"
+    );
 }
 
 #[test]

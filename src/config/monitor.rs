@@ -6,8 +6,9 @@
 //! escalations like any other alarm. A written `[[rule]]` with that id replaces the
 //! built-in one (to give it its own escalation, say).
 //!
-//! The same asset has `cryowatch.security`: refused sign-ins (wrong password, throttled
-//! or locked out) in the last [`SECURITY_WINDOW`], written by the HTTP API. Past
+//! With an HTTP API the same asset has `cryowatch.security`: refused sign-ins (wrong
+//! password, throttled or locked out) in the last [`SECURITY_WINDOW`], written by the
+//! HTTP API. Past
 //! [`SECURITY_THRESHOLD`] the warning `cryowatch.security:sign-ins` is raised and paged:
 //! attempts at unauthorised use are detected and reported (21 CFR 11.300(d)).
 
@@ -61,9 +62,10 @@ pub(super) fn check_reserved<'a>(
     }
 }
 
-/// Appends the built-in asset and sensor (after everything written, so written indices
-/// do not move).
-pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>) {
+/// Appends the built-in asset and sensors (after everything written, so written indices
+/// do not move); the sign-in watch only with an HTTP API (`api`), the one place sign-ins
+/// are refused.
+pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>, api: bool) {
     assets.push(Asset {
         id: ASSET.to_string(),
         name: "cryowatch (this monitor)".to_string(),
@@ -79,6 +81,9 @@ pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>) {
         valid_range: None,
         source: SensorSource::Monitor,
     });
+    if !api {
+        return;
+    }
     sensors.push(Sensor {
         id: SECURITY_SENSOR.to_string(),
         asset: assets.len() - 1,

@@ -463,7 +463,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         raw.sensor.iter().map(|s| s.id.as_str()),
     );
     let mut assets = assets;
-    super::monitor::add_sensor(&mut assets, &mut sensors);
+    super::monitor::add_sensor(&mut assets, &mut sensors, raw.api.is_some());
 
     let inputs = super::rules::RuleInputs {
         sensors: &sensors,
