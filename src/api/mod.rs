@@ -182,12 +182,12 @@ pub fn spawn_with(
     server::raise_open_files(config.sections.api_max_connections);
     let listener = bind(addr)?;
     let mut state = ApiState::open(Arc::new(config.clone())).context("opening the store for the HTTP API")?;
-    if let Some(t) = telemetry {
+    if let Some(t) = telemetry.clone() {
         state = state.with_telemetry(t);
     }
     let sensor = config.sensor_index(crate::config::monitor::SECURITY_SENSOR);
     if let (Some(handle), Some(sensor)) = (readings, sensor) {
-        state.guard.report_to(handle, sensor);
+        state.guard.report_to(handle, sensor, telemetry);
         let (guard, shutdown) = (state.guard.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(web::guard::REPORT_EVERY);

@@ -27,6 +27,7 @@ use crate::config::monitor::{SECURITY_THRESHOLD, SECURITY_WINDOW};
 use crate::model::{TimestampMs, millis};
 use crate::store::StoreHandle;
 use crate::store::writer::Batch;
+use crate::telemetry::Telemetry;
 
 /// Password checks running at once (each holds ~19 MiB while it runs).
 pub const CHECKS_AT_ONCE: usize = 2;
@@ -204,13 +205,21 @@ impl Tracker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// Where the guard writes its readings: the store writer, the sensor's index, and the
+/// daemon's telemetry, which counts them among the monitor's readings.
+struct Feed {
+    handle: StoreHandle,
+    sensor: usize,
+    telemetry: Option<Arc<Telemetry>>,
+}
+
 /// The sign-in guard the API shares.
 pub struct Guard {
     checks: Arc<Semaphore>,
     waiting: AtomicUsize,
     tracker: Mutex<Tracker>,
-    /// Where refusals are reported, in the daemon: (store writer, sensor index).
-    feed: std::sync::OnceLock<(StoreHandle, usize)>,
+    /// Where refusals are reported, in the daemon.
+    feed: std::sync::OnceLock<Feed>,
     /// When the count was last written, and what it was.
     written: Mutex<Option<(TimestampMs, usize)>>,
 }
@@ -238,15 +247,24 @@ impl Guard {
     }
 
     /// Writes the count of refusals as readings of `sensor` through `handle`.
-    pub fn report_to(&self, handle: StoreHandle, sensor: usize) {
-        let _ = self.feed.set((handle, sensor));
+    pub fn report_to(&self, handle: StoreHandle, sensor: usize, telemetry: Option<Arc<Telemetry>>) {
+        let _ = self.feed.set(Feed {
+            handle,
+            sensor,
+            telemetry,
+        });
     }
 
     /// Writes the count of refusals now when it crossed the threshold, or when it
     /// changed and [`REPORT_EVERY`] has passed since the last reading (`tick`: called
     /// periodically, writes a changed or non-zero count).
     pub async fn report(&self, now: TimestampMs, tick: bool) {
-        let Some((handle, sensor)) = self.feed.get() else {
+        let Some(Feed {
+            handle,
+            sensor,
+            telemetry,
+        }) = self.feed.get()
+        else {
             return;
         };
         let count = self.with(|t| t.refused_recently(now));
@@ -267,8 +285,11 @@ impl Guard {
             due
         };
         if due {
-            let reading = crate::model::Reading::good(*sensor, now, count as f64);
-            if handle.send(Batch::new(vec![reading])).await.is_err() {
+            let readings = vec![crate::model::Reading::good(*sensor, now, count as f64)];
+            if let Some(t) = telemetry {
+                t.count_readings(crate::telemetry::Source::Monitor, &readings);
+            }
+            if handle.send(Batch::new(readings)).await.is_err() {
                 tracing::debug!("sign-in guard: the store writer has stopped");
             }
         }
