@@ -65,47 +65,24 @@ fn spawn_clock(handle: &StoreHandle, shutdown: &CancellationToken) -> JoinHandle
     })
 }
 
-/// Takes the store's lock file (`<store>.lock`): fails when another daemon holds it.
-pub fn lock_store(path: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
-    let lock_path = crate::alarm::control::lock_path(path);
-    if let Some(dir) = lock_path.parent() {
-        crate::store::embedded::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(anyhow::Error::new(e).context(format!("locking {}", lock_path.display())))
-        }
-    }
-}
-
 impl Daemon {
     /// Opens the store and starts every source. Must be called inside a Tokio runtime.
     pub fn start(config: &Config) -> anyhow::Result<Daemon> {
         // `cryowatch ack` or `shelve` with no daemon running holds the lock for a moment:
         // wait for it rather than fail to start.
-        let mut lock = lock_store(&config.store.path)?;
+        let mut lock = crate::store::lock::take(&config.store.path)?;
         for _ in 0..50 {
             if lock.is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
-            lock = lock_store(&config.store.path)?;
+            lock = crate::store::lock::take(&config.store.path)?;
         }
         let Some(lock) = lock else {
             anyhow::bail!(
                 "another cryowatch is already running on the store {} (its lock file {} is held)",
                 config.store.path.display(),
-                crate::alarm::control::lock_path(&config.store.path).display()
+                crate::store::lock::path(&config.store.path).display()
             );
         };
         let mut store = Store::open(&config.store.path).context("opening the embedded store")?;

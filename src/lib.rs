@@ -29,7 +29,8 @@
 //!   believed: stamped far ahead of the clock, never a sensor's latest value) and
 //!   [`store::outage`] (when failing commits become the paged condition "the store
 //!   cannot write"), [`store::mqtt_session`] (when the MQTT client id was last connected,
-//!   and the last session a broker lost).
+//!   and the last session a broker lost), [`store::lock`] (the lock file the running
+//!   daemon holds).
 //! - [`alarm`]: where readings become alarms: [`alarm::condition`] (rule evaluation)
 //!   and [`alarm::lifecycle`] (the alarm state machine) are pure; [`alarm::suppress`]
 //!   holds maintenance windows and shelving; [`alarm::engine`] runs them and turns every
@@ -65,7 +66,7 @@
 //!   and quality, poll and commit latency, connection states), shared by the stages and
 //!   read by `/metrics`.
 //! - [`daemon`]: wiring of sources, store writer, dispatcher, InfluxDB sink and HTTP
-//!   API; the store's lock file; signals; ordered shutdown.
+//!   API; signals; ordered shutdown.
 //! - [`heartbeat`]: the daemon's own signs of life (retained MQTT status with a Last
 //!   Will, a dead-man URL pinged while the pipeline progresses).
 //! - [`standby`]: a second machine that takes over when the primary's heartbeat stops.
@@ -74,6 +75,9 @@
 //! - [`escape`]: outside strings made safe to print: control characters escaped in every
 //!   log line and in listings, so none can forge a line.
 //! - [`timearg`]: the command line's time arguments.
+//! - [`random`]: keys, salts, session ids and nonces from the operating system's
+//!   generator (an error when it cannot be read, never a weaker stand-in).
+//! - [`http`]: what every HTTP client shares (bounded answers, errors with causes).
 //! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`),
 //!   and certificate failures said with what to do.
 pub mod alarm;
@@ -84,8 +88,10 @@ pub mod daemon;
 pub mod demo;
 pub mod escape;
 pub mod heartbeat;
+pub mod http;
 pub mod model;
 pub mod notify;
+pub mod random;
 pub mod report;
 pub mod service;
 pub mod sink;

@@ -150,6 +150,14 @@ pub fn format_rfc3339(ms: TimestampMs) -> String {
     }
 }
 
+/// `ms` in the site's time zone, for people: `2026-11-23 09:00 CET`.
+pub fn site_time(ms: TimestampMs, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,7 +196,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     let rig = Rig::start().await;
     rig.reading("dewar-1.temp", -120.0).await;
     let alarm = rig.raised("d1-warm").await;
-    let link = acklink::link(&rig.base, &rig.key, alarm.id, "alice", now_ms());
+    let link = acklink::link(&rig.base, &rig.key, alarm.id, "alice", now_ms()).expect("random");
 
     // Opening the link (as a mail scanner would) shows the alarm and the form only.
     let r = rig.http.get(&link).send().await.expect("GET");
@@ -282,7 +282,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     );
 
     // A fresh link to an alarm already acknowledged: the engine's answer is shown.
-    let other = acklink::link(&rig.base, &rig.key, alarm.id, "bob", now_ms());
+    let other = acklink::link(&rig.base, &rig.key, alarm.id, "bob", now_ms()).expect("random");
     let (status, page) = rig.get(&other).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Nothing to do") && !page.contains("<form"), "{page}");
@@ -297,7 +297,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     assert_eq!(after.acked_by.as_deref(), Some("Alice Nguyen"));
 
     // An alarm that does not exist: 404 on opening, the engine's refusal on submitting.
-    let ghost = acklink::link(&rig.base, &rig.key, 9999, "alice", now_ms());
+    let ghost = acklink::link(&rig.base, &rig.key, 9999, "alice", now_ms()).expect("random");
     let (status, _) = rig.get(&ghost).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, page) = rig.post(&ghost, "").await;
@@ -315,7 +315,13 @@ async fn expired_altered_and_foreign_links_are_refused_and_change_nothing() {
     let expired = format!(
         "{}/ack/{}",
         rig.base,
-        acklink::sign(&rig.key, alarm.id, "alice", now - 1000, &acklink::new_nonce())
+        acklink::sign(
+            &rig.key,
+            alarm.id,
+            "alice",
+            now - 1000,
+            &acklink::new_nonce().expect("random")
+        )
     );
     let valid = acklink::sign(&rig.key, alarm.id, "alice", now + 3_600_000, "n1");
     // The signature of a valid token on another alarm's payload.
@@ -431,7 +437,7 @@ async fn the_api_serves_on_its_configured_address_until_shutdown() {
     let key = acklink::key(&Store::open(&cfg.store.path).expect("store")).expect("key");
     let http = reqwest::Client::new();
     let r = http
-        .get(acklink::link(&base, &key, 1, "alice", now_ms()))
+        .get(acklink::link(&base, &key, 1, "alice", now_ms()).expect("random"))
         .send()
         .await
         .expect("GET");

@@ -28,8 +28,9 @@ use serde_json::json;
 use super::{ApiError, ApiState};
 use crate::config::Config;
 use crate::config::notify::Contact;
+use crate::model::site_time;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
-use crate::notify::acklink::{self, LinkClaims, LinkError, site_time};
+use crate::notify::acklink::{self, LinkClaims, LinkError};
 use crate::store::alarms::{self, AlarmRow};
 
 /// How long a submitted form waits for the daemon's answer.

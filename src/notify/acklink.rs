@@ -14,7 +14,6 @@
 //! new key on next use and invalidates every link sent so far.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -122,22 +121,21 @@ fn parse_payload(payload: &[u8]) -> Option<LinkClaims> {
 
 /// A link for `alarm` and `contact` (a configured contact id), valid for [`VALIDITY_MS`]
 /// from `now_ms`: `{base_url}/ack/{token}`.
-pub fn link(base_url: &str, key: &Key, alarm: i64, contact: &str, now_ms: TimestampMs) -> String {
-    let token = sign(key, alarm, contact, now_ms + VALIDITY_MS, &new_nonce());
-    format!("{}/ack/{token}", base_url.trim_end_matches('/'))
+/// Fails only when the operating system's generator cannot be read for the nonce.
+pub fn link(
+    base_url: &str,
+    key: &Key,
+    alarm: i64,
+    contact: &str,
+    now_ms: TimestampMs,
+) -> Result<String, crate::random::Error> {
+    let token = sign(key, alarm, contact, now_ms + VALIDITY_MS, &new_nonce()?);
+    Ok(format!("{}/ack/{token}", base_url.trim_end_matches('/')))
 }
 
-/// 128 random bits, base64url. A nonce only has to be unique (forging a link needs the
-/// key), so should `/dev/urandom` be unreadable, `fastrand` stands in.
-pub fn new_nonce() -> String {
-    let bytes = random_bytes::<16>().unwrap_or_else(|_| fastrand::u128(..).to_le_bytes());
-    B64.encode(bytes)
-}
-
-pub(crate) fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf)
+/// 128 random bits, base64url.
+pub fn new_nonce() -> Result<String, crate::random::Error> {
+    crate::random::token::<16>()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +169,9 @@ pub fn key(store: &Store) -> Result<Key, StoreError> {
         if let Some(k) = read_key(c)? {
             return Ok(k);
         }
-        let fresh = random_bytes::<32>().map_err(|e| {
+        let fresh = crate::random::bytes::<32>().map_err(|e| {
             key_problem(format!(
-                "cannot read /dev/urandom to make the acknowledgement-link key: {e}"
+                "cannot read the system's random generator to make the acknowledgement-link key: {e}"
             ))
         })?;
         c.execute(
@@ -182,14 +180,6 @@ pub fn key(store: &Store) -> Result<Key, StoreError> {
         )?;
         read_key(c)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
     })
-}
-
-/// `ms` in the site's time zone, for people: `2026-11-23 09:00 CET`.
-pub fn site_time(ms: TimestampMs, tz: &jiff::tz::TimeZone) -> String {
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string(),
-        Err(_) => ms.to_string(),
-    }
 }
 
 /// The body of a page to `contact` (a contact id) through `channel`: the SMS reply is
@@ -227,8 +217,19 @@ pub fn page_body(
         }
     };
     let name = cfg.notify.contact(contact).map_or(contact, |c| c.name.as_str());
-    let url = link(base, &key, alarm, contact, now);
-    with_link(body, &url, name, &site_time(now + VALIDITY_MS, &cfg.site.timezone))
+    let url = match link(base, &key, alarm, contact, now) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, alarm_id = alarm, contact, "page sent without an acknowledgement link");
+            return body.to_string();
+        }
+    };
+    with_link(
+        body,
+        &url,
+        name,
+        &crate::model::site_time(now + VALIDITY_MS, &cfg.site.timezone),
+    )
 }
 
 /// Inserts the link paragraph in front of the "To acknowledge:" paragraph of a page, or
@@ -333,8 +334,8 @@ mod tests {
 
     #[test]
     fn links_expire_after_a_day_and_carry_fresh_nonces() {
-        let a = link("https://cw.example.org/", &KEY, 5, "bob", NOW);
-        let b = link("https://cw.example.org", &KEY, 5, "bob", NOW);
+        let a = link("https://cw.example.org/", &KEY, 5, "bob", NOW).expect("random");
+        let b = link("https://cw.example.org", &KEY, 5, "bob", NOW).expect("random");
         assert_ne!(a, b);
         let token = a.strip_prefix("https://cw.example.org/ack/").expect("prefix");
         let c = verify(&KEY, token, NOW).expect("valid");

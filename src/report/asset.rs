@@ -520,7 +520,7 @@ fn describe_window(w: &crate::config::rules::Window) -> String {
 }
 
 fn fmt_time(t: TimestampMs, tz: &TimeZone) -> String {
-    crate::notify::acklink::site_time(t, tz)
+    crate::model::site_time(t, tz)
 }
 
 fn fmt_value(v: Option<f64>) -> String {

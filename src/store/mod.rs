@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod embedded;
 pub mod flags;
+pub mod lock;
 pub mod mirror;
 pub mod mqtt_session;
 pub mod outage;

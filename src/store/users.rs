@@ -35,7 +35,7 @@ pub enum UserError {
     #[error("the password must be at least 12 characters")]
     ShortPassword,
     #[error("cannot read random bytes for the salt: {0}")]
-    Random(std::io::Error),
+    Random(crate::random::Error),
     #[error("hashing the password: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -58,7 +58,7 @@ pub fn hash_password(name: &str, password: &str) -> Result<String, UserError> {
     if password.chars().count() < 12 {
         return Err(UserError::ShortPassword);
     }
-    let salt_bytes = crate::notify::acklink::random_bytes::<16>().map_err(UserError::Random)?;
+    let salt_bytes = crate::random::bytes::<16>().map_err(UserError::Random)?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| UserError::Hash(e.to_string()))?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -196,12 +196,6 @@ fn digest(value: &str) -> String {
     crate::audit::hex(&Sha256::digest(value.as_bytes()))
 }
 
-fn random_token() -> Result<String, std::io::Error> {
-    use base64::Engine as _;
-    let bytes = crate::notify::acklink::random_bytes::<32>()?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 /// A new session for `user`: (cookie value, CSRF token). It ends `ttl_ms` after it
 /// started, or `idle_ms` after its last use ([`session`]), whichever comes first.
 pub fn create_session(
@@ -211,8 +205,8 @@ pub fn create_session(
     ttl_ms: i64,
     idle_ms: i64,
 ) -> Result<(String, String), UserError> {
-    let id = random_token().map_err(UserError::Random)?;
-    let csrf = random_token().map_err(UserError::Random)?;
+    let id = crate::random::token::<32>().map_err(UserError::Random)?;
+    let csrf = crate::random::token::<32>().map_err(UserError::Random)?;
     c.execute("DELETE FROM api_session WHERE expires_at < ?1", [now])?;
     c.execute(
         "INSERT INTO api_session (id, user, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",

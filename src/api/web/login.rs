@@ -72,12 +72,6 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -
     HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static("cw_invalid=; Max-Age=0"))
 }
 
-fn random_token() -> std::io::Result<String> {
-    use base64::Engine as _;
-    let bytes = crate::notify::acklink::random_bytes::<32>()?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 /// The sign-in page with a fresh double-submit token (and its cookie).
 fn login_page(
     st: &ApiState,
@@ -87,7 +81,7 @@ fn login_page(
     next: &str,
     message: &str,
 ) -> Response {
-    let token = match random_token() {
+    let token = match crate::random::token::<32>() {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot read random bytes for the sign-in form");
