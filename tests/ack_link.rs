@@ -158,7 +158,7 @@ impl Rig {
     async fn raised(&self, rule: &str) -> AlarmRow {
         let until = Instant::now() + PATIENCE;
         loop {
-            if let Some(a) = self.alarm_of(rule).filter(|a| a.state == "active") {
+            if let Some(a) = self.alarm_of(rule).filter(|a| a.state.as_str() == "active") {
                 return a;
             }
             assert!(Instant::now() < until, "alarm of {rule} not raised");
@@ -226,7 +226,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     let (again, _) = rig.get(&link).await;
     assert_eq!(again, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(rig.alarm_of("d1-warm").expect("alarm").state, "active");
+    assert_eq!(rig.alarm_of("d1-warm").expect("alarm").state.as_str(), "active");
     assert_eq!(rig.count("ack_link_used"), 0);
     assert_eq!(rig.count("request"), 0);
 
@@ -240,7 +240,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     );
     assert!(page.contains("LN2 topped up &lt;b&gt;, lid closed"), "{page}");
     let acked = rig.alarm_of("d1-warm").expect("alarm");
-    assert_eq!(acked.state, "acknowledged");
+    assert_eq!(acked.state.as_str(), "acknowledged");
     assert_eq!(acked.acked_by.as_deref(), Some("Alice Nguyen"));
     assert_eq!(acked.ack_path.as_deref(), Some("link"));
     assert_eq!(acked.ack_comment.as_deref(), Some(comment));
@@ -362,7 +362,7 @@ async fn expired_altered_and_foreign_links_are_refused_and_change_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = rig.alarm_of("d2-warm").expect("alarm");
-    assert_eq!(after.state, "active");
+    assert_eq!(after.state.as_str(), "active");
     assert_eq!(after.acked_by, None);
     assert_eq!(rig.count("ack_link_used"), 0);
     assert_eq!(rig.count("request"), 0);

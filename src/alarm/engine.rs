@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::config::rules::{Condition, Rule, Severity};
+use crate::config::rules::{Condition, Rule};
 use crate::model::{Quality, Reading, TimestampMs};
 use crate::store::alarms::{AlarmRow, Changes, EventRow, RequestRow, RuleStateRow, Saved, ShelfRow, TestRow};
 use crate::store::{Store, StoreError};
@@ -219,7 +219,7 @@ impl Engine {
                 // The rule is gone from the configuration: the alarm cannot clear by
                 // itself any more, so it is closed, on the record.
                 let mut closed = row.clone();
-                closed.state = AlarmState::Cleared.as_str().into();
+                closed.state = AlarmState::Cleared;
                 closed.cleared_at = Some(now);
                 self.out.events.push(EventRow {
                     t: now,
@@ -227,8 +227,8 @@ impl Engine {
                     rule: Some(row.rule.clone()),
                     sensor: Some(row.sensor.clone()),
                     kind: "closed".into(),
-                    state: closed.state.clone(),
-                    severity: Some(row.severity.clone()),
+                    state: closed.state.as_str().into(),
+                    severity: Some(row.severity.as_str().into()),
                     value: None,
                     actor: lifecycle::SYSTEM.into(),
                     comment: "the rule is no longer in the configuration".into(),
@@ -244,8 +244,8 @@ impl Engine {
             let alarm = Alarm {
                 id: row.id,
                 rule: ri,
-                severity: Severity::parse(&row.severity).unwrap_or(self.rules[ri].severity),
-                state: AlarmState::parse(&row.state).unwrap_or(AlarmState::Active),
+                severity: row.severity,
+                state: row.state,
                 raised_at: row.raised_at,
                 since: row.since,
                 value: row.value,
@@ -505,8 +505,8 @@ impl Engine {
             rule: rule.id.clone(),
             sensor: self.sensor_names[rule.sensor].clone(),
             asset: self.asset_of_sensor[rule.sensor].clone(),
-            severity: a.severity.as_str().into(),
-            state: a.state.as_str().into(),
+            severity: a.severity,
+            state: a.state,
             raised_at: a.raised_at,
             since: a.since,
             value: a.value,

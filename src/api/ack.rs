@@ -82,14 +82,14 @@ async fn show(State(st): State<ApiState>, Path(token): Path<String>) -> Response
             "<p class=\"bad\">This link was already used at {}. A link works once.</p>",
             esc(&site_time(t, &st.config.site.timezone))
         );
-    } else if alarm.state == "active" {
+    } else if alarm.state == crate::model::AlarmState::Active {
         html.push_str(&form(&st.config, &alarm, &contact, claims.expires_ms));
     } else {
         let _ = write!(
             html,
             "<p class=\"ok\">Nothing to do: alarm {} is {}.</p>",
             alarm.id,
-            esc(&alarm.state)
+            esc(alarm.state.as_str())
         );
     }
     page(&st.config, StatusCode::OK, &title(&st.config, &alarm), &html)
@@ -327,9 +327,9 @@ fn summary(cfg: &Config, a: &AlarmRow) -> String {
     };
     row(
         "Severity",
-        format!("<span class=\"{sev_class}\">{}</span>", esc(&a.severity)),
+        format!("<span class=\"{sev_class}\">{}</span>", esc(a.severity.as_str())),
     );
-    let mut state = esc(&a.state);
+    let mut state = esc(a.state.as_str());
     if let Some(s) = &a.suppressed {
         let _ = write!(state, " (suppressed: {})", esc(s));
     }

@@ -168,7 +168,7 @@ impl Dispatcher {
     /// for every asset that takes critical alarms, else the first route that does, else
     /// the escalation of the first critical rule that names one.
     pub fn critical_escalation(&self) -> Option<&Escalation> {
-        let takes = |r: &&crate::config::notify::Route| r.takes(Some(Severity::Critical));
+        let takes = |r: &&crate::config::notify::Route| r.takes(Severity::Critical);
         let routes = &self.cfg.notify.routes;
         routes
             .iter()
@@ -507,12 +507,11 @@ impl Dispatcher {
         if let Some(id) = rule.and_then(|r| r.escalation.as_deref()) {
             return self.cfg.notify.escalation(id);
         }
-        let severity = crate::config::rules::Severity::parse(&alarm.severity);
         self.cfg
             .notify
             .routes
             .iter()
-            .find(|r| r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.takes(severity))
+            .find(|r| r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.takes(alarm.severity))
             .and_then(|r| self.cfg.notify.escalation(&r.escalation))
     }
 
@@ -611,10 +610,10 @@ impl Dispatcher {
             // unacknowledged — unless it is more severe than anything the incident paged
             // yet: then it pages on its own escalation as an incident update. Once
             // someone owns the incident, or power is back, a member escalates on its own.
-            let incident = a
-                .incident
-                .filter(|i| *i != a.id)
-                .and_then(|i| open.iter().find(|o| o.id == i && o.state == "active"));
+            let incident = a.incident.filter(|i| *i != a.id).and_then(|i| {
+                open.iter()
+                    .find(|o| o.id == i && o.state == crate::model::AlarmState::Active)
+            });
             let update = match incident {
                 Some(inc) => {
                     let members = self.store.with_conn(|c| alarms::incident_members(c, inc.id))?;
@@ -624,7 +623,7 @@ impl Dispatcher {
                 None => None,
             };
             let covered = matches!(update, Some((_, false, _)));
-            if a.state != "active" || a.suppressed.is_some() || covered {
+            if a.state != crate::model::AlarmState::Active || a.suppressed.is_some() || covered {
                 continue;
             }
             let Some(esc) = self.escalation_for(a) else { continue };
@@ -708,7 +707,7 @@ impl Dispatcher {
                     .store
                     .with_conn(|c| alarms::query_alarms(c, false, Some(i)))?
                     .pop()
-                    .is_some_and(|inc| inc.state == "cleared");
+                    .is_some_and(|inc| inc.state == crate::model::AlarmState::Cleared);
                 if over && !self.store.with_conn(|c| outbox::normal_planned(c, i))? {
                     continue;
                 }
@@ -727,7 +726,7 @@ impl Dispatcher {
             // Everyone paged for the alarm, and, for an incident, for any member this
             // message announces.
             let mut to = self.store.with_conn(|c| outbox::paged(c, id))?;
-            for m in members.iter().filter(|m| m.state == "cleared") {
+            for m in members.iter().filter(|m| m.state == crate::model::AlarmState::Cleared) {
                 for r in self.store.with_conn(|c| outbox::paged(c, m.id))? {
                     if !to.contains(&r) {
                         to.push(r);
@@ -1058,11 +1057,13 @@ impl Dispatcher {
             .pop();
         Ok(match a {
             None => Some("the alarm no longer exists".into()),
-            Some(a) if a.state == "acknowledged" => Some(format!(
+            Some(a) if a.state == crate::model::AlarmState::Acknowledged => Some(format!(
                 "acknowledged by {} before it was sent",
                 a.acked_by.unwrap_or_default()
             )),
-            Some(a) if a.state == "cleared" => Some("the alarm cleared before it was sent".into()),
+            Some(a) if a.state == crate::model::AlarmState::Cleared => {
+                Some("the alarm cleared before it was sent".into())
+            }
             Some(a) if a.suppressed.is_some() => Some(format!("suppressed: {}", a.suppressed.unwrap_or_default())),
             Some(_) => None,
         })

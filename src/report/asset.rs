@@ -362,7 +362,7 @@ fn excursions(
             alarm: a.id,
             sensor: a.sensor,
             rule: a.rule,
-            severity: a.severity,
+            severity: a.severity.as_str().to_string(),
             start: a.raised_at,
             end: a.cleared_at,
             peak: a.value,

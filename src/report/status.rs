@@ -31,7 +31,7 @@ pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Se
 fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
     let ids = store.sensors()?;
     let mut open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
-    open.sort_by_key(|a| std::cmp::Reverse(crate::config::rules::Severity::parse(&a.severity)));
+    open.sort_by_key(|a| std::cmp::Reverse(a.severity));
     let mut out = Vec::with_capacity(config.sensors.len());
     // One lookup per sensor, statements prepared once; -1 matches no reading.
     let wanted: Vec<i64> = config

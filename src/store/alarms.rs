@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::model::TimestampMs;
+use crate::model::{AlarmState, Severity, TimestampMs};
 
 /// Schema version 2.
 pub(super) const MIGRATION: &str = "
@@ -78,8 +78,8 @@ pub struct AlarmRow {
     pub rule: String,
     pub sensor: String,
     pub asset: String,
-    pub severity: String,
-    pub state: String,
+    pub severity: Severity,
+    pub state: AlarmState,
     pub raised_at: TimestampMs,
     pub since: TimestampMs,
     pub value: Option<f64>,
@@ -197,8 +197,8 @@ pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::R
             a.rule,
             a.sensor,
             a.asset,
-            a.severity,
-            a.state,
+            a.severity.as_str(),
+            a.state.as_str(),
             a.raised_at,
             a.since,
             a.value,
@@ -368,8 +368,8 @@ fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         rule: r.get(1)?,
         sensor: r.get(2)?,
         asset: r.get(3)?,
-        severity: r.get(4)?,
-        state: r.get(5)?,
+        severity: text_as(r, 4, Severity::parse)?,
+        state: text_as(r, 5, AlarmState::parse)?,
         raised_at: r.get(6)?,
         since: r.get(7)?,
         value: r.get(8)?,
@@ -383,6 +383,19 @@ fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         ack_comment: r.get(16)?,
         ack_path: r.get(17)?,
         cleared_at: r.get(18)?,
+    })
+}
+
+/// Column `i` read as text and turned into `T` by `parse`: a value no version of
+/// cryowatch writes is an error naming it, never a silent default.
+fn text_as<T>(r: &rusqlite::Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown value {text:?} in an alarm row").into(),
+        )
     })
 }
 

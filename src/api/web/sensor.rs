@@ -280,9 +280,11 @@ fn render(st: &ApiState, si: usize, from: TimestampMs, to: TimestampMs, now: Tim
              <td>{peak}</td><td>{acked}</td><td>{comment}</td></tr>",
             id = a.id,
             rule = esc(&a.rule),
-            sev = esc(&a.severity),
+            sev = esc(a.severity.as_str()),
             start = esc(&local_time(st, a.raised_at)),
-            end = a.cleared_at.map_or_else(|| esc(&a.state), |t| esc(&local_time(st, t))),
+            end = a
+                .cleared_at
+                .map_or_else(|| esc(a.state.as_str()), |t| esc(&local_time(st, t))),
             peak = peak
                 .or(a.value)
                 .map_or("—".to_string(), |v| format!("{} {}", number(v), esc(u))),

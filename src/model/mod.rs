@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+mod alarm;
+pub use alarm::{AlarmId, AlarmState, Severity};
+
 /// Milliseconds since the Unix epoch, UTC. Every reading is stamped with one.
 pub type TimestampMs = i64;
 
