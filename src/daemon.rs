@@ -12,11 +12,11 @@ use crate::config::Config;
 use crate::sources::{modbus, mqtt, ups};
 use std::time::Duration;
 
-use crate::alarm::engine::Engine;
 use crate::model::now_ms;
 use crate::notify::dispatcher::{self, Dispatcher};
-use crate::store::writer::{self, WriterStats};
-use crate::store::{Store, StoreHandle, WriterJoin};
+use crate::pipeline::commit::{self, WriterStats};
+use crate::pipeline::{CommitHandle, WriterJoin};
+use crate::store::Store;
 use crate::telemetry::Telemetry;
 
 /// Readings queued between the sources and the writer before sources wait.
@@ -31,7 +31,7 @@ pub struct Daemon {
     pub mqtt_stats: Arc<mqtt::MqttStats>,
     /// Sends readings to the store writer; subscribe to `store.events` for alarm
     /// transitions.
-    pub store: StoreHandle,
+    pub store: CommitHandle,
     dispatcher: Option<std::thread::JoinHandle<()>>,
     pub dispatch_stats: Arc<dispatcher::DispatchStats>,
     sink: Option<std::thread::JoinHandle<()>>,
@@ -50,7 +50,7 @@ pub struct Daemon {
 /// How often the clock is evaluated (stale sensors, delays, suppression, requests).
 pub const TICK: Duration = Duration::from_millis(250);
 
-fn spawn_clock(handle: &StoreHandle, shutdown: &CancellationToken) -> JoinHandle<()> {
+fn spawn_clock(handle: &CommitHandle, shutdown: &CancellationToken) -> JoinHandle<()> {
     let handle = handle.clone();
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -110,8 +110,9 @@ impl Daemon {
                 crate::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
             })
             .context("recording the start in the audit trail")?;
-        let engine = Engine::load(config, &store, &ids, now_ms()).context("loading the alarm state from the store")?;
-        let housekeeping = writer::Housekeeping {
+        let engine = crate::pipeline::load_engine(config, &store, &ids, now_ms())
+            .context("loading the alarm state from the store")?;
+        let housekeeping = commit::Housekeeping {
             seal: Some((config.store.seal_interval, config.store.seal_grace)),
             retention: Some(crate::store::retention::Policy {
                 retention: config.store.retention,
@@ -119,7 +120,7 @@ impl Daemon {
             }),
         };
         let ranges = config.sensors.iter().map(|s| (s.id.clone(), s.valid_range)).collect();
-        let (handle, writer) = writer::spawn(
+        let (handle, writer) = commit::spawn(
             store,
             ids,
             ranges,
@@ -235,7 +236,7 @@ const RECORD_READING_EVERY: Duration = Duration::from_secs(60);
 /// (0 verified, 1 failed), so a failure raises its critical alarm and is paged.
 fn spawn_record_watch(
     config: &Config,
-    handle: &StoreHandle,
+    handle: &CommitHandle,
     record: Arc<crate::audit::watch::Shared>,
     telemetry: Arc<Telemetry>,
     shutdown: &CancellationToken,
@@ -258,7 +259,7 @@ fn spawn_record_watch(
         let value = if broken { RECORD_BROKEN } else { 0.0 };
         let readings = vec![crate::model::Reading::good(sensor, now_ms(), value)];
         telemetry.count_readings(crate::telemetry::Source::Monitor, &readings);
-        if handle.send_blocking(writer::Batch::new(readings)).is_err() {
+        if handle.send_blocking(commit::Batch::new(readings)).is_err() {
             tracing::debug!("record watch: the store writer has stopped");
         }
     };

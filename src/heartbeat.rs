@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::watch::{Anchor, Shared};
 use crate::config::Config;
 use crate::model::{format_rfc3339, now_ms};
-use crate::store::writer::WriterStats;
+use crate::pipeline::commit::WriterStats;
 
 fn payload(state: &str, site: &str, record: &Shared) -> String {
     let mut p = serde_json::json!({ "state": state, "site": site, "time": format_rfc3339(now_ms()), "pid": std::process::id() });

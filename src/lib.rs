@@ -91,6 +91,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod model;
 pub mod notify;
+pub mod pipeline;
 pub mod random;
 pub mod report;
 pub mod service;

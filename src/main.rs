@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cryowatch::alarm::control::{ControlError, Request};
 use cryowatch::config::{self, Config};
 use cryowatch::model::now_ms;
+use cryowatch::pipeline::control::{ControlError, Request};
 use cryowatch::report::{alarms, history, status};
 use cryowatch::store::{Store, mirror};
 use cryowatch::timearg;
@@ -342,11 +342,11 @@ fn print_json_or<T: serde::Serialize>(
 
 /// `--by` as recorded; bad input when blank or too long.
 fn checked_by(by: &str) -> Result<&str, Failure> {
-    cryowatch::alarm::control::checked_by(by).map_err(|e| Failure::BadInput(format!("--by: {e}")))
+    cryowatch::pipeline::control::checked_by(by).map_err(|e| Failure::BadInput(format!("--by: {e}")))
 }
 
 fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
-    match cryowatch::alarm::control::submit(cfg, req) {
+    match cryowatch::pipeline::control::submit(cfg, req) {
         Ok(text) => {
             println!("{text}");
             Ok(())
@@ -787,7 +787,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             comment,
         } => {
             let by = checked_by(&by)?;
-            cryowatch::alarm::control::checked_text(&comment)
+            cryowatch::pipeline::control::checked_text(&comment)
                 .map_err(|e| Failure::BadInput(format!("--comment: {e}")))?;
             let cfg = load(&config)?;
             control(
@@ -807,7 +807,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             reason,
         } => {
             let by = checked_by(&by)?;
-            cryowatch::alarm::control::checked_text(&reason)
+            cryowatch::pipeline::control::checked_text(&reason)
                 .map_err(|e| Failure::BadInput(format!("--reason: {e}")))?;
             let cfg = load(&config)?;
             let duration =

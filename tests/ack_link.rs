@@ -13,8 +13,9 @@ use cryowatch::config::{self, Config};
 use cryowatch::daemon::Daemon;
 use cryowatch::model::{Reading, now_ms};
 use cryowatch::notify::acklink;
+use cryowatch::pipeline::Batch;
+use cryowatch::store::Store;
 use cryowatch::store::alarms::{self, AlarmRow};
-use cryowatch::store::{Batch, Store};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::rules::{Condition, Rule};
+use crate::model::changes::{AlarmRow, Changes, EventRow, RequestRow, RuleStateRow, Saved, ShelfRow, TestRow};
 use crate::model::{Quality, Reading, TimestampMs};
-use crate::store::alarms::{AlarmRow, Changes, EventRow, RequestRow, RuleStateRow, Saved, ShelfRow, TestRow};
-use crate::store::{Store, StoreError};
 
 use super::condition::{self, RateWindow, RuleEvent, RuleState};
 use super::lifecycle::{self, Ack, Alarm, AlarmId, AlarmState, Change, RaiseContext, Transition};
@@ -157,31 +156,6 @@ impl Engine {
         e.families_of = families_of;
         e.resume(saved, now);
         e
-    }
-
-    /// Builds the engine from what the store holds: open alarms, rule states (pending
-    /// delays keep their original start), shelvings, each sensor's last good reading,
-    /// and the history rate rules look back on. The only place the engine reads the store.
-    pub fn load(config: &Config, store: &Store, sensor_ids: &[i64], now: TimestampMs) -> Result<Engine, StoreError> {
-        let saved = store.with_conn(crate::store::alarms::load)?;
-        let mut last_good = Vec::with_capacity(sensor_ids.len());
-        for &id in sensor_ids {
-            last_good.push(store.latest(id, config.latest_bound(now))?.1.map(|r| r.time));
-        }
-        let mut e = Engine::new(config, saved, last_good, now);
-        for (s, &id) in sensor_ids.iter().enumerate() {
-            if let Some(w) = e.rate_window(s) {
-                let mut samples = Vec::new();
-                store.history(id, crate::model::earlier(now, w), now, |r| {
-                    if let (Quality::Good, Some(v)) = (r.quality, r.value) {
-                        samples.push((r.time, v));
-                    }
-                    true
-                })?;
-                e.prime_rate(s, &samples);
-            }
-        }
-        Ok(e)
     }
 
     fn resume(&mut self, saved: Saved, now: TimestampMs) {

@@ -37,7 +37,7 @@ use crate::store::alarms::{self, AlarmRow};
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 const ANSWER_POLL: Duration = Duration::from_millis(100);
 /// Longest comment accepted, in characters.
-pub const MAX_COMMENT: usize = crate::alarm::control::MAX_TEXT;
+pub const MAX_COMMENT: usize = crate::pipeline::control::MAX_TEXT;
 
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/ack/{token}", get(show).post(acknowledge))

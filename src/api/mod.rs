@@ -174,7 +174,7 @@ pub fn spawn_with(
     config: &Config,
     shutdown: &CancellationToken,
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
-    readings: Option<crate::store::StoreHandle>,
+    readings: Option<crate::pipeline::CommitHandle>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = config.sections.api_listen else {
         return Ok(None);

@@ -33,10 +33,10 @@ use crate::config::Config;
 use crate::config::notify::{Contact, Escalation};
 use crate::config::rules::Severity;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
+use crate::pipeline::commit::{AlarmEvent, WriterStats};
 use crate::store::alarms::{self, AlarmRow};
 use crate::store::outage::{ConditionFile, Decision, OutageWatch};
 use crate::store::outbox::{self, NewNotification, Notification};
-use crate::store::writer::{AlarmEvent, WriterStats};
 use crate::store::{Store, StoreError};
 
 /// How often the dispatcher plans and sends without being woken.

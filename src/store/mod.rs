@@ -11,7 +11,5 @@ pub mod outage;
 pub mod outbox;
 pub mod retention;
 pub mod users;
-pub mod writer;
 
 pub use embedded::{HistoryKey, Row, Store, StoreError, StoredReading};
-pub use writer::{Batch, StoreHandle, WriterJoin};

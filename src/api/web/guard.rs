@@ -25,8 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::monitor::{SECURITY_THRESHOLD, SECURITY_WINDOW};
 use crate::model::{TimestampMs, millis};
-use crate::store::StoreHandle;
-use crate::store::writer::Batch;
+use crate::pipeline::CommitHandle;
+use crate::pipeline::commit::Batch;
 
 /// Password checks running at once (each holds ~19 MiB while it runs).
 pub const CHECKS_AT_ONCE: usize = 2;
@@ -210,7 +210,7 @@ pub struct Guard {
     waiting: AtomicUsize,
     tracker: Mutex<Tracker>,
     /// Where refusals are reported, in the daemon: (store writer, sensor index).
-    feed: std::sync::OnceLock<(StoreHandle, usize)>,
+    feed: std::sync::OnceLock<(CommitHandle, usize)>,
     /// When the count was last written, and what it was.
     written: Mutex<Option<(TimestampMs, usize)>>,
 }
@@ -238,7 +238,7 @@ impl Guard {
     }
 
     /// Writes the count of refusals as readings of `sensor` through `handle`.
-    pub fn report_to(&self, handle: StoreHandle, sensor: usize) {
+    pub fn report_to(&self, handle: CommitHandle, sensor: usize) {
         let _ = self.feed.set((handle, sensor));
     }
 

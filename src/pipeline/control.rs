@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::engine::Engine;
 use crate::config::Config;
 use crate::model::now_ms;
 use crate::store::{Store, alarms};
@@ -137,7 +136,7 @@ fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
     let names: Vec<(String, String)> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
     let ids = store.register_sensors(&names).map_err(|e| failed(&e))?;
     let now = now_ms();
-    let mut engine = Engine::load(config, &store, &ids, now).map_err(|e| failed(&e))?;
+    let mut engine = crate::pipeline::load_engine(config, &store, &ids, now).map_err(|e| failed(&e))?;
     let result = match req {
         Request::Ack { alarm, by, comment } => engine.acknowledge(alarm, by, comment, "cli", now),
         Request::Shelve {
