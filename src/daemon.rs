@@ -40,9 +40,9 @@ pub struct Daemon {
     /// Everything `/metrics` shows that only the running daemon knows.
     pub telemetry: Arc<Telemetry>,
     store_path: std::path::PathBuf,
-    /// The record watch ([`crate::audit::watch`]) and what it last verified.
+    /// The record watch ([`crate::store::audit::watch`]) and what it last verified.
     record_watch: Option<std::thread::JoinHandle<()>>,
-    pub record: Arc<crate::audit::watch::Shared>,
+    pub record: Arc<crate::store::audit::watch::Shared>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
 }
@@ -107,7 +107,7 @@ impl Daemon {
                     "site": config.site.name,
                     "sensors": config.sensors.len(),
                 });
-                crate::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
+                crate::store::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
             })
             .context("recording the start in the audit trail")?;
         let engine = crate::pipeline::load_engine(config, &store, &ids, now_ms())
@@ -159,7 +159,7 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
-        let record = crate::audit::watch::Shared::new(tag.clone());
+        let record = crate::store::audit::watch::Shared::new(tag.clone());
         let record_watch = spawn_record_watch(config, &handle, record.clone(), telemetry.clone(), &shutdown)?;
         tasks.extend(crate::heartbeat::spawn(
             config,
@@ -220,7 +220,7 @@ impl Daemon {
         }
         let committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed);
         let recorded = Store::open(&self.store_path)
-            .and_then(|mut s| s.transaction(|c| crate::audit::record_stop(c, now_ms(), committed)));
+            .and_then(|mut s| s.transaction(|c| crate::store::audit::record_stop(c, now_ms(), committed)));
         if let Err(e) = recorded {
             tracing::error!(error = %e, "could not record the stop in the audit trail");
         }
@@ -237,7 +237,7 @@ const RECORD_READING_EVERY: Duration = Duration::from_secs(60);
 fn spawn_record_watch(
     config: &Config,
     handle: &CommitHandle,
-    record: Arc<crate::audit::watch::Shared>,
+    record: Arc<crate::store::audit::watch::Shared>,
     telemetry: Arc<Telemetry>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -245,7 +245,7 @@ fn spawn_record_watch(
     let sensor = config.sensor_index(RECORD_SENSOR);
     let handle = handle.clone();
     let mut last: Option<(bool, std::time::Instant)> = None;
-    let report = move |look: &crate::audit::watch::Look| {
+    let report = move |look: &crate::store::audit::watch::Look| {
         let Some(sensor) = sensor else { return };
         let broken = look.problem.is_some();
         let due = match last {
@@ -263,7 +263,7 @@ fn spawn_record_watch(
             tracing::debug!("record watch: the store writer has stopped");
         }
     };
-    crate::audit::watch::spawn(config.store.path.clone(), record, shutdown.clone(), report)
+    crate::store::audit::watch::spawn(config.store.path.clone(), record, shutdown.clone(), report)
         .context("starting the record watch")
 }
 
@@ -273,7 +273,8 @@ fn record_config(config: &Config, path: &std::path::Path, kind: &str) {
         .context("reading the configuration file")
         .and_then(|bytes| {
             let mut store = Store::open(&config.store.path)?;
-            store.transaction(|c| crate::audit::config::record_load(c, path, &bytes, kind, "daemon", now_ms()))?;
+            store
+                .transaction(|c| crate::store::audit::config::record_load(c, path, &bytes, kind, "daemon", now_ms()))?;
             Ok(())
         });
     if let Err(e) = res {
@@ -375,17 +376,7 @@ fn first_line(text: &str) -> &str {
 /// warning condition `status` shows until a configuration is applied.
 fn record_rejected(config: &Config, path: &std::path::Path, problems: &str) {
     let res = Store::open(&config.store.path).and_then(|mut store| {
-        store.transaction(|c| {
-            let now = now_ms();
-            let detail = serde_json::json!({ "file": path.display().to_string(), "problems": problems });
-            crate::audit::append(c, now, "config.rejected", "daemon", &path.display().to_string(), &detail)?;
-            let text = format!("{}\t{problems}", crate::model::format_rfc3339(now));
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('config.rejected', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [text],
-            )?;
-            Ok(())
-        })
+        store.transaction(|c| crate::store::audit::config::record_rejected(c, now_ms(), path, problems))
     });
     if let Err(e) = res {
         tracing::error!(error = %e, "could not record the refused configuration");

@@ -82,7 +82,6 @@
 //!   and certificate failures said with what to do.
 pub mod alarm;
 pub mod api;
-pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod demo;

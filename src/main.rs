@@ -378,7 +378,7 @@ fn user_add(config: &Path, name: &str, role: &str) -> Result<(), Failure> {
         Err(e) => return Err(Failure::Runtime(e.into())),
     };
     let mut store = Store::open(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-    let actor = cryowatch::audit::local_actor();
+    let actor = cryowatch::store::audit::local_actor();
     let new = store
         .transaction(|c| users::store_user(c, name, &hash, role, &actor, now_ms()))
         .map_err(|e| Failure::Runtime(e.into()))?;
@@ -403,7 +403,7 @@ fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
         )));
     }
     let cfg = load(config)?;
-    let by = cryowatch::audit::local_actor();
+    let by = cryowatch::store::audit::local_actor();
     let t = runtime()?.block_on(selftest::run(&cfg, config, now_ms(), &by, |what| {
         eprintln!("selftest: {what}")
     }));
@@ -421,7 +421,7 @@ fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
         &out.display().to_string(),
         serde_json::json!({
             "checks": t.checks.len(), "failed": failed.iter().map(|c| &c.id).collect::<Vec<_>>(),
-            "sha256": cryowatch::audit::hex(&sha2::Sha256::digest(&bytes)),
+            "sha256": cryowatch::store::audit::hex(&sha2::Sha256::digest(&bytes)),
         }),
     );
     for c in &t.checks {
@@ -461,7 +461,7 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
         return Err(Failure::BadInput("--from must be earlier than --to".into()));
     }
     let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-    let by = cryowatch::audit::local_actor();
+    let by = cryowatch::store::audit::local_actor();
     let progress = |what: &str| eprintln!("report: {what}");
     let req = asset::Request {
         asset,
@@ -496,7 +496,7 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
         asset,
         serde_json::json!({
             "from": from, "to": to, "file": out.display().to_string(),
-            "sha256": cryowatch::audit::hex(&sha2::Sha256::digest(&bytes)),
+            "sha256": cryowatch::store::audit::hex(&sha2::Sha256::digest(&bytes)),
             "audit_verified": r.audit.ok(), "audit_head": r.audit.head_seq,
         }),
     );
@@ -516,7 +516,14 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
 fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value) {
     let res = Store::open(&cfg.store.path).and_then(|mut s| {
         s.transaction(|c| {
-            cryowatch::audit::append(c, now_ms(), kind, &cryowatch::audit::local_actor(), subject, &detail)
+            cryowatch::store::audit::append(
+                c,
+                now_ms(),
+                kind,
+                &cryowatch::store::audit::local_actor(),
+                subject,
+                &detail,
+            )
         })
     });
     if let Err(e) = res {
@@ -525,7 +532,7 @@ fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value
 }
 
 fn audit(action: AuditAction) -> Result<(), Failure> {
-    use cryowatch::audit::verify;
+    use cryowatch::store::audit::verify;
     let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
     match action {
         AuditAction::Verify { config, json, anchor } => {
@@ -568,7 +575,7 @@ fn audit(action: AuditAction) -> Result<(), Failure> {
             let mut rows = Vec::new();
             store
                 .with_conn(|c| {
-                    cryowatch::audit::list(c, from, to, kind.as_deref(), |r| {
+                    cryowatch::store::audit::list(c, from, to, kind.as_deref(), |r| {
                         rows.push(r);
                         true
                     })
@@ -618,7 +625,7 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
             let (cfg, _) = configured(&config)?;
             let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
             let rows = store
-                .with_conn(cryowatch::report::mirror::quarantined)
+                .with_conn(cryowatch::store::mirror::quarantined)
                 .map_err(runtime_err)?;
             print_json_or(json, &rows, |out| {
                 for q in &rows {
@@ -854,7 +861,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Selftest { config, out } => selftest(&config, &out),
         Command::TestAlarm { config, sensor, by } => {
             let cfg = load(&config)?;
-            let by = by.unwrap_or_else(|| cryowatch::audit::local_actor().trim_start_matches("cli:").to_string());
+            let by = by.unwrap_or_else(|| {
+                cryowatch::store::audit::local_actor()
+                    .trim_start_matches("cli:")
+                    .to_string()
+            });
             control(
                 &cfg,
                 Request::TestAlarm {

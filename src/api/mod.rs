@@ -102,7 +102,7 @@ impl ApiState {
             s.transaction(|c| {
                 let now = crate::model::now_ms();
                 let id = crate::store::alarms::insert_request(c, kind, &args, now)?;
-                crate::audit::append(c, now, &audit_kind, &actor, &subject, &args)?;
+                crate::store::audit::append(c, now, &audit_kind, &actor, &subject, &args)?;
                 Ok(id)
             })
         })

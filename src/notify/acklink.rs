@@ -18,7 +18,6 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
 
 use crate::config::Config;
@@ -33,7 +32,7 @@ pub type Key = [u8; 32];
 pub const VALIDITY_MS: i64 = 24 * 3600 * 1000;
 
 /// The `meta` row that holds the key.
-pub const KEY_NAME: &str = "ack_link_key";
+pub use crate::store::acklinks::KEY_NAME;
 
 /// Signed in front of every payload, so this key's MACs mean nothing anywhere else.
 const CONTEXT: &[u8] = b"cryowatch ack link v1\n";
@@ -138,48 +137,9 @@ pub fn new_nonce() -> Result<String, crate::random::Error> {
     crate::random::token::<16>()
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct KeyProblem(String);
-
-fn key_problem(text: String) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(KeyProblem(text)))
-}
-
-fn read_key(c: &Connection) -> rusqlite::Result<Option<Key>> {
-    let value: Option<Vec<u8>> = c
-        .query_row("SELECT value FROM meta WHERE key = ?1", [KEY_NAME], |r| r.get(0))
-        .optional()?;
-    match value {
-        None => Ok(None),
-        Some(v) => Key::try_from(v.as_slice()).map(Some).map_err(|_| {
-            key_problem(format!(
-                "the acknowledgement-link key (meta row {KEY_NAME:?}) has {} bytes instead of 32; \
-                 delete that row to make a new key (links already sent stop working)",
-                v.len()
-            ))
-        }),
-    }
-}
-
-/// The installation's signing key, created (32 bytes from `/dev/urandom`) and stored on
-/// first use. Two processes creating it at once agree on whichever was stored first.
+/// The installation's signing key ([`crate::store::acklinks::key`]).
 pub fn key(store: &Store) -> Result<Key, StoreError> {
-    store.with_conn(|c| {
-        if let Some(k) = read_key(c)? {
-            return Ok(k);
-        }
-        let fresh = crate::random::bytes::<32>().map_err(|e| {
-            key_problem(format!(
-                "cannot read the system's random generator to make the acknowledgement-link key: {e}"
-            ))
-        })?;
-        c.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
-            params![KEY_NAME, &fresh[..]],
-        )?;
-        read_key(c)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
-    })
+    crate::store::acklinks::key(store)
 }
 
 /// The body of a page to `contact` (a contact id) through `channel`: the SMS reply is

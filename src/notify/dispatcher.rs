@@ -449,7 +449,7 @@ impl Dispatcher {
                 "error": o.error,
                 "paged": paged,
             });
-            crate::audit::append(c, now, "store.write_failed", "daemon", &store, &detail)?;
+            crate::store::audit::append(c, now, "store.write_failed", "daemon", &store, &detail)?;
             Ok(())
         })
     }
@@ -581,16 +581,7 @@ impl Dispatcher {
             .filter(|a| a.incident == Some(alarm.id) && a.id != alarm.id)
             .map(|a| format!("{} ({})", a.asset, a.rule))
             .collect();
-        let test: Option<(f64, String)> = self
-            .store
-            .with_conn(|c| {
-                use rusqlite::OptionalExtension;
-                c.query_row("SELECT value, by FROM alarm_test WHERE alarm = ?1", [alarm.id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-            })
-            .unwrap_or(None);
+        let test: Option<(f64, String)> = self.store.with_conn(|c| alarms::test_of(c, alarm.id)).unwrap_or(None);
         if let Some((value, by)) = test {
             // The test's synthetic value, not the unit's real reading.
             facts.value = Some(value);
@@ -786,13 +777,9 @@ impl Dispatcher {
                 continue;
             };
             let contact = t.contact.clone();
-            let done = self.store.with_conn(|c| {
-                c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'test' AND cycle = ?1 AND contact = ?2)",
-                    rusqlite::params![at, contact],
-                    |r| r.get::<_, bool>(0),
-                )
-            })?;
+            let done = self
+                .store
+                .with_conn(|c| crate::store::outbox::test_page_queued(c, at, &contact))?;
             if !done {
                 match self.test_page_at(&contact, now, at) {
                     Ok(ids) => tracing::info!(contact = %contact, notifications = ?ids, "scheduled test page queued"),
@@ -818,13 +805,7 @@ impl Dispatcher {
         let Some(day) = crate::alarm::suppress::open_since(&window, &self.tz, now) else {
             return Ok(());
         };
-        let done = self.store.with_conn(|c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'all_ok' AND cycle = ?1)",
-                [day],
-                |r| r.get::<_, bool>(0),
-            )
-        })?;
+        let done = self.store.with_conn(|c| crate::store::outbox::all_ok_queued(c, day))?;
         if done {
             return Ok(());
         }
@@ -864,7 +845,7 @@ impl Dispatcher {
             _ => "not checked yet since the monitor started".to_string(),
         };
         body.push_str(&format!("\nRecord: {checked}.\n"));
-        if let Some((seq, hash)) = self.store.with_conn(crate::audit::head)? {
+        if let Some((seq, hash)) = self.store.with_conn(crate::store::audit::head)? {
             body.push_str(&format!(
                 "Audit trail head {seq} {hash}\n(cryowatch audit verify --anchor {seq}:{hash} proves later that the record was not rewritten since this page)\n"
             ));

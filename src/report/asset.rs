@@ -10,12 +10,12 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::render::{Block, Chart, Document};
-use crate::audit::verify::Verification;
 use crate::config::rules::{Condition, stale_after};
 use crate::config::{Config, SensorSource};
 use crate::model::{Quality, TimestampMs};
 use crate::store::Store;
 use crate::store::alarms::{AlarmRow, query_alarms};
+use crate::store::audit::verify::Verification;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -234,7 +234,7 @@ pub fn gather(
     let tests = store.with_conn(|c| alarm_tests(c, &names, from, to))?;
     let suppressions = store.with_conn(|c| suppressions(c, cfg, &names, from, to))?;
     progress("verifying the audit trail");
-    let audit = store.with_conn(|c| crate::audit::verify::verify(c, |_, _| {}))?;
+    let audit = store.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}))?;
     Ok(AssetReport {
         site: cfg.site.name.clone(),
         asset: a.id.clone(),

@@ -87,7 +87,7 @@ pub async fn run(
 ) -> SelfTest {
     let mut c = Checks(Vec::new());
     let bytes = std::fs::read(config_path).unwrap_or_default();
-    let sha = crate::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let sha = crate::store::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     c.add(
         "configuration",
         format!("{} is valid", config_path.display()),
@@ -147,7 +147,7 @@ pub async fn run(
 
     progress("audit trail");
     if let Ok(s) = &store {
-        let v = s.with_conn(|c| crate::audit::verify::verify(c, |_, _| {}));
+        let v = s.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}));
         c.add(
             "audit",
             "the audit trail and the sealed readings are unaltered".into(),

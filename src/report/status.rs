@@ -120,15 +120,7 @@ const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
 /// (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
     let stuck = store.with_conn(|c| crate::store::outbox::undelivered(c, now - 24 * 3600 * 1000))?;
-    let rejected: Option<String> = store.with_conn(|c| {
-        use rusqlite::OptionalExtension;
-        c.query_row(
-            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'config.rejected'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-    })?;
+    let rejected = store.with_conn(crate::store::audit::config::rejected)?;
     let rejected = rejected.map(|text| {
         let (at, problems) = text.split_once('\t').unwrap_or(("", text.as_str()));
         format!(

@@ -136,7 +136,7 @@ pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::R
             params![t.sensor, t.rule, t.alarm, t.started_at, t.by, t.value],
         )?;
         let detail = serde_json::json!({ "rule": t.rule, "alarm": t.alarm, "value": t.value });
-        crate::audit::append(
+        crate::store::audit::append(
             c,
             now,
             "alarm_test.started",
@@ -171,18 +171,26 @@ fn audit(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Resul
             Some(id) => format!("alarm {id}"),
             None => e.sensor.clone().unwrap_or_default(),
         };
-        crate::audit::append(c, now, &format!("alarm.{}", e.kind), &e.actor, &subject, &detail)?;
+        crate::store::audit::append(c, now, &format!("alarm.{}", e.kind), &e.actor, &subject, &detail)?;
     }
     for s in &changes.shelves {
         let kind = if s.ended { "shelf.ended" } else { "shelf.placed" };
         let detail = json!({ "id": s.id, "from": s.from, "until": s.until, "reason": s.reason });
-        crate::audit::append(c, now, kind, &s.by, &format!("sensor {}", s.sensor), &detail)?;
+        crate::store::audit::append(c, now, kind, &s.by, &format!("sensor {}", s.sensor), &detail)?;
     }
     for (id, ok, result) in &changes.answered {
         let detail = json!({ "ok": ok, "result": result });
-        crate::audit::append(c, now, "request.answered", "daemon", &format!("request {id}"), &detail)?;
+        crate::store::audit::append(c, now, "request.answered", "daemon", &format!("request {id}"), &detail)?;
     }
     Ok(())
+}
+
+/// The synthetic value and the person of alarm test `alarm`, when it is one.
+pub fn test_of(c: &Connection, alarm: i64) -> rusqlite::Result<Option<(f64, String)>> {
+    c.query_row("SELECT value, by FROM alarm_test WHERE alarm = ?1", [alarm], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
 }
 
 pub fn load(c: &Connection) -> rusqlite::Result<Saved> {

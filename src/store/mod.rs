@@ -1,7 +1,9 @@
 //! Where readings and alarms are kept: the embedded SQLite store, its alarm tables, the
 //! outboxes (pages to send, readings to mirror), and the writer thread that commits them.
 
+pub mod acklinks;
 pub mod alarms;
+pub mod audit;
 pub mod embedded;
 pub mod flags;
 pub mod lock;

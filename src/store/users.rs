@@ -87,7 +87,7 @@ pub fn store_user(
     )?;
     c.execute("DELETE FROM api_session WHERE user = ?1", [name])?;
     let kind = if existed { "user.changed" } else { "user.added" };
-    crate::audit::append(
+    crate::store::audit::append(
         c,
         now,
         kind,
@@ -193,7 +193,7 @@ fn matches(hash: &PasswordHash<'_>, password: &[u8]) -> bool {
 }
 
 fn digest(value: &str) -> String {
-    crate::audit::hex(&Sha256::digest(value.as_bytes()))
+    crate::store::audit::hex(&Sha256::digest(value.as_bytes()))
 }
 
 /// A new session for `user`: (cookie value, CSRF token). It ends `ttl_ms` after it
@@ -263,7 +263,7 @@ mod tests {
     fn db() -> Connection {
         let c = Connection::open_in_memory().expect("db");
         c.execute_batch(MIGRATION).expect("schema");
-        c.execute_batch(crate::audit::MIGRATION).expect("audit");
+        c.execute_batch(crate::store::audit::MIGRATION).expect("audit");
         c
     }
 

@@ -258,7 +258,7 @@ pub async fn sign_in(
                         "reason": "wrong user name or password",
                         "client": address,
                     });
-                    crate::audit::append(
+                    crate::store::audit::append(
                         c,
                         now,
                         "web.login_failed",
@@ -273,7 +273,7 @@ pub async fn sign_in(
                             "until": crate::model::format_rfc3339(until),
                             "client": address,
                         });
-                        crate::audit::append(
+                        crate::store::audit::append(
                             c,
                             now,
                             "web.account_locked",
@@ -291,7 +291,7 @@ pub async fn sign_in(
                         other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
                     })?;
                 let detail = json!({ "result": "signed in", "role": role.as_str() });
-                crate::audit::append(
+                crate::store::audit::append(
                     c,
                     now,
                     "web.login",
@@ -381,7 +381,9 @@ async fn held_back(
     });
     let subject = format!("user {name}");
     let audited = st
-        .with_store(move |s| s.transaction(|c| crate::audit::append(c, now, kind, "anonymous", &subject, &detail)))
+        .with_store(move |s| {
+            s.transaction(|c| crate::store::audit::append(c, now, kind, "anonymous", &subject, &detail))
+        })
         .await;
     if let Err(e) = audited {
         tracing::error!(error = %e, "could not audit a refused sign-in");
@@ -424,7 +426,7 @@ pub async fn sign_out(
                 s.transaction(|c| {
                     users::end_session(c, &value)?;
                     let subject = format!("user {}", actor.strip_prefix("user:").unwrap_or(&actor));
-                    crate::audit::append(c, now_ms(), "web.logout", &actor, &subject, &json!({}))
+                    crate::store::audit::append(c, now_ms(), "web.logout", &actor, &subject, &json!({}))
                 })
             })
             .await;
