@@ -5,6 +5,7 @@ pub mod acklinks;
 pub mod alarms;
 pub mod audit;
 pub mod embedded;
+pub mod figures;
 pub mod flags;
 pub mod lock;
 pub mod mirror;
