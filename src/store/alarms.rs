@@ -185,6 +185,82 @@ fn audit(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Resul
     Ok(())
 }
 
+/// The ids of the alarms that are tests.
+pub fn test_alarm_ids(c: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare("SELECT alarm FROM alarm_test WHERE alarm IS NOT NULL")?;
+    st.query_map([], |r| r.get(0))?.collect()
+}
+
+/// An alarm test as recorded, with what became of its alarm and pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord {
+    pub id: i64,
+    pub sensor: String,
+    pub started_at: TimestampMs,
+    pub by: String,
+    pub rule: String,
+    pub value: f64,
+    pub alarm: Option<i64>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<TimestampMs>,
+    pub ack_comment: Option<String>,
+    pub ack_path: Option<String>,
+    pub suppressed: Option<String>,
+    /// Pages of its alarm sent, and when the first was.
+    pub pages: i64,
+    pub first_page: Option<TimestampMs>,
+}
+
+/// The alarm tests started from `from` to `to` (both included), in order.
+pub fn tests_between(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<Vec<TestRecord>> {
+    let mut st = c.prepare(
+        "SELECT t.id, t.sensor, t.started_at, t.by, t.rule, t.value, t.alarm, a.acked_by, a.acked_at, a.ack_comment,
+                a.ack_path, a.suppressed,
+                (SELECT count(*) FROM notification n WHERE n.alarm = t.alarm AND n.kind = 'page' AND n.state = 'sent'),
+                (SELECT min(done_at) FROM notification n WHERE n.alarm = t.alarm AND n.kind = 'page' AND n.state = 'sent')
+         FROM alarm_test t LEFT JOIN alarm a ON a.id = t.alarm
+         WHERE t.started_at >= ?1 AND t.started_at <= ?2 ORDER BY t.id",
+    )?;
+    st.query_map(params![from, to], |r| {
+        Ok(TestRecord {
+            id: r.get(0)?,
+            sensor: r.get(1)?,
+            started_at: r.get(2)?,
+            by: r.get(3)?,
+            rule: r.get(4)?,
+            value: r.get(5)?,
+            alarm: r.get(6)?,
+            acked_by: r.get(7)?,
+            acked_at: r.get(8)?,
+            ack_comment: r.get(9)?,
+            ack_path: r.get(10)?,
+            suppressed: r.get(11)?,
+            pages: r.get(12)?,
+            first_page: r.get(13)?,
+        })
+    })?
+    .collect()
+}
+
+/// Shelvings that overlap `[from, to]`, in the order they started.
+pub fn shelves_between(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<Vec<ShelfRow>> {
+    let mut st = c.prepare(
+        "SELECT id, sensor, t_from, until, by, reason, ended FROM shelf WHERE t_from <= ?2 AND until >= ?1 ORDER BY t_from",
+    )?;
+    st.query_map(params![from, to], |r| {
+        Ok(ShelfRow {
+            id: r.get(0)?,
+            sensor: r.get(1)?,
+            from: r.get(2)?,
+            until: r.get(3)?,
+            by: r.get(4)?,
+            reason: r.get(5)?,
+            ended: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
 /// The synthetic value and the person of alarm test `alarm`, when it is one.
 pub fn test_of(c: &Connection, alarm: i64) -> rusqlite::Result<Option<(f64, String)>> {
     c.query_row("SELECT value, by FROM alarm_test WHERE alarm = ?1", [alarm], |r| {

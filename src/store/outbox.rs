@@ -270,6 +270,17 @@ pub fn resend_via(c: &Connection, n: &Notification, channel: &str, now: Timestam
     )
 }
 
+/// The pages of `alarm` sent, and of those the ones whose delivery did not fail later.
+pub fn page_counts(c: &Connection, alarm: i64) -> rusqlite::Result<(i64, i64)> {
+    c.prepare_cached(
+        "SELECT count(*) FILTER (WHERE state = 'sent'),
+                count(*) FILTER (WHERE state = 'sent' AND NOT EXISTS
+                    (SELECT 1 FROM delivery d WHERE d.notification = n.id AND d.result = 'fate_failed'))
+         FROM notification n WHERE alarm = ?1 AND kind = 'page'",
+    )?
+    .query_row([alarm], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
 /// Whether the scheduled test page of window `cycle` to `contact` was queued.
 pub fn test_page_queued(c: &Connection, cycle: TimestampMs, contact: &str) -> rusqlite::Result<bool> {
     c.query_row(
