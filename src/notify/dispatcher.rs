@@ -474,10 +474,11 @@ impl Dispatcher {
                             path: "sms",
                             via: m.id(),
                         };
-                        match self
-                            .store
-                            .with_conn(|c| super::inbound::handle_sms(c, cfg, &inbound, now))
-                        {
+                        match self.store.with_conn(|c| {
+                            super::inbound::handle_sms(cfg, &inbound, |args| {
+                                alarms::insert_request(c, "ack", args, now)
+                            })
+                        }) {
                             Ok(what) => tracing::info!(from = %sms.from, "{what}"),
                             Err(e) => {
                                 tracing::error!(error = %e, from = %sms.from, "cannot queue an SMS acknowledgement")

@@ -42,6 +42,17 @@ pub enum UserError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// Inside a transaction a user error rolls it back as an SQL error (the SQL error as
+/// itself), so callers can use `?` in a transaction's closure.
+impl From<UserError> for rusqlite::Error {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Sql(e) => e,
+            other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+        }
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -284,12 +284,8 @@ pub async fn sign_in(
                     }
                     return Ok(Outcome::Refused);
                 };
-                let (session, _csrf) =
-                    users::create_session(c, &name, now, super::SESSION_TTL_MS, idle_ms).map_err(|e| match e {
-                        users::UserError::Sql(e) => e,
-                        // No random bytes for the session: roll the transaction back.
-                        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-                    })?;
+                // No random bytes for the session: the transaction is rolled back.
+                let (session, _csrf) = users::create_session(c, &name, now, super::SESSION_TTL_MS, idle_ms)?;
                 let detail = json!({ "result": "signed in", "role": role.as_str() });
                 crate::store::audit::append(
                     c,
