@@ -59,7 +59,7 @@ pub struct WriterStats {
     /// Failed commit attempts (each retry counts).
     pub failures: AtomicU64,
     /// When the current run of failed commits began (ms since the epoch); 0 while
-    /// commits succeed. Watched by the dispatcher ([`super::outage`]).
+    /// commits succeed. Watched by the dispatcher ([`crate::store::outage`]).
     pub failing_since: AtomicI64,
     /// The error of the last failed commit.
     last_error: Mutex<String>,

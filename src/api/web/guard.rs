@@ -5,7 +5,7 @@
 //! - **At once**: at most [`CHECKS_AT_ONCE`] checks run; [`WAITING_AT_MOST`] more wait
 //!   their turn, and the rest are answered 503 with `Retry-After` at once.
 //! - **Per user name and per client address**: after a failure the next try must wait,
-//!   twice as long after each further failure ([`Strikes::wait`]); earlier tries are
+//!   twice as long after each further failure (`Strikes`); earlier tries are
 //!   answered 429 with `Retry-After` without a check.
 //! - **Lockout**: [`LOCK_AFTER`] failures in a row lock the user name for [`LOCK_FOR`];
 //!   a locked name's sign-ins are refused without a check, whatever the password.
