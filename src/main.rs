@@ -673,21 +673,7 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
                 return Err(Failure::BadInput("--from is after --to".into()));
             }
             let mut store = Store::open(&cfg.store.path).map_err(runtime_err)?;
-            store.transaction(mirror::enable).map_err(runtime_err)?;
-            // A day per transaction: the daemon's writer never waits long for the store.
-            const DAY: i64 = 24 * 3600 * 1000;
-            let mut queued = 0;
-            let mut start = from;
-            while start <= to {
-                let end = start.saturating_add(DAY - 1).min(to);
-                queued += store
-                    .transaction(|c| mirror::backfill(c, start, end))
-                    .map_err(runtime_err)?;
-                start = end.saturating_add(1);
-            }
-            let events = store
-                .transaction(|c| mirror::rewind_events(c, from))
-                .map_err(runtime_err)?;
+            let (queued, events) = mirror::backfill_range(&mut store, from, to).map_err(runtime_err)?;
             record_cli(
                 &cfg,
                 "influx.backfill",
