@@ -320,8 +320,24 @@ pub fn backfill(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite:
 pub fn backfill_range(store: &mut Store, from: TimestampMs, to: TimestampMs) -> Result<(usize, i64), StoreError> {
     const DAY: i64 = 24 * 3600 * 1000;
     store.transaction(enable)?;
+    // Only the span that holds readings is walked: the oldest and newest reading, from
+    // each sensor's primary key.
+    let span: (Option<TimestampMs>, Option<TimestampMs>) = store.with_conn(|c| {
+        c.query_row(
+            "SELECT min((SELECT min(t) FROM reading WHERE sensor = s.id)),
+                    max((SELECT max(t) FROM reading WHERE sensor = s.id))
+             FROM sensor s",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    })?;
+    let (from_held, to_held) = match span {
+        (Some(a), Some(b)) => (from.max(a), to.min(b)),
+        _ => (1, 0),
+    };
     let mut queued = 0;
-    let mut start = from;
+    let mut start = from_held;
+    let to = to_held;
     while start <= to {
         let end = start.saturating_add(DAY - 1).min(to);
         queued += store.transaction(|c| backfill(c, start, end))?;
