@@ -17,7 +17,7 @@
 //!    with their `stale` and `fault` rules disabled so nothing raises by itself. A
 //!    background load of 1 reading/s per sensor keeps the writer busy. Each round trip
 //!    sends a probe reading above its delay-0 `high` threshold and waits for the `raised`
-//!    event on `StoreHandle.events`, then one below the hysteresis and waits for
+//!    event on `CommitHandle.events`, then one below the hysteresis and waits for
 //!    `cleared`.
 //!
 //! Run: `cargo bench --bench alarm_eval`. BENCH_READINGS (default 2000000) and
@@ -34,8 +34,9 @@ use cryowatch::config::Config;
 use cryowatch::config::rules::Origin;
 use cryowatch::daemon::Daemon;
 use cryowatch::model::{Quality, Reading, TimestampMs, now_ms};
+use cryowatch::pipeline::Batch;
+use cryowatch::store::Store;
 use cryowatch::store::alarms::{self, Changes, Saved};
-use cryowatch::store::{Batch, Store};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -523,7 +524,7 @@ struct Listen {
 
 /// Waits for the probe's event of `kind`; other events are counted as unexpected.
 async fn wait_for(
-    rx: &mut tokio::sync::broadcast::Receiver<cryowatch::store::writer::AlarmEvent>,
+    rx: &mut tokio::sync::broadcast::Receiver<cryowatch::pipeline::commit::AlarmEvent>,
     kind: &str,
     stats: &mut Listen,
 ) -> bool {

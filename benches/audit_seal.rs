@@ -67,7 +67,7 @@ fn main() {
     );
     let t = Instant::now();
     let v = store
-        .with_conn(|c| cryowatch::audit::verify::verify(c, |_, _| {}))
+        .with_conn(|c| cryowatch::store::audit::verify::verify(c, |_, _| {}))
         .expect("verify");
     let took = t.elapsed().as_secs_f64();
     assert!(v.ok(), "{:?}", v.problem);

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use cryowatch::config::Config;
 use cryowatch::model::{Quality, Reading, TimestampMs, now_ms};
+use cryowatch::pipeline::commit::{self, Batch};
 use cryowatch::sink::SinkStats;
 use cryowatch::store::Store;
 use cryowatch::store::mirror;
-use cryowatch::store::writer::{self, Batch};
 use tokio_util::sync::CancellationToken;
 
 mod support;
@@ -241,7 +241,7 @@ fn steady_run(config: &Config, dir: &Path, secs: usize, mirrored: bool) -> Stead
     let readings = SENSORS * secs;
 
     let (writer, sink_cpu, process, ok) = rt.block_on(async {
-        let (handle, join) = writer::spawn(
+        let (handle, join) = commit::spawn(
             store,
             ids,
             Vec::new(),

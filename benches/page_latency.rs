@@ -13,7 +13,7 @@
 //! publish time.
 //!
 //! Where the time goes, per page: publish → `raised` event (MQTT source, store writer,
-//! alarm engine, commit; seen on `StoreHandle.events`), `raised` → the dispatcher pass
+//! alarm engine, commit; seen on `CommitHandle.events`), `raised` → the dispatcher pass
 //! that planned the page (the notification's `created_at` in the outbox, ms
 //! resolution), and that pass → the server's acceptance (planning, composing, the SMTP
 //! session).
@@ -31,9 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cryowatch::config::Config;
 use cryowatch::daemon::Daemon;
+use cryowatch::pipeline::commit::AlarmEvent;
 use cryowatch::store::Store;
 use cryowatch::store::outbox;
-use cryowatch::store::writer::AlarmEvent;
 use rumqttc::{AsyncClient, MqttOptions, NetworkOptions, QoS};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;

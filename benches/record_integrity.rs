@@ -17,9 +17,9 @@ mod support;
 
 use std::time::Instant;
 
-use cryowatch::audit::batch::{self, Bound};
 use cryowatch::model::Quality;
 use cryowatch::store::Store;
+use cryowatch::store::audit::batch::{self, Bound};
 
 fn rows(ids: &[i64], t: i64) -> Vec<(i64, i64, Option<f64>, Quality)> {
     ids.iter()

@@ -12,11 +12,11 @@ use crate::config::Config;
 use crate::sources::{modbus, mqtt, ups};
 use std::time::Duration;
 
-use crate::alarm::engine::Engine;
 use crate::model::now_ms;
 use crate::notify::dispatcher::{self, Dispatcher};
-use crate::store::writer::{self, WriterStats};
-use crate::store::{Store, StoreHandle, WriterJoin};
+use crate::pipeline::commit::{self, WriterStats};
+use crate::pipeline::{CommitHandle, WriterJoin};
+use crate::store::Store;
 use crate::telemetry::Telemetry;
 
 /// Readings queued between the sources and the writer before sources wait.
@@ -31,7 +31,7 @@ pub struct Daemon {
     pub mqtt_stats: Arc<mqtt::MqttStats>,
     /// Sends readings to the store writer; subscribe to `store.events` for alarm
     /// transitions.
-    pub store: StoreHandle,
+    pub store: CommitHandle,
     dispatcher: Option<std::thread::JoinHandle<()>>,
     pub dispatch_stats: Arc<dispatcher::DispatchStats>,
     sink: Option<std::thread::JoinHandle<()>>,
@@ -40,9 +40,9 @@ pub struct Daemon {
     /// Everything `/metrics` shows that only the running daemon knows.
     pub telemetry: Arc<Telemetry>,
     store_path: std::path::PathBuf,
-    /// The record watch ([`crate::audit::watch`]) and what it last verified.
+    /// The record watch ([`crate::store::audit::watch`]) and what it last verified.
     record_watch: Option<std::thread::JoinHandle<()>>,
-    pub record: Arc<crate::audit::watch::Shared>,
+    pub record: Arc<crate::store::audit::watch::Shared>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
 }
@@ -50,7 +50,7 @@ pub struct Daemon {
 /// How often the clock is evaluated (stale sensors, delays, suppression, requests).
 pub const TICK: Duration = Duration::from_millis(250);
 
-fn spawn_clock(handle: &StoreHandle, shutdown: &CancellationToken) -> JoinHandle<()> {
+fn spawn_clock(handle: &CommitHandle, shutdown: &CancellationToken) -> JoinHandle<()> {
     let handle = handle.clone();
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -65,47 +65,24 @@ fn spawn_clock(handle: &StoreHandle, shutdown: &CancellationToken) -> JoinHandle
     })
 }
 
-/// Takes the store's lock file (`<store>.lock`): fails when another daemon holds it.
-pub fn lock_store(path: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
-    let lock_path = crate::alarm::control::lock_path(path);
-    if let Some(dir) = lock_path.parent() {
-        crate::store::embedded::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(anyhow::Error::new(e).context(format!("locking {}", lock_path.display())))
-        }
-    }
-}
-
 impl Daemon {
     /// Opens the store and starts every source. Must be called inside a Tokio runtime.
     pub fn start(config: &Config) -> anyhow::Result<Daemon> {
         // `cryowatch ack` or `shelve` with no daemon running holds the lock for a moment:
         // wait for it rather than fail to start.
-        let mut lock = lock_store(&config.store.path)?;
+        let mut lock = crate::store::lock::take(&config.store.path)?;
         for _ in 0..50 {
             if lock.is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
-            lock = lock_store(&config.store.path)?;
+            lock = crate::store::lock::take(&config.store.path)?;
         }
         let Some(lock) = lock else {
             anyhow::bail!(
                 "another cryowatch is already running on the store {} (its lock file {} is held)",
                 config.store.path.display(),
-                crate::alarm::control::lock_path(&config.store.path).display()
+                crate::store::lock::path(&config.store.path).display()
             );
         };
         let mut store = Store::open(&config.store.path).context("opening the embedded store")?;
@@ -130,11 +107,12 @@ impl Daemon {
                     "site": config.site.name,
                     "sensors": config.sensors.len(),
                 });
-                crate::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
+                crate::store::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
             })
             .context("recording the start in the audit trail")?;
-        let engine = Engine::load(config, &store, &ids, now_ms()).context("loading the alarm state from the store")?;
-        let housekeeping = writer::Housekeeping {
+        let engine = crate::pipeline::load_engine(config, &store, &ids, now_ms())
+            .context("loading the alarm state from the store")?;
+        let housekeeping = commit::Housekeeping {
             seal: Some((config.store.seal_interval, config.store.seal_grace)),
             retention: Some(crate::store::retention::Policy {
                 retention: config.store.retention,
@@ -142,7 +120,7 @@ impl Daemon {
             }),
         };
         let ranges = config.sensors.iter().map(|s| (s.id.clone(), s.valid_range)).collect();
-        let (handle, writer) = writer::spawn(
+        let (handle, writer) = commit::spawn(
             store,
             ids,
             ranges,
@@ -181,7 +159,7 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
-        let record = crate::audit::watch::Shared::new(tag.clone());
+        let record = crate::store::audit::watch::Shared::new(tag.clone());
         let record_watch = spawn_record_watch(config, &handle, record.clone(), telemetry.clone(), &shutdown)?;
         tasks.extend(crate::heartbeat::spawn(
             config,
@@ -242,7 +220,7 @@ impl Daemon {
         }
         let committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed);
         let recorded = Store::open(&self.store_path)
-            .and_then(|mut s| s.transaction(|c| crate::audit::record_stop(c, now_ms(), committed)));
+            .and_then(|mut s| s.transaction(|c| crate::store::audit::record_stop(c, now_ms(), committed)));
         if let Err(e) = recorded {
             tracing::error!(error = %e, "could not record the stop in the audit trail");
         }
@@ -258,8 +236,8 @@ const RECORD_READING_EVERY: Duration = Duration::from_secs(60);
 /// (0 verified, 1 failed), so a failure raises its critical alarm and is paged.
 fn spawn_record_watch(
     config: &Config,
-    handle: &StoreHandle,
-    record: Arc<crate::audit::watch::Shared>,
+    handle: &CommitHandle,
+    record: Arc<crate::store::audit::watch::Shared>,
     telemetry: Arc<Telemetry>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -267,7 +245,7 @@ fn spawn_record_watch(
     let sensor = config.sensor_index(RECORD_SENSOR);
     let handle = handle.clone();
     let mut last: Option<(bool, std::time::Instant)> = None;
-    let report = move |look: &crate::audit::watch::Look| {
+    let report = move |look: &crate::store::audit::watch::Look| {
         let Some(sensor) = sensor else { return };
         let broken = look.problem.is_some();
         let due = match last {
@@ -281,11 +259,11 @@ fn spawn_record_watch(
         let value = if broken { RECORD_BROKEN } else { 0.0 };
         let readings = vec![crate::model::Reading::good(sensor, now_ms(), value)];
         telemetry.count_readings(crate::telemetry::Source::Monitor, &readings);
-        if handle.send_blocking(writer::Batch::new(readings)).is_err() {
+        if handle.send_blocking(commit::Batch::new(readings)).is_err() {
             tracing::debug!("record watch: the store writer has stopped");
         }
     };
-    crate::audit::watch::spawn(config.store.path.clone(), record, shutdown.clone(), report)
+    crate::store::audit::watch::spawn(config.store.path.clone(), record, shutdown.clone(), report)
         .context("starting the record watch")
 }
 
@@ -295,7 +273,8 @@ fn record_config(config: &Config, path: &std::path::Path, kind: &str) {
         .context("reading the configuration file")
         .and_then(|bytes| {
             let mut store = Store::open(&config.store.path)?;
-            store.transaction(|c| crate::audit::config::record_load(c, path, &bytes, kind, "daemon", now_ms()))?;
+            store
+                .transaction(|c| crate::store::audit::config::record_load(c, path, &bytes, kind, "daemon", now_ms()))?;
             Ok(())
         });
     if let Err(e) = res {
@@ -397,17 +376,7 @@ fn first_line(text: &str) -> &str {
 /// warning condition `status` shows until a configuration is applied.
 fn record_rejected(config: &Config, path: &std::path::Path, problems: &str) {
     let res = Store::open(&config.store.path).and_then(|mut store| {
-        store.transaction(|c| {
-            let now = now_ms();
-            let detail = serde_json::json!({ "file": path.display().to_string(), "problems": problems });
-            crate::audit::append(c, now, "config.rejected", "daemon", &path.display().to_string(), &detail)?;
-            let text = format!("{}\t{problems}", crate::model::format_rfc3339(now));
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('config.rejected', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [text],
-            )?;
-            Ok(())
-        })
+        store.transaction(|c| crate::store::audit::config::record_rejected(c, now_ms(), path, problems))
     });
     if let Err(e) = res {
         tracing::error!(error = %e, "could not record the refused configuration");

@@ -4,7 +4,7 @@
 //!   Will is a retained `offline` on `mqtt_topic`; every beat publishes a retained
 //!   `online` with the time, and a clean stop publishes `stopped`. A dead daemon, host or
 //!   network shows as `offline` once the broker misses its keep-alive.
-//! - The record's heads as last verified ([`crate::audit::watch::Anchor`]) go out
+//! - The record's heads as last verified ([`crate::store::audit::watch::Anchor`]) go out
 //!   retained on `<mqtt_topic>/record` with every beat (and in the status payload); the
 //!   daemon reads them back when it starts and checks its trail still carries them.
 //! - URL: fetched on every beat (a dead-man service such as healthchecks.io), but only
@@ -18,10 +18,10 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::watch::{Anchor, Shared};
 use crate::config::Config;
 use crate::model::{format_rfc3339, now_ms};
-use crate::store::writer::WriterStats;
+use crate::pipeline::commit::WriterStats;
+use crate::store::audit::watch::{Anchor, Shared};
 
 fn payload(state: &str, site: &str, record: &Shared) -> String {
     let mut p = serde_json::json!({ "state": state, "site": site, "time": format_rfc3339(now_ms()), "pid": std::process::id() });

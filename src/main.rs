@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cryowatch::alarm::control::{ControlError, Request};
 use cryowatch::config::{self, Config};
 use cryowatch::model::now_ms;
+use cryowatch::pipeline::control::{ControlError, Request};
 use cryowatch::report::{alarms, history, status};
 use cryowatch::store::{Store, mirror};
 use cryowatch::timearg;
@@ -342,11 +342,11 @@ fn print_json_or<T: serde::Serialize>(
 
 /// `--by` as recorded; bad input when blank or too long.
 fn checked_by(by: &str) -> Result<&str, Failure> {
-    cryowatch::alarm::control::checked_by(by).map_err(|e| Failure::BadInput(format!("--by: {e}")))
+    cryowatch::pipeline::control::checked_by(by).map_err(|e| Failure::BadInput(format!("--by: {e}")))
 }
 
 fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
-    match cryowatch::alarm::control::submit(cfg, req) {
+    match cryowatch::pipeline::control::submit(cfg, req) {
         Ok(text) => {
             println!("{text}");
             Ok(())
@@ -378,7 +378,7 @@ fn user_add(config: &Path, name: &str, role: &str) -> Result<(), Failure> {
         Err(e) => return Err(Failure::Runtime(e.into())),
     };
     let mut store = Store::open(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-    let actor = cryowatch::audit::local_actor();
+    let actor = cryowatch::store::audit::local_actor();
     let new = store
         .transaction(|c| users::store_user(c, name, &hash, role, &actor, now_ms()))
         .map_err(|e| Failure::Runtime(e.into()))?;
@@ -403,7 +403,7 @@ fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
         )));
     }
     let cfg = load(config)?;
-    let by = cryowatch::audit::local_actor();
+    let by = cryowatch::store::audit::local_actor();
     let t = runtime()?.block_on(selftest::run(&cfg, config, now_ms(), &by, |what| {
         eprintln!("selftest: {what}")
     }));
@@ -421,7 +421,7 @@ fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
         &out.display().to_string(),
         serde_json::json!({
             "checks": t.checks.len(), "failed": failed.iter().map(|c| &c.id).collect::<Vec<_>>(),
-            "sha256": cryowatch::audit::hex(&sha2::Sha256::digest(&bytes)),
+            "sha256": cryowatch::store::audit::hex(&sha2::Sha256::digest(&bytes)),
         }),
     );
     for c in &t.checks {
@@ -461,7 +461,7 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
         return Err(Failure::BadInput("--from must be earlier than --to".into()));
     }
     let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-    let by = cryowatch::audit::local_actor();
+    let by = cryowatch::store::audit::local_actor();
     let progress = |what: &str| eprintln!("report: {what}");
     let req = asset::Request {
         asset,
@@ -496,7 +496,7 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
         asset,
         serde_json::json!({
             "from": from, "to": to, "file": out.display().to_string(),
-            "sha256": cryowatch::audit::hex(&sha2::Sha256::digest(&bytes)),
+            "sha256": cryowatch::store::audit::hex(&sha2::Sha256::digest(&bytes)),
             "audit_verified": r.audit.ok(), "audit_head": r.audit.head_seq,
         }),
     );
@@ -516,7 +516,14 @@ fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Resul
 fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value) {
     let res = Store::open(&cfg.store.path).and_then(|mut s| {
         s.transaction(|c| {
-            cryowatch::audit::append(c, now_ms(), kind, &cryowatch::audit::local_actor(), subject, &detail)
+            cryowatch::store::audit::append(
+                c,
+                now_ms(),
+                kind,
+                &cryowatch::store::audit::local_actor(),
+                subject,
+                &detail,
+            )
         })
     });
     if let Err(e) = res {
@@ -525,7 +532,7 @@ fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value
 }
 
 fn audit(action: AuditAction) -> Result<(), Failure> {
-    use cryowatch::audit::verify;
+    use cryowatch::store::audit::verify;
     let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
     match action {
         AuditAction::Verify { config, json, anchor } => {
@@ -568,7 +575,7 @@ fn audit(action: AuditAction) -> Result<(), Failure> {
             let mut rows = Vec::new();
             store
                 .with_conn(|c| {
-                    cryowatch::audit::list(c, from, to, kind.as_deref(), |r| {
+                    cryowatch::store::audit::list(c, from, to, kind.as_deref(), |r| {
                         rows.push(r);
                         true
                     })
@@ -618,7 +625,7 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
             let (cfg, _) = configured(&config)?;
             let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
             let rows = store
-                .with_conn(cryowatch::report::mirror::quarantined)
+                .with_conn(cryowatch::store::mirror::quarantined)
                 .map_err(runtime_err)?;
             print_json_or(json, &rows, |out| {
                 for q in &rows {
@@ -666,21 +673,7 @@ fn influx(action: InfluxAction) -> Result<(), Failure> {
                 return Err(Failure::BadInput("--from is after --to".into()));
             }
             let mut store = Store::open(&cfg.store.path).map_err(runtime_err)?;
-            store.transaction(mirror::enable).map_err(runtime_err)?;
-            // A day per transaction: the daemon's writer never waits long for the store.
-            const DAY: i64 = 24 * 3600 * 1000;
-            let mut queued = 0;
-            let mut start = from;
-            while start <= to {
-                let end = start.saturating_add(DAY - 1).min(to);
-                queued += store
-                    .transaction(|c| mirror::backfill(c, start, end))
-                    .map_err(runtime_err)?;
-                start = end.saturating_add(1);
-            }
-            let events = store
-                .transaction(|c| mirror::rewind_events(c, from))
-                .map_err(runtime_err)?;
+            let (queued, events) = mirror::backfill_range(&mut store, from, to).map_err(runtime_err)?;
             record_cli(
                 &cfg,
                 "influx.backfill",
@@ -787,7 +780,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             comment,
         } => {
             let by = checked_by(&by)?;
-            cryowatch::alarm::control::checked_text(&comment)
+            cryowatch::pipeline::control::checked_text(&comment)
                 .map_err(|e| Failure::BadInput(format!("--comment: {e}")))?;
             let cfg = load(&config)?;
             control(
@@ -807,7 +800,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             reason,
         } => {
             let by = checked_by(&by)?;
-            cryowatch::alarm::control::checked_text(&reason)
+            cryowatch::pipeline::control::checked_text(&reason)
                 .map_err(|e| Failure::BadInput(format!("--reason: {e}")))?;
             let cfg = load(&config)?;
             let duration =
@@ -854,7 +847,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Selftest { config, out } => selftest(&config, &out),
         Command::TestAlarm { config, sensor, by } => {
             let cfg = load(&config)?;
-            let by = by.unwrap_or_else(|| cryowatch::audit::local_actor().trim_start_matches("cli:").to_string());
+            let by = by.unwrap_or_else(|| {
+                cryowatch::store::audit::local_actor()
+                    .trim_start_matches("cli:")
+                    .to_string()
+            });
             control(
                 &cfg,
                 Request::TestAlarm {

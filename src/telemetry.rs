@@ -18,9 +18,9 @@ use std::time::Duration;
 use crate::config::{Config, SensorSource};
 use crate::model::{Quality, Reading, TimestampMs, now_ms};
 use crate::notify::dispatcher::DispatchStats;
+use crate::pipeline::commit::{QueueProbe, WriterStats};
 use crate::sink::SinkStats;
 use crate::sources::mqtt::MqttStats;
-use crate::store::writer::{QueueProbe, WriterStats};
 
 /// Upper bounds (seconds, inclusive) of the latency histograms' buckets: from a
 /// sub-millisecond local commit to a Modbus timeout.

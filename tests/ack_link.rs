@@ -13,8 +13,9 @@ use cryowatch::config::{self, Config};
 use cryowatch::daemon::Daemon;
 use cryowatch::model::{Reading, now_ms};
 use cryowatch::notify::acklink;
+use cryowatch::pipeline::Batch;
+use cryowatch::store::Store;
 use cryowatch::store::alarms::{self, AlarmRow};
-use cryowatch::store::{Batch, Store};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
@@ -158,7 +159,7 @@ impl Rig {
     async fn raised(&self, rule: &str) -> AlarmRow {
         let until = Instant::now() + PATIENCE;
         loop {
-            if let Some(a) = self.alarm_of(rule).filter(|a| a.state == "active") {
+            if let Some(a) = self.alarm_of(rule).filter(|a| a.state.as_str() == "active") {
                 return a;
             }
             assert!(Instant::now() < until, "alarm of {rule} not raised");
@@ -196,7 +197,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     let rig = Rig::start().await;
     rig.reading("dewar-1.temp", -120.0).await;
     let alarm = rig.raised("d1-warm").await;
-    let link = acklink::link(&rig.base, &rig.key, alarm.id, "alice", now_ms());
+    let link = acklink::link(&rig.base, &rig.key, alarm.id, "alice", now_ms()).expect("random");
 
     // Opening the link (as a mail scanner would) shows the alarm and the form only.
     let r = rig.http.get(&link).send().await.expect("GET");
@@ -226,7 +227,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     let (again, _) = rig.get(&link).await;
     assert_eq!(again, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(rig.alarm_of("d1-warm").expect("alarm").state, "active");
+    assert_eq!(rig.alarm_of("d1-warm").expect("alarm").state.as_str(), "active");
     assert_eq!(rig.count("ack_link_used"), 0);
     assert_eq!(rig.count("request"), 0);
 
@@ -240,7 +241,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     );
     assert!(page.contains("LN2 topped up &lt;b&gt;, lid closed"), "{page}");
     let acked = rig.alarm_of("d1-warm").expect("alarm");
-    assert_eq!(acked.state, "acknowledged");
+    assert_eq!(acked.state.as_str(), "acknowledged");
     assert_eq!(acked.acked_by.as_deref(), Some("Alice Nguyen"));
     assert_eq!(acked.ack_path.as_deref(), Some("link"));
     assert_eq!(acked.ack_comment.as_deref(), Some(comment));
@@ -282,7 +283,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     );
 
     // A fresh link to an alarm already acknowledged: the engine's answer is shown.
-    let other = acklink::link(&rig.base, &rig.key, alarm.id, "bob", now_ms());
+    let other = acklink::link(&rig.base, &rig.key, alarm.id, "bob", now_ms()).expect("random");
     let (status, page) = rig.get(&other).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Nothing to do") && !page.contains("<form"), "{page}");
@@ -297,7 +298,7 @@ async fn a_link_shows_the_alarm_acknowledges_once_and_records_who_how_and_why() 
     assert_eq!(after.acked_by.as_deref(), Some("Alice Nguyen"));
 
     // An alarm that does not exist: 404 on opening, the engine's refusal on submitting.
-    let ghost = acklink::link(&rig.base, &rig.key, 9999, "alice", now_ms());
+    let ghost = acklink::link(&rig.base, &rig.key, 9999, "alice", now_ms()).expect("random");
     let (status, _) = rig.get(&ghost).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, page) = rig.post(&ghost, "").await;
@@ -315,7 +316,13 @@ async fn expired_altered_and_foreign_links_are_refused_and_change_nothing() {
     let expired = format!(
         "{}/ack/{}",
         rig.base,
-        acklink::sign(&rig.key, alarm.id, "alice", now - 1000, &acklink::new_nonce())
+        acklink::sign(
+            &rig.key,
+            alarm.id,
+            "alice",
+            now - 1000,
+            &acklink::new_nonce().expect("random")
+        )
     );
     let valid = acklink::sign(&rig.key, alarm.id, "alice", now + 3_600_000, "n1");
     // The signature of a valid token on another alarm's payload.
@@ -356,7 +363,7 @@ async fn expired_altered_and_foreign_links_are_refused_and_change_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = rig.alarm_of("d2-warm").expect("alarm");
-    assert_eq!(after.state, "active");
+    assert_eq!(after.state.as_str(), "active");
     assert_eq!(after.acked_by, None);
     assert_eq!(rig.count("ack_link_used"), 0);
     assert_eq!(rig.count("request"), 0);
@@ -431,7 +438,7 @@ async fn the_api_serves_on_its_configured_address_until_shutdown() {
     let key = acklink::key(&Store::open(&cfg.store.path).expect("store")).expect("key");
     let http = reqwest::Client::new();
     let r = http
-        .get(acklink::link(&base, &key, 1, "alice", now_ms()))
+        .get(acklink::link(&base, &key, 1, "alice", now_ms()).expect("random"))
         .send()
         .await
         .expect("GET");

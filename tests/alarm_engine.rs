@@ -68,7 +68,7 @@ impl Rig {
         let mut store = Store::open(&dir.path().join("store.db")).expect("store");
         let names: Vec<_> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
         let ids = store.register_sensors(&names).expect("register");
-        let engine = Engine::load(&config, &store, &ids, T0).expect("engine");
+        let engine = cryowatch::pipeline::load_engine(&config, &store, &ids, T0).expect("engine");
         Rig {
             dir,
             config,
@@ -127,7 +127,7 @@ impl Rig {
 
     /// Drops the engine and builds a new one from the store, as a restart does.
     fn restart(&mut self, now: i64) {
-        self.engine = Engine::load(&self.config, &self.store, &self.ids, now).expect("engine");
+        self.engine = cryowatch::pipeline::load_engine(&self.config, &self.store, &self.ids, now).expect("engine");
     }
 
     fn alarms(&self) -> Vec<AlarmRow> {

@@ -714,7 +714,7 @@ fn a_probe_fault_raises_the_fault_alarm_and_neither_clears_nor_raises_the_high_a
             "freezer-probe alarm active",
         ]
     );
-    assert_eq!(alarm_row(&site, warm_id).state, "active");
+    assert_eq!(alarm_row(&site, warm_id).state.as_str(), "active");
 
     // Good readings decide again: the probes are back and the dewar is cold.
     sim.set("dewar-1", "steady");
@@ -790,7 +790,7 @@ fn a_silent_device_goes_stale_after_stale_after_without_clearing_its_active_high
     // The missing data did not clear the high alarm.
     let evs = events(&site);
     assert_eq!(kinds_of(&evs, "dewar-warm"), ["raised"], "{evs:#?}");
-    assert_eq!(alarm_row(&site, warm.alarm.expect("alarm id")).state, "active");
+    assert_eq!(alarm_row(&site, warm.alarm.expect("alarm id")).state.as_str(), "active");
     assert_eq!(
         alarm_summary(&site),
         ["dewar-1.temp:stale alarm active", "dewar-warm critical active"],
@@ -925,7 +925,7 @@ fn kill_9_keeps_an_active_alarm_and_its_id_and_an_ack_made_just_before_it() {
     wait_reading_after(&site, "dewar-1.lid", restarted);
     settle(&site, "dewar-1.lid", 4);
     assert_eq!(alarm_summary(&site), ["lid-open alarm active"], "{}", context(&site));
-    assert_eq!(alarm_row(&site, id).state, "active");
+    assert_eq!(alarm_row(&site, id).state.as_str(), "active");
     assert_eq!(kinds_of(&events(&site), "lid-open"), ["raised"], "no second raise");
 
     // An ack after the restart is carried out by the new daemon; kill -9 right after
@@ -1035,7 +1035,7 @@ fn ack_and_shelve_work_against_a_running_daemon_and_a_stopped_one_and_an_unknown
     );
     let door_row = alarm_row(&site, door);
     assert_eq!(door_row.suppressed.as_deref(), Some("shelved by bob: door seal repair"));
-    assert_eq!(door_row.state, "active");
+    assert_eq!(door_row.state.as_str(), "active");
     let shelved = wait_event(&site, "the shelving", |e| e.kind == "shelved");
     assert_eq!(
         (shelved.sensor.as_deref(), shelved.actor.as_str()),

@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Site, cryowatch_output};
-use cryowatch::audit;
 use cryowatch::model::{Quality, now_ms};
 use cryowatch::store::Store;
+use cryowatch::store::audit;
 use rusqlite::{Connection, params};
 
 const MIN: i64 = 60_000;
@@ -405,8 +405,8 @@ fn alarm_with_ack(store: &mut Store, at: i64) {
         rule: "dewar-1.temp:high".into(),
         sensor: "dewar-1.temp".into(),
         asset: "dewar-1".into(),
-        severity: "critical".into(),
-        state: state.into(),
+        severity: cryowatch::model::Severity::Critical,
+        state: cryowatch::model::AlarmState::parse(state).expect("an alarm state"),
         raised_at: at,
         since: at,
         value: Some(-140.0),
@@ -492,7 +492,7 @@ fn a_reseal_appended_to_cover_a_deleted_reading_is_detected() {
         )
         .expect("block");
     let tx = c.unchecked_transaction().expect("tx");
-    cryowatch::audit::seal::reseal(&tx, now_ms(), &[block.0], None, "late readings").expect("forge");
+    cryowatch::store::audit::seal::reseal(&tx, now_ms(), &[block.0], None, "late readings").expect("forge");
     tx.commit().expect("commit");
     let (code, _, err) = verify(&site, &[]);
     assert_eq!(code, 1, "{err}");

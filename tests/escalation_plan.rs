@@ -109,7 +109,7 @@ impl Rig {
         let mut store = Store::open(&config.store.path).expect("store");
         let names: Vec<_> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
         let ids = store.register_sensors(&names).expect("register");
-        let engine = Engine::load(&config, &store, &ids, T0).expect("engine");
+        let engine = cryowatch::pipeline::load_engine(&config, &store, &ids, T0).expect("engine");
         let dispatcher = Dispatcher::new(
             Arc::new(config.clone()),
             Store::open(&config.store.path).expect("store"),

@@ -114,7 +114,7 @@ impl Rig {
         wait_for(PATIENCE, "the dewar's high alarm", || {
             self.alarm_rows()?
                 .into_iter()
-                .find(|a| a.state == "active")
+                .find(|a| a.state.as_str() == "active")
                 .map(|a| a.id)
         })
     }
@@ -556,7 +556,7 @@ fn sign_in_cookies_csrf_roles_pages_and_sign_out_over_http() {
         r.body
     );
     let row = rig.alarm(id);
-    assert_eq!(row.state, "acknowledged");
+    assert_eq!(row.state.as_str(), "acknowledged");
     assert_eq!(row.acked_by.as_deref(), Some("olga"));
     assert_eq!(row.comment.as_deref(), Some("topped up <LN2> & checked lid"));
     assert_eq!(row.path.as_deref(), Some("web"));
@@ -712,7 +712,7 @@ fn in_chromium_an_operator_signs_in_sees_an_excursion_appear_and_acknowledges_it
 
     // What the browser did is in the record.
     let row = rig.alarm(id);
-    assert_eq!(row.state, "acknowledged");
+    assert_eq!(row.state.as_str(), "acknowledged");
     assert_eq!(row.acked_by.as_deref(), Some(OPERATOR.0));
     assert_eq!(row.comment.as_deref(), Some(comment));
     assert_eq!(row.path.as_deref(), Some("web"));

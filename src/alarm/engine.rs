@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::config::rules::{Condition, Rule, Severity};
+use crate::config::rules::{Condition, Rule};
+use crate::model::changes::{AlarmRow, Changes, EventRow, RequestRow, RuleStateRow, Saved, ShelfRow, TestRow};
 use crate::model::{Quality, Reading, TimestampMs};
-use crate::store::alarms::{AlarmRow, Changes, EventRow, RequestRow, RuleStateRow, Saved, ShelfRow, TestRow};
-use crate::store::{Store, StoreError};
 
 use super::condition::{self, RateWindow, RuleEvent, RuleState};
 use super::lifecycle::{self, Ack, Alarm, AlarmId, AlarmState, Change, RaiseContext, Transition};
@@ -159,31 +158,6 @@ impl Engine {
         e
     }
 
-    /// Builds the engine from what the store holds: open alarms, rule states (pending
-    /// delays keep their original start), shelvings, each sensor's last good reading,
-    /// and the history rate rules look back on. The only place the engine reads the store.
-    pub fn load(config: &Config, store: &Store, sensor_ids: &[i64], now: TimestampMs) -> Result<Engine, StoreError> {
-        let saved = store.with_conn(crate::store::alarms::load)?;
-        let mut last_good = Vec::with_capacity(sensor_ids.len());
-        for &id in sensor_ids {
-            last_good.push(store.latest(id, config.latest_bound(now))?.1.map(|r| r.time));
-        }
-        let mut e = Engine::new(config, saved, last_good, now);
-        for (s, &id) in sensor_ids.iter().enumerate() {
-            if let Some(w) = e.rate_window(s) {
-                let mut samples = Vec::new();
-                store.history(id, crate::model::earlier(now, w), now, |r| {
-                    if let (Quality::Good, Some(v)) = (r.quality, r.value) {
-                        samples.push((r.time, v));
-                    }
-                    true
-                })?;
-                e.prime_rate(s, &samples);
-            }
-        }
-        Ok(e)
-    }
-
     fn resume(&mut self, saved: Saved, now: TimestampMs) {
         let rule_idx: HashMap<&str, usize> = self.rules.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
         for rs in &saved.rule_states {
@@ -219,7 +193,7 @@ impl Engine {
                 // The rule is gone from the configuration: the alarm cannot clear by
                 // itself any more, so it is closed, on the record.
                 let mut closed = row.clone();
-                closed.state = AlarmState::Cleared.as_str().into();
+                closed.state = AlarmState::Cleared;
                 closed.cleared_at = Some(now);
                 self.out.events.push(EventRow {
                     t: now,
@@ -227,8 +201,8 @@ impl Engine {
                     rule: Some(row.rule.clone()),
                     sensor: Some(row.sensor.clone()),
                     kind: "closed".into(),
-                    state: closed.state.clone(),
-                    severity: Some(row.severity.clone()),
+                    state: closed.state.as_str().into(),
+                    severity: Some(row.severity.as_str().into()),
                     value: None,
                     actor: lifecycle::SYSTEM.into(),
                     comment: "the rule is no longer in the configuration".into(),
@@ -244,8 +218,8 @@ impl Engine {
             let alarm = Alarm {
                 id: row.id,
                 rule: ri,
-                severity: Severity::parse(&row.severity).unwrap_or(self.rules[ri].severity),
-                state: AlarmState::parse(&row.state).unwrap_or(AlarmState::Active),
+                severity: row.severity,
+                state: row.state,
                 raised_at: row.raised_at,
                 since: row.since,
                 value: row.value,
@@ -505,8 +479,8 @@ impl Engine {
             rule: rule.id.clone(),
             sensor: self.sensor_names[rule.sensor].clone(),
             asset: self.asset_of_sensor[rule.sensor].clone(),
-            severity: a.severity.as_str().into(),
-            state: a.state.as_str().into(),
+            severity: a.severity,
+            state: a.state,
             raised_at: a.raised_at,
             since: a.since,
             value: a.value,

@@ -6,44 +6,13 @@
 //! critical). The alarm clears when no rule of the family holds any more — at once, or,
 //! for latching rules, once it is also acknowledged.
 
-use std::fmt;
-
 use crate::config::rules::{Rule, Severity};
 use crate::model::TimestampMs;
 
-pub type AlarmId = i64;
+pub use crate::model::{AlarmId, AlarmState};
 
 /// The actor of transitions the daemon makes by itself.
 pub const SYSTEM: &str = "cryowatch";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlarmState {
-    Active,
-    Acknowledged,
-    Cleared,
-}
-
-impl AlarmState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmState::Active => "active",
-            AlarmState::Acknowledged => "acknowledged",
-            AlarmState::Cleared => "cleared",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AlarmState> {
-        [AlarmState::Active, AlarmState::Acknowledged, AlarmState::Cleared]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
-impl fmt::Display for AlarmState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ack {

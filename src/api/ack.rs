@@ -21,22 +21,23 @@ use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiState};
 use crate::config::Config;
 use crate::config::notify::Contact;
+use crate::model::site_time;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
-use crate::notify::acklink::{self, LinkClaims, LinkError, site_time};
+use crate::notify::acklink::{self, LinkClaims, LinkError};
+use crate::store::acklinks;
 use crate::store::alarms::{self, AlarmRow};
 
 /// How long a submitted form waits for the daemon's answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 const ANSWER_POLL: Duration = Duration::from_millis(100);
 /// Longest comment accepted, in characters.
-pub const MAX_COMMENT: usize = crate::alarm::control::MAX_TEXT;
+pub const MAX_COMMENT: usize = crate::pipeline::control::MAX_TEXT;
 
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/ack/{token}", get(show).post(acknowledge))
@@ -59,7 +60,12 @@ async fn show(State(st): State<ApiState>, Path(token): Path<String>) -> Response
     let nonce = claims.nonce.clone();
     let found = st
         .with_store(move |s| {
-            s.with_conn(|c| Ok((alarms::query_alarms(c, false, Some(id))?.pop(), used_at(c, &nonce)?)))
+            s.with_conn(|c| {
+                Ok((
+                    alarms::query_alarms(c, false, Some(id))?.pop(),
+                    acklinks::used_at(c, &nonce)?,
+                ))
+            })
         })
         .await;
     let (alarm, used) = match found {
@@ -81,14 +87,14 @@ async fn show(State(st): State<ApiState>, Path(token): Path<String>) -> Response
             "<p class=\"bad\">This link was already used at {}. A link works once.</p>",
             esc(&site_time(t, &st.config.site.timezone))
         );
-    } else if alarm.state == "active" {
+    } else if alarm.state == crate::model::AlarmState::Active {
         html.push_str(&form(&st.config, &alarm, &contact, claims.expires_ms));
     } else {
         let _ = write!(
             html,
             "<p class=\"ok\">Nothing to do: alarm {} is {}.</p>",
             alarm.id,
-            esc(&alarm.state)
+            esc(alarm.state.as_str())
         );
     }
     page(&st.config, StatusCode::OK, &title(&st.config, &alarm), &html)
@@ -134,13 +140,8 @@ async fn acknowledge(
     let burned = st
         .with_store(move |s| {
             s.transaction(|c| {
-                let fresh = c.execute(
-                    "INSERT INTO ack_link_used (nonce, t, alarm, contact) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(nonce) DO NOTHING",
-                    params![nonce, now, alarm, who],
-                )?;
-                if fresh == 0 {
-                    return Ok(Burn::Used(used_at(c, &nonce)?.unwrap_or(now)));
+                if let Some(t) = acklinks::burn(c, &nonce, now, alarm, &who)? {
+                    return Ok(Burn::Used(t));
                 }
                 Ok(Burn::Queued(alarms::insert_request(c, "ack", &args, now)?))
             })
@@ -218,11 +219,6 @@ fn check(st: &ApiState, token: &str, now: TimestampMs) -> Result<(LinkClaims, Co
             Err(Refusal::Contact)
         }
     }
-}
-
-fn used_at(c: &Connection, nonce: &str) -> rusqlite::Result<Option<TimestampMs>> {
-    c.query_row("SELECT t FROM ack_link_used WHERE nonce = ?1", [nonce], |r| r.get(0))
-        .optional()
 }
 
 pub(crate) async fn wait_answer(st: &ApiState, request: i64) -> Result<Option<(bool, String)>, ApiError> {
@@ -326,9 +322,9 @@ fn summary(cfg: &Config, a: &AlarmRow) -> String {
     };
     row(
         "Severity",
-        format!("<span class=\"{sev_class}\">{}</span>", esc(&a.severity)),
+        format!("<span class=\"{sev_class}\">{}</span>", esc(a.severity.as_str())),
     );
-    let mut state = esc(&a.state);
+    let mut state = esc(a.state.as_str());
     if let Some(s) = &a.suppressed {
         let _ = write!(state, " (suppressed: {})", esc(s));
     }

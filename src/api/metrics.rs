@@ -3,7 +3,7 @@
 //! Two kinds of figures: what only the running daemon knows ([`Telemetry`]: readings by
 //! source and quality, connection states, poll and commit latency, queue depth, MQTT,
 //! dispatcher and mirror counters), and what the store knows, read at each scrape with
-//! a few indexed queries ([`StoreFigures`]: open alarms by state, the notification
+//! a few indexed queries ([`crate::store::figures`]: open alarms by state, the notification
 //! outbox's lag, the InfluxDB mirror's lag, the audit trail's head). When the store
 //! cannot be read the daemon's own figures are still served, with
 //! `cryowatch_store_readable 0`: disk trouble is when they matter most.
@@ -18,12 +18,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rusqlite::Connection;
 
 use super::ApiState;
 use crate::config::Config;
 use crate::model::{Quality, TimestampMs, now_ms};
-use crate::store::mirror::{self, Lag};
+use crate::store::figures::StoreFigures;
 use crate::telemetry::{BUCKETS, HistogramSnapshot, Source, Telemetry};
 
 pub fn routes() -> Router<ApiState> {
@@ -36,7 +35,11 @@ async fn metrics(State(state): State<ApiState>, who: super::auth::Principal) -> 
     }
     let config = state.config.clone();
     let figures = match state
-        .with_store(move |s| s.with_conn(|c| StoreFigures::read(c, &config)))
+        .with_store(move |s| {
+            s.with_conn(|c| {
+                StoreFigures::read(c, |id| config.rules.iter().any(|r| r.id == id), config.influx.is_some())
+            })
+        })
         .await
     {
         Ok(f) => Some(f),
@@ -57,72 +60,6 @@ const ALARM_STATES: [&str; 3] = ["pending", "active", "acknowledged"];
 
 /// Results a delivery attempt is recorded with; each configured channel shows them all.
 const RESULTS: [&str; 4] = ["sent", "failed_retryable", "failed", "unreachable"];
-
-// The scrape's queries. Each is served by an index (`alarm_open`,
-// `notification_pending`, the audit's rowid and `audit_time`) or reads a table of one
-// row per rule; a test checks the plans.
-const OPEN_ALARMS: &str =
-    "SELECT state, count(*), count(suppressed) FROM alarm WHERE state != 'cleared' GROUP BY state";
-const PENDING_RULES: &str = "SELECT rule FROM rule_state WHERE cond = 1 AND fired = 0";
-const OUTBOX: &str = "SELECT count(*), min(created_at) FROM notification WHERE state = 'pending'";
-/// Two subqueries: each `max` alone is one index lookup; both in one SELECT scan.
-const AUDIT_HEAD: &str = "SELECT (SELECT max(seq) FROM audit), (SELECT max(t) FROM audit)";
-
-/// What the store knows, read at scrape time.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoreFigures {
-    /// Open alarms by state; `pending` counts rules whose delay is running.
-    pub alarms: Vec<(String, i64)>,
-    /// Open alarms under a maintenance window or shelved.
-    pub suppressed: i64,
-    /// Notifications waiting in the outbox, and when the oldest was queued.
-    pub outbox_pending: i64,
-    pub outbox_oldest: Option<TimestampMs>,
-    /// The InfluxDB mirror's lag, when one is configured.
-    pub mirror: Option<Lag>,
-    /// The audit trail's newest sequence number and newest record time.
-    pub audit_head: Option<(i64, TimestampMs)>,
-}
-
-impl StoreFigures {
-    /// Reads the figures with a few cheap queries (see the plans test).
-    pub fn read(c: &Connection, config: &Config) -> rusqlite::Result<StoreFigures> {
-        let mut figures = StoreFigures::default();
-        let mut st = c.prepare_cached(OPEN_ALARMS)?;
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })?;
-        for row in rows {
-            let (state, n, suppressed) = row?;
-            figures.alarms.push((state, n));
-            figures.suppressed += suppressed;
-        }
-        // Rows of rules no longer configured are left over, not pending.
-        let mut st = c.prepare_cached(PENDING_RULES)?;
-        let pending = st
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-            .iter()
-            .filter(|id| config.rules.iter().any(|r| &r.id == *id))
-            .count();
-        figures.alarms.push(("pending".into(), pending as i64));
-        (figures.outbox_pending, figures.outbox_oldest) = c
-            .prepare_cached(OUTBOX)?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let head: (Option<i64>, Option<i64>) = c
-            .prepare_cached(AUDIT_HEAD)?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        figures.audit_head = head.0.zip(head.1);
-        if config.influx.is_some() {
-            figures.mirror = Some(mirror::lag(c)?);
-        }
-        Ok(figures)
-    }
-
-    fn alarms(&self, state: &str) -> i64 {
-        self.alarms.iter().filter(|(s, _)| s == state).map(|(_, n)| n).sum()
-    }
-}
 
 /// The exposition text. `telemetry` is `None` when the API runs outside the daemon;
 /// `store` is `None` when the store could not be read.
@@ -520,6 +457,7 @@ impl Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::mirror::Lag;
 
     fn config(extra: &str) -> Config {
         let dir = tempfile::tempdir().expect("dir");
@@ -533,36 +471,6 @@ mod tests {
         );
         std::fs::write(&path, text).expect("write");
         crate::config::load(&path).expect("valid config")
-    }
-
-    #[test]
-    fn scrape_queries_use_indexes_and_never_scan_growing_tables() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = crate::store::Store::open(&dir.path().join("s.db")).expect("store");
-        for sql in [OPEN_ALARMS, PENDING_RULES, OUTBOX, AUDIT_HEAD] {
-            let plan: Vec<String> = store
-                .with_conn(|c| {
-                    c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
-                        .query_map([], |r| r.get::<_, String>(3))?
-                        .collect()
-                })
-                .expect("plan");
-            for step in &plan {
-                let scan = step.starts_with("SCAN ") && step != "SCAN CONSTANT ROW";
-                assert!(
-                    !scan
-                        || step.contains("USING INDEX alarm_open")
-                        || step.contains("USING INDEX notification_pending")
-                        || step == "SCAN rule_state",
-                    "{sql}: {plan:?}"
-                );
-            }
-        }
-        let cfg = config("");
-        let figures = store.with_conn(|c| StoreFigures::read(c, &cfg)).expect("figures");
-        assert_eq!(figures.outbox_pending, 0);
-        assert_eq!(figures.alarms("active"), 0);
-        assert_eq!(figures.audit_head, None, "a new store has no audit records");
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl ApiState {
             s.transaction(|c| {
                 let now = crate::model::now_ms();
                 let id = crate::store::alarms::insert_request(c, kind, &args, now)?;
-                crate::audit::append(c, now, &audit_kind, &actor, &subject, &args)?;
+                crate::store::audit::append(c, now, &audit_kind, &actor, &subject, &args)?;
                 Ok(id)
             })
         })
@@ -174,7 +174,7 @@ pub fn spawn_with(
     config: &Config,
     shutdown: &CancellationToken,
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
-    readings: Option<crate::store::StoreHandle>,
+    readings: Option<crate::pipeline::CommitHandle>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = config.sections.api_listen else {
         return Ok(None);

@@ -107,7 +107,9 @@ async fn inbound(
                         crate::escape::control(sid)
                     ));
                 }
-                crate::notify::inbound::handle_sms(c, &notify, &inbound, now)
+                crate::notify::inbound::handle_sms(&notify, &inbound, |args| {
+                    crate::store::alarms::insert_request(c, "ack", args, now)
+                })
             })
         })
         .await;

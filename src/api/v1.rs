@@ -20,9 +20,9 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::{ApiError, ApiState};
-use crate::alarm::control;
 use crate::config::Role;
 use crate::model::now_ms;
+use crate::pipeline::control;
 use crate::report::{alarms as alarm_report, history, status};
 use crate::store::{HistoryKey, Store, alarms};
 

@@ -1,6 +1,6 @@
 //! The monitor's own sensor: `cryowatch.record`, the integrity of the record, under the
 //! built-in asset `cryowatch`. The daemon verifies its own record continuously
-//! ([`crate::audit::watch`]) and stores the outcome as readings of this sensor (0 = the
+//! ([`crate::store::audit::watch`]) and stores the outcome as readings of this sensor (0 = the
 //! record verifies, 1 = it does not), so a broken record raises the critical, latching
 //! alarm `cryowatch.record:integrity` and is paged through the normal routes and
 //! escalations like any other alarm. A written `[[rule]]` with that id replaces the

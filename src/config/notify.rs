@@ -82,8 +82,8 @@ pub struct Route {
 impl Route {
     /// Whether alarms of `severity` go this way: a route's `severity` is the least it
     /// takes, and a route without one takes all.
-    pub fn takes(&self, severity: Option<Severity>) -> bool {
-        self.severity.is_none_or(|s| Some(s) <= severity)
+    pub fn takes(&self, severity: Severity) -> bool {
+        self.severity.is_none_or(|s| s <= severity)
     }
 }
 

@@ -14,12 +14,10 @@
 //! new key on next use and invalidates every link sent so far.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
 
 use crate::config::Config;
@@ -34,7 +32,7 @@ pub type Key = [u8; 32];
 pub const VALIDITY_MS: i64 = 24 * 3600 * 1000;
 
 /// The `meta` row that holds the key.
-pub const KEY_NAME: &str = "ack_link_key";
+pub use crate::store::acklinks::KEY_NAME;
 
 /// Signed in front of every payload, so this key's MACs mean nothing anywhere else.
 const CONTEXT: &[u8] = b"cryowatch ack link v1\n";
@@ -122,74 +120,26 @@ fn parse_payload(payload: &[u8]) -> Option<LinkClaims> {
 
 /// A link for `alarm` and `contact` (a configured contact id), valid for [`VALIDITY_MS`]
 /// from `now_ms`: `{base_url}/ack/{token}`.
-pub fn link(base_url: &str, key: &Key, alarm: i64, contact: &str, now_ms: TimestampMs) -> String {
-    let token = sign(key, alarm, contact, now_ms + VALIDITY_MS, &new_nonce());
-    format!("{}/ack/{token}", base_url.trim_end_matches('/'))
+/// Fails only when the operating system's generator cannot be read for the nonce.
+pub fn link(
+    base_url: &str,
+    key: &Key,
+    alarm: i64,
+    contact: &str,
+    now_ms: TimestampMs,
+) -> Result<String, crate::random::Error> {
+    let token = sign(key, alarm, contact, now_ms + VALIDITY_MS, &new_nonce()?);
+    Ok(format!("{}/ack/{token}", base_url.trim_end_matches('/')))
 }
 
-/// 128 random bits, base64url. A nonce only has to be unique (forging a link needs the
-/// key), so should `/dev/urandom` be unreadable, `fastrand` stands in.
-pub fn new_nonce() -> String {
-    let bytes = random_bytes::<16>().unwrap_or_else(|_| fastrand::u128(..).to_le_bytes());
-    B64.encode(bytes)
+/// 128 random bits, base64url.
+pub fn new_nonce() -> Result<String, crate::random::Error> {
+    crate::random::token::<16>()
 }
 
-pub(crate) fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct KeyProblem(String);
-
-fn key_problem(text: String) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(KeyProblem(text)))
-}
-
-fn read_key(c: &Connection) -> rusqlite::Result<Option<Key>> {
-    let value: Option<Vec<u8>> = c
-        .query_row("SELECT value FROM meta WHERE key = ?1", [KEY_NAME], |r| r.get(0))
-        .optional()?;
-    match value {
-        None => Ok(None),
-        Some(v) => Key::try_from(v.as_slice()).map(Some).map_err(|_| {
-            key_problem(format!(
-                "the acknowledgement-link key (meta row {KEY_NAME:?}) has {} bytes instead of 32; \
-                 delete that row to make a new key (links already sent stop working)",
-                v.len()
-            ))
-        }),
-    }
-}
-
-/// The installation's signing key, created (32 bytes from `/dev/urandom`) and stored on
-/// first use. Two processes creating it at once agree on whichever was stored first.
+/// The installation's signing key ([`crate::store::acklinks::key`]).
 pub fn key(store: &Store) -> Result<Key, StoreError> {
-    store.with_conn(|c| {
-        if let Some(k) = read_key(c)? {
-            return Ok(k);
-        }
-        let fresh = random_bytes::<32>().map_err(|e| {
-            key_problem(format!(
-                "cannot read /dev/urandom to make the acknowledgement-link key: {e}"
-            ))
-        })?;
-        c.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
-            params![KEY_NAME, &fresh[..]],
-        )?;
-        read_key(c)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
-    })
-}
-
-/// `ms` in the site's time zone, for people: `2026-11-23 09:00 CET`.
-pub fn site_time(ms: TimestampMs, tz: &jiff::tz::TimeZone) -> String {
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string(),
-        Err(_) => ms.to_string(),
-    }
+    crate::store::acklinks::key(store)
 }
 
 /// The body of a page to `contact` (a contact id) through `channel`: the SMS reply is
@@ -227,8 +177,19 @@ pub fn page_body(
         }
     };
     let name = cfg.notify.contact(contact).map_or(contact, |c| c.name.as_str());
-    let url = link(base, &key, alarm, contact, now);
-    with_link(body, &url, name, &site_time(now + VALIDITY_MS, &cfg.site.timezone))
+    let url = match link(base, &key, alarm, contact, now) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, alarm_id = alarm, contact, "page sent without an acknowledgement link");
+            return body.to_string();
+        }
+    };
+    with_link(
+        body,
+        &url,
+        name,
+        &crate::model::site_time(now + VALIDITY_MS, &cfg.site.timezone),
+    )
 }
 
 /// Inserts the link paragraph in front of the "To acknowledge:" paragraph of a page, or
@@ -333,8 +294,8 @@ mod tests {
 
     #[test]
     fn links_expire_after_a_day_and_carry_fresh_nonces() {
-        let a = link("https://cw.example.org/", &KEY, 5, "bob", NOW);
-        let b = link("https://cw.example.org", &KEY, 5, "bob", NOW);
+        let a = link("https://cw.example.org/", &KEY, 5, "bob", NOW).expect("random");
+        let b = link("https://cw.example.org", &KEY, 5, "bob", NOW).expect("random");
         assert_ne!(a, b);
         let token = a.strip_prefix("https://cw.example.org/ack/").expect("prefix");
         let c = verify(&KEY, token, NOW).expect("valid");

@@ -33,10 +33,10 @@ use crate::config::Config;
 use crate::config::notify::{Contact, Escalation};
 use crate::config::rules::Severity;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
+use crate::pipeline::commit::{AlarmEvent, WriterStats};
 use crate::store::alarms::{self, AlarmRow};
 use crate::store::outage::{ConditionFile, Decision, OutageWatch};
 use crate::store::outbox::{self, NewNotification, Notification};
-use crate::store::writer::{AlarmEvent, WriterStats};
 use crate::store::{Store, StoreError};
 
 /// How often the dispatcher plans and sends without being woken.
@@ -168,7 +168,7 @@ impl Dispatcher {
     /// for every asset that takes critical alarms, else the first route that does, else
     /// the escalation of the first critical rule that names one.
     pub fn critical_escalation(&self) -> Option<&Escalation> {
-        let takes = |r: &&crate::config::notify::Route| r.takes(Some(Severity::Critical));
+        let takes = |r: &&crate::config::notify::Route| r.takes(Severity::Critical);
         let routes = &self.cfg.notify.routes;
         routes
             .iter()
@@ -449,7 +449,7 @@ impl Dispatcher {
                 "error": o.error,
                 "paged": paged,
             });
-            crate::audit::append(c, now, "store.write_failed", "daemon", &store, &detail)?;
+            crate::store::audit::append(c, now, "store.write_failed", "daemon", &store, &detail)?;
             Ok(())
         })
     }
@@ -474,10 +474,11 @@ impl Dispatcher {
                             path: "sms",
                             via: m.id(),
                         };
-                        match self
-                            .store
-                            .with_conn(|c| super::inbound::handle_sms(c, cfg, &inbound, now))
-                        {
+                        match self.store.with_conn(|c| {
+                            super::inbound::handle_sms(cfg, &inbound, |args| {
+                                alarms::insert_request(c, "ack", args, now)
+                            })
+                        }) {
                             Ok(what) => tracing::info!(from = %sms.from, "{what}"),
                             Err(e) => {
                                 tracing::error!(error = %e, from = %sms.from, "cannot queue an SMS acknowledgement")
@@ -507,12 +508,11 @@ impl Dispatcher {
         if let Some(id) = rule.and_then(|r| r.escalation.as_deref()) {
             return self.cfg.notify.escalation(id);
         }
-        let severity = crate::config::rules::Severity::parse(&alarm.severity);
         self.cfg
             .notify
             .routes
             .iter()
-            .find(|r| r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.takes(severity))
+            .find(|r| r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.takes(alarm.severity))
             .and_then(|r| self.cfg.notify.escalation(&r.escalation))
     }
 
@@ -582,16 +582,7 @@ impl Dispatcher {
             .filter(|a| a.incident == Some(alarm.id) && a.id != alarm.id)
             .map(|a| format!("{} ({})", a.asset, a.rule))
             .collect();
-        let test: Option<(f64, String)> = self
-            .store
-            .with_conn(|c| {
-                use rusqlite::OptionalExtension;
-                c.query_row("SELECT value, by FROM alarm_test WHERE alarm = ?1", [alarm.id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-            })
-            .unwrap_or(None);
+        let test: Option<(f64, String)> = self.store.with_conn(|c| alarms::test_of(c, alarm.id)).unwrap_or(None);
         if let Some((value, by)) = test {
             // The test's synthetic value, not the unit's real reading.
             facts.value = Some(value);
@@ -611,10 +602,10 @@ impl Dispatcher {
             // unacknowledged — unless it is more severe than anything the incident paged
             // yet: then it pages on its own escalation as an incident update. Once
             // someone owns the incident, or power is back, a member escalates on its own.
-            let incident = a
-                .incident
-                .filter(|i| *i != a.id)
-                .and_then(|i| open.iter().find(|o| o.id == i && o.state == "active"));
+            let incident = a.incident.filter(|i| *i != a.id).and_then(|i| {
+                open.iter()
+                    .find(|o| o.id == i && o.state == crate::model::AlarmState::Active)
+            });
             let update = match incident {
                 Some(inc) => {
                     let members = self.store.with_conn(|c| alarms::incident_members(c, inc.id))?;
@@ -624,7 +615,7 @@ impl Dispatcher {
                 None => None,
             };
             let covered = matches!(update, Some((_, false, _)));
-            if a.state != "active" || a.suppressed.is_some() || covered {
+            if a.state != crate::model::AlarmState::Active || a.suppressed.is_some() || covered {
                 continue;
             }
             let Some(esc) = self.escalation_for(a) else { continue };
@@ -708,7 +699,7 @@ impl Dispatcher {
                     .store
                     .with_conn(|c| alarms::query_alarms(c, false, Some(i)))?
                     .pop()
-                    .is_some_and(|inc| inc.state == "cleared");
+                    .is_some_and(|inc| inc.state == crate::model::AlarmState::Cleared);
                 if over && !self.store.with_conn(|c| outbox::normal_planned(c, i))? {
                     continue;
                 }
@@ -727,7 +718,7 @@ impl Dispatcher {
             // Everyone paged for the alarm, and, for an incident, for any member this
             // message announces.
             let mut to = self.store.with_conn(|c| outbox::paged(c, id))?;
-            for m in members.iter().filter(|m| m.state == "cleared") {
+            for m in members.iter().filter(|m| m.state == crate::model::AlarmState::Cleared) {
                 for r in self.store.with_conn(|c| outbox::paged(c, m.id))? {
                     if !to.contains(&r) {
                         to.push(r);
@@ -787,13 +778,9 @@ impl Dispatcher {
                 continue;
             };
             let contact = t.contact.clone();
-            let done = self.store.with_conn(|c| {
-                c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'test' AND cycle = ?1 AND contact = ?2)",
-                    rusqlite::params![at, contact],
-                    |r| r.get::<_, bool>(0),
-                )
-            })?;
+            let done = self
+                .store
+                .with_conn(|c| crate::store::outbox::test_page_queued(c, at, &contact))?;
             if !done {
                 match self.test_page_at(&contact, now, at) {
                     Ok(ids) => tracing::info!(contact = %contact, notifications = ?ids, "scheduled test page queued"),
@@ -819,13 +806,7 @@ impl Dispatcher {
         let Some(day) = crate::alarm::suppress::open_since(&window, &self.tz, now) else {
             return Ok(());
         };
-        let done = self.store.with_conn(|c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'all_ok' AND cycle = ?1)",
-                [day],
-                |r| r.get::<_, bool>(0),
-            )
-        })?;
+        let done = self.store.with_conn(|c| crate::store::outbox::all_ok_queued(c, day))?;
         if done {
             return Ok(());
         }
@@ -865,7 +846,7 @@ impl Dispatcher {
             _ => "not checked yet since the monitor started".to_string(),
         };
         body.push_str(&format!("\nRecord: {checked}.\n"));
-        if let Some((seq, hash)) = self.store.with_conn(crate::audit::head)? {
+        if let Some((seq, hash)) = self.store.with_conn(crate::store::audit::head)? {
             body.push_str(&format!(
                 "Audit trail head {seq} {hash}\n(cryowatch audit verify --anchor {seq}:{hash} proves later that the record was not rewritten since this page)\n"
             ));
@@ -1058,11 +1039,13 @@ impl Dispatcher {
             .pop();
         Ok(match a {
             None => Some("the alarm no longer exists".into()),
-            Some(a) if a.state == "acknowledged" => Some(format!(
+            Some(a) if a.state == crate::model::AlarmState::Acknowledged => Some(format!(
                 "acknowledged by {} before it was sent",
                 a.acked_by.unwrap_or_default()
             )),
-            Some(a) if a.state == "cleared" => Some("the alarm cleared before it was sent".into()),
+            Some(a) if a.state == crate::model::AlarmState::Cleared => {
+                Some("the alarm cleared before it was sent".into())
+            }
             Some(a) if a.suppressed.is_some() => Some(format!("suppressed: {}", a.suppressed.unwrap_or_default())),
             Some(_) => None,
         })

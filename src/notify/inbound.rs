@@ -9,8 +9,6 @@
 use serde_json::json;
 
 use crate::config::notify::NotifyConfig;
-use crate::model::TimestampMs;
-use crate::store::alarms;
 
 /// An `ACK` reply, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,15 +58,15 @@ fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Handles one inbound SMS that came in through channel `via`: queues the
-/// acknowledgement it carries, to be answered through `via`. Returns what was done, for
-/// the log.
-pub fn handle_sms(
-    c: &rusqlite::Connection,
+/// Handles one inbound SMS that came in through channel `via`: the acknowledgement it
+/// carries is queued by `queue` (given the request's arguments, it returns the request's
+/// id; [`crate::store::alarms::insert_request`] in the caller's transaction), to be
+/// answered through `via`. Returns what was done, for the log.
+pub fn handle_sms<E>(
     cfg: &NotifyConfig,
     sms: &Inbound<'_>,
-    now: TimestampMs,
-) -> rusqlite::Result<String> {
+    queue: impl FnOnce(&serde_json::Value) -> Result<i64, E>,
+) -> Result<String, E> {
     let Inbound { from, text, path, via } = *sms;
     let Some(reply) = parse_ack(text) else {
         return Ok(format!("ignored an SMS from {from} that is not \"ACK <alarm id>\""));
@@ -92,7 +90,7 @@ pub fn handle_sms(
         "alarm": reply.alarm, "by": contact.name, "comment": comment, "path": path,
         "reply_to": contact.id, "reply_via": via,
     });
-    let id = alarms::insert_request(c, "ack", &args, now)?;
+    let id = queue(&args)?;
     Ok(format!(
         "acknowledgement of alarm {} by {} ({from}) queued as request {id}",
         reply.alarm, contact.name

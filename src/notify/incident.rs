@@ -20,8 +20,7 @@ use crate::store::alarms::AlarmRow;
 pub const SETTLE_MS: i64 = 60_000;
 
 fn severity(a: &AlarmRow) -> Severity {
-    // An unknown severity in the store is taken as the worst: it must not hide a page.
-    Severity::parse(&a.severity).unwrap_or(Severity::Critical)
+    a.severity
 }
 
 /// Whether `member` brings its incident news worth a page: it is more severe than the
@@ -47,7 +46,7 @@ pub fn brings_worse(
 /// Whether the return to normal of `incident` (cleared at `cleared_at`) should wait for
 /// members still open at `now`.
 pub fn settling(members: &[AlarmRow], cleared_at: TimestampMs, now: TimestampMs) -> bool {
-    members.iter().any(|m| m.state != "cleared") && now.saturating_sub(cleared_at) < SETTLE_MS
+    members.iter().any(|m| m.state != crate::model::AlarmState::Cleared) && now.saturating_sub(cleared_at) < SETTLE_MS
 }
 
 /// One line per member for the texts: where, which rule and severity, and whether it is
@@ -64,7 +63,7 @@ pub fn member_lines(members: &[AlarmRow]) -> Vec<Member> {
             };
             Member {
                 text: format!("{} {} ({}, alarm {}): {state}", m.sensor, m.rule, m.severity, m.id),
-                open: m.state != "cleared",
+                open: m.state != crate::model::AlarmState::Cleared,
             }
         })
         .collect()
@@ -80,8 +79,8 @@ mod tests {
             rule: format!("rule-{id}"),
             sensor: format!("sensor-{id}"),
             asset: "ups".into(),
-            severity: severity.into(),
-            state: "active".into(),
+            severity: crate::model::Severity::parse(severity).expect("a severity"),
+            state: crate::model::AlarmState::Active,
             raised_at: 0,
             since: 0,
             value: None,
@@ -145,7 +144,7 @@ mod tests {
     #[test]
     fn the_return_to_normal_waits_a_while_for_open_members_only() {
         let mut cleared = alarm(2, "critical");
-        cleared.state = "cleared".into();
+        cleared.state = crate::model::AlarmState::Cleared;
         assert!(!settling(&[cleared.clone()], 1_000, 1_500));
         let open = alarm(3, "alarm");
         assert!(settling(&[cleared.clone(), open.clone()], 1_000, 1_500));

@@ -187,13 +187,13 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
             (
                 format!(
                     "{tag}[{}] {asset_name}: {} {value_text} (alarm {})",
-                    alarm.severity.to_uppercase(),
+                    alarm.severity.as_str().to_uppercase(),
                     alarm.sensor,
                     alarm.id
                 ),
                 format!(
                     "{tag}{} {asset_name}{at}: {} {value_text} {} for {how_long}{how_fast}.{incident} Alarm {}: reply ACK {}",
-                    sev(&alarm.severity),
+                    sev(alarm.severity.as_str()),
                     alarm.sensor,
                     limit.clone().unwrap_or_default(),
                     alarm.id,
@@ -206,13 +206,13 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
             (
                 format!(
                     "[{}] Power incident {inc} update: {asset_name}: {} {value_text} (alarm {})",
-                    alarm.severity.to_uppercase(),
+                    alarm.severity.as_str().to_uppercase(),
                     alarm.sensor,
                     alarm.id
                 ),
                 format!(
                     "{} power incident {inc} update: {asset_name}{at}: {} {value_text} {}.{} Alarm {}: reply ACK {}",
-                    sev(&alarm.severity),
+                    sev(alarm.severity.as_str()),
                     alarm.sensor,
                     limit.clone().unwrap_or_default(),
                     sms_members(&facts.members),
@@ -300,8 +300,8 @@ mod tests {
             rule: rule.into(),
             sensor: "f7.temp".into(),
             asset: "f7".into(),
-            severity: "alarm".into(),
-            state: "active".into(),
+            severity: crate::model::Severity::Alarm,
+            state: crate::model::AlarmState::Active,
             raised_at: 0,
             since: 0,
             value: Some(value),

@@ -6,7 +6,6 @@ pub mod channel;
 pub mod channels;
 pub mod dispatcher;
 pub mod escalation;
-pub mod http;
 pub mod inbound;
 pub mod incident;
 pub mod message;

@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 pub async fn run(cfg: &Config, contact: &str) -> Result<String, TestPageError> {
     let failed = |e: &dyn std::fmt::Display| TestPageError::Failed(e.to_string());
-    let lock = crate::daemon::lock_store(&cfg.store.path).map_err(|e| failed(&format!("{e:#}")))?;
+    let lock = crate::store::lock::take(&cfg.store.path).map_err(|e| failed(&format!("{e:#}")))?;
     let store = Store::open(&cfg.store.path).map_err(|e| failed(&e))?;
     let tag = super::acklink::installation_tag(&store).ok();
     let built = super::channels::build(&cfg.notify, tag.as_deref());

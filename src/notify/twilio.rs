@@ -105,7 +105,7 @@ impl TwilioChannel {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| fail(format!("HTTP client: {}", super::http::chain(&e))))?;
+            .map_err(|e| fail(format!("HTTP client: {}", crate::http::chain(&e))))?;
         Ok(TwilioChannel {
             id: channel.id.clone(),
             client,
@@ -168,13 +168,13 @@ impl TwilioChannel {
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        match super::http::read_limited(&mut response, MAX_ANSWER).await {
+        match crate::http::read_limited(&mut response, MAX_ANSWER).await {
             Ok(body) => send_outcome(status, retry_after.as_deref(), location.as_deref(), &body),
             // The status line already says whether the gateway took the message.
             Err(e) if (200..300).contains(&status) => Delivery::Sent {
                 detail: format!(
                     "accepted (HTTP {status}); reading the answer failed: {}",
-                    super::http::chain(&e)
+                    crate::http::chain(&e)
                 ),
             },
             Err(e) => self.transport_failure(e),
@@ -199,7 +199,7 @@ impl TwilioChannel {
             .await
             .map_err(|e| self.describe_error(e))?;
         let status = response.status().as_u16();
-        let body = super::http::read_limited(&mut response, MAX_ANSWER)
+        let body = crate::http::read_limited(&mut response, MAX_ANSWER)
             .await
             .map_err(|e| self.describe_error(e))?;
         status_outcome(sid, status, &body)
@@ -207,7 +207,7 @@ impl TwilioChannel {
 
     fn describe_error(&self, err: reqwest::Error) -> String {
         let timeout = err.is_timeout();
-        let text = super::http::failure_text(err);
+        let text = crate::http::failure_text(err);
         if timeout {
             format!("no answer from {} within {:?} ({text})", self.base_url, self.timeout)
         } else {

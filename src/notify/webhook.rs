@@ -94,7 +94,7 @@ impl WebhookChannel {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| fail(format!("HTTP client: {}", super::http::chain(&e))))?;
+            .map_err(|e| fail(format!("HTTP client: {}", crate::http::chain(&e))))?;
         Ok(WebhookChannel {
             id: channel.id.clone(),
             client,
@@ -128,7 +128,7 @@ impl WebhookChannel {
             Err(e) => return self.transport_failure(e),
         };
         let status = response.status().as_u16();
-        match super::http::read_limited(&mut response, MAX_ANSWER).await {
+        match crate::http::read_limited(&mut response, MAX_ANSWER).await {
             Ok(body) => outcome(&self.shown, status, &body),
             Err(_) if (200..300).contains(&status) => Delivery::Sent {
                 detail: format!("HTTP {status}"),
@@ -140,7 +140,7 @@ impl WebhookChannel {
     fn transport_failure(&self, err: reqwest::Error) -> Delivery {
         let retry = !err.is_builder();
         let timeout = err.is_timeout();
-        let text = super::http::failure_text(err);
+        let text = crate::http::failure_text(err);
         let reason = if timeout {
             format!("no answer from {} within {:?} ({text})", self.shown, self.timeout)
         } else {

@@ -6,16 +6,15 @@
 use std::collections::BTreeMap;
 
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::render::{Block, Chart, Document};
-use crate::audit::verify::Verification;
 use crate::config::rules::{Condition, stale_after};
 use crate::config::{Config, SensorSource};
 use crate::model::{Quality, TimestampMs};
-use crate::store::Store;
-use crate::store::alarms::{AlarmRow, query_alarms};
+use crate::store::alarms::{self, AlarmRow, query_alarms};
+use crate::store::audit::verify::Verification;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -208,7 +207,7 @@ pub fn gather(
     }
     progress("reading alarms and pages");
     let names: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
-    let excursions = store.with_conn(|c| excursions(c, &names, asset, from, to))?;
+    let excursions = excursions(store, &names, asset, from, to)?;
     let mut excursions = excursions;
     for e in &mut excursions {
         if let Some(sec) = sensors.iter().find(|s| s.id == e.sensor) {
@@ -231,10 +230,10 @@ pub fn gather(
             };
         }
     }
-    let tests = store.with_conn(|c| alarm_tests(c, &names, from, to))?;
-    let suppressions = store.with_conn(|c| suppressions(c, cfg, &names, from, to))?;
+    let tests = alarm_tests(store, &names, from, to)?;
+    let suppressions = suppressions(store, cfg, &names, from, to)?;
     progress("verifying the audit trail");
-    let audit = store.with_conn(|c| crate::audit::verify::verify(c, |_, _| {}))?;
+    let audit = store.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}))?;
     Ok(AssetReport {
         site: cfg.site.name.clone(),
         asset: a.id.clone(),
@@ -284,18 +283,9 @@ fn read_sensor(
         true
     })?;
     store.with_conn(|c| {
-        let mut st = c.prepare(
-            "SELECT minute, min, max, mean, count FROM reading_minute WHERE sensor = ?1 AND minute >= ?2 AND minute < ?3",
-        )?;
-        let rows = st.query_map(params![id, from, to], |r| {
-            let n: i64 = r.get(4)?;
-            let mean: f64 = r.get(3)?;
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, mean * n as f64, n))
-        })?;
-        for p in rows {
-            points.push(p?);
-        }
-        Ok(())
+        crate::store::retention::minute_aggregates(c, id, from, to, |t, min, max, mean, n| {
+            points.push((t, min, max, mean * n as f64, n))
+        })
     })?;
     points.sort_by_key(|p| p.0);
     sec.bad_quality = bad;
@@ -334,152 +324,123 @@ fn read_sensor(
 
 /// Alarms on the asset's sensors that overlap the period, with their pages.
 fn excursions(
-    c: &Connection,
+    store: &Store,
     sensors: &[&str],
     asset: &str,
     from: TimestampMs,
     to: TimestampMs,
-) -> rusqlite::Result<Vec<Excursion>> {
-    let tests: Vec<i64> = test_alarm_ids(c)?;
-    let mut out = Vec::new();
-    let mut rows: Vec<AlarmRow> = query_alarms(c, false, None)?;
-    rows.sort_by_key(|a| a.id);
-    let mut pages = c.prepare(
-        "SELECT count(*) FILTER (WHERE state = 'sent'),
-                count(*) FILTER (WHERE state = 'sent' AND NOT EXISTS
-                    (SELECT 1 FROM delivery d WHERE d.notification = n.id AND d.result = 'fate_failed'))
-         FROM notification n WHERE alarm = ?1 AND kind = 'page'",
-    )?;
-    for a in rows {
-        if !(sensors.contains(&a.sensor.as_str()) || a.asset == asset) {
-            continue;
+) -> Result<Vec<Excursion>, StoreError> {
+    store.with_conn(|c| {
+        let tests: Vec<i64> = alarms::test_alarm_ids(c)?;
+        let mut out = Vec::new();
+        let mut rows: Vec<AlarmRow> = query_alarms(c, false, None)?;
+        rows.sort_by_key(|a| a.id);
+        for a in rows {
+            if !(sensors.contains(&a.sensor.as_str()) || a.asset == asset) {
+                continue;
+            }
+            if a.raised_at > to || a.cleared_at.is_some_and(|t| t < from) {
+                continue;
+            }
+            let (sent, delivered) = crate::store::outbox::page_counts(c, a.id)?;
+            out.push(Excursion {
+                alarm: a.id,
+                sensor: a.sensor,
+                rule: a.rule,
+                severity: a.severity.as_str().to_string(),
+                start: a.raised_at,
+                end: a.cleared_at,
+                peak: a.value,
+                pages_sent: sent,
+                pages_delivered: delivered,
+                acked_by: a.acked_by,
+                acked_at: a.acked_at,
+                ack_comment: a.ack_comment,
+                ack_path: a.ack_path,
+                suppressed: a.suppressed,
+                test: tests.contains(&a.id),
+            });
         }
-        if a.raised_at > to || a.cleared_at.is_some_and(|t| t < from) {
-            continue;
-        }
-        let (sent, delivered): (i64, i64) = pages.query_row([a.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        out.push(Excursion {
-            alarm: a.id,
-            sensor: a.sensor,
-            rule: a.rule,
-            severity: a.severity,
-            start: a.raised_at,
-            end: a.cleared_at,
-            peak: a.value,
-            pages_sent: sent,
-            pages_delivered: delivered,
-            acked_by: a.acked_by,
-            acked_at: a.acked_at,
-            ack_comment: a.ack_comment,
-            ack_path: a.ack_path,
-            suppressed: a.suppressed,
-            test: tests.contains(&a.id),
-        });
-    }
-    Ok(out)
-}
-
-fn test_alarm_ids(c: &Connection) -> rusqlite::Result<Vec<i64>> {
-    let mut st = c.prepare("SELECT alarm FROM alarm_test WHERE alarm IS NOT NULL")?;
-    st.query_map([], |r| r.get(0))?.collect()
+        Ok(out)
+    })
 }
 
 fn alarm_tests(
-    c: &Connection,
+    store: &Store,
     sensors: &[&str],
     from: TimestampMs,
     to: TimestampMs,
-) -> rusqlite::Result<Vec<AlarmTest>> {
-    let mut st = c.prepare(
-        "SELECT t.id, t.sensor, t.started_at, t.by, t.rule, t.value, t.alarm, a.acked_by, a.acked_at, a.ack_comment,
-                a.ack_path, a.suppressed,
-                (SELECT count(*) FROM notification n WHERE n.alarm = t.alarm AND n.kind = 'page' AND n.state = 'sent'),
-                (SELECT min(done_at) FROM notification n WHERE n.alarm = t.alarm AND n.kind = 'page' AND n.state = 'sent')
-         FROM alarm_test t LEFT JOIN alarm a ON a.id = t.alarm
-         WHERE t.started_at >= ?1 AND t.started_at <= ?2 ORDER BY t.id",
-    )?;
-    let rows = st.query_map(params![from, to], |r| {
-        let started: i64 = r.get(2)?;
-        let rule: String = r.get(4)?;
-        let value: f64 = r.get(5)?;
-        let alarm: Option<i64> = r.get(6)?;
-        let acked_by: Option<String> = r.get(7)?;
-        let acked_at: Option<i64> = r.get(8)?;
-        let comment: Option<String> = r.get(9)?;
-        let path: Option<String> = r.get(10)?;
-        let suppressed: Option<String> = r.get(11)?;
-        let pages: i64 = r.get(12)?;
-        let first_page: Option<i64> = r.get(13)?;
-        let mut detail = format!(
-            "rule {rule} raised alarm {} at value {value}; {pages} pages delivered",
-            alarm.map(|a| a.to_string()).unwrap_or_else(|| "?".into())
-        );
-        if let Some(t) = first_page {
-            detail.push_str(&format!(" (first {} after the start)", fmt_duration(t - started)));
-        }
-        if let Some(why) = &suppressed {
-            detail.push_str(&format!("; not paged: {why}"));
-        }
-        let result = match (&acked_by, acked_at) {
-            (Some(by), Some(at)) => {
-                detail.push_str(&format!(
-                    "; acknowledged by {by} via {} {} after the start: {}",
-                    path.as_deref().unwrap_or("?"),
-                    fmt_duration(at - started),
-                    comment.as_deref().unwrap_or("")
-                ));
-                if pages > 0 {
-                    "passed"
-                } else {
-                    "acknowledged, no page delivered"
-                }
-            }
-            _ if pages > 0 => "awaiting acknowledgement",
-            _ => "no page delivered",
-        };
-        Ok(AlarmTest {
-            id: r.get(0)?,
-            sensor: r.get(1)?,
-            started_at: started,
-            by: r.get(3)?,
-            result: result.into(),
-            detail,
-        })
-    })?;
-    Ok(rows
-        .collect::<rusqlite::Result<Vec<_>>>()?
+) -> Result<Vec<AlarmTest>, StoreError> {
+    let records = store.with_conn(|c| alarms::tests_between(c, from, to))?;
+    Ok(records
         .into_iter()
         .filter(|t| sensors.contains(&t.sensor.as_str()))
+        .map(|t| {
+            let mut detail = format!(
+                "rule {} raised alarm {} at value {}; {} pages delivered",
+                t.rule,
+                t.alarm.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
+                t.value,
+                t.pages
+            );
+            if let Some(first) = t.first_page {
+                detail.push_str(&format!(
+                    " (first {} after the start)",
+                    fmt_duration(first - t.started_at)
+                ));
+            }
+            if let Some(why) = &t.suppressed {
+                detail.push_str(&format!("; not paged: {why}"));
+            }
+            let result = match (&t.acked_by, t.acked_at) {
+                (Some(by), Some(at)) => {
+                    detail.push_str(&format!(
+                        "; acknowledged by {by} via {} {} after the start: {}",
+                        t.ack_path.as_deref().unwrap_or("?"),
+                        fmt_duration(at - t.started_at),
+                        t.ack_comment.as_deref().unwrap_or("")
+                    ));
+                    if t.pages > 0 {
+                        "passed"
+                    } else {
+                        "acknowledged, no page delivered"
+                    }
+                }
+                _ if t.pages > 0 => "awaiting acknowledgement",
+                _ => "no page delivered",
+            };
+            AlarmTest {
+                id: t.id,
+                sensor: t.sensor,
+                started_at: t.started_at,
+                by: t.by,
+                result: result.into(),
+                detail,
+            }
+        })
         .collect())
 }
 
 fn suppressions(
-    c: &Connection,
+    store: &Store,
     cfg: &Config,
     sensors: &[&str],
     from: TimestampMs,
     to: TimestampMs,
-) -> rusqlite::Result<Vec<Suppression>> {
-    let mut out = Vec::new();
-    let mut st = c.prepare(
-        "SELECT sensor, t_from, until, by, reason FROM shelf WHERE t_from <= ?2 AND until >= ?1 ORDER BY t_from",
-    )?;
-    let rows = st.query_map(params![from, to], |r| {
-        Ok(Suppression {
+) -> Result<Vec<Suppression>, StoreError> {
+    let mut out: Vec<Suppression> = store
+        .with_conn(|c| alarms::shelves_between(c, from, to))?
+        .into_iter()
+        .filter(|s| sensors.contains(&s.sensor.as_str()))
+        .map(|s| Suppression {
             kind: "shelved".into(),
-            sensor: r.get(0)?,
-            from: Some(r.get(1)?),
-            until: Some(r.get(2)?),
-            by: r.get(3)?,
-            reason: r.get(4)?,
+            sensor: s.sensor,
+            from: Some(s.from),
+            until: Some(s.until),
+            by: s.by,
+            reason: s.reason,
         })
-    })?;
-    for s in rows {
-        let s = s?;
-        if sensors.contains(&s.sensor.as_str()) {
-            out.push(s);
-        }
-    }
+        .collect();
     for m in &cfg.maintenance {
         let names: Vec<&str> = m
             .sensors
@@ -520,7 +481,7 @@ fn describe_window(w: &crate::config::rules::Window) -> String {
 }
 
 fn fmt_time(t: TimestampMs, tz: &TimeZone) -> String {
-    crate::notify::acklink::site_time(t, tz)
+    crate::model::site_time(t, tz)
 }
 
 fn fmt_value(v: Option<f64>) -> String {

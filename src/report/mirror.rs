@@ -102,35 +102,6 @@ pub fn write_text(s: &MirrorStatus, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// `cryowatch influx quarantine`: the refused batches.
-#[derive(Debug, Clone, Serialize)]
-pub struct Quarantined {
-    pub id: i64,
-    pub time: String,
-    pub stream: String,
-    pub points: i64,
-    pub status: Option<i64>,
-    pub reason: String,
-    pub requeued: Option<String>,
-}
-
-pub fn quarantined(c: &rusqlite::Connection) -> rusqlite::Result<Vec<Quarantined>> {
-    let mut st =
-        c.prepare("SELECT id, t, stream, points, status, reason, requeued FROM mirror_quarantine ORDER BY id")?;
-    st.query_map([], |r| {
-        Ok(Quarantined {
-            id: r.get(0)?,
-            time: format_rfc3339(r.get(1)?),
-            stream: r.get(2)?,
-            points: r.get(3)?,
-            status: r.get(4)?,
-            reason: r.get(5)?,
-            requeued: r.get::<_, Option<i64>>(6)?.map(format_rfc3339),
-        })
-    })?
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,7 +87,7 @@ pub async fn run(
 ) -> SelfTest {
     let mut c = Checks(Vec::new());
     let bytes = std::fs::read(config_path).unwrap_or_default();
-    let sha = crate::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let sha = crate::store::audit::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     c.add(
         "configuration",
         format!("{} is valid", config_path.display()),
@@ -131,7 +131,7 @@ pub async fn run(
             Err(e.to_string()),
         ),
     }
-    let daemon_running = crate::daemon::lock_store(&cfg.store.path)
+    let daemon_running = crate::store::lock::take(&cfg.store.path)
         .map(|l| l.is_none())
         .unwrap_or(false);
     c.add(
@@ -147,7 +147,7 @@ pub async fn run(
 
     progress("audit trail");
     if let Ok(s) = &store {
-        let v = s.with_conn(|c| crate::audit::verify::verify(c, |_, _| {}));
+        let v = s.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}));
         c.add(
             "audit",
             "the audit trail and the sealed readings are unaltered".into(),
@@ -339,14 +339,14 @@ async fn url_probe(url: &str, ca_file: Option<&Path>) -> Result<String, String> 
         .timeout(PROBE)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| crate::notify::http::chain(&e))?;
+        .map_err(|e| crate::http::chain(&e))?;
     match client.get(url).send().await {
         Ok(r) if url.starts_with("https://") => Ok(format!(
             "TLS handshake ok (certificate trusted); HTTP {}",
             r.status().as_u16()
         )),
         Ok(r) => Ok(format!("HTTP {}", r.status().as_u16())),
-        Err(e) => Err(crate::notify::http::failure_text(e)),
+        Err(e) => Err(crate::http::failure_text(e)),
     }
 }
 
@@ -485,7 +485,7 @@ async fn modbus_probe(cfg: &Config, d: &crate::config::ModbusDevice, address: &s
 
 /// The report: identification, the checks table, and the sign-off block.
 pub fn document(t: &SelfTest, tz: &jiff::tz::TimeZone) -> Document {
-    let when = crate::notify::acklink::site_time(t.started_at, tz);
+    let when = crate::model::site_time(t.started_at, tz);
     let failed = t.checks.iter().filter(|c| !c.pass).count();
     let blocks = vec![
         Block::Fields(vec![

@@ -31,7 +31,7 @@ pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Se
 fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
     let ids = store.sensors()?;
     let mut open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
-    open.sort_by_key(|a| std::cmp::Reverse(crate::config::rules::Severity::parse(&a.severity)));
+    open.sort_by_key(|a| std::cmp::Reverse(a.severity));
     let mut out = Vec::with_capacity(config.sensors.len());
     // One lookup per sensor, statements prepared once; -1 matches no reading.
     let wanted: Vec<i64> = config
@@ -120,15 +120,7 @@ const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
 /// (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
     let stuck = store.with_conn(|c| crate::store::outbox::undelivered(c, now - 24 * 3600 * 1000))?;
-    let rejected: Option<String> = store.with_conn(|c| {
-        use rusqlite::OptionalExtension;
-        c.query_row(
-            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'config.rejected'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-    })?;
+    let rejected = store.with_conn(crate::store::audit::config::rejected)?;
     let rejected = rejected.map(|text| {
         let (at, problems) = text.split_once('\t').unwrap_or(("", text.as_str()));
         format!(

@@ -185,7 +185,7 @@ impl Writer {
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("cryowatch/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| SetupError(crate::notify::http::chain(&e)))?;
+            .map_err(|e| SetupError(crate::http::chain(&e)))?;
         Ok(Writer {
             client,
             url: format!("{}/api/v2/write", cfg.url),
@@ -213,7 +213,7 @@ impl Writer {
             Err(e) => {
                 return Outcome::Retry {
                     after: None,
-                    reason: format!("InfluxDB not reached: {}", crate::notify::http::failure_text(e)),
+                    reason: format!("InfluxDB not reached: {}", crate::http::failure_text(e)),
                 };
             }
         };
@@ -228,9 +228,7 @@ impl Writer {
             .get("X-Influxdb-Error")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = crate::notify::http::read_limited(&mut response, 2048)
-            .await
-            .unwrap_or_default();
+        let body = crate::http::read_limited(&mut response, 2048).await.unwrap_or_default();
         let mut reason = format!("HTTP {status}");
         let text = String::from_utf8_lossy(&body);
         let text = text.trim();

@@ -5,9 +5,9 @@
 //! them, so after a crash the readings, the alarm state and its history agree.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
-use crate::model::TimestampMs;
+pub use crate::model::changes::{AlarmRow, Changes, EventRow, RequestRow, RuleStateRow, Saved, ShelfRow, TestRow};
+use crate::model::{AlarmState, Severity, TimestampMs};
 
 /// Schema version 2.
 pub(super) const MIGRATION: &str = "
@@ -72,106 +72,6 @@ pub(super) const MIGRATION: &str = "
         result  TEXT
     );";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlarmRow {
-    pub id: i64,
-    pub rule: String,
-    pub sensor: String,
-    pub asset: String,
-    pub severity: String,
-    pub state: String,
-    pub raised_at: TimestampMs,
-    pub since: TimestampMs,
-    pub value: Option<f64>,
-    pub latching: bool,
-    /// Rule ids of the family whose condition holds, comma separated.
-    pub firing: String,
-    pub returned: bool,
-    pub suppressed: Option<String>,
-    pub incident: Option<i64>,
-    pub acked_by: Option<String>,
-    pub acked_at: Option<TimestampMs>,
-    pub ack_comment: Option<String>,
-    pub ack_path: Option<String>,
-    pub cleared_at: Option<TimestampMs>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventRow {
-    pub t: TimestampMs,
-    pub alarm: Option<i64>,
-    pub rule: Option<String>,
-    pub sensor: Option<String>,
-    pub kind: String,
-    pub state: String,
-    pub severity: Option<String>,
-    pub value: Option<f64>,
-    pub actor: String,
-    pub comment: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleStateRow {
-    pub rule: String,
-    pub cond: Option<bool>,
-    pub since: Option<TimestampMs>,
-    pub fired: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShelfRow {
-    pub id: i64,
-    pub sensor: String,
-    pub from: TimestampMs,
-    pub until: TimestampMs,
-    pub by: String,
-    pub reason: String,
-    pub ended: bool,
-}
-
-/// A request to the daemon, as queued by the command line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestRow {
-    pub id: i64,
-    pub kind: String,
-    pub args: serde_json::Value,
-}
-
-/// Everything one evaluation step changed, written in one go.
-#[derive(Debug, Default, Clone)]
-pub struct Changes {
-    pub events: Vec<EventRow>,
-    pub alarms: Vec<AlarmRow>,
-    pub rule_states: Vec<RuleStateRow>,
-    pub shelves: Vec<ShelfRow>,
-    /// Requests answered: (id, ok, result text).
-    pub answered: Vec<(i64, bool, String)>,
-    /// Alarm tests started.
-    pub tests: Vec<TestRow>,
-}
-
-/// An alarm test: a synthetic excursion through a real rule, never a stored reading.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestRow {
-    pub sensor: String,
-    pub rule: String,
-    pub alarm: i64,
-    pub started_at: TimestampMs,
-    pub by: String,
-    pub value: f64,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-            && self.alarms.is_empty()
-            && self.rule_states.is_empty()
-            && self.shelves.is_empty()
-            && self.answered.is_empty()
-            && self.tests.is_empty()
-    }
-}
-
 /// Writes `changes` (inside the caller's transaction).
 pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Result<()> {
     if changes.is_empty() {
@@ -197,8 +97,8 @@ pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::R
             a.rule,
             a.sensor,
             a.asset,
-            a.severity,
-            a.state,
+            a.severity.as_str(),
+            a.state.as_str(),
             a.raised_at,
             a.since,
             a.value,
@@ -236,7 +136,7 @@ pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::R
             params![t.sensor, t.rule, t.alarm, t.started_at, t.by, t.value],
         )?;
         let detail = serde_json::json!({ "rule": t.rule, "alarm": t.alarm, "value": t.value });
-        crate::audit::append(
+        crate::store::audit::append(
             c,
             now,
             "alarm_test.started",
@@ -271,30 +171,102 @@ fn audit(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Resul
             Some(id) => format!("alarm {id}"),
             None => e.sensor.clone().unwrap_or_default(),
         };
-        crate::audit::append(c, now, &format!("alarm.{}", e.kind), &e.actor, &subject, &detail)?;
+        crate::store::audit::append(c, now, &format!("alarm.{}", e.kind), &e.actor, &subject, &detail)?;
     }
     for s in &changes.shelves {
         let kind = if s.ended { "shelf.ended" } else { "shelf.placed" };
         let detail = json!({ "id": s.id, "from": s.from, "until": s.until, "reason": s.reason });
-        crate::audit::append(c, now, kind, &s.by, &format!("sensor {}", s.sensor), &detail)?;
+        crate::store::audit::append(c, now, kind, &s.by, &format!("sensor {}", s.sensor), &detail)?;
     }
     for (id, ok, result) in &changes.answered {
         let detail = json!({ "ok": ok, "result": result });
-        crate::audit::append(c, now, "request.answered", "daemon", &format!("request {id}"), &detail)?;
+        crate::store::audit::append(c, now, "request.answered", "daemon", &format!("request {id}"), &detail)?;
     }
     Ok(())
 }
 
-/// What the engine resumes from after a start.
-#[derive(Debug, Default, Clone)]
-pub struct Saved {
-    pub open: Vec<AlarmRow>,
-    pub rule_states: Vec<RuleStateRow>,
-    pub shelves: Vec<ShelfRow>,
-    pub max_alarm_id: i64,
-    pub max_shelf_id: i64,
-    /// Ids of the alarms that are tests.
-    pub test_alarms: Vec<i64>,
+/// The ids of the alarms that are tests.
+pub fn test_alarm_ids(c: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare("SELECT alarm FROM alarm_test WHERE alarm IS NOT NULL")?;
+    st.query_map([], |r| r.get(0))?.collect()
+}
+
+/// An alarm test as recorded, with what became of its alarm and pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord {
+    pub id: i64,
+    pub sensor: String,
+    pub started_at: TimestampMs,
+    pub by: String,
+    pub rule: String,
+    pub value: f64,
+    pub alarm: Option<i64>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<TimestampMs>,
+    pub ack_comment: Option<String>,
+    pub ack_path: Option<String>,
+    pub suppressed: Option<String>,
+    /// Pages of its alarm sent, and when the first was.
+    pub pages: i64,
+    pub first_page: Option<TimestampMs>,
+}
+
+/// The alarm tests started from `from` to `to` (both included), in order.
+pub fn tests_between(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<Vec<TestRecord>> {
+    let mut st = c.prepare(
+        "SELECT t.id, t.sensor, t.started_at, t.by, t.rule, t.value, t.alarm, a.acked_by, a.acked_at, a.ack_comment,
+                a.ack_path, a.suppressed,
+                (SELECT count(*) FROM notification n WHERE n.alarm = t.alarm AND n.kind = 'page' AND n.state = 'sent'),
+                (SELECT min(done_at) FROM notification n WHERE n.alarm = t.alarm AND n.kind = 'page' AND n.state = 'sent')
+         FROM alarm_test t LEFT JOIN alarm a ON a.id = t.alarm
+         WHERE t.started_at >= ?1 AND t.started_at <= ?2 ORDER BY t.id",
+    )?;
+    st.query_map(params![from, to], |r| {
+        Ok(TestRecord {
+            id: r.get(0)?,
+            sensor: r.get(1)?,
+            started_at: r.get(2)?,
+            by: r.get(3)?,
+            rule: r.get(4)?,
+            value: r.get(5)?,
+            alarm: r.get(6)?,
+            acked_by: r.get(7)?,
+            acked_at: r.get(8)?,
+            ack_comment: r.get(9)?,
+            ack_path: r.get(10)?,
+            suppressed: r.get(11)?,
+            pages: r.get(12)?,
+            first_page: r.get(13)?,
+        })
+    })?
+    .collect()
+}
+
+/// Shelvings that overlap `[from, to]`, in the order they started.
+pub fn shelves_between(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<Vec<ShelfRow>> {
+    let mut st = c.prepare(
+        "SELECT id, sensor, t_from, until, by, reason, ended FROM shelf WHERE t_from <= ?2 AND until >= ?1 ORDER BY t_from",
+    )?;
+    st.query_map(params![from, to], |r| {
+        Ok(ShelfRow {
+            id: r.get(0)?,
+            sensor: r.get(1)?,
+            from: r.get(2)?,
+            until: r.get(3)?,
+            by: r.get(4)?,
+            reason: r.get(5)?,
+            ended: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+/// The synthetic value and the person of alarm test `alarm`, when it is one.
+pub fn test_of(c: &Connection, alarm: i64) -> rusqlite::Result<Option<(f64, String)>> {
+    c.query_row("SELECT value, by FROM alarm_test WHERE alarm = ?1", [alarm], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
 }
 
 pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
@@ -368,8 +340,8 @@ fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         rule: r.get(1)?,
         sensor: r.get(2)?,
         asset: r.get(3)?,
-        severity: r.get(4)?,
-        state: r.get(5)?,
+        severity: text_as(r, 4, Severity::parse)?,
+        state: text_as(r, 5, AlarmState::parse)?,
         raised_at: r.get(6)?,
         since: r.get(7)?,
         value: r.get(8)?,
@@ -383,6 +355,19 @@ fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         ack_comment: r.get(16)?,
         ack_path: r.get(17)?,
         cleared_at: r.get(18)?,
+    })
+}
+
+/// Column `i` read as text and turned into `T` by `parse`: a value no version of
+/// cryowatch writes is an error naming it, never a silent default.
+fn text_as<T>(r: &rusqlite::Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown value {text:?} in an alarm row").into(),
+        )
     })
 }
 

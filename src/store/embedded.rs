@@ -16,8 +16,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::audit::batch::Bound;
 use crate::model::{Quality, TimestampMs};
+use crate::store::audit::batch::Bound;
 
 /// Migrations in order; `schema_version` holds how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -43,7 +43,7 @@ const MIGRATIONS: &[&str] = &[
     // 5: the outbox of the InfluxDB mirror.
     super::mirror::MIGRATION,
     // 6: the hash-chained audit trail and the seals of reading blocks.
-    crate::audit::MIGRATION,
+    crate::store::audit::MIGRATION,
     // 7: per-minute summaries written by retention.
     super::retention::MIGRATION,
     // 8: alarm tests (`cryowatch test-alarm`): which alarms were tests, who started them.
@@ -60,7 +60,7 @@ const MIGRATIONS: &[&str] = &[
     // 9: people who sign in to the web dashboard, and their sessions.
     super::users::MIGRATION,
     // 10: readings bound into the record at commit, until their block is sealed.
-    crate::audit::batch::MIGRATION,
+    crate::store::audit::batch::MIGRATION,
     // 11: readings kept but not believed (stamped far ahead of the clock).
     super::flags::MIGRATION,
     // 12: the members of a power incident, found for its update pages and its return
@@ -238,8 +238,8 @@ impl Store {
             batch_head: None,
         };
         store.setup()?;
-        store.sealed_until = store.sql(crate::audit::seal::sealed_until)?;
-        store.batch_head = store.sql(crate::audit::batch::head)?;
+        store.sealed_until = store.sql(crate::store::audit::seal::sealed_until)?;
+        store.batch_head = store.sql(crate::store::audit::batch::head)?;
         Ok(store)
     }
 
@@ -354,14 +354,15 @@ impl Store {
         now: TimestampMs,
         interval_ms: i64,
         grace_ms: i64,
-    ) -> Result<Option<crate::audit::seal::Sealed>, StoreError> {
+    ) -> Result<Option<crate::store::audit::seal::Sealed>, StoreError> {
         // Known to be sealed up to the horizon: no transaction just to find that out.
-        if self.sealed_until > 0 && crate::audit::seal::horizon(now, interval_ms, grace_ms) <= self.sealed_until {
+        if self.sealed_until > 0 && crate::store::audit::seal::horizon(now, interval_ms, grace_ms) <= self.sealed_until
+        {
             return Ok(None);
         }
         let written = self.batch_head.clone();
         let sealed =
-            self.transaction(|c| crate::audit::seal::seal_due(c, now, interval_ms, grace_ms, written.as_ref()))?;
+            self.transaction(|c| crate::store::audit::seal::seal_due(c, now, interval_ms, grace_ms, written.as_ref()))?;
         if let Some(s) = &sealed {
             self.sealed_until = s.to;
             if !s.more {
@@ -388,7 +389,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let before = crate::audit::seal::sensors_hash(&tx).map_err(err)?;
+        let before = crate::store::audit::seal::sensors_hash(&tx).map_err(err)?;
         let mut ids = Vec::with_capacity(sensors.len());
         {
             let mut up = tx
@@ -398,10 +399,10 @@ impl Store {
                 ids.push(up.query_row(params![name, unit], |r| r.get(0)).map_err(err)?);
             }
         }
-        let after = crate::audit::seal::sensors_hash(&tx).map_err(err)?;
+        let after = crate::store::audit::seal::sensors_hash(&tx).map_err(err)?;
         if after != before {
             let list: Vec<_> = sensors.iter().map(|(n, u)| serde_json::json!([n, u])).collect();
-            crate::audit::append(
+            crate::store::audit::append(
                 &tx,
                 crate::model::now_ms(),
                 "sensors.registered",
@@ -542,11 +543,12 @@ impl Store {
             }
         }
         // Every reading newer than the seals is bound into the record in this transaction.
-        let bound = crate::audit::batch::bind(&tx, crate::model::now_ms(), &bound).map_err(err)?;
+        let bound = crate::store::audit::batch::bind(&tx, crate::model::now_ms(), &bound).map_err(err)?;
         // Only readings really stored (not redeliveries) change a sealed block.
         let late: Vec<TimestampMs> = late.into_iter().filter(|&(i, _)| new[i]).map(|(_, t)| t).collect();
         if !late.is_empty() {
-            crate::audit::seal::reseal(&tx, crate::model::now_ms(), &late, None, "late readings").map_err(err)?;
+            crate::store::audit::seal::reseal(&tx, crate::model::now_ms(), &late, None, "late readings")
+                .map_err(err)?;
         }
         then(&tx, &new).map_err(err)?;
         tx.commit().map_err(err)?;

@@ -14,7 +14,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::model::{Quality, TimestampMs};
+use super::{Store, StoreError};
+use crate::model::{Quality, TimestampMs, format_rfc3339};
 
 /// Schema migration 5.
 pub const MIGRATION: &str = "
@@ -312,6 +313,43 @@ pub fn backfill(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite:
     )
 }
 
+/// `cryowatch influx backfill`: turns the mirror on and queues the stored readings with
+/// `from <= t <= to`, a day per transaction so the daemon's writer never waits long,
+/// then rewinds the alarm transitions to `from`. Returns (readings queued, alarm
+/// transitions that will be sent).
+pub fn backfill_range(store: &mut Store, from: TimestampMs, to: TimestampMs) -> Result<(usize, i64), StoreError> {
+    const DAY: i64 = 24 * 3600 * 1000;
+    store.transaction(enable)?;
+    // Only the span that holds readings is walked: the oldest and newest reading, from
+    // each sensor's primary key.
+    let span: (Option<TimestampMs>, Option<TimestampMs>) = store.with_conn(|c| {
+        c.query_row(
+            "SELECT min((SELECT min(t) FROM reading WHERE sensor = s.id)),
+                    max((SELECT max(t) FROM reading WHERE sensor = s.id))
+             FROM sensor s",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    })?;
+    let (from_held, to_held) = match span {
+        (Some(a), Some(b)) => (from.max(a), to.min(b)),
+        _ => (1, 0),
+    };
+    let mut queued = 0;
+    let mut start = from_held;
+    let to = to_held;
+    while start <= to {
+        let end = start.saturating_add(DAY - 1).min(to);
+        queued += store.transaction(|c| backfill(c, start, end))?;
+        if end == TimestampMs::MAX {
+            break;
+        }
+        start = end + 1;
+    }
+    let events = store.transaction(|c| rewind_events(c, from))?;
+    Ok((queued, events))
+}
+
 /// Moves the alarm transitions' cursor back so that those from `from` on are sent
 /// (again: InfluxDB overwrites identical points). Returns how many will be sent.
 pub fn rewind_events(c: &Connection, from: TimestampMs) -> rusqlite::Result<i64> {
@@ -385,6 +423,35 @@ pub fn lag(c: &Connection) -> rusqlite::Result<Lag> {
     })
 }
 
+/// `cryowatch influx quarantine`: the refused batches.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quarantined {
+    pub id: i64,
+    pub time: String,
+    pub stream: String,
+    pub points: i64,
+    pub status: Option<i64>,
+    pub reason: String,
+    pub requeued: Option<String>,
+}
+
+pub fn quarantined(c: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
+    let mut st =
+        c.prepare("SELECT id, t, stream, points, status, reason, requeued FROM mirror_quarantine ORDER BY id")?;
+    st.query_map([], |r| {
+        Ok(Quarantined {
+            id: r.get(0)?,
+            time: format_rfc3339(r.get(1)?),
+            stream: r.get(2)?,
+            points: r.get(3)?,
+            status: r.get(4)?,
+            reason: r.get(5)?,
+            requeued: r.get::<_, Option<i64>>(6)?.map(format_rfc3339),
+        })
+    })?
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +480,26 @@ mod tests {
         let q = store.with_conn(|c| next_readings(c, 10)).expect("next");
         let got: Vec<_> = q.iter().map(|r| (r.t, r.seq, r.value)).collect();
         assert_eq!(got, vec![(3, 0, Some(3.0)), (2, 0, Some(2.0)), (3, 1, Some(3.5))]);
+    }
+
+    #[test]
+    fn a_backfill_queues_each_stored_reading_of_the_range_once_over_several_days() {
+        const DAY: i64 = 24 * 3600 * 1000;
+        let (_dir, mut store, a) = store();
+        let rows: Vec<_> = (0..10)
+            .map(|d| (a, d * DAY / 2, Some(d as f64), Quality::Good))
+            .collect();
+        store.insert(&rows).expect("insert");
+        // Readings at 0, 0.5, ..., 4.5 days; the range takes 1 to 3 days, both included.
+        let (queued, events) = backfill_range(&mut store, DAY, 3 * DAY).expect("backfill");
+        assert_eq!((queued, events), (5, 0));
+        let q = store.with_conn(|c| next_readings(c, 100)).expect("next");
+        let got: Vec<_> = q.iter().map(|r| r.t).collect();
+        assert_eq!(got, vec![DAY, 3 * DAY / 2, 2 * DAY, 5 * DAY / 2, 3 * DAY]);
+        assert!(store.with_conn(enabled).expect("enabled"), "the mirror is on");
+        // Up to the end of time: no overflow, nothing twice.
+        let (queued, _) = backfill_range(&mut store, 4 * DAY, TimestampMs::MAX).expect("backfill");
+        assert_eq!(queued, 2);
     }
 
     #[test]

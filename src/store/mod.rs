@@ -1,16 +1,18 @@
 //! Where readings and alarms are kept: the embedded SQLite store, its alarm tables, the
 //! outboxes (pages to send, readings to mirror), and the writer thread that commits them.
 
+pub mod acklinks;
 pub mod alarms;
+pub mod audit;
 pub mod embedded;
+pub mod figures;
 pub mod flags;
+pub mod lock;
 pub mod mirror;
 pub mod mqtt_session;
 pub mod outage;
 pub mod outbox;
 pub mod retention;
 pub mod users;
-pub mod writer;
 
 pub use embedded::{HistoryKey, Row, Store, StoreError, StoredReading};
-pub use writer::{Batch, StoreHandle, WriterJoin};

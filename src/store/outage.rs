@@ -6,7 +6,7 @@
 //! ([`ConditionFile`]).
 //!
 //! The store writer records when its current run of failures began
-//! ([`super::writer::WriterStats::failing_since`]); the dispatcher watches it, pages the
+//! ([`crate::pipeline::commit::WriterStats::failing_since`]); the dispatcher watches it, pages the
 //! people a critical alarm reaches first straight from memory once the failures have
 //! lasted [`RAISE_AFTER`], says so once more when commits succeed again, and records both
 //! in the outbox and the audit trail as soon as the store takes writes.

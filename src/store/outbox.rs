@@ -100,7 +100,7 @@ pub fn enqueue(c: &Connection, n: &NewNotification, now: TimestampMs) -> rusqlit
         "alarm": n.alarm, "kind": n.kind, "cycle": n.cycle, "round": n.round, "step": n.step,
         "contact": n.contact, "channel": n.channel, "subject": n.subject,
     });
-    crate::audit::append(
+    crate::store::audit::append(
         c,
         now,
         "notification.queued",
@@ -186,7 +186,7 @@ pub fn record_attempt(
         params![id, now, channel, result, detail],
     )?;
     let d = serde_json::json!({ "channel": channel, "result": result, "detail": detail });
-    crate::audit::append(
+    crate::store::audit::append(
         c,
         now,
         "notification.attempt",
@@ -211,7 +211,7 @@ pub fn finish(
         params![id, state, via, detail, now],
     )?;
     let d = serde_json::json!({ "state": state, "via": via, "detail": detail });
-    crate::audit::append(
+    crate::store::audit::append(
         c,
         now,
         &format!("notification.{state}"),
@@ -267,6 +267,35 @@ pub fn resend_via(c: &Connection, n: &Notification, channel: &str, now: Timestam
             sms: n.sms.clone(),
         },
         now,
+    )
+}
+
+/// The pages of `alarm` sent, and of those the ones whose delivery did not fail later.
+pub fn page_counts(c: &Connection, alarm: i64) -> rusqlite::Result<(i64, i64)> {
+    c.prepare_cached(
+        "SELECT count(*) FILTER (WHERE state = 'sent'),
+                count(*) FILTER (WHERE state = 'sent' AND NOT EXISTS
+                    (SELECT 1 FROM delivery d WHERE d.notification = n.id AND d.result = 'fate_failed'))
+         FROM notification n WHERE alarm = ?1 AND kind = 'page'",
+    )?
+    .query_row([alarm], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
+/// Whether the scheduled test page of window `cycle` to `contact` was queued.
+pub fn test_page_queued(c: &Connection, cycle: TimestampMs, contact: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'test' AND cycle = ?1 AND contact = ?2)",
+        params![cycle, contact],
+        |r| r.get::<_, bool>(0),
+    )
+}
+
+/// Whether the daily "all OK" page of day `cycle` was queued.
+pub fn all_ok_queued(c: &Connection, cycle: TimestampMs) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM notification WHERE kind = 'all_ok' AND cycle = ?1)",
+        [cycle],
+        |r| r.get::<_, bool>(0),
     )
 }
 

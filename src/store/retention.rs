@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
-use crate::audit::{self, seal};
 use crate::model::{TimestampMs, format_rfc3339};
+use crate::store::audit::{self, seal};
 
 /// Schema version 7.
 pub(super) const MIGRATION: &str = "
@@ -155,6 +155,47 @@ fn delete(c: &Connection, from: TimestampMs, to: TimestampMs, now: TimestampMs) 
     let subject = format!("readings {}..{}", format_rfc3339(from), format_rfc3339(to));
     audit::append(c, now, "readings.deleted", "daemon", &subject, &detail)?;
     Ok(removed)
+}
+
+/// The per-minute aggregates kept for `sensor` in `[from, to)`, each passed to `each`
+/// as (minute, min, max, mean, count).
+pub fn minute_aggregates(
+    c: &Connection,
+    sensor: i64,
+    from: TimestampMs,
+    to: TimestampMs,
+    mut each: impl FnMut(TimestampMs, f64, f64, f64, i64),
+) -> rusqlite::Result<()> {
+    let mut st = c.prepare_cached(
+        "SELECT minute, min, max, mean, count FROM reading_minute WHERE sensor = ?1 AND minute >= ?2 AND minute < ?3",
+    )?;
+    let rows = st.query_map(params![sensor, from, to], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    for p in rows {
+        let (t, min, max, mean, n) = p?;
+        each(t, min, max, mean, n);
+    }
+    Ok(())
+}
+
+/// The per-minute means kept for `sensor` (its readings reduced) from `from` to `to`,
+/// both included, each passed to `each` as (minute, mean).
+pub fn minute_means(
+    c: &Connection,
+    sensor: i64,
+    from: TimestampMs,
+    to: TimestampMs,
+    mut each: impl FnMut(TimestampMs, f64),
+) -> rusqlite::Result<()> {
+    let mut q = c.prepare_cached(
+        "SELECT minute, mean FROM reading_minute WHERE sensor = ?1 AND minute >= ?2 AND minute <= ?3",
+    )?;
+    for p in q.query_map(params![sensor, from, to], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        let (t, v) = p?;
+        each(t, v);
+    }
+    Ok(())
 }
 
 /// SHA-256 over the per-minute summaries of `[from, to)` in key order.

@@ -35,11 +35,22 @@ pub enum UserError {
     #[error("the password must be at least 12 characters")]
     ShortPassword,
     #[error("cannot read random bytes for the salt: {0}")]
-    Random(std::io::Error),
+    Random(crate::random::Error),
     #[error("hashing the password: {0}")]
     Hash(String),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+}
+
+/// Inside a transaction a user error rolls it back as an SQL error (the SQL error as
+/// itself), so callers can use `?` in a transaction's closure.
+impl From<UserError> for rusqlite::Error {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Sql(e) => e,
+            other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -58,7 +69,7 @@ pub fn hash_password(name: &str, password: &str) -> Result<String, UserError> {
     if password.chars().count() < 12 {
         return Err(UserError::ShortPassword);
     }
-    let salt_bytes = crate::notify::acklink::random_bytes::<16>().map_err(UserError::Random)?;
+    let salt_bytes = crate::random::bytes::<16>().map_err(UserError::Random)?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| UserError::Hash(e.to_string()))?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -87,7 +98,7 @@ pub fn store_user(
     )?;
     c.execute("DELETE FROM api_session WHERE user = ?1", [name])?;
     let kind = if existed { "user.changed" } else { "user.added" };
-    crate::audit::append(
+    crate::store::audit::append(
         c,
         now,
         kind,
@@ -193,13 +204,7 @@ fn matches(hash: &PasswordHash<'_>, password: &[u8]) -> bool {
 }
 
 fn digest(value: &str) -> String {
-    crate::audit::hex(&Sha256::digest(value.as_bytes()))
-}
-
-fn random_token() -> Result<String, std::io::Error> {
-    use base64::Engine as _;
-    let bytes = crate::notify::acklink::random_bytes::<32>()?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    crate::store::audit::hex(&Sha256::digest(value.as_bytes()))
 }
 
 /// A new session for `user`: (cookie value, CSRF token). It ends `ttl_ms` after it
@@ -211,8 +216,8 @@ pub fn create_session(
     ttl_ms: i64,
     idle_ms: i64,
 ) -> Result<(String, String), UserError> {
-    let id = random_token().map_err(UserError::Random)?;
-    let csrf = random_token().map_err(UserError::Random)?;
+    let id = crate::random::token::<32>().map_err(UserError::Random)?;
+    let csrf = crate::random::token::<32>().map_err(UserError::Random)?;
     c.execute("DELETE FROM api_session WHERE expires_at < ?1", [now])?;
     c.execute(
         "INSERT INTO api_session (id, user, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -269,7 +274,7 @@ mod tests {
     fn db() -> Connection {
         let c = Connection::open_in_memory().expect("db");
         c.execute_batch(MIGRATION).expect("schema");
-        c.execute_batch(crate::audit::MIGRATION).expect("audit");
+        c.execute_batch(crate::store::audit::MIGRATION).expect("audit");
         c
     }
 

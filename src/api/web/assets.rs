@@ -28,7 +28,7 @@ fn hashes() -> &'static [String] {
     HASHES.get_or_init(|| {
         ASSETS
             .iter()
-            .map(|(_, _, body)| crate::audit::hex(&Sha256::digest(body.as_bytes()))[..16].to_string())
+            .map(|(_, _, body)| crate::store::audit::hex(&Sha256::digest(body.as_bytes()))[..16].to_string())
             .collect()
     })
 }

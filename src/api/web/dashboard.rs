@@ -58,8 +58,8 @@ async fn read_board(st: &ApiState) -> Result<Board, ApiError> {
         let mut open = s.with_conn(|c| alarms::query_alarms(c, true, None))?;
         open.sort_by_key(|a| {
             (
-                a.state != "active",
-                std::cmp::Reverse(crate::config::rules::Severity::parse(&a.severity)),
+                a.state != crate::model::AlarmState::Active,
+                std::cmp::Reverse(a.severity),
                 std::cmp::Reverse(a.id),
             )
         });
@@ -77,7 +77,10 @@ async fn read_board(st: &ApiState) -> Result<Board, ApiError> {
 /// or critical is not suppressed, warning for any other open alarm or a sensor that is
 /// not reporting good readings.
 pub fn asset_state(sensors: &[&SensorStatus], open: &[&AlarmRow]) -> &'static str {
-    if open.iter().any(|a| a.severity != "warning" && a.suppressed.is_none()) {
+    if open
+        .iter()
+        .any(|a| a.severity != crate::model::Severity::Warning && a.suppressed.is_none())
+    {
         "alarm"
     } else if !open.is_empty() || sensors.iter().any(|s| s.state != "ok") {
         "warning"
@@ -162,7 +165,7 @@ fn tiles(st: &ApiState, b: &Board) -> String {
                 h,
                 "<li class=\"sensor sensor-{state}\"><a href=\"/sensors/{id}\"><span class=\"q\">{q}</span>\
                  <span class=\"v\">{value}</span>{arrow}<span class=\"age\">{note}</span></a></li>",
-                state = esc(&s.state),
+                state = esc(s.state.as_str()),
                 id = esc(&s.sensor),
                 q = esc(quantity),
                 note = esc(&note),
@@ -191,9 +194,9 @@ fn alarm_item(st: &ApiState, who: &Principal, a: &AlarmRow, now: TimestampMs) ->
         "<article class=\"alarm sev-{sev} is-{state}\" id=\"alarm-{id}\" data-state=\"{state}\">\
          <h3><span class=\"sev\">{sev_up}</span> {asset} · <a href=\"/sensors/{sensor}\">{sensor}</a></h3>\
          <p class=\"facts\">Alarm {id} · rule {rule}",
-        sev = esc(&a.severity),
-        sev_up = esc(&a.severity.to_uppercase()),
-        state = esc(&a.state),
+        sev = esc(a.severity.as_str()),
+        sev_up = esc(&a.severity.as_str().to_uppercase()),
+        state = esc(a.state.as_str()),
         id = a.id,
         asset = esc(asset),
         sensor = esc(&a.sensor),
@@ -207,7 +210,7 @@ fn alarm_item(st: &ApiState, who: &Principal, a: &AlarmRow, now: TimestampMs) ->
         " · raised {} ({} ago) · <b class=\"state\">{}</b>",
         esc(&local_time(st, a.raised_at)),
         age(now - a.raised_at),
-        esc(&a.state)
+        esc(a.state.as_str())
     );
     if a.returned {
         h.push_str(" · back to normal, needs acknowledgement");
@@ -230,7 +233,7 @@ fn alarm_item(st: &ApiState, who: &Principal, a: &AlarmRow, now: TimestampMs) ->
             }
             None => h.push_str(" (no comment)</p>"),
         }
-    } else if a.state == "active" || a.returned {
+    } else if a.state == crate::model::AlarmState::Active || a.returned {
         if who.role >= Role::Operator {
             let _ = write!(
                 h,

@@ -5,7 +5,7 @@
 //! - **At once**: at most [`CHECKS_AT_ONCE`] checks run; [`WAITING_AT_MOST`] more wait
 //!   their turn, and the rest are answered 503 with `Retry-After` at once.
 //! - **Per user name and per client address**: after a failure the next try must wait,
-//!   twice as long after each further failure ([`Strikes::wait`]); earlier tries are
+//!   twice as long after each further failure (`Strikes`); earlier tries are
 //!   answered 429 with `Retry-After` without a check.
 //! - **Lockout**: [`LOCK_AFTER`] failures in a row lock the user name for [`LOCK_FOR`];
 //!   a locked name's sign-ins are refused without a check, whatever the password.
@@ -25,8 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::monitor::{SECURITY_THRESHOLD, SECURITY_WINDOW};
 use crate::model::{TimestampMs, millis};
-use crate::store::StoreHandle;
-use crate::store::writer::Batch;
+use crate::pipeline::CommitHandle;
+use crate::pipeline::commit::Batch;
 use crate::telemetry::Telemetry;
 
 /// Password checks running at once (each holds ~19 MiB while it runs).
@@ -208,7 +208,7 @@ pub struct Busy;
 /// Where the guard writes its readings: the store writer, the sensor's index, and the
 /// daemon's telemetry, which counts them among the monitor's readings.
 struct Feed {
-    handle: StoreHandle,
+    handle: CommitHandle,
     sensor: usize,
     telemetry: Option<Arc<Telemetry>>,
 }
@@ -247,7 +247,7 @@ impl Guard {
     }
 
     /// Writes the count of refusals as readings of `sensor` through `handle`.
-    pub fn report_to(&self, handle: StoreHandle, sensor: usize, telemetry: Option<Arc<Telemetry>>) {
+    pub fn report_to(&self, handle: CommitHandle, sensor: usize, telemetry: Option<Arc<Telemetry>>) {
         let _ = self.feed.set(Feed {
             handle,
             sensor,

@@ -105,8 +105,8 @@ pub async fn page(
                     (a.cleared_at.unwrap_or(now) + HOUR).min(a.raised_at + 30 * 24 * HOUR)
                 )),
                 rule = esc(&a.rule),
-                sev = esc(&a.severity),
-                state = esc(&a.state),
+                sev = esc(a.severity.as_str()),
+                state = esc(a.state.as_str()),
                 raised = esc(&local_time(&st, a.raised_at)),
                 value = a.value.map_or("—".to_string(), |v| format!("{} {}", number(v), esc(u))),
                 by = esc(a.acked_by.as_deref().unwrap_or("—")),

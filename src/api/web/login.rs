@@ -72,12 +72,6 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -
     HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static("cw_invalid=; Max-Age=0"))
 }
 
-fn random_token() -> std::io::Result<String> {
-    use base64::Engine as _;
-    let bytes = crate::notify::acklink::random_bytes::<32>()?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 /// The sign-in page with a fresh double-submit token (and its cookie).
 fn login_page(
     st: &ApiState,
@@ -87,7 +81,7 @@ fn login_page(
     next: &str,
     message: &str,
 ) -> Response {
-    let token = match random_token() {
+    let token = match crate::random::token::<32>() {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot read random bytes for the sign-in form");
@@ -264,7 +258,7 @@ pub async fn sign_in(
                         "reason": "wrong user name or password",
                         "client": address,
                     });
-                    crate::audit::append(
+                    crate::store::audit::append(
                         c,
                         now,
                         "web.login_failed",
@@ -279,7 +273,7 @@ pub async fn sign_in(
                             "until": crate::model::format_rfc3339(until),
                             "client": address,
                         });
-                        crate::audit::append(
+                        crate::store::audit::append(
                             c,
                             now,
                             "web.account_locked",
@@ -290,14 +284,10 @@ pub async fn sign_in(
                     }
                     return Ok(Outcome::Refused);
                 };
-                let (session, _csrf) =
-                    users::create_session(c, &name, now, super::SESSION_TTL_MS, idle_ms).map_err(|e| match e {
-                        users::UserError::Sql(e) => e,
-                        // No random bytes for the session: roll the transaction back.
-                        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-                    })?;
+                // No random bytes for the session: the transaction is rolled back.
+                let (session, _csrf) = users::create_session(c, &name, now, super::SESSION_TTL_MS, idle_ms)?;
                 let detail = json!({ "result": "signed in", "role": role.as_str() });
-                crate::audit::append(
+                crate::store::audit::append(
                     c,
                     now,
                     "web.login",
@@ -387,7 +377,9 @@ async fn held_back(
     });
     let subject = format!("user {name}");
     let audited = st
-        .with_store(move |s| s.transaction(|c| crate::audit::append(c, now, kind, "anonymous", &subject, &detail)))
+        .with_store(move |s| {
+            s.transaction(|c| crate::store::audit::append(c, now, kind, "anonymous", &subject, &detail))
+        })
         .await;
     if let Err(e) = audited {
         tracing::error!(error = %e, "could not audit a refused sign-in");
@@ -430,7 +422,7 @@ pub async fn sign_out(
                 s.transaction(|c| {
                     users::end_session(c, &value)?;
                     let subject = format!("user {}", actor.strip_prefix("user:").unwrap_or(&actor));
-                    crate::audit::append(c, now_ms(), "web.logout", &actor, &subject, &json!({}))
+                    crate::store::audit::append(c, now_ms(), "web.logout", &actor, &subject, &json!({}))
                 })
             })
             .await;

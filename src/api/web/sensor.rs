@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use rusqlite::params;
 
 use super::{Nav, age, esc, local_time, number, refusal, to_login};
 use crate::api::ApiState;
@@ -125,13 +124,7 @@ pub async fn page(
                     true
                 })?;
                 s.with_conn(|c| {
-                    let mut q = c.prepare(
-                        "SELECT minute, mean FROM reading_minute WHERE sensor = ?1 AND minute >= ?2 AND minute <= ?3",
-                    )?;
-                    for p in q.query_map(params![sid, from, to], |r| Ok((r.get(0)?, r.get(1)?)))? {
-                        out.points.push(p?);
-                    }
-                    Ok(())
+                    crate::store::retention::minute_means(c, sid, from, to, |t, v| out.points.push((t, v)))
                 })?;
                 out.latest = s.latest(sid, latest_bound)?.0.map(|r| (r.time, r.value, r.quality));
             }
@@ -280,9 +273,11 @@ fn render(st: &ApiState, si: usize, from: TimestampMs, to: TimestampMs, now: Tim
              <td>{peak}</td><td>{acked}</td><td>{comment}</td></tr>",
             id = a.id,
             rule = esc(&a.rule),
-            sev = esc(&a.severity),
+            sev = esc(a.severity.as_str()),
             start = esc(&local_time(st, a.raised_at)),
-            end = a.cleared_at.map_or_else(|| esc(&a.state), |t| esc(&local_time(st, t))),
+            end = a
+                .cleared_at
+                .map_or_else(|| esc(a.state.as_str()), |t| esc(&local_time(st, t))),
             peak = peak
                 .or(a.value)
                 .map_or("—".to_string(), |v| format!("{} {}", number(v), esc(u))),

@@ -29,7 +29,7 @@ use self::poll::poll_device;
 use super::backoff::Backoff;
 use crate::config::{Config, Parity, SensorSource, Transport, gateway_key};
 use crate::model::{Reading, now_ms};
-use crate::store::{Batch, StoreHandle};
+use crate::pipeline::{Batch, CommitHandle};
 use crate::telemetry::{Device, Source, Telemetry};
 
 /// One device with its read plan.
@@ -56,7 +56,7 @@ impl DevicePlan {
 /// Returns their handles.
 pub fn spawn(
     config: &Config,
-    store: &StoreHandle,
+    store: &CommitHandle,
     shutdown: &CancellationToken,
     telemetry: &Arc<Telemetry>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -137,7 +137,7 @@ pub fn spawn(
 async fn supervise(
     link: Link,
     devices: Vec<DevicePlan>,
-    store: StoreHandle,
+    store: CommitHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
 ) {
@@ -263,7 +263,7 @@ impl Health {
 }
 
 /// Hands a poll's readings to the store writer and counts them.
-async fn send(store: &StoreHandle, telemetry: &Telemetry, readings: Vec<Reading>) -> bool {
+async fn send(store: &CommitHandle, telemetry: &Telemetry, readings: Vec<Reading>) -> bool {
     telemetry.count_readings(Source::Modbus, &readings);
     store.send(Batch::new(readings)).await.is_ok()
 }
@@ -323,7 +323,7 @@ fn open_serial(transport: &Transport) -> Result<tokio_serial::SerialStream, Stri
 async fn run_link(
     link: Link,
     devices: Vec<DevicePlan>,
-    store: StoreHandle,
+    store: CommitHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
 ) {

@@ -31,7 +31,7 @@ use self::payload::{Router, parse, parse_json};
 use super::backoff::Backoff;
 use crate::config::{Config, MqttConfig, MqttPoint, PayloadFormat, SensorSource};
 use crate::model::{Flag, Reading, format_rfc3339, later, now_ms};
-use crate::store::{Batch, StoreHandle};
+use crate::pipeline::{Batch, CommitHandle};
 use crate::telemetry::{Source, Telemetry};
 
 /// Counters of what the source received.
@@ -144,7 +144,7 @@ impl TopicLog {
 /// `telemetry.mqtt` and the readings by quality.
 pub fn spawn(
     config: &Config,
-    store: &StoreHandle,
+    store: &CommitHandle,
     shutdown: &CancellationToken,
     telemetry: &Arc<Telemetry>,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -232,7 +232,7 @@ async fn run(
     cfg: MqttConfig,
     store_path: std::path::PathBuf,
     points: Vec<(usize, MqttPoint)>,
-    store: StoreHandle,
+    store: CommitHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
 ) {
@@ -395,10 +395,10 @@ async fn run(
 /// Acknowledges a message that gave no reading once everything queued before it in the
 /// store writer is committed: an empty batch whose commit sends the acknowledgement.
 async fn acknowledge_in_turn(
-    store: &StoreHandle,
+    store: &CommitHandle,
     acks: &tokio::sync::mpsc::UnboundedSender<Publish>,
     p: Publish,
-) -> Result<(), crate::store::writer::WriterStopped> {
+) -> Result<(), crate::pipeline::commit::WriterStopped> {
     let tx = acks.clone();
     store
         .send(Batch {

@@ -30,7 +30,7 @@ use self::variable::{Missing, Variable};
 use super::backoff::Backoff;
 use crate::config::{Config, SensorSource, UpsDevice};
 use crate::model::{Quality, Reading, now_ms};
-use crate::store::{Batch, StoreHandle};
+use crate::pipeline::{Batch, CommitHandle};
 use crate::telemetry::{Device, Source, Telemetry};
 
 /// No request to upsd waits longer than this, however long the poll interval.
@@ -45,7 +45,7 @@ const CHANGE_GAP: Duration = Duration::from_secs(30);
 /// Starts one poller per `[[ups]]` that has sensors.
 pub fn spawn(
     config: &Config,
-    store: &StoreHandle,
+    store: &CommitHandle,
     shutdown: &CancellationToken,
     telemetry: &Arc<Telemetry>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -200,7 +200,7 @@ impl Poller {
 async fn run(
     ups: UpsDevice,
     points: Vec<(usize, Variable)>,
-    store: StoreHandle,
+    store: CommitHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
     device: Arc<Device>,

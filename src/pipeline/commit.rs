@@ -1,7 +1,7 @@
-//! The store writer: a dedicated thread that commits readings in batches, so no source
-//! ever waits on the disk. Whatever is queued when a batch starts goes into one
-//! transaction; callers learn of the commit through `on_commit` (the MQTT source
-//! acknowledges to the broker only then).
+//! The commit thread: it owns the store's writer connection and commits readings in
+//! batches, so no source ever waits on the disk. Whatever is queued when a batch starts
+//! goes into one transaction; callers learn of the commit through `on_commit` (the MQTT
+//! source acknowledges to the broker only then).
 //!
 //! The alarm engine runs here too: the readings of a batch are evaluated and the alarm
 //! changes they cause are written in the same transaction, so a crash can never keep a
@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::alarms::{self, AlarmRow, Changes, EventRow};
-use super::embedded::{Row, Store};
 use crate::alarm::engine::Engine;
+use crate::model::changes::{AlarmRow, Changes, EventRow};
 use crate::model::{Quality, Reading, TimestampMs, now_ms};
+use crate::store::alarms;
+use crate::store::{Row, Store};
 use crate::telemetry::Histogram;
 
 /// Readings to store, and what to do once they are durable.
@@ -58,7 +59,7 @@ pub struct WriterStats {
     /// Failed commit attempts (each retry counts).
     pub failures: AtomicU64,
     /// When the current run of failed commits began (ms since the epoch); 0 while
-    /// commits succeed. Watched by the dispatcher ([`super::outage`]).
+    /// commits succeed. Watched by the dispatcher ([`crate::store::outage`]).
     pub failing_since: AtomicI64,
     /// The error of the last failed commit.
     last_error: Mutex<String>,
@@ -108,7 +109,7 @@ impl QueueProbe {
 /// The cloneable sending side. When every handle is dropped, the writer commits what is
 /// queued and stops.
 #[derive(Clone)]
-pub struct StoreHandle {
+pub struct CommitHandle {
     tx: mpsc::Sender<Msg>,
     pub stats: Arc<WriterStats>,
     /// Committed alarm transitions, for the paging stage and for tests.
@@ -119,12 +120,12 @@ pub struct StoreHandle {
 #[error("the store writer has stopped")]
 pub struct WriterStopped;
 
-impl StoreHandle {
+impl CommitHandle {
     pub async fn send(&self, batch: Batch) -> Result<(), WriterStopped> {
         self.tx.send(Msg::Batch(batch)).await.map_err(|_| WriterStopped)
     }
 
-    /// [`StoreHandle::send`] from a thread outside the runtime (waits while the queue is full).
+    /// [`CommitHandle::send`] from a thread outside the runtime (waits while the queue is full).
     pub fn send_blocking(&self, batch: Batch) -> Result<(), WriterStopped> {
         self.tx.blocking_send(Msg::Batch(batch)).map_err(|_| WriterStopped)
     }
@@ -160,7 +161,7 @@ pub struct Housekeeping {
     /// Seal blocks of readings into the audit trail: (block length, grace).
     pub seal: Option<(Duration, Duration)>,
     /// Apply the retention policy (checked hourly).
-    pub retention: Option<super::retention::Policy>,
+    pub retention: Option<crate::store::retention::Policy>,
 }
 
 /// `ranges[i]`: sensor `i`'s id and the values it can plausibly read
@@ -173,7 +174,7 @@ pub fn spawn(
     batch_size: usize,
     engine: Option<Engine>,
     housekeeping: Housekeeping,
-) -> std::io::Result<(StoreHandle, WriterJoin)> {
+) -> std::io::Result<(CommitHandle, WriterJoin)> {
     let (tx, rx) = mpsc::channel(queue.max(1));
     let stats = Arc::new(WriterStats::default());
     let (events, _) = broadcast::channel(4096);
@@ -194,7 +195,7 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || state.run(rx, batch_size, &thread_stats))?;
-    Ok((StoreHandle { tx, stats, events }, WriterJoin(handle)))
+    Ok((CommitHandle { tx, stats, events }, WriterJoin(handle)))
 }
 
 /// Longest wait between two attempts at a commit the store refused: short, so readings
@@ -339,7 +340,7 @@ impl Writer {
                             "readings committed since the last seal were changed outside cryowatch; the seal records it"
                         );
                     }
-                    let head = self.store.with_conn(crate::audit::head).ok().flatten();
+                    let head = self.store.with_conn(crate::store::audit::head).ok().flatten();
                     tracing::info!(
                         from = %crate::model::format_rfc3339(s.from),
                         to = %crate::model::format_rfc3339(s.to),
@@ -360,7 +361,7 @@ impl Writer {
         if let Some(policy) = &self.housekeeping.retention
             && now >= self.next_retention
         {
-            match super::retention::apply(&mut self.store, policy, now) {
+            match crate::store::retention::apply(&mut self.store, policy, now) {
                 Ok(done) => {
                     // More to do: continue on the next tick, a slice at a time.
                     self.next_retention = if done.more { now } else { now + 3_600_000 };
@@ -442,7 +443,7 @@ impl Writer {
                 let now = now_ms();
                 for ((row, r), _) in rows.iter().zip(readings).zip(new).filter(|(_, n)| **n) {
                     if let Some(flag) = r.flag {
-                        super::flags::record(c, row, flag, now)?;
+                        crate::store::flags::record(c, row, flag, now)?;
                     }
                 }
                 match &evaluated {

@@ -1,4 +1,5 @@
-//! What the HTTP channels (SMS gateway, webhook) share.
+//! What every HTTP client of the daemon shares (the SMS gateway, the webhook, InfluxDB,
+//! the self-test): bounded reads of answers and errors told with their causes.
 
 use std::error::Error as StdError;
 

@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+mod alarm;
+pub mod changes;
+pub use alarm::{AlarmId, AlarmState, Severity};
+
 /// Milliseconds since the Unix epoch, UTC. Every reading is stamped with one.
 pub type TimestampMs = i64;
 
@@ -146,6 +150,14 @@ pub fn unit_symbol(unit: &str) -> &str {
 pub fn format_rfc3339(ms: TimestampMs) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
         Ok(ts) => format!("{ts:.3}"),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// `ms` in the site's time zone, for people: `2026-11-23 09:00 CET`.
+pub fn site_time(ms: TimestampMs, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string(),
         Err(_) => ms.to_string(),
     }
 }

@@ -6,25 +6,16 @@
 //! no daemon running, the command takes the lock itself and applies the request through
 //! the same engine code, so the daemon finds it done when it starts.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::engine::Engine;
 use crate::config::Config;
 use crate::model::now_ms;
 use crate::store::{Store, alarms};
 
 /// How long the command line waits for the running daemon to answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
-
-/// The lock file next to the store.
-pub fn lock_path(store: &Path) -> PathBuf {
-    let mut name = store.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
-    store.with_file_name(name)
-}
 
 /// The longest name a change is recorded under (`--by`, the API's `by`), in characters.
 pub const MAX_BY: usize = 100;
@@ -91,7 +82,7 @@ pub enum Request<'a> {
 pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
     let failed = |e: &dyn std::fmt::Display| ControlError::Failed(e.to_string());
     let path = &config.store.path;
-    let lock = crate::daemon::lock_store(path).map_err(|e| failed(&format!("{e:#}")))?;
+    let lock = crate::store::lock::take(path).map_err(|e| failed(&format!("{e:#}")))?;
     match lock {
         Some(_lock) if matches!(req, Request::TestAlarm { .. }) => Err(ControlError::Failed(
             "cryowatch is not running on this store: an alarm test goes through the running daemon's escalation and paging; start it first".into(),
@@ -145,7 +136,7 @@ fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
     let names: Vec<(String, String)> = config.sensors.iter().map(|s| (s.id.clone(), s.unit.clone())).collect();
     let ids = store.register_sensors(&names).map_err(|e| failed(&e))?;
     let now = now_ms();
-    let mut engine = Engine::load(config, &store, &ids, now).map_err(|e| failed(&e))?;
+    let mut engine = crate::pipeline::load_engine(config, &store, &ids, now).map_err(|e| failed(&e))?;
     let result = match req {
         Request::Ack { alarm, by, comment } => engine.acknowledge(alarm, by, comment, "cli", now),
         Request::Shelve {

@@ -76,6 +76,36 @@ pub fn record_load(
     append(c, now, kind, actor, &path.display().to_string(), &detail)
 }
 
+/// Records a configuration refused on reload (inside the caller's transaction): in the
+/// audit trail, and as the condition [`rejected`] reads until one is applied again.
+pub fn record_rejected(c: &Connection, now: TimestampMs, path: &Path, problems: &str) -> rusqlite::Result<()> {
+    let detail = serde_json::json!({ "file": path.display().to_string(), "problems": problems });
+    append(
+        c,
+        now,
+        "config.rejected",
+        "daemon",
+        &path.display().to_string(),
+        &detail,
+    )?;
+    let text = format!("{}\t{problems}", crate::model::format_rfc3339(now));
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('config.rejected', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [text],
+    )?;
+    Ok(())
+}
+
+/// The refused configuration still in the way, as `time<TAB>problems`, if any.
+pub fn rejected(c: &Connection) -> rusqlite::Result<Option<String>> {
+    c.query_row(
+        "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'config.rejected'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
