@@ -511,9 +511,10 @@ pub fn main() {
         let (status, body) = get_status(api_port);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let (listed, with) = valued(&body);
-        // The probes and the monitor's own record-integrity sensor.
-        assert_eq!(listed, SENSORS + 1, "sensors listed by /api/v1/status");
-        if with == SENSORS + 1 {
+        // The probes and the monitor's own sensors: record integrity, and refused
+        // sign-ins (there is an API).
+        assert_eq!(listed, SENSORS + 2, "sensors listed by /api/v1/status");
+        if with == SENSORS + 2 {
             break body;
         }
         assert!(
