@@ -17,9 +17,9 @@
 //! from memory, once per outage, and told again when the store takes writes; both are
 //! recorded in the outbox and the audit trail afterwards ([`crate::store::outage`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -38,6 +38,7 @@ use crate::store::alarms::{self, AlarmRow};
 use crate::store::outage::{ConditionFile, Decision, OutageWatch};
 use crate::store::outbox::{self, NewNotification, Notification};
 use crate::store::{Store, StoreError};
+pub use crate::telemetry::stats::DispatchStats;
 
 /// How often the dispatcher plans and sends without being woken.
 const PASS: Duration = Duration::from_millis(500);
@@ -48,33 +49,6 @@ const RETRY_MAX: i64 = 300_000;
 const RTN_WINDOW: i64 = 24 * 3600 * 1000;
 /// Acknowledgements by SMS answered within this window get their answer by SMS.
 const REPLY_WINDOW: i64 = 3600 * 1000;
-
-#[derive(Debug, Default)]
-pub struct DispatchStats {
-    pub sent: AtomicU64,
-    pub failed_attempts: AtomicU64,
-    /// Notifications no channel could deliver on their last pass: the local critical
-    /// condition "pages are not getting out".
-    pub undeliverable: AtomicU64,
-    /// Attempts by (channel, result) as recorded in the outbox (`sent`, `failed`,
-    /// `failed_retryable`, `unreachable`, `fate_delivered`, `fate_failed`), plus
-    /// `unavailable` for a channel that could not be built.
-    results: Mutex<BTreeMap<(String, &'static str), u64>>,
-}
-
-impl DispatchStats {
-    /// Counts one attempt on `channel` with `result`.
-    pub fn count(&self, channel: &str, result: &'static str) {
-        let mut map = self.results.lock().unwrap_or_else(PoisonError::into_inner);
-        *map.entry((channel.to_string(), result)).or_insert(0) += 1;
-    }
-
-    /// Every (channel, result, count) so far, in order.
-    pub fn results(&self) -> Vec<(String, &'static str, u64)> {
-        let map = self.results.lock().unwrap_or_else(PoisonError::into_inner);
-        map.iter().map(|((c, r), n)| (c.clone(), *r, *n)).collect()
-    }
-}
 
 pub struct Dispatcher {
     cfg: Arc<Config>,
