@@ -152,7 +152,10 @@ impl Daemon {
         let (sink, sink_stats) = sink.unzip();
         let telemetry = Arc::new(
             Telemetry::new(config)
-                .with_writer(handle.stats.clone(), handle.queue_probe())
+                .with_writer(handle.stats.clone(), {
+                    let probe = handle.queue_probe();
+                    Arc::new(move || probe.depth())
+                })
                 .with_dispatcher(dispatch_stats.clone())
                 .with_sink(sink_stats.clone()),
         );

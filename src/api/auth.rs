@@ -16,6 +16,8 @@ use crate::model::now_ms;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cw_session";
+/// How long a sign-in lasts.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +140,7 @@ async fn identify(parts: &Parts, state: &ApiState) -> Result<Option<Principal>, 
     let idle_ms = crate::model::millis(state.config.sections.api_idle_timeout);
     let found = state
         .with_store(move |s| {
-            s.with_conn(|c| crate::store::users::session(c, &value, now_ms(), crate::api::web::SESSION_TTL_MS, idle_ms))
+            s.with_conn(|c| crate::store::users::session(c, &value, now_ms(), SESSION_TTL_MS, idle_ms))
         })
         .await
         .map_err(|e| {

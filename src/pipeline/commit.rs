@@ -9,8 +9,8 @@
 //! sensors, delays, suppression) and queued requests (acknowledge, shelve) arrive on
 //! the same queue.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use crate::model::changes::{AlarmRow, Changes, EventRow};
 use crate::model::{Quality, Reading, TimestampMs, now_ms};
 use crate::store::alarms;
 use crate::store::{Row, Store};
-use crate::telemetry::Histogram;
+pub use crate::telemetry::stats::WriterStats;
 
 /// Readings to store, and what to do once they are durable.
 pub struct Batch {
@@ -49,47 +49,6 @@ enum Msg {
 pub struct AlarmEvent {
     pub event: EventRow,
     pub alarm: Option<AlarmRow>,
-}
-
-/// Counters read by `status`, benchmarks, logs and `/metrics`.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    pub committed: AtomicU64,
-    pub transactions: AtomicU64,
-    /// Failed commit attempts (each retry counts).
-    pub failures: AtomicU64,
-    /// When the current run of failed commits began (ms since the epoch); 0 while
-    /// commits succeed. Watched by the dispatcher ([`crate::store::outage`]).
-    pub failing_since: AtomicI64,
-    /// The error of the last failed commit.
-    last_error: Mutex<String>,
-    /// Duration of each successful commit (readings, alarm evaluation and changes).
-    pub commit: Histogram,
-}
-
-impl WriterStats {
-    /// When the current run of failed commits began; `None` while commits succeed.
-    pub fn failing_since(&self) -> Option<TimestampMs> {
-        Some(self.failing_since.load(Ordering::Relaxed)).filter(|t| *t != 0)
-    }
-
-    /// The error of the last failed commit (empty when none failed).
-    pub fn last_error(&self) -> String {
-        self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn failed(&self, error: String, now: TimestampMs) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        // 0 means "not failing": an outage starting exactly at the epoch is noted 1 ms on.
-        let _ = self
-            .failing_since
-            .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = error;
-    }
-
-    fn succeeded(&self) {
-        self.failing_since.store(0, Ordering::Relaxed);
-    }
 }
 
 /// A view of the writer's queue that does not keep the writer running.

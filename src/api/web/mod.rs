@@ -37,8 +37,7 @@ use super::auth::Principal;
 use crate::config::Role;
 use crate::model::TimestampMs;
 
-/// How long a sign-in lasts.
-pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+pub use super::auth::SESSION_TTL_MS;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()

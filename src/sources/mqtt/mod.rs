@@ -20,7 +20,7 @@ mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
@@ -32,28 +32,8 @@ use super::backoff::Backoff;
 use crate::config::{Config, MqttConfig, MqttPoint, PayloadFormat, SensorSource};
 use crate::model::{Flag, Reading, format_rfc3339, later, now_ms};
 use crate::pipeline::{Batch, CommitHandle};
+pub use crate::telemetry::stats::MqttStats;
 use crate::telemetry::{Source, Telemetry};
-
-/// Counters of what the source received.
-#[derive(Debug, Default)]
-pub struct MqttStats {
-    pub messages: AtomicU64,
-    pub readings: AtomicU64,
-    pub malformed: AtomicU64,
-    pub unknown_topic: AtomicU64,
-    /// Messages larger than [`MAX_PAYLOAD`], skipped and acknowledged.
-    pub oversized: AtomicU64,
-    /// Readings stamped more than `max_clock_skew` ahead of the clock: stored, flagged.
-    pub future: AtomicU64,
-    pub connects: AtomicU64,
-    /// Connections the broker accepted without the session it kept for us before:
-    /// readings published while disconnected may be missing.
-    pub sessions_lost: AtomicU64,
-    /// Redelivered messages recognised as already stored and only acknowledged.
-    pub redelivered: AtomicU64,
-    /// The broker accepted our connection and it has not failed since.
-    pub connected: AtomicBool,
-}
 
 /// Messages stored but perhaps not yet acknowledged, by packet id: when the connection
 /// drops between commit and acknowledgement, the broker sends them again with the DUP

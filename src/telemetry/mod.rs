@@ -17,10 +17,14 @@ use std::time::Duration;
 
 use crate::config::{Config, SensorSource};
 use crate::model::{Quality, Reading, TimestampMs, now_ms};
-use crate::notify::dispatcher::DispatchStats;
-use crate::pipeline::commit::{QueueProbe, WriterStats};
+
+pub mod stats;
+pub use stats::{DispatchStats, MqttStats, WriterStats};
+
+/// A view of the commit stage's queue: (messages waiting, capacity), `None` once it
+/// has stopped.
+pub type QueueDepth = Arc<dyn Fn() -> Option<(usize, usize)> + Send + Sync>;
 use crate::sink::SinkStats;
-use crate::sources::mqtt::MqttStats;
 
 /// Upper bounds (seconds, inclusive) of the latency histograms' buckets: from a
 /// sub-millisecond local commit to a Modbus timeout.
@@ -153,7 +157,6 @@ impl Device {
 }
 
 /// The daemon's counters and gauges. See the module docs.
-#[derive(Debug)]
 pub struct Telemetry {
     pub started: TimestampMs,
     /// Sources with at least one configured sensor (the others are not exposed).
@@ -167,7 +170,7 @@ pub struct Telemetry {
     pub mqtt_broker: Option<String>,
     pub mqtt: Arc<MqttStats>,
     pub writer: Arc<WriterStats>,
-    queue: Option<QueueProbe>,
+    queue: Option<QueueDepth>,
     pub dispatch: Arc<DispatchStats>,
     pub sink: Option<Arc<SinkStats>>,
 }
@@ -222,7 +225,7 @@ impl Telemetry {
     }
 
     /// The store writer's counters and a view of its queue.
-    pub fn with_writer(mut self, stats: Arc<WriterStats>, queue: QueueProbe) -> Telemetry {
+    pub fn with_writer(mut self, stats: Arc<WriterStats>, queue: QueueDepth) -> Telemetry {
         self.writer = stats;
         self.queue = Some(queue);
         self
@@ -290,7 +293,7 @@ impl Telemetry {
     /// The store writer's queue: (messages waiting, capacity); `None` once the writer
     /// has stopped or when there is none.
     pub fn queue(&self) -> Option<(usize, usize)> {
-        self.queue.as_ref().and_then(QueueProbe::depth)
+        self.queue.as_ref().and_then(|depth| depth())
     }
 }
 
