@@ -226,7 +226,7 @@ const STRINGS: &[&str] = &[
 /// `*_env` variables set and its `token_file` pointed at a file in the work directory.
 static SEEDS: LazyLock<Vec<Table>> = LazyLock::new(|| {
     let dir = cryowatch_fuzz::work_dir();
-    std::fs::write(dir.join("ops.token"), "fuzz-token\n").expect("write the token file");
+    std::fs::write(dir.join("ops.token"), "fuzz-token-0123456789abcdef\n").expect("write the token file");
     for var in [
         "CRYOWATCH_INFLUX_TOKEN",
         "CRYOWATCH_MQTT_PASSWORD",

@@ -91,8 +91,10 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(text) = std::str::from_utf8(payload) {
                 let text = text.trim();
                 let want = match text {
-                    "true" => Some(1.0),
-                    "false" => Some(0.0),
+                    // Booleans are values of discrete (state) inputs only.
+                    "true" if point.discrete => Some(1.0),
+                    "false" if point.discrete => Some(0.0),
+                    "true" | "false" => None,
                     _ => text.parse::<f64>().ok().filter(|v| v.is_finite()),
                 };
                 assert_eq!(got.as_ref().ok().and_then(|p| p.value), want, "{text:?}");
