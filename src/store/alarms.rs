@@ -244,21 +244,25 @@ pub fn tests_between(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusq
 
 /// Shelvings that overlap `[from, to]`, in the order they started.
 pub fn shelves_between(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusqlite::Result<Vec<ShelfRow>> {
-    let mut st = c.prepare(
-        "SELECT id, sensor, t_from, until, by, reason, ended FROM shelf WHERE t_from <= ?2 AND until >= ?1 ORDER BY t_from",
-    )?;
-    st.query_map(params![from, to], |r| {
-        Ok(ShelfRow {
-            id: r.get(0)?,
-            sensor: r.get(1)?,
-            from: r.get(2)?,
-            until: r.get(3)?,
-            by: r.get(4)?,
-            reason: r.get(5)?,
-            ended: r.get(6)?,
-        })
-    })?
-    .collect()
+    let mut st = c.prepare(&format!(
+        "SELECT {SHELF_COLUMNS} FROM shelf WHERE t_from <= ?2 AND until >= ?1 ORDER BY t_from"
+    ))?;
+    st.query_map(params![from, to], shelf_from)?.collect()
+}
+
+/// The columns of a shelving, in the order [`shelf_from`] reads them.
+const SHELF_COLUMNS: &str = "id, sensor, t_from, until, by, reason, ended";
+
+fn shelf_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ShelfRow> {
+    Ok(ShelfRow {
+        id: r.get(0)?,
+        sensor: r.get(1)?,
+        from: r.get(2)?,
+        until: r.get(3)?,
+        by: r.get(4)?,
+        reason: r.get(5)?,
+        ended: r.get(6)?,
+    })
 }
 
 /// The synthetic value and the person of alarm test `alarm`, when it is one.
@@ -282,20 +286,8 @@ pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut st = c.prepare("SELECT id, sensor, t_from, until, by, reason, ended FROM shelf WHERE ended = 0")?;
-    let shelves = st
-        .query_map([], |r| {
-            Ok(ShelfRow {
-                id: r.get(0)?,
-                sensor: r.get(1)?,
-                from: r.get(2)?,
-                until: r.get(3)?,
-                by: r.get(4)?,
-                reason: r.get(5)?,
-                ended: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut st = c.prepare(&format!("SELECT {SHELF_COLUMNS} FROM shelf WHERE ended = 0"))?;
+    let shelves = st.query_map([], shelf_from)?.collect::<rusqlite::Result<Vec<_>>>()?;
     let max_alarm_id = c.query_row("SELECT coalesce(max(id), 0) FROM alarm", [], |r| r.get(0))?;
     let max_shelf_id = c.query_row("SELECT coalesce(max(id), 0) FROM shelf", [], |r| r.get(0))?;
     Ok(Saved {
