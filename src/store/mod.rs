@@ -12,6 +12,7 @@ pub mod mirror;
 pub mod mqtt_session;
 pub mod outage;
 pub mod outbox;
+pub mod planning;
 pub mod retention;
 pub mod users;
 

@@ -111,13 +111,13 @@ pub fn enqueue(c: &Connection, n: &NewNotification, now: TimestampMs) -> rusqlit
     Ok(Some(id))
 }
 
-/// Whether any notification exists for this step occurrence (whoever it went to).
-pub fn step_planned(c: &Connection, alarm: i64, cycle: i64, round: i64, step: i64) -> rusqlite::Result<bool> {
-    c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM notification WHERE alarm = ?1 AND kind = 'page' AND cycle = ?2 AND round = ?3 AND step = ?4)",
-        params![alarm, cycle, round, step],
-        |r| r.get(0),
-    )
+/// The `(round, step)` pages of one escalation cycle of `alarm` already in the outbox.
+pub fn planned_steps(c: &Connection, alarm: i64, cycle: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT DISTINCT round, step FROM notification WHERE alarm = ?1 AND kind = 'page' AND cycle = ?2",
+    )?;
+    st.query_map(params![alarm, cycle], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
 }
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Notification> {

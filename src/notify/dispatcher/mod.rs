@@ -17,11 +17,13 @@
 //! from memory, once per outage, and told again when the store takes writes; both are
 //! recorded in the outbox and the audit trail afterwards ([`crate::store::outage`]).
 //!
-//! Its stages, one file each: `plan` (open alarms → outbox), `send` (outbox → channels
+//! Its stages, one file each: `decide` (what is due: a pure function of the store's
+//! facts and the time), `plan` (facts → decisions → texts → outbox), `send` (outbox → channels
 //! with fallback, and delivery fates read back), `outage` (the store-outage pager),
 //! `scheduled` (test pages, the daily all-OK page, notices) and `inbox` (SMS replies
 //! read from the modems).
 
+pub mod decide;
 mod inbox;
 mod outage;
 mod plan;
@@ -141,49 +143,6 @@ impl Dispatcher {
         self
     }
 
-    /// The escalation an alarm follows: its rule's, else the first matching route's.
-    pub fn escalation_for(&self, alarm: &AlarmRow) -> Option<&Escalation> {
-        let rule = self.cfg.rules.iter().find(|r| r.id == alarm.rule);
-        if let Some(id) = rule.and_then(|r| r.escalation.as_deref()) {
-            return self.cfg.notify.escalation(id);
-        }
-        self.cfg
-            .notify
-            .routes
-            .iter()
-            .find(|r| r.asset.as_deref().is_none_or(|a| a == alarm.asset) && r.takes(alarm.severity))
-            .and_then(|r| self.cfg.notify.escalation(&r.escalation))
-    }
-
-    /// Whether the alarm is about the power supply itself: a UPS point read through NUT,
-    /// or a sensor of an asset of kind `ups`.
-    fn is_power(&self, a: &AlarmRow) -> bool {
-        let ups_point = self
-            .cfg
-            .sensors
-            .iter()
-            .any(|s| s.id == a.sensor && matches!(s.source, crate::config::SensorSource::Ups(_)));
-        ups_point || self.cfg.assets.iter().any(|x| x.id == a.asset && x.kind == "ups")
-    }
-
-    /// The channels a step uses for a contact: the step's `via`, or every channel that
-    /// reaches the contact and is nobody's fallback.
-    fn channels_for(&self, via: &[String], contact: &Contact) -> Vec<String> {
-        if !via.is_empty() {
-            return via.to_vec();
-        }
-        let fallbacks: Vec<&str> = self
-            .cfg
-            .notify
-            .channels
-            .iter()
-            .filter_map(|c| c.fallback.as_deref())
-            .collect();
-        let mut ids = self.reaching(contact);
-        ids.retain(|id| !fallbacks.contains(&id.as_str()));
-        ids
-    }
-
     /// Every configured channel that reaches the contact, in configuration order.
     fn reaching(&self, contact: &Contact) -> Vec<String> {
         self.cfg
@@ -195,11 +154,12 @@ impl Dispatcher {
             .collect()
     }
 
-    fn facts(&self, alarm: &AlarmRow, open: &[AlarmRow]) -> Facts {
+    /// What a page says besides the alarm itself: value and rate of the last five
+    /// minutes, the units an incident affects, the synthetic value of a test.
+    fn facts(&self, alarm: &AlarmRow, open: &[AlarmRow], now: TimestampMs) -> Facts {
         let mut facts = Facts::default();
         let sensors = self.store.sensors().unwrap_or_default();
         if let Some((id, _)) = sensors.get(&alarm.sensor) {
-            let now = now_ms();
             let mut first: Option<(i64, f64)> = None;
             let mut last: Option<(i64, f64)> = None;
             let _ = self.store.history(*id, now - 5 * 60_000, now, |r| {

@@ -48,10 +48,12 @@ impl Dispatcher {
             return Vec::new();
         };
         let first = esc.steps.iter().map(|s| s.after).min();
+        let reaching = |c: &Contact| self.reaching(c);
+        let policy = self.policy(&reaching);
         let mut out: Vec<(Contact, String)> = Vec::new();
         for step in esc.steps.iter().filter(|s| Some(s.after) == first) {
             for contact in escalation::recipients(&self.cfg.notify, step, &self.tz, now) {
-                for ch in self.channels_for(&step.via, contact) {
+                for ch in policy.channels_for(&step.via, contact) {
                     if !out.iter().any(|(c, x)| c.id == contact.id && *x == ch) {
                         out.push((contact.clone(), ch));
                     }
