@@ -1,0 +1,288 @@
+//! Gathering a report: the asset's sensors and their readings, the alarms that overlap
+//! the period with their pages and acknowledgements, alarm tests, shelvings and
+//! maintenance windows, and the audit trail's verification.
+
+use crate::config::rules::{Condition, stale_after};
+use crate::config::{Config, SensorSource};
+use crate::model::TimestampMs;
+use crate::store::alarms::{self, AlarmRow, query_alarms};
+use crate::store::{Store, StoreError};
+
+use super::daily::read_sensor;
+use super::{AlarmTest, AssetReport, Excursion, Gap, ReportError, Request, SensorSection, Suppression, fmt_duration};
+
+/// Reads everything the report needs. `progress` hears what is being read.
+pub fn gather(
+    cfg: &Config,
+    store: &Store,
+    req: Request,
+    mut progress: impl FnMut(&str),
+) -> Result<AssetReport, ReportError> {
+    let Request {
+        asset,
+        from,
+        to,
+        now,
+        by,
+    } = req;
+    let Some(ai) = cfg.assets.iter().position(|a| a.id == asset) else {
+        let known: Vec<_> = cfg.assets.iter().map(|a| a.id.as_str()).collect();
+        return Err(ReportError::UnknownAsset(asset.to_string(), known.join(", ")));
+    };
+    let a = &cfg.assets[ai];
+    let tz = cfg.site.timezone.clone();
+    let ids = store.sensors()?;
+    let mut sensors = Vec::new();
+    for (si, s) in cfg.sensors.iter().enumerate().filter(|(_, s)| s.asset == ai) {
+        progress(&format!("reading {}", s.id));
+        let stale = crate::model::millis(stale_after(s, &cfg.devices, &cfg.ups));
+        let interval = match &s.source {
+            SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
+            SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
+            SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security => None,
+        };
+        let thresholds = cfg
+            .rules
+            .iter()
+            .filter(|r| r.sensor == si && r.raises)
+            .filter_map(|r| match r.condition {
+                Condition::High { threshold, .. } => {
+                    Some((format!("{} high ({})", r.severity.as_str(), r.id), threshold))
+                }
+                Condition::Low { threshold, .. } => {
+                    Some((format!("{} low ({})", r.severity.as_str(), r.id), threshold))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut sec = SensorSection {
+            id: s.id.clone(),
+            quantity: s.quantity.clone(),
+            unit: s.unit.clone(),
+            received: 0,
+            expected: interval.map(|i| to.saturating_sub(from) / crate::model::millis(i).max(1)),
+            expectation: match interval {
+                Some(i) => format!("one reading every {}", humantime::format_duration(i)),
+                None => "pushed by the sensor (no schedule): gaps are spans longer than its stale limit".into(),
+            },
+            bad_quality: 0,
+            gaps: Vec::new(),
+            stale_limit_ms: stale,
+            days: Vec::new(),
+            thresholds,
+            series: Vec::new(),
+        };
+        if let Some((id, _)) = ids.get(&s.id) {
+            read_sensor(store, *id, from, to, &tz, &mut sec)?;
+        } else {
+            sec.gaps.push(Gap { from, to });
+        }
+        sensors.push(sec);
+    }
+    progress("reading alarms and pages");
+    let names: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
+    let excursions = excursions(store, &names, asset, from, to)?;
+    let mut excursions = excursions;
+    for e in &mut excursions {
+        if let Some(sec) = sensors.iter().find(|s| s.id == e.sensor) {
+            let end = e.end.unwrap_or(to);
+            let vals = sec
+                .series
+                .iter()
+                .filter(|(t, _)| *t >= e.start && *t <= end)
+                .map(|(_, v)| *v);
+            let falling = cfg.rules.iter().find(|r| r.id == e.rule).is_some_and(|r| {
+                matches!(
+                    r.condition,
+                    Condition::Low { .. } | Condition::Rate { rising: false, .. }
+                )
+            });
+            e.peak = if falling {
+                vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+            } else {
+                vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            };
+        }
+    }
+    let tests = alarm_tests(store, &names, from, to)?;
+    let suppressions = suppressions(store, cfg, &names, from, to)?;
+    progress("verifying the audit trail");
+    let audit = store.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}))?;
+    Ok(AssetReport {
+        site: cfg.site.name.clone(),
+        asset: a.id.clone(),
+        asset_name: a.name.clone(),
+        asset_kind: a.kind.clone(),
+        location: a.location.clone(),
+        from,
+        to,
+        timezone: tz.iana_name().unwrap_or("UTC").to_string(),
+        generated_at: now,
+        generated_by: by.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        sensors,
+        excursions,
+        tests,
+        suppressions,
+        audit,
+        tz,
+    })
+}
+
+/// Alarms on the asset's sensors that overlap the period, with their pages.
+fn excursions(
+    store: &Store,
+    sensors: &[&str],
+    asset: &str,
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<Excursion>, StoreError> {
+    store.with_conn(|c| {
+        let tests: Vec<i64> = alarms::test_alarm_ids(c)?;
+        let mut out = Vec::new();
+        let mut rows: Vec<AlarmRow> = query_alarms(c, false, None)?;
+        rows.sort_by_key(|a| a.id);
+        for a in rows {
+            if !(sensors.contains(&a.sensor.as_str()) || a.asset == asset) {
+                continue;
+            }
+            if a.raised_at > to || a.cleared_at.is_some_and(|t| t < from) {
+                continue;
+            }
+            let (sent, delivered) = crate::store::outbox::page_counts(c, a.id)?;
+            out.push(Excursion {
+                alarm: a.id,
+                sensor: a.sensor,
+                rule: a.rule,
+                severity: a.severity.as_str().to_string(),
+                start: a.raised_at,
+                end: a.cleared_at,
+                peak: a.value,
+                pages_sent: sent,
+                pages_delivered: delivered,
+                acked_by: a.acked_by,
+                acked_at: a.acked_at,
+                ack_comment: a.ack_comment,
+                ack_path: a.ack_path,
+                suppressed: a.suppressed,
+                test: tests.contains(&a.id),
+            });
+        }
+        Ok(out)
+    })
+}
+
+fn alarm_tests(
+    store: &Store,
+    sensors: &[&str],
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<AlarmTest>, StoreError> {
+    let records = store.with_conn(|c| alarms::tests_between(c, from, to))?;
+    Ok(records
+        .into_iter()
+        .filter(|t| sensors.contains(&t.sensor.as_str()))
+        .map(|t| {
+            let mut detail = format!(
+                "rule {} raised alarm {} at value {}; {} pages delivered",
+                t.rule,
+                t.alarm.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
+                t.value,
+                t.pages
+            );
+            if let Some(first) = t.first_page {
+                detail.push_str(&format!(
+                    " (first {} after the start)",
+                    fmt_duration(first - t.started_at)
+                ));
+            }
+            if let Some(why) = &t.suppressed {
+                detail.push_str(&format!("; not paged: {why}"));
+            }
+            let result = match (&t.acked_by, t.acked_at) {
+                (Some(by), Some(at)) => {
+                    detail.push_str(&format!(
+                        "; acknowledged by {by} via {} {} after the start: {}",
+                        t.ack_path.as_deref().unwrap_or("?"),
+                        fmt_duration(at - t.started_at),
+                        t.ack_comment.as_deref().unwrap_or("")
+                    ));
+                    if t.pages > 0 {
+                        "passed"
+                    } else {
+                        "acknowledged, no page delivered"
+                    }
+                }
+                _ if t.pages > 0 => "awaiting acknowledgement",
+                _ => "no page delivered",
+            };
+            AlarmTest {
+                id: t.id,
+                sensor: t.sensor,
+                started_at: t.started_at,
+                by: t.by,
+                result: result.into(),
+                detail,
+            }
+        })
+        .collect())
+}
+
+fn suppressions(
+    store: &Store,
+    cfg: &Config,
+    sensors: &[&str],
+    from: TimestampMs,
+    to: TimestampMs,
+) -> Result<Vec<Suppression>, StoreError> {
+    let mut out: Vec<Suppression> = store
+        .with_conn(|c| alarms::shelves_between(c, from, to))?
+        .into_iter()
+        .filter(|s| sensors.contains(&s.sensor.as_str()))
+        .map(|s| Suppression {
+            kind: "shelved".into(),
+            sensor: s.sensor,
+            from: Some(s.from),
+            until: Some(s.until),
+            by: s.by,
+            reason: s.reason,
+        })
+        .collect();
+    for m in &cfg.maintenance {
+        let names: Vec<&str> = m
+            .sensors
+            .iter()
+            .filter_map(|i| cfg.sensors.get(*i))
+            .map(|s| s.id.as_str())
+            .collect();
+        if names.iter().any(|n| sensors.contains(n)) {
+            out.push(Suppression {
+                kind: format!("maintenance window {} ({})", m.id, describe_window(&m.window)),
+                sensor: names.join(", "),
+                from: None,
+                until: None,
+                by: "configuration".into(),
+                reason: m.reason.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn describe_window(w: &crate::config::rules::Window) -> String {
+    use crate::config::rules::Window;
+    match w {
+        Window::Weekly {
+            weekday,
+            time,
+            duration,
+        } => {
+            format!(
+                "every {weekday:?} at {time} for {}",
+                humantime::format_duration(*duration)
+            )
+        }
+        Window::Daily { time, duration } => format!("daily at {time} for {}", humantime::format_duration(*duration)),
+        Window::Once { from, to } => format!("once, {from} to {to}"),
+    }
+}

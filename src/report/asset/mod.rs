@@ -1,0 +1,153 @@
+//! The auditor's report for one asset over a period: what `cryowatch report` writes as
+//! PDF, HTML or CSV. [`gather`] reads the store into an [`AssetReport`] (every figure
+//! computed here, in the site's time zone); [`document`] lays it out for the renderers
+//! and [`write_csv`] flattens it.
+//!
+//! Its parts: `gathering` reads the period (sensors, alarms with their pages and
+//! acknowledgements, tests, shelvings, audit status); `daily` turns a sensor's readings
+//! into days and gaps; `layout` builds the document; `csv_export` writes the CSV table.
+
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+use crate::model::TimestampMs;
+use crate::store::audit::verify::Verification;
+
+mod csv_export;
+mod daily;
+mod gathering;
+mod layout;
+
+pub use csv_export::write_csv;
+pub use gathering::gather;
+pub use layout::document;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("unknown asset {0:?}; configured assets: {1}")]
+    UnknownAsset(String, String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// One day of one sensor, in the site's time zone.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Day {
+    pub date: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub readings: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gap {
+    pub from: TimestampMs,
+    pub to: TimestampMs,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SensorSection {
+    pub id: String,
+    pub quantity: String,
+    pub unit: String,
+    /// Good readings received in the period.
+    pub received: i64,
+    /// Readings the sensor's schedule calls for (poll interval), or `None` for pushed
+    /// data without a schedule.
+    pub expected: Option<i64>,
+    /// How the expectation was set, for the reader.
+    pub expectation: String,
+    /// Readings whose quality was not good (communication error, sensor fault...).
+    pub bad_quality: i64,
+    /// Spans longer than the sensor's stale limit without a good reading.
+    pub gaps: Vec<Gap>,
+    pub stale_limit_ms: i64,
+    pub days: Vec<Day>,
+    pub thresholds: Vec<(String, f64)>,
+    #[serde(skip)]
+    pub series: Vec<(TimestampMs, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Excursion {
+    pub alarm: i64,
+    pub sensor: String,
+    pub rule: String,
+    pub severity: String,
+    pub start: TimestampMs,
+    pub end: Option<TimestampMs>,
+    /// The most extreme value during the excursion (highest for high and rising-rate
+    /// rules, lowest for low ones).
+    pub peak: Option<f64>,
+    pub pages_sent: i64,
+    pub pages_delivered: i64,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<TimestampMs>,
+    pub ack_comment: Option<String>,
+    pub ack_path: Option<String>,
+    pub suppressed: Option<String>,
+    pub test: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmTest {
+    pub id: i64,
+    pub sensor: String,
+    pub started_at: TimestampMs,
+    pub by: String,
+    pub result: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppression {
+    pub kind: String,
+    pub sensor: String,
+    pub from: Option<TimestampMs>,
+    pub until: Option<TimestampMs>,
+    pub by: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetReport {
+    pub site: String,
+    pub asset: String,
+    pub asset_name: String,
+    pub asset_kind: String,
+    pub location: String,
+    pub from: TimestampMs,
+    pub to: TimestampMs,
+    pub timezone: String,
+    pub generated_at: TimestampMs,
+    pub generated_by: String,
+    pub version: String,
+    pub sensors: Vec<SensorSection>,
+    pub excursions: Vec<Excursion>,
+    pub tests: Vec<AlarmTest>,
+    pub suppressions: Vec<Suppression>,
+    pub audit: Verification,
+    #[serde(skip)]
+    pub tz: TimeZone,
+}
+
+/// What to report on, and for whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub asset: &'a str,
+    pub from: TimestampMs,
+    pub to: TimestampMs,
+    pub now: TimestampMs,
+    /// Who generates the report (printed on it).
+    pub by: &'a str,
+}
+
+fn fmt_duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,109 @@
+//! The schema: its migrations in order, and the writer connection's setup (busy
+//! timeout, WAL, synchronous commits) that runs the ones not yet applied.
+
+use rusqlite::OptionalExtension;
+
+use super::{Store, StoreError};
+
+/// Migrations in order; `schema_version` holds how many have run.
+pub(super) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE sensor (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        unit TEXT NOT NULL
+    );
+    CREATE TABLE reading (
+        sensor  INTEGER NOT NULL,
+        t       INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        value   REAL,
+        quality INTEGER NOT NULL,
+        PRIMARY KEY (sensor, t, seq)
+    ) WITHOUT ROWID;",
+    crate::store::alarms::MIGRATION,
+    crate::store::outbox::MIGRATION,
+    // 4: installation secrets (e.g. the key that signs acknowledgement links) and the
+    // acknowledgement links already used (single use).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+     CREATE TABLE ack_link_used (nonce TEXT PRIMARY KEY, t INTEGER NOT NULL, alarm INTEGER NOT NULL, contact TEXT NOT NULL) WITHOUT ROWID;",
+    // 5: the outbox of the InfluxDB mirror.
+    crate::store::mirror::MIGRATION,
+    // 6: the hash-chained audit trail and the seals of reading blocks.
+    crate::store::audit::MIGRATION,
+    // 7: per-minute summaries written by retention.
+    crate::store::retention::MIGRATION,
+    // 8: alarm tests (`cryowatch test-alarm`): which alarms were tests, who started them.
+    "CREATE TABLE alarm_test (
+        id         INTEGER PRIMARY KEY,
+        sensor     TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        alarm      INTEGER,
+        started_at INTEGER NOT NULL,
+        by         TEXT NOT NULL,
+        value      REAL NOT NULL
+    );
+    CREATE INDEX alarm_test_alarm ON alarm_test (alarm);",
+    // 9: people who sign in to the web dashboard, and their sessions.
+    crate::store::users::MIGRATION,
+    // 10: readings bound into the record at commit, until their block is sealed.
+    crate::store::audit::batch::MIGRATION,
+    // 11: readings kept but not believed (stamped far ahead of the clock).
+    crate::store::flags::MIGRATION,
+    // 12: the members of a power incident, found for its update pages and its return
+    // to normal.
+    "CREATE INDEX alarm_incident ON alarm (incident) WHERE incident IS NOT NULL;",
+    // 13: ids of the SMS the gateway's webhook delivered, so a replay is handled once.
+    "CREATE TABLE inbound_sms (sid TEXT PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;",
+];
+
+impl Store {
+    pub(super) fn setup(&mut self) -> Result<(), StoreError> {
+        self.sql(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            // WAL: readers never block the writer. synchronous=FULL: every commit syncs
+            // the WAL before it returns, so what a commit records survives a power cut or
+            // an operating-system crash, not only a crash of the process; nothing is
+            // acknowledged to a source, a person or a peer before its commit returned.
+            // The writer commits in batches, so the sync is paid per batch, not per reading.
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        })?;
+        let version: Option<i64> = self.sql(|c| {
+            c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()
+        })?;
+        let known = MIGRATIONS.len() as i64;
+        let current = version.unwrap_or(0);
+        if current > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let run = || -> rusqlite::Result<()> {
+            for m in &MIGRATIONS[current as usize..] {
+                tx.execute_batch(m)?;
+            }
+            if version.is_none() {
+                tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [known])?;
+            } else {
+                tx.execute("UPDATE schema_version SET version = ?1", [known])?;
+            }
+            Ok(())
+        };
+        run()
+            .and_then(|()| tx.commit())
+            .map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.sql(|c| c.query_row("SELECT version FROM schema_version", [], |r| r.get(0)))
+    }
+}
