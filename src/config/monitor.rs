@@ -15,9 +15,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::check::Checker;
 use super::rules::{Condition, Origin, Rule, Severity};
-use super::validate::Checker;
-use super::{Asset, Sensor, SensorSource};
+use super::sensor::{Asset, Sensor, SensorSource};
 
 /// The built-in asset: the monitor itself.
 pub const ASSET: &str = "cryowatch";

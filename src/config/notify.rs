@@ -1,14 +1,15 @@
-//! Checked types of the paging sections: contacts, groups, schedules, escalations,
-//! routes and channels. `validate_alarms` reports the problems; `build` turns the
-//! already-checked raw sections into these types.
+//! The paging sections: `[[contact]]`, `[[group]]`, `[[schedule]]`, `[[escalation]]` and
+//! `[[route]]`, checked and built in one pass; `[[channel]]` is checked in `channel` and
+//! its types are re-exported here. Cross references are checked so a typo is refused at
+//! start, not at 3 a.m.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::Secret;
-use super::raw::RawConfig;
-use super::rules::{Severity, parse_day_time};
-use super::validate::Checker;
+use super::check::{Checker, Declared, parse_day_time};
+use super::raw;
+use super::rules::Severity;
+
+pub use super::channel::{Channel, ChannelKind, SmtpTls};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
@@ -87,55 +88,6 @@ impl Route {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    None,
-    StartTls,
-    Tls,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChannelKind {
-    Smtp {
-        host: String,
-        port: u16,
-        tls: SmtpTls,
-        username: Option<String>,
-        password: Option<Secret>,
-        from: String,
-    },
-    Twilio {
-        base_url: String,
-        account_sid: String,
-        auth_token: Secret,
-        from: String,
-    },
-    GsmModem {
-        serial: PathBuf,
-        baud: u32,
-    },
-    Webhook {
-        url: String,
-    },
-}
-
-impl ChannelKind {
-    /// Email channels reach a contact's `email`; the others their `phone` (the webhook
-    /// gets both).
-    pub fn is_email(&self) -> bool {
-        matches!(self, ChannelKind::Smtp { .. })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Channel {
-    pub id: String,
-    pub kind: ChannelKind,
-    pub fallback: Option<String>,
-    /// smtp, twilio, webhook: CA certificates trusted besides the system store.
-    pub ca_file: Option<PathBuf>,
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NotifyConfig {
     pub contacts: Vec<Contact>,
@@ -160,161 +112,246 @@ impl NotifyConfig {
     }
 }
 
-/// Builds the checked paging sections. Only called once validation found no problem,
-/// so parsing falls back to defaults instead of reporting.
-pub(super) fn build(raw: &RawConfig, base: &Path) -> NotifyConfig {
-    let mut quiet = Checker { problems: Vec::new() };
-    let dur = |s: &str, d: Duration| super::parse_duration(s).unwrap_or(d);
-    NotifyConfig {
-        contacts: raw
-            .contact
-            .iter()
-            .map(|c| Contact {
-                id: c.id.clone(),
-                name: c.name.clone().unwrap_or_else(|| c.id.clone()),
-                email: c.email.clone(),
-                phone: c.phone.clone(),
-            })
-            .collect(),
-        groups: raw
-            .group
-            .iter()
-            .map(|g| Group {
-                id: g.id.clone(),
-                members: g.members.clone(),
-            })
-            .collect(),
-        schedules: raw
-            .schedule
-            .iter()
-            .map(|s| {
-                let (day, time) = parse_day_time(&s.handoff).unwrap_or((None, jiff::civil::Time::midnight()));
-                Schedule {
-                    id: s.id.clone(),
-                    rotation: if s.rotation == "daily" {
-                        Rotation::Daily
-                    } else {
-                        Rotation::Weekly
-                    },
-                    handoff_day: day,
-                    handoff_time: time,
-                    members: s.members.clone(),
-                    overrides: s
-                        .overrides
-                        .iter()
-                        .filter_map(|o| {
-                            Some(Override {
-                                contact: o.contact.clone(),
-                                from: o.from.parse().ok()?,
-                                to: o.to.parse().ok()?,
-                            })
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
-        escalations: raw
-            .escalation
-            .iter()
-            .map(|e| Escalation {
-                id: e.id.clone(),
-                repeat: e.repeat.unwrap_or(0),
-                repeat_interval: e
-                    .repeat_interval
-                    .as_deref()
-                    .map_or(Duration::from_secs(900), |s| dur(s, Duration::from_secs(900))),
-                steps: e
-                    .step
-                    .iter()
-                    .map(|s| Step {
-                        after: dur(&s.after, Duration::ZERO),
-                        notify: s
-                            .notify
-                            .iter()
-                            .filter_map(|t| match t.split_once(':') {
-                                Some(("contact", id)) => Some(Target::Contact(id.into())),
-                                Some(("schedule", id)) => Some(Target::Schedule(id.into())),
-                                Some(("group", id)) => Some(Target::Group(id.into())),
-                                _ => None,
-                            })
-                            .collect(),
-                        via: s.via.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        routes: raw
-            .route
-            .iter()
-            .map(|r| Route {
-                escalation: r.escalation.clone(),
-                asset: r.asset.clone(),
-                severity: r.severity.as_deref().and_then(Severity::parse),
-            })
-            .collect(),
-        channels: raw
-            .channel
-            .iter()
-            .filter_map(|ch| {
-                let p = format!("channel.{}", ch.id);
-                let kind = match ch.kind.as_str() {
-                    "smtp" => {
-                        let tls = match ch.tls.as_deref() {
-                            Some("none") => SmtpTls::None,
-                            Some("tls") => SmtpTls::Tls,
-                            _ => SmtpTls::StartTls,
-                        };
-                        ChannelKind::Smtp {
-                            host: ch.host.clone()?,
-                            port: ch.port.unwrap_or(match tls {
-                                SmtpTls::None => 25,
-                                SmtpTls::StartTls => 587,
-                                SmtpTls::Tls => 465,
-                            }),
-                            tls,
-                            username: ch.username.clone(),
-                            password: quiet.secret(
-                                &p,
-                                "password",
-                                &ch.password,
-                                &ch.password_env,
-                                &ch.password_file,
-                                base,
-                            ),
-                            from: ch.from.clone()?,
-                        }
-                    }
-                    "twilio" => ChannelKind::Twilio {
-                        base_url: ch
-                            .base_url
-                            .clone()
-                            .unwrap_or_else(|| "https://api.twilio.com".into())
-                            .trim_end_matches('/')
-                            .to_string(),
-                        account_sid: ch.account_sid.clone()?,
-                        auth_token: quiet.secret(
-                            &p,
-                            "auth_token",
-                            &ch.auth_token,
-                            &ch.auth_token_env,
-                            &ch.auth_token_file,
-                            base,
-                        )?,
-                        from: ch.from.clone()?,
-                    },
-                    "gsm_modem" => ChannelKind::GsmModem {
-                        serial: super::validate::resolve(base, ch.serial.as_deref()?),
-                        baud: ch.baud.unwrap_or(115_200),
-                    },
-                    _ => ChannelKind::Webhook { url: ch.url.clone()? },
-                };
-                Some(Channel {
-                    id: ch.id.clone(),
-                    kind,
-                    fallback: ch.fallback.clone(),
-                    ca_file: ch.ca_file.as_deref().map(|f| super::validate::resolve(base, f)),
-                })
-            })
-            .collect(),
+const SEVERITIES: &[&str] = &["warning", "alarm", "critical"];
+
+/// The most rounds an escalation may repeat.
+const MAX_REPEAT: u32 = 100;
+
+/// Default of an escalation's `repeat_interval`.
+const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(900);
+
+/// Checks `[[contact]]`: each must be reachable.
+pub(super) fn contacts(c: &mut Checker, raw: &[raw::Contact]) -> Vec<Contact> {
+    c.unique_ids("contact", raw.iter().map(|m| m.id.as_str()));
+    let mut out = Vec::new();
+    for (i, ct) in raw.iter().enumerate() {
+        if ct.email.is_none() && ct.phone.is_none() {
+            c.err(
+                format!("contact[{i}]"),
+                format!(
+                    "contact {:?} has neither email nor phone: nobody could reach them",
+                    ct.id
+                ),
+            );
+        }
+        if let Some(phone) = &ct.phone
+            && !(phone.starts_with('+') && phone.len() > 4 && phone[1..].chars().all(|ch| ch.is_ascii_digit()))
+        {
+            c.err(
+                format!("contact[{i}].phone"),
+                format!("expected an E.164 number like \"+15551230001\", found {phone:?}"),
+            );
+        }
+        if let Some(email) = &ct.email
+            && !email.contains('@')
+        {
+            c.err(
+                format!("contact[{i}].email"),
+                format!("not an email address: {email:?}"),
+            );
+        }
+        out.push(Contact {
+            id: ct.id.clone(),
+            name: ct.name.clone().unwrap_or_else(|| ct.id.clone()),
+            email: ct.email.clone(),
+            phone: ct.phone.clone(),
+        });
     }
+    out
+}
+
+/// Checks `[[group]]`.
+pub(super) fn groups(c: &mut Checker, raw: &[raw::Group], declared: &Declared) -> Vec<Group> {
+    c.unique_ids("group", raw.iter().map(|g| g.id.as_str()));
+    let mut out = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        if g.members.is_empty() {
+            c.err(format!("group[{i}].members"), "must name at least one contact");
+        }
+        for (j, m) in g.members.iter().enumerate() {
+            if !declared.contacts.contains(m.as_str()) {
+                c.err(format!("group[{i}].members[{j}]"), format!("unknown contact {m:?}"));
+            }
+        }
+        out.push(Group {
+            id: g.id.clone(),
+            members: g.members.clone(),
+        });
+    }
+    out
+}
+
+/// Checks `[[schedule]]`: its rotation, handoff, members and overrides.
+pub(super) fn schedules(c: &mut Checker, raw: &[raw::Schedule], declared: &Declared) -> Vec<Schedule> {
+    c.unique_ids("schedule", raw.iter().map(|m| m.id.as_str()));
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let p = format!("schedule[{i}]");
+        let rotation = c.one_of(&format!("{p}.rotation"), &s.rotation, &["daily", "weekly"]);
+        let (handoff_day, handoff_time) = handoff(c, &format!("{p}.handoff"), &s.handoff, rotation == Some("weekly"));
+        if s.members.is_empty() {
+            c.err(format!("{p}.members"), "must name at least one contact");
+        }
+        for (j, m) in s.members.iter().enumerate() {
+            if !declared.contacts.contains(m.as_str()) {
+                c.err(format!("{p}.members[{j}]"), format!("unknown contact {m:?}"));
+            }
+        }
+        let mut overrides = Vec::new();
+        for (j, o) in s.overrides.iter().enumerate() {
+            let op = format!("{p}.override[{j}]");
+            if !declared.contacts.contains(o.contact.as_str()) {
+                c.err(format!("{op}.contact"), format!("unknown contact {:?}", o.contact));
+            }
+            let from = c.timestamp(&format!("{op}.from"), &o.from);
+            let to = c.timestamp(&format!("{op}.to"), &o.to);
+            if let (Some(from), Some(to)) = (from, to) {
+                if to <= from {
+                    c.err(format!("{op}.to"), "must be later than from");
+                }
+                overrides.push(Override {
+                    contact: o.contact.clone(),
+                    from,
+                    to,
+                });
+            }
+        }
+        out.push(Schedule {
+            id: s.id.clone(),
+            rotation: if rotation == Some("daily") {
+                Rotation::Daily
+            } else {
+                Rotation::Weekly
+            },
+            handoff_day,
+            handoff_time,
+            members: s.members.clone(),
+            overrides,
+        });
+    }
+    out
+}
+
+/// A schedule's handoff: `"Tue 09:00"` (weekly) or `"09:00"` (daily).
+fn handoff(c: &mut Checker, path: &str, text: &str, weekly: bool) -> (Option<jiff::civil::Weekday>, jiff::civil::Time) {
+    let parsed = parse_day_time(text);
+    if !matches!(parsed, Some((day, _)) if day.is_some() || !weekly) {
+        let example = if weekly {
+            "\"Tue 09:00\""
+        } else {
+            "\"09:00\" or \"Tue 09:00\""
+        };
+        c.err(
+            path,
+            format!("cannot parse {text:?}; expected {example} (day Mon..Sun, 24-hour time)"),
+        );
+    }
+    parsed.unwrap_or((None, jiff::civil::Time::midnight()))
+}
+
+/// Checks `[[escalation]]`: its rounds and steps, and whom and how each step pages.
+pub(super) fn escalations(c: &mut Checker, raw: &[raw::Escalation], declared: &Declared) -> Vec<Escalation> {
+    c.unique_ids("escalation", raw.iter().map(|m| m.id.as_str()));
+    let mut out = Vec::new();
+    for (i, e) in raw.iter().enumerate() {
+        let p = format!("escalation[{i}]");
+        if let Some(r) = e.repeat.filter(|r| *r > MAX_REPEAT) {
+            c.err(
+                format!("{p}.repeat"),
+                format!("{r} rounds, at most {MAX_REPEAT}: past that nobody is listening; page someone else instead"),
+            );
+        }
+        let repeat_interval = c.positive_duration(
+            &format!("{p}.repeat_interval"),
+            e.repeat_interval.as_deref(),
+            DEFAULT_REPEAT_INTERVAL,
+        );
+        if e.step.is_empty() {
+            c.err(
+                format!("{p}.step"),
+                "an escalation needs at least one [[escalation.step]]",
+            );
+        }
+        let steps = e
+            .step
+            .iter()
+            .enumerate()
+            .map(|(j, s)| step(c, &format!("{p}.step[{j}]"), s, declared))
+            .collect();
+        out.push(Escalation {
+            id: e.id.clone(),
+            repeat: e.repeat.unwrap_or(0),
+            repeat_interval,
+            steps,
+        });
+    }
+    out
+}
+
+/// Checks one `[[escalation.step]]` at key path `p`.
+fn step(c: &mut Checker, p: &str, s: &raw::EscalationStep, declared: &Declared) -> Step {
+    let after = c.duration(&format!("{p}.after"), &s.after).unwrap_or(Duration::ZERO);
+    if s.notify.is_empty() {
+        c.err(format!("{p}.notify"), "must name at least one target");
+    }
+    let mut notify = Vec::new();
+    for (k, t) in s.notify.iter().enumerate() {
+        let (target, known) = match t.split_once(':') {
+            Some(("contact", id)) => (Target::Contact(id.into()), declared.contacts.contains(id)),
+            Some(("schedule", id)) => (Target::Schedule(id.into()), declared.schedules.contains(id)),
+            Some(("group", id)) => (Target::Group(id.into()), declared.groups.contains(id)),
+            _ => {
+                c.err(
+                    format!("{p}.notify[{k}]"),
+                    format!("expected contact:ID, schedule:ID or group:NAME, found {t:?}"),
+                );
+                continue;
+            }
+        };
+        if !known {
+            c.err(format!("{p}.notify[{k}]"), format!("unknown target {t:?}"));
+        }
+        notify.push(target);
+    }
+    for (k, v) in s.via.iter().enumerate() {
+        if !declared.channels.contains(v.as_str()) {
+            c.err(format!("{p}.via[{k}]"), format!("unknown channel {v:?}"));
+        }
+    }
+    Step {
+        after,
+        notify,
+        via: s.via.clone(),
+    }
+}
+
+/// Checks `[[route]]`: the escalation it leads to and what it matches.
+pub(super) fn routes(c: &mut Checker, raw: &[raw::Route], declared: &Declared) -> Vec<Route> {
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let p = format!("route[{i}]");
+        if !declared.escalations.contains(r.escalation.as_str()) {
+            c.err(
+                format!("{p}.escalation"),
+                format!("unknown escalation {:?}", r.escalation),
+            );
+        }
+        if let Some(a) = &r.asset
+            && !declared.assets.contains(a.as_str())
+        {
+            c.err(format!("{p}.asset"), format!("unknown asset {a:?}"));
+        }
+        let severity = match &r.severity {
+            Some(s) => c
+                .one_of(&format!("{p}.severity"), s, SEVERITIES)
+                .and_then(Severity::parse),
+            None => None,
+        };
+        out.push(Route {
+            escalation: r.escalation.clone(),
+            asset: r.asset.clone(),
+            severity,
+        });
+    }
+    out
 }

@@ -1,5 +1,6 @@
-//! Rules and maintenance windows: the checked types the alarm engine runs on, their
-//! validation, and the default rules each asset kind brings.
+//! `[[rule]]`: the checked rules the alarm engine runs on, their checks, and the default
+//! rules each asset kind brings. Maintenance windows and test pages, checked in
+//! `maintenance`, are re-exported here with the rest of the alarm vocabulary.
 //!
 //! Defaults: every sensor gets a `stale` and a `fault` rule; temperature sensors of a
 //! cold-storage asset get a `high` rule (see [`DEFAULT_HIGH`]). A default is named
@@ -10,11 +11,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::raw::{self, RawConfig};
-use super::validate::Checker;
-use super::validate_alarms::parse_time;
-use super::{Asset, Sensor, SensorSource};
+use super::check::Checker;
+use super::modbus::ModbusDevice;
+use super::raw;
+use super::sensor::{Asset, Sensor, SensorSource};
+use super::ups::UpsDevice;
 
+pub use super::maintenance::{Maintenance, TEST_PAGE_GRACE, TestSchedule, Window};
 pub use crate::model::Severity;
 
 /// What a rule watches.
@@ -105,32 +108,6 @@ impl Rule {
     }
 }
 
-/// When a maintenance window is open.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Window {
-    /// Every week on `weekday` at `time` (site time zone) for `duration`.
-    Weekly {
-        weekday: jiff::civil::Weekday,
-        time: jiff::civil::Time,
-        duration: Duration,
-    },
-    /// Every day at `time` for `duration`.
-    Daily {
-        time: jiff::civil::Time,
-        duration: Duration,
-    },
-    /// Once, from `from` until `to`.
-    Once { from: jiff::Timestamp, to: jiff::Timestamp },
-}
-
-#[derive(Debug, Clone)]
-pub struct Maintenance {
-    pub id: String,
-    pub sensors: Vec<usize>,
-    pub window: Window,
-    pub reason: String,
-}
-
 /// Default high-temperature rule per asset kind: (kind, threshold °C, severity, delay).
 /// The delay lets a door opening or an LN2 fill pass without an alarm.
 pub const DEFAULT_HIGH: &[(&str, f64, Severity, Duration)] = &[
@@ -147,7 +124,7 @@ const DEFAULT_MQTT_STALE: Duration = Duration::from_secs(300);
 
 /// How long without a good reading before a sensor is stale: its `stale_after`, else
 /// three poll intervals of its device (at least 30 s), else 5 minutes for pushed data.
-pub fn stale_after(sensor: &Sensor, devices: &[super::ModbusDevice], ups: &[super::UpsDevice]) -> Duration {
+pub fn stale_after(sensor: &Sensor, devices: &[ModbusDevice], ups: &[UpsDevice]) -> Duration {
     if let Some(d) = sensor.stale_after {
         return d;
     }
@@ -169,29 +146,30 @@ pub fn stale_after(sensor: &Sensor, devices: &[super::ModbusDevice], ups: &[supe
     }
 }
 
+/// What rules refer to: the checked sensors, assets and devices, and the declared
+/// escalation ids.
 pub(super) struct RuleInputs<'a> {
     pub sensors: &'a [Sensor],
     pub assets: &'a [Asset],
-    pub devices: &'a [super::ModbusDevice],
-    pub ups: &'a [super::UpsDevice],
+    pub devices: &'a [ModbusDevice],
+    pub ups: &'a [UpsDevice],
     /// Sensor id → index.
     pub sensor_idx: HashMap<&'a str, usize>,
+    pub escalations: &'a HashSet<&'a str>,
 }
 
-/// Checks the written rules and adds the defaults they leave in place.
-pub(super) fn check_rules(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) -> Vec<Rule> {
-    let sensor_idx = &inp.sensor_idx;
-    let escalations: HashSet<&str> = raw.escalation.iter().map(|s| s.id.as_str()).collect();
-    c.unique_ids("rule", raw.rule.iter().map(|r| r.id.as_str()));
-    let written_idx: HashMap<&str, usize> = raw.rule.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+/// Checks `[[rule]]` and adds the defaults the written rules leave in place.
+pub(super) fn rules(c: &mut Checker, raw: &[raw::Rule], inp: &RuleInputs) -> Vec<Rule> {
+    c.unique_ids("rule", raw.iter().map(|r| r.id.as_str()));
+    let written_idx: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
 
     // First pass: every written rule that is enabled, in file order; `all`/`any` children
     // are resolved once the indices of the final list are known.
     let mut rules: Vec<Rule> = Vec::new();
     let mut combos: Vec<(usize, usize, bool)> = Vec::new(); // (rule index, raw index, all?)
-    for (i, r) in raw.rule.iter().enumerate() {
+    for (i, r) in raw.iter().enumerate() {
         let p = format!("rule[{i}]");
-        if let Some(rule) = written_rule(c, &p, i, r, inp, sensor_idx, &escalations) {
+        if let Some(rule) = written_rule(c, &p, i, r, inp) {
             if matches!(rule.condition, Condition::All(_) | Condition::Any(_)) {
                 combos.push((rules.len(), i, matches!(rule.condition, Condition::All(_))));
             }
@@ -202,7 +180,7 @@ pub(super) fn check_rules(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) ->
     }
     let by_id: HashMap<String, usize> = rules.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
     for (ri, i, all) in combos {
-        let r = &raw.rule[i];
+        let r = &raw[i];
         let p = format!("rule[{i}]");
         if r.enabled == Some(false) {
             continue;
@@ -236,7 +214,6 @@ pub(super) fn check_rules(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) ->
 
     // Defaults, unless a written rule (enabled or not) takes their id or their kind.
     let written: HashSet<(String, &str)> = raw
-        .rule
         .iter()
         .filter_map(|r| Some((r.sensor.clone()?, r.kind.as_str())))
         .collect();
@@ -303,15 +280,9 @@ pub(super) fn check_rules(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) ->
     rules
 }
 
-fn written_rule(
-    c: &mut Checker,
-    p: &str,
-    i: usize,
-    r: &raw::Rule,
-    inp: &RuleInputs,
-    sensor_idx: &HashMap<&str, usize>,
-    escalations: &HashSet<&str>,
-) -> Option<Rule> {
+/// Checks written rule `i` at key path `p`; an `all`/`any` rule comes back without its
+/// children, which [`rules`] resolves once every rule's index is known.
+fn written_rule(c: &mut Checker, p: &str, i: usize, r: &raw::Rule, inp: &RuleInputs) -> Option<Rule> {
     let kind = c.one_of(
         &format!("{p}.kind"),
         &r.kind,
@@ -319,7 +290,7 @@ fn written_rule(
     );
     let combo = matches!(kind, Some("all" | "any"));
     let sensor = match &r.sensor {
-        Some(s) => match sensor_idx.get(s.as_str()) {
+        Some(s) => match inp.sensor_idx.get(s.as_str()) {
             Some(&si) => Some(si),
             None => {
                 c.err(format!("{p}.sensor"), format!("unknown sensor {s:?} (rule {:?})", r.id));
@@ -450,7 +421,7 @@ fn written_rule(
         None => Some(Severity::Alarm),
     };
     if let Some(e) = &r.escalation
-        && !escalations.contains(e.as_str())
+        && !inp.escalations.contains(e.as_str())
     {
         c.err(format!("{p}.escalation"), format!("unknown escalation {e:?}"));
     }
@@ -476,155 +447,6 @@ fn written_rule(
         raises: r.raise.unwrap_or(true),
         power_incident,
         origin: Origin::Written(i),
-    })
-}
-
-/// Checks `[[maintenance]]` windows.
-pub(super) fn check_maintenance(c: &mut Checker, raw: &RawConfig, inp: &RuleInputs) -> Vec<Maintenance> {
-    let sensor_idx = &inp.sensor_idx;
-    c.unique_ids("maintenance", raw.maintenance.iter().map(|m| m.id.as_str()));
-    let mut out = Vec::new();
-    for (i, m) in raw.maintenance.iter().enumerate() {
-        let p = format!("maintenance[{i}]");
-        let mut sensors = Vec::new();
-        for (j, s) in m.sensors.iter().enumerate() {
-            match sensor_idx.get(s.as_str()) {
-                Some(&si) => sensors.push(si),
-                None => c.err(format!("{p}.sensors[{j}]"), format!("unknown sensor {s:?}")),
-            }
-        }
-        if m.sensors.is_empty() {
-            c.err(format!("{p}.sensors"), "empty: name the sensors the window suppresses");
-        }
-        let window = match (&m.every, &m.from, &m.to) {
-            (Some(every), None, None) => {
-                let duration = match &m.duration {
-                    Some(d) => c.positive_duration(&format!("{p}.duration"), Some(d), Duration::ZERO),
-                    None => {
-                        c.err(format!("{p}.duration"), "missing: a recurring window needs a duration");
-                        Duration::ZERO
-                    }
-                };
-                parse_every(c, &format!("{p}.every"), every, duration)
-            }
-            (None, Some(from), Some(to)) => {
-                if m.duration.is_some() {
-                    c.err(
-                        format!("{p}.duration"),
-                        "a one-off window is given by from and to; remove duration",
-                    );
-                }
-                let from_t = parse_time(c, &format!("{p}.from"), from);
-                let to_t = parse_time(c, &format!("{p}.to"), to);
-                match (from_t, to_t) {
-                    (Some(f), Some(t)) if t > f => Some(Window::Once { from: f, to: t }),
-                    (Some(_), Some(_)) => {
-                        c.err(format!("{p}.to"), "must be after from");
-                        None
-                    }
-                    _ => None,
-                }
-            }
-            _ => {
-                c.err(
-                    p.clone(),
-                    "give either every + duration (recurring) or from + to (one-off)",
-                );
-                None
-            }
-        };
-        if let Some(window) = window {
-            out.push(Maintenance {
-                id: m.id.clone(),
-                sensors,
-                window,
-                reason: m
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| format!("maintenance window {}", m.id)),
-            });
-        }
-    }
-    out
-}
-
-/// Checks `[[test_page]]` schedules: a contact and when.
-pub(super) fn check_test_pages(c: &mut Checker, raw: &RawConfig) -> Vec<TestSchedule> {
-    let mut out = Vec::new();
-    for (i, t) in raw.test_page.iter().enumerate() {
-        if !raw.contact.iter().any(|ct| ct.id == t.contact) {
-            c.err(
-                format!("test_page[{i}].contact"),
-                format!("unknown contact {:?}", t.contact),
-            );
-        }
-        if let Some(window) = parse_every(c, &format!("test_page[{i}].every"), &t.every, TEST_PAGE_GRACE) {
-            out.push(TestSchedule {
-                contact: t.contact.clone(),
-                window,
-            });
-        }
-    }
-    out
-}
-
-/// A scheduled test page is sent if the daemon runs within this long of its time.
-pub const TEST_PAGE_GRACE: Duration = Duration::from_secs(600);
-
-/// A scheduled test page: `window` opens at each scheduled time for [`TEST_PAGE_GRACE`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestSchedule {
-    pub contact: String,
-    pub window: Window,
-}
-
-/// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
-fn parse_every(c: &mut Checker, path: &str, text: &str, duration: Duration) -> Option<Window> {
-    match parse_day_time(text) {
-        Some((Some(weekday), time)) => Some(Window::Weekly {
-            weekday,
-            time,
-            duration,
-        }),
-        Some((None, time)) => Some(Window::Daily { time, duration }),
-        None => {
-            c.err(
-                path,
-                format!("cannot parse {text:?}; expected \"Tue 09:00\" (weekly) or \"09:00\" (daily), 24-hour time in the site time zone"),
-            );
-            None
-        }
-    }
-}
-
-/// `"Tue 09:00"` → (Tuesday, 09:00); `"09:00"` → (no day, 09:00). `None` for an unknown
-/// day, an hour past 23 or minutes that are not two digits below 60.
-pub(super) fn parse_day_time(text: &str) -> Option<(Option<jiff::civil::Weekday>, jiff::civil::Time)> {
-    let (day, time) = match text.split_once(' ') {
-        Some((d, t)) => (Some(parse_weekday(d)?), t),
-        None => (None, text),
-    };
-    let (h, m) = time.split_once(':')?;
-    let h = h.parse::<u8>().ok().filter(|h| *h < 24)?;
-    let m = (m.len() == 2)
-        .then(|| m.parse::<u8>().ok())
-        .flatten()
-        .filter(|m| *m < 60)?;
-    let time = jiff::civil::Time::new(h as i8, m as i8, 0, 0).ok()?;
-    Some((day, time))
-}
-
-pub(super) fn parse_weekday(d: &str) -> Option<jiff::civil::Weekday> {
-    use jiff::civil::Weekday::*;
-    Some(match d {
-        "Mon" => Monday,
-        "Tue" => Tuesday,
-        "Wed" => Wednesday,
-        "Thu" => Thursday,
-        "Fri" => Friday,
-        "Sat" => Saturday,
-        "Sun" => Sunday,
-        _ => return None,
     })
 }
 
