@@ -99,16 +99,14 @@ impl Daemon {
                 "no [influx] section any more: readings waiting for InfluxDB were removed from its outbox (they stay in the store; `cryowatch influx backfill` can send them later)"
             );
         }
+        let detail = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "site": config.site.name,
+            "sensors": config.sensors.len(),
+        });
         store
-            .transaction(|c| {
-                let detail = serde_json::json!({
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "pid": std::process::id(),
-                    "site": config.site.name,
-                    "sensors": config.sensors.len(),
-                });
-                crate::store::audit::append(c, now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
-            })
+            .append_audit(now_ms(), "daemon.start", "daemon", &config.site.name, &detail)
             .context("recording the start in the audit trail")?;
         let engine = crate::pipeline::load_engine(config, &store, &ids, now_ms())
             .context("loading the alarm state from the store")?;
@@ -222,8 +220,7 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || s.join()).await;
         }
         let committed = self.writer_stats.committed.load(std::sync::atomic::Ordering::Relaxed);
-        let recorded = Store::open(&self.store_path)
-            .and_then(|mut s| s.transaction(|c| crate::store::audit::record_stop(c, now_ms(), committed)));
+        let recorded = Store::open(&self.store_path).and_then(|mut s| s.record_stop(now_ms(), committed));
         if let Err(e) = recorded {
             tracing::error!(error = %e, "could not record the stop in the audit trail");
         }
@@ -276,8 +273,7 @@ fn record_config(config: &Config, path: &std::path::Path, kind: &str) {
         .context("reading the configuration file")
         .and_then(|bytes| {
             let mut store = Store::open(&config.store.path)?;
-            store
-                .transaction(|c| crate::store::audit::config::record_load(c, path, &bytes, kind, "daemon", now_ms()))?;
+            store.record_config_load(path, &bytes, kind, "daemon", now_ms())?;
             Ok(())
         });
     if let Err(e) = res {
@@ -378,9 +374,8 @@ fn first_line(text: &str) -> &str {
 /// Records a configuration that was refused on reload: in the audit trail, and as the
 /// warning condition `status` shows until a configuration is applied.
 fn record_rejected(config: &Config, path: &std::path::Path, problems: &str) {
-    let res = Store::open(&config.store.path).and_then(|mut store| {
-        store.transaction(|c| crate::store::audit::config::record_rejected(c, now_ms(), path, problems))
-    });
+    let res =
+        Store::open(&config.store.path).and_then(|mut store| store.record_config_rejected(now_ms(), path, problems));
     if let Err(e) = res {
         tracing::error!(error = %e, "could not record the refused configuration");
     }

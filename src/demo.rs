@@ -171,7 +171,7 @@ fn snapshot(config: &config::Config) -> anyhow::Result<String> {
         let value = r.value.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
         let _ = writeln!(out, "  {:<18} {:>8} {:<10} {}", r.sensor, value, r.unit, r.state);
     }
-    let open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
+    let open = store.alarms(true)?;
     for a in &open {
         let incident = a.incident.map(|i| format!(" (power incident {i})")).unwrap_or_default();
         let _ = writeln!(

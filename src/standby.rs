@@ -168,15 +168,7 @@ async fn wait_sent(config: &Config, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         let pending = crate::store::Store::open_read_only(&config.store.path)
-            .and_then(|s| {
-                s.with_conn(|c| {
-                    c.query_row(
-                        "SELECT count(*) FROM notification WHERE state = 'pending' AND kind LIKE 'monitor_%'",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                })
-            })
+            .and_then(|s| s.monitor_notices_pending())
             .unwrap_or(0);
         if pending == 0 {
             return;

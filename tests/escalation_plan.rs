@@ -579,3 +579,40 @@ fn members_that_clear_with_the_incident_reach_everyone_paged_for_them_once() {
     );
     assert!(rig.plan_sent(T0 + 10 * MIN).is_empty());
 }
+
+/// The running dispatcher, not only its planning: under paused tokio time its loop plans
+/// step 1 at once and step 2 ten minutes of (virtual) time later, and nothing between.
+#[tokio::test(start_paused = true)]
+async fn the_running_dispatcher_pages_the_second_step_ten_minutes_later_under_paused_time() {
+    let mut rig = Rig::new();
+    rig.read(T0, -140.0);
+    let start = tokio::time::Instant::now();
+    let clock: cryowatch::notify::dispatcher::Clock =
+        Arc::new(move || T0 + i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX));
+    let dispatcher = Dispatcher::new(
+        Arc::new(rig.config.clone()),
+        Store::open(&rig.config.store.path).expect("store"),
+        HashMap::new(),
+    )
+    .with_clock(clock);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_events, rx) = tokio::sync::broadcast::channel(16);
+    let pages = |rig: &Rig| -> Vec<(i64, i64)> {
+        rig.outbox()
+            .into_iter()
+            .filter(|n| n.kind == "page")
+            .map(|n| (n.round, n.step))
+            .collect()
+    };
+    // The dispatcher's loop and the checks take turns on this one task.
+    let checks = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(pages(&rig), vec![(0, 0)]);
+        tokio::time::sleep(std::time::Duration::from_secs(9 * 60 - 2)).await;
+        assert_eq!(pages(&rig), vec![(0, 0)], "step 2 is not due before 10 min");
+        tokio::time::sleep(std::time::Duration::from_secs(62)).await;
+        assert_eq!(pages(&rig), vec![(0, 0), (0, 1)]);
+        shutdown.cancel();
+    };
+    tokio::join!(dispatcher.run(shutdown.clone(), rx), checks);
+}

@@ -139,9 +139,7 @@ async fn identify(parts: &Parts, state: &ApiState) -> Result<Option<Principal>, 
     };
     let idle_ms = crate::model::millis(state.config.sections.api_idle_timeout);
     let found = state
-        .with_store(move |s| {
-            s.with_conn(|c| crate::store::users::session(c, &value, now_ms(), SESSION_TTL_MS, idle_ms))
-        })
+        .with_store(move |s| s.session(&value, now_ms(), SESSION_TTL_MS, idle_ms))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot read sessions");

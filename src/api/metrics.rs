@@ -35,11 +35,7 @@ async fn metrics(State(state): State<ApiState>, who: super::auth::Principal) -> 
     }
     let config = state.config.clone();
     let figures = match state
-        .with_store(move |s| {
-            s.with_conn(|c| {
-                StoreFigures::read(c, |id| config.rules.iter().any(|r| r.id == id), config.influx.is_some())
-            })
-        })
+        .with_store(move |s| s.figures(|id| config.rules.iter().any(|r| r.id == id), config.influx.is_some()))
         .await
     {
         Ok(f) => Some(f),

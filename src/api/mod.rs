@@ -99,12 +99,7 @@ impl ApiState {
         subject: String,
     ) -> Result<i64, ApiError> {
         self.with_store(move |s| {
-            s.transaction(|c| {
-                let now = crate::model::now_ms();
-                let id = crate::store::alarms::insert_request(c, kind, &args, now)?;
-                crate::store::audit::append(c, now, &audit_kind, &actor, &subject, &args)?;
-                Ok(id)
-            })
+            s.queue_request_audited(kind, &args, (&audit_kind, &actor, &subject), crate::model::now_ms())
         })
         .await
     }

@@ -98,19 +98,15 @@ async fn inbound(
                 via: &via,
             };
             let now = now_ms();
-            store.transaction(|c| {
-                if let Some(sid) = sid.as_deref()
-                    && !crate::store::alarms::first_delivery(c, sid, now)?
-                {
-                    return Ok(format!(
-                        "ignored SMS {} from {from}: already handled (a replayed webhook call)",
-                        crate::escape::control(sid)
-                    ));
-                }
-                crate::notify::inbound::handle_sms(&notify, &inbound, |args| {
-                    crate::store::alarms::insert_request(c, "ack", args, now)
-                })
-            })
+            let handled = store.inbound_sms(sid.as_deref(), now, |queue| {
+                crate::notify::inbound::handle_sms(&notify, &inbound, |args| queue(args))
+            })?;
+            Ok(handled.unwrap_or_else(|| {
+                format!(
+                    "ignored SMS {} from {from}: already handled (a replayed webhook call)",
+                    crate::escape::control(sid.as_deref().unwrap_or_default())
+                )
+            }))
         })
         .await;
     match result {

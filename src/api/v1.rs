@@ -24,7 +24,7 @@ use crate::config::Role;
 use crate::model::now_ms;
 use crate::pipeline::control;
 use crate::report::{alarms as alarm_report, history, status};
-use crate::store::{HistoryKey, Store, alarms};
+use crate::store::{HistoryKey, Store};
 
 /// Every route, as documented in `openapi.json` (a test keeps the two in step).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -138,10 +138,7 @@ async fn alarm_list(State(st): State<ApiState>, who: Principal, Query(q): Query<
             );
         }
     };
-    match st
-        .with_store(move |s| s.with_conn(|c| alarms::query_alarms(c, active, None)))
-        .await
-    {
+    match st.with_store(move |s| s.alarms(active)).await {
         Ok(rows) => Json(json!(alarm_report::lines(&rows))).into_response(),
         Err(e) => internal(e),
     }
@@ -522,7 +519,7 @@ async fn readyz(State(st): State<ApiState>, who: Principal) -> Response {
     let config = st.config.clone();
     let checked = st
         .with_store(move |s| {
-            let writable = s.with_conn(|c| c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")).is_ok();
+            let writable = s.writable();
             let rows = status::gather(&config, s, now_ms())?;
             let mut sources: HashMap<String, bool> = HashMap::new();
             for (sensor, row) in config.sensors.iter().zip(&rows) {

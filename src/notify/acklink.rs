@@ -311,22 +311,6 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_made_once_and_kept() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("s.db");
-        let store = Store::open(&path).expect("store");
-        let k1 = key(&store).expect("key");
-        let k2 = key(&Store::open(&path).expect("reopen")).expect("key");
-        assert_eq!(k1, k2);
-        assert_ne!(k1, [0; 32]);
-        store
-            .with_conn(|c| c.execute("UPDATE meta SET value = x'0102' WHERE key = ?1", [KEY_NAME]))
-            .expect("damage");
-        let err = key(&store).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("has 2 bytes instead of 32"), "{err}");
-    }
-
-    #[test]
     fn the_link_goes_in_front_of_the_other_ways_to_acknowledge() {
         let body = "Alarm id:   7\n\nTo acknowledge: reply ACK 7\n\nsite\n";
         let out = with_link(body, "https://x/ack/t", "Alice", "tomorrow");

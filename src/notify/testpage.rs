@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::dispatcher::Dispatcher;
 use crate::config::Config;
 use crate::model::now_ms;
-use crate::store::{Store, outbox};
+use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestPageError {
@@ -40,7 +40,7 @@ pub async fn run(cfg: &Config, contact: &str) -> Result<String, TestPageError> {
             // No daemon: send it here.
             dispatcher.send_due(now_ms()).await.map_err(|e| failed(&e))?;
         }
-        let all = reader.with_conn(|c| outbox::list(c, None)).map_err(|e| failed(&e))?;
+        let all = reader.notifications(None).map_err(|e| failed(&e))?;
         let mine: Vec<_> = all.into_iter().filter(|n| ids.contains(&n.id)).collect();
         let done = mine.iter().all(|n| n.state != "pending");
         if done || Instant::now() > deadline || (lock.is_some() && mine.iter().all(|n| n.attempts > 0)) {

@@ -299,7 +299,7 @@ impl Writer {
                             "readings committed since the last seal were changed outside cryowatch; the seal records it"
                         );
                     }
-                    let head = self.store.with_conn(crate::store::audit::head).ok().flatten();
+                    let head = self.store.audit_head().ok().flatten();
                     tracing::info!(
                         from = %crate::model::format_rfc3339(s.from),
                         to = %crate::model::format_rfc3339(s.to),

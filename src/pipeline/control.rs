@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::model::now_ms;
-use crate::store::{Store, alarms};
+use crate::store::Store;
 
 /// How long the command line waits for the running daemon to answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
@@ -89,7 +89,7 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
         )),
         Some(_lock) => apply_here(config, req),
         None => {
-            let store = Store::open(path).map_err(|e| failed(&e))?;
+            let mut store = Store::open(path).map_err(|e| failed(&e))?;
             let (kind, args) = match req {
                 Request::Ack { alarm, by, comment } => (
                     "ack",
@@ -107,12 +107,12 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
                 Request::TestAlarm { sensor, by } => ("test_alarm", json!({"sensor": sensor, "by": by})),
             };
             let id = store
-                .with_conn(|c| alarms::insert_request(c, kind, &args, now_ms()))
+                .queue_request(kind, &args, now_ms())
                 .map_err(|e| failed(&e))?;
             let deadline = Instant::now() + ANSWER_WAIT;
             loop {
                 if let Some((ok, text)) = store
-                    .with_conn(|c| alarms::request_answer(c, id))
+                    .request_answer(id)
                     .map_err(|e| failed(&e))?
                 {
                     return if ok { Ok(text) } else { Err(ControlError::Refused(text)) };
@@ -148,8 +148,6 @@ fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
         Request::TestAlarm { .. } => Err("an alarm test needs the running daemon".into()),
     };
     let changes = engine.take_changes();
-    store
-        .transaction(|c| alarms::write(c, &changes, now))
-        .map_err(|e| failed(&e))?;
+    store.write_alarm_changes(&changes, now).map_err(|e| failed(&e))?;
     result.map_err(ControlError::Refused)
 }

@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 /// delays keep their original start), shelvings, each sensor's last good reading, and
 /// the history rate rules look back on.
 pub fn load_engine(config: &Config, store: &Store, sensor_ids: &[i64], now: TimestampMs) -> Result<Engine, StoreError> {
-    let saved = store.with_conn(crate::store::alarms::load)?;
+    let saved = store.saved_alarm_state()?;
     let mut last_good = Vec::with_capacity(sensor_ids.len());
     for &id in sensor_ids {
         last_good.push(store.latest(id, config.latest_bound(now))?.1.map(|r| r.time));

@@ -106,13 +106,7 @@ pub async fn run(
     let path = cfg.store.path.display().to_string();
     match &store {
         Ok(s) => {
-            let r = s.with_conn(|c| {
-                let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-                c.execute_batch(
-                    "BEGIN IMMEDIATE; INSERT OR REPLACE INTO meta (key, value) VALUES ('selftest', x'00'); ROLLBACK;",
-                )?;
-                Ok(check)
-            });
+            let r = s.integrity_and_write_check();
             c.add(
                 "store",
                 format!("embedded store {path} is intact and writable"),
@@ -147,7 +141,7 @@ pub async fn run(
 
     progress("audit trail");
     if let Ok(s) = &store {
-        let v = s.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}));
+        let v = s.verify(|_, _| {});
         c.add(
             "audit",
             "the audit trail and the sealed readings are unaltered".into(),
@@ -303,11 +297,7 @@ pub async fn run(
 }
 
 fn clock(store: Option<&Store>, now: TimestampMs) -> Result<String, String> {
-    let newest = store.and_then(|s| {
-        s.with_conn(|c| c.query_row("SELECT max(t) FROM audit", [], |r| r.get::<_, Option<i64>>(0)))
-            .ok()
-            .flatten()
-    });
+    let newest = store.and_then(|s| s.audit_newest_time().ok().flatten());
     if let Some(t) = newest
         && t > now + 1000
     {

@@ -30,7 +30,7 @@ pub fn gather(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Se
 
 fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<SensorStatus>, StoreError> {
     let ids = store.sensors()?;
-    let mut open = store.with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?;
+    let mut open = store.alarms(true)?;
     open.sort_by_key(|a| std::cmp::Reverse(a.severity));
     let mut out = Vec::with_capacity(config.sensors.len());
     // One lookup per sensor, statements prepared once; -1 matches no reading.
@@ -119,8 +119,8 @@ const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
 /// an MQTT session the broker lost in the last week, pages no channel could deliver
 /// (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
-    let stuck = store.with_conn(|c| crate::store::outbox::undelivered(c, now - 24 * 3600 * 1000))?;
-    let rejected = store.with_conn(crate::store::audit::config::rejected)?;
+    let stuck = store.undelivered(now - 24 * 3600 * 1000)?;
+    let rejected = store.config_rejected()?;
     let rejected = rejected.map(|text| {
         let (at, problems) = text.split_once('\t').unwrap_or(("", text.as_str()));
         format!(
@@ -129,7 +129,7 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
         )
     });
     // A lost MQTT session: readings may be missing from the record; said for a week.
-    let lost = store.with_conn(|c| crate::store::mqtt_session::lost_since(c, now - SESSION_LOST_SHOWN_MS))?;
+    let lost = store.mqtt_session_lost_since(now - SESSION_LOST_SHOWN_MS)?;
     Ok(rejected
         .into_iter()
         .chain(lost.map(|l| l.condition()))

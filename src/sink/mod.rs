@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, InfluxConfig};
 use crate::model::{TimestampMs, now_ms};
-use crate::store::mirror::{self, Span, Stream};
+use crate::store::mirror::{Span, Stream};
 use crate::store::{Store, StoreError};
 use influx::{Outcome, SensorTags};
 
@@ -118,7 +118,7 @@ impl Sink {
     /// Mirrors until `shutdown`. A write in flight at shutdown is abandoned: its batch
     /// is still in the outbox and is sent again at the next start.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let lag = self.store.with_conn(mirror::lag).unwrap_or_default();
+        let lag = self.store.mirror_lag().unwrap_or_default();
         tracing::info!(
             url = %self.cfg.url,
             bucket = %self.cfg.bucket,
@@ -165,7 +165,7 @@ impl Sink {
 
     async fn send_readings(&mut self) -> Step {
         let limit = self.limit;
-        let batch = match self.store.with_conn(|c| mirror::next_readings(c, limit)) {
+        let batch = match self.store.mirror_next_readings(limit) {
             Ok(b) => b,
             Err(e) => return self.store_failed("reading the mirror's outbox", &e),
         };
@@ -202,7 +202,7 @@ impl Sink {
 
     async fn send_events(&mut self) -> Step {
         let limit = self.limit;
-        let batch = match self.store.with_conn(|c| mirror::next_events(c, limit)) {
+        let batch = match self.store.mirror_next_events(limit) {
             Ok(b) => b,
             Err(e) => return self.store_failed("reading the alarm transitions", &e),
         };
@@ -307,12 +307,12 @@ impl Sink {
         } = span;
         match outcome {
             Outcome::Written => {
-                if let Err(e) = self.store.transaction(|c| mirror::confirm(c, stream, last, now)) {
+                if let Err(e) = self.store.mirror_confirm(stream, last, now) {
                     // InfluxDB has the batch; it goes again (identical points overwrite).
                     return self.store_failed("moving the mirror's cursor", &e);
                 }
                 if self.failures > 0 {
-                    let lag = self.store.with_conn(mirror::lag).unwrap_or_default();
+                    let lag = self.store.mirror_lag().unwrap_or_default();
                     tracing::info!(
                         failed_attempts = self.failures,
                         waiting = lag.readings,
@@ -354,10 +354,7 @@ impl Sink {
 
     fn quarantine(&mut self, span: Span, status: Option<u16>, reason: &str) -> Step {
         let now = now_ms();
-        match self
-            .store
-            .transaction(|c| mirror::quarantine(c, span, status, reason, now))
-        {
+        match self.store.mirror_quarantine(span, status, reason, now) {
             Ok(id) => {
                 self.stats.quarantined.fetch_add(span.points as u64, Ordering::Relaxed);
                 tracing::error!(
@@ -387,13 +384,13 @@ impl Sink {
         self.failures += 1;
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
-        if let Err(e) = self.store.transaction(|c| mirror::failing(c, reason, refused, now)) {
+        if let Err(e) = self.store.mirror_failing(reason, refused, now) {
             tracing::error!(error = %e, "cannot record the mirror's failure in the store");
         }
         let changed = self.last_failure.as_deref() != Some(reason);
         let due = self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
         if changed || due {
-            let lag = self.store.with_conn(mirror::lag).unwrap_or_default();
+            let lag = self.store.mirror_lag().unwrap_or_default();
             if refused {
                 tracing::error!(attempts = self.failures, waiting = lag.readings, retry_in = ?wait, %reason, "InfluxDB mirror refused");
             } else {

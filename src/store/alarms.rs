@@ -432,3 +432,127 @@ pub fn request_answer(c: &Connection, id: i64) -> rusqlite::Result<Option<(bool,
     )
     .optional()
 }
+
+/// An alarm, whether it is a test, and its pages `(sent, delivered)`.
+pub type AlarmPages = (AlarmRow, bool, (i64, i64));
+
+/// The alarm tables as the rest of the program asks them.
+impl crate::store::Store {
+    /// Alarms, newest first: only open ones (active or acknowledged) when `open_only`.
+    pub fn alarms(&self, open_only: bool) -> Result<Vec<AlarmRow>, crate::store::StoreError> {
+        self.with_conn(|c| query_alarms(c, open_only, None))
+    }
+
+    /// One alarm, open or not.
+    pub fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, crate::store::StoreError> {
+        self.with_conn(|c| Ok(query_alarms(c, false, Some(id))?.pop()))
+    }
+
+    /// The synthetic value and the person of alarm test `alarm`, when it is one.
+    pub fn test_of(&self, alarm: i64) -> Result<Option<(f64, String)>, crate::store::StoreError> {
+        self.with_conn(|c| test_of(c, alarm))
+    }
+
+    /// The alarm tests started from `from` to `to` (both included), in order.
+    pub fn tests_between(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Result<Vec<TestRecord>, crate::store::StoreError> {
+        self.with_conn(|c| tests_between(c, from, to))
+    }
+
+    /// Shelvings that overlap `from`..`to`.
+    pub fn shelves_between(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Result<Vec<ShelfRow>, crate::store::StoreError> {
+        self.with_conn(|c| shelves_between(c, from, to))
+    }
+
+    /// What the alarm engine resumes from: open alarms, rule states, shelvings.
+    pub fn saved_alarm_state(&self) -> Result<Saved, crate::store::StoreError> {
+        self.with_conn(load)
+    }
+
+    /// Every alarm `keep` takes, oldest first, each with whether it is a test and its
+    /// pages `(sent, delivered)`.
+    pub fn alarms_with_pages(
+        &self,
+        keep: impl Fn(&AlarmRow) -> bool,
+    ) -> Result<Vec<AlarmPages>, crate::store::StoreError> {
+        self.with_conn(|c| {
+            let tests = test_alarm_ids(c)?;
+            let mut rows = query_alarms(c, false, None)?;
+            rows.retain(|a| keep(a));
+            rows.sort_by_key(|a| a.id);
+            rows.into_iter()
+                .map(|a| {
+                    let pages = crate::store::outbox::page_counts(c, a.id)?;
+                    let test = tests.contains(&a.id);
+                    Ok((a, test, pages))
+                })
+                .collect()
+        })
+    }
+
+    /// Queues a request for the running daemon; returns its id.
+    pub fn queue_request(
+        &mut self,
+        kind: &str,
+        args: &serde_json::Value,
+        now: TimestampMs,
+    ) -> Result<i64, crate::store::StoreError> {
+        self.transaction(|c| insert_request(c, kind, args, now))
+    }
+
+    /// The answer to a request, once the daemon gave it: (ok, result text).
+    pub fn request_answer(&self, id: i64) -> Result<Option<(bool, String)>, crate::store::StoreError> {
+        self.with_conn(|c| request_answer(c, id))
+    }
+
+    /// Persists alarm changes made outside the commit stage (the command line's own
+    /// engine when no daemon runs).
+    pub fn write_alarm_changes(&mut self, changes: &Changes, now: TimestampMs) -> Result<(), crate::store::StoreError> {
+        self.transaction(|c| write(c, changes, now))
+    }
+}
+
+impl crate::store::Store {
+    /// Queues a request for the running daemon and records `audit_kind` by `actor` in
+    /// the audit trail, in one transaction; returns the request's id.
+    pub fn queue_request_audited(
+        &mut self,
+        kind: &str,
+        args: &serde_json::Value,
+        (audit_kind, actor, subject): (&str, &str, &str),
+        now: TimestampMs,
+    ) -> Result<i64, crate::store::StoreError> {
+        self.transaction(|c| {
+            let id = insert_request(c, kind, args, now)?;
+            crate::store::audit::append(c, now, audit_kind, actor, subject, args)?;
+            Ok(id)
+        })
+    }
+
+    /// Handles an inbound SMS in one transaction. `handle` gets a function that queues an
+    /// acknowledgement request (returning its id) and says what was done. A message whose
+    /// gateway id `sid` was handled before is not handled again: `None`.
+    pub fn inbound_sms<T>(
+        &mut self,
+        sid: Option<&str>,
+        now: TimestampMs,
+        handle: impl FnOnce(&mut dyn FnMut(&serde_json::Value) -> rusqlite::Result<i64>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, crate::store::StoreError> {
+        self.transaction(|c| {
+            if let Some(sid) = sid
+                && !first_delivery(c, sid, now)?
+            {
+                return Ok(None);
+            }
+            let mut queue = |args: &serde_json::Value| insert_request(c, "ack", args, now);
+            handle(&mut queue).map(Some)
+        })
+    }
+}

@@ -81,6 +81,17 @@ impl StoreFigures {
     }
 }
 
+impl crate::store::Store {
+    /// What `/metrics` reads from the store (see [`StoreFigures::read`]).
+    pub fn figures(
+        &self,
+        configured: impl Fn(&str) -> bool,
+        with_mirror: bool,
+    ) -> Result<StoreFigures, crate::store::StoreError> {
+        self.with_conn(|c| StoreFigures::read(c, configured, with_mirror))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -454,3 +454,52 @@ pub fn quarantined(c: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
 
 #[cfg(test)]
 mod tests;
+
+/// The mirror's outbox as the InfluxDB sink and the command line ask it.
+impl Store {
+    /// How far the mirror is behind.
+    pub fn mirror_lag(&self) -> Result<Lag, StoreError> {
+        self.with_conn(lag)
+    }
+
+    /// The next readings to mirror, at most `limit`.
+    pub fn mirror_next_readings(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        self.with_conn(|c| next_readings(c, limit))
+    }
+
+    /// The next alarm transitions to mirror, at most `limit`.
+    pub fn mirror_next_events(&self, limit: usize) -> Result<Vec<QueuedEvent>, StoreError> {
+        self.with_conn(|c| next_events(c, limit))
+    }
+
+    /// Moves a stream's cursor past `last`, confirmed written.
+    pub fn mirror_confirm(&mut self, stream: Stream, last: i64, now: TimestampMs) -> Result<(), StoreError> {
+        self.transaction(|c| confirm(c, stream, last, now))
+    }
+
+    /// Sets aside points InfluxDB refused for their content (see [`quarantine`]).
+    pub fn mirror_quarantine(
+        &mut self,
+        span: Span,
+        status: Option<u16>,
+        reason: &str,
+        now: TimestampMs,
+    ) -> Result<i64, StoreError> {
+        self.transaction(|c| quarantine(c, span, status, reason, now))
+    }
+
+    /// Records that writes to InfluxDB fail (see [`failing`]).
+    pub fn mirror_failing(&mut self, failure: &str, refused: bool, now: TimestampMs) -> Result<(), StoreError> {
+        self.transaction(|c| failing(c, failure, refused, now))
+    }
+
+    /// Every quarantined batch, oldest first.
+    pub fn mirror_quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        self.with_conn(quarantined)
+    }
+
+    /// Puts the quarantined points back in the queue (see [`requeue`]).
+    pub fn mirror_requeue(&mut self, now: TimestampMs) -> Result<Requeued, StoreError> {
+        self.transaction(|c| requeue(c, now))
+    }
+}

@@ -102,6 +102,13 @@ pub fn lost_since(c: &Connection, since: TimestampMs) -> rusqlite::Result<Option
         .filter(|l| l.reconnected >= since))
 }
 
+impl Store {
+    /// The last session a broker lost since `since`, if any.
+    pub fn mqtt_session_lost_since(&self, since: TimestampMs) -> Result<Option<LostSession>, StoreError> {
+        self.with_conn(|c| lost_since(c, since))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

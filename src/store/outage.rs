@@ -133,6 +133,57 @@ pub fn read_condition(store: &Path) -> Option<String> {
     (alive && !condition.is_empty()).then(|| condition.to_string())
 }
 
+/// A page sent from memory while the store refused writes, recorded once it takes them.
+pub struct MemoryPageRecord<'a> {
+    /// The page as an outbox row (`kind = "store_failure"`).
+    pub page: crate::store::outbox::NewNotification,
+    pub created: TimestampMs,
+    /// Every attempt: channel, result, detail, time.
+    pub attempts: &'a [(String, &'static str, String, TimestampMs)],
+    /// The delivery: channel, detail, time.
+    pub delivered: Option<&'a (String, String, TimestampMs)>,
+}
+
+impl crate::store::Store {
+    /// Records an ended outage in one transaction: each page sent from memory as an
+    /// outbox row with its attempts, `recovered` (the "store takes writes again" message)
+    /// queued for each of their recipients, and `detail` in the audit trail.
+    pub fn record_outage(
+        &mut self,
+        pages: Vec<MemoryPageRecord<'_>>,
+        recovered: impl Fn(crate::store::outbox::NewNotification) -> crate::store::outbox::NewNotification,
+        store_name: &str,
+        detail: &serde_json::Value,
+        now: TimestampMs,
+    ) -> Result<(), crate::store::StoreError> {
+        use crate::store::outbox::{enqueue, finish, record_attempt};
+        self.transaction(|c| {
+            for p in pages {
+                let Some(id) = enqueue(c, &p.page, p.created)? else {
+                    continue;
+                };
+                for (ch, label, detail, t) in p.attempts {
+                    record_attempt(c, id, ch, label, detail, *t)?;
+                }
+                match p.delivered {
+                    Some((via, detail, t)) => finish(c, id, "sent", Some(via), detail, *t)?,
+                    None => finish(
+                        c,
+                        id,
+                        "failed",
+                        None,
+                        "not delivered while the store refused writes",
+                        now,
+                    )?,
+                }
+                enqueue(c, &recovered(p.page), now)?;
+            }
+            crate::store::audit::append(c, now, "store.write_failed", "daemon", store_name, detail)?;
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::model::TimestampMs;
+use crate::store::StoreError;
 
 /// Schema version 3.
 pub(super) const MIGRATION: &str = "
@@ -417,6 +418,122 @@ pub fn undelivered(c: &Connection, since: TimestampMs) -> rusqlite::Result<Vec<U
         })
     })?
     .collect()
+}
+
+/// The outbox as the dispatcher and the command line ask it. Every write is one
+/// transaction, on disk before the call returns.
+impl crate::store::Store {
+    /// Puts notifications in the outbox; those already there are skipped. Returns how
+    /// many are new.
+    pub fn enqueue_notifications(&mut self, new: &[NewNotification], now: TimestampMs) -> Result<usize, StoreError> {
+        Ok(self.enqueue_new(new, now)?.len())
+    }
+
+    /// Puts notifications in the outbox; returns the ids of those that are new.
+    pub fn enqueue_new(&mut self, new: &[NewNotification], now: TimestampMs) -> Result<Vec<i64>, StoreError> {
+        self.transaction(|c| {
+            let mut ids = Vec::new();
+            for x in new {
+                ids.extend(enqueue(c, x, now)?);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Pending notifications due at `now`, oldest first, at most `limit`.
+    pub fn due_notifications(&self, now: TimestampMs, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        self.with_conn(|c| due(c, now, limit))
+    }
+
+    /// Notifications of one alarm, or all, oldest first.
+    pub fn notifications(&self, alarm: Option<i64>) -> Result<Vec<Notification>, StoreError> {
+        self.with_conn(|c| list(c, alarm))
+    }
+
+    /// Notifications sent through one of `channels` since `since` whose fate is unknown.
+    pub fn awaiting_fate(&self, channels: &[String], since: TimestampMs) -> Result<Vec<Notification>, StoreError> {
+        self.with_conn(|c| awaiting_fate(c, channels, since))
+    }
+
+    /// Records one attempt on one channel.
+    pub fn record_attempt(
+        &mut self,
+        id: i64,
+        channel: &str,
+        result: &str,
+        detail: &str,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        self.transaction(|c| record_attempt(c, id, channel, result, detail, now))
+    }
+
+    /// Records a delivery: the attempt and the notification sent through `channel`.
+    pub fn record_sent(&mut self, id: i64, channel: &str, detail: &str, now: TimestampMs) -> Result<(), StoreError> {
+        self.transaction(|c| {
+            record_attempt(c, id, channel, "sent", detail, now)?;
+            finish(c, id, "sent", Some(channel), detail, now)
+        })
+    }
+
+    /// Records that the carrier did not deliver `n`, and plans it on `fallback`.
+    pub fn record_undelivered_fate(
+        &mut self,
+        n: &Notification,
+        via: &str,
+        detail: &str,
+        fallback: Option<&str>,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        self.transaction(|c| {
+            record_attempt(c, n.id, via, "fate_failed", detail, now)?;
+            if let Some(f) = fallback {
+                resend_via(c, n, f, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Final outcome of a notification that was not sent: `cancelled` or `failed`.
+    pub fn finish_notification(
+        &mut self,
+        id: i64,
+        state: &str,
+        detail: &str,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        self.transaction(|c| finish(c, id, state, None, detail, now))
+    }
+
+    /// Not delivered this time: try again at `next_at`.
+    pub fn postpone_notification(&mut self, id: i64, error: &str, next_at: TimestampMs) -> Result<(), StoreError> {
+        self.transaction(|c| postpone(c, id, error, next_at))
+    }
+
+    /// Whether the test page of `contact` for the occurrence at `at` is planned.
+    pub fn test_page_queued(&self, at: TimestampMs, contact: &str) -> Result<bool, StoreError> {
+        self.with_conn(|c| test_page_queued(c, at, contact))
+    }
+
+    /// Whether the all-OK page of the day starting at `day` is planned.
+    pub fn all_ok_queued(&self, day: TimestampMs) -> Result<bool, StoreError> {
+        self.with_conn(|c| all_ok_queued(c, day))
+    }
+
+    /// Notifications created since `since` that no channel delivered.
+    pub fn undelivered(&self, since: TimestampMs) -> Result<Vec<Undelivered>, StoreError> {
+        self.with_conn(|c| undelivered(c, since))
+    }
+
+    /// Notices of the monitor itself (`monitor_*`) still waiting to go out.
+    pub fn monitor_notices_pending(&self) -> Result<i64, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT count(*) FROM notification WHERE state = 'pending' AND kind LIKE 'monitor_%'",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -217,6 +217,30 @@ pub fn minutes_hash(c: &Connection, from: TimestampMs, to: TimestampMs) -> rusql
     Ok(audit::hex(&h.finalize()))
 }
 
+impl Store {
+    /// The per-minute aggregates of `sensor` in `from..to` (see [`minute_aggregates`]).
+    pub fn minute_aggregates(
+        &self,
+        sensor: i64,
+        from: TimestampMs,
+        to: TimestampMs,
+        each: impl FnMut(TimestampMs, f64, f64, f64, i64),
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| minute_aggregates(c, sensor, from, to, each))
+    }
+
+    /// The per-minute means of `sensor` in `from..to` (see [`minute_means`]).
+    pub fn minute_means(
+        &self,
+        sensor: i64,
+        from: TimestampMs,
+        to: TimestampMs,
+        each: impl FnMut(TimestampMs, f64),
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| minute_means(c, sensor, from, to, each))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

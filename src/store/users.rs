@@ -267,6 +267,19 @@ pub fn end_session(c: &Connection, cookie: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+impl crate::store::Store {
+    /// The user, role and CSRF token of a live session (see [`session`]).
+    pub fn session(
+        &self,
+        cookie: &str,
+        now: TimestampMs,
+        ttl_ms: i64,
+        idle_ms: i64,
+    ) -> Result<Option<(String, Role, String)>, crate::store::StoreError> {
+        self.with_conn(|c| session(c, cookie, now, ttl_ms, idle_ms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

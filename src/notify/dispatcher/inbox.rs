@@ -9,7 +9,7 @@ impl Dispatcher {
             match m.receive().await {
                 Ok(messages) => {
                     for sms in messages {
-                        let now = now_ms();
+                        let now = (self.clock)();
                         let cfg = &self.cfg.notify;
                         let inbound = crate::notify::inbound::Inbound {
                             from: &sms.from,
@@ -17,12 +17,11 @@ impl Dispatcher {
                             path: "sms",
                             via: m.id(),
                         };
-                        match self.store.with_conn(|c| {
-                            crate::notify::inbound::handle_sms(cfg, &inbound, |args| {
-                                alarms::insert_request(c, "ack", args, now)
-                            })
-                        }) {
-                            Ok(what) => tracing::info!(from = %sms.from, "{what}"),
+                        let handled = self.store.inbound_sms(None, now, |queue| {
+                            crate::notify::inbound::handle_sms(cfg, &inbound, |args| queue(args))
+                        });
+                        match handled {
+                            Ok(what) => tracing::info!(from = %sms.from, "{}", what.unwrap_or_default()),
                             Err(e) => {
                                 tracing::error!(error = %e, from = %sms.from, "cannot queue an SMS acknowledgement")
                             }

@@ -47,9 +47,9 @@ use crate::config::notify::{Contact, Escalation};
 use crate::config::rules::Severity;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
 use crate::pipeline::commit::{AlarmEvent, WriterStats};
-use crate::store::alarms::{self, AlarmRow};
+use crate::store::alarms::AlarmRow;
 use crate::store::outage::{ConditionFile, Decision, OutageWatch};
-use crate::store::outbox::{self, NewNotification, Notification};
+use crate::store::outbox::{NewNotification, Notification};
 use crate::store::{Store, StoreError};
 pub use crate::telemetry::stats::DispatchStats;
 
@@ -78,7 +78,12 @@ pub struct Dispatcher {
     /// Watches the store writer for an outage to page from memory.
     store_watch: Option<StoreWatch>,
     pub stats: Arc<DispatchStats>,
+    /// What time it is: the wall clock, or a test's.
+    clock: Clock,
 }
+
+/// Where the dispatcher reads the time: every stage is given `now` from it.
+pub type Clock = Arc<dyn Fn() -> TimestampMs + Send + Sync>;
 
 /// The dispatcher's side of a store outage.
 struct StoreWatch {
@@ -134,7 +139,15 @@ impl Dispatcher {
             unrecorded: HashMap::new(),
             store_watch: None,
             stats: Arc::new(DispatchStats::default()),
+            clock: Arc::new(now_ms),
         }
+    }
+
+    /// Reads the time from `clock` instead of the wall clock (tests drive it with
+    /// `tokio::time::pause`).
+    pub fn with_clock(mut self, clock: Clock) -> Dispatcher {
+        self.clock = clock;
+        self
     }
 
     /// Modems to read `ACK` replies from and to check.
@@ -181,7 +194,7 @@ impl Dispatcher {
             .filter(|a| a.incident == Some(alarm.id) && a.id != alarm.id)
             .map(|a| format!("{} ({})", a.asset, a.rule))
             .collect();
-        let test: Option<(f64, String)> = self.store.with_conn(|c| alarms::test_of(c, alarm.id)).unwrap_or(None);
+        let test: Option<(f64, String)> = self.store.test_of(alarm.id).unwrap_or(None);
         if let Some((value, by)) = test {
             // The test's synthetic value, not the unit's real reading.
             facts.value = Some(value);
@@ -218,7 +231,7 @@ impl Dispatcher {
                     _ = std::future::ready(()) => {}
                 }
             }
-            let now = now_ms();
+            let now = (self.clock)();
             self.watch_store(now).await;
             if let Err(e) = self.scheduled_tests(now) {
                 tracing::error!(error = %e, "planning scheduled test pages failed; retrying");

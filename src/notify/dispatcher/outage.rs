@@ -205,7 +205,7 @@ impl Dispatcher {
                 continue;
             };
             let result = sender.send(&page.msg).await;
-            let at = now_ms();
+            let at = (self.clock)();
             let (label, detail) = result.record();
             self.stats.count(&ch, label);
             page.attempts.push((ch.clone(), label, detail.clone(), at));
@@ -259,9 +259,11 @@ impl Dispatcher {
                 })
             })
             .collect();
-        self.store.transaction(|c| {
-            for p in &o.pages {
-                let n = NewNotification {
+        let pages = o
+            .pages
+            .iter()
+            .map(|p| crate::store::outage::MemoryPageRecord {
+                page: NewNotification {
                     alarm: None,
                     kind: "store_failure".into(),
                     cycle: o.since,
@@ -272,42 +274,26 @@ impl Dispatcher {
                     subject: p.msg.subject.clone(),
                     body: p.msg.text.clone(),
                     sms: p.msg.sms.clone(),
-                };
-                let Some(id) = outbox::enqueue(c, &n, p.created)? else {
-                    continue;
-                };
-                for (ch, label, detail, t) in &p.attempts {
-                    outbox::record_attempt(c, id, ch, label, detail, *t)?;
-                }
-                match &p.delivered {
-                    Some((via, detail, t)) => outbox::finish(c, id, "sent", Some(via), detail, *t)?,
-                    None => outbox::finish(
-                        c,
-                        id,
-                        "failed",
-                        None,
-                        "not delivered while the store refused writes",
-                        now,
-                    )?,
-                }
-                let again = NewNotification {
-                    kind: "store_recovered".into(),
-                    subject: subject.clone(),
-                    body: body.clone(),
-                    sms: sms.clone(),
-                    ..n
-                };
-                outbox::enqueue(c, &again, now)?;
-            }
-            let detail = serde_json::json!({
-                "since": format_rfc3339(o.since),
-                "until": format_rfc3339(o.until),
-                "failures": o.failures,
-                "error": o.error,
-                "paged": paged,
-            });
-            crate::store::audit::append(c, now, "store.write_failed", "daemon", &store, &detail)?;
-            Ok(())
-        })
+                },
+                created: p.created,
+                attempts: &p.attempts,
+                delivered: p.delivered.as_ref(),
+            })
+            .collect();
+        let recovered = |n: NewNotification| NewNotification {
+            kind: "store_recovered".into(),
+            subject: subject.clone(),
+            body: body.clone(),
+            sms: sms.clone(),
+            ..n
+        };
+        let detail = serde_json::json!({
+            "since": format_rfc3339(o.since),
+            "until": format_rfc3339(o.until),
+            "failures": o.failures,
+            "error": o.error,
+            "paged": paged,
+        });
+        self.store.record_outage(pages, recovered, &store, &detail, now)
     }
 }

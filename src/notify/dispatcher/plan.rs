@@ -115,13 +115,6 @@ impl Dispatcher {
                 }
             }
         }
-        let count = self.store.transaction(|c| {
-            let mut n = 0;
-            for x in &new {
-                n += usize::from(outbox::enqueue(c, x, now)?.is_some());
-            }
-            Ok(n)
-        })?;
-        Ok(count)
+        self.store.enqueue_notifications(&new, now)
     }
 }

@@ -13,9 +13,7 @@ impl Dispatcher {
                 continue;
             };
             let contact = t.contact.clone();
-            let done = self
-                .store
-                .with_conn(|c| crate::store::outbox::test_page_queued(c, at, &contact))?;
+            let done = self.store.test_page_queued(at, &contact)?;
             if !done {
                 match self.test_page_at(&contact, now, at) {
                     Ok(ids) => tracing::info!(contact = %contact, notifications = ?ids, "scheduled test page queued"),
@@ -41,7 +39,7 @@ impl Dispatcher {
         let Some(day) = crate::alarm::suppress::open_since(&window, &self.tz, now) else {
             return Ok(());
         };
-        let done = self.store.with_conn(|c| crate::store::outbox::all_ok_queued(c, day))?;
+        let done = self.store.all_ok_queued(day)?;
         if done {
             return Ok(());
         }
@@ -53,10 +51,7 @@ impl Dispatcher {
             .position(|r| r.sensor == crate::config::monitor::RECORD_SENSOR)
             .map(|i| rows.remove(i));
         let ok = rows.iter().filter(|r| r.state == "ok").count();
-        let open = self
-            .store
-            .with_conn(|c| crate::store::alarms::query_alarms(c, true, None))?
-            .len();
+        let open = self.store.alarms(true)?.len();
         let verdict = if ok == rows.len() && open == 0 {
             "all OK"
         } else {
@@ -81,7 +76,7 @@ impl Dispatcher {
             _ => "not checked yet since the monitor started".to_string(),
         };
         body.push_str(&format!("\nRecord: {checked}.\n"));
-        if let Some((seq, hash)) = self.store.with_conn(crate::store::audit::head)? {
+        if let Some((seq, hash)) = self.store.audit_head()? {
             body.push_str(&format!(
                 "Audit trail head {seq} {hash}\n(cryowatch audit verify --anchor {seq}:{hash} proves later that the record was not rewritten since this page)\n"
             ));
@@ -152,26 +147,21 @@ impl Dispatcher {
             return Err(format!("no channel can reach contact {contact:?}"));
         }
         let sms = message::gsm7(sms);
-        self.store
-            .transaction(|tx| {
-                let mut ids = Vec::new();
-                for ch in &channels {
-                    let n = NewNotification {
-                        alarm: None,
-                        kind: kind.into(),
-                        cycle,
-                        round: 0,
-                        step: 0,
-                        contact: c.id.clone(),
-                        channel: ch.clone(),
-                        subject: subject.into(),
-                        body: body.into(),
-                        sms: sms.clone(),
-                    };
-                    ids.extend(outbox::enqueue(tx, &n, now)?);
-                }
-                Ok(ids)
+        let new: Vec<NewNotification> = channels
+            .iter()
+            .map(|ch| NewNotification {
+                alarm: None,
+                kind: kind.into(),
+                cycle,
+                round: 0,
+                step: 0,
+                contact: c.id.clone(),
+                channel: ch.clone(),
+                subject: subject.into(),
+                body: body.into(),
+                sms: sms.clone(),
             })
-            .map_err(|e| e.to_string())
+            .collect();
+        self.store.enqueue_new(&new, now).map_err(|e| e.to_string())
     }
 }

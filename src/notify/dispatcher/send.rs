@@ -8,9 +8,7 @@ impl Dispatcher {
     /// rejection is recorded and the page planned again on the channel's fallback.
     pub async fn check_fates(&mut self, now: TimestampMs) -> Result<(), StoreError> {
         let capable: Vec<String> = self.channels.keys().cloned().collect();
-        let waiting = self
-            .store
-            .with_conn(|c| outbox::awaiting_fate(c, &capable, now - FATE_WINDOW))?;
+        let waiting = self.store.awaiting_fate(&capable, now - FATE_WINDOW)?;
         for n in waiting {
             let (Some(via), Some(detail)) = (n.via.clone(), n.detail.clone()) else {
                 continue;
@@ -28,8 +26,7 @@ impl Dispatcher {
                 Ok(Fate::Delivered(text)) => {
                     self.fate_checked.remove(&n.id);
                     self.stats.count(&via, "fate_delivered");
-                    self.store
-                        .transaction(|c| outbox::record_attempt(c, n.id, &via, "fate_delivered", &text, now))?;
+                    self.store.record_attempt(n.id, &via, "fate_delivered", &text, now)?;
                 }
                 Ok(Fate::Failed(text)) => {
                     self.fate_checked.remove(&n.id);
@@ -37,13 +34,8 @@ impl Dispatcher {
                     let fallback = self.cfg.notify.channel(&via).and_then(|c| c.fallback.clone());
                     tracing::error!(notification = n.id, channel = %via, fate = %text, fallback = ?fallback,
                         "the carrier did not deliver a page");
-                    self.store.transaction(|c| {
-                        outbox::record_attempt(c, n.id, &via, "fate_failed", &text, now)?;
-                        if let Some(f) = &fallback {
-                            outbox::resend_via(c, &n, f, now)?;
-                        }
-                        Ok(())
-                    })?;
+                    self.store
+                        .record_undelivered_fate(&n, &via, &text, fallback.as_deref(), now)?;
                 }
                 Err(e) => {
                     tracing::warn!(notification = n.id, channel = %via, error = %e, "cannot read back a message's fate")
@@ -59,13 +51,10 @@ impl Dispatcher {
         let pending: Vec<(i64, (String, String, TimestampMs))> =
             self.unrecorded.iter().map(|(k, v)| (*k, v.clone())).collect();
         for (id, (via, detail, at)) in pending {
-            self.store.transaction(|c| {
-                outbox::record_attempt(c, id, &via, "sent", &detail, at)?;
-                outbox::finish(c, id, "sent", Some(&via), &detail, at)
-            })?;
+            self.store.record_sent(id, &via, &detail, at)?;
             self.unrecorded.remove(&id);
         }
-        let due = self.store.with_conn(|c| outbox::due(c, now, 50))?;
+        let due = self.store.due_notifications(now, 50)?;
         let mut delivered = 0;
         for n in due {
             if self.unrecorded.contains_key(&n.id) {
@@ -74,8 +63,7 @@ impl Dispatcher {
             if n.kind == "page"
                 && let Some(reason) = self.page_obsolete(&n)?
             {
-                self.store
-                    .transaction(|c| outbox::finish(c, n.id, "cancelled", None, &reason, now))?;
+                self.store.finish_notification(n.id, "cancelled", &reason, now)?;
                 continue;
             }
             if self.send_one(&n).await? {
@@ -88,10 +76,7 @@ impl Dispatcher {
     /// Why a pending page should no longer go out (acknowledged, cleared, suppressed).
     pub(super) fn page_obsolete(&self, n: &Notification) -> Result<Option<String>, StoreError> {
         let Some(id) = n.alarm else { return Ok(None) };
-        let a = self
-            .store
-            .with_conn(|c| alarms::query_alarms(c, false, Some(id)))?
-            .pop();
+        let a = self.store.alarm(id)?;
         Ok(match a {
             None => Some("the alarm no longer exists".into()),
             Some(a) if a.state == crate::model::AlarmState::Acknowledged => Some(format!(
@@ -108,9 +93,9 @@ impl Dispatcher {
 
     pub(super) async fn send_one(&mut self, n: &Notification) -> Result<bool, StoreError> {
         let Some(contact) = self.cfg.notify.contact(&n.contact).cloned() else {
-            let now = now_ms();
+            let now = (self.clock)();
             self.store
-                .transaction(|c| outbox::finish(c, n.id, "failed", None, "the contact is no longer configured", now))?;
+                .finish_notification(n.id, "failed", "the contact is no longer configured", now)?;
             return Ok(false);
         };
         let msg = Outgoing {
@@ -139,23 +124,19 @@ impl Dispatcher {
                 continue;
             };
             let result = sender.send(&msg).await;
-            let now = now_ms();
+            let now = (self.clock)();
             let (label, detail) = result.record();
             self.stats.count(&ch, label);
             if let Delivery::Sent { detail } = &result {
                 // Recorded in one transaction; if the store refuses, remember it so the
                 // page is not sent again on the next pass.
-                let recorded = self.store.transaction(|c| {
-                    outbox::record_attempt(c, n.id, &ch, label, detail, now)?;
-                    outbox::finish(c, n.id, "sent", Some(&ch), detail, now)
-                });
+                let recorded = self.store.record_sent(n.id, &ch, detail, now);
                 if let Err(e) = recorded {
                     tracing::error!(notification = n.id, error = %e, "page sent but not recorded yet; the store refuses writes");
                     self.unrecorded.insert(n.id, (ch.clone(), detail.clone(), now));
                 }
             } else {
-                self.store
-                    .transaction(|c| outbox::record_attempt(c, n.id, &ch, label, &detail, now))?;
+                self.store.record_attempt(n.id, &ch, label, &detail, now)?;
             }
             match result {
                 Delivery::Sent { .. } => {
@@ -181,7 +162,7 @@ impl Dispatcher {
                 Delivery::Unreachable { reason } => errors.push(format!("{ch}: {reason}")),
             }
         }
-        let now = now_ms();
+        let now = (self.clock)();
         let error = errors.join("; ");
         self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
         if any_retryable {
@@ -192,12 +173,11 @@ impl Dispatcher {
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error, retry_in_ms = delay,
                 "CRITICAL: no channel could deliver this page; retrying");
             self.store
-                .transaction(|c| outbox::postpone(c, n.id, &error, now.saturating_add(delay)))?;
+                .postpone_notification(n.id, &error, now.saturating_add(delay))?;
         } else {
             tracing::error!(notification = n.id, alarm_id = n.alarm, contact = %n.contact, error = %error,
                 "CRITICAL: no channel can deliver this page and retrying cannot help; fix the contact or channels");
-            self.store
-                .transaction(|c| outbox::finish(c, n.id, "failed", None, &error, now))?;
+            self.store.finish_notification(n.id, "failed", &error, now)?;
         }
         Ok(false)
     }

@@ -38,10 +38,8 @@ pub(super) fn read_sensor(
         }
         true
     })?;
-    store.with_conn(|c| {
-        crate::store::retention::minute_aggregates(c, id, from, to, |t, min, max, mean, n| {
-            points.push((t, min, max, mean * n as f64, n))
-        })
+    store.minute_aggregates(id, from, to, |t, min, max, mean, n| {
+        points.push((t, min, max, mean * n as f64, n))
     })?;
     points.sort_by_key(|p| p.0);
     sec.bad_quality = bad;

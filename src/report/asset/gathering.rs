@@ -5,7 +5,7 @@
 use crate::config::rules::{Condition, stale_after};
 use crate::config::{Config, SensorSource};
 use crate::model::TimestampMs;
-use crate::store::alarms::{self, AlarmRow, query_alarms};
+use crate::store::alarms::AlarmRow;
 use crate::store::{Store, StoreError};
 
 use super::daily::read_sensor;
@@ -107,7 +107,7 @@ pub fn gather(
     let tests = alarm_tests(store, &names, from, to)?;
     let suppressions = suppressions(store, cfg, &names, from, to)?;
     progress("verifying the audit trail");
-    let audit = store.with_conn(|c| crate::store::audit::verify::verify(c, |_, _| {}))?;
+    let audit = store.verify(|_, _| {})?;
     Ok(AssetReport {
         site: cfg.site.name.clone(),
         asset: a.id.clone(),
@@ -137,39 +137,32 @@ fn excursions(
     from: TimestampMs,
     to: TimestampMs,
 ) -> Result<Vec<Excursion>, StoreError> {
-    store.with_conn(|c| {
-        let tests: Vec<i64> = alarms::test_alarm_ids(c)?;
-        let mut out = Vec::new();
-        let mut rows: Vec<AlarmRow> = query_alarms(c, false, None)?;
-        rows.sort_by_key(|a| a.id);
-        for a in rows {
-            if !(sensors.contains(&a.sensor.as_str()) || a.asset == asset) {
-                continue;
-            }
-            if a.raised_at > to || a.cleared_at.is_some_and(|t| t < from) {
-                continue;
-            }
-            let (sent, delivered) = crate::store::outbox::page_counts(c, a.id)?;
-            out.push(Excursion {
-                alarm: a.id,
-                sensor: a.sensor,
-                rule: a.rule,
-                severity: a.severity.as_str().to_string(),
-                start: a.raised_at,
-                end: a.cleared_at,
-                peak: a.value,
-                pages_sent: sent,
-                pages_delivered: delivered,
-                acked_by: a.acked_by,
-                acked_at: a.acked_at,
-                ack_comment: a.ack_comment,
-                ack_path: a.ack_path,
-                suppressed: a.suppressed,
-                test: tests.contains(&a.id),
-            });
-        }
-        Ok(out)
-    })
+    let mut out = Vec::new();
+    let concerned = |a: &AlarmRow| {
+        (sensors.contains(&a.sensor.as_str()) || a.asset == asset)
+            && a.raised_at <= to
+            && a.cleared_at.is_none_or(|t| t >= from)
+    };
+    for (a, test, (sent, delivered)) in store.alarms_with_pages(concerned)? {
+        out.push(Excursion {
+            alarm: a.id,
+            sensor: a.sensor,
+            rule: a.rule,
+            severity: a.severity.as_str().to_string(),
+            start: a.raised_at,
+            end: a.cleared_at,
+            peak: a.value,
+            pages_sent: sent,
+            pages_delivered: delivered,
+            acked_by: a.acked_by,
+            acked_at: a.acked_at,
+            ack_comment: a.ack_comment,
+            ack_path: a.ack_path,
+            suppressed: a.suppressed,
+            test,
+        });
+    }
+    Ok(out)
 }
 
 fn alarm_tests(
@@ -178,7 +171,7 @@ fn alarm_tests(
     from: TimestampMs,
     to: TimestampMs,
 ) -> Result<Vec<AlarmTest>, StoreError> {
-    let records = store.with_conn(|c| alarms::tests_between(c, from, to))?;
+    let records = store.tests_between(from, to)?;
     Ok(records
         .into_iter()
         .filter(|t| sensors.contains(&t.sensor.as_str()))
@@ -236,7 +229,7 @@ fn suppressions(
     to: TimestampMs,
 ) -> Result<Vec<Suppression>, StoreError> {
     let mut out: Vec<Suppression> = store
-        .with_conn(|c| alarms::shelves_between(c, from, to))?
+        .shelves_between(from, to)?
         .into_iter()
         .filter(|s| sensors.contains(&s.sensor.as_str()))
         .map(|s| Suppression {

@@ -192,6 +192,68 @@ pub fn local_actor() -> String {
     format!("cli:{user}")
 }
 
+/// The audit trail as the rest of the program asks it.
+impl crate::store::Store {
+    /// Appends one row in a transaction of its own; returns its seq.
+    pub fn append_audit(
+        &mut self,
+        t: TimestampMs,
+        kind: &str,
+        actor: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64, crate::store::StoreError> {
+        self.transaction(|c| append(c, t, kind, actor, subject, detail))
+    }
+
+    /// The newest row: (seq, hash).
+    pub fn audit_head(&self) -> Result<Option<(i64, String)>, crate::store::StoreError> {
+        self.with_conn(head)
+    }
+
+    /// The time of the newest row.
+    pub fn audit_newest_time(&self) -> Result<Option<TimestampMs>, crate::store::StoreError> {
+        self.with_conn(|c| c.query_row("SELECT max(t) FROM audit", [], |r| r.get(0)))
+    }
+
+    /// Records the daemon's stop (see [`record_stop`]).
+    pub fn record_stop(&mut self, now: TimestampMs, committed: u64) -> Result<i64, crate::store::StoreError> {
+        self.transaction(|c| record_stop(c, now, committed))
+    }
+
+    /// Verifies the whole record (see [`verify::verify`]).
+    pub fn verify(&self, progress: impl FnMut(usize, usize)) -> Result<verify::Verification, crate::store::StoreError> {
+        self.with_conn(|c| verify::verify(c, progress))
+    }
+
+    /// Records a load of the configuration file `path` (see [`config::record_load`]).
+    pub fn record_config_load(
+        &mut self,
+        path: &std::path::Path,
+        bytes: &[u8],
+        kind: &str,
+        actor: &str,
+        now: TimestampMs,
+    ) -> Result<i64, crate::store::StoreError> {
+        self.transaction(|c| config::record_load(c, path, bytes, kind, actor, now))
+    }
+
+    /// Records a configuration refused on reload (see [`config::record_rejected`]).
+    pub fn record_config_rejected(
+        &mut self,
+        now: TimestampMs,
+        path: &std::path::Path,
+        problems: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        self.transaction(|c| config::record_rejected(c, now, path, problems))
+    }
+
+    /// The last refused configuration, when it was not followed by a good load.
+    pub fn config_rejected(&self) -> Result<Option<String>, crate::store::StoreError> {
+        self.with_conn(config::rejected)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

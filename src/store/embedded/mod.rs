@@ -190,6 +190,24 @@ impl Store {
         self.sql(|c| c.query_row("SELECT count(*) FROM reading", [], |r| r.get(0)))
     }
 
+    /// Whether a write transaction can start now (the file is writable and no other
+    /// writer holds it); nothing is written.
+    pub fn writable(&self) -> bool {
+        self.sql(|c| c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")).is_ok()
+    }
+
+    /// SQLite's `quick_check` ("ok" when the file is intact), after proving that a write
+    /// transaction succeeds (rolled back: nothing is written).
+    pub fn integrity_and_write_check(&self) -> Result<String, StoreError> {
+        self.sql(|c| {
+            let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            c.execute_batch(
+                "BEGIN IMMEDIATE; INSERT OR REPLACE INTO meta (key, value) VALUES ('selftest', x'00'); ROLLBACK;",
+            )?;
+            Ok(check)
+        })
+    }
+
     /// Moves the WAL into the main file (used at shutdown and for size measurements).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.sql(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
