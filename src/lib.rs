@@ -7,11 +7,12 @@
 //!
 //! Follow a reading from left to right:
 //!
-//! - [`config`]: raw serde schema per section ([`config::raw`]), then `validate()` into
-//!   checked types with every problem and its key path ([`config::rules`] for rules,
-//!   defaults and maintenance, [`config::notify`] for contacts, schedules, escalations
-//!   and channels, [`config::monitor`] for the monitor's own record-integrity sensor and
-//!   rule).
+//! - [`config`]: raw serde schema per section ([`config::raw`]), then one file per
+//!   section turns its raw section into checked types with every problem and its key
+//!   path, secrets resolved once (`check` collects the problems; [`config::rules`] for
+//!   rules and defaults, [`config::notify`] for contacts, schedules, escalations and
+//!   routes, [`config::monitor`] for the monitor's own record-integrity sensor and
+//!   rule; `validate` calls the sections in order).
 //! - [`model`]: `Reading`, `Quality`, timestamps, the alarm vocabulary (`AlarmId`,
 //!   `AlarmState`, `Severity`) and the change set the alarm engine produces and the
 //!   store persists ([`model::changes`]). Plain data, no I/O.

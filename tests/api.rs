@@ -8,13 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::api_lab::{self, ADMIN, OPERATOR, VIEWER};
 use common::cryosim::CryoSim;
 use common::http::{Response, call};
 use common::{Proc, Site, cryowatch_output, free_port, wait_for};
 
-const VIEWER: &str = "viewer-token-0123456789";
-const OPERATOR: &str = "operator-token-0123456789";
-const ADMIN: &str = "admin-token-0123456789abc";
 const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Api {
@@ -30,58 +28,7 @@ impl Api {
         let dir = tempfile::tempdir().expect("dir");
         let sim = CryoSim::start(dir.path());
         let port = free_port();
-        let site = Site::new(&format!(
-            r#"[site]
-name = "api lab"
-timezone = "UTC"
-[store]
-path = "{{dir}}/cryowatch.db"
-[api]
-listen = "127.0.0.1:{port}"
-[[api.token]]
-id = "wall"
-role = "viewer"
-token = "{VIEWER}"
-[[api.token]]
-id = "ops"
-role = "operator"
-token = "{OPERATOR}"
-[[api.token]]
-id = "root"
-role = "admin"
-token = "{ADMIN}"
-[[modbus.device]]
-id = "ctrl"
-transport = "tcp"
-address = "{modbus}"
-unit = 1
-poll_interval = "250ms"
-timeout = "500ms"
-[[asset]]
-id = "dewar-1"
-name = "Dewar 1"
-kind = "ln2_dewar"
-[[sensor]]
-id = "dewar-1.temp"
-asset = "dewar-1"
-quantity = "temperature"
-unit = "degC"
-stale_after = "3s"
-[sensor.modbus]
-device = "ctrl"
-register = "input"
-address = 0
-type = "f32"
-[[rule]]
-id = "dewar-warm"
-sensor = "dewar-1.temp"
-kind = "high"
-threshold = -189.0
-hysteresis = 0.5
-severity = "critical"
-"#,
-            modbus = sim.modbus
-        ));
+        let site = Site::new(&api_lab::config("api lab", port, sim.modbus));
         let daemon = site.start_daemon();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let api = Api {

@@ -4,6 +4,7 @@
 //! Peers (Mosquitto, pymodbus, socat pty pairs) live in their own submodules.
 #![allow(dead_code)]
 
+pub mod api_lab;
 pub mod cryosim;
 pub mod exim;
 pub mod fault_proxy;

@@ -1,5 +1,9 @@
 //! The GSM 7-bit default alphabet (3GPP TS 23.038) as `AT+CSCS="GSM"` carries it: one
 //! byte per septet, extension characters escaped with ESC.
+//!
+//! Written from the standard apart from the daemon's own table
+//! (`cryowatch::notify::modem::gsm7`) on purpose: the fake modem checks what the daemon
+//! sends, and a table both shared would let one mistake pass both sides unseen.
 
 use super::ESC;
 
