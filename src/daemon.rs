@@ -148,15 +148,20 @@ impl Daemon {
         let sink =
             crate::sink::spawn(Arc::new(config.clone()), shutdown.clone()).context("starting the InfluxDB mirror")?;
         let (sink, sink_stats) = sink.unzip();
-        let telemetry = Arc::new(
-            Telemetry::new(config)
-                .with_writer(handle.stats.clone(), {
-                    let probe = handle.queue_probe();
-                    Arc::new(move || probe.depth())
-                })
-                .with_dispatcher(dispatch_stats.clone())
-                .with_sink(sink_stats.clone()),
-        );
+        let telemetry = Arc::new(Telemetry::new(config).with_writer(handle.stats.clone()));
+        // Each stage registers what it counts; the API serves the registry on /metrics.
+        let mut registry = prometheus_client::registry::Registry::default();
+        telemetry.register(&mut registry);
+        handle.stats.register(&mut registry, {
+            let probe = handle.queue_probe();
+            Some(Arc::new(move || probe.depth()))
+        });
+        let channel_ids = config.notify.channels.iter().map(|c| c.id.clone()).collect();
+        dispatch_stats.register(&mut registry, channel_ids);
+        if let Some(s) = &sink_stats {
+            s.register(&mut registry);
+        }
+        let registry = Arc::new(registry);
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
@@ -169,8 +174,14 @@ impl Daemon {
             &shutdown,
         ));
         tasks.extend(
-            crate::api::spawn_with(config, &shutdown, Some(telemetry.clone()), Some(handle.clone()))
-                .context("starting the HTTP API")?,
+            crate::api::spawn_with(
+                config,
+                &shutdown,
+                Some(telemetry.clone()),
+                Some(registry),
+                Some(handle.clone()),
+            )
+            .context("starting the HTTP API")?,
         );
         tracing::info!(
             site = %config.site.name,

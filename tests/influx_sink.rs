@@ -93,6 +93,9 @@ fn stored(site: &Site) -> Stored {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open the store");
+    // The running daemon may hold the lock a moment (a checkpoint): wait for it.
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
     let mut st = conn
         .prepare("SELECT s.name, r.t, r.value, r.quality FROM reading r JOIN sensor s ON s.id = r.sensor ORDER BY s.name, r.t, r.seq")
         .expect("prepare");

@@ -44,6 +44,8 @@ pub struct ApiState {
     key: Arc<acklink::Key>,
     /// The running daemon's counters for `/metrics`; `None` outside the daemon.
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// What the running daemon's stages registered for `/metrics`; `None` outside it.
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
     /// Bounds, throttles and locks out sign-ins.
     pub guard: Arc<web::guard::Guard>,
 }
@@ -73,6 +75,7 @@ impl ApiState {
             store: Arc::new(Mutex::new(store)),
             key: Arc::new(key),
             telemetry: None,
+            metrics: None,
             guard: Arc::new(web::guard::Guard::default()),
         })
     }
@@ -81,9 +84,16 @@ impl ApiState {
         &self.key
     }
 
-    /// Serves the running daemon's counters on `/metrics` too.
+    /// The running daemon's counters (the commit stage's state for readiness, the
+    /// sources' for sign-in readings).
     pub fn with_telemetry(mut self, t: Arc<crate::telemetry::Telemetry>) -> Self {
         self.telemetry = Some(t);
+        self
+    }
+
+    /// Serves what the daemon's stages registered on `/metrics` too.
+    pub fn with_metrics(mut self, registry: Arc<prometheus_client::registry::Registry>) -> Self {
+        self.metrics = Some(registry);
         self
     }
 
@@ -160,15 +170,17 @@ pub async fn serve(
 /// configured. Must be called inside a Tokio runtime; a port that cannot be bound is an
 /// error at once.
 pub fn spawn(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
-    spawn_with(config, shutdown, None, None)
+    spawn_with(config, shutdown, None, None, None)
 }
 
-/// [`spawn`], with the daemon's `telemetry` served on `/metrics` and refused sign-ins
-/// written through `readings` as readings of the monitor's `cryowatch.security` sensor.
+/// [`spawn`], with the daemon's `metrics` served on `/metrics`, its `telemetry` for
+/// readiness, and refused sign-ins written through `readings` as readings of the
+/// monitor's `cryowatch.security` sensor.
 pub fn spawn_with(
     config: &Config,
     shutdown: &CancellationToken,
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
     readings: Option<crate::pipeline::CommitHandle>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = config.sections.api_listen else {
@@ -179,6 +191,9 @@ pub fn spawn_with(
     let mut state = ApiState::open(Arc::new(config.clone())).context("opening the store for the HTTP API")?;
     if let Some(t) = telemetry.clone() {
         state = state.with_telemetry(t);
+    }
+    if let Some(m) = metrics {
+        state = state.with_metrics(m);
     }
     let sensor = config.sensor_index(crate::config::monitor::SECURITY_SENSOR);
     if let (Some(handle), Some(sensor)) = (readings, sensor) {

@@ -38,6 +38,42 @@ pub struct SinkStats {
     pub quarantined: AtomicU64,
 }
 
+/// `/metrics` figures of the InfluxDB mirror.
+#[derive(Debug)]
+struct SinkMetrics(Arc<SinkStats>);
+
+impl prometheus_client::collector::Collector for SinkMetrics {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use crate::telemetry::families;
+        let s = &self.0;
+        let mut m = families::family(
+            &mut enc,
+            "cryowatch_influx_written_points_total",
+            prometheus_client::metrics::MetricType::Counter,
+            "Points InfluxDB confirmed, by stream.",
+        )?;
+        families::counter_sample(&mut m, &[("stream", "readings")], s.readings.load(Ordering::Relaxed))?;
+        families::counter_sample(
+            &mut m,
+            &[("stream", "alarm_events")],
+            s.alarm_events.load(Ordering::Relaxed),
+        )?;
+        families::counter(
+            &mut enc,
+            "cryowatch_influx_write_retries_total",
+            "Failed InfluxDB write attempts (retried).",
+            s.retries.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl SinkStats {
+    /// Registers the mirror's counters for `/metrics`.
+    pub fn register(self: &Arc<Self>, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(SinkMetrics(self.clone())));
+    }
+}
+
 /// An outbox row's id and its line (empty when the row makes no point).
 type Row = (i64, Vec<u8>);
 

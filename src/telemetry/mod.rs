@@ -1,11 +1,17 @@
-//! What the running pipeline counts about itself, for `/metrics` ([`crate::api::metrics`]).
+//! What the running pipeline counts about itself, and how each stage shows it on
+//! `/metrics` ([`crate::api::metrics`]).
 //!
 //! One [`Telemetry`] is made in [`crate::daemon::Daemon::start`] and shared through an
-//! `Arc`. It holds what only the running daemon knows: readings handed to the store by
-//! source and quality, each Modbus device's and UPS's poll latency and connection state,
-//! and the counters the stages already keep ([`WriterStats`] with the store's commit
-//! latency, [`MqttStats`], [`DispatchStats`] with results by channel, [`SinkStats`]).
-//! What the store knows (open alarms, outbox lag, audit head) is read at scrape time.
+//! `Arc` with the sources: readings handed to the store by source and quality, each
+//! Modbus device's and UPS's poll latency and connection state. The other stages keep
+//! their own counters ([`WriterStats`] with the store's commit latency, [`MqttStats`],
+//! [`DispatchStats`] with results by channel, the mirror's `SinkStats`), defined in
+//! [`stats`] so that no stage and telemetry import each other.
+//!
+//! At start each stage registers a prometheus-client collector for its counters into the
+//! registry the daemon hands it (`register`); a scrape reads the atomics through them,
+//! nothing is copied. [`families`] has the helpers they share. What the store knows
+//! (open alarms, outbox lag, audit head) is read at scrape time by the API.
 //!
 //! Everything here is atomics in fixed slots, so counting on a hot path is an atomic
 //! add: readings are tallied per batch into a `[source][quality]` array, and each
@@ -15,16 +21,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
 use crate::config::{Config, SensorSource};
 use crate::model::{Quality, Reading, TimestampMs, now_ms};
 
+pub mod families;
 pub mod stats;
 pub use stats::{DispatchStats, MqttStats, WriterStats};
 
 /// A view of the commit stage's queue: (messages waiting, capacity), `None` once it
 /// has stopped.
 pub type QueueDepth = Arc<dyn Fn() -> Option<(usize, usize)> + Send + Sync>;
-use crate::sink::SinkStats;
 
 /// Upper bounds (seconds, inclusive) of the latency histograms' buckets: from a
 /// sub-millisecond local commit to a Modbus timeout.
@@ -170,9 +181,6 @@ pub struct Telemetry {
     pub mqtt_broker: Option<String>,
     pub mqtt: Arc<MqttStats>,
     pub writer: Arc<WriterStats>,
-    queue: Option<QueueDepth>,
-    pub dispatch: Arc<DispatchStats>,
-    pub sink: Option<Arc<SinkStats>>,
 }
 
 impl Telemetry {
@@ -218,26 +226,12 @@ impl Telemetry {
                 .map(|m| format!("{}:{}", m.host, m.port)),
             mqtt: Arc::default(),
             writer: Arc::default(),
-            queue: None,
-            dispatch: Arc::default(),
-            sink: None,
         }
     }
 
-    /// The store writer's counters and a view of its queue.
-    pub fn with_writer(mut self, stats: Arc<WriterStats>, queue: QueueDepth) -> Telemetry {
+    /// The commit stage's counters (its state answers readiness).
+    pub fn with_writer(mut self, stats: Arc<WriterStats>) -> Telemetry {
         self.writer = stats;
-        self.queue = Some(queue);
-        self
-    }
-
-    pub fn with_dispatcher(mut self, stats: Arc<DispatchStats>) -> Telemetry {
-        self.dispatch = stats;
-        self
-    }
-
-    pub fn with_sink(mut self, stats: Option<Arc<SinkStats>>) -> Telemetry {
-        self.sink = stats;
         self
     }
 
@@ -289,11 +283,80 @@ impl Telemetry {
             .map(|d| d.as_ref())
             .filter(|d| d.polled)
     }
+}
 
-    /// The store writer's queue: (messages waiting, capacity); `None` once the writer
-    /// has stopped or when there is none.
-    pub fn queue(&self) -> Option<(usize, usize)> {
-        self.queue.as_ref().and_then(|depth| depth())
+/// The sources' figures on `/metrics`: readings by source and quality, whether each
+/// device (and the MQTT broker) is connected, poll latency, and when the daemon started.
+struct SourceMetrics(Arc<Telemetry>);
+
+impl std::fmt::Debug for SourceMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceMetrics")
+    }
+}
+
+impl Collector for SourceMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let t = &self.0;
+        families::gauge(
+            &mut enc,
+            "cryowatch_start_time_seconds",
+            "When the daemon started (Unix time).",
+            t.started as f64 / 1000.0,
+        )?;
+        let mut m = families::family(
+            &mut enc,
+            "cryowatch_readings_total",
+            MetricType::Counter,
+            "Readings handed to the store writer, by source and quality.",
+        )?;
+        for source in Source::ALL.into_iter().filter(|s| t.has_source(*s)) {
+            for q in Quality::ALL {
+                families::counter_sample(
+                    &mut m,
+                    &[("source", source.as_str()), ("quality", q.as_str())],
+                    t.readings(source, q),
+                )?;
+            }
+        }
+        let mut m = families::family(
+            &mut enc,
+            "cryowatch_source_connected",
+            MetricType::Gauge,
+            "1 when the device answered its last poll (modbus: connection open and an answer, exception responses included; ups: upsd returned the UPS's variables) or the MQTT broker connection is up; 0 otherwise.",
+        )?;
+        for d in t.devices() {
+            families::gauge_sample(
+                &mut m,
+                &[("source", d.source.as_str()), ("device", &d.id)],
+                u64::from(d.connected()),
+            )?;
+        }
+        if let Some(broker) = &t.mqtt_broker {
+            let up = t.mqtt.connected.load(Ordering::Relaxed);
+            families::gauge_sample(&mut m, &[("source", "mqtt"), ("device", broker)], u64::from(up))?;
+        }
+        let mut m = families::family(
+            &mut enc,
+            "cryowatch_poll_duration_seconds",
+            MetricType::Histogram,
+            "Duration of each poll that sent requests to a device, answered or not.",
+        )?;
+        for d in t.devices() {
+            families::histogram_sample(&mut m, &[("source", d.source.as_str()), ("device", &d.id)], &d.poll)?;
+        }
+        Ok(())
+    }
+}
+
+impl Telemetry {
+    /// Registers the sources' figures (and the MQTT source's counters, when MQTT
+    /// sensors are configured) for `/metrics`.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(SourceMetrics(self.clone())));
+        if self.mqtt_broker.is_some() {
+            self.mqtt.register(registry);
+        }
     }
 }
 
@@ -329,9 +392,6 @@ mod tests {
             mqtt_broker: None,
             mqtt: Arc::default(),
             writer: Arc::default(),
-            queue: None,
-            dispatch: Arc::default(),
-            sink: None,
         };
         let batch = [
             Reading::good(0, 1, 1.0),
