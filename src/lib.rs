@@ -74,6 +74,8 @@
 //! - [`telemetry`]: what the running pipeline counts about itself (readings by source
 //!   and quality, poll and commit latency, connection states), shared by the stages and
 //!   read by `/metrics`.
+//! - [`commands`]: the work of each command of the command line, one call per command,
+//!   with the failure the binary turns into its exit code.
 //! - [`daemon`]: wiring of sources, commit stage, dispatcher, InfluxDB sink and HTTP
 //!   API; signals; ordered shutdown.
 //! - [`heartbeat`]: the daemon's own signs of life (retained MQTT status with a Last
@@ -91,6 +93,7 @@
 //!   and certificate failures said with what to do.
 pub mod alarm;
 pub mod api;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -1,17 +1,12 @@
-//! The `cryowatch` command line: parse, load the configuration, call into the library.
+//! The `cryowatch` command line: parse the arguments, call the command's function in
+//! `cryowatch::commands`, and turn how it failed into the exit code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cryowatch::config::{self, Config};
-use cryowatch::model::now_ms;
-use cryowatch::pipeline::control::{ControlError, Request};
-use cryowatch::report::{alarms, history, status};
-use cryowatch::store::{Store, mirror};
-use cryowatch::timearg;
-use sha2::Digest as _;
-use std::io::Write as _;
+use cryowatch::commands::{self, CommandError};
+use cryowatch::report::history;
 
 const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
 
@@ -260,34 +255,21 @@ enum OutFormat {
     Json,
 }
 
-/// How a command failed: bad input exits 2, anything else 1.
-enum Failure {
-    BadInput(String),
-    Runtime(anyhow::Error),
-    /// A check failed and said why already: exit 1 without another message.
-    Reported,
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format == "json");
+    // Bad input exits 2, any other failure 1; a failed check has said why already.
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::BadInput(msg)) => {
+        Err(CommandError::BadInput(msg)) => {
             eprintln!("{msg}");
             ExitCode::from(2)
         }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("cryowatch: {e:#}");
+        Err(CommandError::Reported) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("cryowatch: {:#}", anyhow::Error::new(e));
             ExitCode::from(1)
         }
-        Err(Failure::Reported) => ExitCode::from(1),
     }
 }
 
@@ -308,434 +290,12 @@ fn init_logging(json: bool) {
     }
 }
 
-fn load(path: &Path) -> Result<Config, Failure> {
-    config::load(path).map_err(|e| Failure::BadInput(e.to_string()))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(e.into()))
-}
-
-fn time_arg(text: Option<&str>, default: &str, now: i64) -> Result<i64, Failure> {
-    timearg::parse(text.unwrap_or(default), now).map_err(|e| Failure::BadInput(e.to_string()))
-}
-
-/// Prints `value` as pretty JSON, or as the table `table` writes.
-fn print_json_or<T: serde::Serialize>(
-    json: bool,
-    value: &T,
-    table: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
-) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
-    let res = if json {
-        serde_json::to_writer_pretty(&mut out, value)
-            .map_err(std::io::Error::from)
-            .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
-    } else {
-        table(&mut out)
-    };
-    res.map_err(|e| Failure::Runtime(e.into()))
-}
-
-/// `--by` as recorded; bad input when blank or too long.
-fn checked_by(by: &str) -> Result<&str, Failure> {
-    cryowatch::pipeline::control::checked_by(by).map_err(|e| Failure::BadInput(format!("--by: {e}")))
-}
-
-fn control(cfg: &Config, req: Request) -> Result<(), Failure> {
-    match cryowatch::pipeline::control::submit(cfg, req) {
-        Ok(text) => {
-            println!("{text}");
-            Ok(())
-        }
-        Err(ControlError::Refused(text)) => Err(Failure::BadInput(format!("cryowatch: {text}"))),
-        Err(ControlError::Failed(text)) => Err(Failure::Runtime(anyhow::anyhow!(text))),
-    }
-}
-
-fn user_add(config: &Path, name: &str, role: &str) -> Result<(), Failure> {
-    use std::io::IsTerminal as _;
-    let cfg = load(config)?;
-    let role = cryowatch::config::Role::parse(role)
-        .ok_or_else(|| Failure::BadInput(format!("--role: unknown role {role:?}")))?;
-    let password = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("password for {name}: "))
-    } else {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    }
-    .map_err(|e| Failure::Runtime(anyhow::anyhow!("reading the password from standard input: {e}")))?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    use cryowatch::store::users;
-    let hash = match users::hash_password(name, password) {
-        Ok(h) => h,
-        Err(e @ (users::UserError::BadName(_) | users::UserError::ShortPassword)) => {
-            return Err(Failure::BadInput(format!("cryowatch: {e}")));
-        }
-        Err(e) => return Err(Failure::Runtime(e.into())),
-    };
-    let mut store = Store::open(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-    let actor = cryowatch::store::audit::local_actor();
-    let new = store
-        .transaction(|c| users::store_user(c, name, &hash, role, &actor, now_ms()))
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    if new {
-        println!("user {name} added with role {}", role.as_str());
-    } else {
-        println!(
-            "user {name}: password and role ({}) set; their sessions ended",
-            role.as_str()
-        );
-    }
-    Ok(())
-}
-
-fn selftest(config: &Path, out: &Path) -> Result<(), Failure> {
-    use cryowatch::report::{render, selftest};
-    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    if !matches!(kind.as_deref(), Some("pdf" | "html")) {
-        return Err(Failure::BadInput(format!(
-            "--out {}: the file name must end in .pdf or .html",
-            out.display()
-        )));
-    }
-    let cfg = load(config)?;
-    let by = cryowatch::store::audit::local_actor();
-    let t = runtime()?.block_on(selftest::run(&cfg, config, now_ms(), &by, |what| {
-        eprintln!("selftest: {what}")
-    }));
-    let doc = selftest::document(&t, &cfg.site.timezone);
-    let bytes = if kind.as_deref() == Some("pdf") {
-        render::render_pdf(&doc).map_err(|e| Failure::Runtime(e.into()))?
-    } else {
-        render::render_html(&doc).into_bytes()
-    };
-    std::fs::write(out, &bytes).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing {}: {e}", out.display())))?;
-    let failed: Vec<_> = t.checks.iter().filter(|c| !c.pass).collect();
-    record_cli(
-        &cfg,
-        "selftest.run",
-        &out.display().to_string(),
-        serde_json::json!({
-            "checks": t.checks.len(), "failed": failed.iter().map(|c| &c.id).collect::<Vec<_>>(),
-            "sha256": cryowatch::store::audit::hex(&sha2::Sha256::digest(&bytes)),
-        }),
-    );
-    for c in &t.checks {
-        println!(
-            "{} {} {}: {}",
-            c.id,
-            if c.pass { "PASS" } else { "FAIL" },
-            c.what,
-            c.observed
-        );
-    }
-    println!("{}: {} checks, {} failed", out.display(), t.checks.len(), failed.len());
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Reported)
-    }
-}
-
-fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Result<(), Failure> {
-    use cryowatch::report::asset::{self, ReportError};
-    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    if !matches!(kind.as_deref(), Some("pdf" | "html" | "csv")) {
-        return Err(Failure::BadInput(format!(
-            "--out {}: the file name must end in .pdf, .html or .csv",
-            out.display()
-        )));
-    }
-    let cfg = load(config)?;
-    let now = now_ms();
-    // A bare date is the site's midnight: the report's days are the site's days.
-    let tz = &cfg.site.timezone;
-    let bad = |e: timearg::BadTime| Failure::BadInput(e.to_string());
-    let from = timearg::parse_in(from, now, tz).map_err(bad)?;
-    let to = timearg::parse_in(to, now, tz).map_err(bad)?;
-    if from >= to {
-        return Err(Failure::BadInput("--from must be earlier than --to".into()));
-    }
-    let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-    let by = cryowatch::store::audit::local_actor();
-    let progress = |what: &str| eprintln!("report: {what}");
-    let req = asset::Request {
-        asset,
-        from,
-        to,
-        now,
-        by: &by,
-    };
-    let r = match asset::gather(&cfg, &store, req, progress) {
-        Ok(r) => r,
-        Err(e @ ReportError::UnknownAsset(..)) => {
-            return Err(Failure::BadInput(format!("{}: --asset: {e}", config.display())));
-        }
-        Err(e) => return Err(Failure::Runtime(e.into())),
-    };
-    eprintln!("report: writing {}", out.display());
-    let bytes = match kind.as_deref() {
-        Some("pdf") => {
-            cryowatch::report::render::render_pdf(&asset::document(&r)).map_err(|e| Failure::Runtime(e.into()))?
-        }
-        Some("html") => cryowatch::report::render::render_html(&asset::document(&r)).into_bytes(),
-        _ => {
-            let mut buf = Vec::new();
-            asset::write_csv(&r, &mut buf).map_err(|e| Failure::Runtime(e.into()))?;
-            buf
-        }
-    };
-    std::fs::write(out, &bytes).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing {}: {e}", out.display())))?;
-    record_cli(
-        &cfg,
-        "report.generated",
-        asset,
-        serde_json::json!({
-            "from": from, "to": to, "file": out.display().to_string(),
-            "sha256": cryowatch::store::audit::hex(&sha2::Sha256::digest(&bytes)),
-            "audit_verified": r.audit.ok(), "audit_head": r.audit.head_seq,
-        }),
-    );
-    println!(
-        "{}: {} sensors, {} excursions, {} alarm tests; audit trail {}",
-        out.display(),
-        r.sensors.len(),
-        r.excursions.iter().filter(|e| !e.test).count(),
-        r.tests.len(),
-        if r.audit.ok() { "verified" } else { "BROKEN" }
-    );
-    Ok(())
-}
-
-/// Records a command-line action in the audit trail (as the invoking user). A failure is
-/// reported but does not undo what the command did.
-fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value) {
-    let res = Store::open(&cfg.store.path).and_then(|mut s| {
-        s.transaction(|c| {
-            cryowatch::store::audit::append(
-                c,
-                now_ms(),
-                kind,
-                &cryowatch::store::audit::local_actor(),
-                subject,
-                &detail,
-            )
-        })
-    });
-    if let Err(e) = res {
-        eprintln!("cryowatch: could not record {kind} in the audit trail: {e}");
-    }
-}
-
-fn audit(action: AuditAction) -> Result<(), Failure> {
-    use cryowatch::store::audit::verify;
-    let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
-    match action {
-        AuditAction::Verify { config, json, anchor } => {
-            let anchor = match anchor.as_deref().map(verify::parse_anchor) {
-                Some(Some(a)) => Some(a),
-                Some(None) => return Err(Failure::BadInput("--anchor: expected SEQ:HASH (64 hex digits)".into())),
-                None => None,
-            };
-            let cfg = load(&config)?;
-            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
-            let progress = verify::stderr_progress();
-            let mut v = store.with_conn(|c| verify::verify(c, progress)).map_err(runtime_err)?;
-            if let Some(a) = &anchor {
-                v.check_anchor(&store, a).map_err(runtime_err)?;
-            }
-            let ok = v.ok();
-            print_json_or(json, &v, |out| verify::write_text(&v, out))?;
-            if let Some(p) = &v.problem {
-                eprintln!(
-                    "{}: audit trail broken at record {}: {}",
-                    cfg.store.path.display(),
-                    p.record,
-                    p.what
-                );
-            }
-            if ok { Ok(()) } else { Err(Failure::Reported) }
-        }
-        AuditAction::Log {
-            config,
-            from,
-            to,
-            kind,
-            json,
-        } => {
-            let cfg = load(&config)?;
-            let now = now_ms();
-            let from = time_arg(from.as_deref(), "-24h", now)?;
-            let to = time_arg(to.as_deref(), "now", now)?;
-            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
-            let mut rows = Vec::new();
-            store
-                .with_conn(|c| {
-                    cryowatch::store::audit::list(c, from, to, kind.as_deref(), |r| {
-                        rows.push(r);
-                        true
-                    })
-                })
-                .map_err(runtime_err)?;
-            print_json_or(json, &rows, |out| {
-                for r in &rows {
-                    use cryowatch::escape::control;
-                    writeln!(
-                        out,
-                        "{:>6} {} {:<22} {:<18} {} {}",
-                        r.seq,
-                        cryowatch::model::format_rfc3339(r.t),
-                        r.kind,
-                        control(&r.actor),
-                        control(&r.subject),
-                        control(&r.detail)
-                    )?;
-                }
-                Ok(())
-            })
-        }
-    }
-}
-
-fn influx(action: InfluxAction) -> Result<(), Failure> {
-    let runtime_err = |e: cryowatch::store::StoreError| Failure::Runtime(e.into());
-    let configured = |path: &Path| -> Result<(Config, cryowatch::config::InfluxConfig), Failure> {
-        let cfg = load(path)?;
-        match cfg.influx.clone() {
-            Some(i) => Ok((cfg, i)),
-            None => Err(Failure::BadInput(format!(
-                "{}: no [influx] section: nothing is mirrored to InfluxDB",
-                path.display()
-            ))),
-        }
-    };
-    match action {
-        InfluxAction::Status { config, json } => {
-            let (cfg, influx) = configured(&config)?;
-            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
-            let lag = store.with_conn(mirror::lag).map_err(runtime_err)?;
-            let m = cryowatch::report::mirror::gather(&influx, lag, now_ms());
-            print_json_or(json, &m, |out| cryowatch::report::mirror::write_text(&m, out))
-        }
-        InfluxAction::Quarantine { config, json } => {
-            let (cfg, _) = configured(&config)?;
-            let store = Store::open_read_only(&cfg.store.path).map_err(runtime_err)?;
-            let rows = store
-                .with_conn(cryowatch::store::mirror::quarantined)
-                .map_err(runtime_err)?;
-            print_json_or(json, &rows, |out| {
-                for q in &rows {
-                    writeln!(
-                        out,
-                        "#{} {} {} points of {} refused ({}){}",
-                        q.id,
-                        q.time,
-                        q.points,
-                        q.stream,
-                        q.reason,
-                        q.requeued
-                            .as_ref()
-                            .map(|t| format!(", requeued {t}"))
-                            .unwrap_or_default()
-                    )?;
-                }
-                Ok(())
-            })
-        }
-        InfluxAction::Requeue { config } => {
-            let (cfg, _) = configured(&config)?;
-            let mut store = Store::open(&cfg.store.path).map_err(runtime_err)?;
-            let n = store
-                .transaction(|c| mirror::requeue(c, now_ms()))
-                .map_err(runtime_err)?;
-            record_cli(
-                &cfg,
-                "influx.requeued",
-                "influx",
-                serde_json::json!({ "readings": n.readings, "alarm_events": n.alarm_events }),
-            );
-            println!(
-                "{} quarantined readings and {} alarm transitions (from the first quarantined on) queued for InfluxDB again",
-                n.readings, n.alarm_events
-            );
-            Ok(())
-        }
-        InfluxAction::Backfill { config, from, to } => {
-            let (cfg, _) = configured(&config)?;
-            let now = now_ms();
-            let from = time_arg(Some(&from), "", now)?;
-            let to = time_arg(to.as_deref(), "now", now)?;
-            if from > to {
-                return Err(Failure::BadInput("--from is after --to".into()));
-            }
-            let mut store = Store::open(&cfg.store.path).map_err(runtime_err)?;
-            let (queued, events) = mirror::backfill_range(&mut store, from, to).map_err(runtime_err)?;
-            record_cli(
-                &cfg,
-                "influx.backfill",
-                "influx",
-                serde_json::json!({ "from": from, "to": to, "readings": queued, "alarm_events": events }),
-            );
-            println!(
-                "{queued} readings from {} to {} queued for InfluxDB; {events} alarm transitions will be sent",
-                cryowatch::model::format_rfc3339(from),
-                cryowatch::model::format_rfc3339(to)
-            );
-            Ok(())
-        }
-    }
-}
-
-fn dispatch(command: Command) -> Result<(), Failure> {
+fn dispatch(command: Command) -> Result<(), CommandError> {
+    use commands::{audit, control, documents, influx, read, serve, user};
     match command {
-        Command::Run { config } => {
-            let cfg = load(&config)?;
-            runtime()?.block_on(cryowatch::daemon::run(cfg, config))?;
-            Ok(())
-        }
-        Command::Check { config, explain } => {
-            let cfg = load(&config)?;
-            if explain {
-                print!("{}", cryowatch::report::explain::explain(&cfg));
-            }
-            println!(
-                "{}: configuration is valid ({} sensors, {} modbus devices)",
-                config.display(),
-                cfg.sensors.len(),
-                cfg.devices.len()
-            );
-            Ok(())
-        }
-        Command::Status { config, json } => {
-            let cfg = load(&config)?;
-            // Said first: while the store cannot write, the daemon keeps it outside the store.
-            if let Some(c) = cryowatch::store::outage::read_condition(&cfg.store.path) {
-                eprintln!("{c}");
-            }
-            let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-            let rows = status::gather(&cfg, &store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
-            let conditions = status::conditions(&store, now_ms()).map_err(|e| Failure::Runtime(e.into()))?;
-            print_json_or(json, &rows, |out| status::write_table(&rows, out))?;
-            for c in &conditions {
-                // Conditions quote outside answers (a mail server's refusal).
-                eprintln!("{}", cryowatch::escape::control(c));
-            }
-            if let Some(influx) = &cfg.influx {
-                let lag = store.with_conn(mirror::lag).map_err(|e| Failure::Runtime(e.into()))?;
-                let m = cryowatch::report::mirror::gather(influx, lag, now_ms());
-                if !json {
-                    println!("{}", cryowatch::report::mirror::summary(&m));
-                }
-                for c in &m.conditions {
-                    eprintln!("{}", cryowatch::escape::control(c));
-                }
-            }
-            Ok(())
-        }
+        Command::Run { config } => serve::run(&config),
+        Command::Check { config, explain } => read::check(&config, explain),
+        Command::Status { config, json } => read::status(&config, json),
         Command::History {
             config,
             sensor,
@@ -743,139 +303,56 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             to,
             format,
         } => {
-            let cfg = load(&config)?;
-            let now = now_ms();
-            let from = time_arg(from.as_deref(), "-24h", now)?;
-            let to = time_arg(to.as_deref(), "now", now)?;
-            if from > to {
-                return Err(Failure::BadInput("--from is later than --to".into()));
-            }
-            let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
             let format = match format {
                 OutFormat::Csv => history::Format::Csv,
                 OutFormat::Json => history::Format::Json,
             };
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match history::export(&store, &sensor, from, to, format, &mut out) {
-                Ok(_) => Ok(()),
-                Err(e @ history::HistoryError::UnknownSensor(_)) => {
-                    Err(Failure::BadInput(format!("{}: --sensor: {e}", config.display())))
-                }
-                Err(e) => Err(Failure::Runtime(e.into())),
-            }
+            read::history(&config, &sensor, from.as_deref(), to.as_deref(), format)
         }
-        Command::Alarms { config, active, json } => {
-            let cfg = load(&config)?;
-            let store = Store::open_read_only(&cfg.store.path).map_err(|e| Failure::Runtime(e.into()))?;
-            let rows = store
-                .with_conn(|c| cryowatch::store::alarms::query_alarms(c, active, None))
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            let lines = alarms::lines(&rows);
-            print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
-        }
+        Command::Alarms { config, active, json } => read::alarms(&config, active, json),
         Command::Ack {
             config,
             alarm_id,
             by,
             comment,
-        } => {
-            let by = checked_by(&by)?;
-            cryowatch::pipeline::control::checked_text(&comment)
-                .map_err(|e| Failure::BadInput(format!("--comment: {e}")))?;
-            let cfg = load(&config)?;
-            control(
-                &cfg,
-                Request::Ack {
-                    alarm: alarm_id,
-                    by,
-                    comment: &comment,
-                },
-            )
-        }
+        } => control::ack(&config, alarm_id, &by, &comment),
         Command::Shelve {
             config,
             sensor,
             duration,
             by,
             reason,
-        } => {
-            let by = checked_by(&by)?;
-            cryowatch::pipeline::control::checked_text(&reason)
-                .map_err(|e| Failure::BadInput(format!("--reason: {e}")))?;
-            let cfg = load(&config)?;
-            let duration =
-                cryowatch::config::parse_duration(&duration).map_err(|e| Failure::BadInput(format!("--for: {e}")))?;
-            control(
-                &cfg,
-                Request::Shelve {
-                    sensor: &sensor,
-                    duration,
-                    by,
-                    reason: &reason,
-                },
-            )
-        }
-        Command::TestPage { config, contact } => {
-            let cfg = load(&config)?;
-            match runtime()?.block_on(cryowatch::notify::testpage::run(&cfg, &contact)) {
-                Ok(report) => {
-                    print!("{report}");
-                    Ok(())
-                }
-                Err(cryowatch::notify::testpage::TestPageError::BadInput(e)) => {
-                    Err(Failure::BadInput(format!("{}: --contact: {e}", config.display())))
-                }
-                Err(e) => Err(Failure::Runtime(e.into())),
-            }
-        }
-        Command::Influx { action } => influx(action),
-        Command::Audit { action } => audit(action),
-        Command::Standby { config } => {
-            let cfg = load(&config)?;
-            if cfg.standby.is_none() {
-                return Err(Failure::BadInput(format!(
-                    "{}: no [standby] section: give primary_topic (the primary's [heartbeat] mqtt_topic)",
-                    config.display()
-                )));
-            }
-            runtime()?.block_on(cryowatch::standby::run(cfg))?;
-            Ok(())
-        }
+        } => control::shelve(&config, &sensor, &duration, &by, &reason),
+        Command::TestPage { config, contact } => control::test_page(&config, &contact),
+        Command::TestAlarm { config, sensor, by } => control::test_alarm(&config, &sensor, by.as_deref()),
+        Command::Standby { config } => serve::standby(&config),
         Command::User {
             action: UserAction::Add { config, name, role },
-        } => user_add(&config, &name, &role),
-        Command::Selftest { config, out } => selftest(&config, &out),
-        Command::TestAlarm { config, sensor, by } => {
-            let cfg = load(&config)?;
-            let by = by.unwrap_or_else(|| {
-                cryowatch::store::audit::local_actor()
-                    .trim_start_matches("cli:")
-                    .to_string()
-            });
-            control(
-                &cfg,
-                Request::TestAlarm {
-                    sensor: &sensor,
-                    by: &by,
-                },
-            )
-        }
+        } => user::add(&config, &name, &role),
+        Command::Selftest { config, out } => documents::selftest(&config, &out),
         Command::Report {
             config,
             asset,
             from,
             to,
             out,
-        } => report(&config, &asset, &from, &to, &out),
-        Command::Demo { dir, duration } => {
-            let duration = match duration {
-                Some(d) => {
-                    Some(cryowatch::config::parse_duration(&d).map_err(|e| Failure::BadInput(format!("--for: {e}")))?)
-                }
-                None => None,
-            };
-            runtime()?.block_on(cryowatch::demo::run(dir, duration))?;
-            Ok(())
-        }
+        } => documents::report(&config, &asset, &from, &to, &out),
+        Command::Influx { action } => match action {
+            InfluxAction::Status { config, json } => influx::status(&config, json),
+            InfluxAction::Quarantine { config, json } => influx::quarantine(&config, json),
+            InfluxAction::Requeue { config } => influx::requeue(&config),
+            InfluxAction::Backfill { config, from, to } => influx::backfill(&config, &from, to.as_deref()),
+        },
+        Command::Audit { action } => match action {
+            AuditAction::Verify { config, json, anchor } => audit::verify(&config, json, anchor.as_deref()),
+            AuditAction::Log {
+                config,
+                from,
+                to,
+                kind,
+                json,
+            } => audit::log(&config, from.as_deref(), to.as_deref(), kind.as_deref(), json),
+        },
+        Command::Demo { dir, duration } => serve::demo(dir, duration.as_deref()),
     }
 }

@@ -48,12 +48,6 @@ pub struct Alarm {
     pub cleared_at: Option<TimestampMs>,
 }
 
-impl Alarm {
-    pub fn is_open(&self) -> bool {
-        self.state != AlarmState::Cleared
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A rule's condition began to hold; its delay runs.
@@ -95,15 +89,6 @@ impl Change {
             Change::MaintenanceStarted => "maintenance_started",
             Change::MaintenanceEnded => "maintenance_ended",
         }
-    }
-
-    /// Changes that call for people to be told (raised, upgraded, unsuppressed,
-    /// cleared): what the paging stage listens for.
-    pub fn notifies(&self) -> bool {
-        matches!(
-            self,
-            Change::Raised | Change::Upgraded { .. } | Change::Unsuppressed | Change::Cleared
-        )
     }
 }
 
@@ -261,8 +246,6 @@ fn clear(
 pub enum AckError {
     #[error("alarm {0} is already acknowledged")]
     AlreadyAcknowledged(AlarmId),
-    #[error("alarm {0} is cleared; there is nothing to acknowledge")]
-    Cleared(AlarmId),
     #[error("no alarm {0}")]
     Unknown(AlarmId),
 }

@@ -40,14 +40,6 @@ pub enum ChannelKind {
     },
 }
 
-impl ChannelKind {
-    /// Email channels reach a contact's `email`; the others their `phone` (the webhook
-    /// gets both).
-    pub fn is_email(&self) -> bool {
-        matches!(self, ChannelKind::Smtp { .. })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Channel {
     pub id: String,

@@ -25,7 +25,6 @@ mod store;
 mod ups;
 mod validate;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -219,14 +218,5 @@ impl Config {
 
     pub fn sensor_index(&self, id: &str) -> Option<usize> {
         self.sensors.iter().position(|s| s.id == id)
-    }
-
-    /// Sensor ids with their indices, for lookups on hot paths.
-    pub fn sensor_map(&self) -> HashMap<String, usize> {
-        self.sensors
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i))
-            .collect()
     }
 }

@@ -66,11 +66,6 @@ impl AlarmState {
     pub fn parse(s: &str) -> Option<AlarmState> {
         AlarmState::ALL.into_iter().find(|v| v.as_str() == s)
     }
-
-    /// Active or acknowledged: not cleared yet.
-    pub fn is_open(self) -> bool {
-        self != AlarmState::Cleared
-    }
 }
 
 impl fmt::Display for AlarmState {

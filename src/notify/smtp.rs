@@ -240,11 +240,6 @@ impl SmtpChannel {
         self
     }
 
-    /// The channel id from the configuration.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// The Message-ID of the message for outbox id `id`.
     pub fn message_id(&self, id: i64) -> String {
         match &self.id_scope {

@@ -123,11 +123,6 @@ impl TwilioChannel {
         self
     }
 
-    /// The channel id from the configuration.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     fn messages_url(&self) -> String {
         format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",

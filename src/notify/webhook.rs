@@ -110,11 +110,6 @@ impl WebhookChannel {
         self
     }
 
-    /// The channel id from the configuration.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// POSTs `msg` as JSON. Reaches every contact.
     pub async fn send(&self, msg: &Outgoing) -> Delivery {
         let request = self

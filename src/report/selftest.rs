@@ -51,12 +51,6 @@ pub struct SelfTest {
     pub checks: Vec<Check>,
 }
 
-impl SelfTest {
-    pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.pass)
-    }
-}
-
 struct Checks(Vec<Check>);
 
 impl Checks {

@@ -156,15 +156,6 @@ pub fn due(c: &Connection, now: TimestampMs, limit: usize) -> rusqlite::Result<V
     st.query_map(params![now, limit as i64], row)?.collect()
 }
 
-/// When the next pending notification is due.
-pub fn next_due(c: &Connection) -> rusqlite::Result<Option<TimestampMs>> {
-    c.query_row(
-        "SELECT min(next_at) FROM notification WHERE state = 'pending'",
-        [],
-        |r| r.get(0),
-    )
-}
-
 /// Notifications of one alarm (or all, newest last).
 pub fn list(c: &Connection, alarm: Option<i64>) -> rusqlite::Result<Vec<Notification>> {
     let mut st = c.prepare(&format!(

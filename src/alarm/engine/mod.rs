@@ -74,9 +74,3 @@ pub struct Engine {
     /// Readings evaluated.
     pub evaluated: u64,
 }
-
-impl Engine {
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-}

@@ -23,13 +23,13 @@ pub mod at;
 pub mod codes;
 pub mod gsm7;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_serial::SerialStream;
 
-use crate::config::notify::{Channel, ChannelKind, Contact};
+use crate::config::notify::Contact;
 use crate::notify::channel::{Delivery, Outgoing, SendFuture, Sender};
 use at::{AtError, AtPort, LineState};
 
@@ -179,14 +179,6 @@ impl ModemChannel {
         }
     }
 
-    /// The channel for a configured `gsm_modem` channel; `None` for other kinds.
-    pub fn from_config(channel: &Channel) -> Option<ModemChannel> {
-        match &channel.kind {
-            ChannelKind::GsmModem { serial, baud } => Some(ModemChannel::new(&channel.id, serial, *baud)),
-            _ => None,
-        }
-    }
-
     pub fn with_timeouts(mut self, timeouts: ModemTimeouts) -> ModemChannel {
         self.timeouts = timeouts;
         self
@@ -194,10 +186,6 @@ impl ModemChannel {
 
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    pub fn serial(&self) -> &Path {
-        &self.serial
     }
 
     /// Sends `msg.sms` (or `msg.text` when that is empty) to the contact's phone.

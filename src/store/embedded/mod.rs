@@ -30,7 +30,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-pub use open::{private_dir, private_file};
+pub use open::private_dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -21,7 +21,7 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Creates `path` empty with mode 0600 when it does not exist.
-pub fn private_file(path: &Path) -> std::io::Result<()> {
+fn private_file(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)

@@ -1,0 +1,141 @@
+//! The commands that act on alarms and paging: `ack`, `shelve` and `test-alarm` (carried
+//! out by [`crate::pipeline::control`], through the running daemon when there is one) and
+//! `test-page`.
+
+use std::path::Path;
+
+use super::{CommandError, load, runtime};
+use crate::config::Config;
+use crate::pipeline::control::{self as pipeline_control, ControlError, Request};
+
+/// `ack`: acknowledges alarm `alarm_id` as `by`, with `comment`.
+pub fn ack(config: &Path, alarm_id: i64, by: &str, comment: &str) -> Result<(), CommandError> {
+    let by = checked_by(by)?;
+    pipeline_control::checked_text(comment).map_err(|e| CommandError::BadInput(format!("--comment: {e}")))?;
+    let cfg = load(config)?;
+    submit(
+        &cfg,
+        Request::Ack {
+            alarm: alarm_id,
+            by,
+            comment,
+        },
+    )
+}
+
+/// `shelve`: shelves `sensor` for `duration` (e.g. `2h`) as `by`, for `reason`.
+pub fn shelve(config: &Path, sensor: &str, duration: &str, by: &str, reason: &str) -> Result<(), CommandError> {
+    let by = checked_by(by)?;
+    pipeline_control::checked_text(reason).map_err(|e| CommandError::BadInput(format!("--reason: {e}")))?;
+    let cfg = load(config)?;
+    let duration =
+        crate::config::parse_duration(duration).map_err(|e| CommandError::BadInput(format!("--for: {e}")))?;
+    submit(
+        &cfg,
+        Request::Shelve {
+            sensor,
+            duration,
+            by,
+            reason,
+        },
+    )
+}
+
+/// `test-alarm`: asks the running daemon to test the alarm path of `sensor`, started by
+/// `by` (default: the login name).
+pub fn test_alarm(config: &Path, sensor: &str, by: Option<&str>) -> Result<(), CommandError> {
+    let cfg = load(config)?;
+    let by = by.map(str::to_string).unwrap_or_else(|| {
+        crate::store::audit::local_actor()
+            .trim_start_matches("cli:")
+            .to_string()
+    });
+    submit(&cfg, Request::TestAlarm { sensor, by: &by })
+}
+
+/// `test-page`: sends a test page to `contact` on every channel that reaches them and
+/// prints how each went.
+pub fn test_page(config: &Path, contact: &str) -> Result<(), CommandError> {
+    let cfg = load(config)?;
+    match runtime()?.block_on(crate::notify::testpage::run(&cfg, contact)) {
+        Ok(report) => {
+            print!("{report}");
+            Ok(())
+        }
+        Err(crate::notify::testpage::TestPageError::BadInput(e)) => {
+            Err(CommandError::BadInput(format!("{}: --contact: {e}", config.display())))
+        }
+        Err(e) => Err(CommandError::TestPage(e)),
+    }
+}
+
+/// `--by` as recorded; bad input when blank or too long.
+fn checked_by(by: &str) -> Result<&str, CommandError> {
+    pipeline_control::checked_by(by).map_err(|e| CommandError::BadInput(format!("--by: {e}")))
+}
+
+fn submit(cfg: &Config, req: Request) -> Result<(), CommandError> {
+    match pipeline_control::submit(cfg, req) {
+        Ok(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(ControlError::Refused(text)) => Err(CommandError::BadInput(format!("cryowatch: {text}"))),
+        Err(ControlError::Failed(text)) => Err(CommandError::Failed(text)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::test_site::{SENSOR, site};
+
+    #[test]
+    fn ack_checks_its_arguments_then_the_store_refuses_an_unknown_alarm() {
+        let site = site("");
+        match ack(&site.path, 1, " ", "") {
+            Err(CommandError::BadInput(m)) => {
+                assert_eq!(m, "--by: name the person who makes the change (found nothing)")
+            }
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        match ack(&site.path, 1, "alice", &"x".repeat(4001)) {
+            Err(CommandError::BadInput(m)) => assert_eq!(m, "--comment: at most 4000 characters, found 4001"),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        match ack(&site.path, 42, "alice", "") {
+            Err(CommandError::BadInput(m)) => assert!(m.starts_with("cryowatch: "), "{m}"),
+            other => panic!("expected the store to refuse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shelve_applies_without_a_daemon_and_refuses_a_bad_duration() {
+        let site = site("");
+        shelve(&site.path, SENSOR, "2h", "alice", "defrost").expect("shelved");
+        match shelve(&site.path, SENSOR, "soon", "alice", "defrost") {
+            Err(CommandError::BadInput(m)) => assert!(m.starts_with("--for: "), "{m}"),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_alarm_test_needs_the_running_daemon() {
+        let site = site("");
+        match test_alarm(&site.path, SENSOR, Some("alice")) {
+            Err(CommandError::Failed(m)) => assert!(m.starts_with("cryowatch is not running on this store"), "{m}"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_test_page_to_an_unknown_contact_is_bad_input() {
+        let site = site("");
+        match test_page(&site.path, "nobody") {
+            Err(CommandError::BadInput(m)) => {
+                assert!(m.starts_with(&format!("{}: --contact: ", site.path.display())), "{m}")
+            }
+            other => panic!("expected bad input, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The commands that write a document to sign or hand over: `selftest` (the OQ checks,
+//! [`crate::report::selftest`]) and `report` (an asset over a period,
+//! [`crate::report::asset`]). Each file written is recorded, with its SHA-256, in the
+//! audit trail.
+
+use std::path::Path;
+
+use sha2::Digest as _;
+
+use super::{CommandError, load, record_cli, runtime};
+use crate::model::now_ms;
+use crate::report::render;
+use crate::store::Store;
+
+/// `selftest`: runs the operational-qualification checks and writes them to `out` (.pdf
+/// or .html). A failed check is [`CommandError::Reported`]: the list printed says which.
+pub fn selftest(config: &Path, out: &Path) -> Result<(), CommandError> {
+    use crate::report::selftest;
+    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(kind.as_deref(), Some("pdf" | "html")) {
+        return Err(CommandError::BadInput(format!(
+            "--out {}: the file name must end in .pdf or .html",
+            out.display()
+        )));
+    }
+    let cfg = load(config)?;
+    let by = crate::store::audit::local_actor();
+    let t = runtime()?.block_on(selftest::run(&cfg, config, now_ms(), &by, |what| {
+        eprintln!("selftest: {what}")
+    }));
+    let doc = selftest::document(&t, &cfg.site.timezone);
+    let bytes = if kind.as_deref() == Some("pdf") {
+        render::render_pdf(&doc)?
+    } else {
+        render::render_html(&doc).into_bytes()
+    };
+    write(out, &bytes)?;
+    let failed: Vec<_> = t.checks.iter().filter(|c| !c.pass).collect();
+    record_cli(
+        &cfg,
+        "selftest.run",
+        &out.display().to_string(),
+        serde_json::json!({
+            "checks": t.checks.len(), "failed": failed.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            "sha256": crate::store::audit::hex(&sha2::Sha256::digest(&bytes)),
+        }),
+    );
+    for c in &t.checks {
+        println!(
+            "{} {} {}: {}",
+            c.id,
+            if c.pass { "PASS" } else { "FAIL" },
+            c.what,
+            c.observed
+        );
+    }
+    println!("{}: {} checks, {} failed", out.display(), t.checks.len(), failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::Reported)
+    }
+}
+
+/// `report`: the auditor's report of `asset` from `from` to `to` (RFC 3339, relative, or
+/// a date taken as the site's midnight), written to `out` as PDF, HTML or CSV by its
+/// extension.
+pub fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Result<(), CommandError> {
+    use crate::report::asset::{self, ReportError};
+    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(kind.as_deref(), Some("pdf" | "html" | "csv")) {
+        return Err(CommandError::BadInput(format!(
+            "--out {}: the file name must end in .pdf, .html or .csv",
+            out.display()
+        )));
+    }
+    let cfg = load(config)?;
+    let now = now_ms();
+    // A bare date is the site's midnight: the report's days are the site's days.
+    let tz = &cfg.site.timezone;
+    let bad = |e: crate::timearg::BadTime| CommandError::BadInput(e.to_string());
+    let from = crate::timearg::parse_in(from, now, tz).map_err(bad)?;
+    let to = crate::timearg::parse_in(to, now, tz).map_err(bad)?;
+    if from >= to {
+        return Err(CommandError::BadInput("--from must be earlier than --to".into()));
+    }
+    let store = Store::open_read_only(&cfg.store.path)?;
+    let by = crate::store::audit::local_actor();
+    let progress = |what: &str| eprintln!("report: {what}");
+    let req = asset::Request {
+        asset,
+        from,
+        to,
+        now,
+        by: &by,
+    };
+    let r = match asset::gather(&cfg, &store, req, progress) {
+        Ok(r) => r,
+        Err(e @ ReportError::UnknownAsset(..)) => {
+            return Err(CommandError::BadInput(format!("{}: --asset: {e}", config.display())));
+        }
+        Err(e) => return Err(CommandError::Report(e)),
+    };
+    eprintln!("report: writing {}", out.display());
+    let bytes = match kind.as_deref() {
+        Some("pdf") => render::render_pdf(&asset::document(&r))?,
+        Some("html") => render::render_html(&asset::document(&r)).into_bytes(),
+        _ => {
+            let mut buf = Vec::new();
+            asset::write_csv(&r, &mut buf)?;
+            buf
+        }
+    };
+    write(out, &bytes)?;
+    record_cli(
+        &cfg,
+        "report.generated",
+        asset,
+        serde_json::json!({
+            "from": from, "to": to, "file": out.display().to_string(),
+            "sha256": crate::store::audit::hex(&sha2::Sha256::digest(&bytes)),
+            "audit_verified": r.audit.ok(), "audit_head": r.audit.head_seq,
+        }),
+    );
+    println!(
+        "{}: {} sensors, {} excursions, {} alarm tests; audit trail {}",
+        out.display(),
+        r.sensors.len(),
+        r.excursions.iter().filter(|e| !e.test).count(),
+        r.tests.len(),
+        if r.audit.ok() { "verified" } else { "BROKEN" }
+    );
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
+    std::fs::write(path, bytes).map_err(|err| CommandError::Write {
+        path: path.to_path_buf(),
+        err,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::test_site::site;
+
+    #[test]
+    fn a_report_is_written_in_the_format_of_its_extension() {
+        let site = site("");
+        for name in ["r.html", "r.csv", "r.pdf"] {
+            let out = site.dir.path().join(name);
+            report(&site.path, "dewar-1", "-2h", "now", &out).expect("report");
+            let bytes = std::fs::read(&out).expect("written");
+            assert!(!bytes.is_empty(), "{name} is empty");
+        }
+        let csv = std::fs::read_to_string(site.dir.path().join("r.csv")).expect("csv");
+        assert!(csv.contains("dewar-1"), "{csv}");
+    }
+
+    #[test]
+    fn a_report_refuses_an_unknown_asset_a_bad_period_and_a_bad_extension() {
+        let site = site("");
+        let out = site.dir.path().join("r.html");
+        match report(&site.path, "dewar-9", "-2h", "now", &out) {
+            Err(CommandError::BadInput(m)) => assert!(
+                m.starts_with(&format!("{}: --asset: unknown asset \"dewar-9\"", site.path.display())),
+                "{m}"
+            ),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        match report(&site.path, "dewar-1", "now", "-2h", &out) {
+            Err(CommandError::BadInput(m)) => assert_eq!(m, "--from must be earlier than --to"),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        let txt = site.dir.path().join("r.txt");
+        match report(&site.path, "dewar-1", "-2h", "now", &txt) {
+            Err(CommandError::BadInput(m)) => assert_eq!(
+                m,
+                format!("--out {}: the file name must end in .pdf, .html or .csv", txt.display())
+            ),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        assert!(!out.exists() && !txt.exists());
+        let missing = site.dir.path().join("no-such-dir").join("r.html");
+        assert!(matches!(
+            report(&site.path, "dewar-1", "-2h", "now", &missing),
+            Err(CommandError::Write { .. })
+        ));
+    }
+
+    #[test]
+    fn a_selftest_writes_its_checks_and_reports_the_ones_that_failed() {
+        let site = site("");
+        let txt = site.dir.path().join("oq.txt");
+        match selftest(&site.path, &txt) {
+            Err(CommandError::BadInput(m)) => assert_eq!(
+                m,
+                format!("--out {}: the file name must end in .pdf or .html", txt.display())
+            ),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        // No daemon runs on this store and nothing answers at the device's address.
+        let out = site.dir.path().join("oq.html");
+        assert!(matches!(selftest(&site.path, &out), Err(CommandError::Reported)));
+        let html = std::fs::read_to_string(&out).expect("written");
+        assert!(html.contains("OQ-01"), "{html}");
+    }
+}

@@ -1,0 +1,145 @@
+//! The commands that read and print: `check` (the configuration), `status` (every sensor
+//! now), `history` (one sensor's readings) and `alarms`.
+
+use std::path::Path;
+
+use super::{CommandError, load, print_json_or, time_arg};
+use crate::model::now_ms;
+use crate::report::{alarms, history, status};
+use crate::store::{Store, mirror};
+
+/// `check`: validates the configuration at `config`; with `explain`, also prints what
+/// will be polled.
+pub fn check(config: &Path, explain: bool) -> Result<(), CommandError> {
+    let cfg = load(config)?;
+    if explain {
+        print!("{}", crate::report::explain::explain(&cfg));
+    }
+    println!(
+        "{}: configuration is valid ({} sensors, {} modbus devices)",
+        config.display(),
+        cfg.sensors.len(),
+        cfg.devices.len()
+    );
+    Ok(())
+}
+
+/// `status`: the current value and state of every sensor, then the conditions that need
+/// a person (on standard error) and the InfluxDB mirror's lag.
+pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
+    let cfg = load(config)?;
+    // Said first: while the store cannot write, the daemon keeps it outside the store.
+    if let Some(c) = crate::store::outage::read_condition(&cfg.store.path) {
+        eprintln!("{c}");
+    }
+    let store = Store::open_read_only(&cfg.store.path)?;
+    let rows = status::gather(&cfg, &store, now_ms())?;
+    let conditions = status::conditions(&store, now_ms())?;
+    print_json_or(json, &rows, |out| status::write_table(&rows, out))?;
+    for c in &conditions {
+        // Conditions quote outside answers (a mail server's refusal).
+        eprintln!("{}", crate::escape::control(c));
+    }
+    if let Some(influx) = &cfg.influx {
+        let lag = store.with_conn(mirror::lag)?;
+        let m = crate::report::mirror::gather(influx, lag, now_ms());
+        if !json {
+            println!("{}", crate::report::mirror::summary(&m));
+        }
+        for c in &m.conditions {
+            eprintln!("{}", crate::escape::control(c));
+        }
+    }
+    Ok(())
+}
+
+/// `history`: the readings of `sensor` from `from` (default 24 hours ago) to `to`
+/// (default now), as CSV or JSON on standard output.
+pub fn history(
+    config: &Path,
+    sensor: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    format: history::Format,
+) -> Result<(), CommandError> {
+    let cfg = load(config)?;
+    let now = now_ms();
+    let from = time_arg(from, "-24h", now)?;
+    let to = time_arg(to, "now", now)?;
+    if from > to {
+        return Err(CommandError::BadInput("--from is later than --to".into()));
+    }
+    let store = Store::open_read_only(&cfg.store.path)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match history::export(&store, sensor, from, to, format, &mut out) {
+        Ok(_) => Ok(()),
+        Err(e @ history::HistoryError::UnknownSensor(_)) => {
+            Err(CommandError::BadInput(format!("{}: --sensor: {e}", config.display())))
+        }
+        Err(e) => Err(CommandError::History(e)),
+    }
+}
+
+/// `alarms`: alarms newest first, only the open ones with `active`.
+pub fn alarms(config: &Path, active: bool, json: bool) -> Result<(), CommandError> {
+    let cfg = load(config)?;
+    let store = Store::open_read_only(&cfg.store.path)?;
+    let rows = store.with_conn(|c| crate::store::alarms::query_alarms(c, active, None))?;
+    let lines = alarms::lines(&rows);
+    print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::test_site::{INFLUX, SENSOR, site};
+
+    #[test]
+    fn check_passes_a_valid_configuration_and_refuses_a_broken_one() {
+        let site = site("");
+        check(&site.path, false).expect("valid");
+        check(&site.path, true).expect("valid, explained");
+        std::fs::write(&site.path, "[site]\nname = \"no store\"\n").expect("break the config");
+        assert!(matches!(check(&site.path, false), Err(CommandError::BadInput(_))));
+    }
+
+    #[test]
+    fn status_reads_the_store_with_and_without_the_mirror() {
+        status(&site("").path, false).expect("status");
+        let mirrored = site(INFLUX);
+        status(&mirrored.path, false).expect("status with the mirror");
+        status(&mirrored.path, true).expect("status as JSON");
+    }
+
+    #[test]
+    fn history_exports_a_known_sensor_and_names_an_unknown_one() {
+        let site = site("");
+        history(&site.path, SENSOR, None, None, history::Format::Csv).expect("CSV");
+        history(&site.path, SENSOR, Some("-2h"), Some("now"), history::Format::Json).expect("JSON");
+        match history(&site.path, "dewar-9.temp", None, None, history::Format::Csv) {
+            Err(CommandError::BadInput(m)) => assert!(
+                m.starts_with(&format!(
+                    "{}: --sensor: unknown sensor \"dewar-9.temp\"",
+                    site.path.display()
+                )),
+                "{m}"
+            ),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        match history(&site.path, SENSOR, Some("now"), Some("-1h"), history::Format::Csv) {
+            Err(CommandError::BadInput(m)) => assert_eq!(m, "--from is later than --to"),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        assert!(matches!(
+            history(&site.path, SENSOR, Some("soon"), None, history::Format::Csv),
+            Err(CommandError::BadInput(_))
+        ));
+    }
+
+    #[test]
+    fn alarms_lists_all_or_only_the_open_ones() {
+        let site = site("");
+        alarms(&site.path, false, false).expect("all");
+        alarms(&site.path, true, true).expect("open, as JSON");
+    }
+}
