@@ -11,8 +11,10 @@
 //! A link that is damaged, altered, expired or made with another key gets 403; a used
 //! one 409; an acknowledgement the engine refuses (unknown alarm, already acknowledged,
 //! cleared) 409 with the engine's words.
+//!
+//! The pages are written with maud's `html!` macro, which escapes every value put into
+//! them: alarm, asset and contact names, comments and the engine's words alike.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -21,6 +23,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -77,27 +80,26 @@ async fn show(State(st): State<ApiState>, Path(token): Path<String>) -> Response
             &st.config,
             StatusCode::NOT_FOUND,
             &format!("Alarm {id} not found"),
-            &format!("<p class=\"bad\">Alarm {id} is not in this cryowatch's record. Nothing was changed.</p>"),
+            html! { p class="bad" { "Alarm " (id) " is not in this cryowatch's record. Nothing was changed." } },
         );
     };
-    let mut html = summary(&st.config, &alarm);
-    if let Some(t) = used {
-        let _ = write!(
-            html,
-            "<p class=\"bad\">This link was already used at {}. A link works once.</p>",
-            esc(&site_time(t, &st.config.site.timezone))
-        );
-    } else if alarm.state == crate::model::AlarmState::Active {
-        html.push_str(&form(&st.config, &alarm, &contact, claims.expires_ms));
-    } else {
-        let _ = write!(
-            html,
-            "<p class=\"ok\">Nothing to do: alarm {} is {}.</p>",
-            alarm.id,
-            esc(alarm.state.as_str())
-        );
+    let body = shown(&st.config, &alarm, &contact, used, claims.expires_ms);
+    page(&st.config, StatusCode::OK, &title(&st.config, &alarm), body)
+}
+
+/// The body of the page a link opens: the alarm, then the form when the link is unused
+/// and the alarm active (else why there is nothing to do).
+fn shown(cfg: &Config, alarm: &AlarmRow, contact: &Contact, used: Option<TimestampMs>, expires: TimestampMs) -> Markup {
+    html! {
+        (summary(cfg, alarm))
+        @if let Some(t) = used {
+            p class="bad" { "This link was already used at " (site_time(t, &cfg.site.timezone)) ". A link works once." }
+        } @else if alarm.state == crate::model::AlarmState::Active {
+            (form(cfg, alarm, contact, expires))
+        } @else {
+            p class="ok" { "Nothing to do: alarm " (alarm.id) " is " (alarm.state.as_str()) "." }
+        }
     }
-    page(&st.config, StatusCode::OK, &title(&st.config, &alarm), &html)
 }
 
 /// `POST`: mark the link used, queue the acknowledgement, show the daemon's answer.
@@ -118,10 +120,11 @@ async fn acknowledge(
                 &st.config,
                 StatusCode::BAD_REQUEST,
                 "Form not understood",
-                &format!(
-                    "<p class=\"bad\">The form could not be read ({}). Nothing was changed; open the link again.</p>",
-                    esc(&e.body_text())
-                ),
+                html! {
+                    p class="bad" {
+                        "The form could not be read (" (e.body_text()) "). Nothing was changed; open the link again."
+                    }
+                },
             );
         }
     };
@@ -130,9 +133,11 @@ async fn acknowledge(
             &st.config,
             StatusCode::BAD_REQUEST,
             "Comment too long",
-            &format!(
-                "<p class=\"bad\">The comment is longer than {MAX_COMMENT} characters. Nothing was changed; go back and shorten it.</p>"
-            ),
+            html! {
+                p class="bad" {
+                    "The comment is longer than " (MAX_COMMENT) " characters. Nothing was changed; go back and shorten it."
+                }
+            },
         );
     }
     let args = json!({"alarm": claims.alarm, "by": contact.name, "comment": comment, "path": "link"});
@@ -151,12 +156,15 @@ async fn acknowledge(
         Ok(Burn::Queued(id)) => id,
         Ok(Burn::Used(t)) => {
             tracing::warn!(alarm_id = claims.alarm, contact = %claims.contact, "an acknowledgement link was submitted again");
-            let mut html = format!(
-                "<p class=\"bad\">This link was already used at {}. A link works once; nothing was changed.</p>",
-                esc(&site_time(t, &st.config.site.timezone))
-            );
-            html.push_str(&current(&st, claims.alarm).await);
-            return page(&st.config, StatusCode::CONFLICT, "Link already used", &html);
+            let now = current(&st, claims.alarm).await;
+            let body = html! {
+                p class="bad" {
+                    "This link was already used at " (site_time(t, &st.config.site.timezone))
+                    ". A link works once; nothing was changed."
+                }
+                (now)
+            };
+            return page(&st.config, StatusCode::CONFLICT, "Link already used", body);
         }
         Err(e) => return failure(&st, &e),
     };
@@ -165,30 +173,33 @@ async fn acknowledge(
         Ok(a) => a,
         Err(e) => return failure(&st, &e),
     };
-    let (status, title, mut html) = match answer {
-        Some((true, text)) => (
-            StatusCode::OK,
-            "Acknowledged",
-            format!("<p class=\"ok\">{}.</p>", esc(&text)),
-        ),
+    let (status, title, said) = answered(request, answer);
+    let now = current(&st, claims.alarm).await;
+    page(&st.config, status, title, html! { (said) (now) })
+}
+
+/// The status, title and words of the page after a submitted form: the engine's
+/// `answer` to `request` (`None`: no answer in time).
+fn answered(request: i64, answer: Option<(bool, String)>) -> (StatusCode, &'static str, Markup) {
+    match answer {
+        Some((true, text)) => (StatusCode::OK, "Acknowledged", html! { p class="ok" { (text) "." } }),
         Some((false, text)) => (
             StatusCode::CONFLICT,
             "Not acknowledged",
-            format!("<p class=\"bad\">Not acknowledged: {}.</p>", esc(&text)),
+            html! { p class="bad" { "Not acknowledged: " (text) "." } },
         ),
         None => (
             StatusCode::ACCEPTED,
             "Acknowledgement queued",
-            format!(
-                "<p class=\"bad\">Your acknowledgement is recorded as request {request}, but the monitoring \
-                 daemon has not answered within {} s. It will be carried out when the daemon runs again; \
-                 until then pages may continue.</p>",
-                ANSWER_WAIT.as_secs()
-            ),
+            html! {
+                p class="bad" {
+                    "Your acknowledgement is recorded as request " (request) ", but the monitoring daemon has not \
+                     answered within " (ANSWER_WAIT.as_secs()) " s. It will be carried out when the daemon runs \
+                     again; until then pages may continue."
+                }
+            },
         ),
-    };
-    html.push_str(&current(&st, claims.alarm).await);
-    page(&st.config, status, title, &html)
+    }
 }
 
 enum Burn {
@@ -235,41 +246,47 @@ pub(crate) async fn wait_answer(st: &ApiState, request: i64) -> Result<Option<(b
 }
 
 /// The alarm as it is now, for the answer pages (empty when it cannot be read).
-async fn current(st: &ApiState, id: i64) -> String {
+async fn current(st: &ApiState, id: i64) -> Markup {
     match st
         .with_store(move |s| s.with_conn(|c| alarms::query_alarms(c, false, Some(id))))
         .await
     {
-        Ok(mut rows) => rows.pop().map(|a| summary(&st.config, &a)).unwrap_or_default(),
+        Ok(mut rows) => rows.pop().map_or_else(|| html! {}, |a| summary(&st.config, &a)),
         Err(e) => {
             tracing::error!(error = %e, alarm_id = id, "cannot read the alarm for the acknowledgement page");
-            String::new()
+            html! {}
         }
     }
 }
 
 fn refused(cfg: &Config, r: &Refusal) -> Response {
     let why = match r {
-        Refusal::Link(e) => format!("This acknowledgement link cannot be used: {}.", esc(&e.to_string())),
+        Refusal::Link(e) => format!("This acknowledgement link cannot be used: {e}."),
         Refusal::Contact => "This link was sent to a contact who is no longer in the configuration.".to_string(),
     };
-    let html = format!(
-        "<p class=\"bad\">{why} Nothing was changed.</p>\
-         <p>Use the link in the newest page you received, reply to the SMS page with <b>ACK</b> and the alarm \
-         number, or run <code>cryowatch ack</code> on the monitoring server.</p>"
-    );
-    page(cfg, StatusCode::FORBIDDEN, "Link not valid", &html)
+    page(cfg, StatusCode::FORBIDDEN, "Link not valid", refusal_body(&why))
+}
+
+/// Why a link cannot be used, and the other ways to acknowledge.
+fn refusal_body(why: &str) -> Markup {
+    html! {
+        p class="bad" { (why) " Nothing was changed." }
+        p {
+            "Use the link in the newest page you received, reply to the SMS page with " b { "ACK" }
+            " and the alarm number, or run " code { "cryowatch ack" } " on the monitoring server."
+        }
+    }
 }
 
 fn failure(st: &ApiState, e: &ApiError) -> Response {
     tracing::error!(error = %e, "acknowledgement page failed");
-    page(
-        &st.config,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Try again",
-        "<p class=\"bad\">The monitoring record cannot be reached right now. Try again in a minute, or \
-         acknowledge by SMS reply or with <code>cryowatch ack</code>.</p>",
-    )
+    let body = html! {
+        p class="bad" {
+            "The monitoring record cannot be reached right now. Try again in a minute, or acknowledge by SMS \
+             reply or with " code { "cryowatch ack" } "."
+        }
+    };
+    page(&st.config, StatusCode::INTERNAL_SERVER_ERROR, "Try again", body)
 }
 
 fn title(cfg: &Config, a: &AlarmRow) -> String {
@@ -284,15 +301,9 @@ pub(crate) fn asset_name<'a>(cfg: &'a Config, a: &'a AlarmRow) -> &'a str {
 }
 
 /// The alarm as a definition list.
-fn summary(cfg: &Config, a: &AlarmRow) -> String {
+fn summary(cfg: &Config, a: &AlarmRow) -> Markup {
     let tz = &cfg.site.timezone;
-    let when = |t: TimestampMs| {
-        format!(
-            "{} <span class=\"small\">({})</span>",
-            esc(&site_time(t, tz)),
-            esc(&format_rfc3339(t))
-        )
-    };
+    let when = |t: TimestampMs| html! { (site_time(t, tz)) " " span class="small" { "(" (format_rfc3339(t)) ")" } };
     let asset = cfg.assets.iter().find(|x| x.id == a.asset);
     let location = asset.map(|x| x.location.as_str()).filter(|l| !l.is_empty());
     let unit = cfg
@@ -300,70 +311,61 @@ fn summary(cfg: &Config, a: &AlarmRow) -> String {
         .iter()
         .find(|s| s.id == a.sensor)
         .map_or("", |s| s.unit.as_str());
-    let mut h = String::from("<dl>");
-    let mut row = |k: &str, v: String| {
-        let _ = write!(h, "<dt>{k}</dt><dd>{v}</dd>");
-    };
-    row("Alarm", a.id.to_string());
-    row(
-        "Unit",
-        match location {
-            Some(l) => format!("{} ({})", esc(asset_name(cfg, a)), esc(l)),
-            None => esc(asset_name(cfg, a)),
-        },
-    );
-    row("Sensor", esc(&a.sensor));
-    if let Some(v) = a.value {
-        row("Value", format!("{} {}", esc(&format!("{v:.1}")), esc(unit)));
-    }
     let sev_class = match a.severity.as_str() {
         "critical" | "alarm" => "sev-alarm",
         _ => "sev-warning",
     };
-    row(
-        "Severity",
-        format!("<span class=\"{sev_class}\">{}</span>", esc(a.severity.as_str())),
-    );
-    let mut state = esc(a.state.as_str());
-    if let Some(s) = &a.suppressed {
-        let _ = write!(state, " (suppressed: {})", esc(s));
-    }
-    row("State", state);
-    row("Raised", when(a.raised_at));
-    if let Some(by) = &a.acked_by {
-        let mut v = esc(by);
-        if let Some(t) = a.acked_at {
-            let _ = write!(v, ", {}", when(t));
+    html! {
+        dl {
+            dt { "Alarm" } dd { (a.id) }
+            dt { "Unit" }
+            dd {
+                (asset_name(cfg, a))
+                @if let Some(l) = location { " (" (l) ")" }
+            }
+            dt { "Sensor" } dd { (a.sensor) }
+            @if let Some(v) = a.value {
+                dt { "Value" } dd { (format!("{v:.1}")) " " (unit) }
+            }
+            dt { "Severity" } dd { span class=(sev_class) { (a.severity.as_str()) } }
+            dt { "State" }
+            dd {
+                (a.state.as_str())
+                @if let Some(s) = &a.suppressed { " (suppressed: " (s) ")" }
+            }
+            dt { "Raised" } dd { (when(a.raised_at)) }
+            @if let Some(by) = &a.acked_by {
+                dt { "Acknowledged" }
+                dd {
+                    (by)
+                    @if let Some(t) = a.acked_at { ", " (when(t)) }
+                    @if let Some(p) = &a.ack_path { ", by " (p) }
+                }
+                @if let Some(c) = a.ack_comment.as_deref().filter(|c| !c.is_empty()) {
+                    dt { "Comment" } dd { (c) }
+                }
+            }
+            @if let Some(t) = a.cleared_at {
+                dt { "Cleared" } dd { (when(t)) }
+            }
         }
-        if let Some(p) = &a.ack_path {
-            let _ = write!(v, ", by {}", esc(p));
-        }
-        row("Acknowledged", v);
-        if let Some(c) = a.ack_comment.as_deref().filter(|c| !c.is_empty()) {
-            row("Comment", esc(c));
-        }
     }
-    if let Some(t) = a.cleared_at {
-        row("Cleared", when(t));
-    }
-    h.push_str("</dl>");
-    h
 }
 
-fn form(cfg: &Config, a: &AlarmRow, contact: &Contact, expires: TimestampMs) -> String {
-    format!(
-        "<form method=\"post\">\
-         <label for=\"comment\">Comment for the record: what you found, what you did or will do</label>\
-         <textarea id=\"comment\" name=\"comment\" rows=\"4\" maxlength=\"{MAX_COMMENT}\"></textarea>\
-         <button type=\"submit\">Acknowledge alarm {id} as {name}</button>\
-         </form>\
-         <p class=\"small\">Acknowledging stops further pages for this alarm. It is recorded with your name, \
-         the time, your comment and that it came through this link. This link is for {name} only, works once, \
-         and is valid until {until}.</p>",
-        id = a.id,
-        name = esc(&contact.name),
-        until = esc(&site_time(expires, &cfg.site.timezone)),
-    )
+fn form(cfg: &Config, a: &AlarmRow, contact: &Contact, expires: TimestampMs) -> Markup {
+    let name = contact.name.as_str();
+    html! {
+        form method="post" {
+            label for="comment" { "Comment for the record: what you found, what you did or will do" }
+            textarea id="comment" name="comment" rows="4" maxlength=(MAX_COMMENT) {}
+            button type="submit" { "Acknowledge alarm " (a.id) " as " (name) }
+        }
+        p class="small" {
+            "Acknowledging stops further pages for this alarm. It is recorded with your name, the time, your \
+             comment and that it came through this link. This link is for " (name) " only, works once, and is \
+             valid until " (site_time(expires, &cfg.site.timezone)) "."
+        }
+    }
 }
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;padding:1rem;\
@@ -383,16 +385,7 @@ border-radius:6px}\
 
 /// A whole page: no external assets, readable on a phone, not cached, not indexed, and
 /// the link never leaks through a Referer header.
-fn page(cfg: &Config, status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\
-         <title>{t} · cryowatch</title><style>{CSS}</style></head>\
-         <body><main><p class=\"small\">{site} · cryowatch</p><h1>{t}</h1>{body}</main></body></html>",
-        t = esc(title),
-        site = esc(&cfg.site.name),
-    );
+fn page(cfg: &Config, status: StatusCode, title: &str, body: Markup) -> Response {
     (
         status,
         [
@@ -406,26 +399,89 @@ fn page(cfg: &Config, status: StatusCode, title: &str, body: &str) -> Response {
             ),
             (header::HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
         ],
-        Html(html),
+        Html(layout(cfg, title, body).into_string()),
     )
         .into_response()
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    crate::report::render::escape_html(s)
+/// The markup of [`page`].
+fn layout(cfg: &Config, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="robots" content="noindex, nofollow";
+                title { (title) " · cryowatch" }
+                // Safe: CSS is this file's constant, and a style element's text is not
+                // HTML (escaping would break a `>` selector, were one added).
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                main {
+                    p class="small" { (cfg.site.name) " · cryowatch" }
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::web::testkit::{self, assert_escaped, hostile};
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(
-            esc(r#"<script>alert("x&'y")</script>"#),
-            "&lt;script&gt;alert(&quot;x&amp;&#39;y&quot;)&lt;/script&gt;"
+        let cfg = testkit::config();
+        let html = layout(&cfg, r#"<script>alert("x&'y")</script>"#, html! { p { "Zoë −196 °C" } }).into_string();
+        assert!(
+            html.contains("<h1>&lt;script&gt;alert(&quot;x&amp;'y&quot;)&lt;/script&gt;</h1>"),
+            "{html}"
         );
-        assert_eq!(esc("Zoë −196 °C"), "Zoë −196 °C");
+        assert!(html.contains("<p>Zoë −196 °C</p>"), "{html}");
+    }
+
+    #[test]
+    fn every_outside_string_on_the_link_pages_is_escaped() {
+        let cfg = testkit::config();
+        let contact = Contact {
+            id: "alice".into(),
+            name: hostile("contact-name"),
+            email: None,
+            phone: None,
+        };
+        let now = 1_795_420_800_000;
+        // Opening a link: the alarm and the form.
+        let active = testkit::alarm(now - 600_000, false);
+        let body = shown(&cfg, &active, &contact, None, now + 86_400_000);
+        let html = layout(&cfg, &title(&cfg, &active), body).into_string();
+        assert_escaped(
+            &html,
+            &[
+                "site-name",
+                "asset-name",
+                "asset-location",
+                "sensor-id",
+                "unit",
+                "suppressed",
+                "contact-name",
+            ],
+        );
+        assert!(html.contains("<form method=\"post\"><label for=\"comment\">"), "{html}");
+        // After acknowledging: who, by which path and why.
+        let acked = summary(&cfg, &testkit::alarm(now - 600_000, true)).into_string();
+        assert_escaped(&acked, &["acked-by", "ack-path", "comment"]);
+        // The engine's words and a refused link's reason.
+        for answer in [
+            Some((true, hostile("engine-answer"))),
+            Some((false, hostile("engine-answer"))),
+        ] {
+            assert_escaped(&answered(1, answer).2.into_string(), &["engine-answer"]);
+        }
+        assert_escaped(&refusal_body(&hostile("link-error")).into_string(), &["link-error"]);
     }
 }

@@ -5,17 +5,17 @@
 //! form posts to `POST /alarms/{id}/ack` ([`super::ack`]).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Nav, age, csrf_field, esc, local_time, number, to_login};
+use super::{Nav, age, csrf_field, local_time, number, to_login};
 use crate::api::auth::Principal;
 use crate::api::{ApiError, ApiState};
-use crate::config::Role;
+use crate::config::{Config, Role};
 use crate::model::unit_symbol;
 use crate::model::{Quality, TimestampMs, now_ms};
 use crate::report::status::{self, SensorStatus};
@@ -111,172 +111,159 @@ pub fn trend(
     Some((arrow, class, format!("{delta:+.2} {u} in the last {}", age(now - t))))
 }
 
-fn tiles(st: &ApiState, b: &Board) -> String {
-    let mut h = String::from("<section id=\"tiles\" class=\"tiles\" aria-label=\"Assets\">");
-    for asset in &st.config.assets {
-        let mine: Vec<&SensorStatus> = b.sensors.iter().filter(|s| s.asset == asset.id).collect();
-        let open: Vec<&AlarmRow> = b.alarms.iter().filter(|a| a.asset == asset.id).collect();
-        let state = asset_state(&mine, &open);
-        let _ = write!(
-            h,
-            "<article class=\"tile state-{state}\" id=\"asset-{id}\" data-state=\"{state}\">\
-             <header><h2>{name}</h2><span class=\"badge\">{label}</span></header>",
-            id = esc(&asset.id),
-            name = esc(&asset.name),
-            label = state.to_uppercase(),
-        );
-        if !asset.location.is_empty() {
-            let _ = write!(h, "<p class=\"where\">{}</p>", esc(&asset.location));
-        }
-        h.push_str("<ul class=\"readings\">");
-        for s in &mine {
-            let quantity = st
-                .config
-                .sensors
-                .iter()
-                .find(|c| c.id == s.sensor)
-                .map_or("", |c| c.quantity.as_str());
-            let u = unit_symbol(&s.unit);
-            let value = match s.value {
-                Some(v) => format!("{} {}", number(v), esc(u)),
-                None => "—".to_string(),
-            };
-            let arrow = match (s.value, b.earlier.get(&s.sensor)) {
-                (Some(v), Some(e)) if s.state == "ok" => trend(v, *e, b.now, u),
-                _ => None,
-            };
-            let arrow = arrow.map_or(String::new(), |(a, class, why)| {
-                format!(
-                    "<span class=\"trend {class}\" title=\"{w}\" aria-label=\"{w}\">{a}</span>",
-                    w = esc(&why)
-                )
-            });
-            let when = s
-                .time
-                .as_deref()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .map(|t| t.as_millisecond());
-            let note = match (s.state.as_str(), when) {
-                ("ok", Some(t)) => format!("{} ago", age(b.now - t)),
-                (other, Some(t)) => format!("{} · {} ago", other.replace('_', " "), age(b.now - t)),
-                (other, None) => other.replace('_', " "),
-            };
-            let _ = write!(
-                h,
-                "<li class=\"sensor sensor-{state}\"><a href=\"/sensors/{id}\"><span class=\"q\">{q}</span>\
-                 <span class=\"v\">{value}</span>{arrow}<span class=\"age\">{note}</span></a></li>",
-                state = esc(s.state.as_str()),
-                id = esc(&s.sensor),
-                q = esc(quantity),
-                note = esc(&note),
-            );
-        }
-        h.push_str("</ul>");
-        if !open.is_empty() {
-            let n = open.len();
-            let _ = write!(
-                h,
-                "<p class=\"open\"><a href=\"#alarm-{}\">{n} open alarm{}</a></p>",
-                open[0].id,
-                if n == 1 { "" } else { "s" }
-            );
-        }
-        h.push_str("</article>");
-    }
-    h.push_str("</section>");
-    h
-}
-
-fn alarm_item(st: &ApiState, who: &Principal, a: &AlarmRow, now: TimestampMs) -> String {
-    let cfg = &st.config;
-    let (asset, u) = super::alarm_labels(cfg, a);
-    let mut h = format!(
-        "<article class=\"alarm sev-{sev} is-{state}\" id=\"alarm-{id}\" data-state=\"{state}\">\
-         <h3><span class=\"sev\">{sev_up}</span> {asset} · <a href=\"/sensors/{sensor}\">{sensor}</a></h3>\
-         <p class=\"facts\">Alarm {id} · rule {rule}",
-        sev = esc(a.severity.as_str()),
-        sev_up = esc(&a.severity.as_str().to_uppercase()),
-        state = esc(a.state.as_str()),
-        id = a.id,
-        asset = esc(asset),
-        sensor = esc(&a.sensor),
-        rule = esc(&a.rule),
-    );
-    if let Some(v) = a.value {
-        let _ = write!(h, " · {} {}", number(v), esc(u));
-    }
-    let _ = write!(
-        h,
-        " · raised {} ({} ago) · <b class=\"state\">{}</b>",
-        esc(&local_time(st, a.raised_at)),
-        age(now - a.raised_at),
-        esc(a.state.as_str())
-    );
-    if a.returned {
-        h.push_str(" · back to normal, needs acknowledgement");
-    }
-    if let Some(s) = &a.suppressed {
-        let _ = write!(h, " · suppressed: {}", esc(s));
-    }
-    h.push_str("</p>");
-    if let Some(by) = &a.acked_by {
-        let _ = write!(h, "<p class=\"acked\">Acknowledged by <b>{}</b>", esc(by));
-        if let Some(t) = a.acked_at {
-            let _ = write!(h, " at {}", esc(&local_time(st, t)));
-        }
-        if let Some(p) = &a.ack_path {
-            let _ = write!(h, " via {}", esc(p));
-        }
-        match a.ack_comment.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => {
-                let _ = write!(h, ": <q class=\"comment\">{}</q></p>", esc(c));
+fn tiles(cfg: &Config, b: &Board) -> Markup {
+    html! {
+        section id="tiles" class="tiles" aria-label="Assets" {
+            @for asset in &cfg.assets {
+                @let mine: Vec<&SensorStatus> = b.sensors.iter().filter(|s| s.asset == asset.id).collect();
+                @let open: Vec<&AlarmRow> = b.alarms.iter().filter(|a| a.asset == asset.id).collect();
+                @let state = asset_state(&mine, &open);
+                article class={ "tile state-" (state) } id={ "asset-" (asset.id) } data-state=(state) {
+                    header { h2 { (asset.name) } span class="badge" { (state.to_uppercase()) } }
+                    @if !asset.location.is_empty() {
+                        p class="where" { (asset.location) }
+                    }
+                    ul class="readings" {
+                        @for s in &mine {
+                            (reading(cfg, b, s))
+                        }
+                    }
+                    @if let Some(first) = open.first() {
+                        p class="open" {
+                            a href={ "#alarm-" (first.id) } {
+                                (open.len()) " open alarm" @if open.len() != 1 { "s" }
+                            }
+                        }
+                    }
+                }
             }
-            None => h.push_str(" (no comment)</p>"),
-        }
-    } else if a.state == crate::model::AlarmState::Active || a.returned {
-        if who.role >= Role::Operator {
-            let _ = write!(
-                h,
-                "<form method=\"post\" action=\"/alarms/{id}/ack\" class=\"ack\">{csrf}\
-                 <label for=\"comment-{id}\">Comment for the record</label>\
-                 <textarea id=\"comment-{id}\" name=\"comment\" rows=\"2\" maxlength=\"{max}\" \
-                 placeholder=\"What you found, what you did or will do\"></textarea>\
-                 <button type=\"submit\">Acknowledge alarm {id}</button></form>",
-                id = a.id,
-                csrf = csrf_field(who),
-                max = crate::api::ack::MAX_COMMENT,
-            );
-        } else {
-            h.push_str("<p class=\"small\">An operator can acknowledge this alarm.</p>");
         }
     }
-    h.push_str("</article>");
-    h
 }
 
-fn alarm_list(st: &ApiState, who: &Principal, b: &Board) -> String {
-    let mut h = format!(
-        "<section id=\"alarms\" class=\"alarms\" aria-label=\"Open alarms\"><h2>Open alarms <span class=\"count\">{}</span></h2>",
-        b.alarms.len()
-    );
-    if b.alarms.is_empty() {
-        h.push_str("<p class=\"none\">No open alarms.</p>");
+/// One sensor's line in its asset's tile: quantity, value, trend and age.
+fn reading(cfg: &Config, b: &Board, s: &SensorStatus) -> Markup {
+    let quantity = cfg
+        .sensors
+        .iter()
+        .find(|c| c.id == s.sensor)
+        .map_or("", |c| c.quantity.as_str());
+    let u = unit_symbol(&s.unit);
+    let arrow = match (s.value, b.earlier.get(&s.sensor)) {
+        (Some(v), Some(e)) if s.state == "ok" => trend(v, *e, b.now, u),
+        _ => None,
+    };
+    let when = s
+        .time
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_millisecond());
+    let note = match (s.state.as_str(), when) {
+        ("ok", Some(t)) => format!("{} ago", age(b.now - t)),
+        (other, Some(t)) => format!("{} · {} ago", other.replace('_', " "), age(b.now - t)),
+        (other, None) => other.replace('_', " "),
+    };
+    html! {
+        li class={ "sensor sensor-" (s.state) } {
+            a href={ "/sensors/" (s.sensor) } {
+                span class="q" { (quantity) }
+                span class="v" {
+                    @match s.value {
+                        Some(v) => { (number(v)) " " (u) },
+                        None => "—",
+                    }
+                }
+                @if let Some((a, class, why)) = arrow {
+                    span class={ "trend " (class) } title=(why) aria-label=(why) { (a) }
+                }
+                span class="age" { (note) }
+            }
+        }
     }
-    for a in &b.alarms {
-        h.push_str(&alarm_item(st, who, a, b.now));
+}
+
+fn alarm_item(cfg: &Config, who: &Principal, a: &AlarmRow, now: TimestampMs) -> Markup {
+    let (asset, u) = super::alarm_labels(cfg, a);
+    let (sev, state) = (a.severity.as_str(), a.state.as_str());
+    html! {
+        article class={ "alarm sev-" (sev) " is-" (state) } id={ "alarm-" (a.id) } data-state=(state) {
+            h3 {
+                span class="sev" { (sev.to_uppercase()) } " " (asset) " · "
+                a href={ "/sensors/" (a.sensor) } { (a.sensor) }
+            }
+            p class="facts" {
+                "Alarm " (a.id) " · rule " (a.rule)
+                @if let Some(v) = a.value { " · " (number(v)) " " (u) }
+                " · raised " (local_time(cfg, a.raised_at)) " (" (age(now - a.raised_at)) " ago) · "
+                b class="state" { (state) }
+                @if a.returned { " · back to normal, needs acknowledgement" }
+                @if let Some(s) = &a.suppressed { " · suppressed: " (s) }
+            }
+            @if let Some(by) = &a.acked_by {
+                p class="acked" {
+                    "Acknowledged by " b { (by) }
+                    @if let Some(t) = a.acked_at { " at " (local_time(cfg, t)) }
+                    @if let Some(p) = &a.ack_path { " via " (p) }
+                    @match a.ack_comment.as_deref().filter(|c| !c.is_empty()) {
+                        Some(c) => { ": " q class="comment" { (c) } },
+                        None => " (no comment)",
+                    }
+                }
+            } @else if a.state == crate::model::AlarmState::Active || a.returned {
+                @if who.role >= Role::Operator {
+                    form method="post" action={ "/alarms/" (a.id) "/ack" } class="ack" {
+                        (csrf_field(who))
+                        label for={ "comment-" (a.id) } { "Comment for the record" }
+                        textarea id={ "comment-" (a.id) } name="comment" rows="2" maxlength=(crate::api::ack::MAX_COMMENT)
+                            placeholder="What you found, what you did or will do" {}
+                        button type="submit" { "Acknowledge alarm " (a.id) }
+                    }
+                } @else {
+                    p class="small" { "An operator can acknowledge this alarm." }
+                }
+            }
+        }
     }
-    h.push_str("</section>");
-    h
+}
+
+fn alarm_list(cfg: &Config, who: &Principal, b: &Board) -> Markup {
+    html! {
+        section id="alarms" class="alarms" aria-label="Open alarms" {
+            h2 { "Open alarms " span class="count" { (b.alarms.len()) } }
+            @if b.alarms.is_empty() {
+                p class="none" { "No open alarms." }
+            }
+            @for a in &b.alarms {
+                (alarm_item(cfg, who, a, b.now))
+            }
+        }
+    }
 }
 
 /// The live part of the dashboard: tiles, open alarms, and when it was read.
-fn live_html(st: &ApiState, who: &Principal, b: &Board) -> String {
-    format!(
-        "{}{}<p id=\"updated\" class=\"small\">Updated {}</p>",
-        tiles(st, b),
-        alarm_list(st, who, b),
-        esc(&local_time(st, b.now))
-    )
+fn live_html(cfg: &Config, who: &Principal, b: &Board) -> Markup {
+    html! {
+        (tiles(cfg, b))
+        (alarm_list(cfg, who, b))
+        p id="updated" class="small" { "Updated " (local_time(cfg, b.now)) }
+    }
+}
+
+/// The dashboard's page body: the notice of an acknowledgement just made, if any, and
+/// the live part.
+fn body(cfg: &Config, who: &Principal, b: &Board, acked: Option<&AlarmRow>) -> Markup {
+    html! {
+        h1 class="visually-hidden" { "Dashboard" }
+        @if let Some(a) = acked {
+            p class="notice ok" role="status" {
+                "Alarm " (a.id) " acknowledged by " (a.acked_by.as_deref().unwrap_or(""))
+                @if let Some(t) = a.acked_at { " at " (local_time(cfg, t)) }
+                "."
+            }
+        }
+        div id="live" data-src="/dashboard/live" data-every="4000" { (live_html(cfg, who, b)) }
+        noscript { p class="small" { "Reload the page to see new readings." } }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,32 +280,17 @@ pub async fn page(State(st): State<ApiState>, who: Option<Principal>, Query(q): 
         Ok(b) => b,
         Err(e) => return super::failure(&st, Some(&who), &e),
     };
-    let mut notice = String::new();
+    let mut acked = None;
     if let Some(id) = q.acked {
         let row = st
             .with_store(move |s| s.with_conn(|c| alarms::query_alarms(c, false, Some(id))))
             .await
             .ok()
             .and_then(|mut r| r.pop());
-        if let Some(a) = row.filter(|a| a.acked_by.is_some()) {
-            notice = format!(
-                "<p class=\"notice ok\" role=\"status\">Alarm {} acknowledged by {}{}.</p>",
-                a.id,
-                esc(a.acked_by.as_deref().unwrap_or("")),
-                a.acked_at
-                    .map(|t| format!(" at {}", esc(&local_time(&st, t))))
-                    .unwrap_or_default()
-            );
-        }
+        acked = row.filter(|a| a.acked_by.is_some());
     }
-    let body = format!(
-        "<h1 class=\"visually-hidden\">Dashboard</h1>{notice}\
-         <div id=\"live\" data-src=\"/dashboard/live\" data-every=\"{every}\">{live}</div>\
-         <noscript><p class=\"small\">Reload the page to see new readings.</p></noscript>",
-        every = 4000,
-        live = live_html(&st, &who, &board),
-    );
-    super::page(&st, StatusCode::OK, "Dashboard", Some(&who), Nav::Dashboard, &body)
+    let body = body(&st.config, &who, &board, acked.as_ref());
+    super::page(&st, StatusCode::OK, "Dashboard", Some(&who), Nav::Dashboard, body)
 }
 
 /// `GET /dashboard/live`: the live part of the dashboard, for the page's script; 401
@@ -333,7 +305,11 @@ pub async fn live(State(st): State<ApiState>, who: Option<Principal>) -> Respons
             .into_response();
     };
     match read_board(&st).await {
-        Ok(b) => (super::secure_headers(), Html(live_html(&st, &who, &b))).into_response(),
+        Ok(b) => (
+            super::secure_headers(),
+            Html(live_html(&st.config, &who, &b).into_string()),
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "dashboard refresh failed");
             (
@@ -348,7 +324,70 @@ pub async fn live(State(st): State<ApiState>, who: Option<Principal>) -> Respons
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{self, assert_escaped, hostile};
     use super::*;
+
+    #[test]
+    fn every_outside_string_on_the_dashboard_is_escaped() {
+        let cfg = testkit::config();
+        let now = 1_795_420_800_000;
+        let status = SensorStatus {
+            sensor: hostile("sensor-id"),
+            asset: hostile("asset-id"),
+            value: Some(-190.0),
+            unit: hostile("unit"),
+            quality: "good".into(),
+            time: Some(crate::model::format_rfc3339(now - 8_000)),
+            last_good: None,
+            state: "ok".into(),
+            alarms: Vec::new(),
+        };
+        let acked = AlarmRow {
+            id: 8,
+            ..testkit::alarm(now - 900_000, true)
+        };
+        let board = Board {
+            now,
+            sensors: vec![status],
+            earlier: HashMap::from([(hostile("sensor-id"), (now - 300_000, -195.0))]),
+            alarms: vec![testkit::alarm(now - 600_000, false), acked.clone()],
+        };
+        let who = Principal {
+            actor: "user:olga".into(),
+            role: Role::Operator,
+            csrf: Some(hostile("csrf")),
+        };
+        let html = body(&cfg, &who, &board, Some(&acked)).into_string();
+        assert_escaped(
+            &html,
+            &[
+                "asset-id",
+                "asset-name",
+                "asset-location",
+                "sensor-id",
+                "quantity",
+                "unit",
+                "rule-id",
+                "suppressed",
+                "acked-by",
+                "ack-path",
+                "comment",
+                "csrf",
+            ],
+        );
+        assert!(
+            html.contains("<span class=\"trend up\" title=\"+5.00 &lt;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<form method=\"post\" action=\"/alarms/7/ack\" class=\"ack\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<p class=\"notice ok\" role=\"status\">Alarm 8 acknowledged by &lt;"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn trend_arrows_need_an_old_enough_reference_and_a_real_change() {

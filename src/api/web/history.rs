@@ -3,17 +3,18 @@
 //! (web, api, cli, link, sms) and the comment.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use maud::{Markup, html};
 
-use super::{Nav, esc, local_time, number, refusal, to_login};
+use super::{Nav, local_time, number, refusal, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
-use crate::model::now_ms;
-use crate::store::alarms::query_alarms;
+use crate::config::Config;
+use crate::model::{TimestampMs, format_rfc3339, now_ms};
+use crate::store::alarms::{AlarmRow, query_alarms};
 
 /// Most rows on one page.
 const MAX_ROWS: usize = 1000;
@@ -64,66 +65,119 @@ pub async fn page(
         Ok(r) => r,
         Err(e) => return super::failure(&st, Some(&who), &e),
     };
-    let cfg = &st.config;
-    let field = |key: &str| esc(q.get(key).map(String::as_str).unwrap_or(""));
-    let mut h = format!(
-        "<h1>Alarm history</h1>\
-         <form method=\"get\" class=\"period\"><label>From <input name=\"from\" value=\"{}\" placeholder=\"-30d\"></label>\
-         <label>To <input name=\"to\" value=\"{}\" placeholder=\"now\"></label><button type=\"submit\">Show</button></form>\
-         <p class=\"small\">{} to {}: {} alarm{}. Times are {}.</p>",
-        field("from"),
-        field("to"),
-        esc(&local_time(&st, from)),
-        esc(&local_time(&st, to)),
-        rows.len(),
-        if rows.len() == 1 { "" } else { "s" },
-        esc(cfg.site.timezone.iana_name().unwrap_or("UTC")),
-    );
-    if rows.is_empty() {
-        h.push_str("<p class=\"none\">No alarm in this period.</p>");
-    } else {
-        h.push_str(
-            "<div class=\"scroll\"><table class=\"history\"><thead><tr><th>Alarm</th><th>Asset</th><th>Sensor</th>\
-             <th>Rule</th><th>Severity</th><th>State</th><th>Raised</th><th>Value</th><th>Acknowledged by</th>\
-             <th>At</th><th>Path</th><th>Comment</th><th>Cleared</th></tr></thead><tbody>",
-        );
-        for a in rows.iter().take(MAX_ROWS) {
-            let (asset, u) = super::alarm_labels(cfg, a);
-            let opt_time = |t: Option<i64>| t.map_or_else(|| "—".to_string(), |t| esc(&local_time(&st, t)));
-            let _ = write!(
-                h,
-                "<tr id=\"history-{id}\" data-state=\"{state}\"><td>{id}</td><td>{asset}</td>\
-                 <td><a href=\"/sensors/{sensor}?from={from}&amp;to={to}\">{sensor}</a></td><td>{rule}</td>\
-                 <td class=\"sev-{sev}\">{sev}</td><td>{state}</td><td class=\"t\">{raised}</td><td>{value}</td>\
-                 <td class=\"by\">{by}</td><td class=\"t\">{at}</td><td>{path}</td><td class=\"comment\">{comment}</td><td class=\"t\">{cleared}</td></tr>",
-                id = a.id,
-                asset = esc(asset),
-                sensor = esc(&a.sensor),
-                // The sensor page around the alarm: an hour either side.
-                from = esc(&crate::model::format_rfc3339(a.raised_at - HOUR)),
-                to = esc(&crate::model::format_rfc3339(
-                    (a.cleared_at.unwrap_or(now) + HOUR).min(a.raised_at + 30 * 24 * HOUR)
-                )),
-                rule = esc(&a.rule),
-                sev = esc(a.severity.as_str()),
-                state = esc(a.state.as_str()),
-                raised = esc(&local_time(&st, a.raised_at)),
-                value = a.value.map_or("—".to_string(), |v| format!("{} {}", number(v), esc(u))),
-                by = esc(a.acked_by.as_deref().unwrap_or("—")),
-                at = opt_time(a.acked_at),
-                path = esc(a.ack_path.as_deref().unwrap_or("")),
-                comment = esc(a.ack_comment.as_deref().unwrap_or("")),
-                cleared = opt_time(a.cleared_at),
-            );
+    let form = (q.get("from").map(String::as_str), q.get("to").map(String::as_str));
+    let body = render(&st.config, form, (from, to), now, &rows);
+    super::page(&st, StatusCode::OK, "Alarm history", Some(&who), Nav::History, body)
+}
+
+/// The page body: the period form (`asked`: its fields as sent), then the alarms of
+/// `period` in a table.
+fn render(
+    cfg: &Config,
+    asked: (Option<&str>, Option<&str>),
+    period: (TimestampMs, TimestampMs),
+    now: TimestampMs,
+    rows: &[AlarmRow],
+) -> Markup {
+    let (from, to) = period;
+    let opt_time = |t: Option<TimestampMs>| t.map_or_else(|| "—".to_string(), |t| local_time(cfg, t));
+    html! {
+        h1 { "Alarm history" }
+        form method="get" class="period" {
+            label { "From " input name="from" value=(asked.0.unwrap_or("")) placeholder="-30d"; }
+            label { "To " input name="to" value=(asked.1.unwrap_or("")) placeholder="now"; }
+            button type="submit" { "Show" }
         }
-        h.push_str("</tbody></table></div>");
-        if rows.len() > MAX_ROWS {
-            let _ = write!(
-                h,
-                "<p class=\"small\">Only the newest {MAX_ROWS} are shown: choose a shorter period, or use \
-                 <code>cryowatch alarms --json</code>.</p>"
-            );
+        p class="small" {
+            (local_time(cfg, from)) " to " (local_time(cfg, to)) ": " (rows.len()) " alarm"
+            @if rows.len() != 1 { "s" }
+            ". Times are " (cfg.site.timezone.iana_name().unwrap_or("UTC")) "."
+        }
+        @if rows.is_empty() {
+            p class="none" { "No alarm in this period." }
+        } @else {
+            div class="scroll" {
+                table class="history" {
+                    thead {
+                        tr {
+                            th { "Alarm" } th { "Asset" } th { "Sensor" } th { "Rule" } th { "Severity" }
+                            th { "State" } th { "Raised" } th { "Value" } th { "Acknowledged by" } th { "At" }
+                            th { "Path" } th { "Comment" } th { "Cleared" }
+                        }
+                    }
+                    tbody {
+                        @for a in rows.iter().take(MAX_ROWS) {
+                            @let (asset, u) = super::alarm_labels(cfg, a);
+                            @let (sev, state) = (a.severity.as_str(), a.state.as_str());
+                            // The sensor page around the alarm: an hour either side.
+                            @let around = (
+                                format_rfc3339(a.raised_at - HOUR),
+                                format_rfc3339((a.cleared_at.unwrap_or(now) + HOUR).min(a.raised_at + 30 * 24 * HOUR)),
+                            );
+                            tr id={ "history-" (a.id) } data-state=(state) {
+                                td { (a.id) }
+                                td { (asset) }
+                                td { a href={ "/sensors/" (a.sensor) "?from=" (around.0) "&to=" (around.1) } { (a.sensor) } }
+                                td { (a.rule) }
+                                td class={ "sev-" (sev) } { (sev) }
+                                td { (state) }
+                                td class="t" { (local_time(cfg, a.raised_at)) }
+                                td {
+                                    @match a.value {
+                                        Some(v) => { (number(v)) " " (u) },
+                                        None => "—",
+                                    }
+                                }
+                                td class="by" { (a.acked_by.as_deref().unwrap_or("—")) }
+                                td class="t" { (opt_time(a.acked_at)) }
+                                td { (a.ack_path.as_deref().unwrap_or("")) }
+                                td class="comment" { (a.ack_comment.as_deref().unwrap_or("")) }
+                                td class="t" { (opt_time(a.cleared_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if rows.len() > MAX_ROWS {
+                p class="small" {
+                    "Only the newest " (MAX_ROWS) " are shown: choose a shorter period, or use "
+                    code { "cryowatch alarms --json" } "."
+                }
+            }
         }
     }
-    super::page(&st, StatusCode::OK, "Alarm history", Some(&who), Nav::History, &h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{self, assert_escaped, hostile};
+    use super::*;
+
+    #[test]
+    fn every_outside_string_in_the_alarm_history_is_escaped() {
+        let cfg = testkit::config();
+        let now = 1_795_420_800_000;
+        let (from, to) = (hostile("from"), hostile("to"));
+        let rows = [
+            testkit::alarm(now - 3_600_000, true),
+            testkit::alarm(now - 600_000, false),
+        ];
+        let html = render(&cfg, (Some(&from), Some(&to)), (now - 86_400_000, now), now, &rows).into_string();
+        assert_escaped(
+            &html,
+            &[
+                "from",
+                "to",
+                "asset-name",
+                "sensor-id",
+                "unit",
+                "rule-id",
+                "acked-by",
+                "ack-path",
+                "comment",
+            ],
+        );
+        assert!(html.contains("<input name=\"from\" value=\"&lt;script&gt;"), "{html}");
+        assert!(html.contains("?from=2026-11-23T06:00:00.000Z&amp;to="), "{html}");
+    }
 }

@@ -15,11 +15,12 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, Extension, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::guard::{self, Verdict};
-use super::{Nav, esc, over_tls, page, refusal};
+use super::{Nav, over_tls, page, refusal};
 use crate::api::ApiState;
 use crate::api::auth::{Principal, SESSION_COOKIE, cookie, same};
 use crate::model::now_ms;
@@ -94,31 +95,39 @@ fn login_page(
             );
         }
     };
-    let note = if message.is_empty() {
-        String::new()
-    } else {
-        format!("<p class=\"notice bad\" role=\"alert\">{}</p>", esc(message))
-    };
-    let body = format!(
-        "<section class=\"login\"><h1>Sign in</h1>{note}\
-         <form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"login_token\" value=\"{token}\">\
-         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <label for=\"user\">User name</label>\
-         <input id=\"user\" name=\"user\" autocomplete=\"username\" autocapitalize=\"none\" required maxlength=\"64\" value=\"{user}\">\
-         <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>\
-         <p class=\"small\">Accounts are made on the monitoring server with <code>cryowatch user add</code>.</p></section>",
-        next = esc(next),
-        user = esc(user),
-    );
-    let mut r = page(st, status, "Sign in", None, Nav::Other, &body);
+    let body = login_body(&token, user, next, message);
+    let mut r = page(st, status, "Sign in", None, Nav::Other, body);
     r.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, &token, "/login", FORM_TTL_S, over_tls(st, headers)),
     );
     r
+}
+
+/// The sign-in page's body: `message` (when not empty), then the form with the
+/// double-submit `token`, the `user` name to fill in and where to go `next`.
+fn login_body(token: &str, user: &str, next: &str, message: &str) -> Markup {
+    html! {
+        section class="login" {
+            h1 { "Sign in" }
+            @if !message.is_empty() {
+                p class="notice bad" role="alert" { (message) }
+            }
+            form method="post" action="/login" {
+                input type="hidden" name="login_token" value=(token);
+                input type="hidden" name="next" value=(next);
+                label for="user" { "User name" }
+                input id="user" name="user" autocomplete="username" autocapitalize="none" required maxlength="64"
+                    value=(user);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+            p class="small" {
+                "Accounts are made on the monitoring server with " code { "cryowatch user add" } "."
+            }
+        }
+    }
 }
 
 /// `GET /login`: the form, or the dashboard when already signed in.
@@ -440,7 +449,26 @@ pub async fn sign_out(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{assert_escaped, hostile};
     use super::*;
+
+    #[test]
+    fn every_outside_string_on_the_sign_in_page_is_escaped() {
+        let html = login_body(
+            &hostile("token"),
+            &hostile("user-name"),
+            &hostile("next"),
+            &hostile("error-message"),
+        )
+        .into_string();
+        assert_escaped(&html, &["token", "user-name", "next", "error-message"]);
+        assert!(
+            html.contains("<input type=\"hidden\" name=\"login_token\" value=\"&lt;"),
+            "{html}"
+        );
+        assert!(html.contains("<p class=\"notice bad\" role=\"alert\">&lt;"), "{html}");
+        assert!(!login_body("t", "", "/", "").into_string().contains("notice"));
+    }
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {

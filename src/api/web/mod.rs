@@ -11,6 +11,10 @@
 //!   when, how and with which comment
 //! - [`assets`]: `GET /assets/app.css` and `/assets/app.js`, compiled into the binary
 //!
+//! Pages are written with maud's `html!` macro: checked when compiling, and every value
+//! put into a page is HTML-escaped; the one piece of markup taken as it is, the sensor
+//! page's chart, is drawn by the report renderer, which escapes its labels itself.
+//!
 //! Nothing is loaded from another server (facility networks are often closed): the CSS
 //! and the script come from this binary, charts are inline SVG. A page asked for
 //! without a session redirects to `/login`. Forms sent with a session carry its CSRF
@@ -26,15 +30,18 @@ pub mod guard;
 pub mod history;
 pub mod login;
 pub mod sensor;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
 
 use super::ApiState;
 use super::auth::Principal;
-use crate::config::Role;
+use crate::config::{Config, Role};
 use crate::model::TimestampMs;
 
 pub use super::auth::SESSION_TTL_MS;
@@ -49,11 +56,6 @@ pub fn routes() -> Router<ApiState> {
         .route("/login", get(login::form).post(login::sign_in))
         .route("/logout", post(login::sign_out))
         .route("/assets/{name}", get(assets::serve))
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    crate::report::render::escape_html(s)
 }
 
 /// 303 to the sign-in page, coming back to `next` afterwards.
@@ -86,38 +88,56 @@ pub enum Nav {
 }
 
 /// A whole page: the navigation bar (with the signed-in user and a sign-out button when
-/// `who` is set), then `body`.
-pub fn page(st: &ApiState, status: StatusCode, title: &str, who: Option<&Principal>, nav: Nav, body: &str) -> Response {
-    let site = esc(&st.config.site.name);
-    let mut bar = String::new();
-    if let Some(p) = who {
-        let link = |href: &str, text: &str, here: bool| {
-            let current = if here { " aria-current=\"page\"" } else { "" };
-            format!("<a href=\"{href}\"{current}>{text}</a>")
-        };
-        bar = format!(
-            "<nav>{}{}</nav><div class=\"who\"><span>{} · {}</span>\
-             <form method=\"post\" action=\"/logout\">{}<button type=\"submit\" class=\"link\">Sign out</button></form></div>",
-            link("/", "Dashboard", nav == Nav::Dashboard),
-            link("/alarms/history", "Alarm history", nav == Nav::History),
-            esc(p.actor.strip_prefix("user:").unwrap_or(&p.actor)),
-            p.role.as_str(),
-            csrf_field(p),
-        );
+/// `who` is set), then `body`, with the headers of [`secure_headers`].
+pub fn page(
+    st: &ApiState,
+    status: StatusCode,
+    title: &str,
+    who: Option<&Principal>,
+    nav: Nav,
+    body: Markup,
+) -> Response {
+    let html = layout(&st.config, title, who, nav, body);
+    (status, secure_headers(), Html(html.into_string())).into_response()
+}
+
+/// The markup of [`page`].
+fn layout(cfg: &Config, title: &str, who: Option<&Principal>, nav: Nav, body: Markup) -> Markup {
+    let site = cfg.site.name.as_str();
+    let current = |here: Nav| (nav == here).then_some("page");
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="robots" content="noindex, nofollow";
+                title { (title) " · " (site) }
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href=(assets::url("app.css"));
+                script src=(assets::url("app.js")) defer {}
+            }
+            body {
+                header class="top" {
+                    a class="brand" href="/" { (site) small { "cryowatch" } }
+                    @if let Some(p) = who {
+                        nav {
+                            a href="/" aria-current=[current(Nav::Dashboard)] { "Dashboard" }
+                            a href="/alarms/history" aria-current=[current(Nav::History)] { "Alarm history" }
+                        }
+                        div class="who" {
+                            span { (p.actor.strip_prefix("user:").unwrap_or(&p.actor)) " · " (p.role.as_str()) }
+                            form method="post" action="/logout" {
+                                (csrf_field(p))
+                                button type="submit" class="link" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
     }
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\
-         <title>{t} · {site}</title><link rel=\"icon\" href=\"data:,\">\
-         <link rel=\"stylesheet\" href=\"{css}\"><script src=\"{js}\" defer></script></head>\
-         <body><header class=\"top\"><a class=\"brand\" href=\"/\">{site}<small>cryowatch</small></a>{bar}</header>\
-         <main>{body}</main></body></html>",
-        t = esc(title),
-        css = assets::url("app.css"),
-        js = assets::url("app.js"),
-    );
-    (status, secure_headers(), Html(html)).into_response()
 }
 
 /// Headers of every page: not cached, not framed, only this server's script and style.
@@ -143,21 +163,22 @@ pub fn secure_headers() -> [(header::HeaderName, HeaderValue); 6] {
 
 /// The hidden form field carrying the session's CSRF token (empty for token callers,
 /// who need none).
-pub fn csrf_field(who: &Principal) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        esc(who.csrf.as_deref().unwrap_or(""))
-    )
+pub fn csrf_field(who: &Principal) -> Markup {
+    html! { input type="hidden" name="csrf" value=(who.csrf.as_deref().unwrap_or("")); }
 }
 
 /// A page saying why a request was refused, with a way back.
 pub fn refusal(st: &ApiState, status: StatusCode, who: Option<&Principal>, title: &str, text: &str) -> Response {
-    let body = format!(
-        "<h1>{}</h1><p class=\"notice bad\">{}</p><p><a href=\"/\">Back to the dashboard</a></p>",
-        esc(title),
-        esc(text)
-    );
-    page(st, status, title, who, Nav::Other, &body)
+    page(st, status, title, who, Nav::Other, refusal_body(title, text))
+}
+
+/// The markup of [`refusal`]'s page body.
+fn refusal_body(title: &str, text: &str) -> Markup {
+    html! {
+        h1 { (title) }
+        p class="notice bad" { (text) }
+        p { a href="/" { "Back to the dashboard" } }
+    }
 }
 
 /// The page for a store failure: logged, and the person told to try again.
@@ -191,10 +212,10 @@ pub fn forbidden(st: &ApiState, who: &Principal, role: Role) -> Option<Response>
 }
 
 /// `ms` as local time of the site, e.g. `2026-11-23 14:05:09 CET`.
-pub fn local_time(st: &ApiState, ms: TimestampMs) -> String {
+pub fn local_time(cfg: &Config, ms: TimestampMs) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
         Ok(t) => t
-            .to_zoned(st.config.site.timezone.clone())
+            .to_zoned(cfg.site.timezone.clone())
             .strftime("%Y-%m-%d %H:%M:%S %Z")
             .to_string(),
         Err(_) => ms.to_string(),
@@ -213,7 +234,7 @@ pub fn age(ms: i64) -> String {
 }
 
 /// An alarm's asset as people call it and its sensor's unit symbol.
-pub fn alarm_labels<'a>(cfg: &'a crate::config::Config, a: &'a crate::store::alarms::AlarmRow) -> (&'a str, &'a str) {
+pub fn alarm_labels<'a>(cfg: &'a Config, a: &'a crate::store::alarms::AlarmRow) -> (&'a str, &'a str) {
     let unit = cfg
         .sensors
         .iter()
@@ -252,7 +273,33 @@ pub fn over_tls(st: &ApiState, headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::testkit::{assert_escaped, hostile};
     use super::*;
+
+    #[test]
+    fn the_frame_and_refusal_pages_escape_what_they_show() {
+        let cfg = testkit::config();
+        let who = Principal {
+            actor: format!("user:{}", hostile("user-name")),
+            role: Role::Operator,
+            csrf: Some(hostile("csrf")),
+        };
+        // A refusal shows the engine's or the store's words, and a sensor page's title is
+        // the sensor id from the address.
+        let body = refusal_body(&hostile("title"), &hostile("error-message"));
+        let html = layout(&cfg, &hostile("title"), Some(&who), Nav::Dashboard, body).into_string();
+        assert_escaped(&html, &["site-name", "user-name", "csrf", "title", "error-message"]);
+        assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\">"), "{html}");
+        assert!(html.contains("<a href=\"/\" aria-current=\"page\">Dashboard</a><a href=\"/alarms/history\">"));
+        assert!(
+            html.contains("<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"&lt;")
+        );
+        let signed_out = layout(&cfg, "Sign in", None, Nav::Other, html! {}).into_string();
+        assert!(
+            !signed_out.contains("<nav>") && !signed_out.contains("/logout"),
+            "{signed_out}"
+        );
+    }
 
     #[test]
     fn ages_are_rounded_to_the_unit_people_read() {

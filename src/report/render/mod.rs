@@ -23,7 +23,7 @@ mod pdf_chart;
 mod series;
 mod text;
 
-pub use html::{escape as escape_html, render_html};
+pub use html::render_html;
 pub use pdf::render_pdf;
 
 /// A report: a title block, then blocks in order, with a footer on every PDF page.
