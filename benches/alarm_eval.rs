@@ -36,7 +36,7 @@ use cryowatch::daemon::Daemon;
 use cryowatch::model::{Quality, Reading, TimestampMs, now_ms};
 use cryowatch::pipeline::Batch;
 use cryowatch::store::Store;
-use cryowatch::store::alarms::{self, Changes, Saved};
+use cryowatch::store::alarms::{Changes, Saved};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -633,7 +633,7 @@ fn daemon_run(dir: &Path, rounds: usize) {
     // What the store kept of the probe's alarm history.
     let store = Store::open(&config.store.path).expect("open store");
     let stored = store
-        .with_conn(|c| alarms::query_events(c, None))
+        .events(None)
         .expect("events")
         .iter()
         .filter(|e| e.sensor.as_deref() == Some(PROBE))

@@ -315,25 +315,25 @@ fn where_the_time_goes(cfg_path: &Path, db: &Path) -> Vec<String> {
         cryowatch::report::status::gather(&config, &store, now_ms()).expect("gather")
     });
     let sensors = time_ms(N, || store.sensors().expect("sensors"));
-    let alarms = time_ms(N, || {
-        store
-            .with_conn(|c| cryowatch::store::alarms::query_alarms(c, true, None))
-            .expect("alarms")
-    });
+    let alarms = time_ms(N, || store.alarms(true).expect("alarms"));
     let latest = time_ms(N, || {
         for &id in &sensor_ids {
             std::hint::black_box(store.latest(id, i64::MAX).expect("latest"));
         }
     });
+    // The statement-level figures below (preparing, cached lookups, one statement) run
+    // SQLite directly, on a read-only connection of the bench's own to the same file,
+    // opened as the store opens its readers: the same statements, the same cache.
+    let c = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("open the store file read-only");
+    c.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
     let prepare_only = time_ms(N, || {
-        store
-            .with_conn(|c| {
-                for _ in &sensor_ids {
-                    drop(c.prepare(LAST)?);
-                }
-                Ok(())
-            })
-            .expect("prepare")
+        for _ in &sensor_ids {
+            drop(c.prepare(LAST).expect("prepare"));
+        }
     });
     let cached_lookups = |c: &rusqlite::Connection| -> rusqlite::Result<()> {
         let mut st = c.prepare_cached(LAST)?;
@@ -344,35 +344,28 @@ fn where_the_time_goes(cfg_path: &Path, db: &Path) -> Vec<String> {
         }
         Ok(())
     };
-    let cached = time_ms(N, || store.with_conn(cached_lookups).expect("cached"));
+    let cached = time_ms(N, || cached_lookups(&c).expect("cached"));
     // The same in one read transaction: one snapshot, one WAL read lock instead of 1,000.
     let cached_tx = time_ms(N, || {
-        store
-            .with_conn(|c| {
-                c.execute_batch("BEGIN")?;
-                let r = cached_lookups(c);
-                c.execute_batch("COMMIT")?;
-                r
-            })
-            .expect("cached in a transaction")
+        c.execute_batch("BEGIN").expect("begin");
+        let r = cached_lookups(&c);
+        c.execute_batch("COMMIT").expect("commit");
+        r.expect("cached in a transaction")
     });
     // One statement for every sensor's newest reading (newest good one left out: it
     // is the newest reading itself whenever that is good).
     let one_query = time_ms(N, || {
-        store
-            .with_conn(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT s.id, r.t, r.value, r.quality FROM sensor s JOIN reading r ON r.sensor = s.id
-                     AND (r.t, r.seq) = (SELECT t, seq FROM reading WHERE sensor = s.id ORDER BY t DESC, seq DESC LIMIT 1)",
-                )?;
-                let n = st
-                    .query_map([], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<f64>>(2)?))
-                    })?
-                    .count();
-                Ok(n)
-            })
-            .expect("one query")
+        let mut st = c
+            .prepare_cached(
+                "SELECT s.id, r.t, r.value, r.quality FROM sensor s JOIN reading r ON r.sensor = s.id
+                 AND (r.t, r.seq) = (SELECT t, seq FROM reading WHERE sensor = s.id ORDER BY t DESC, seq DESC LIMIT 1)",
+            )
+            .expect("one query");
+        st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<f64>>(2)?))
+        })
+        .expect("one query")
+        .count()
     });
     let rows = cryowatch::report::status::gather(&config, &store, now_ms()).expect("gather");
     let serialize = time_ms(N, || {

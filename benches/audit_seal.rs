@@ -66,9 +66,7 @@ fn main() {
         seal.as_secs_f64() * 1e6 / sealed.count.max(1) as f64
     );
     let t = Instant::now();
-    let v = store
-        .with_conn(|c| cryowatch::store::audit::verify::verify(c, |_, _| {}))
-        .expect("verify");
+    let v = store.verify(|_, _| {}).expect("verify");
     let took = t.elapsed().as_secs_f64();
     assert!(v.ok(), "{:?}", v.problem);
     println!(

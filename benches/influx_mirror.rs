@@ -97,7 +97,7 @@ fn open_store(config: &Config, db: &Path) -> (Store, Vec<i64>) {
 
 fn waiting(db: &Path) -> i64 {
     let store = Store::open_read_only(db).expect("open store read-only");
-    store.with_conn(mirror::lag).expect("mirror lag").readings
+    store.mirror_lag().expect("mirror lag").readings
 }
 
 /// A running sink and how to stop it.
@@ -132,7 +132,7 @@ fn wait_drained(db: &Path, timeout: Duration) -> bool {
     let store = Store::open_read_only(db).expect("open store read-only");
     let deadline = Instant::now() + timeout;
     loop {
-        if store.with_conn(mirror::lag).expect("mirror lag").readings == 0 {
+        if store.mirror_lag().expect("mirror lag").readings == 0 {
             return true;
         }
         if Instant::now() >= deadline {
@@ -389,9 +389,7 @@ fn run() -> bool {
     for (n, &size) in sizes.iter().enumerate() {
         if n > 0 {
             // The same readings again, queued as `cryowatch influx backfill` does.
-            let queued = store
-                .transaction(|c| mirror::backfill(c, 0, i64::MAX))
-                .expect("queue again");
+            let (queued, _) = mirror::backfill_range(&mut store, 0, i64::MAX).expect("queue again");
             assert_eq!(queued, total);
         }
         let (landed, rate) = backfill_run(&config, &db, size, total);

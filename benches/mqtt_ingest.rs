@@ -144,15 +144,18 @@ pub fn main() {
     let later = cryowatch::model::now_ms() + 13 * 60_000;
     while store.seal_due(later, 10 * 60_000, 2 * 60_000).expect("seal").is_some() {}
     store.checkpoint().expect("checkpoint");
-    let used: i64 = store
-        .with_conn(|c| {
-            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            let free: i64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-            let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            Ok((pages - free) * size)
-        })
-        .expect("page counts");
     drop(store);
+    // The file's pages in use, read on a connection of the bench's own (the WAL was just
+    // folded in: the file alone holds them).
+    let used: i64 = {
+        let c = rusqlite::Connection::open(&db).expect("open the store file");
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("page count");
+        let free: i64 = c
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .expect("free pages");
+        let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page size");
+        (pages - free) * size
+    };
     let sealed_per_reading = used as f64 / stored.max(1) as f64;
     let cw_rate = committed as f64 / cw_secs;
 

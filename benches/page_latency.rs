@@ -33,7 +33,6 @@ use cryowatch::config::Config;
 use cryowatch::daemon::Daemon;
 use cryowatch::pipeline::commit::AlarmEvent;
 use cryowatch::store::Store;
-use cryowatch::store::outbox;
 use rumqttc::{AsyncClient, MqttOptions, NetworkOptions, QoS};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
@@ -501,7 +500,7 @@ pub fn main() {
 
     // When the dispatcher pass that planned each page began: the outbox's created_at.
     let store = Store::open(&db).expect("open store");
-    let notifications = store.with_conn(|c| outbox::list(c, None)).expect("read the outbox");
+    let notifications = store.notifications(None).expect("read the outbox");
     drop(store);
     let planned = |p: &Page| {
         notifications

@@ -20,6 +20,7 @@ use std::time::Instant;
 use cryowatch::model::Quality;
 use cryowatch::store::Store;
 use cryowatch::store::audit::batch::{self, Bound};
+use rusqlite::{Connection, OpenFlags};
 
 fn rows(ids: &[i64], t: i64) -> Vec<(i64, i64, Option<f64>, Quality)> {
     ids.iter()
@@ -27,15 +28,14 @@ fn rows(ids: &[i64], t: i64) -> Vec<(i64, i64, Option<f64>, Quality)> {
         .collect()
 }
 
-/// Milliseconds per commit of `per_commit` readings, `commits` times, at `sync`.
-fn commits(sync: &str, ids: &[i64], per_commit: usize, commits: i64) -> f64 {
+/// Milliseconds per commit of `per_commit` readings, `commits` times, each synced to
+/// disk (`full`) or not.
+fn commits(full: bool, ids: &[i64], per_commit: usize, commits: i64) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut store = Store::open(&dir.path().join("commit.db")).expect("store");
     let names: Vec<(String, String)> = (0..ids.len()).map(|i| (format!("s{i}"), "degC".into())).collect();
     let ids = store.register_sensors(&names).expect("sensors");
-    store
-        .with_conn(|c| c.pragma_update(None, "synchronous", sync))
-        .expect("pragma");
+    store.set_commit_sync(full).expect("synchronous");
     let start = 1_800_000_000_000i64;
     let t = Instant::now();
     for k in 0..commits {
@@ -54,19 +54,23 @@ pub fn main() {
 
     // 1. The sync.
     let n1 = if quick { 20 } else { 300 };
-    let one_full = commits("FULL", &ids, 1, n1);
-    let one_normal = commits("NORMAL", &ids, 1, n1);
+    let one_full = commits(true, &ids, 1, n1);
+    let one_normal = commits(false, &ids, 1, n1);
     let nk = if quick { 5 } else { 60 };
-    let k_full = commits("FULL", &ids, sensors, nk);
-    let k_normal = commits("NORMAL", &ids, sensors, nk);
+    let k_full = commits(true, &ids, sensors, nk);
+    let k_normal = commits(false, &ids, sensors, nk);
     println!(
         "commit of 1 reading: {one_full:.2} ms synced (FULL), {one_normal:.2} ms not (NORMAL); \
          of {sensors}: {k_full:.2} ms FULL, {k_normal:.2} ms NORMAL"
     );
 
     // 2. The binding alone: hashing the batch and writing its row, per reading.
+    // The writer's SQL on a connection of the bench's own to a store's file: what the
+    // binding costs, apart from the store around it.
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut store = Store::open(&dir.path().join("bind.db")).expect("store");
+    let path = dir.path().join("bind.db");
+    drop(Store::open(&path).expect("store"));
+    let mut db = Connection::open(&path).expect("open the store file");
     let bound: Vec<Bound> = ids
         .iter()
         .map(|&sensor| Bound {
@@ -80,14 +84,11 @@ pub fn main() {
     let rounds = if quick { 50 } else { 2000 };
     // Every round in one transaction: the binding's own work, without the commit's sync.
     let t = Instant::now();
-    store
-        .transaction(|c| {
-            for k in 0..rounds {
-                batch::bind(c, k, &bound)?;
-            }
-            Ok(())
-        })
-        .expect("bind");
+    let tx = db.transaction().expect("transaction");
+    for k in 0..rounds {
+        batch::bind(&tx, k, &bound).expect("bind");
+    }
+    tx.commit().expect("commit");
     let bind_us = t.elapsed().as_secs_f64() * 1e6 / (rounds as f64 * bound.len() as f64);
     println!("binding a batch of {sensors} readings: {bind_us:.3} µs per reading");
 
@@ -106,23 +107,24 @@ pub fn main() {
         store.insert(&rows(&ids, start + s * 1000)).expect("insert");
     }
     let unsealed = seconds * sensors as i64;
-    let reset = store.with_conn(batch::current_reset).expect("reset");
+    // The record watch looks on a read-only connection of its own; so does the bench.
+    let watch = Connection::open_with_flags(
+        dir.path().join("bench.db"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("open the store file read-only");
+    let reset = batch::current_reset(&watch).expect("reset");
     let t = Instant::now();
-    let open = store
-        .with_conn(|c| batch::check_open(c, reset.as_ref(), start))
-        .expect("check");
+    let open = batch::check_open(&watch, reset.as_ref(), start).expect("check");
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     assert!(open.problem.is_none(), "{:?}", open.problem);
     let head = open.head.clone().expect("batches");
     let since = (head.0 - 10, String::new());
-    let hash = store
-        .with_conn(|c| batch::hash_at(c, since.0))
+    let hash = batch::hash_at(&watch, since.0)
         .expect("hash")
         .expect("a batch 10 s back");
     let t = Instant::now();
-    let new = store
-        .with_conn(|c| batch::check_new(c, &(since.0, hash)))
-        .expect("check new");
+    let new = batch::check_new(&watch, &(since.0, hash)).expect("check new");
     let new_ms = t.elapsed().as_secs_f64() * 1e3;
     assert!(new.problem.is_none(), "{:?}", new.problem);
     println!(

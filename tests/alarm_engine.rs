@@ -131,19 +131,15 @@ impl Rig {
     }
 
     fn alarms(&self) -> Vec<AlarmRow> {
-        self.store
-            .with_conn(|c| alarms::query_alarms(c, false, None))
-            .expect("alarms")
+        self.store.alarms(false).expect("alarms")
     }
 
     fn open(&self) -> Vec<AlarmRow> {
-        self.store
-            .with_conn(|c| alarms::query_alarms(c, true, None))
-            .expect("alarms")
+        self.store.alarms(true).expect("alarms")
     }
 
     fn events(&self) -> Vec<EventRow> {
-        self.store.with_conn(|c| alarms::query_events(c, None)).expect("events")
+        self.store.events(None).expect("events")
     }
 
     fn kinds(&self, rule: &str) -> Vec<String> {
@@ -545,13 +541,10 @@ fn a_queued_request_is_answered_once() {
     rig.tick(T0 + 2 * MIN);
     let id = rig.open()[0].id;
     let args = serde_json::json!({"alarm": id, "by": "dave", "comment": "on it", "path": "cli"});
-    let req = rig
-        .store
-        .with_conn(|c| alarms::insert_request(c, "ack", &args, T0))
-        .expect("queue");
+    let req = rig.store.queue_request("ack", &args, T0).expect("queue");
     rig.tick(T0 + 3 * MIN);
     rig.tick(T0 + 4 * MIN);
-    let answer = rig.store.with_conn(|c| alarms::request_answer(c, req)).expect("answer");
+    let answer = rig.store.request_answer(req).expect("answer");
     assert_eq!(answer, Some((true, format!("alarm {id} acknowledged by dave"))));
     let acks = rig.events().into_iter().filter(|e| e.kind == "acknowledged").count();
     assert_eq!(acks, 1);

@@ -70,34 +70,25 @@ fn seeded(site: &Site) -> (Store, i64) {
         store.seal_due(t, 10 * MIN, 2 * MIN).expect("seal");
     }
     while store.seal_due(now, 10 * MIN, 2 * MIN).expect("seal").is_some() {}
-    store
-        .transaction(|c| {
-            audit::append(
-                c,
-                now,
-                "alarm.raised",
-                "daemon",
-                "sensor dewar-1.temp",
-                &serde_json::json!({"value": -140.0}),
-            )?;
-            audit::append(
-                c,
-                now,
-                "alarm.acknowledged",
-                "ana",
-                "sensor dewar-1.temp",
-                &serde_json::json!({"comment": "lid closed"}),
-            )?;
-            audit::append(
-                c,
-                now,
-                "notification.sent",
-                "daemon",
-                "notification 1",
-                &serde_json::json!({}),
-            )
-        })
-        .expect("audit rows");
+    for (kind, actor, subject, detail) in [
+        (
+            "alarm.raised",
+            "daemon",
+            "sensor dewar-1.temp",
+            serde_json::json!({"value": -140.0}),
+        ),
+        (
+            "alarm.acknowledged",
+            "ana",
+            "sensor dewar-1.temp",
+            serde_json::json!({"comment": "lid closed"}),
+        ),
+        ("notification.sent", "daemon", "notification 1", serde_json::json!({})),
+    ] {
+        store
+            .append_audit(now, kind, actor, subject, &detail)
+            .expect("audit row");
+    }
     (store, start)
 }
 
@@ -330,15 +321,32 @@ fn retention_reduces_old_readings_keeps_excursions_raw_and_stays_verifiable() {
     let (mut store, start) = seeded(&site);
     // An alarm on dewar-1.temp one hour in, for ten minutes.
     let alarm_at = start + HOUR;
-    store
-        .with_conn(|c| {
-            c.execute(
-                "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, latching, firing, returned, cleared_at)
-                 VALUES (1, 'dewar-1.temp:high', 'dewar-1.temp', 'dewar-1', 'critical', 'cleared', ?1, ?1, 0, '', 1, ?2)",
-                params![alarm_at, alarm_at + 10 * MIN],
-            )
-        })
-        .expect("alarm");
+    let alarm = cryowatch::store::alarms::AlarmRow {
+        id: 1,
+        rule: "dewar-1.temp:high".into(),
+        sensor: "dewar-1.temp".into(),
+        asset: "dewar-1".into(),
+        severity: cryowatch::model::Severity::Critical,
+        state: cryowatch::model::AlarmState::Cleared,
+        raised_at: alarm_at,
+        since: alarm_at,
+        value: None,
+        latching: false,
+        firing: String::new(),
+        returned: true,
+        suppressed: None,
+        incident: None,
+        acked_by: None,
+        acked_at: None,
+        ack_comment: None,
+        ack_path: None,
+        cleared_at: Some(alarm_at + 10 * MIN),
+    };
+    let changes = cryowatch::store::alarms::Changes {
+        alarms: vec![alarm],
+        ..Default::default()
+    };
+    store.write_alarm_changes(&changes, alarm_at).expect("alarm");
     let policy = cryowatch::store::retention::Policy {
         retention: Duration::from_secs(10 * 365 * 86_400),
         reduce_after: Some(Duration::from_secs(3 * 3600)),
@@ -442,9 +450,7 @@ fn alarm_with_ack(store: &mut Store, at: i64) {
             alarms: vec![alarm],
             ..Default::default()
         };
-        store
-            .transaction(|c| cryowatch::store::alarms::write(c, &changes, at))
-            .expect("alarm");
+        store.write_alarm_changes(&changes, at).expect("alarm");
     }
 }
 
@@ -665,9 +671,7 @@ fn the_newest_batch_removed_with_its_readings_is_caught_by_the_writer_at_the_nex
 fn batches_removed_while_the_daemon_was_stopped_are_caught_from_its_stop_record() {
     let site = site();
     let (mut store, times) = with_fresh_readings(&site);
-    let stop = store
-        .transaction(|c| audit::record_stop(c, now_ms(), 10))
-        .expect("stop record");
+    let stop = store.record_stop(now_ms(), 10).expect("stop record");
     drop(store);
     let c = db(&site);
     c.execute("DELETE FROM reading WHERE t >= ?1", [times[3]])

@@ -15,7 +15,7 @@ use cryowatch::config::{self, Config};
 use cryowatch::model::Reading;
 use cryowatch::notify::dispatcher::Dispatcher;
 use cryowatch::store::outbox::Notification;
-use cryowatch::store::{Row, Store, alarms, outbox};
+use cryowatch::store::{Row, Store, alarms};
 
 const SEC: i64 = 1_000;
 const MIN: i64 = 60_000;
@@ -161,16 +161,14 @@ impl Rig {
     fn ack(&mut self, id: i64, t: i64) {
         self.engine.acknowledge(id, "bob", "", "cli", t).expect("ack");
         let changes = self.engine.take_changes();
-        self.store
-            .transaction(|c| alarms::write(c, &changes, t))
-            .expect("write");
+        self.store.write_alarm_changes(&changes, t).expect("write");
     }
 
     /// Plans at `t`; returns (kind, round, step, contact) of every notification so far.
     fn plan(&mut self, t: i64) -> Vec<(String, i64, i64, String)> {
         self.dispatcher.plan(t).expect("plan");
         self.store
-            .with_conn(|c| outbox::list(c, None))
+            .notifications(None)
             .expect("list")
             .into_iter()
             .map(|n| (n.kind, n.round, n.step, n.contact))
@@ -182,24 +180,28 @@ impl Rig {
     fn plan_sent(&mut self, t: i64) -> Vec<Notification> {
         let before = self.outbox().len();
         self.dispatcher.plan(t).expect("plan");
-        self.store
-            .with_conn(|c| {
-                c.execute(
-                    "UPDATE notification SET state = 'sent', via = channel WHERE state = 'pending'",
-                    [],
-                )
-            })
+        self.db()
+            .execute(
+                "UPDATE notification SET state = 'sent', via = channel WHERE state = 'pending'",
+                [],
+            )
             .expect("sent");
         self.outbox().split_off(before)
     }
 
     fn outbox(&self) -> Vec<Notification> {
-        self.store.with_conn(|c| outbox::list(c, None)).expect("list")
+        self.store.notifications(None).expect("list")
+    }
+
+    /// A connection of the test's own to the store's file, for what only the test does
+    /// to it (the store runs in WAL mode: the store's connections see each commit).
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.config.store.path).expect("open the store file")
     }
 
     fn alarm(&self, rule: &str) -> i64 {
         self.store
-            .with_conn(|c| alarms::query_alarms(c, false, None))
+            .alarms(false)
             .expect("alarms")
             .into_iter()
             .find(|a| a.rule == rule)
@@ -240,11 +242,7 @@ fn an_acknowledgement_stops_the_steps_not_yet_due() {
     let mut rig = Rig::new();
     rig.read(T0, -140.0);
     assert_eq!(rig.plan(T0).len(), 1);
-    let id = rig
-        .store
-        .with_conn(|c| alarms::query_alarms(c, true, None))
-        .expect("alarms")[0]
-        .id;
+    let id = rig.store.alarms(true).expect("alarms")[0].id;
     rig.ack(id, T0 + 5 * MIN);
     assert_eq!(rig.plan(T0 + 60 * MIN).len(), 1);
 }
@@ -280,29 +278,22 @@ fn after_a_long_outage_each_overdue_step_pages_once_not_once_per_missed_round() 
 fn a_member_of_an_acknowledged_power_incident_is_paged_on_its_own() {
     let mut rig = Rig::new();
     rig.read(T0, -140.0);
-    let id = rig
-        .store
-        .with_conn(|c| alarms::query_alarms(c, true, None))
-        .expect("alarms")[0]
-        .id;
-    // Make the alarm a member of an (acknowledged) incident led by another alarm.
-    rig.store
-        .with_conn(|c| {
-            c.execute(
-                "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, latching, firing, returned)
-                 VALUES (999, 'mains', 'x', 'ups', 'critical', 'acknowledged', ?1, ?1, 0, '', 0)",
-                [T0],
-            )?;
-            c.execute("UPDATE alarm SET incident = 999 WHERE id = ?1", [id])
-        })
+    let id = rig.store.alarms(true).expect("alarms")[0].id;
+    // Make the alarm a member of an (acknowledged) incident led by another alarm, by
+    // hand: no engine made this incident.
+    let db = rig.db();
+    db.execute(
+        "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, latching, firing, returned)
+         VALUES (999, 'mains', 'x', 'ups', 'critical', 'acknowledged', ?1, ?1, 0, '', 0)",
+        [T0],
+    )
+    .expect("incident");
+    db.execute("UPDATE alarm SET incident = 999 WHERE id = ?1", [id])
         .expect("incident");
     assert_eq!(rig.plan(T0).len(), 1, "the incident is owned: the member pages itself");
-    rig.store
-        .with_conn(|c| c.execute("UPDATE alarm SET state = 'active' WHERE id = 999", []))
+    db.execute("UPDATE alarm SET state = 'active' WHERE id = 999", [])
         .expect("unack");
-    rig.store
-        .with_conn(|c| c.execute("DELETE FROM notification", []))
-        .expect("reset");
+    db.execute("DELETE FROM notification", []).expect("reset");
     assert_eq!(
         rig.plan(T0).len(),
         0,

@@ -448,6 +448,11 @@ impl crate::store::Store {
         self.with_conn(|c| Ok(query_alarms(c, false, Some(id))?.pop()))
     }
 
+    /// Alarm transitions in order, of one alarm or of all.
+    pub fn events(&self, alarm: Option<i64>) -> Result<Vec<EventRow>, crate::store::StoreError> {
+        self.with_conn(|c| query_events(c, alarm))
+    }
+
     /// The synthetic value and the person of alarm test `alarm`, when it is one.
     pub fn test_of(&self, alarm: i64) -> Result<Option<(f64, String)>, crate::store::StoreError> {
         self.with_conn(|c| test_of(c, alarm))

@@ -185,6 +185,14 @@ impl Store {
         Ok(v)
     }
 
+    /// Whether a commit syncs the WAL to disk before it returns (`true`, SQLite's
+    /// `synchronous=FULL`, what [`Store::open`] sets) or leaves the sync to the next
+    /// checkpoint (`false`, `NORMAL`: a power cut may lose the last commits). Only for
+    /// measuring what the sync costs; a store that records keeps it on.
+    pub fn set_commit_sync(&self, full: bool) -> Result<(), StoreError> {
+        self.sql(|c| c.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" }))
+    }
+
     /// Total readings stored (all sensors).
     pub fn count(&self) -> Result<i64, StoreError> {
         self.sql(|c| c.query_row("SELECT count(*) FROM reading", [], |r| r.get(0)))
