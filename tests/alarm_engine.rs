@@ -6,7 +6,7 @@
 use cryowatch::alarm::engine::Engine;
 use cryowatch::config::{self, Config};
 use cryowatch::model::{Quality, Reading};
-use cryowatch::store::alarms::{self, AlarmRow, EventRow};
+use cryowatch::store::alarms::{AlarmRow, EventRow};
 use cryowatch::store::{Row, Store};
 
 const MIN: i64 = 60_000;
@@ -109,10 +109,11 @@ impl Rig {
             })
             .collect();
         let engine = &mut self.engine;
+        let flags = vec![None; rows.len()];
         self.store
-            .insert_then(&rows, |c, new| {
-                for req in alarms::pending_requests(c)? {
-                    engine.request(&req, now);
+            .commit_readings(&rows, &flags, true, now, |new, requests| {
+                for req in &requests {
+                    engine.request(req, now);
                 }
                 for (r, _) in readings.iter().zip(new).filter(|(_, n)| **n) {
                     engine.on_reading(r, now);
@@ -120,7 +121,7 @@ impl Rig {
                 if tick {
                     engine.on_tick(now);
                 }
-                alarms::write(c, &engine.take_changes(), now)
+                engine.take_changes()
             })
             .expect("commit");
     }

@@ -15,7 +15,7 @@ use cryowatch::config::{self, Config};
 use cryowatch::model::Reading;
 use cryowatch::notify::dispatcher::Dispatcher;
 use cryowatch::store::outbox::Notification;
-use cryowatch::store::{Row, Store, alarms};
+use cryowatch::store::{Row, Store};
 
 const SEC: i64 = 1_000;
 const MIN: i64 = 60_000;
@@ -147,13 +147,14 @@ impl Rig {
             })
             .collect();
         let engine = &mut self.engine;
+        let flags = vec![None; rows.len()];
         self.store
-            .insert_then(&rows, |c, _| {
+            .commit_readings(&rows, &flags, false, t, |_, _| {
                 for r in &readings {
                     engine.on_reading(r, t);
                 }
                 engine.on_tick(t);
-                alarms::write(c, &engine.take_changes(), t)
+                engine.take_changes()
             })
             .expect("commit");
     }

@@ -33,8 +33,8 @@ use crate::config::notify::Contact;
 use crate::model::site_time;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
 use crate::notify::acklink::{self, LinkClaims, LinkError};
-use crate::store::acklinks;
-use crate::store::alarms::{self, AlarmRow};
+use crate::store::acklinks::LinkUse;
+use crate::store::alarms::AlarmRow;
 
 /// How long a submitted form waits for the daemon's answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
@@ -63,12 +63,8 @@ async fn show(State(st): State<ApiState>, Path(token): Path<String>) -> Response
     let nonce = claims.nonce.clone();
     let found = st
         .with_store(move |s| {
-            s.with_conn(|c| {
-                Ok((
-                    alarms::query_alarms(c, false, Some(id))?.pop(),
-                    acklinks::used_at(c, &nonce)?,
-                ))
-            })
+            let alarm = s.alarm(id)?;
+            Ok::<_, crate::store::StoreError>((alarm, s.ack_link_used_at(&nonce)?))
         })
         .await;
     let (alarm, used) = match found {
@@ -143,18 +139,11 @@ async fn acknowledge(
     let args = json!({"alarm": claims.alarm, "by": contact.name, "comment": comment, "path": "link"});
     let (nonce, alarm, who) = (claims.nonce.clone(), claims.alarm, claims.contact.clone());
     let burned = st
-        .with_store(move |s| {
-            s.transaction(|c| {
-                if let Some(t) = acklinks::burn(c, &nonce, now, alarm, &who)? {
-                    return Ok(Burn::Used(t));
-                }
-                Ok(Burn::Queued(alarms::insert_request(c, "ack", &args, now)?))
-            })
-        })
+        .with_store(move |s| s.use_ack_link(&nonce, alarm, &who, &args, now))
         .await;
     let request = match burned {
-        Ok(Burn::Queued(id)) => id,
-        Ok(Burn::Used(t)) => {
+        Ok(LinkUse::Queued(id)) => id,
+        Ok(LinkUse::UsedAt(t)) => {
             tracing::warn!(alarm_id = claims.alarm, contact = %claims.contact, "an acknowledgement link was submitted again");
             let now = current(&st, claims.alarm).await;
             let body = html! {
@@ -202,11 +191,6 @@ fn answered(request: i64, answer: Option<(bool, String)>) -> (StatusCode, &'stat
     }
 }
 
-enum Burn {
-    Queued(i64),
-    Used(TimestampMs),
-}
-
 /// Why a link is refused before anything is looked up.
 enum Refusal {
     Link(LinkError),
@@ -235,9 +219,7 @@ fn check(st: &ApiState, token: &str, now: TimestampMs) -> Result<(LinkClaims, Co
 pub(crate) async fn wait_answer(st: &ApiState, request: i64) -> Result<Option<(bool, String)>, ApiError> {
     let deadline = Instant::now() + ANSWER_WAIT;
     loop {
-        let answer = st
-            .with_store(move |s| s.with_conn(|c| alarms::request_answer(c, request)))
-            .await?;
+        let answer = st.with_store(move |s| s.request_answer(request)).await?;
         if answer.is_some() || Instant::now() >= deadline {
             return Ok(answer);
         }
@@ -247,11 +229,8 @@ pub(crate) async fn wait_answer(st: &ApiState, request: i64) -> Result<Option<(b
 
 /// The alarm as it is now, for the answer pages (empty when it cannot be read).
 async fn current(st: &ApiState, id: i64) -> Markup {
-    match st
-        .with_store(move |s| s.with_conn(|c| alarms::query_alarms(c, false, Some(id))))
-        .await
-    {
-        Ok(mut rows) => rows.pop().map_or_else(|| html! {}, |a| summary(&st.config, &a)),
+    match st.with_store(move |s| s.alarm(id)).await {
+        Ok(row) => row.map_or_else(|| html! {}, |a| summary(&st.config, &a)),
         Err(e) => {
             tracing::error!(error = %e, alarm_id = id, "cannot read the alarm for the acknowledgement page");
             html! {}

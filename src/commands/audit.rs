@@ -25,7 +25,7 @@ pub fn verify(config: &Path, json: bool, anchor: Option<&str>) -> Result<(), Com
     let cfg = load(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let progress = verify::stderr_progress();
-    let mut v = store.with_conn(|c| verify::verify(c, progress))?;
+    let mut v = store.verify(progress)?;
     if let Some(a) = &anchor {
         v.check_anchor(&store, a)?;
     }
@@ -57,11 +57,9 @@ pub fn log(
     let to = time_arg(to, "now", now)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let mut rows = Vec::new();
-    store.with_conn(|c| {
-        crate::store::audit::list(c, from, to, kind, |r| {
-            rows.push(r);
-            true
-        })
+    store.audit_list(from, to, kind, |r| {
+        rows.push(r);
+        true
     })?;
     print_json_or(json, &rows, |out| {
         for r in &rows {

@@ -14,7 +14,7 @@ use crate::store::{Store, mirror};
 pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
     let (cfg, influx) = configured(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
-    let lag = store.with_conn(mirror::lag)?;
+    let lag = store.mirror_lag()?;
     let m = crate::report::mirror::gather(&influx, lag, now_ms());
     print_json_or(json, &m, |out| crate::report::mirror::write_text(&m, out))
 }
@@ -23,7 +23,7 @@ pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
 pub fn quarantine(config: &Path, json: bool) -> Result<(), CommandError> {
     let (cfg, _) = configured(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
-    let rows = store.with_conn(mirror::quarantined)?;
+    let rows = store.mirror_quarantined()?;
     print_json_or(json, &rows, |out| {
         for q in &rows {
             writeln!(
@@ -48,7 +48,7 @@ pub fn quarantine(config: &Path, json: bool) -> Result<(), CommandError> {
 pub fn requeue(config: &Path) -> Result<(), CommandError> {
     let (cfg, _) = configured(config)?;
     let mut store = Store::open(&cfg.store.path)?;
-    let n = store.transaction(|c| mirror::requeue(c, now_ms()))?;
+    let n = store.mirror_requeue(now_ms())?;
     record_cli(
         &cfg,
         "influx.requeued",

@@ -103,11 +103,8 @@ fn print_json_or<T: serde::Serialize>(
 /// Records a command-line action in the audit trail (as the invoking user). A failure is
 /// reported but does not undo what the command did.
 fn record_cli(cfg: &Config, kind: &str, subject: &str, detail: serde_json::Value) {
-    let res = Store::open(&cfg.store.path).and_then(|mut s| {
-        s.transaction(|c| {
-            crate::store::audit::append(c, now_ms(), kind, &crate::store::audit::local_actor(), subject, &detail)
-        })
-    });
+    let res = Store::open(&cfg.store.path)
+        .and_then(|mut s| s.append_audit(now_ms(), kind, &crate::store::audit::local_actor(), subject, &detail));
     if let Err(e) = res {
         eprintln!("cryowatch: could not record {kind} in the audit trail: {e}");
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::{CommandError, load, print_json_or, time_arg};
 use crate::model::now_ms;
 use crate::report::{alarms, history, status};
-use crate::store::{Store, mirror};
+use crate::store::Store;
 
 /// `check`: validates the configuration at `config`; with `explain`, also prints what
 /// will be polled.
@@ -41,7 +41,7 @@ pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
         eprintln!("{}", crate::escape::control(c));
     }
     if let Some(influx) = &cfg.influx {
-        let lag = store.with_conn(mirror::lag)?;
+        let lag = store.mirror_lag()?;
         let m = crate::report::mirror::gather(influx, lag, now_ms());
         if !json {
             println!("{}", crate::report::mirror::summary(&m));
@@ -84,7 +84,7 @@ pub fn history(
 pub fn alarms(config: &Path, active: bool, json: bool) -> Result<(), CommandError> {
     let cfg = load(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
-    let rows = store.with_conn(|c| crate::store::alarms::query_alarms(c, active, None))?;
+    let rows = store.alarms(active)?;
     let lines = alarms::lines(&rows);
     print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
 }

@@ -45,7 +45,7 @@ fn set(cfg: &Config, name: &str, role: Role, password: &str) -> Result<bool, Com
     };
     let mut store = Store::open(&cfg.store.path)?;
     let actor = crate::store::audit::local_actor();
-    Ok(store.transaction(|c| users::store_user(c, name, &hash, role, &actor, now_ms()))?)
+    Ok(store.store_user(name, &hash, role, &actor, now_ms())?)
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use tokio::sync::{broadcast, mpsc};
 use crate::alarm::engine::Engine;
 use crate::model::changes::{AlarmRow, Changes, EventRow};
 use crate::model::{Quality, Reading, TimestampMs, now_ms};
-use crate::store::alarms;
 use crate::store::{Row, Store};
 pub use crate::telemetry::stats::WriterStats;
 
@@ -373,43 +372,32 @@ impl Writer {
         loop {
             let engine = &mut self.engine;
             let started = Instant::now();
-            let res = self.store.insert_then(rows, |c, new| {
-                if evaluated.is_none() {
-                    let now = now_ms();
-                    let requests = if tick && engine.is_some() {
-                        alarms::pending_requests(c)?
-                    } else {
-                        Vec::new()
-                    };
-                    let changes = match engine.as_mut() {
-                        Some(e) => {
-                            // A flagged reading is kept, not believed: the rules never see it.
-                            for (r, _) in readings.iter().zip(new).filter(|(r, n)| **n && r.flag.is_none()) {
-                                e.on_reading(r, now);
+            let now = now_ms();
+            let flags: Vec<_> = readings.iter().map(|r| r.flag).collect();
+            let read_requests = tick && engine.is_some() && evaluated.is_none();
+            let res = self
+                .store
+                .commit_readings(rows, &flags, read_requests, now, |new, requests| {
+                    // The engine evaluates once: a retry writes the same changes again.
+                    evaluated
+                        .get_or_insert_with(|| match engine.as_mut() {
+                            Some(e) => {
+                                // A flagged reading is kept, not believed: the rules never see it.
+                                for (r, _) in readings.iter().zip(new).filter(|(r, n)| **n && r.flag.is_none()) {
+                                    e.on_reading(r, now);
+                                }
+                                for req in &requests {
+                                    e.request(req, now);
+                                }
+                                if tick {
+                                    e.on_tick(now);
+                                }
+                                e.take_changes()
                             }
-                            for req in &requests {
-                                e.request(req, now);
-                            }
-                            if tick {
-                                e.on_tick(now);
-                            }
-                            e.take_changes()
-                        }
-                        None => Changes::default(),
-                    };
-                    evaluated = Some(changes);
-                }
-                let now = now_ms();
-                for ((row, r), _) in rows.iter().zip(readings).zip(new).filter(|(_, n)| **n) {
-                    if let Some(flag) = r.flag {
-                        crate::store::flags::record(c, row, flag, now)?;
-                    }
-                }
-                match &evaluated {
-                    Some(ch) => alarms::write(c, ch, now),
-                    None => Ok(()),
-                }
-            });
+                            None => Changes::default(),
+                        })
+                        .clone()
+                });
             match res {
                 Ok(()) => {
                     stats.commit.observe(started.elapsed());

@@ -81,6 +81,42 @@ pub fn burn(
     }
 }
 
+/// What became of an acknowledgement by link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkUse {
+    /// First use: the acknowledgement request is queued with this id.
+    Queued(i64),
+    /// The link was used before, at this time; nothing was queued.
+    UsedAt(TimestampMs),
+}
+
+impl Store {
+    /// When the link with `nonce` was used, if it was.
+    pub fn ack_link_used_at(&self, nonce: &str) -> Result<Option<TimestampMs>, StoreError> {
+        self.with_conn(|c| used_at(c, nonce))
+    }
+
+    /// Uses the link with `nonce` (of `alarm`, sent to `contact`) and, on its first use,
+    /// queues the acknowledgement request `args`, in one transaction.
+    pub fn use_ack_link(
+        &mut self,
+        nonce: &str,
+        alarm: i64,
+        contact: &str,
+        args: &serde_json::Value,
+        now: TimestampMs,
+    ) -> Result<LinkUse, StoreError> {
+        self.transaction(|c| {
+            if let Some(t) = burn(c, nonce, now, alarm, contact)? {
+                return Ok(LinkUse::UsedAt(t));
+            }
+            Ok(LinkUse::Queued(crate::store::alarms::insert_request(
+                c, "ack", args, now,
+            )?))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,6 +267,60 @@ pub fn end_session(c: &Connection, cookie: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// An audit record to append: kind, actor, subject, detail.
+pub type AuditEntry<'a> = (&'a str, &'a str, &'a str, serde_json::Value);
+
+impl crate::store::Store {
+    /// A user's stored password hash and role, if the user exists.
+    pub fn user_hash(&self, name: &str) -> Result<Option<(String, Role)>, crate::store::StoreError> {
+        self.with_conn(|c| stored_hash(c, name))
+    }
+
+    /// Adds or changes a user (see [`store_user`]); true when the user existed.
+    pub fn store_user(
+        &mut self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        actor: &str,
+        now: TimestampMs,
+    ) -> Result<bool, crate::store::StoreError> {
+        self.transaction(|c| store_user(c, name, hash, role, actor, now))
+    }
+
+    /// Opens a web session for `user` and records `audit` with it, in one transaction;
+    /// returns the session's cookie value.
+    pub fn sign_in(
+        &mut self,
+        user: &str,
+        (ttl_ms, idle_ms): (i64, i64),
+        audit: AuditEntry<'_>,
+        now: TimestampMs,
+    ) -> Result<String, crate::store::StoreError> {
+        self.transaction(|c| {
+            let (session, _csrf) = create_session(c, user, now, ttl_ms, idle_ms)?;
+            let (kind, actor, subject, detail) = &audit;
+            crate::store::audit::append(c, now, kind, actor, subject, detail)?;
+            Ok(session)
+        })
+    }
+
+    /// Ends the web session of `cookie` and records `audit` with it, in one transaction.
+    pub fn sign_out(
+        &mut self,
+        cookie: &str,
+        audit: AuditEntry<'_>,
+        now: TimestampMs,
+    ) -> Result<(), crate::store::StoreError> {
+        self.transaction(|c| {
+            end_session(c, cookie)?;
+            let (kind, actor, subject, detail) = &audit;
+            crate::store::audit::append(c, now, kind, actor, subject, detail)?;
+            Ok(())
+        })
+    }
+}
+
 impl crate::store::Store {
     /// The user, role and CSRF token of a live session (see [`session`]).
     pub fn session(

@@ -19,7 +19,7 @@ use crate::config::{Config, Role};
 use crate::model::unit_symbol;
 use crate::model::{Quality, TimestampMs, now_ms};
 use crate::report::status::{self, SensorStatus};
-use crate::store::alarms::{self, AlarmRow};
+use crate::store::alarms::AlarmRow;
 
 /// How far back the trend arrow looks.
 const TREND_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -55,7 +55,7 @@ async fn read_board(st: &ApiState) -> Result<Board, ApiError> {
                 _ => true,
             })?;
         }
-        let mut open = s.with_conn(|c| alarms::query_alarms(c, true, None))?;
+        let mut open = s.alarms(true)?;
         open.sort_by_key(|a| {
             (
                 a.state != crate::model::AlarmState::Active,
@@ -282,11 +282,7 @@ pub async fn page(State(st): State<ApiState>, who: Option<Principal>, Query(q): 
     };
     let mut acked = None;
     if let Some(id) = q.acked {
-        let row = st
-            .with_store(move |s| s.with_conn(|c| alarms::query_alarms(c, false, Some(id))))
-            .await
-            .ok()
-            .and_then(|mut r| r.pop());
+        let row = st.with_store(move |s| s.alarm(id)).await.ok().flatten();
         acked = row.filter(|a| a.acked_by.is_some());
     }
     let body = body(&st.config, &who, &board, acked.as_ref());

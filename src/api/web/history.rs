@@ -14,7 +14,7 @@ use crate::api::ApiState;
 use crate::api::auth::Principal;
 use crate::config::Config;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
-use crate::store::alarms::{AlarmRow, query_alarms};
+use crate::store::alarms::AlarmRow;
 
 /// Most rows on one page.
 const MAX_ROWS: usize = 1000;
@@ -53,14 +53,11 @@ pub async fn page(
             return refusal(&st, StatusCode::BAD_REQUEST, Some(&who), "Period not understood", &e);
         }
     };
-    let rows = st
-        .with_store(move |s| s.with_conn(|c| query_alarms(c, false, None)))
-        .await
-        .map(|rows| {
-            rows.into_iter()
-                .filter(|a| a.raised_at <= to && a.cleared_at.is_none_or(|t| t >= from))
-                .collect::<Vec<_>>()
-        });
+    let rows = st.with_store(move |s| s.alarms(false)).await.map(|rows| {
+        rows.into_iter()
+            .filter(|a| a.raised_at <= to && a.cleared_at.is_none_or(|t| t >= from))
+            .collect::<Vec<_>>()
+    });
     let rows = match rows {
         Ok(r) => r,
         Err(e) => return super::failure(&st, Some(&who), &e),

@@ -233,10 +233,7 @@ pub async fn sign_in(
     // The Argon2 check runs outside the store's lock, so a sign-in never holds up the
     // other requests.
     let lookup = name.clone();
-    let stored = match st
-        .with_store(move |s| s.with_conn(|c| users::stored_hash(c, &lookup)))
-        .await
-    {
+    let stored = match st.with_store(move |s| s.user_hash(&lookup)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot read users for a sign-in");
@@ -260,52 +257,43 @@ pub async fn sign_in(
     let address = client.map(|a| a.to_string());
     let outcome = st
         .with_store(move |s| {
-            s.transaction(|c| {
-                let Some(role) = verdict else {
-                    let detail = json!({
+            let subject = format!("user {name}");
+            let Some(role) = verdict else {
+                let mut entries = vec![(
+                    "web.login_failed",
+                    "anonymous",
+                    subject.as_str(),
+                    json!({
                         "result": "refused",
                         "reason": "wrong user name or password",
                         "client": address,
-                    });
-                    crate::store::audit::append(
-                        c,
-                        now,
-                        "web.login_failed",
+                    }),
+                )];
+                if let Some(until) = failure.and_then(|f| f.locked) {
+                    entries.push((
+                        "web.account_locked",
                         "anonymous",
-                        &format!("user {name}"),
-                        &detail,
-                    )?;
-                    if let Some(until) = failure.and_then(|f| f.locked) {
-                        let detail = json!({
+                        subject.as_str(),
+                        json!({
                             "result": "locked",
                             "reason": format!("{} failed sign-ins in a row", guard::LOCK_AFTER),
                             "until": crate::model::format_rfc3339(until),
                             "client": address,
-                        });
-                        crate::store::audit::append(
-                            c,
-                            now,
-                            "web.account_locked",
-                            "anonymous",
-                            &format!("user {name}"),
-                            &detail,
-                        )?;
-                    }
-                    return Ok(Outcome::Refused);
-                };
-                // No random bytes for the session: the transaction is rolled back.
-                let (session, _csrf) = users::create_session(c, &name, now, super::SESSION_TTL_MS, idle_ms)?;
-                let detail = json!({ "result": "signed in", "role": role.as_str() });
-                crate::store::audit::append(
-                    c,
-                    now,
-                    "web.login",
-                    &format!("user:{name}"),
-                    &format!("user {name}"),
-                    &detail,
-                )?;
-                Ok(Outcome::SignedIn(session))
-            })
+                        }),
+                    ));
+                }
+                s.append_audits(now, &entries)?;
+                return Ok(Outcome::Refused);
+            };
+            let actor = format!("user:{name}");
+            let detail = json!({ "result": "signed in", "role": role.as_str() });
+            let session = s.sign_in(
+                &name,
+                (super::SESSION_TTL_MS, idle_ms),
+                ("web.login", &actor, &subject, detail),
+                now,
+            )?;
+            Ok(Outcome::SignedIn(session))
         })
         .await;
     match outcome {
@@ -386,9 +374,7 @@ async fn held_back(
     });
     let subject = format!("user {name}");
     let audited = st
-        .with_store(move |s| {
-            s.transaction(|c| crate::store::audit::append(c, now, kind, "anonymous", &subject, &detail))
-        })
+        .with_store(move |s| s.append_audit(now, kind, "anonymous", &subject, &detail))
         .await;
     if let Err(e) = audited {
         tracing::error!(error = %e, "could not audit a refused sign-in");
@@ -428,11 +414,8 @@ pub async fn sign_out(
         let actor = who.actor.clone();
         let ended = st
             .with_store(move |s| {
-                s.transaction(|c| {
-                    users::end_session(c, &value)?;
-                    let subject = format!("user {}", actor.strip_prefix("user:").unwrap_or(&actor));
-                    crate::store::audit::append(c, now_ms(), "web.logout", &actor, &subject, &json!({}))
-                })
+                let subject = format!("user {}", actor.strip_prefix("user:").unwrap_or(&actor));
+                s.sign_out(&value, ("web.logout", &actor, &subject, json!({})), now_ms())
             })
             .await;
         if let Err(e) = ended {

@@ -18,7 +18,7 @@ use crate::config::rules::{Condition, Rule, stale_after};
 use crate::model::unit_symbol;
 use crate::model::{Quality, TimestampMs, now_ms};
 use crate::report::render::{Block, Chart, Document, render_html};
-use crate::store::alarms::{AlarmRow, query_alarms};
+use crate::store::alarms::AlarmRow;
 
 /// The longest period a page shows (longer ones: `cryowatch report`).
 const MAX_SPAN_MS: i64 = 31 * 24 * 3600 * 1000;
@@ -132,9 +132,7 @@ pub async fn page(
                     }
                     true
                 })?;
-                s.with_conn(|c| {
-                    crate::store::retention::minute_means(c, sid, from, to, |t, v| out.points.push((t, v)))
-                })?;
+                s.minute_means(sid, from, to, |t, v| out.points.push((t, v)))?;
                 out.latest = s.latest(sid, latest_bound)?.0.map(|r| (r.time, r.value, r.quality));
             }
             out.points.sort_by_key(|p| p.0);
@@ -149,7 +147,7 @@ pub async fn page(
                 out.gaps.push((last, to.min(now)));
             }
             out.excursions = s
-                .with_conn(|c| query_alarms(c, false, None))?
+                .alarms(false)?
                 .into_iter()
                 .filter(|a| a.sensor == sensor.id && a.raised_at <= to && a.cleared_at.is_none_or(|t| t >= from))
                 .collect();

@@ -206,6 +206,32 @@ impl crate::store::Store {
         self.transaction(|c| append(c, t, kind, actor, subject, detail))
     }
 
+    /// Appends `entries` (kind, actor, subject, detail) in one transaction.
+    pub fn append_audits(
+        &mut self,
+        t: TimestampMs,
+        entries: &[crate::store::users::AuditEntry<'_>],
+    ) -> Result<(), crate::store::StoreError> {
+        self.transaction(|c| {
+            for (kind, actor, subject, detail) in entries {
+                append(c, t, kind, actor, subject, detail)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Rows with `from <= t <= to`, optionally only kinds starting with `kind`, in
+    /// order, to `each` until it returns false.
+    pub fn audit_list(
+        &self,
+        from: TimestampMs,
+        to: TimestampMs,
+        kind: Option<&str>,
+        each: impl FnMut(Record) -> bool,
+    ) -> Result<(), crate::store::StoreError> {
+        self.with_conn(|c| list(c, from, to, kind, each))
+    }
+
     /// The newest row: (seq, hash).
     pub fn audit_head(&self) -> Result<Option<(i64, String)>, crate::store::StoreError> {
         self.with_conn(head)

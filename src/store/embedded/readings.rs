@@ -96,9 +96,37 @@ impl Store {
         self.insert_then(rows, |_, _| Ok(()))
     }
 
+    /// The commit stage's write: `rows`, the flags of the new ones (`flags[i]` belongs
+    /// to `rows[i]`) and the alarm changes `evaluate` makes of them, in one transaction.
+    /// `evaluate` learns which rows were new (a redelivery is skipped) and, when
+    /// `read_requests`, the requests queued for the daemon, oldest first.
+    pub fn commit_readings<R: Copy + Into<Row>>(
+        &mut self,
+        rows: &[R],
+        flags: &[Option<crate::model::Flag>],
+        read_requests: bool,
+        now: TimestampMs,
+        evaluate: impl FnOnce(&[bool], Vec<crate::model::changes::RequestRow>) -> crate::model::changes::Changes,
+    ) -> Result<(), StoreError> {
+        self.insert_then(rows, |c, new| {
+            let requests = if read_requests {
+                crate::store::alarms::pending_requests(c)?
+            } else {
+                Vec::new()
+            };
+            let changes = evaluate(new, requests);
+            for ((row, flag), _) in rows.iter().zip(flags).zip(new).filter(|(_, n)| **n) {
+                if let Some(flag) = flag {
+                    crate::store::flags::record(c, &(*row).into(), *flag, now)?;
+                }
+            }
+            crate::store::alarms::write(c, &changes, now)
+        })
+    }
+
     /// Writes readings and then, in the same transaction, whatever `then` writes.
     /// `then` learns which rows were new (`true`) and which were redeliveries skipped.
-    pub fn insert_then<R: Copy + Into<Row>>(
+    pub(in crate::store) fn insert_then<R: Copy + Into<Row>>(
         &mut self,
         rows: &[R],
         then: impl FnOnce(&Connection, &[bool]) -> rusqlite::Result<()>,
