@@ -5,92 +5,52 @@
 //!
 //! # Layout
 //!
-//! Follow a reading from left to right:
+//! One line per module, in the order a reading travels: it enters in `sources`, is
+//! committed with the alarm changes it causes in `pipeline` (SQL only in `store`, the
+//! decisions in `alarm`), becomes a page in `notify`, and is read back by `report`,
+//! `api` and `commands`.
 //!
-//! - [`config`]: raw serde schema per section ([`config::raw`]), then one file per
-//!   section turns its raw section into checked types with every problem and its key
-//!   path, secrets resolved once (`check` collects the problems; [`config::rules`] for
-//!   rules and defaults, [`config::notify`] for contacts, schedules, escalations and
-//!   routes, [`config::monitor`] for the monitor's own record-integrity sensor and
-//!   rule; `validate` calls the sections in order).
-//! - [`model`]: `Reading`, `Quality`, timestamps, the alarm vocabulary (`AlarmId`,
-//!   `AlarmState`, `Severity`) and the change set the alarm engine produces and the
-//!   store persists ([`model::changes`]). Plain data, no I/O.
-//! - [`sources`]: where readings enter. [`sources::modbus`] (read planning, decoding,
-//!   one poller per link: a serial line, or a connection to a TCP address shared by the
-//!   units behind it), [`sources::mqtt`] (routing, payload
-//!   parsing, acknowledge-after-commit, a broker that lost the session told apart from a
-//!   first connection; [`sources::mqtt::pump`] polls an MQTT connection apart from the
-//!   timers around it, for the heartbeat and the standby too) and [`sources::ups`] (NUT upsd client and
-//!   poller). [`sources::backoff`] is shared by all three.
-//! - [`pipeline`]: the commit stage, where a reading becomes an alarm: one thread
-//!   ([`pipeline::commit`]) owns the store's writer connection and the alarm engine and
-//!   commits each batch of readings with the alarm changes it causes in one
-//!   transaction; sources send into its [`pipeline::CommitHandle`]. [`pipeline::control`]
-//!   is acknowledge/shelve/test-alarm from the command line.
-//! - [`store`]: every SQL statement of the program. The embedded SQLite store
-//!   ([`store::embedded`]: schema, migrations, readings), the alarm tables
-//!   ([`store::alarms`]), the notification outbox
-//!   ([`store::outbox`]), the InfluxDB mirror's outbox and cursors
-//!   ([`store::mirror`]), retention ([`store::retention`]: per-minute reduction and
-//!   deletion, each recorded in the audit trail), [`store::flags`] (readings kept but not
-//!   believed: stamped far ahead of the clock, never a sensor's latest value) and
-//!   [`store::outage`] (when failing commits become the paged condition "the store
-//!   cannot write"), [`store::mqtt_session`] (when the MQTT client id was last connected,
-//!   and the last session a broker lost), [`store::lock`] (the lock file the running
-//!   daemon holds), [`store::acklinks`] (the link key and used nonces),
-//!   [`store::figures`] (what `/metrics` reads), [`store::users`] (users and sessions)
-//!   and [`store::audit`]: the hash-chained audit trail (appended in the same
-//!   transaction as what it records), readings bound into it at commit
-//!   ([`store::audit::batch`]) and sealed into it in blocks ([`store::audit::seal`]),
-//!   configuration loads with their diff ([`store::audit::config`]), `audit verify`
-//!   ([`store::audit::verify`]) and the daemon's continuous check of its own record
-//!   ([`store::audit::watch`]), whose failures become readings of the monitor's own
-//!   sensor ([`config::monitor`]) and so a paged alarm.
-//! - [`alarm`]: the decisions, none of them touching the store: [`alarm::condition`]
-//!   (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine) are pure;
-//!   [`alarm::suppress`] holds maintenance windows and shelving; [`alarm::engine`] runs
-//!   them and turns every change into the change set the commit stage persists with the
-//!   readings, including alarm tests (a synthetic excursion through a real rule, never a
-//!   stored reading).
-//! - [`notify`]: where alarms become pages: [`notify::oncall`] and
-//!   [`notify::escalation`] (who and when, pure), [`notify::message`] (texts),
-//!   [`notify::dispatcher`] (plan → outbox ([`store::outbox`]) → send with fallback →
-//!   record), the channels ([`notify::smtp`], [`notify::twilio`], [`notify::modem`],
-//!   [`notify::webhook`]), power incidents in paging ([`notify::incident`]: update
-//!   pages, one return to normal for the incident), inbound `ACK` replies and their
-//!   answers ([`notify::inbound`]) and signed acknowledgement links ([`notify::acklink`]).
-//! - [`sink`]: the InfluxDB v2 mirror: batches from [`store::mirror`], the escaped line
-//!   protocol ([`sink::line`]), points and answer classes ([`sink::influx`]), a refused
-//!   batch split until its bad points are alone, cursor moved only on a confirmed write.
-//! - [`api`]: the HTTP side: who is calling ([`api::auth`]: bearer tokens and session
-//!   cookies, roles, CSRF), the JSON API ([`api::v1`], described by its OpenAPI
-//!   document), the web dashboard, acknowledgement-link pages, the SMS gateway's webhook
-//!   and `/metrics`. Users and sessions live in [`store::users`].
-//! - [`report`]: what is read back out: `history` export, the `status` overview, the
-//!   alarm list, the mirror's lag ([`report::mirror`]), `check --explain`, the auditor's
-//!   asset report ([`report::asset`]) and the OQ self-test ([`report::selftest`]), both
-//!   rendered as PDF or HTML by [`report::render`].
-//! - [`telemetry`]: what the running pipeline counts about itself (readings by source
-//!   and quality, poll and commit latency, connection states), shared by the stages and
-//!   read by `/metrics`.
-//! - [`commands`]: the work of each command of the command line, one call per command,
-//!   with the failure the binary turns into its exit code.
-//! - [`daemon`]: wiring of sources, commit stage, dispatcher, InfluxDB sink and HTTP
-//!   API; signals; ordered shutdown.
-//! - [`heartbeat`]: the daemon's own signs of life (retained MQTT status with a Last
-//!   Will, a dead-man URL pinged while the pipeline progresses).
+//! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors.
+//! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
+//!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
+//! - [`sources`]: where readings enter; each yields readings, a failed poll included.
+//!   - [`sources::modbus`]: one poller per link ([`sources::modbus::plan`] reads, [`sources::modbus::poll`] a poll, [`sources::modbus::decode`] registers to values).
+//!   - [`sources::mqtt`]: subscriptions, acknowledge-after-commit ([`sources::mqtt::payload`] parsing, [`sources::mqtt::pump`] the connection's loop).
+//!   - [`sources::ups`]: NUT's upsd; [`sources::backoff`]: reconnect backoff with jitter for all three.
+//! - [`pipeline`]: the commit stage, where a reading becomes an alarm.
+//!   - [`pipeline::commit`]: the thread owning the writer and the alarm engine; one transaction per batch; [`pipeline::CommitHandle`] is what sources send into.
+//!   - [`pipeline::control`]: acknowledge, shelve and test-alarm requests from the command line.
+//! - [`store`]: every SQL statement, behind typed `Store` methods; rows come out as the model's types.
+//!   - [`store::embedded`]: open, schema and migrations, readings written and read back.
+//!   - [`store::alarms`]: alarms, transitions, rule states, shelvings, requests.
+//!   - [`store::outbox`]: notifications to send and their attempts; [`store::planning`]: the facts paging decides from.
+//!   - [`store::mirror`]: the InfluxDB mirror's outbox and cursors; [`store::retention`]: reduction and deletion, audited.
+//!   - [`store::audit`]: the hash-chained trail ([`store::audit::batch`], [`store::audit::seal`], [`store::audit::verify`], [`store::audit::watch`], [`store::audit::config`]).
+//!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
+//! - [`alarm`]: the decisions, touching no store.
+//!   - [`alarm::condition`] (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine): pure functions of readings and `now`.
+//!   - [`alarm::suppress`]: maintenance windows and shelving; [`alarm::engine`]: runs them and emits the change set, alarm tests included.
+//! - [`notify`]: where alarms become pages.
+//!   - [`notify::dispatcher`]: plan → outbox → send with fallback → record; [`notify::dispatcher::decide`] is the pure planning of what is due.
+//!   - [`notify::escalation`], [`notify::oncall`]: who and when (pure); [`notify::message`]: the texts; [`notify::incident`]: power incidents.
+//!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]).
+//!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
+//! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
+//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::sms`], [`api::metrics`], [`api::server`].
+//! - [`report`]: what is read back out: [`report::history`], [`report::status`], [`report::alarms`], [`report::mirror`], [`report::explain`], [`report::asset`], [`report::selftest`], rendered by [`report::render`].
+//! - [`telemetry`]: the pipeline's own counters ([`telemetry::stats`]) and the collectors each stage registers for `/metrics` ([`telemetry::families`]).
+//! - [`commands`]: each command of the command line as a library function; `main.rs` only parses and dispatches.
+//! - [`daemon`]: wiring of sources, commit stage, dispatcher, mirror and API; signals; ordered shutdown.
+//! - [`heartbeat`]: the daemon's signs of life (retained MQTT status, a dead-man URL).
 //! - [`standby`]: a second machine that takes over when the primary's heartbeat stops.
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
-//! - [`escape`]: outside strings made safe to print: control characters escaped in every
-//!   log line and in listings, so none can forge a line.
+//! - [`escape`]: outside strings made safe to print (control characters escaped).
 //! - [`timearg`]: the command line's time arguments.
-//! - [`random`]: keys, salts, session ids and nonces from the operating system's
-//!   generator (an error when it cannot be read, never a weaker stand-in).
+//! - [`random`]: keys, salts, session ids and nonces from the operating system's generator, never a weaker stand-in.
 //! - [`http`]: what every HTTP client shares (bounded answers, errors with causes).
-//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`),
-//!   and certificate failures said with what to do.
+//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`).
 pub mod alarm;
 pub mod api;
 pub mod commands;

@@ -43,7 +43,7 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nCont
 Content-Length: 39\r\nConnection: close\r\n\r\nToo many connections; try again later.\n";
 
 /// Serves `app` on `listener` until `shutdown`, at most `max_connections` connections
-/// at once; then lets the requests in progress finish (for at most [`DRAIN`]).
+/// at once; then lets the requests in progress finish (for at most `DRAIN`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
