@@ -155,10 +155,13 @@ pub fn spawn(
                 .publish(&topic, QoS::AtLeastOnce, true, payload("stopped", &site, &record))
                 .await;
             let _ = client.disconnect().await;
+            // Until the connection closes: the DISCONNECT is only announced before it is
+            // flushed, and a connection dropped unflushed makes the broker publish the Last
+            // Will ("offline") over "stopped".
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             while tokio::time::Instant::now() < deadline {
                 match tokio::time::timeout_at(deadline, events.next()).await {
-                    Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Err(_)) | Err(_) => break,
                     Ok(Ok(_)) => {}
                 }
             }
