@@ -33,13 +33,7 @@ impl Store {
             )?;
             let mut rows = st.query(params![sensor_id, from, to])?;
             while let Some(r) = rows.next()? {
-                let q: i64 = r.get(2)?;
-                let reading = StoredReading {
-                    time: r.get(0)?,
-                    value: r.get(1)?,
-                    quality: Quality::from_code(q).unwrap_or(Quality::CommError),
-                };
-                if !each(reading) {
+                if !each(stored_reading(r)?) {
                     break;
                 }
             }
@@ -66,13 +60,7 @@ impl Store {
             )?;
             let mut rows = st.query(params![sensor_id, start.t, start.seq, to, end.t, end.seq])?;
             while let Some(r) = rows.next()? {
-                let q: i64 = r.get(2)?;
-                let reading = StoredReading {
-                    time: r.get(0)?,
-                    value: r.get(1)?,
-                    quality: Quality::from_code(q).unwrap_or(Quality::CommError),
-                };
-                if !each(reading) {
+                if !each(stored_reading(r)?) {
                     break;
                 }
             }
@@ -119,14 +107,6 @@ impl Store {
     /// of a lookup's cost is getting the statement ready, not the index seek).
     pub fn latest_of(&self, sensor_ids: &[i64], not_after: TimestampMs) -> Result<Vec<Latest>, StoreError> {
         self.sql(|c| {
-            let read = |r: &rusqlite::Row| -> rusqlite::Result<StoredReading> {
-                let q: i64 = r.get(2)?;
-                Ok(StoredReading {
-                    time: r.get(0)?,
-                    value: r.get(1)?,
-                    quality: Quality::from_code(q).unwrap_or(Quality::CommError),
-                })
-            };
             let not_flagged = crate::store::flags::NOT_FLAGGED;
             let mut newest = c.prepare_cached(&format!(
                 "SELECT t, value, quality FROM reading WHERE sensor = ?1 AND t <= ?2 AND {not_flagged}
@@ -138,14 +118,27 @@ impl Store {
             ))?;
             let mut out = Vec::with_capacity(sensor_ids.len());
             for &id in sensor_ids {
-                let last = newest.query_row(params![id, not_after], read).optional()?;
+                let last = newest.query_row(params![id, not_after], stored_reading).optional()?;
                 let good = match &last {
                     Some(l) if l.quality == Quality::Good => Some(l.clone()),
-                    _ => newest_good.query_row(params![id, not_after], read).optional()?,
+                    _ => newest_good
+                        .query_row(params![id, not_after], stored_reading)
+                        .optional()?,
                 };
                 out.push((last, good));
             }
             Ok(out)
         })
     }
+}
+
+/// A row of `SELECT t, value, quality FROM reading` as a reading; an unknown quality
+/// code reads as `comm_error`.
+fn stored_reading(r: &rusqlite::Row) -> rusqlite::Result<StoredReading> {
+    let q: i64 = r.get(2)?;
+    Ok(StoredReading {
+        time: r.get(0)?,
+        value: r.get(1)?,
+        quality: Quality::from_code(q).unwrap_or(Quality::CommError),
+    })
 }
