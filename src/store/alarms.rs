@@ -296,10 +296,7 @@ pub fn load(c: &Connection) -> rusqlite::Result<Saved> {
         shelves,
         max_alarm_id,
         max_shelf_id,
-        test_alarms: c
-            .prepare("SELECT alarm FROM alarm_test WHERE alarm IS NOT NULL")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
+        test_alarms: test_alarm_ids(c)?,
     })
 }
 
