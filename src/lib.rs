@@ -47,6 +47,7 @@
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
 //! - [`demo`]: simulators plus daemon in one command.
 //! - [`escape`]: outside strings made safe to print (control characters escaped).
+//! - [`logging`]: log lines to standard error, escaped; under journald with syslog priority prefixes and no time of their own.
 //! - [`timearg`]: the command line's time arguments.
 //! - [`random`]: keys, salts, session ids and nonces from the operating system's generator, never a weaker stand-in.
 //! - [`http`]: what every HTTP client shares (bounded answers, errors with causes).
@@ -60,6 +61,7 @@ pub mod demo;
 pub mod escape;
 pub mod heartbeat;
 pub mod http;
+pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

@@ -17,8 +17,9 @@ const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
     about = "Monitoring, alarming and records for cryostorage"
 )]
 struct Cli {
-    /// Log lines as text (colour only on a terminal) or as one JSON object per line
-    /// (for journald or a log shipper).
+    /// Log lines as text (colour only on a terminal; under systemd with syslog priority
+    /// prefixes for journald and no time of their own) or as one JSON object per line
+    /// (for a log shipper).
     #[arg(long, global = true, env = "CRYOWATCH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     #[command(subcommand)]
@@ -257,7 +258,11 @@ enum OutFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format == "json");
+    cryowatch::logging::init(if cli.log_format == "json" {
+        cryowatch::logging::Format::Json
+    } else {
+        cryowatch::logging::Format::Text
+    });
     // Bad input exits 2, any other failure 1; a failed check has said why already.
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,23 +275,6 @@ fn main() -> ExitCode {
             eprintln!("cryowatch: {:#}", anyhow::Error::new(e));
             ExitCode::from(1)
         }
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    // Outside strings (user names, SMS texts, topics, server answers) reach the log;
-    // their control characters are escaped so none can forge a line.
-    let ansi = !json && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(cryowatch::escape::LogWriter { ansi });
-    if json {
-        builder.json().with_current_span(false).init();
-    } else {
-        builder.with_ansi(ansi).init();
     }
 }
 
