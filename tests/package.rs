@@ -25,11 +25,12 @@ fn run(cmd: &mut Command) -> String {
 fn the_deb_builds_and_holds_what_an_installation_needs() {
     let dir = tempfile::tempdir().expect("dir");
     let root = tests_dir().join("..");
-    // --no-build with the dev profile packs the binary this test run built (a release
-    // build is what `cargo deb` makes by default for real releases).
-    run(Command::new("cargo")
+    // deploy/build-deb.sh, as INSTALL.md builds it; --no-build with the dev profile packs
+    // the binary this test run built (a release build is what real releases use).
+    run(Command::new("bash")
         .current_dir(&root)
-        .args(["deb", "--no-build", "--profile", "dev", "--quiet", "-o"])
+        .arg("deploy/build-deb.sh")
+        .args(["--no-build", "--profile", "dev", "--quiet", "--fast", "-o"])
         .arg(dir.path()));
     let deb = std::fs::read_dir(dir.path())
         .expect("read dir")
@@ -40,7 +41,7 @@ fn the_deb_builds_and_holds_what_an_installation_needs() {
     let contents = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
     for path in [
         "./usr/bin/cryowatch",
-        "./lib/systemd/system/cryowatch.service",
+        "./usr/lib/systemd/system/cryowatch.service",
         "./etc/cryowatch/cryowatch.toml",
         "./usr/share/doc/cryowatch/README.md",
         "./usr/share/doc/cryowatch/examples/cryowatch.example.toml",
@@ -79,4 +80,29 @@ fn the_deb_builds_and_holds_what_an_installation_needs() {
     );
     let listed = std::fs::read_to_string(control.join("conffiles")).expect("conffiles");
     assert_eq!(listed.trim(), "/etc/cryowatch/cryowatch.toml");
+    // md5sums: every shipped file but the conffile, with the sum of what is in the package.
+    let sums = std::fs::read_to_string(control.join("md5sums")).expect("md5sums in the control archive");
+    let unpacked = dir.path().join("unpacked");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    let check = run(Command::new("md5sum")
+        .arg("--check")
+        .arg(control.join("md5sums"))
+        .current_dir(&unpacked));
+    assert!(check.contains("usr/bin/cryowatch: OK"), "{check}");
+    assert!(
+        !sums.contains("etc/cryowatch"),
+        "the conffile is dpkg's to sum:\n{sums}"
+    );
+    assert!(
+        info.contains("ca-certificates"),
+        "no dependency on the trust store:\n{info}"
+    );
+    // remove stops the service; purge removes its links; the store stays.
+    let prerm = std::fs::read_to_string(control.join("prerm")).expect("prerm");
+    assert!(prerm.contains("deb-systemd-invoke stop cryowatch.service"), "{prerm}");
+    let postrm = std::fs::read_to_string(control.join("postrm")).expect("postrm");
+    assert!(
+        postrm.contains("deb-systemd-helper purge cryowatch.service") && postrm.contains("kept /var/lib/cryowatch"),
+        "{postrm}"
+    );
 }

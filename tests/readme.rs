@@ -108,14 +108,14 @@ const COVERED: &[(&str, &str, &str)] = &[
         "fn demo_shows_live_readings_that_history_and_status_read_back",
     ),
     (
-        "cargo install cargo-deb && cargo deb",
+        "cargo install cargo-deb && bash deploy/build-deb.sh",
         "tests/package.rs",
         "fn the_deb_builds_and_holds_what_an_installation_needs",
     ),
     (
         "sudo apt install ./",
-        "tests/package.rs",
-        "fn the_deb_builds_and_holds_what_an_installation_needs",
+        "tests/systemd_container.rs",
+        "fn the_package_installs_runs_reloads_and_purges_under_a_real_systemd",
     ),
     (
         "sudoedit ",
@@ -129,13 +129,13 @@ const COVERED: &[(&str, &str, &str)] = &[
     ),
     (
         "sudo systemctl reload cryowatch",
-        "tests/reload.rs",
-        "fn sighup_applies_a_good_configuration_and_refuses_a_bad_one",
+        "tests/systemd_container.rs",
+        "fn the_package_installs_runs_reloads_and_purges_under_a_real_systemd",
     ),
     (
         "journalctl ",
-        "tests/service.rs",
-        "fn json_logs_are_one_object_per_line_with_structured_fields",
+        "tests/systemd_container.rs",
+        "fn the_package_installs_runs_reloads_and_purges_under_a_real_systemd",
     ),
     // The report runs every benchmark; the test command runs it at its quick size.
     (

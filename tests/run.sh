@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing first what the tests talk to:
 # Mosquitto, RabbitMQ (its MQTT plugin), exim4, socat, mbpoll, sqlite3, NUT, VictoriaMetrics, poppler-utils, Chromium,
-# wrk, faketime, fuse3 (apt); pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy, schemathesis (pip, in .venv at the
+# wrk, faketime, fuse3, debootstrap and systemd-container (apt: the package test boots a Debian with systemd); pymodbus, modbus-tk, aiosmtpd, pyserial, mfusepy, schemathesis (pip, in .venv at the
 # repository root);
 # playwright-core (npm, in tests/browser) for the browser test; cargo-deb (cargo; tests/fuzz.sh installs cargo-fuzz).
 # Without arguments it runs what CI runs: formatting and lints, every test (the
@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(mosquitto mosquitto-clients rabbitmq-server exim4-daemon-light victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime fuse3)
+apt_packages=(mosquitto mosquitto-clients rabbitmq-server exim4-daemon-light victoria-metrics nut-server nut-client socat mbpoll sqlite3 poppler-utils python3-venv openssl wrk chromium fonts-dejavu-core faketime fuse3 debootstrap systemd-container)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

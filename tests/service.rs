@@ -33,7 +33,10 @@ fn the_unit_file_verifies_and_is_hardened() {
         "SupplementaryGroups=dialout",
         "DevicePolicy=closed",
         "DeviceAllow=char-ttyUSB rw",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/usr/bin/cryowatch check -c /etc/cryowatch/cryowatch.toml",
+        "ExecReload=/bin/sh -c 'kill -HUP \"$MAINPID\"'",
+        "SystemCallFilter=@system-service",
+        "SyslogLevelPrefix=yes",
     ] {
         assert!(has(line), "the unit lacks {line:?}");
     }
@@ -180,4 +183,57 @@ fn json_logs_are_one_object_per_line_with_structured_fields() {
     assert_eq!(running["fields"]["site"], "json");
     assert_eq!(running["level"], "INFO");
     assert!(!text.contains('\u{1b}'), "no colour codes");
+}
+
+/// Runs the daemon briefly with standard error to a file and `JOURNAL_STREAM` set as
+/// `journal_stream` says (given the file's `device:inode`), and returns what it logged.
+fn log_with_journal_stream(journal_stream: impl Fn(&str) -> String) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let site = Site::new(
+        "[site]\nname = \"journal\"\n[store]\npath = \"{dir}/cryowatch.db\"\n[[asset]]\nid = \"d\"\nkind = \"ln2_dewar\"\n",
+    );
+    let log = site.path().join("journal.log");
+    let file = std::fs::File::create(&log).expect("log");
+    let meta = file.metadata().expect("stat");
+    let mut daemon = common::Proc::spawn(
+        "cryowatch run",
+        std::process::Command::new(env!("CARGO_BIN_EXE_cryowatch"))
+            .args(["run", "-c", &site.config_str()])
+            .env("RUST_LOG", "info")
+            .env(
+                "JOURNAL_STREAM",
+                journal_stream(&format!("{}:{}", meta.dev(), meta.ino())),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(file),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    std::fs::read_to_string(&log).expect("read log")
+}
+
+#[test]
+fn to_journald_each_line_starts_with_its_priority_and_carries_no_time_of_its_own() {
+    let text = log_with_journal_stream(|ours| ours.to_string());
+    let running = text
+        .lines()
+        .find(|l| l.contains("cryowatch running"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(running.starts_with("<6>"), "{running}");
+    assert!(
+        text.lines().all(|l| l.starts_with('<')),
+        "a line without its priority:\n{text}"
+    );
+    assert!(
+        !text.contains("Z  INFO") && !text.contains("Z INFO"),
+        "a timestamp of our own:\n{text}"
+    );
+    // The variable of another stream (inherited, say) changes nothing.
+    let elsewhere = log_with_journal_stream(|_| "1:2".to_string());
+    assert!(elsewhere.lines().all(|l| !l.starts_with('<')), "{elsewhere}");
+    assert!(
+        elsewhere.contains("Z  INFO"),
+        "a plain log line keeps its time:\n{elsewhere}"
+    );
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod api_lab;
+pub mod container;
 pub mod cryosim;
 pub mod exim;
 pub mod fault_proxy;
