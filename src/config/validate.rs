@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub use super::check::Secrets;
 use super::check::{Checker, Declared};
 use super::notify::NotifyConfig;
 use super::raw::RawConfig;
@@ -17,7 +18,15 @@ use super::{
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
 /// directory relative paths are resolved against (the config file's).
 pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
-    let mut c = Checker::default();
+    validate_with(raw, base, Secrets::Resolve)
+}
+
+/// [`validate`], resolving secrets as `secrets` says.
+pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker {
+        secrets,
+        ..Checker::default()
+    };
     let declared = Declared::new(raw);
 
     let site = site::site(&mut c, raw.site.as_ref());
