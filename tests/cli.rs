@@ -1,5 +1,6 @@
 //! The command line as operators and scripts use it: the demo, `run` refusing a bad
-//! config, SIGHUP with a broken config, and the exit codes of `history` and `status`.
+//! config, SIGHUP with a broken config, the exit codes of `history` and `status`, and
+//! reading commands that need none of the service's secrets.
 
 mod common;
 
@@ -254,5 +255,53 @@ fn history_and_status_exit_codes() {
     assert!(
         table.contains("dewar-1.temp") && table.contains("comm_error"),
         "{table}"
+    );
+}
+
+/// Reading commands do not need the service's secrets: a person without the SMTP
+/// password in their environment can still see status and alarms. `check` (and `run`)
+/// still demand every secret, naming the key.
+#[test]
+fn reading_commands_work_without_the_channel_secrets_that_check_demands() {
+    let site = Site::new(
+        r#"
+[site]
+name = "secrets test"
+[store]
+path = "{dir}/cryowatch.db"
+[[asset]]
+id = "dewar-1"
+kind = "ln2_dewar"
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "smtp.example.org"
+from = "cryowatch@example.org"
+username = "cryowatch"
+password_env = "CRYOWATCH_CLI_TEST_UNSET_PASSWORD"
+"#,
+    );
+    // The store as the daemon leaves it.
+    cryowatch::store::Store::open(&site.path().join("cryowatch.db")).expect("create the store");
+    let c = site.config_str();
+    for args in [
+        vec!["status", "-c", &c],
+        vec!["alarms", "-c", &c],
+        vec!["audit", "verify", "-c", &c],
+    ] {
+        let out = cryowatch_output(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = cryowatch_output(&["check", "-c", &c]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{c}: channel[0].password_env: environment variable \"CRYOWATCH_CLI_TEST_UNSET_PASSWORD\" is not set\n"
+        )
     );
 }

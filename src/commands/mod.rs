@@ -74,6 +74,13 @@ fn load(path: &Path) -> Result<Config, CommandError> {
     config::load(path).map_err(|e| CommandError::BadInput(e.to_string()))
 }
 
+/// The configuration at `path`, checked, for a command that only reads or writes the
+/// store and connects to no peer: secrets are not resolved (see
+/// [`config::load_for_reading`]), so it works without the service's secrets.
+fn load_for_reading(path: &Path) -> Result<Config, CommandError> {
+    config::load_for_reading(path).map_err(|e| CommandError::BadInput(e.to_string()))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{CommandError, load, print_json_or, time_arg};
+use super::{CommandError, load, load_for_reading, print_json_or, time_arg};
 use crate::model::now_ms;
 use crate::report::{alarms, history, status};
 use crate::store::Store;
@@ -27,7 +27,7 @@ pub fn check(config: &Path, explain: bool) -> Result<(), CommandError> {
 /// `status`: the current value and state of every sensor, then the conditions that need
 /// a person (on standard error) and the InfluxDB mirror's lag.
 pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     // Said first: while the store cannot write, the daemon keeps it outside the store.
     if let Some(c) = crate::store::outage::read_condition(&cfg.store.path) {
         eprintln!("{c}");
@@ -62,7 +62,7 @@ pub fn history(
     to: Option<&str>,
     format: history::Format,
 ) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let now = now_ms();
     let from = time_arg(from, "-24h", now)?;
     let to = time_arg(to, "now", now)?;
@@ -82,7 +82,7 @@ pub fn history(
 
 /// `alarms`: alarms newest first, only the open ones with `active`.
 pub fn alarms(config: &Path, active: bool, json: bool) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let rows = store.alarms(active)?;
     let lines = alarms::lines(&rows);
