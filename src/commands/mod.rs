@@ -4,6 +4,7 @@
 //!
 //! - [`read`]: `check`, `status`, `history` and `alarms`.
 //! - [`control`]: `ack`, `shelve`, `test-alarm` and `test-page`.
+//! - [`oncall`]: who is on call in each schedule, and who is next.
 //! - [`serve`]: `run`, `standby` and `demo`, the commands that keep running.
 //! - [`user`]: `user add`.
 //! - [`documents`]: `selftest` and `report`, written to a file and recorded in the audit
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod control;
 pub mod documents;
 pub mod influx;
+pub mod oncall;
 pub mod read;
 pub mod serve;
 pub mod user;

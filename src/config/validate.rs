@@ -69,7 +69,7 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
 
     let contacts = notify::contacts(&mut c, &raw.contact);
     let groups = notify::groups(&mut c, &raw.group, &declared);
-    let schedules = notify::schedules(&mut c, &raw.schedule, &declared);
+    let schedules = notify::schedules(&mut c, &raw.schedule, &declared, &site.timezone);
     let escalations = notify::escalations(&mut c, &raw.escalation, &declared);
     let routes = notify::routes(&mut c, &raw.route, &declared);
     let channels = channel::channels(&mut c, &raw.channel, base);
