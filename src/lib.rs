@@ -50,7 +50,7 @@
 //! - [`timearg`]: the command line's time arguments.
 //! - [`random`]: keys, salts, session ids and nonces from the operating system's generator, never a weaker stand-in.
 //! - [`http`]: what every HTTP client shares (bounded answers, errors with causes).
-//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`).
+//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`), and which peers of a configuration use TLS.
 pub mod alarm;
 pub mod api;
 pub mod commands;

@@ -191,6 +191,90 @@ impl Trust {
     }
 }
 
+/// A peer the configuration reaches over TLS, and what it trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPeer {
+    /// The key path of its section: `channel[1]`, `mqtt`, `influx`, `heartbeat.url`.
+    pub key: String,
+    /// What it is, for a person: `channel "sms" (twilio)`.
+    pub what: String,
+    /// The host name the server's certificate must name.
+    pub host: String,
+    /// Its `ca_file`, trusted besides the system store.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Every peer of `cfg` reached over TLS: SMTP with `starttls` or `tls`, `https://`
+/// gateways and webhooks, `mqtts://`, an `https://` InfluxDB and heartbeat URL.
+pub fn peers(cfg: &crate::config::Config) -> Vec<TlsPeer> {
+    use crate::config::notify::{ChannelKind, SmtpTls};
+    let https_host = |url: &str| {
+        reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .and_then(|u| u.host_str().map(str::to_string))
+    };
+    let mut out = Vec::new();
+    for (i, ch) in cfg.notify.channels.iter().enumerate() {
+        let (kind, host) = match &ch.kind {
+            ChannelKind::Smtp { host, tls, .. } if *tls != SmtpTls::None => ("smtp", Some(host.clone())),
+            ChannelKind::Twilio { base_url, .. } => ("twilio", https_host(base_url)),
+            ChannelKind::Webhook { url } => ("webhook", https_host(url)),
+            _ => continue,
+        };
+        if let Some(host) = host {
+            out.push(TlsPeer {
+                key: format!("channel[{i}]"),
+                what: format!("channel {:?} ({kind})", ch.id),
+                host,
+                ca_file: ch.ca_file.clone(),
+            });
+        }
+    }
+    if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
+        out.push(TlsPeer {
+            key: "mqtt".into(),
+            what: "the MQTT broker (mqtts://)".into(),
+            host: m.host.clone(),
+            ca_file: m.ca_file.clone(),
+        });
+    }
+    if let Some(i) = &cfg.influx
+        && let Some(host) = https_host(&i.url)
+    {
+        out.push(TlsPeer {
+            key: "influx".into(),
+            what: "InfluxDB".into(),
+            host,
+            ca_file: i.ca_file.clone(),
+        });
+    }
+    if let Some(url) = cfg.heartbeat.as_ref().and_then(|h| h.url.as_deref())
+        && let Some(host) = https_host(url)
+    {
+        out.push(TlsPeer {
+            key: "heartbeat.url".into(),
+            what: "the heartbeat URL".into(),
+            host,
+            ca_file: None,
+        });
+    }
+    out
+}
+
+/// How many certificates of the system trust store rustls takes as trust anchors now
+/// (honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`). Zero: [`Trust`] stands in the bundled
+/// web PKI roots.
+pub fn system_roots() -> usize {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    found
+        .certs
+        .into_iter()
+        .filter(|der| roots.add(der.clone()).is_ok())
+        .count()
+}
+
 /// The certificate problem in an error's source chain (a server certificate these roots
 /// do not vouch for, or a TLS handshake refused for its parameters), said for a person:
 /// what is wrong with `host`'s certificate and what to do. `None`: not a certificate or

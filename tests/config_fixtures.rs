@@ -311,3 +311,111 @@ fn nasty_configurations_are_refused_with_exit_2_and_no_crash() {
         failures.join("\n")
     );
 }
+
+/// `check --explain` describes paging and decoding as well as polling, with the
+/// defaults the file does not write marked as such.
+#[test]
+fn explain_describes_decoding_ups_tls_paging_and_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[site]
+name = "explained"
+timezone = "America/Chicago"
+[store]
+path = "cw.db"
+[[modbus.device]]
+id = "plc"
+transport = "tcp"
+address = "127.0.0.1:1502"
+[[ups]]
+id = "ups-a"
+nut = "127.0.0.1:3493"
+name = "labups"
+[[asset]]
+id = "dewar-1"
+kind = "ln2_dewar"
+[[sensor]]
+id = "dewar-1.temp"
+asset = "dewar-1"
+[sensor.modbus]
+device = "plc"
+register = "input"
+address = 0
+type = "i16"
+byte_order = "BADC"
+scale = 0.1
+offset = -5.0
+fault_values = [-32768.0]
+[[sensor]]
+id = "ups-a.on_battery"
+asset = "dewar-1"
+quantity = "state"
+unit = ""
+[sensor.ups]
+ups = "ups-a"
+variable = "on_battery"
+[[contact]]
+id = "alice"
+name = "Alice Nguyen"
+phone = "+15551230001"
+[[schedule]]
+id = "rota"
+rotation = "weekly"
+handoff = "Mon 08:00"
+members = ["alice"]
+[[escalation]]
+id = "oncall"
+repeat = 1
+[[escalation.step]]
+after = "0s"
+notify = ["schedule:rota"]
+via = ["sms"]
+[[route]]
+escalation = "oncall"
+severity = "alarm"
+[[channel]]
+id = "sms"
+kind = "twilio"
+base_url = "https://sms.example.org"
+account_sid = "AC01"
+auth_token = "t"
+from = "+15550000000"
+fallback = "modem"
+[[channel]]
+id = "modem"
+kind = "gsm_modem"
+serial = "/dev/serial/by-id/usb-modem"
+"#,
+    )
+    .expect("write");
+    let out = cryowatch()
+        .args(["check", "--explain", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run cryowatch");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "    dewar-1.temp: i16 byte order BADC, value = raw * 0.1 + -5, fault values -32768 (read as sensor_fault)\n",
+        "ups (NUT) ups-a = labups at 127.0.0.1:3493 every 5s:\n  ups-a.on_battery <- on_battery\n",
+        "  dewar-1.temp 30s (default: 3 poll intervals, at least 30s)\n",
+        "channel sms: twilio https://sms.example.org, from +15550000000, falls back to modem\n",
+        "channel modem: gsm_modem /dev/serial/by-id/usb-modem @115200, no fallback\n",
+        "  channel[0] channel \"sms\" (twilio) (sms.example.org) trusts the system trust store (",
+        "  alice (Alice Nguyen): phone +15551230001\n",
+        "schedule rota: weekly, handoff Monday 08:00:00 (America/Chicago), members alice, \
+         start 2024-01-01T08:00:00-06:00 (implied: no start written)\n  on call now: alice\n",
+        "escalation oncall: runs again 1 more time(s), 15m (the default) after its last step\n",
+        "  step 1: 0s after the alarm became active, notify schedule:rota (whoever is on call) via sms\n",
+        "route[0]: alarm and worse alarms of every asset -> escalation oncall\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("ups-a.on_battery <- ups"),
+        "UPS sensors are listed under their UPS, not MQTT:\n{text}"
+    );
+}
