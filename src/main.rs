@@ -36,9 +36,13 @@ enum Command {
     Check {
         #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Also print what will be polled.
+        /// Also print what will be polled and paged, and the defaults in effect.
         #[arg(long)]
         explain: bool,
+        /// Also report every file this user (the service's) could not read. Default
+        /// when run as root: the user cryowatch, if it exists.
+        #[arg(long)]
+        as_user: Option<String>,
     },
     /// Current value and state of every sensor.
     Status {
@@ -305,7 +309,11 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
     use commands::{audit, control, documents, influx, oncall, read, serve, user};
     match command {
         Command::Run { config } => serve::run(&config),
-        Command::Check { config, explain } => read::check(&config, explain),
+        Command::Check {
+            config,
+            explain,
+            as_user,
+        } => read::check(&config, explain, as_user.as_deref()),
         Command::Status { config, json } => read::status(&config, json),
         Command::History {
             config,

@@ -275,6 +275,62 @@ pub fn system_roots() -> usize {
         .count()
 }
 
+/// Whether the bundled web PKI roots could vouch for `host`: only for a public DNS
+/// name. Public CAs issue no certificate for an IP address, `localhost`, a single-label
+/// name or a private suffix.
+pub fn public_name(host: &str) -> bool {
+    const PRIVATE: &[&str] = &[
+        ".local",
+        ".localdomain",
+        ".internal",
+        ".lan",
+        ".home.arpa",
+        ".corp",
+        ".intranet",
+        ".test",
+    ];
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host.parse::<std::net::IpAddr>().is_err()
+        && !host.starts_with('[')
+        && host.contains('.')
+        && host != "localhost"
+        && !PRIVATE.iter().any(|p| host.ends_with(p))
+}
+
+/// What `check` says of trust when the system trust store holds no certificate (a
+/// minimal system without the ca-certificates package, or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` naming nothing usable): [`Trust`] then stands in the bundled web PKI
+/// roots. For a peer without `ca_file` whose name those roots cannot vouch for
+/// ([`public_name`]) that is an error (the first page would fail on its certificate); for
+/// a public name it is a note. Returns (errors, notes) as (key path, text).
+pub fn empty_store_findings(peers: &[TlsPeer], system_roots: usize) -> (Vec<(String, String)>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    if system_roots > 0 {
+        return (errors, notes);
+    }
+    for p in peers.iter().filter(|p| p.ca_file.is_none()) {
+        if public_name(&p.host) {
+            notes.push(format!(
+                "note: {}: {} ({}) will be checked against the bundled web PKI roots only: \
+                 the system trust store has no CA certificates (install ca-certificates)",
+                p.key, p.what, p.host
+            ));
+        } else {
+            errors.push((
+                format!("{}.ca_file", p.key),
+                format!(
+                    "{} ({}) cannot be trusted: no CA certificates could be loaded from the system trust store \
+                     (/etc/ssl/certs, SSL_CERT_FILE, SSL_CERT_DIR; install ca-certificates) and no ca_file is set; \
+                     the bundled web PKI roots do not vouch for a private name like {:?}: set ca_file to its CA",
+                    p.what, p.host, p.host
+                ),
+            ));
+        }
+    }
+    (errors, notes)
+}
+
 /// The certificate problem in an error's source chain (a server certificate these roots
 /// do not vouch for, or a TLS handshake refused for its parameters), said for a person:
 /// what is wrong with `host`'s certificate and what to do. `None`: not a certificate or

@@ -419,3 +419,60 @@ serial = "/dev/serial/by-id/usb-modem"
         "UPS sensors are listed under their UPS, not MQTT:\n{text}"
     );
 }
+
+/// `check --as-user` reports every file the service user could not read, here a
+/// secret only root may read, and a store directory it cannot write.
+#[test]
+fn check_as_user_names_the_files_the_service_user_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let secret = d.join("smtp.pass");
+    std::fs::write(&secret, "s3cret\n").expect("write secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod secret");
+    let cfg = d.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"perm\"\n[store]\npath = \"{}/cw.db\"\n[[channel]]\nid = \"email\"\nkind = \"smtp\"\n\
+             host = \"smtp.example.org\"\nfrom = \"cw@example.org\"\npassword_file = \"{}\"\n",
+            d.display(),
+            secret.display()
+        ),
+    )
+    .expect("write config");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod config");
+    let run = |user: &str| {
+        cryowatch()
+            .args(["check", "--as-user", user, "-c"])
+            .arg(&cfg)
+            .output()
+            .expect("run cryowatch")
+    };
+    let out = run("nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let c = cfg.display();
+    assert!(
+        stderr.contains(&format!(
+            "{c}: channel[0].password_file: {}: not readable by user nobody (mode 0600 root:root); \
+             the service would restart-loop\n",
+            secret.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{c}: store.path: {}: not writable by user nobody (mode 0755 root:root)",
+            d.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("c.toml: not readable"),
+        "the config itself is readable: {stderr}"
+    );
+    assert_eq!(run("root").status.code(), Some(0));
+    assert_eq!(run("no-such-user-here").status.code(), Some(2));
+}

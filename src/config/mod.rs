@@ -7,6 +7,7 @@
 //! and helpers are in `check`), and `validate` calls them in order and assembles the
 //! [`Config`]. Secrets are resolved there, once; the checked types carry them.
 
+pub mod access;
 mod api;
 mod channel;
 mod check;
