@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
@@ -51,7 +51,7 @@
 //! - [`timearg`]: the command line's time arguments.
 //! - [`random`]: keys, salts, session ids and nonces from the operating system's generator, never a weaker stand-in.
 //! - [`http`]: what every HTTP client shares (bounded answers, errors with causes).
-//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`).
+//! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`), and which peers of a configuration use TLS.
 pub mod alarm;
 pub mod api;
 pub mod commands;

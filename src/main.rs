@@ -37,9 +37,13 @@ enum Command {
     Check {
         #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Also print what will be polled.
+        /// Also print what will be polled and paged, and the defaults in effect.
         #[arg(long)]
         explain: bool,
+        /// Also report every file this user (the service's) could not read. Default
+        /// when run as root: the user cryowatch, if it exists.
+        #[arg(long)]
+        as_user: Option<String>,
     },
     /// Current value and state of every sensor.
     Status {
@@ -118,6 +122,17 @@ enum Command {
         /// Who starts the test (default: the login name).
         #[arg(long)]
         by: Option<String>,
+    },
+    /// Who is on call in each schedule now (or at --at), and who is next and from when.
+    Oncall {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The time asked about: RFC 3339, relative (+7d), a date (midnight in the
+        /// site's time zone) or now. Default: now.
+        #[arg(long, allow_hyphen_values = true)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// On a second machine: watch the primary's heartbeat ([standby]) and, when it goes
     /// silent, page that the monitor is down and take over until the primary is back.
@@ -279,10 +294,14 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<(), CommandError> {
-    use commands::{audit, control, documents, influx, read, serve, user};
+    use commands::{audit, control, documents, influx, oncall, read, serve, user};
     match command {
         Command::Run { config } => serve::run(&config),
-        Command::Check { config, explain } => read::check(&config, explain),
+        Command::Check {
+            config,
+            explain,
+            as_user,
+        } => read::check(&config, explain, as_user.as_deref()),
         Command::Status { config, json } => read::status(&config, json),
         Command::History {
             config,
@@ -313,6 +332,7 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
         } => control::shelve(&config, &sensor, &duration, &by, &reason),
         Command::TestPage { config, contact } => control::test_page(&config, &contact),
         Command::TestAlarm { config, sensor, by } => control::test_alarm(&config, &sensor, by.as_deref()),
+        Command::Oncall { config, at, json } => oncall::oncall(&config, at.as_deref(), json),
         Command::Standby { config } => serve::standby(&config),
         Command::User {
             action: UserAction::Add { config, name, role },

@@ -4,7 +4,7 @@ use crate::model::TimestampMs;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "cannot read time {0:?}: expected RFC 3339 (2026-11-23T08:00:00Z), a date (2026-11-23, UTC), relative (-24h, -30m; at most 1000y) or now"
+    "cannot read time {0:?}: expected RFC 3339 (2026-11-23T08:00:00Z), a date (2026-11-23), relative (-24h, -30m; at most 1000y) or now"
 )]
 pub struct BadTime(pub String);
 
@@ -59,6 +59,19 @@ mod tests {
         assert_eq!(parse("2026-11-23T08:00:00Z", 0), Ok(NOW));
         assert_eq!(parse("2026-11-23T02:00:00-06:00", 0), Ok(NOW));
         assert_eq!(parse("2026-11-23", 0), Ok(NOW - 8 * 3_600_000));
+    }
+
+    /// What the README says of `report` and `oncall`: a bare date is the site's
+    /// midnight, not UTC's.
+    #[test]
+    fn a_bare_date_is_midnight_in_the_zone_given() {
+        let chicago = jiff::tz::TimeZone::get("America/Chicago").expect("zone");
+        // 2026-11-23 00:00 CST is 06:00 UTC.
+        assert_eq!(parse_in("2026-11-23", 0, &chicago), Ok(NOW - 2 * 3_600_000));
+        assert_eq!(
+            parse_in("2026-11-23", 0, &jiff::tz::TimeZone::UTC),
+            parse("2026-11-23", 0)
+        );
     }
 
     #[test]

@@ -191,6 +191,146 @@ impl Trust {
     }
 }
 
+/// A peer the configuration reaches over TLS, and what it trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPeer {
+    /// The key path of its section: `channel[1]`, `mqtt`, `influx`, `heartbeat.url`.
+    pub key: String,
+    /// What it is, for a person: `channel "sms" (twilio)`.
+    pub what: String,
+    /// The host name the server's certificate must name.
+    pub host: String,
+    /// Its `ca_file`, trusted besides the system store.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Every peer of `cfg` reached over TLS: SMTP with `starttls` or `tls`, `https://`
+/// gateways and webhooks, `mqtts://`, an `https://` InfluxDB and heartbeat URL.
+pub fn peers(cfg: &crate::config::Config) -> Vec<TlsPeer> {
+    use crate::config::notify::{ChannelKind, SmtpTls};
+    let https_host = |url: &str| {
+        reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .and_then(|u| u.host_str().map(str::to_string))
+    };
+    let mut out = Vec::new();
+    for (i, ch) in cfg.notify.channels.iter().enumerate() {
+        let (kind, host) = match &ch.kind {
+            ChannelKind::Smtp { host, tls, .. } if *tls != SmtpTls::None => ("smtp", Some(host.clone())),
+            ChannelKind::Twilio { base_url, .. } => ("twilio", https_host(base_url)),
+            ChannelKind::Webhook { url } => ("webhook", https_host(url)),
+            _ => continue,
+        };
+        if let Some(host) = host {
+            out.push(TlsPeer {
+                key: format!("channel[{i}]"),
+                what: format!("channel {:?} ({kind})", ch.id),
+                host,
+                ca_file: ch.ca_file.clone(),
+            });
+        }
+    }
+    if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
+        out.push(TlsPeer {
+            key: "mqtt".into(),
+            what: "the MQTT broker (mqtts://)".into(),
+            host: m.host.clone(),
+            ca_file: m.ca_file.clone(),
+        });
+    }
+    if let Some(i) = &cfg.influx
+        && let Some(host) = https_host(&i.url)
+    {
+        out.push(TlsPeer {
+            key: "influx".into(),
+            what: "InfluxDB".into(),
+            host,
+            ca_file: i.ca_file.clone(),
+        });
+    }
+    if let Some(url) = cfg.heartbeat.as_ref().and_then(|h| h.url.as_deref())
+        && let Some(host) = https_host(url)
+    {
+        out.push(TlsPeer {
+            key: "heartbeat.url".into(),
+            what: "the heartbeat URL".into(),
+            host,
+            ca_file: None,
+        });
+    }
+    out
+}
+
+/// How many certificates of the system trust store rustls takes as trust anchors now
+/// (honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`). Zero: [`Trust`] stands in the bundled
+/// web PKI roots.
+pub fn system_roots() -> usize {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    found
+        .certs
+        .into_iter()
+        .filter(|der| roots.add(der.clone()).is_ok())
+        .count()
+}
+
+/// Whether the bundled web PKI roots could vouch for `host`: only for a public DNS
+/// name. Public CAs issue no certificate for an IP address, `localhost`, a single-label
+/// name or a private suffix.
+pub fn public_name(host: &str) -> bool {
+    const PRIVATE: &[&str] = &[
+        ".local",
+        ".localdomain",
+        ".internal",
+        ".lan",
+        ".home.arpa",
+        ".corp",
+        ".intranet",
+        ".test",
+    ];
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host.parse::<std::net::IpAddr>().is_err()
+        && !host.starts_with('[')
+        && host.contains('.')
+        && host != "localhost"
+        && !PRIVATE.iter().any(|p| host.ends_with(p))
+}
+
+/// What `check` says of trust when the system trust store holds no certificate (a
+/// minimal system without the ca-certificates package, or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` naming nothing usable): [`Trust`] then stands in the bundled web PKI
+/// roots. For a peer without `ca_file` whose name those roots cannot vouch for
+/// ([`public_name`]) that is an error (the first page would fail on its certificate); for
+/// a public name it is a note. Returns (errors, notes) as (key path, text).
+pub fn empty_store_findings(peers: &[TlsPeer], system_roots: usize) -> (Vec<(String, String)>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    if system_roots > 0 {
+        return (errors, notes);
+    }
+    for p in peers.iter().filter(|p| p.ca_file.is_none()) {
+        if public_name(&p.host) {
+            notes.push(format!(
+                "note: {}: {} ({}) will be checked against the bundled web PKI roots only: \
+                 the system trust store has no CA certificates (install ca-certificates)",
+                p.key, p.what, p.host
+            ));
+        } else {
+            errors.push((
+                format!("{}.ca_file", p.key),
+                format!(
+                    "{} ({}) cannot be trusted: no CA certificates could be loaded from the system trust store \
+                     (/etc/ssl/certs, SSL_CERT_FILE, SSL_CERT_DIR; install ca-certificates) and no ca_file is set; \
+                     the bundled web PKI roots do not vouch for a private name like {:?}: set ca_file to its CA",
+                    p.what, p.host, p.host
+                ),
+            ));
+        }
+    }
+    (errors, notes)
+}
+
 /// The certificate problem in an error's source chain (a server certificate these roots
 /// do not vouch for, or a TLS handshake refused for its parameters), said for a person:
 /// what is wrong with `host`'s certificate and what to do. `None`: not a certificate or

@@ -1,5 +1,6 @@
 //! The command line as operators and scripts use it: the demo, `run` refusing a bad
-//! config, SIGHUP with a broken config, and the exit codes of `history` and `status`.
+//! config, SIGHUP with a broken config, the exit codes of `history` and `status`, and
+//! reading commands that need none of the service's secrets.
 
 mod common;
 
@@ -255,4 +256,107 @@ fn history_and_status_exit_codes() {
         table.contains("dewar-1.temp") && table.contains("comm_error"),
         "{table}"
     );
+}
+
+/// Reading commands do not need the service's secrets: a person without the SMTP
+/// password in their environment can still see status and alarms. `check` (and `run`)
+/// still demand every secret, naming the key.
+#[test]
+fn reading_commands_work_without_the_channel_secrets_that_check_demands() {
+    let site = Site::new(
+        r#"
+[site]
+name = "secrets test"
+[store]
+path = "{dir}/cryowatch.db"
+[[asset]]
+id = "dewar-1"
+kind = "ln2_dewar"
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "smtp.example.org"
+from = "cryowatch@example.org"
+username = "cryowatch"
+password_env = "CRYOWATCH_CLI_TEST_UNSET_PASSWORD"
+"#,
+    );
+    // The store as the daemon leaves it.
+    cryowatch::store::Store::open(&site.path().join("cryowatch.db")).expect("create the store");
+    let c = site.config_str();
+    for args in [
+        vec!["status", "-c", &c],
+        vec!["alarms", "-c", &c],
+        vec!["audit", "verify", "-c", &c],
+    ] {
+        let out = cryowatch_output(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = cryowatch_output(&["check", "-c", &c]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{c}: channel[0].password_env: environment variable \"CRYOWATCH_CLI_TEST_UNSET_PASSWORD\" is not set\n"
+        )
+    );
+}
+
+/// `oncall` says who is on call at a time, who is next and from when, with the start the
+/// rotation counts from, written or implied.
+#[test]
+fn oncall_names_who_is_on_call_and_who_is_next() {
+    let site = Site::new(
+        r#"
+[site]
+name = "rota"
+timezone = "America/Chicago"
+[store]
+path = "{dir}/cryowatch.db"
+[[contact]]
+id = "alice"
+email = "alice@example.org"
+[[contact]]
+id = "bob"
+email = "bob@example.org"
+[[contact]]
+id = "carol"
+email = "carol@example.org"
+[[schedule]]
+id = "primary"
+rotation = "weekly"
+handoff = "Mon 08:00"
+start = "2026-11-25 12:00"
+members = ["alice", "bob"]
+[[schedule.override]]
+contact = "carol"
+from = "2026-12-24T17:00:00-06:00"
+to = "2026-12-26T08:00:00-06:00"
+[[schedule]]
+id = "nights"
+rotation = "daily"
+handoff = "20:00"
+members = ["bob"]
+"#,
+    );
+    let c = site.config_str();
+    let out = cryowatch_output(&["oncall", "-c", &c, "--at", "2026-11-26"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "primary (weekly, start 2026-11-25T12:00:00-06:00)\n  now   alice\n  next  bob from 2026-11-30T08:00:00-06:00\n\
+         nights (daily, start 2024-01-01T20:00:00-06:00 (implied: no start written))\n  now   bob\n  next  nobody else\n"
+    );
+    let out = cryowatch_output(&["oncall", "-c", &c, "--at", "2026-12-24T12:00:00-06:00", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v[0]["now"], "alice", "{v}");
+    assert_eq!(v[0]["next"], "carol");
+    assert_eq!(v[0]["next_by_override"], true);
+    assert_eq!(v[0]["next_from"], "2026-12-24T17:00:00-06:00");
+    let out = cryowatch_output(&["oncall", "-c", &c, "--at", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -311,3 +311,168 @@ fn nasty_configurations_are_refused_with_exit_2_and_no_crash() {
         failures.join("\n")
     );
 }
+
+/// `check --explain` describes paging and decoding as well as polling, with the
+/// defaults the file does not write marked as such.
+#[test]
+fn explain_describes_decoding_ups_tls_paging_and_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[site]
+name = "explained"
+timezone = "America/Chicago"
+[store]
+path = "cw.db"
+[[modbus.device]]
+id = "plc"
+transport = "tcp"
+address = "127.0.0.1:1502"
+[[ups]]
+id = "ups-a"
+nut = "127.0.0.1:3493"
+name = "labups"
+[[asset]]
+id = "dewar-1"
+kind = "ln2_dewar"
+[[sensor]]
+id = "dewar-1.temp"
+asset = "dewar-1"
+[sensor.modbus]
+device = "plc"
+register = "input"
+address = 0
+type = "i16"
+byte_order = "BADC"
+scale = 0.1
+offset = -5.0
+fault_values = [-32768.0]
+[[sensor]]
+id = "ups-a.on_battery"
+asset = "dewar-1"
+quantity = "state"
+unit = ""
+[sensor.ups]
+ups = "ups-a"
+variable = "on_battery"
+[[contact]]
+id = "alice"
+name = "Alice Nguyen"
+phone = "+15551230001"
+[[schedule]]
+id = "rota"
+rotation = "weekly"
+handoff = "Mon 08:00"
+members = ["alice"]
+[[escalation]]
+id = "oncall"
+repeat = 1
+[[escalation.step]]
+after = "0s"
+notify = ["schedule:rota"]
+via = ["sms"]
+[[route]]
+escalation = "oncall"
+severity = "alarm"
+[[channel]]
+id = "sms"
+kind = "twilio"
+base_url = "https://sms.example.org"
+account_sid = "AC01"
+auth_token = "t"
+from = "+15550000000"
+fallback = "modem"
+[[channel]]
+id = "modem"
+kind = "gsm_modem"
+serial = "/dev/serial/by-id/usb-modem"
+"#,
+    )
+    .expect("write");
+    let out = cryowatch()
+        .args(["check", "--explain", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run cryowatch");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "    dewar-1.temp: i16 byte order BADC, value = raw * 0.1 + -5, fault values -32768 (read as sensor_fault)\n",
+        "ups (NUT) ups-a = labups at 127.0.0.1:3493 every 5s:\n  ups-a.on_battery <- on_battery\n",
+        "  dewar-1.temp 30s (default: 3 poll intervals, at least 30s)\n",
+        "channel sms: twilio https://sms.example.org, from +15550000000, falls back to modem\n",
+        "channel modem: gsm_modem /dev/serial/by-id/usb-modem @115200, no fallback\n",
+        "  channel[0] channel \"sms\" (twilio) (sms.example.org) trusts the system trust store (",
+        "  alice (Alice Nguyen): phone +15551230001\n",
+        "schedule rota: weekly, handoff Monday 08:00:00 (America/Chicago), members alice, \
+         start 2024-01-01T08:00:00-06:00 (implied: no start written)\n  on call now: alice\n",
+        "escalation oncall: runs again 1 more time(s), 15m (the default) after its last step\n",
+        "  step 1: 0s after the alarm became active, notify schedule:rota (whoever is on call) via sms\n",
+        "route[0]: alarm and worse alarms of every asset -> escalation oncall\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("ups-a.on_battery <- ups"),
+        "UPS sensors are listed under their UPS, not MQTT:\n{text}"
+    );
+}
+
+/// `check --as-user` reports every file the service user could not read, here a
+/// secret only root may read, and a store directory it cannot write.
+#[test]
+fn check_as_user_names_the_files_the_service_user_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let secret = d.join("smtp.pass");
+    std::fs::write(&secret, "s3cret\n").expect("write secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod secret");
+    let cfg = d.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nname = \"perm\"\n[store]\npath = \"{}/cw.db\"\n[[channel]]\nid = \"email\"\nkind = \"smtp\"\n\
+             host = \"smtp.example.org\"\nfrom = \"cw@example.org\"\npassword_file = \"{}\"\n",
+            d.display(),
+            secret.display()
+        ),
+    )
+    .expect("write config");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod config");
+    let run = |user: &str| {
+        cryowatch()
+            .args(["check", "--as-user", user, "-c"])
+            .arg(&cfg)
+            .output()
+            .expect("run cryowatch")
+    };
+    let out = run("nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let c = cfg.display();
+    assert!(
+        stderr.contains(&format!(
+            "{c}: channel[0].password_file: {}: not readable by user nobody (mode 0600 root:root); \
+             the service would restart-loop\n",
+            secret.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{c}: store.path: {}: not writable by user nobody (mode 0755 root:root)",
+            d.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("c.toml: not readable"),
+        "the config itself is readable: {stderr}"
+    );
+    assert_eq!(run("root").status.code(), Some(0));
+    assert_eq!(run("no-such-user-here").status.code(), Some(2));
+}

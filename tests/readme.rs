@@ -431,7 +431,7 @@ impl Lab {
         for (from, to) in [
             ("address = \"10.20.0.31:502\"", format!("address = \"{}\"", sim.modbus)),
             (
-                "serial = \"/dev/ttyUSB0\"",
+                "serial = \"/dev/serial/by-id/usb-FTDI_USB-RS485_Cable_FT1A2B3C-if00-port0\"",
                 format!("serial = \"{}\"", rtu_pair.b.display()),
             ),
             ("url = \"mqtt://127.0.0.1:1883\"", format!("url = \"{}\"", broker.url())),
@@ -454,7 +454,7 @@ impl Lab {
                 format!("account_sid = \"{}\"", twilio.account_sid),
             ),
             (
-                "serial = \"/dev/ttyUSB2\"",
+                "serial = \"/dev/serial/by-id/usb-Sierra_Wireless_GSM_Modem-if03-port0\"",
                 format!("serial = \"{}\"", modem.tty.display()),
             ),
             ("listen = \"127.0.0.1:8470\"", format!("listen = \"{api}\"")),

@@ -359,3 +359,56 @@ async fn the_https_gateway_is_reached_trusting_the_ca_file_and_named_without_it(
     assert!(d.is_sent(), "{d:?}");
     assert_eq!(gw.accepted().len(), 1);
 }
+
+/// On a system without CA certificates (a minimal Debian without ca-certificates,
+/// stood in for by SSL_CERT_FILE / SSL_CERT_DIR naming an empty directory), `check`
+/// refuses a TLS peer that only the bundled web PKI roots would be left to vouch for
+/// and they cannot (a private name), naming its key; its ca_file makes it valid.
+#[test]
+fn check_refuses_a_private_tls_peer_when_the_system_store_is_empty() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = TestCa::make(dir.path());
+    let empty = dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    let site = |ca_line: &str| {
+        Site::new(&format!(
+            r#"[site]
+name = "bare system"
+[store]
+path = "{{dir}}/cw.db"
+[[channel]]
+id = "sms"
+kind = "twilio"
+base_url = "https://localhost:8443"
+account_sid = "AC01"
+auth_token = "t"
+from = "+15550000000"
+{ca_line}
+"#
+        ))
+    };
+    let check = |site: &Site| {
+        cryowatch()
+            .args(["check", "-c"])
+            .arg(site.config())
+            .env("SSL_CERT_FILE", empty.join("none.pem"))
+            .env("SSL_CERT_DIR", &empty)
+            .output()
+            .expect("run check")
+    };
+    let bare = site("");
+    let out = check(&bare);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{}: channel[0].ca_file: channel \"sms\" (twilio) (localhost) cannot be trusted: \
+             no CA certificates could be loaded from the system trust store",
+            bare.config_str()
+        )),
+        "{stderr}"
+    );
+    let trusted = site(&format!("ca_file = \"{}\"", ca.ca.display()));
+    let out = check(&trusted);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use super::{CommandError, load, print_json_or, time_arg};
+use super::{CommandError, load_for_reading, print_json_or, time_arg};
 use crate::model::now_ms;
 use crate::store::Store;
 use crate::store::audit::verify;
@@ -22,7 +22,7 @@ pub fn verify(config: &Path, json: bool, anchor: Option<&str>) -> Result<(), Com
         }
         None => None,
     };
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let progress = verify::stderr_progress();
     let mut v = store.verify(progress)?;
@@ -51,7 +51,7 @@ pub fn log(
     kind: Option<&str>,
     json: bool,
 ) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let now = now_ms();
     let from = time_arg(from, "-24h", now)?;
     let to = time_arg(to, "now", now)?;

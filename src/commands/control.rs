@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{CommandError, load, runtime};
+use super::{CommandError, load, load_for_reading, runtime};
 use crate::config::Config;
 use crate::pipeline::control::{self as pipeline_control, ControlError, Request};
 
@@ -12,7 +12,7 @@ use crate::pipeline::control::{self as pipeline_control, ControlError, Request};
 pub fn ack(config: &Path, alarm_id: i64, by: &str, comment: &str) -> Result<(), CommandError> {
     let by = checked_by(by)?;
     pipeline_control::checked_text(comment).map_err(|e| CommandError::BadInput(format!("--comment: {e}")))?;
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     submit(
         &cfg,
         Request::Ack {
@@ -27,7 +27,7 @@ pub fn ack(config: &Path, alarm_id: i64, by: &str, comment: &str) -> Result<(), 
 pub fn shelve(config: &Path, sensor: &str, duration: &str, by: &str, reason: &str) -> Result<(), CommandError> {
     let by = checked_by(by)?;
     pipeline_control::checked_text(reason).map_err(|e| CommandError::BadInput(format!("--reason: {e}")))?;
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let duration =
         crate::config::parse_duration(duration).map_err(|e| CommandError::BadInput(format!("--for: {e}")))?;
     submit(
@@ -44,7 +44,7 @@ pub fn shelve(config: &Path, sensor: &str, duration: &str, by: &str, reason: &st
 /// `test-alarm`: asks the running daemon to test the alarm path of `sensor`, started by
 /// `by` (default: the login name).
 pub fn test_alarm(config: &Path, sensor: &str, by: Option<&str>) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let by = by.map(str::to_string).unwrap_or_else(|| {
         crate::store::audit::local_actor()
             .trim_start_matches("cli:")

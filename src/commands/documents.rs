@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::Digest as _;
 
-use super::{CommandError, load, record_cli, runtime};
+use super::{CommandError, load, load_for_reading, record_cli, runtime};
 use crate::model::now_ms;
 use crate::report::render;
 use crate::store::Store;
@@ -74,7 +74,7 @@ pub fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> R
             out.display()
         )));
     }
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let now = now_ms();
     // A bare date is the site's midnight: the report's days are the site's days.
     let tz = &cfg.site.timezone;

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use super::{CommandError, load, print_json_or, record_cli, time_arg};
+use super::{CommandError, load_for_reading, print_json_or, record_cli, time_arg};
 use crate::config::{Config, InfluxConfig};
 use crate::model::now_ms;
 use crate::store::{Store, mirror};
@@ -90,7 +90,7 @@ pub fn backfill(config: &Path, from: &str, to: Option<&str>) -> Result<(), Comma
 
 /// The configuration at `path` and its `[influx]` section; bad input without one.
 fn configured(path: &Path) -> Result<(Config, InfluxConfig), CommandError> {
-    let cfg = load(path)?;
+    let cfg = load_for_reading(path)?;
     match cfg.influx.clone() {
         Some(i) => Ok((cfg, i)),
         None => Err(CommandError::BadInput(format!(

@@ -4,6 +4,7 @@
 //!
 //! - [`read`]: `check`, `status`, `history` and `alarms`.
 //! - [`control`]: `ack`, `shelve`, `test-alarm` and `test-page`.
+//! - [`oncall`]: who is on call in each schedule, and who is next.
 //! - [`serve`]: `run`, `standby` and `demo`, the commands that keep running.
 //! - [`user`]: `user add`.
 //! - [`documents`]: `selftest` and `report`, written to a file and recorded in the audit
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod control;
 pub mod documents;
 pub mod influx;
+pub mod oncall;
 pub mod read;
 pub mod serve;
 pub mod user;
@@ -72,6 +74,13 @@ pub enum CommandError {
 /// The configuration at `path`, checked; bad input with every problem when it is not valid.
 fn load(path: &Path) -> Result<Config, CommandError> {
     config::load(path).map_err(|e| CommandError::BadInput(e.to_string()))
+}
+
+/// The configuration at `path`, checked, for a command that only reads or writes the
+/// store and connects to no peer: secrets are not resolved (see
+/// [`config::load_for_reading`]), so it works without the service's secrets.
+fn load_for_reading(path: &Path) -> Result<Config, CommandError> {
+    config::load_for_reading(path).map_err(|e| CommandError::BadInput(e.to_string()))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {

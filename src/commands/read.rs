@@ -3,23 +3,56 @@
 
 use std::path::Path;
 
-use super::{CommandError, load, print_json_or, time_arg};
+use super::{CommandError, load, load_for_reading, print_json_or, time_arg};
+use crate::config::access::Account;
+use crate::config::{ConfigError, Problem};
 use crate::model::now_ms;
 use crate::report::{alarms, history, status};
 use crate::store::Store;
 
 /// `check`: validates the configuration at `config`; with `explain`, also prints what
-/// will be polled.
-pub fn check(config: &Path, explain: bool) -> Result<(), CommandError> {
+/// will be polled and paged. Also refused: a file the service user could not open
+/// (`as_user`, or `cryowatch` when run as root and that user exists), and a TLS peer
+/// nothing could vouch for because the system trust store is empty.
+pub fn check(config: &Path, explain: bool, as_user: Option<&str>) -> Result<(), CommandError> {
     let cfg = load(config)?;
+    let mut problems = Vec::new();
+    let account = match as_user {
+        Some(name) => Some(
+            Account::lookup(name)
+                .map_err(CommandError::Failed)?
+                .ok_or_else(|| CommandError::BadInput(format!("--as-user: no user {name:?} on this system")))?,
+        ),
+        None if nix::unistd::geteuid().is_root() => Account::lookup("cryowatch").ok().flatten(),
+        None => None,
+    };
+    if let Some(account) = &account {
+        let raw = crate::config::load_raw(config).map_err(|e| CommandError::BadInput(e.to_string()))?;
+        problems.extend(crate::config::access::unreadable(config, &raw, &cfg, account));
+    }
+    let (errors, notes) = crate::tls::empty_store_findings(&crate::tls::peers(&cfg), crate::tls::system_roots());
+    problems.extend(errors.into_iter().map(|(path, message)| Problem { path, message }));
+    if !problems.is_empty() {
+        return Err(CommandError::BadInput(
+            ConfigError {
+                file: config.to_path_buf(),
+                problems,
+            }
+            .to_string(),
+        ));
+    }
     if explain {
         print!("{}", crate::report::explain::explain(&cfg));
     }
+    for n in notes {
+        println!("{}: {n}", config.display());
+    }
     println!(
-        "{}: configuration is valid ({} sensors, {} modbus devices)",
+        "{}: configuration is valid ({} sensors, {} modbus devices{})",
         config.display(),
         cfg.sensors.len(),
-        cfg.devices.len()
+        cfg.devices.len(),
+        account.map_or(String::new(), |a| format!(", every file readable by user {}", a.name))
     );
     Ok(())
 }
@@ -27,7 +60,7 @@ pub fn check(config: &Path, explain: bool) -> Result<(), CommandError> {
 /// `status`: the current value and state of every sensor, then the conditions that need
 /// a person (on standard error) and the InfluxDB mirror's lag.
 pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     // Said first: while the store cannot write, the daemon keeps it outside the store.
     if let Some(c) = crate::store::outage::read_condition(&cfg.store.path) {
         eprintln!("{c}");
@@ -62,7 +95,7 @@ pub fn history(
     to: Option<&str>,
     format: history::Format,
 ) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let now = now_ms();
     let from = time_arg(from, "-24h", now)?;
     let to = time_arg(to, "now", now)?;
@@ -82,7 +115,7 @@ pub fn history(
 
 /// `alarms`: alarms newest first, only the open ones with `active`.
 pub fn alarms(config: &Path, active: bool, json: bool) -> Result<(), CommandError> {
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let rows = store.alarms(active)?;
     let lines = alarms::lines(&rows);
@@ -97,10 +130,10 @@ mod tests {
     #[test]
     fn check_passes_a_valid_configuration_and_refuses_a_broken_one() {
         let site = site("");
-        check(&site.path, false).expect("valid");
-        check(&site.path, true).expect("valid, explained");
+        check(&site.path, false, None).expect("valid");
+        check(&site.path, true, None).expect("valid, explained");
         std::fs::write(&site.path, "[site]\nname = \"no store\"\n").expect("break the config");
-        assert!(matches!(check(&site.path, false), Err(CommandError::BadInput(_))));
+        assert!(matches!(check(&site.path, false, None), Err(CommandError::BadInput(_))));
     }
 
     #[test]

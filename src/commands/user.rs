@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{CommandError, load};
+use super::{CommandError, load_for_reading};
 use crate::config::{Config, Role};
 use crate::model::now_ms;
 use crate::store::{Store, users};
@@ -12,7 +12,7 @@ use crate::store::{Store, users};
 /// The password is read from standard input (without echo on a terminal).
 pub fn add(config: &Path, name: &str, role: &str) -> Result<(), CommandError> {
     use std::io::IsTerminal as _;
-    let cfg = load(config)?;
+    let cfg = load_for_reading(config)?;
     let role = Role::parse(role).ok_or_else(|| CommandError::BadInput(format!("--role: unknown role {role:?}")))?;
     let password = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("password for {name}: "))

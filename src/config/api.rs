@@ -144,6 +144,10 @@ fn tokens(c: &mut Checker, raw: &[raw::ApiToken], base: &Path) -> Vec<ApiToken> 
         if secret.is_none() && t.token.is_none() && t.token_env.is_none() && t.token_file.is_none() {
             c.err(format!("{p}.token"), "missing: give token, token_env or token_file");
         }
+        if c.secrets == super::Secrets::Defer && secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+            // Not resolved while reading only; nothing will be served with it.
+            continue;
+        }
         let secret = secret.and_then(|s| {
             let s = s.0.trim().to_string();
             match token_problem(&s) {

@@ -112,10 +112,23 @@ impl<'a> Declared<'a> {
     }
 }
 
+/// Whether secrets given as `*_env` or `*_file` must be resolved while checking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every secret must resolve; one that does not is a problem (`run`, `check`, and
+    /// every command that pages or connects to a peer).
+    #[default]
+    Resolve,
+    /// A secret that does not resolve is left empty without a problem: for commands
+    /// that only read the store and connect to no peer.
+    Defer,
+}
+
 /// Collects the problems of a configuration, each with its key path.
 #[derive(Default)]
 pub(super) struct Checker {
     pub problems: Vec<Problem>,
+    pub secrets: Secrets,
 }
 
 impl Checker {
@@ -212,46 +225,43 @@ impl Checker {
         if let Some(v) = inline {
             return Some(Secret(v.clone()));
         }
-        if let Some(var) = env {
-            return match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Some(Secret(v)),
-                Ok(_) => {
-                    self.err(
-                        format!("{path}.{name}_env"),
-                        format!("environment variable {var:?} is empty"),
-                    );
-                    None
-                }
-                Err(_) => {
-                    self.err(
-                        format!("{path}.{name}_env"),
-                        format!("environment variable {var:?} is not set"),
-                    );
-                    None
-                }
-            };
-        }
-        if let Some(f) = file {
+        let found = if let Some(var) = env {
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Secret(v)),
+                Ok(_) => Err((
+                    format!("{path}.{name}_env"),
+                    format!("environment variable {var:?} is empty"),
+                )),
+                Err(_) => Err((
+                    format!("{path}.{name}_env"),
+                    format!("environment variable {var:?} is not set"),
+                )),
+            }
+        } else if let Some(f) = file {
             let p = resolve(base, f);
-            return match std::fs::read_to_string(&p) {
-                Ok(v) if !v.trim().is_empty() => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
-                Ok(_) => {
-                    self.err(
-                        format!("{path}.{name}_file"),
-                        format!("secret file {:?} is empty", p.display().to_string()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    self.err(
-                        format!("{path}.{name}_file"),
-                        format!("cannot read secret file {:?}: {e}", p.display().to_string()),
-                    );
-                    None
-                }
-            };
+            match std::fs::read_to_string(&p) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+                Ok(_) => Err((
+                    format!("{path}.{name}_file"),
+                    format!("secret file {:?} is empty", p.display().to_string()),
+                )),
+                Err(e) => Err((
+                    format!("{path}.{name}_file"),
+                    format!("cannot read secret file {:?}: {e}", p.display().to_string()),
+                )),
+            }
+        } else {
+            return None;
+        };
+        match found {
+            Ok(secret) => Some(secret),
+            // Reading only: the secret is not needed, and may not be given to this user.
+            Err(_) if self.secrets == Secrets::Defer => Some(Secret(String::new())),
+            Err((key, message)) => {
+                self.err(key, message);
+                None
+            }
         }
-        None
     }
 
     /// Reports a name that holds a control character (a newline, tab, …): ids and units

@@ -7,6 +7,7 @@
 //! and helpers are in `check`), and `validate` calls them in order and assembles the
 //! [`Config`]. Secrets are resolved there, once; the checked types carry them.
 
+pub mod access;
 mod api;
 mod channel;
 mod check;
@@ -17,6 +18,7 @@ mod modbus;
 pub mod monitor;
 mod mqtt;
 pub mod notify;
+mod parse;
 pub mod raw;
 pub mod rules;
 mod sensor;
@@ -26,7 +28,7 @@ mod ups;
 mod validate;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use api::{
@@ -37,11 +39,12 @@ pub use heartbeat::{HeartbeatConfig, StandbyConfig};
 pub use influx::{InfluxConfig, Precision};
 pub use modbus::{ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RegisterKind, Transport, gateway_key};
 pub use mqtt::{MqttConfig, MqttPoint, PayloadFormat};
+pub use parse::{load, load_for_reading, load_raw};
 pub use sensor::{Asset, Sensor, SensorSource};
 pub use site::SiteConfig;
 pub use store::StoreConfig;
 pub use ups::{UpsDevice, UpsPoint};
-pub use validate::validate;
+pub use validate::{Secrets, validate, validate_with};
 
 /// One problem found in a configuration, with the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,98 +82,6 @@ impl fmt::Display for ConfigError {
             write!(f, "{}: {}", self.file.display(), p)?;
         }
         Ok(())
-    }
-}
-
-/// Reads `file`, applies `CRYOWATCH__SECTION__KEY` environment overrides, and validates.
-pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let raw = load_raw(file)?;
-    let base = file.parent().unwrap_or(Path::new("."));
-    validate(&raw, base).map_err(|problems| ConfigError {
-        file: file.to_path_buf(),
-        problems,
-    })
-}
-
-/// Reads and parses without semantic checks. Syntax errors, unknown keys and wrong
-/// TOML types are reported here.
-pub fn load_raw(file: &Path) -> Result<raw::RawConfig, ConfigError> {
-    let fail = |problem: Problem| ConfigError {
-        file: file.to_path_buf(),
-        problems: vec![problem],
-    };
-    if !file.is_file() {
-        return Err(fail(Problem {
-            path: String::new(),
-            message: "cannot read the configuration file: it does not exist or is not a file".into(),
-        }));
-    }
-    let built = config::Config::builder()
-        .add_source(config::File::from(file).format(config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix("CRYOWATCH")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
-        )
-        .build()
-        .map_err(|e| fail(clean_config_error(&e.to_string(), file)))?;
-    built
-        .try_deserialize::<raw::RawConfig>()
-        .map_err(|e| fail(clean_config_error(&e.to_string(), file)))
-}
-
-/// Rewrites a `config` crate message into our `key.path: message` form on one line.
-fn clean_config_error(message: &str, file: &Path) -> Problem {
-    // Multi-line TOML syntax errors: keep the position line and the explanation.
-    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let mut text = if lines.len() > 1 {
-        let last = lines
-            .iter()
-            .rev()
-            .find(|l| !l.starts_with('|') && !l.starts_with("in ") && !l.starts_with(|c: char| c.is_ascii_digit()));
-        format!("{}: {}", lines[0], last.copied().unwrap_or(""))
-    } else {
-        message.to_string()
-    };
-    // The crate appends " in <file>"; the file is printed in front of every problem.
-    if let Some(i) = text.rfind(" in ")
-        && (text[i + 4..].contains(&*file.display().to_string())
-            || file
-                .file_name()
-                .is_some_and(|n| text[i + 4..].ends_with(&*n.to_string_lossy())))
-    {
-        text.truncate(i);
-    }
-    let text = text.replace(" in :", ":").trim_end().to_string();
-    // "... for key `sensor[0]modbus`" names the path: move it to the front.
-    let (msg, key) = text.rsplit_once(" for key `").unwrap_or((&text, ""));
-    let mut path = String::new();
-    let key = key.trim_end_matches('`');
-    let mut prev = ' ';
-    for ch in key.chars() {
-        if prev == ']' && ch != '.' && ch != '[' {
-            path.push('.');
-        }
-        path.push(ch);
-        prev = ch;
-    }
-    if let Some(rest) = msg.strip_prefix("unknown field `")
-        && let Some((field, expected)) = rest.split_once("`, ")
-    {
-        let full = if path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{path}.{field}")
-        };
-        return Problem {
-            path: full,
-            message: format!("unknown key; {expected}"),
-        };
-    }
-    Problem {
-        path,
-        message: msg.to_string(),
     }
 }
 

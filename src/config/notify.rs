@@ -45,6 +45,9 @@ pub struct Schedule {
     /// Weekly: the day of the handoff; daily: none.
     pub handoff_day: Option<jiff::civil::Weekday>,
     pub handoff_time: jiff::civil::Time,
+    /// `members[0]` is on call from this time and the rotation advances at each handoff
+    /// after it. `None`: not written; `notify::oncall::start` says the start implied.
+    pub start: Option<jiff::Timestamp>,
     pub members: Vec<String>,
     pub overrides: Vec<Override>,
 }
@@ -181,14 +184,24 @@ pub(super) fn groups(c: &mut Checker, raw: &[raw::Group], declared: &Declared) -
     out
 }
 
-/// Checks `[[schedule]]`: its rotation, handoff, members and overrides.
-pub(super) fn schedules(c: &mut Checker, raw: &[raw::Schedule], declared: &Declared) -> Vec<Schedule> {
+/// Checks `[[schedule]]`: its rotation, handoff, start, members and overrides; local
+/// times are in `tz`, the site's time zone.
+pub(super) fn schedules(
+    c: &mut Checker,
+    raw: &[raw::Schedule],
+    declared: &Declared,
+    tz: &jiff::tz::TimeZone,
+) -> Vec<Schedule> {
     c.unique_ids("schedule", raw.iter().map(|m| m.id.as_str()));
     let mut out = Vec::new();
     for (i, s) in raw.iter().enumerate() {
         let p = format!("schedule[{i}]");
         let rotation = c.one_of(&format!("{p}.rotation"), &s.rotation, &["daily", "weekly"]);
         let (handoff_day, handoff_time) = handoff(c, &format!("{p}.handoff"), &s.handoff, rotation == Some("weekly"));
+        let start = s
+            .start
+            .as_deref()
+            .and_then(|t| local_time(c, &format!("{p}.start"), t, tz));
         if s.members.is_empty() {
             c.err(format!("{p}.members"), "must name at least one contact");
         }
@@ -225,11 +238,38 @@ pub(super) fn schedules(c: &mut Checker, raw: &[raw::Schedule], declared: &Decla
             },
             handoff_day,
             handoff_time,
+            start,
             members: s.members.clone(),
             overrides,
         });
     }
     out
+}
+
+/// A time written as RFC 3339 (`2026-01-05T08:00:00-06:00`), or as a local date and
+/// time (`2026-01-05T08:00`, `2026-01-05 08:00`) or date (its midnight) in `tz`.
+fn local_time(c: &mut Checker, path: &str, text: &str, tz: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Some(t);
+    }
+    let local = text.parse::<jiff::civil::DateTime>().ok().or_else(|| {
+        text.parse::<jiff::civil::Date>()
+            .ok()
+            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+    });
+    match local.map(|l| l.to_zoned(tz.clone())) {
+        Some(Ok(z)) => Some(z.timestamp()),
+        _ => {
+            c.err(
+                path,
+                format!(
+                    "expected an RFC 3339 time like \"2026-01-05T08:00:00-06:00\", or a local date and time \
+                     like \"2026-01-05T08:00\" in [site].timezone, found {text:?}"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A schedule's handoff: `"Tue 09:00"` (weekly) or `"09:00"` (daily).

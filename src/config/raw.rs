@@ -335,6 +335,9 @@ pub struct Schedule {
     pub id: String,
     pub rotation: String,
     pub handoff: String,
+    /// When `members[0]` is on call from: RFC 3339, or a local date and time (or a
+    /// date, meaning its midnight) in `[site].timezone`.
+    pub start: Option<String>,
     pub members: Vec<String>,
     #[serde(default, rename = "override")]
     pub overrides: Vec<ScheduleOverride>,

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub use super::check::Secrets;
 use super::check::{Checker, Declared};
 use super::notify::NotifyConfig;
 use super::raw::RawConfig;
@@ -17,7 +18,15 @@ use super::{
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
 /// directory relative paths are resolved against (the config file's).
 pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
-    let mut c = Checker::default();
+    validate_with(raw, base, Secrets::Resolve)
+}
+
+/// [`validate`], resolving secrets as `secrets` says.
+pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker {
+        secrets,
+        ..Checker::default()
+    };
     let declared = Declared::new(raw);
 
     let site = site::site(&mut c, raw.site.as_ref());
@@ -60,7 +69,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
 
     let contacts = notify::contacts(&mut c, &raw.contact);
     let groups = notify::groups(&mut c, &raw.group, &declared);
-    let schedules = notify::schedules(&mut c, &raw.schedule, &declared);
+    let schedules = notify::schedules(&mut c, &raw.schedule, &declared, &site.timezone);
     let escalations = notify::escalations(&mut c, &raw.escalation, &declared);
     let routes = notify::routes(&mut c, &raw.route, &declared);
     let channels = channel::channels(&mut c, &raw.channel, base);

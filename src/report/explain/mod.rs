@@ -1,14 +1,31 @@
-//! `cryowatch check --explain`: what the daemon will do with a configuration.
+//! `cryowatch check --explain`: what the daemon will do with a configuration: what it
+//! polls and how each value is decoded, the rules in effect, and ([`paging`]) whom it
+//! pages, how, and whom each TLS peer trusts. A default the file does not write is
+//! marked `(default)`.
+
+mod paging;
 
 use std::fmt::Write;
 
-use crate::config::rules::{Condition, Origin};
-use crate::config::{Config, SensorSource, Transport};
+use crate::config::rules::{Condition, Origin, stale_after};
+use crate::config::{ByteOrder, Config, ModbusPoint, Sensor, SensorSource, Transport};
 use crate::sources::modbus::plan;
 
+/// The explanation of `cfg`, at `now` (for who is on call).
 pub fn explain(cfg: &Config) -> String {
+    explain_at(cfg, jiff::Timestamp::now())
+}
+
+/// [`explain`] with who is on call at `now`.
+pub fn explain_at(cfg: &Config, now: jiff::Timestamp) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "site {:?}, store {}", cfg.site.name, cfg.store.path.display());
+    let _ = writeln!(
+        s,
+        "site {:?}, time zone {}, store {}",
+        cfg.site.name,
+        cfg.site.timezone.iana_name().unwrap_or("UTC"),
+        cfg.store.path.display()
+    );
     for (i, d) in cfg.devices.iter().enumerate() {
         let points: Vec<_> = cfg
             .sensors
@@ -40,6 +57,9 @@ pub fn explain(cfg: &Config) -> String {
                 if b.kind.is_bit() { "bits" } else { "registers" },
                 ids.join(", ")
             );
+            for (si, p) in &b.points {
+                let _ = writeln!(s, "    {}: {}", cfg.sensors[*si].id, decoding(p));
+            }
         }
     }
     if let Some(m) = &cfg.mqtt {
@@ -59,23 +79,84 @@ pub fn explain(cfg: &Config) -> String {
             }
         }
     }
-    for sensor in &cfg.sensors {
-        if let SensorSource::Ups(u) = &sensor.source {
-            let _ = writeln!(
-                s,
-                "  {} <- ups {} {} (read by the UPS source)",
-                sensor.id, u.ups, u.variable
-            );
+    for u in &cfg.ups {
+        let _ = writeln!(
+            s,
+            "ups (NUT) {} = {} at {} every {}{}:",
+            u.id,
+            u.name,
+            u.nut,
+            dur(u.poll_interval),
+            if u.username.is_some() { ", logged in" } else { "" }
+        );
+        for sensor in &cfg.sensors {
+            if let SensorSource::Ups(p) = &sensor.source
+                && p.ups == u.id
+            {
+                let _ = writeln!(s, "  {} <- {}", sensor.id, p.variable);
+            }
         }
     }
+    staleness(cfg, &mut s);
     rules(cfg, &mut s);
+    paging::paging(cfg, now, &mut s);
     s
+}
+
+fn dur(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// How a Modbus point's registers become a value.
+fn decoding(p: &ModbusPoint) -> String {
+    let order = match p.byte_order {
+        ByteOrder::Abcd => "ABCD",
+        ByteOrder::Cdab => "CDAB",
+        ByteOrder::Badc => "BADC",
+        ByteOrder::Dcba => "DCBA",
+    };
+    let mut text = format!("{:?}", p.data_type).to_lowercase();
+    if p.data_type != crate::config::DataType::Bool {
+        let _ = write!(text, " byte order {order}");
+    }
+    let _ = write!(text, ", value = raw * {} + {}", p.scale, p.offset);
+    if p.scale == 1.0 && p.offset == 0.0 {
+        text.push_str(" (default scale 1, offset 0)");
+    }
+    if p.fault_values.is_empty() {
+        text.push_str(", no fault values");
+    } else {
+        let v: Vec<String> = p.fault_values.iter().map(f64::to_string).collect();
+        let _ = write!(text, ", fault values {} (read as sensor_fault)", v.join(", "));
+    }
+    text
+}
+
+/// When each sensor goes stale, and whether that is its own `stale_after` or a default.
+fn staleness(cfg: &Config, s: &mut String) {
+    let polled: Vec<&Sensor> = cfg
+        .sensors
+        .iter()
+        .filter(|x| !matches!(x.source, SensorSource::Monitor | SensorSource::Security))
+        .collect();
+    if polled.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "stale after (no good reading for):");
+    for sensor in polled {
+        let after = dur(stale_after(sensor, &cfg.devices, &cfg.ups));
+        let why = match (&sensor.stale_after, &sensor.source) {
+            (Some(_), _) => String::new(),
+            (None, SensorSource::Mqtt(_)) => " (default for pushed data)".into(),
+            (None, _) => " (default: 3 poll intervals, at least 30s)".into(),
+        };
+        let _ = writeln!(s, "  {} {after}{why}", sensor.id);
+    }
 }
 
 /// The effective rules: written ones and the defaults left in place.
 fn rules(cfg: &Config, s: &mut String) {
     let _ = writeln!(s, "rules ({}):", cfg.rules.len());
-    let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
     for r in &cfg.rules {
         let sensor = &cfg.sensors[r.sensor];
         let name = |i: &usize| cfg.rules[*i].id.as_str();
