@@ -252,6 +252,20 @@ fn the_package_installs_runs_reloads_and_purges_under_a_real_systemd() {
         "INSTALL.md's secrets do not satisfy the shipped configuration for the service user:\n{}",
         String::from_utf8_lossy(&shipped.stdout)
     );
+    // Run as root, check answers for the service user: a token file only root can read
+    // (made the way secrets.env is) is named, and passes again once the group can read it.
+    let check_as_root = "set -a; . /etc/cryowatch/secrets.env; set +a; \
+                         cryowatch check -c /etc/cryowatch/cryowatch.toml 2>&1";
+    c.ok(check_as_root);
+    c.ok("chown root:root /etc/cryowatch/ops.token && chmod 0600 /etc/cryowatch/ops.token");
+    let unreadable = c.sh(check_as_root);
+    let said = String::from_utf8_lossy(&unreadable.stdout);
+    assert!(
+        unreadable.status.code() == Some(2) && said.contains("/etc/cryowatch/ops.token") && said.contains("cryowatch"),
+        "check as root did not name the token file the service user cannot read:\n{said}"
+    );
+    c.ok("chown root:cryowatch /etc/cryowatch/ops.token && chmod 0640 /etc/cryowatch/ops.token");
+    c.ok(check_as_root);
 
     // The lab: Modbus TCP on a loopback port, Modbus RTU on a serial pair in /dev.
     let (modbus, api) = (free_port(), free_port());
