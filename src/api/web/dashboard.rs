@@ -168,9 +168,10 @@ fn reading(cfg: &Config, b: &Board, s: &SensorStatus) -> Markup {
             a href={ "/sensors/" (s.sensor) } {
                 span class="q" { (quantity) }
                 span class="v" {
-                    @match s.value {
-                        Some(v) => { (number(v)) " " (u) },
-                        None => "—",
+                    @match (&s.value_name, s.value) {
+                        (Some(name), _) => { (name) },
+                        (None, Some(v)) => { (number(v)) " " (u) },
+                        (None, None) => "—",
                     }
                 }
                 @if let Some((a, class, why)) = arrow {
@@ -193,7 +194,13 @@ fn alarm_item(cfg: &Config, who: &Principal, a: &AlarmRow, now: TimestampMs) -> 
             }
             p class="facts" {
                 "Alarm " (a.id) " · rule " (a.rule)
-                @if let Some(v) = a.value { " · " (number(v)) " " (u) }
+                @if let Some(v) = a.value {
+                    " · "
+                    @match cfg.state_name(&a.sensor, v) {
+                        Some(name) => { (name) },
+                        None => { (number(v)) " " (u) },
+                    }
+                }
                 " · raised " (local_time(cfg, a.raised_at)) " (" (age(now - a.raised_at)) " ago) · "
                 b class="state" { (state) }
                 @if a.returned { " · back to normal, needs acknowledgement" }
@@ -331,6 +338,7 @@ mod tests {
             sensor: hostile("sensor-id"),
             asset: hostile("asset-id"),
             value: Some(-190.0),
+            value_name: Some(hostile("state-name")),
             unit: hostile("unit"),
             quality: "good".into(),
             time: Some(crate::model::format_rfc3339(now - 8_000)),
@@ -363,6 +371,7 @@ mod tests {
                 "sensor-id",
                 "quantity",
                 "unit",
+                "state-name",
                 "rule-id",
                 "suppressed",
                 "acked-by",
