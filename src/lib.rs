@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
@@ -45,7 +45,7 @@
 //! - [`heartbeat`]: the daemon's signs of life (retained MQTT status, a dead-man URL).
 //! - [`standby`]: a second machine that takes over when the primary's heartbeat stops.
 //! - [`service`]: systemd readiness, status lines and a watchdog fed only by progress.
-//! - [`demo`]: simulators plus daemon in one command.
+//! - [`demo`]: simulators, daemon and dashboard in one command; [`demo::mail_sink`] the SMTP server its pages arrive at, [`demo::story`] what it tells as alarms open, page and are acknowledged.
 //! - [`escape`]: outside strings made safe to print (control characters escaped).
 //! - [`logging`]: log lines to standard error, escaped; under journald with syslog priority prefixes and no time of their own.
 //! - [`timearg`]: the command line's time arguments.

@@ -92,8 +92,8 @@ fn demo_shows_live_readings_that_history_and_status_read_back() {
     let rows = rows.as_array().expect("an array of sensors");
     assert_eq!(
         rows.len(),
-        19,
-        "every demo sensor is listed, and the monitor's own record"
+        20,
+        "every demo sensor is listed, and the monitor's own record and sign-in watch"
     );
     for r in rows {
         assert_ne!(r["state"], "no_data", "{r}");
@@ -105,8 +105,52 @@ fn demo_shows_live_readings_that_history_and_status_read_back() {
     assert_eq!(record["value"], 0.0, "the record verifies: {record}");
     assert_eq!(record["asset"], "cryowatch", "{record}");
     assert!(
-        rows.iter().all(|r| r["sensor"] != "cryowatch.security"),
-        "no HTTP API, so no sign-in watch that could only show no data"
+        rows.iter().any(|r| r["sensor"] == "cryowatch.security"),
+        "the demo serves the dashboard, so its sign-ins are watched"
+    );
+    // A discrete input keeps its number for machines and gets its name for people.
+    let lid = rows
+        .iter()
+        .find(|r| r["sensor"] == "dewar-1.lid")
+        .expect("the lid's row");
+    assert_eq!(
+        (&lid["value"], &lid["value_name"]),
+        (&0.0.into(), &"closed".into()),
+        "{lid}"
+    );
+    let battery = rows
+        .iter()
+        .find(|r| r["sensor"] == "ups-1.on_battery")
+        .expect("the UPS's row");
+    assert_eq!(battery["value_name"], "on mains", "{battery}");
+    let temp = rows.iter().find(|r| r["sensor"] == "dewar-1.temp").expect("temp");
+    assert!(temp["value_name"].is_null(), "a measurement has no state name: {temp}");
+    let out = cryowatch_output(&["status", "-c", &config]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = |sensor: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{sensor} ")))
+            .unwrap_or_else(|| panic!("no {sensor} in:\n{table}"))[sensor.len()..]
+            .to_string()
+    };
+    let lid = line("dewar-1.lid");
+    assert!(lid.contains(" closed ") && !lid.contains(" open "), "{table}");
+    let battery = line("ups-1.on_battery");
+    assert!(
+        battery.contains(" on mains ") && !battery.contains("on_battery"),
+        "{table}"
+    );
+    assert!(
+        stdout.contains("dewar-1.lid")
+            && stdout
+                .lines()
+                .any(|l| l.contains("dewar-1.lid") && l.contains("closed")),
+        "the demo's live view names the lid's state:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("dashboard: http://127.0.0.1:") && stdout.contains("user: demo  password: "),
+        "{stdout}"
     );
 }
 

@@ -46,6 +46,16 @@ device = "plc"
 register = "input"
 address = 0
 type = "f32"
+[[sensor]]
+id = "freezer-7.door"
+asset = "freezer-7"
+quantity = "state"
+unit = "open"
+[sensor.modbus]
+device = "plc"
+register = "discrete"
+address = 0
+type = "bool"
 "#
     ))
 }
@@ -275,4 +285,50 @@ fn bad_arguments_exit_2_and_say_what_is_wrong() {
         "x.csv",
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_door_is_reported_closed_and_open_by_name() {
+    let site = site();
+    let mut store = Store::open(&site.path().join("cryowatch.db")).expect("store");
+    let ids = store
+        .register_sensors(&[("freezer-7.door".into(), "open".into())])
+        .expect("sensor");
+    // Closed all day one; on day two open from 10:00 to 10:30.
+    let rows: Vec<_> = (0..2 * 1440)
+        .map(|i| {
+            let open = (1440 + 600..1440 + 630).contains(&i);
+            (ids[0], day0() + i * MIN, Some(f64::from(u8::from(open))), Quality::Good)
+        })
+        .collect();
+    store.insert(&rows).expect("insert");
+    drop(store);
+    let start = day0() + (1440 + 600) * MIN;
+    let db = rusqlite::Connection::open(site.path().join("cryowatch.db")).expect("open the store file");
+    db.execute(
+        "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, value, latching, firing,
+             returned, cleared_at)
+         VALUES (1, 'door-open', 'freezer-7.door', 'freezer-7', 'warning', 'cleared', ?1, ?1, 1.0, 0, '', 1, ?2)",
+        params![start, start + 30 * MIN],
+    )
+    .expect("alarm");
+    drop(db);
+
+    let out = report(&site, "door.html", "freezer-7");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(site.path().join("door.html")).expect("html");
+    let text = html.replace(['\n'], " ");
+    assert!(text.contains("freezer-7.door (state: 0 = closed, 1 = OPEN)"), "{html}");
+    assert!(text.contains("<td>closed</td>"), "day one: closed only: {html}");
+    assert!(text.contains("<td>closed, OPEN</td>"), "day two: both: {html}");
+    assert!(text.contains("2.1 %"), "30 of 1440 readings open: {html}");
+    assert!(
+        !text.contains("0.00") && !text.contains("1.00"),
+        "no bare numbers: {html}"
+    );
+
+    let out = report(&site, "door.pdf", "freezer-7");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pdf = pdf_text(&site.path().join("door.pdf"));
+    assert!(pdf.contains("closed, OPEN") && pdf.contains("Readings OPEN"), "{pdf}");
 }

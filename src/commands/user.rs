@@ -35,7 +35,7 @@ pub fn add(config: &Path, name: &str, role: &str) -> Result<(), CommandError> {
 
 /// Stores user `name` with `password` and `role`; whether the user is new. Bad input for
 /// a name or password the store refuses.
-fn set(cfg: &Config, name: &str, role: Role, password: &str) -> Result<bool, CommandError> {
+pub fn set(cfg: &Config, name: &str, role: Role, password: &str) -> Result<bool, CommandError> {
     let hash = match users::hash_password(name, password) {
         Ok(h) => h,
         Err(e @ (users::UserError::BadName(_) | users::UserError::ShortPassword)) => {

@@ -23,6 +23,7 @@ pub mod raw;
 pub mod rules;
 mod sensor;
 mod site;
+pub mod states;
 mod store;
 mod ups;
 mod validate;

@@ -79,6 +79,7 @@ pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>, api
         unit: String::new(),
         stale_after: None,
         valid_range: None,
+        states: None,
         source: SensorSource::Monitor,
     });
     if !api {
@@ -91,6 +92,7 @@ pub(super) fn add_sensor(assets: &mut Vec<Asset>, sensors: &mut Vec<Sensor>, api
         unit: "refused sign-ins in 10 min".to_string(),
         stale_after: None,
         valid_range: None,
+        states: None,
         source: SensorSource::Security,
     });
 }

@@ -221,6 +221,8 @@ pub struct Sensor {
     pub unit: Option<String>,
     pub stale_after: Option<String>,
     pub valid_range: Option<Vec<f64>>,
+    /// A discrete sensor's names of 0 and 1: `["closed", "OPEN"]`.
+    pub states: Option<Vec<String>>,
     pub modbus: Option<SensorModbus>,
     pub mqtt: Option<SensorMqtt>,
     pub ups: Option<SensorUps>,

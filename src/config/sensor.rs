@@ -39,6 +39,9 @@ pub struct Sensor {
     /// Values outside it are not believed: a good reading outside is stored as
     /// `sensor_fault` (`valid_range`, else a default for the quantity and unit).
     pub valid_range: Option<(f64, f64)>,
+    /// The names of a discrete sensor's values 0 and 1 (`states`, else derived from what
+    /// it is; [`super::states`]); `None` for a measurement.
+    pub states: Option<[String; 2]>,
     pub source: SensorSource,
 }
 
@@ -138,10 +141,12 @@ fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Opt
         let u = s.ups.as_ref()?;
         SensorSource::Ups(ups::point(c, &format!("{p}.ups"), u, ctx.ups))
     };
+    let states = super::states::states(c, p, s, super::states::is_discrete(&quantity, &source));
     Some(Sensor {
         id: s.id.clone(),
         asset: asset?,
         valid_range: valid_range(c, p, s, &quantity),
+        states,
         quantity,
         unit: s.unit.clone().unwrap_or_default(),
         stale_after,

@@ -140,7 +140,10 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
         }
         Condition::Stale { after } => format!("no reading for {}", humantime::format_duration(*after)),
         Condition::Fault => "probe fault".to_string(),
-        Condition::State { equals } => format!("= {equals}"),
+        Condition::State { equals } => match sensor.and_then(|s| s.state_name(*equals)) {
+            Some(name) => format!("is {name}"),
+            None => format!("= {equals}"),
+        },
         Condition::All(_) | Condition::Any(_) => "combined condition".to_string(),
     });
     let value = facts.value.or(alarm.value);
@@ -161,8 +164,16 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
         // A silent or faulty probe has no current value: the last one is history.
         Some(v) if silent => format!("no reading (last good {v:.1} {unit})"),
         None if silent => "no reading".into(),
-        Some(v) => format!("{v:.1} {unit}"),
+        Some(v) => match sensor.and_then(|s| s.state_name(v)) {
+            Some(name) => name.to_string(),
+            None => format!("{v:.1} {unit}"),
+        },
         None => "no value".into(),
+    };
+    // A state's name already says what is wrong: the SMS does not repeat it.
+    let sms_limit = match (&limit, rule.map(|r| &r.condition)) {
+        (_, Some(Condition::State { .. })) | (None, _) => String::new(),
+        (Some(l), _) => format!(" {l}"),
     };
     let how_long = short_duration(now - alarm.since);
     let how_fast = facts
@@ -192,10 +203,10 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
                     alarm.id
                 ),
                 format!(
-                    "{tag}{} {asset_name}{at}: {} {value_text} {} for {how_long}{how_fast}.{incident} Alarm {}: reply ACK {}",
+                    "{tag}{} {asset_name}{at}: {} {value_text}{} for {how_long}{how_fast}.{incident} Alarm {}: reply ACK {}",
                     sev(alarm.severity.as_str()),
                     alarm.sensor,
-                    limit.clone().unwrap_or_default(),
+                    sms_limit,
                     alarm.id,
                     alarm.id
                 ),
@@ -211,10 +222,10 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
                     alarm.id
                 ),
                 format!(
-                    "{} power incident {inc} update: {asset_name}{at}: {} {value_text} {}.{} Alarm {}: reply ACK {}",
+                    "{} power incident {inc} update: {asset_name}{at}: {} {value_text}{}.{} Alarm {}: reply ACK {}",
                     sev(alarm.severity.as_str()),
                     alarm.sensor,
-                    limit.clone().unwrap_or_default(),
+                    sms_limit,
                     sms_members(&facts.members),
                     alarm.id,
                     alarm.id
@@ -363,6 +374,34 @@ mod tests {
         );
         let mail_only = config(&format!("{mail}{people}"));
         assert!(!page(&mail_only, "alice").contains("SMS"));
+    }
+
+    #[test]
+    fn a_discrete_state_is_paged_by_its_name_not_its_number() {
+        let lid = "[[sensor]]\nid = \"f7.lid\"\nasset = \"f7\"\nquantity = \"state\"\n[sensor.mqtt]\ntopic = \"l\"\n\
+                   [[rule]]\nid = \"lid-open\"\nsensor = \"f7.lid\"\nkind = \"state\"\nequals = 1\n";
+        let page = |cfg: &Config| {
+            let a = AlarmRow {
+                sensor: "f7.lid".into(),
+                ..alarm("lid-open", 1.0)
+            };
+            compose(cfg, &a, Kind::Page, &Facts::default(), 300_000)
+        };
+        let text = page(&config(lid));
+        assert_eq!(text.subject, "[ALARM] Freezer 7: f7.lid OPEN (alarm 3)");
+        assert!(text.body.contains("Value:      OPEN\n"), "{}", text.body);
+        assert!(
+            text.body.contains("Condition:  is OPEN (rule lid-open)"),
+            "{}",
+            text.body
+        );
+        assert!(text.sms.contains(": f7.lid OPEN for 5m."), "{}", text.sms);
+        let named = page(&config(&lid.replace(
+            "quantity = \"state\"\n",
+            "quantity = \"state\"\nstates = [\"shut\", \"AJAR\"]\n",
+        )));
+        assert_eq!(named.subject, "[ALARM] Freezer 7: f7.lid AJAR (alarm 3)");
+        assert!(named.body.contains("Condition:  is AJAR"), "{}", named.body);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct SensorStatus {
     pub sensor: String,
     pub asset: String,
     pub value: Option<f64>,
+    /// A discrete sensor's value by name (`closed`, `OPEN`, `ON BATTERY`); `None` for a
+    /// measurement or no value. `value` keeps the number.
+    pub value_name: Option<String>,
     pub unit: String,
     /// Quality of the newest reading (`none` when nothing was ever recorded).
     pub quality: String,
@@ -53,6 +56,11 @@ fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Sen
             sensor: s.id.clone(),
             asset: config.assets.get(s.asset).map(|a| a.id.clone()).unwrap_or_default(),
             value: last.as_ref().and_then(|l| l.value),
+            value_name: last
+                .as_ref()
+                .and_then(|l| l.value)
+                .and_then(|v| s.state_name(v))
+                .map(str::to_string),
             unit: s.unit.clone(),
             quality: last.as_ref().map(|l| l.quality.as_str()).unwrap_or("none").to_string(),
             time: last.as_ref().map(|l| format_rfc3339(l.time)),
@@ -86,8 +94,17 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
             [
                 r.sensor.clone(),
                 r.asset.clone(),
-                r.value.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                r.unit.clone(),
+                match (&r.value_name, r.value) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(v)) => v.to_string(),
+                    (None, None) => "-".into(),
+                },
+                // A state's name needs no unit ("closed", not "closed open").
+                if r.value_name.is_some() {
+                    String::new()
+                } else {
+                    r.unit.clone()
+                },
                 r.state.clone(),
                 r.time.clone().unwrap_or_else(|| "-".into()),
                 r.last_good.clone().unwrap_or_else(|| "-".into()),

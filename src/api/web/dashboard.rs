@@ -143,14 +143,16 @@ fn tiles(cfg: &Config, b: &Board) -> Markup {
 
 /// One sensor's line in its asset's tile: quantity, value, trend and age.
 fn reading(cfg: &Config, b: &Board, s: &SensorStatus) -> Markup {
-    let quantity = cfg
-        .sensors
-        .iter()
-        .find(|c| c.id == s.sensor)
-        .map_or("", |c| c.quantity.as_str());
+    // A discrete input is named by what it is ("lid", "on battery"): "state" says nothing.
+    let quantity = match cfg.sensors.iter().find(|c| c.id == s.sensor) {
+        Some(c) if c.states.is_some() => c.id.rsplit('.').next().unwrap_or(&c.id).replace('_', " "),
+        Some(c) => c.quantity.clone(),
+        None => String::new(),
+    };
     let u = unit_symbol(&s.unit);
     let arrow = match (s.value, b.earlier.get(&s.sensor)) {
-        (Some(v), Some(e)) if s.state == "ok" => trend(v, *e, b.now, u),
+        // A discrete state has no trend.
+        (Some(v), Some(e)) if s.state == "ok" && s.value_name.is_none() => trend(v, *e, b.now, u),
         _ => None,
     };
     let when = s
@@ -168,9 +170,10 @@ fn reading(cfg: &Config, b: &Board, s: &SensorStatus) -> Markup {
             a href={ "/sensors/" (s.sensor) } {
                 span class="q" { (quantity) }
                 span class="v" {
-                    @match s.value {
-                        Some(v) => { (number(v)) " " (u) },
-                        None => "—",
+                    @match (&s.value_name, s.value) {
+                        (Some(name), _) => { (name) },
+                        (None, Some(v)) => { (number(v)) " " (u) },
+                        (None, None) => "—",
                     }
                 }
                 @if let Some((a, class, why)) = arrow {
@@ -193,7 +196,13 @@ fn alarm_item(cfg: &Config, who: &Principal, a: &AlarmRow, now: TimestampMs) -> 
             }
             p class="facts" {
                 "Alarm " (a.id) " · rule " (a.rule)
-                @if let Some(v) = a.value { " · " (number(v)) " " (u) }
+                @if let Some(v) = a.value {
+                    " · "
+                    @match cfg.state_name(&a.sensor, v) {
+                        Some(name) => { (name) },
+                        None => { (number(v)) " " (u) },
+                    }
+                }
                 " · raised " (local_time(cfg, a.raised_at)) " (" (age(now - a.raised_at)) " ago) · "
                 b class="state" { (state) }
                 @if a.returned { " · back to normal, needs acknowledgement" }
@@ -331,6 +340,7 @@ mod tests {
             sensor: hostile("sensor-id"),
             asset: hostile("asset-id"),
             value: Some(-190.0),
+            value_name: None,
             unit: hostile("unit"),
             quality: "good".into(),
             time: Some(crate::model::format_rfc3339(now - 8_000)),

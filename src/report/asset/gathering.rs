@@ -70,6 +70,7 @@ pub fn gather(
             stale_limit_ms: stale,
             days: Vec::new(),
             thresholds,
+            states: s.states.clone(),
             series: Vec::new(),
         };
         if let Some((id, _)) = ids.get(&s.id) {

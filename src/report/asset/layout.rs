@@ -17,6 +17,25 @@ fn fmt_value(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
 }
 
+/// A value as people read it: a discrete sensor's state by name (`states`).
+fn fmt_named(v: Option<f64>, states: Option<&[String; 2]>) -> String {
+    match (v, states) {
+        (Some(v), Some([off, on])) => (if v == 0.0 { off } else { on }).clone(),
+        _ => fmt_value(v),
+    }
+}
+
+/// A discrete sensor's day: the states seen and the share of readings in the second.
+fn discrete_day(d: &super::Day, [off, on]: &[String; 2]) -> Vec<String> {
+    let seen = match (d.min, d.max) {
+        (Some(lo), Some(hi)) if lo == hi => fmt_named(Some(lo), Some(&[off.clone(), on.clone()])),
+        (Some(_), Some(_)) => format!("{off}, {on}"),
+        _ => "–".into(),
+    };
+    let share = d.mean.map_or_else(|| "–".into(), |m| format!("{:.1} %", 100.0 * m));
+    vec![d.date.clone(), seen, share, d.readings.to_string()]
+}
+
 /// The report as blocks for the PDF and HTML renderers.
 pub fn document(r: &AssetReport) -> Document {
     let tz = &r.tz;
@@ -49,10 +68,16 @@ pub fn document(r: &AssetReport) -> Document {
     });
     for s in &r.sensors {
         let unit = crate::model::unit_symbol(&s.unit).to_string();
-        blocks.push(Block::Heading(format!("{} ({}, {unit})", s.id, s.quantity)));
+        blocks.push(Block::Heading(match &s.states {
+            Some([off, on]) => format!("{} ({}: 0 = {off}, 1 = {on})", s.id, s.quantity),
+            None => format!("{} ({}, {unit})", s.id, s.quantity),
+        }));
         blocks.push(Block::Chart(Chart {
             title: format!("{} {}", s.id, s.quantity),
-            y_label: unit.clone(),
+            y_label: match &s.states {
+                Some([_, on]) => format!("1 = {on}"),
+                None => unit.clone(),
+            },
             series: s.series.clone(),
             gaps: s.gaps.iter().map(|g| (g.from, g.to)).collect(),
             thresholds: s.thresholds.clone(),
@@ -82,29 +107,42 @@ pub fn document(r: &AssetReport) -> Document {
             fmt_duration(s.stale_limit_ms),
             s.gaps.len()
         )));
-        blocks.push(Block::Table {
-            headers: vec![
-                "Date".into(),
-                format!("Min {unit}"),
-                format!("Max {unit}"),
-                format!("Mean {unit}"),
-                "Readings".into(),
-            ],
-            rows: s
-                .days
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.date.clone(),
-                        fmt_value(d.min),
-                        fmt_value(d.max),
-                        fmt_value(d.mean),
-                        d.readings.to_string(),
-                    ]
-                })
-                .collect(),
-            widths: None,
-        });
+        if let Some(states) = &s.states {
+            blocks.push(Block::Table {
+                headers: vec![
+                    "Date".into(),
+                    "States seen".into(),
+                    format!("Readings {}", states[1]),
+                    "Readings".into(),
+                ],
+                rows: s.days.iter().map(|d| discrete_day(d, states)).collect(),
+                widths: None,
+            });
+        } else {
+            blocks.push(Block::Table {
+                headers: vec![
+                    "Date".into(),
+                    format!("Min {unit}"),
+                    format!("Max {unit}"),
+                    format!("Mean {unit}"),
+                    "Readings".into(),
+                ],
+                rows: s
+                    .days
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.date.clone(),
+                            fmt_value(d.min),
+                            fmt_value(d.max),
+                            fmt_value(d.mean),
+                            d.readings.to_string(),
+                        ]
+                    })
+                    .collect(),
+                widths: None,
+            });
+        }
         if !s.gaps.is_empty() {
             blocks.push(Block::Table {
                 headers: vec!["Gap from".into(), "to".into(), "Duration".into()],
@@ -154,7 +192,13 @@ pub fn document(r: &AssetReport) -> Document {
                         fmt_time(e.start, tz),
                         e.end.map(|t| fmt_time(t, tz)).unwrap_or_else(|| "open".into()),
                         fmt_duration(e.end.unwrap_or(r.to) - e.start),
-                        fmt_value(e.peak),
+                        fmt_named(
+                            e.peak,
+                            r.sensors
+                                .iter()
+                                .find(|s| s.id == e.sensor)
+                                .and_then(|s| s.states.as_ref()),
+                        ),
                         format!(
                             "{} / {}{}",
                             e.pages_sent,

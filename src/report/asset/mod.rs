@@ -65,6 +65,8 @@ pub struct SensorSection {
     pub stale_limit_ms: i64,
     pub days: Vec<Day>,
     pub thresholds: Vec<(String, f64)>,
+    /// A discrete sensor's names of 0 and 1 ([`crate::config::Sensor::states`]).
+    pub states: Option<[String; 2]>,
     #[serde(skip)]
     pub series: Vec<(TimestampMs, f64)>,
 }
