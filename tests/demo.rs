@@ -4,7 +4,7 @@
 //! demo user signs in and acknowledges one alarm on the dashboard, and its second
 //! escalation step is then never sent while the other alarm's is. On the way, the
 //! dashboard, the pages and the printout name discrete states (`closed`, `ON BATTERY`),
-//! and headless Chromium takes the README's screenshot (`docs/dashboard.png`) with the
+//! and headless Chromium takes the README's screenshot (`tests/browser/demo-dashboard.png`) with the
 //! alarms open.
 //!
 //! Chromium, Node.js and playwright-core are required, as for `tests/web.rs`:
@@ -219,7 +219,7 @@ fn the_demo_pages_by_email_and_an_acknowledgement_on_the_dashboard_stops_the_esc
     }
 
     // The README's screenshot, taken now that both alarms are listed.
-    let png = tests_dir().join("../docs/dashboard.png");
+    let png = tests_dir().join("../tests/browser/demo-dashboard.png");
     let shot = Command::new("node")
         .arg(browser_dir.join("demo_shot.mjs"))
         .current_dir(&browser_dir)
@@ -237,7 +237,7 @@ fn the_demo_pages_by_email_and_an_acknowledgement_on_the_dashboard_stops_the_esc
         String::from_utf8_lossy(&shot.stdout),
         String::from_utf8_lossy(&shot.stderr)
     );
-    let bytes = std::fs::read(&png).expect("docs/dashboard.png");
+    let bytes = std::fs::read(&png).expect("tests/browser/demo-dashboard.png");
     assert!(
         bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
         "not a real screenshot"

@@ -2,7 +2,7 @@
 // Debian's headless Chromium driven by playwright-core. Run by tests/demo.rs while the
 // demo's alarms are open; on its own:
 //
-//   BASE_URL=http://127.0.0.1:8470 CW_USER=demo CW_PASSWORD=... OUT=docs/dashboard.png \
+//   BASE_URL=http://127.0.0.1:8470 CW_USER=demo CW_PASSWORD=... OUT=tests/browser/demo-dashboard.png \
 //   node tests/browser/demo_shot.mjs
 //
 // Signs in, waits until WAIT_ALARMS alarms are listed (default 2), and writes a
