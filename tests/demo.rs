@@ -242,7 +242,7 @@ fn the_demo_pages_by_email_and_an_acknowledgement_on_the_dashboard_stops_the_esc
         bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
         "not a real screenshot"
     );
-    assert_eq!(&bytes[16..24], &[0, 0, 5, 0, 0, 0, 3, 32], "1280x800");
+    assert_eq!(&bytes[16..24], &[0, 0, 5, 0, 0, 0, 3, 0xe8], "1280x1000");
 
     // A minute after it became active the acknowledged alarm's second step was due: it
     // is not sent, and the unacknowledged alarm's is (to the supervisor).

@@ -6,7 +6,7 @@
 //   node tests/browser/demo_shot.mjs
 //
 // Signs in, waits until WAIT_ALARMS alarms are listed (default 2), and writes a
-// 1280x800 PNG of the page as a person sees it first. Prints {"ok":true,...} last.
+// 1280x1000 PNG of the page as a person sees it first. Prints {"ok":true,...} last.
 
 import { chromium } from "playwright-core";
 
@@ -35,7 +35,7 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
   context.setDefaultTimeout(15000);
   const page = await context.newPage();
   await page.goto(base + "/");
@@ -46,10 +46,9 @@ try {
     timeout: 30000,
   });
   await page.locator("#asset-dewar-1 .readings .v").first().waitFor();
-  // Zoomed out so that the tiles and the open alarms fit one screen.
-  await page.evaluate((z) => (document.documentElement.style.zoom = z), env("ZOOM", "0.7"));
-  // The open alarms at the bottom of the screen, the tiles above them.
-  await page.locator("#alarms").evaluate((e) => e.scrollIntoView({ block: "end" }));
+  // Zoomed out so that the tiles and the open alarms fit one screen, from the top.
+  await page.evaluate((z) => (document.documentElement.style.zoom = z), env("ZOOM", "0.6"));
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: out, fullPage: false });
   const alarms = await page.locator("#alarms article.alarm").count();
   console.log(JSON.stringify({ ok: true, out, alarms }));

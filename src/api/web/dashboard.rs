@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{Nav, age, csrf_field, local_time, number, to_login};
 use crate::api::auth::Principal;
 use crate::api::{ApiError, ApiState};
-use crate::config::{Config, Role};
+use crate::config::{Config, Role, Sensor};
 use crate::model::unit_symbol;
 use crate::model::{Quality, TimestampMs, now_ms};
 use crate::report::status::{self, SensorStatus};
@@ -112,6 +112,7 @@ pub fn trend(
 }
 
 fn tiles(cfg: &Config, b: &Board) -> Markup {
+    let by_id: HashMap<&str, &Sensor> = cfg.sensors.iter().map(|c| (c.id.as_str(), c)).collect();
     html! {
         section id="tiles" class="tiles" aria-label="Assets" {
             @for asset in &cfg.assets {
@@ -124,8 +125,9 @@ fn tiles(cfg: &Config, b: &Board) -> Markup {
                         p class="where" { (asset.location) }
                     }
                     ul class="readings" {
+                        @let per_quantity = quantity_counts(&mine, &by_id);
                         @for s in &mine {
-                            (reading(cfg, b, s))
+                            (reading(b, s, by_id.get(s.sensor.as_str()).copied(), &per_quantity))
                         }
                     }
                     @if let Some(first) = open.first() {
@@ -141,12 +143,27 @@ fn tiles(cfg: &Config, b: &Board) -> Markup {
     }
 }
 
-/// One sensor's line in its asset's tile: quantity, value, trend and age.
-fn reading(cfg: &Config, b: &Board, s: &SensorStatus) -> Markup {
-    // A discrete input is named by what it is ("lid", "on battery"): "state" says nothing.
-    let quantity = match cfg.sensors.iter().find(|c| c.id == s.sensor) {
-        Some(c) if c.states.is_some() => c.id.rsplit('.').next().unwrap_or(&c.id).replace('_', " "),
-        Some(c) => c.quantity.clone(),
+/// How many of an asset's sensors (`mine`) measure each quantity.
+fn quantity_counts<'a>(mine: &[&SensorStatus], by_id: &HashMap<&str, &'a Sensor>) -> HashMap<&'a str, usize> {
+    let mut counts = HashMap::new();
+    for c in mine.iter().filter_map(|s| by_id.get(s.sensor.as_str())) {
+        *counts.entry(c.quantity.as_str()).or_default() += 1;
+    }
+    counts
+}
+
+/// One sensor's line in its asset's tile: what it measures, value, trend and age.
+/// `per_quantity` counts the asset's sensors of each quantity.
+fn reading(b: &Board, s: &SensorStatus, checked: Option<&Sensor>, per_quantity: &HashMap<&str, usize>) -> Markup {
+    let short = |id: &str| id.rsplit('.').next().unwrap_or(id).replace('_', " ");
+    let quantity = match checked {
+        // A discrete input is named by what it is ("lid", "on battery"): "state" says nothing.
+        Some(c) if c.states.is_some() => short(&c.id),
+        // Three "temperature" lines of one dewar say which is which by their ids.
+        Some(c) if per_quantity.get(c.quantity.as_str()).copied().unwrap_or(0) > 1 => {
+            format!("{} · {}", c.quantity.replace('_', " "), short(&c.id))
+        }
+        Some(c) => c.quantity.replace('_', " "),
         None => String::new(),
     };
     let u = unit_symbol(&s.unit);
@@ -393,6 +410,40 @@ mod tests {
             html.contains("<p class=\"notice ok\" role=\"status\">Alarm 8 acknowledged by &lt;"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn sensors_of_one_quantity_in_one_tile_are_told_apart_by_their_ids() {
+        let mut cfg = testkit::config();
+        let mut top = cfg.sensors[0].clone();
+        top.id = "d1.temp_top".into();
+        cfg.sensors[0].id = "d1.temp_bottom".into();
+        cfg.sensors.push(top);
+        let asset = cfg.assets[0].id.clone();
+        let quantity = cfg.sensors[0].quantity.clone();
+        let status = |id: &str| SensorStatus {
+            sensor: id.into(),
+            asset: asset.clone(),
+            value: Some(-190.0),
+            value_name: None,
+            unit: "degC".into(),
+            quality: "good".into(),
+            time: None,
+            last_good: None,
+            state: "ok".into(),
+            alarms: Vec::new(),
+        };
+        let board = Board {
+            now: 0,
+            sensors: vec![status("d1.temp_bottom"), status("d1.temp_top")],
+            earlier: HashMap::new(),
+            alarms: Vec::new(),
+        };
+        let html = tiles(&cfg, &board).into_string();
+        let label = |id: &str| maud::html! { (format!("{quantity} · {id}")) }.into_string();
+        for id in ["temp bottom", "temp top"] {
+            assert!(html.contains(&label(id)), "no label {:?} in {html}", label(id));
+        }
     }
 
     #[test]
