@@ -139,7 +139,7 @@ async fn alarm_list(State(st): State<ApiState>, who: Principal, Query(q): Query<
         }
     };
     match st.with_store(move |s| s.alarms(active)).await {
-        Ok(rows) => Json(json!(alarm_report::lines(&rows))).into_response(),
+        Ok(rows) => Json(json!(alarm_report::lines(&rows, &st.config))).into_response(),
         Err(e) => internal(e),
     }
 }

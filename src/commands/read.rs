@@ -118,7 +118,7 @@ pub fn alarms(config: &Path, active: bool, json: bool) -> Result<(), CommandErro
     let cfg = load_for_reading(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let rows = store.alarms(active)?;
-    let lines = alarms::lines(&rows);
+    let lines = alarms::lines(&rows, &cfg);
     print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
 }
 

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use crate::config::Config;
 use crate::model::format_rfc3339;
 use crate::store::alarms::AlarmRow;
 
@@ -16,6 +17,8 @@ pub struct AlarmLine<'a> {
     pub state: &'a str,
     pub raised_at: String,
     pub value: Option<f64>,
+    /// The value as a person reads it when the sensor is discrete (`OPEN`, `ON BATTERY`).
+    pub value_name: Option<&'a str>,
     pub acknowledged_by: Option<&'a str>,
     pub comment: Option<&'a str>,
     pub cleared_at: Option<String>,
@@ -24,7 +27,8 @@ pub struct AlarmLine<'a> {
     pub latched: bool,
 }
 
-pub fn lines(rows: &[AlarmRow]) -> Vec<AlarmLine<'_>> {
+/// The lines of `rows`; `cfg` names the states of discrete sensors.
+pub fn lines<'a>(rows: &'a [AlarmRow], cfg: &'a Config) -> Vec<AlarmLine<'a>> {
     rows.iter()
         .map(|a| AlarmLine {
             id: a.id,
@@ -35,6 +39,7 @@ pub fn lines(rows: &[AlarmRow]) -> Vec<AlarmLine<'_>> {
             state: a.state.as_str(),
             raised_at: format_rfc3339(a.raised_at),
             value: a.value,
+            value_name: a.value.and_then(|v| cfg.state_name(&a.sensor, v)),
             acknowledged_by: a.acked_by.as_deref(),
             comment: a.ack_comment.as_deref().filter(|c| !c.is_empty()),
             cleared_at: a.cleared_at.map(format_rfc3339),
@@ -72,7 +77,11 @@ pub fn write_table(lines: &[AlarmLine], out: &mut impl Write) -> std::io::Result
             l.sensor,
             l.asset,
             l.raised_at,
-            l.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
+            match (l.value_name, l.value) {
+                (Some(name), _) => name.to_string(),
+                (None, Some(v)) => format!("{v:.2}"),
+                (None, None) => "-".into(),
+            },
             crate::escape::control(l.acknowledged_by.unwrap_or("-")),
             crate::escape::control(note.trim_end())
         )?;
@@ -81,4 +90,32 @@ pub fn write_table(lines: &[AlarmLine], out: &mut impl Write) -> std::io::Result
         writeln!(out, "(no alarms)")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::web::testkit;
+
+    #[test]
+    fn a_discrete_sensor_s_alarm_value_is_listed_by_its_state_name() {
+        let mut cfg = testkit::config();
+        let row = crate::store::alarms::AlarmRow {
+            value: Some(1.0),
+            ..testkit::alarm(0, false)
+        };
+        let mut table = Vec::new();
+        write_table(&lines(std::slice::from_ref(&row), &cfg), &mut table).expect("table");
+        assert!(
+            String::from_utf8_lossy(&table).contains(" 1.00 "),
+            "a measurement keeps its number"
+        );
+        cfg.sensors[0].states = Some(["closed".into(), "OPEN".into()]);
+        let listed = lines(std::slice::from_ref(&row), &cfg);
+        assert_eq!(listed[0].value_name, Some("OPEN"));
+        let mut table = Vec::new();
+        write_table(&listed, &mut table).expect("table");
+        let table = String::from_utf8_lossy(&table);
+        assert!(table.contains(" OPEN ") && !table.contains("1.00"), "{table}");
+    }
 }

@@ -198,9 +198,10 @@ fn render(cfg: &Config, si: usize, from: TimestampMs, to: TimestampMs, now: Time
             p class="latest" {
                 "Latest: "
                 b {
-                    @match v {
-                        Some(v) => { (number(v)) " " (u) },
-                        None => "—",
+                    @match (v, v.and_then(|v| sensor.state_name(v))) {
+                        (_, Some(name)) => (name),
+                        (Some(v), None) => { (number(v)) " " (u) },
+                        (None, None) => "—",
                     }
                 }
                 " at " (local_time(cfg, t)) " (" (age(now - t)) " ago)"
@@ -287,9 +288,10 @@ fn excursion(
                 }
             }
             td {
-                @match peak.or(a.value) {
-                    Some(v) => { (number(v)) " " (u) },
-                    None => "—",
+                @match (peak.or(a.value), peak.or(a.value).and_then(|v| cfg.state_name(&a.sensor, v))) {
+                    (_, Some(name)) => (name),
+                    (Some(v), None) => { (number(v)) " " (u) },
+                    (None, None) => "—",
                 }
             }
             td {
@@ -349,6 +351,31 @@ mod tests {
         };
         assert!(!html[b..].contains("<svg"), "one chart: {html}");
         assert_escaped(&html[a..b], &["sensor-id", "quantity", "unit", "rule-id"]);
+    }
+
+    #[test]
+    fn a_discrete_sensor_s_page_names_its_state() {
+        let mut cfg = testkit::config();
+        let si = cfg
+            .sensors
+            .iter()
+            .position(|s| s.id == hostile("sensor-id"))
+            .expect("sensor");
+        cfg.sensors[si].states = Some(["closed".into(), "OPEN".into()]);
+        let from = NOW - 86_400_000;
+        let series = Series {
+            points: vec![(from + 60_000, 0.0), (NOW - 3_000_000, 1.0), (NOW - 8_000, 0.0)],
+            gaps: Vec::new(),
+            bad_quality: 0,
+            excursions: vec![crate::store::alarms::AlarmRow {
+                value: Some(1.0),
+                ..testkit::alarm(NOW - 3_600_000, true)
+            }],
+            latest: Some((NOW - 8_000, Some(0.0), Quality::Good)),
+        };
+        let html = render(&cfg, si, from, NOW, NOW, series).into_string();
+        assert!(html.contains("Latest: <b>closed</b>"), "{html}");
+        assert!(html.contains("<td>OPEN</td>"), "{html}");
     }
 
     #[test]
