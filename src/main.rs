@@ -74,8 +74,34 @@ enum Command {
         /// Only open alarms (active or acknowledged).
         #[arg(long)]
         active: bool,
+        /// Only open deviations: alarms that cleared and wait for a signed corrective
+        /// action (`cryowatch close`).
+        #[arg(long, conflicts_with = "active")]
+        open_deviations: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Close an excursion that has cleared with a corrective action, signed with your
+    /// dashboard password (read from standard input; no echo on a terminal).
+    Close {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The alarm id (see `cryowatch alarms --open-deviations`).
+        alarm_id: i64,
+        /// The dashboard user who signs (`cryowatch user add ... --name`).
+        #[arg(long)]
+        by: String,
+        /// A reason code from the configuration's [[reason]] list.
+        #[arg(long)]
+        reason: String,
+        /// What was done about it.
+        #[arg(long)]
+        action: String,
+        /// Whether stored product was affected.
+        #[arg(long, default_value = "none", value_parser = ["none", "assessed", "quarantined"])]
+        impact: String,
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// Acknowledge an alarm: stops its escalation; recorded with who and why.
     Ack {
@@ -234,6 +260,9 @@ enum UserAction {
         name: String,
         #[arg(long, value_parser = ["viewer", "operator", "admin"])]
         role: String,
+        /// The person's printed name, shown with each of their electronic signatures.
+        #[arg(long = "name", value_name = "PRINTED NAME")]
+        printed_name: Option<String>,
     },
 }
 
@@ -294,7 +323,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<(), CommandError> {
-    use commands::{audit, control, documents, influx, oncall, read, serve, user};
+    use commands::{audit, control, documents, influx, oncall, quality, read, serve, user};
     match command {
         Command::Run { config } => serve::run(&config),
         Command::Check {
@@ -316,7 +345,31 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
             };
             read::history(&config, &sensor, from.as_deref(), to.as_deref(), format)
         }
-        Command::Alarms { config, active, json } => read::alarms(&config, active, json),
+        Command::Alarms {
+            config,
+            active,
+            open_deviations,
+            json,
+        } => read::alarms(&config, active, open_deviations, json),
+        Command::Close {
+            config,
+            alarm_id,
+            by,
+            reason,
+            action,
+            impact,
+            comment,
+        } => quality::close(
+            &config,
+            alarm_id,
+            &by,
+            &quality::CloseArgs {
+                reason: &reason,
+                action: &action,
+                impact: &impact,
+                comment: &comment,
+            },
+        ),
         Command::Ack {
             config,
             alarm_id,
@@ -335,8 +388,14 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
         Command::Oncall { config, at, json } => oncall::oncall(&config, at.as_deref(), json),
         Command::Standby { config } => serve::standby(&config),
         Command::User {
-            action: UserAction::Add { config, name, role },
-        } => user::add(&config, &name, &role),
+            action:
+                UserAction::Add {
+                    config,
+                    name,
+                    role,
+                    printed_name,
+                },
+        } => user::add(&config, &name, &role, printed_name.as_deref()),
         Command::Selftest { config, out } => documents::selftest(&config, &out),
         Command::Report {
             config,

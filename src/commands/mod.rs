@@ -7,6 +7,7 @@
 //! - [`oncall`]: who is on call in each schedule, and who is next.
 //! - [`serve`]: `run`, `standby` and `demo`, the commands that keep running.
 //! - [`user`]: `user add`.
+//! - [`quality`]: `close`, a signed corrective action that closes an excursion.
 //! - [`documents`]: `selftest` and `report`, written to a file and recorded in the audit
 //!   trail.
 //! - [`audit`]: `audit verify` and `audit log`.
@@ -23,6 +24,7 @@ pub mod control;
 pub mod documents;
 pub mod influx;
 pub mod oncall;
+pub mod quality;
 pub mod read;
 pub mod serve;
 pub mod user;
@@ -69,6 +71,20 @@ pub enum CommandError {
     /// The daemon, the standby or the demo stopped on an error.
     #[error(transparent)]
     Service(#[from] anyhow::Error),
+}
+
+/// A password from standard input: prompted for without echo on a terminal, else the
+/// first line.
+fn read_password(prompt: &str) -> Result<String, CommandError> {
+    use std::io::IsTerminal as _;
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    }
+    .map_err(CommandError::Password)?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_string())
 }
 
 /// The configuration at `path`, checked; bad input with every problem when it is not valid.

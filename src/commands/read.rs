@@ -114,10 +114,14 @@ pub fn history(
 }
 
 /// `alarms`: alarms newest first, only the open ones with `active`.
-pub fn alarms(config: &Path, active: bool, json: bool) -> Result<(), CommandError> {
+pub fn alarms(config: &Path, active: bool, open_deviations: bool, json: bool) -> Result<(), CommandError> {
     let cfg = load_for_reading(config)?;
     let store = Store::open_read_only(&cfg.store.path)?;
-    let rows = store.alarms(active)?;
+    let rows = if open_deviations {
+        store.open_deviations()?
+    } else {
+        store.alarms(active)?
+    };
     let lines = alarms::lines(&rows, &cfg);
     print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
 }
@@ -172,7 +176,8 @@ mod tests {
     #[test]
     fn alarms_lists_all_or_only_the_open_ones() {
         let site = site("");
-        alarms(&site.path, false, false).expect("all");
-        alarms(&site.path, true, true).expect("open, as JSON");
+        alarms(&site.path, false, false, false).expect("all");
+        alarms(&site.path, true, false, true).expect("open, as JSON");
+        alarms(&site.path, false, true, true).expect("open deviations, as JSON");
     }
 }

@@ -8,20 +8,22 @@ use crate::config::{Config, Role};
 use crate::model::now_ms;
 use crate::store::{Store, users};
 
-/// `user add`: adds user `name` with `role`, or sets an existing user's password and role.
-/// The password is read from standard input (without echo on a terminal).
-pub fn add(config: &Path, name: &str, role: &str) -> Result<(), CommandError> {
-    use std::io::IsTerminal as _;
+/// `user add`: adds user `name` with `role`, or sets an existing user's password and role,
+/// and with `printed_name` the name their electronic signatures show. The password is
+/// read from standard input (without echo on a terminal).
+pub fn add(config: &Path, name: &str, role: &str, printed_name: Option<&str>) -> Result<(), CommandError> {
     let cfg = load_for_reading(config)?;
     let role = Role::parse(role).ok_or_else(|| CommandError::BadInput(format!("--role: unknown role {role:?}")))?;
-    let password = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("password for {name}: "))
-    } else {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
+    if let Some(printed) = printed_name {
+        check_printed_name(printed)?;
     }
-    .map_err(CommandError::Password)?;
-    let new = set(&cfg, name, role, password.trim_end_matches(['\r', '\n']))?;
+    let password = super::read_password(&format!("password for {name}: "))?;
+    let new = set(&cfg, name, role, &password)?;
+    if let Some(printed) = printed_name {
+        let mut store = Store::open(&cfg.store.path)?;
+        store.set_printed_name(name, printed.trim(), &crate::store::audit::local_actor(), now_ms())?;
+        println!("user {name}: signs as {:?}", printed.trim());
+    }
     if new {
         println!("user {name} added with role {}", role.as_str());
     } else {
@@ -29,6 +31,17 @@ pub fn add(config: &Path, name: &str, role: &str) -> Result<(), CommandError> {
             "user {name}: password and role ({}) set; their sessions ended",
             role.as_str()
         );
+    }
+    Ok(())
+}
+
+/// A printed name: what a signature shows, so a person's name, one line.
+fn check_printed_name(printed: &str) -> Result<(), CommandError> {
+    let trimmed = printed.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 120 || trimmed.chars().any(char::is_control) {
+        return Err(CommandError::BadInput(format!(
+            "--name: a person's printed name, 1-120 characters on one line; found {printed:?}"
+        )));
     }
     Ok(())
 }
@@ -75,7 +88,7 @@ mod tests {
     #[test]
     fn an_unknown_role_is_bad_input_before_the_password_is_read() {
         let site = site("");
-        match add(&site.path, "alice", "root") {
+        match add(&site.path, "alice", "root", None) {
             Err(CommandError::BadInput(m)) => assert_eq!(m, "--role: unknown role \"root\""),
             other => panic!("expected bad input, got {other:?}"),
         }

@@ -19,6 +19,7 @@ pub mod monitor;
 mod mqtt;
 pub mod notify;
 mod parse;
+mod quality;
 pub mod raw;
 pub mod rules;
 mod sensor;
@@ -41,6 +42,7 @@ pub use influx::{InfluxConfig, Precision};
 pub use modbus::{ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RegisterKind, Transport, gateway_key};
 pub use mqtt::{MqttConfig, MqttPoint, PayloadFormat};
 pub use parse::{load, load_for_reading, load_raw};
+pub use quality::Reason;
 pub use sensor::{Asset, Sensor, SensorSource};
 pub use site::SiteConfig;
 pub use store::StoreConfig;
@@ -112,6 +114,8 @@ pub struct Config {
     pub notify: notify::NotifyConfig,
     /// `[api]`: the HTTP API's address, limits and tokens.
     pub sections: OtherSections,
+    /// `[[reason]]`: reason codes for corrective actions.
+    pub reasons: Vec<Reason>,
 }
 
 impl Config {

@@ -41,6 +41,17 @@ pub struct RawConfig {
     pub test_page: Vec<TestPage>,
     #[serde(default)]
     pub channel: Vec<Channel>,
+    #[serde(default)]
+    pub reason: Vec<Reason>,
+}
+
+/// `[[reason]]`: a reason code for corrective actions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub code: String,
+    pub text: String,
+    pub requires_comment: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

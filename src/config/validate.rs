@@ -12,7 +12,8 @@ use super::rules::RuleInputs;
 use super::sensor::SensorContext;
 use super::{Config, Problem};
 use super::{
-    api, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, rules, sensor, site, store, ups,
+    api, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, quality, rules, sensor, site, store,
+    ups,
 };
 
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
@@ -74,6 +75,7 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
     let routes = notify::routes(&mut c, &raw.route, &declared);
     let channels = channel::channels(&mut c, &raw.channel, base);
     let sections = api::api(&mut c, raw.api.as_ref(), base);
+    let reasons = quality::reasons(&mut c, &raw.reason);
 
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -101,5 +103,6 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
             channels,
         },
         sections,
+        reasons,
     })
 }

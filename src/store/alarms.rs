@@ -319,11 +319,11 @@ pub fn incident_members(c: &Connection, incident: i64) -> rusqlite::Result<Vec<A
     st.query_map([incident], alarm_from)?.collect()
 }
 
-const ALARM_COLUMNS: &str =
+pub(in crate::store) const ALARM_COLUMNS: &str =
     "id, rule, sensor, asset, severity, state, raised_at, since, value, latching, firing, returned,
                 suppressed, incident, acked_by, acked_at, ack_comment, ack_path, cleared_at";
 
-fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
+pub(in crate::store) fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
     Ok(AlarmRow {
         id: r.get(0)?,
         rule: r.get(1)?,

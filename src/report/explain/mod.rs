@@ -1,5 +1,5 @@
 //! `cryowatch check --explain`: what the daemon will do with a configuration: what it
-//! polls and how each value is decoded, the rules in effect, and ([`paging`]) whom it
+//! polls and how each value is decoded, the rules in effect, and (`paging`) whom it
 //! pages, how, and whom each TLS peer trusts. A default the file does not write is
 //! marked `(default)`.
 

@@ -81,6 +81,8 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
     // Per alarm id: raised in the trail, and the newest acknowledgement (record, by, comment).
     let mut raised: std::collections::HashSet<i64> = std::collections::HashSet::new();
     let mut acks: std::collections::HashMap<i64, (i64, String, String)> = std::collections::HashMap::new();
+    // Corrective actions on the record: (record, alarm id).
+    let mut closed: Vec<(i64, i64)> = Vec::new();
     let mut first_time: Option<TimestampMs> = None;
     // Reductions: (record, from, to, minutes hash); readings deleted up to here.
     let mut reduced: Vec<(i64, TimestampMs, TimestampMs, String)> = Vec::new();
@@ -179,6 +181,7 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
                     "alarm.raised" => {
                         raised.insert(id);
                     }
+                    "alarm.closed" => closed.push((rec.seq, id)),
                     "alarm.acknowledged" => {
                         let comment = serde_json::from_str::<serde_json::Value>(&rec.detail)
                             .ok()
@@ -316,6 +319,11 @@ fn verify_in(c: &Connection, mut progress: impl FnMut(usize, usize)) -> rusqlite
                 return Ok(v);
             }
         }
+    }
+
+    if let Some((record, what)) = crate::store::quality::verify(c, &closed, v.head_seq)? {
+        v.problem = Some(Problem { record, what });
+        return Ok(v);
     }
 
     if let Some(what) = mistyped_reading(c)? {

@@ -54,6 +54,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE INDEX alarm_incident ON alarm (incident) WHERE incident IS NOT NULL;",
     // 13: ids of the SMS the gateway's webhook delivered, so a replay is handled once.
     "CREATE TABLE inbound_sms (sid TEXT PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;",
+    // 14: printed names, electronic signatures and the corrective actions that close
+    // excursions.
+    crate::store::quality::MIGRATION,
 ];
 
 impl Store {

@@ -1,0 +1,231 @@
+//! The quality record against the real daemon, Mosquitto and the store: an excursion
+//! raised and cleared by readings becomes an open deviation, which `cryowatch close`
+//! closes with a corrective action signed with the user's password (21 CFR 11.50,
+//! 11.200: user name and password); a wrong password signs nothing and is audited;
+//! `audit verify` proves the signature, and catches a corrective action edited, a
+//! signature edited, and a signature moved to another record (11.70).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::mosquitto::Mosquitto;
+use common::{Site, cryowatch, wait_for};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn lab(url: &str) -> Site {
+    Site::new(&format!(
+        r#"[site]
+name = "quality lab"
+timezone = "UTC"
+[store]
+path = "{{dir}}/cryowatch.db"
+[mqtt]
+url = "{url}"
+client_id = "quality-test"
+[[asset]]
+id = "dewar-1"
+kind = "other"
+[[sensor]]
+id = "dewar-1.temp"
+asset = "dewar-1"
+quantity = "temperature"
+unit = "degC"
+[sensor.mqtt]
+topic = "lab/dewar-1/temp"
+[[rule]]
+id = "warm"
+sensor = "dewar-1.temp"
+kind = "high"
+threshold = -150.0
+severity = "alarm"
+[[reason]]
+code = "lid-open"
+text = "Lid left open after retrieval"
+[[reason]]
+code = "supply"
+text = "LN2 supply interrupted"
+requires_comment = true
+"#
+    ))
+}
+
+/// `cryowatch ARGS` with `stdin` as its standard input.
+fn run(site: &Site, args: &[&str], stdin: &str) -> Output {
+    let mut child = cryowatch()
+        .args(args)
+        .args(["-c", &site.config_str()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cryowatch");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("wait for cryowatch")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `alarms FLAG --json`; `None` while the daemon is still creating the store.
+fn try_alarms(site: &Site, flag: &str) -> Option<Vec<serde_json::Value>> {
+    let out = run(site, &["alarms", flag, "--json"], "");
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("alarms --json ({e}): {}", text(&out))))
+}
+
+fn alarms(site: &Site, flag: &str) -> Vec<serde_json::Value> {
+    try_alarms(site, flag).unwrap_or_else(|| panic!("cryowatch alarms {flag} failed"))
+}
+
+fn verify(site: &Site) -> Output {
+    run(site, &["audit", "verify"], "")
+}
+
+#[test]
+fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
+    let broker = Mosquitto::start();
+    let site = lab(&broker.url());
+    let daemon = site.start_daemon();
+    let publish = |v: &str| broker.publish("lab/dewar-1/temp", v, 1);
+
+    // Warm: the alarm above -150 °C opens (published until the daemon, which
+    // may not have subscribed yet, has it).
+    let id = wait_for(Duration::from_secs(20), "the alarm to open", || {
+        publish("-120.0");
+        try_alarms(&site, "--active")?.first().and_then(|a| a["id"].as_i64())
+    });
+    let added = run(
+        &site,
+        &[
+            "user",
+            "add",
+            "tech-c",
+            "--role",
+            "operator",
+            "--name",
+            "Cryo Technician C",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(added.status.success(), "{}", text(&added));
+    let id_arg = id.to_string();
+    let close = |reason: &str, comment: &str, password: &str| {
+        run(
+            &site,
+            &[
+                "close",
+                &id_arg,
+                "--by",
+                "tech-c",
+                "--reason",
+                reason,
+                "--action",
+                "lid closed, level checked",
+                "--impact",
+                "assessed",
+                "--comment",
+                comment,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    // Still active: nothing to close yet.
+    let early = close("lid-open", "", PASSWORD);
+    assert_eq!(early.status.code(), Some(2), "{}", text(&early));
+    assert!(text(&early).contains("has cleared"), "{}", text(&early));
+
+    // Cold again: the alarm clears and is an open deviation.
+    wait_for(Duration::from_secs(20), "the alarm to clear", || {
+        publish("-195.0");
+        alarms(&site, "--active").is_empty().then_some(())
+    });
+    let open = alarms(&site, "--open-deviations");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["id"].as_i64(), Some(id));
+
+    // Refused, nothing recorded: an unknown reason, a reason's missing comment (exit 2);
+    // a wrong password (exit 1, audited).
+    let unknown = close("gremlins", "", PASSWORD);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(text(&unknown).contains("lid-open, supply"), "{}", text(&unknown));
+    let no_comment = close("supply", "", PASSWORD);
+    assert_eq!(no_comment.status.code(), Some(2), "{}", text(&no_comment));
+    let wrong = close("lid-open", "", "not the password at all");
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(text(&wrong).contains("nothing was signed"), "{}", text(&wrong));
+    assert_eq!(
+        alarms(&site, "--open-deviations").len(),
+        1,
+        "a refused close recorded something"
+    );
+    let log = run(&site, &["audit", "log", "--kind", "signature"], "");
+    assert!(text(&log).contains("signature.refused"), "{}", text(&log));
+
+    // Signed with the right password: closed, and no longer an open deviation.
+    let closed = close("lid-open", "door seal worn", PASSWORD);
+    assert!(closed.status.success(), "{}", text(&closed));
+    let said = text(&closed);
+    assert!(
+        said.contains("Cryo Technician C (tech-c)") && said.contains("\"corrective action\""),
+        "{said}"
+    );
+    assert!(alarms(&site, "--open-deviations").is_empty());
+    let again = close("lid-open", "", PASSWORD);
+    assert_eq!(again.status.code(), Some(2), "closed twice: {}", text(&again));
+    site.stop_daemon(daemon);
+    let proven = verify(&site);
+    assert!(proven.status.success(), "{}", text(&proven));
+
+    // Edited after signing: each is caught, naming what changed.
+    let db = rusqlite::Connection::open(site.path().join("cryowatch.db")).expect("open the store");
+    let tamper = |sql: &str, undo: &str, needle: &str| {
+        db.execute_batch(sql).expect("tamper");
+        let caught = verify(&site);
+        assert_eq!(caught.status.code(), Some(1), "{sql} went unseen: {}", text(&caught));
+        assert!(text(&caught).contains(needle), "{sql}: {}", text(&caught));
+        db.execute_batch(undo).expect("undo");
+    };
+    tamper(
+        "UPDATE corrective_action SET impact = 'none'",
+        "UPDATE corrective_action SET impact = 'assessed'",
+        "no longer matches what Cryo Technician C signed",
+    );
+    tamper(
+        "UPDATE signature SET printed_name = 'Somebody Else'",
+        "UPDATE signature SET printed_name = 'Cryo Technician C'",
+        "was edited or copied",
+    );
+    // The signature moved onto another record (an alarm of its own, closed by hand).
+    tamper(
+        &format!(
+            "INSERT INTO signature (id, t, user, printed_name, meaning, subject, content_sha256, audit)
+             SELECT id + 1, t, user, printed_name, meaning, 'alarm {}', content_sha256, audit FROM signature",
+            id + 1
+        ),
+        "DELETE FROM signature WHERE id > 1",
+        "was edited or copied",
+    );
+    tamper(
+        "DELETE FROM corrective_action",
+        &format!(
+            "INSERT INTO corrective_action (alarm, t, reason, reason_text, action, impact, comment, signature)
+             SELECT {id}, t, 'lid-open', 'Lid left open after retrieval', 'lid closed, level checked', 'assessed',
+                    'door seal worn', 1 FROM signature WHERE id = 1"
+        ),
+        "corrective action is missing",
+    );
+    let proven = verify(&site);
+    assert!(proven.status.success(), "restored: {}", text(&proven));
+}
