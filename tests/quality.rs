@@ -12,11 +12,17 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::mosquitto::Mosquitto;
+use common::smtp::SmtpServer;
 use common::{Site, cryowatch, wait_for};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 fn lab(url: &str) -> Site {
+    lab_with(url, "")
+}
+
+/// The lab, with `extra` TOML appended.
+fn lab_with(url: &str, extra: &str) -> Site {
     Site::new(&format!(
         r#"[site]
 name = "quality lab"
@@ -49,7 +55,7 @@ text = "Lid left open after retrieval"
 code = "supply"
 text = "LN2 supply interrupted"
 requires_comment = true
-"#
+{extra}"#
     ))
 }
 
@@ -228,4 +234,76 @@ fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
     );
     let proven = verify(&site);
     assert!(proven.status.success(), "restored: {}", text(&proven));
+}
+
+#[test]
+fn an_excursion_left_open_past_close_within_is_paged_once_as_a_reminder() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let smtp = SmtpServer::start(dir.path());
+    let site = lab_with(
+        &broker.url(),
+        &format!(
+            r#"[[contact]]
+id = "qa"
+name = "Quinn Assurance"
+email = "qa@example.org"
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "127.0.0.1"
+port = {}
+tls = "none"
+from = "cryowatch <cryowatch@example.org>"
+[quality]
+notify = ["contact:qa"]
+close_within = "2s"
+"#,
+            smtp.port
+        ),
+    );
+    let daemon = site.start_daemon();
+    let publish = |v: &str| broker.publish("lab/dewar-1/temp", v, 1);
+    let id = wait_for(Duration::from_secs(20), "the alarm to open", || {
+        publish("-120.0");
+        try_alarms(&site, "--active")?.first().and_then(|a| a["id"].as_i64())
+    });
+    wait_for(Duration::from_secs(20), "the alarm to clear", || {
+        publish("-195.0");
+        alarms(&site, "--active").is_empty().then_some(())
+    });
+    let status = run(&site, &["status"], "");
+    assert!(
+        text(&status).contains(&format!(
+            "1 open deviation(s) await a signed corrective action (the oldest: alarm {id}"
+        )),
+        "{}",
+        text(&status)
+    );
+    let reminders = || {
+        smtp.messages()
+            .into_iter()
+            .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("REMINDER")))
+            .collect::<Vec<_>>()
+    };
+    let first = wait_for(Duration::from_secs(20), "a reminder of the open deviation", || {
+        reminders().into_iter().next()
+    });
+    assert_eq!(first.rcpt_tos, ["qa@example.org"]);
+    assert!(
+        first
+            .header("Subject")
+            .is_some_and(|s| s.contains(&format!("alarm {id} "))),
+        "{:?}",
+        first.header("Subject")
+    );
+    assert!(
+        first.body.contains(&format!("cryowatch close -c FILE {id} --by USER")),
+        "{}",
+        first.body
+    );
+    // Once: the dispatcher passes many times meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reminders().len(), 1, "the reminder was sent more than once");
+    site.stop_daemon(daemon);
 }

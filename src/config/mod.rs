@@ -42,7 +42,7 @@ pub use influx::{InfluxConfig, Precision};
 pub use modbus::{ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RegisterKind, Transport, gateway_key};
 pub use mqtt::{MqttConfig, MqttPoint, PayloadFormat};
 pub use parse::{load, load_for_reading, load_raw};
-pub use quality::Reason;
+pub use quality::{QualityConfig, Reason};
 pub use sensor::{Asset, Sensor, SensorSource};
 pub use site::SiteConfig;
 pub use store::StoreConfig;
@@ -116,6 +116,8 @@ pub struct Config {
     pub sections: OtherSections,
     /// `[[reason]]`: reason codes for corrective actions.
     pub reasons: Vec<Reason>,
+    /// `[quality]`: reminders of open deviations.
+    pub quality: QualityConfig,
 }
 
 impl Config {

@@ -328,31 +328,38 @@ pub(super) fn escalations(c: &mut Checker, raw: &[raw::Escalation], declared: &D
     out
 }
 
-/// Checks one `[[escalation.step]]` at key path `p`.
-fn step(c: &mut Checker, p: &str, s: &raw::EscalationStep, declared: &Declared) -> Step {
-    let after = c.duration(&format!("{p}.after"), &s.after).unwrap_or(Duration::ZERO);
-    if s.notify.is_empty() {
-        c.err(format!("{p}.notify"), "must name at least one target");
+/// Checks a list of targets at key path `p` (`contact:ID`, `schedule:ID`, `group:NAME`):
+/// at least one, each declared.
+pub(super) fn targets(c: &mut Checker, p: &str, list: &[String], declared: &Declared) -> Vec<Target> {
+    if list.is_empty() {
+        c.err(p.to_string(), "must name at least one target");
     }
-    let mut notify = Vec::new();
-    for (k, t) in s.notify.iter().enumerate() {
+    let mut out = Vec::new();
+    for (k, t) in list.iter().enumerate() {
         let (target, known) = match t.split_once(':') {
             Some(("contact", id)) => (Target::Contact(id.into()), declared.contacts.contains(id)),
             Some(("schedule", id)) => (Target::Schedule(id.into()), declared.schedules.contains(id)),
             Some(("group", id)) => (Target::Group(id.into()), declared.groups.contains(id)),
             _ => {
                 c.err(
-                    format!("{p}.notify[{k}]"),
+                    format!("{p}[{k}]"),
                     format!("expected contact:ID, schedule:ID or group:NAME, found {t:?}"),
                 );
                 continue;
             }
         };
         if !known {
-            c.err(format!("{p}.notify[{k}]"), format!("unknown target {t:?}"));
+            c.err(format!("{p}[{k}]"), format!("unknown target {t:?}"));
         }
-        notify.push(target);
+        out.push(target);
     }
+    out
+}
+
+/// Checks one `[[escalation.step]]` at key path `p`.
+fn step(c: &mut Checker, p: &str, s: &raw::EscalationStep, declared: &Declared) -> Step {
+    let after = c.duration(&format!("{p}.after"), &s.after).unwrap_or(Duration::ZERO);
+    let notify = targets(c, &format!("{p}.notify"), &s.notify, declared);
     for (k, v) in s.via.iter().enumerate() {
         if !declared.channels.contains(v.as_str()) {
             c.err(format!("{p}.via[{k}]"), format!("unknown channel {v:?}"));

@@ -1,10 +1,45 @@
 //! `[[reason]]`: the reason codes a corrective action names when it closes an excursion
-//! (`cryowatch close --reason CODE`), each with the text reports print.
+//! (`cryowatch close --reason CODE`), each with the text reports print; `[quality]`: who
+//! is reminded of excursions left open, and after how long.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use super::check::Checker;
+use super::check::{Checker, Declared};
+use super::notify::Target;
 use super::raw;
+
+/// Default of `[quality] close_within`.
+pub const DEFAULT_CLOSE_WITHIN: Duration = Duration::from_secs(72 * 3600);
+
+/// `[quality]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityConfig {
+    /// Reminded of open deviations (none: nobody is paged, `status` still says so).
+    pub notify: Vec<Target>,
+    /// An alarm cleared this long without a corrective action is a reminder page.
+    pub close_within: Duration,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            notify: Vec::new(),
+            close_within: DEFAULT_CLOSE_WITHIN,
+        }
+    }
+}
+
+/// Checks `[quality]`.
+pub(super) fn quality(c: &mut Checker, raw: Option<&raw::Quality>, declared: &Declared) -> QualityConfig {
+    let Some(q) = raw else {
+        return QualityConfig::default();
+    };
+    QualityConfig {
+        notify: super::notify::targets(c, "quality.notify", &q.notify, declared),
+        close_within: c.positive_duration("quality.close_within", q.close_within.as_deref(), DEFAULT_CLOSE_WITHIN),
+    }
+}
 
 /// A reason code for corrective actions.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,6 +43,16 @@ pub struct RawConfig {
     pub channel: Vec<Channel>,
     #[serde(default)]
     pub reason: Vec<Reason>,
+    pub quality: Option<Quality>,
+}
+
+/// `[quality]`: reminders of open deviations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    #[serde(default)]
+    pub notify: Vec<String>,
+    pub close_within: Option<String>,
 }
 
 /// `[[reason]]`: a reason code for corrective actions.

@@ -59,9 +59,15 @@ pub fn next_after(esc: &Escalation, start: TimestampMs, now: TimestampMs) -> Opt
 
 /// The contacts a step pages at `now`, each once, in the order the step names them.
 pub fn recipients<'a>(cfg: &'a NotifyConfig, step: &Step, tz: &TimeZone, now: TimestampMs) -> Vec<&'a Contact> {
+    contacts_of(cfg, &step.notify, tz, now)
+}
+
+/// The contacts `targets` name at `now` (a schedule's person on call, a group's
+/// members), each once, in order.
+pub fn contacts_of<'a>(cfg: &'a NotifyConfig, targets: &[Target], tz: &TimeZone, now: TimestampMs) -> Vec<&'a Contact> {
     let ts = Timestamp::from_millisecond(now).unwrap_or(Timestamp::UNIX_EPOCH);
     let mut ids: Vec<&str> = Vec::new();
-    for t in &step.notify {
+    for t in targets {
         match t {
             Target::Contact(id) => ids.push(id),
             Target::Schedule(id) => {

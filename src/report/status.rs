@@ -133,8 +133,8 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
 const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
 
 /// Local conditions that need a person, beyond the sensors: a refused configuration,
-/// an MQTT session the broker lost in the last week, pages no channel could deliver
-/// (retrying, or given up) in the last day.
+/// an MQTT session the broker lost in the last week, open deviations, pages no channel
+/// could deliver (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
     let stuck = store.undelivered(now - 24 * 3600 * 1000)?;
     let rejected = store.config_rejected()?;
@@ -147,9 +147,21 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
     });
     // A lost MQTT session: readings may be missing from the record; said for a week.
     let lost = store.mqtt_session_lost_since(now - SESSION_LOST_SHOWN_MS)?;
+    // Excursions that cleared and still wait for their signed corrective action.
+    let deviations = store.open_deviations()?;
+    let deviations = deviations.first().map(|oldest| {
+        format!(
+            "NOTICE: {} open deviation(s) await a signed corrective action (the oldest: alarm {} on {}, cleared {}): cryowatch alarms --open-deviations, then cryowatch close",
+            deviations.len(),
+            oldest.id,
+            oldest.sensor,
+            oldest.cleared_at.map(format_rfc3339).unwrap_or_default()
+        )
+    });
     Ok(rejected
         .into_iter()
         .chain(lost.map(|l| l.condition()))
+        .chain(deviations)
         .chain(stuck.into_iter().map(|u| {
             let what = if u.given_up { "given up" } else { "retrying" };
             format!(

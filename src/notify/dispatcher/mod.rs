@@ -27,6 +27,7 @@ pub mod decide;
 mod inbox;
 mod outage;
 mod plan;
+mod reminders;
 mod scheduled;
 mod send;
 
@@ -241,6 +242,9 @@ impl Dispatcher {
             }
             if let Err(e) = self.plan(now) {
                 tracing::error!(error = %e, "planning notifications failed; retrying");
+            }
+            if let Err(e) = self.deviation_reminders(now) {
+                tracing::error!(error = %e, "planning reminders of open deviations failed; retrying");
             }
             if let Err(e) = self.send_due(now).await {
                 tracing::error!(error = %e, "sending notifications failed; retrying");

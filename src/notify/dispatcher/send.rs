@@ -66,6 +66,14 @@ impl Dispatcher {
                 self.store.finish_notification(n.id, "cancelled", &reason, now)?;
                 continue;
             }
+            if n.kind == "reminder"
+                && let Some(alarm) = n.alarm
+                && let Some(done) = self.store.corrective_action(alarm)?
+            {
+                let reason = format!("closed by {} before it was sent", done.printed_name);
+                self.store.finish_notification(n.id, "cancelled", &reason, now)?;
+                continue;
+            }
             if self.send_one(&n).await? {
                 delivered += 1;
             }

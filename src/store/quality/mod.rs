@@ -399,6 +399,17 @@ impl Store {
         self.transaction(|c| close(c, signer, closing, now))
     }
 
+    /// Whether a reminder of open deviation `alarm` was queued.
+    pub fn reminder_queued(&self, alarm: i64) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM notification WHERE alarm = ?1 AND kind = 'reminder')",
+                [alarm],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// The corrective action that closed alarm `id`, if any.
     pub fn corrective_action(&self, id: i64) -> Result<Option<CorrectiveAction>, StoreError> {
         self.with_conn(|c| corrective_action(c, id))

@@ -1,0 +1,73 @@
+//! Reminders of open deviations: an alarm that cleared `[quality] close_within` ago and
+//! still has no signed corrective action is paged, once, to `[quality] notify`.
+
+use super::*;
+use crate::notify::escalation::contacts_of;
+
+impl Dispatcher {
+    /// Queues a reminder for every open deviation past `[quality] close_within` that has
+    /// none yet.
+    pub fn deviation_reminders(&mut self, now: TimestampMs) -> Result<(), StoreError> {
+        if self.cfg.quality.notify.is_empty() {
+            return Ok(());
+        }
+        let within = self.cfg.quality.close_within;
+        for a in self.store.open_deviations()? {
+            let Some(cleared) = a.cleared_at else { continue };
+            let due = crate::model::later(cleared, within);
+            if due > now || self.store.reminder_queued(a.id)? {
+                continue;
+            }
+            let subject = format!(
+                "REMINDER {}: alarm {} ({} on {}) cleared {} and is not closed",
+                self.cfg.site.name,
+                a.id,
+                a.rule,
+                a.sensor,
+                crate::model::format_rfc3339(cleared)
+            );
+            let body = format!(
+                "{subject}.\n\nEvery excursion needs a corrective action signed by the person who closes it: \
+                 the reason, what was done, and whether stored product was affected.\n\n  \
+                 cryowatch close -c FILE {} --by USER --reason CODE --action TEXT [--impact none|assessed|quarantined]\n\n\
+                 Open deviations: cryowatch alarms -c FILE --open-deviations\n",
+                a.id
+            );
+            let sms = format!(
+                "REMINDER cryowatch {}: alarm {} on {} is not closed; sign its corrective action",
+                self.cfg.site.name, a.id, a.sensor
+            );
+            let contacts: Vec<Contact> = contacts_of(&self.cfg.notify, &self.cfg.quality.notify, &self.tz, now)
+                .into_iter()
+                .cloned()
+                .collect();
+            let mut new = Vec::new();
+            for c in &contacts {
+                for channel in self.reaching(c) {
+                    new.push(NewNotification {
+                        alarm: Some(a.id),
+                        kind: "reminder".into(),
+                        cycle: due,
+                        round: 0,
+                        step: 0,
+                        contact: c.id.clone(),
+                        channel,
+                        subject: subject.clone(),
+                        body: body.clone(),
+                        sms: message::gsm7(&sms),
+                    });
+                }
+            }
+            if new.is_empty() {
+                tracing::error!(
+                    alarm_id = a.id,
+                    "open deviation past close_within, but [quality] notify reaches nobody"
+                );
+                continue;
+            }
+            let ids = self.store.enqueue_new(&new, now)?;
+            tracing::warn!(alarm_id = a.id, notifications = ?ids, "open deviation past close_within: reminder queued");
+        }
+        Ok(())
+    }
+}
