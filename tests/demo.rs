@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::http::{Response, call};
+use common::http::{call, field, form, sign_in};
 use common::{Proc, cryowatch, tests_dir, wait_for};
 
 /// What the demo printed so far.
@@ -30,69 +30,6 @@ fn wait_line(log: &Path, timeout: Duration, what: &str, f: impl Fn(&str) -> bool
     wait_for(timeout, what, || {
         printed(log).lines().find(|l| f(l)).map(str::to_string)
     })
-}
-
-/// `application/x-www-form-urlencoded` of `fields`.
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                b' ' => "+".to_string(),
-                b => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
-
-/// The value of the hidden form field `name`.
-fn field(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in:\n{body}"))
-        + marker.len();
-    body[start..].split('"').next().unwrap_or("").to_string()
-}
-
-/// `name=value` of the `Set-Cookie` header setting `name`.
-fn cookie(r: &Response, name: &str) -> String {
-    r.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .find_map(|(_, v)| {
-            v.starts_with(&format!("{name}="))
-                .then(|| v.split(';').next().unwrap_or("").to_string())
-        })
-        .unwrap_or_else(|| panic!("no {name} cookie: {r:?}"))
-}
-
-/// Signs in as a person does, through the sign-in form; the session's Cookie header.
-fn sign_in(addr: SocketAddr, user: &str, password: &str) -> String {
-    let page = call(addr, "GET", "/login", &[], None).expect("the sign-in page");
-    assert_eq!(page.status, 200, "{}", page.body);
-    let login = cookie(&page, "cw_login");
-    let token = field(&page.body, "login_token");
-    let body = form(&[("user", user), ("password", password), ("login_token", &token)]);
-    let r = call(
-        addr,
-        "POST",
-        "/login",
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", &login),
-        ],
-        Some(&body),
-    )
-    .expect("sign in");
-    assert_eq!(r.status, 303, "the demo's user and password sign in: {}", r.body);
-    cookie(&r, "cw_session")
 }
 
 /// The alarm a printed line names: `... alarm 3: ...` / `... (alarm 3)`.

@@ -95,25 +95,27 @@ fn alarms(site: &Site, flag: &str) -> Vec<serde_json::Value> {
     try_alarms(site, flag).unwrap_or_else(|| panic!("cryowatch alarms {flag} failed"))
 }
 
-fn verify(site: &Site) -> Output {
-    run(site, &["audit", "verify"], "")
+/// Warms the dewar until an alarm opens (published until the daemon, which may not have
+/// subscribed yet, has it); its id.
+fn warm(site: &Site, broker: &Mosquitto) -> i64 {
+    wait_for(Duration::from_secs(20), "an alarm to open", || {
+        broker.publish("lab/dewar-1/temp", "-120.0", 1);
+        try_alarms(site, "--active")?.first().and_then(|a| a["id"].as_i64())
+    })
 }
 
-#[test]
-fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
-    let broker = Mosquitto::start();
-    let site = lab(&broker.url());
-    let daemon = site.start_daemon();
-    let publish = |v: &str| broker.publish("lab/dewar-1/temp", v, 1);
-
-    // Warm: the alarm above -150 °C opens (published until the daemon, which
-    // may not have subscribed yet, has it).
-    let id = wait_for(Duration::from_secs(20), "the alarm to open", || {
-        publish("-120.0");
-        try_alarms(&site, "--active")?.first().and_then(|a| a["id"].as_i64())
+/// Cools the dewar until no alarm is open.
+fn cool(site: &Site, broker: &Mosquitto) {
+    wait_for(Duration::from_secs(20), "the alarm to clear", || {
+        broker.publish("lab/dewar-1/temp", "-195.0", 1);
+        alarms(site, "--active").is_empty().then_some(())
     });
+}
+
+/// `user add tech-c --role operator --name "Cryo Technician C"`, password on stdin.
+fn add_signer(site: &Site) {
     let added = run(
-        &site,
+        site,
         &[
             "user",
             "add",
@@ -126,6 +128,20 @@ fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
         &format!("{PASSWORD}\n"),
     );
     assert!(added.status.success(), "{}", text(&added));
+}
+
+fn verify(site: &Site) -> Output {
+    run(site, &["audit", "verify"], "")
+}
+
+#[test]
+fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
+    let broker = Mosquitto::start();
+    let site = lab(&broker.url());
+    let daemon = site.start_daemon();
+    // Warm: the alarm above -150 °C opens.
+    let id = warm(&site, &broker);
+    add_signer(&site);
     let id_arg = id.to_string();
     let close = |reason: &str, comment: &str, password: &str| {
         run(
@@ -153,10 +169,7 @@ fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
     assert!(text(&early).contains("has cleared"), "{}", text(&early));
 
     // Cold again: the alarm clears and is an open deviation.
-    wait_for(Duration::from_secs(20), "the alarm to clear", || {
-        publish("-195.0");
-        alarms(&site, "--active").is_empty().then_some(())
-    });
+    cool(&site, &broker);
     let open = alarms(&site, "--open-deviations");
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["id"].as_i64(), Some(id));
@@ -263,15 +276,8 @@ close_within = "2s"
         ),
     );
     let daemon = site.start_daemon();
-    let publish = |v: &str| broker.publish("lab/dewar-1/temp", v, 1);
-    let id = wait_for(Duration::from_secs(20), "the alarm to open", || {
-        publish("-120.0");
-        try_alarms(&site, "--active")?.first().and_then(|a| a["id"].as_i64())
-    });
-    wait_for(Duration::from_secs(20), "the alarm to clear", || {
-        publish("-195.0");
-        alarms(&site, "--active").is_empty().then_some(())
-    });
+    let id = warm(&site, &broker);
+    cool(&site, &broker);
     let status = run(&site, &["status"], "");
     assert!(
         text(&status).contains(&format!(
@@ -306,4 +312,95 @@ close_within = "2s"
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(reminders().len(), 1, "the reminder was sent more than once");
     site.stop_daemon(daemon);
+}
+
+#[test]
+fn a_signed_in_person_closes_through_the_api_with_both_components_first_and_a_token_cannot_sign() {
+    let broker = Mosquitto::start();
+    let port = common::free_port();
+    let token = "qa-operator-token-0123456789";
+    let site = lab_with(
+        &broker.url(),
+        &format!(
+            r#"[api]
+listen = "127.0.0.1:{port}"
+[[api.token]]
+id = "ops"
+role = "operator"
+token = "{token}"
+"#
+        ),
+    );
+    let daemon = site.start_daemon();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // Two excursions, each raised and cleared.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(warm(&site, &broker));
+        cool(&site, &broker);
+    }
+    add_signer(&site);
+    let close = |id: i64, headers: &[(&str, &str)], body: serde_json::Value| {
+        let mut all = vec![("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        common::http::call(
+            addr,
+            "POST",
+            &format!("/api/v1/alarms/{id}/close"),
+            &all,
+            Some(body.to_string().as_bytes()),
+        )
+        .expect("POST close")
+    };
+    let action = |extra: serde_json::Value| {
+        let mut b = serde_json::json!({ "reason": "lid-open", "action": "lid closed", "impact": "none" });
+        if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        b
+    };
+    // A token is not a person: it cannot sign.
+    let bearer = format!("Bearer {token}");
+    let r = close(
+        ids[0],
+        &[("Authorization", &bearer)],
+        action(serde_json::json!({ "password": PASSWORD })),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let session = common::http::sign_in(addr, "tech-c", PASSWORD);
+    let page = common::http::call(addr, "GET", "/", &[("Cookie", &session)], None).expect("dashboard");
+    let csrf = common::http::field(&page.body, "csrf");
+    let as_session = [("Cookie", session.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    // The first signature of the session needs the user name as well as the password.
+    let r = close(ids[0], &as_session, action(serde_json::json!({ "password": PASSWORD })));
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("user name and your password"), "{}", r.body);
+    let r = close(
+        ids[0],
+        &as_session,
+        action(serde_json::json!({ "username": "tech-c", "password": "not the password at all" })),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(
+        alarms(&site, "--open-deviations").len(),
+        2,
+        "a refused signature recorded something"
+    );
+    let r = close(
+        ids[0],
+        &as_session,
+        action(serde_json::json!({ "username": "tech-c", "password": PASSWORD })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"printed_name\":\"Cryo Technician C\""), "{}", r.body);
+    // Later in the same session: the password alone.
+    let r = close(ids[1], &as_session, action(serde_json::json!({ "password": PASSWORD })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = close(ids[1], &as_session, action(serde_json::json!({ "password": PASSWORD })));
+    assert_eq!(r.status, 409, "closed twice: {}", r.body);
+    assert!(alarms(&site, "--open-deviations").is_empty());
+    site.stop_daemon(daemon);
+    let proven = verify(&site);
+    assert!(proven.status.success(), "{}", text(&proven));
 }

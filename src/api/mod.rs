@@ -12,6 +12,7 @@
 
 pub mod ack;
 pub mod auth;
+pub mod close;
 pub mod metrics;
 pub mod server;
 pub mod sms;

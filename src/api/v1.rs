@@ -31,6 +31,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/status"),
     ("get", "/api/v1/alarms"),
     ("post", "/api/v1/alarms/{id}/ack"),
+    ("post", "/api/v1/alarms/{id}/close"),
     ("post", "/api/v1/sensors/{id}/shelve"),
     ("get", "/api/v1/history"),
     ("get", "/api/v1/healthz"),
@@ -45,6 +46,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/status", get(status_all))
         .route("/api/v1/alarms", get(alarm_list))
         .route("/api/v1/alarms/{id}/ack", post(ack))
+        .route("/api/v1/alarms/{id}/close", post(super::close::close))
         .route("/api/v1/sensors/{id}/shelve", post(shelve))
         .route("/api/v1/history", get(history_of))
         .route("/api/v1/healthz", get(healthz))
@@ -57,7 +59,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn internal(e: ApiError) -> Response {
+pub(super) fn internal(e: ApiError) -> Response {
     tracing::error!(error = %e, "API request failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,

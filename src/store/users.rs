@@ -323,6 +323,30 @@ impl crate::store::Store {
 
 impl crate::store::Store {
     /// The user, role and CSRF token of a live session (see [`session`]).
+    /// Whether the web session of `cookie` has made an electronic signature yet: the
+    /// first signature of a session needs the user name and the password, later ones
+    /// the password (21 CFR 11.200(a)(1)).
+    pub fn session_signed(&self, cookie: &str) -> Result<bool, crate::store::StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM api_session WHERE id = ?1 AND signed_at IS NOT NULL)",
+                [digest(cookie)],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Records that the web session of `cookie` has signed.
+    pub fn mark_session_signed(&mut self, cookie: &str, now: TimestampMs) -> Result<(), crate::store::StoreError> {
+        self.transaction(|c| {
+            c.execute(
+                "UPDATE api_session SET signed_at = ?2 WHERE id = ?1 AND signed_at IS NULL",
+                params![digest(cookie), now],
+            )
+            .map(|_| ())
+        })
+    }
+
     pub fn session(
         &self,
         cookie: &str,

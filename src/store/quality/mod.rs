@@ -26,9 +26,11 @@ use super::audit::hex;
 use super::{Store, StoreError};
 use crate::model::{AlarmState, TimestampMs};
 
-/// Schema version 14: printed names, signatures, corrective actions.
+/// Schema version 14: printed names, signatures (and whether a web session has signed
+/// yet), corrective actions.
 pub(crate) const MIGRATION: &str = "
     ALTER TABLE api_user ADD COLUMN printed_name TEXT;
+    ALTER TABLE api_session ADD COLUMN signed_at INTEGER;
     CREATE TABLE signature (
         id             INTEGER PRIMARY KEY,
         t              INTEGER NOT NULL,
@@ -325,7 +327,8 @@ pub enum NotSigned {
 impl Store {
     /// Checks `password` for `user` and returns them as a signer (role operator or
     /// admin, with a printed name). A wrong password (or an unknown user) is recorded in
-    /// the audit trail as `signature.refused` for `subject`, and signs nothing.
+    /// the audit trail as `signature.refused` for `subject`, and signs nothing. Slow on
+    /// purpose (Argon2).
     pub fn signer(
         &mut self,
         user: &str,
@@ -335,17 +338,32 @@ impl Store {
     ) -> Result<Result<Signer, NotSigned>, StoreError> {
         let stored = self.user_hash(user)?;
         if !super::users::verify_password(stored.as_ref().map(|(h, _)| h.as_str()), password) || stored.is_none() {
-            self.append_audit(
-                now,
-                "signature.refused",
-                &format!("user:{user}"),
-                subject,
-                &json!({ "why": "wrong user name or password" }),
-            )?;
+            self.refuse_signature(user, subject, now)?;
             return Ok(Err(NotSigned::WrongPassword));
         }
-        if matches!(stored, Some((_, crate::config::Role::Viewer))) {
-            return Ok(Err(NotSigned::Viewer(user.to_string())));
+        self.verified_signer(user)
+    }
+
+    /// Records a signature refused for a wrong user name or password.
+    pub fn refuse_signature(&mut self, user: &str, subject: &str, now: TimestampMs) -> Result<(), StoreError> {
+        self.append_audit(
+            now,
+            "signature.refused",
+            &format!("user:{user}"),
+            subject,
+            &json!({ "why": "wrong user name or password" }),
+        )?;
+        Ok(())
+    }
+
+    /// `user` as a signer, once their password was checked: role operator or admin,
+    /// with a printed name.
+    pub fn verified_signer(&self, user: &str) -> Result<Result<Signer, NotSigned>, StoreError> {
+        let stored = self.user_hash(user)?;
+        match stored {
+            None => return Ok(Err(NotSigned::WrongPassword)),
+            Some((_, crate::config::Role::Viewer)) => return Ok(Err(NotSigned::Viewer(user.to_string()))),
+            Some(_) => {}
         }
         let printed: Option<String> = self.with_conn(|c| {
             c.query_row("SELECT printed_name FROM api_user WHERE name = ?1", [user], |r| {
