@@ -394,9 +394,51 @@ token = "{token}"
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("\"printed_name\":\"Cryo Technician C\""), "{}", r.body);
-    // Later in the same session: the password alone.
-    let r = close(ids[1], &as_session, action(serde_json::json!({ "password": PASSWORD })));
-    assert_eq!(r.status, 200, "{}", r.body);
+    // Later in the same session, on the dashboard: the password alone. The open
+    // deviation is listed with its form, outside the refreshed part.
+    let page = common::http::call(addr, "GET", "/", &[("Cookie", &session)], None).expect("dashboard");
+    assert!(
+        page.body.contains(&format!("action=\"/alarms/{}/close\"", ids[1]))
+            && page.body.contains("Lid left open after retrieval"),
+        "{}",
+        page.body
+    );
+    let form = common::http::form(&[
+        ("csrf", &csrf),
+        ("reason", "supply"),
+        ("action", "supply dewar exchanged"),
+        ("impact", "quarantined"),
+        ("comment", "racks moved to dewar 2 meanwhile"),
+        ("username", ""),
+        ("password", PASSWORD),
+    ]);
+    let r = common::http::call(
+        addr,
+        "POST",
+        &format!("/alarms/{}/close", ids[1]),
+        &[
+            ("Cookie", &session),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(&form),
+    )
+    .expect("POST the closing form");
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = common::http::call(
+        addr,
+        "GET",
+        &format!("/?closed={}", ids[1]),
+        &[("Cookie", &session)],
+        None,
+    )
+    .expect("dashboard");
+    assert!(
+        page.body
+            .contains(&format!("Alarm {} closed with a signed corrective action", ids[1]))
+            && !page.body.contains(&format!("action=\"/alarms/{}/close\"", ids[1])),
+        "{}",
+        page.body
+    );
     let r = close(ids[1], &as_session, action(serde_json::json!({ "password": PASSWORD })));
     assert_eq!(r.status, 409, "closed twice: {}", r.body);
     assert!(alarms(&site, "--open-deviations").is_empty());

@@ -20,7 +20,7 @@ use super::v1::error;
 use crate::config::Role;
 use crate::model::now_ms;
 use crate::pipeline::control::checked_text;
-use crate::store::quality::{Closing, Impact, NotSigned};
+use crate::store::quality::{Closing, CorrectiveAction, Impact, NotSigned, Refused};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,55 +70,83 @@ pub async fn close(
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::NOT_FOUND, format!("no alarm {id:?}"));
     };
-    let Some(reason) = st.config.reasons.iter().find(|r| r.code == body.reason).cloned() else {
+    let fields = Fields {
+        reason: body.reason,
+        action: body.action,
+        impact: body.impact,
+        comment: body.comment,
+        username: body.username,
+        password: body.password,
+    };
+    match sign_and_close(&st, user, session, id, fields).await {
+        Ok(done) => (StatusCode::OK, Json(done)).into_response(),
+        Err((status, message)) => error(status, message),
+    }
+}
+
+/// What a person fills in to close an excursion.
+pub struct Fields {
+    pub reason: String,
+    pub action: String,
+    pub impact: Option<String>,
+    pub comment: String,
+    pub username: Option<String>,
+    pub password: String,
+}
+
+/// Checks `f`, the signer's password (and, at the first signature of the session of
+/// cookie `session`, their user name), and closes alarm `id` signed by `user`; the
+/// status and words of a refusal otherwise (nothing recorded but a refused signature).
+pub async fn sign_and_close(
+    st: &ApiState,
+    user: String,
+    session: String,
+    id: i64,
+    f: Fields,
+) -> Result<CorrectiveAction, (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let internal = |e: crate::api::ApiError| {
+        tracing::error!(error = %e, "closing an alarm failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; nothing was recorded".to_string(),
+        )
+    };
+    let Some(reason) = st.config.reasons.iter().find(|r| r.code == f.reason).cloned() else {
         let known: Vec<&str> = st.config.reasons.iter().map(|r| r.code.as_str()).collect();
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "reason: unknown code {:?}; expected one of [{}]",
-                body.reason,
-                known.join(", ")
-            ),
-        );
+        return Err(bad(format!(
+            "reason: unknown code {:?}; expected one of [{}]",
+            f.reason,
+            known.join(", ")
+        )));
     };
-    let Some(impact) = Impact::parse(body.impact.as_deref().unwrap_or("none")) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("impact: expected one of {}", Impact::ALL.join(", ")),
-        );
+    let Some(impact) = Impact::parse(f.impact.as_deref().unwrap_or("none")) else {
+        return Err(bad(format!("impact: expected one of {}", Impact::ALL.join(", "))));
     };
-    for (field, text) in [("action", &body.action), ("comment", &body.comment)] {
-        if let Err(e) = checked_text(text) {
-            return error(StatusCode::BAD_REQUEST, format!("{field}: {e}"));
-        }
+    for (field, text) in [("action", &f.action), ("comment", &f.comment)] {
+        checked_text(text).map_err(|e| bad(format!("{field}: {e}")))?;
     }
-    if body.action.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "action: say what was done");
+    if f.action.trim().is_empty() {
+        return Err(bad("action: say what was done".into()));
     }
-    if reason.requires_comment && body.comment.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("comment: reason {:?} requires a comment", reason.code),
-        );
+    if reason.requires_comment && f.comment.trim().is_empty() {
+        return Err(bad(format!("comment: reason {:?} requires a comment", reason.code)));
     }
     let cookie_value = session.clone();
-    let signed_before = match st.with_store(move |s| s.session_signed(&cookie_value)).await {
-        Ok(b) => b,
-        Err(e) => return super::v1::internal(e),
-    };
-    if !signed_before && body.username.as_deref() != Some(user.as_str()) {
-        return error(
+    let signed_before = st
+        .with_store(move |s| s.session_signed(&cookie_value))
+        .await
+        .map_err(internal)?;
+    if !signed_before && f.username.as_deref() != Some(user.as_str()) {
+        return Err((
             StatusCode::UNAUTHORIZED,
-            "the first signature of a session needs your user name and your password",
-        );
+            "the first signature of a session needs your user name and your password".into(),
+        ));
     }
     // The password is checked outside the store's lock (Argon2 is slow on purpose).
     let name = user.clone();
-    let stored = match st.with_store(move |s| s.user_hash(&name)).await {
-        Ok(h) => h,
-        Err(e) => return super::v1::internal(e),
-    };
-    let password = body.password.clone();
+    let stored = st.with_store(move |s| s.user_hash(&name)).await.map_err(internal)?;
+    let password = f.password.clone();
     let matches = tokio::task::spawn_blocking(move || {
         crate::store::users::verify_password(stored.as_ref().map(|(h, _)| h.as_str()), &password) && stored.is_some()
     })
@@ -130,18 +158,18 @@ pub async fn close(
             let now = now_ms();
             if !matches {
                 s.refuse_signature(&user, &subject, now)?;
-                return Ok(Err(NotSigned::WrongPassword.to_string()));
+                return Ok(Err(NotSigned::WrongPassword));
             }
             let signer = match s.verified_signer(&user)? {
                 Ok(signer) => signer,
-                Err(e) => return Ok(Err(e.to_string())),
+                Err(e) => return Ok(Err(e)),
             };
             let closing = Closing {
                 alarm: id,
                 reason: &reason,
-                action: body.action.trim(),
+                action: f.action.trim(),
                 impact,
-                comment: body.comment.trim(),
+                comment: f.comment.trim(),
             };
             let done = s.close_alarm(&signer, &closing, now)?;
             if done.is_ok() {
@@ -149,24 +177,18 @@ pub async fn close(
             }
             Ok(Ok(done))
         })
-        .await;
+        .await
+        .map_err(internal)?;
     match outcome {
-        Err(e) => super::v1::internal(e),
-        Ok(Err(not_signed)) => {
-            let status = if not_signed == NotSigned::WrongPassword.to_string() {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::FORBIDDEN
-            };
-            error(status, not_signed)
-        }
-        Ok(Ok(Err(refused))) => {
+        Err(NotSigned::WrongPassword) => Err((StatusCode::UNAUTHORIZED, NotSigned::WrongPassword.to_string())),
+        Err(not_signed) => Err((StatusCode::FORBIDDEN, not_signed.to_string())),
+        Ok(Err(refused)) => {
             let status = match refused {
-                crate::store::quality::Refused::NoSuchAlarm(_) => StatusCode::NOT_FOUND,
+                Refused::NoSuchAlarm(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::CONFLICT,
             };
-            error(status, format!("{refused}; nothing was recorded"))
+            Err((status, format!("{refused}; nothing was recorded")))
         }
-        Ok(Ok(Ok(done))) => (StatusCode::OK, Json(done)).into_response(),
+        Ok(Ok(done)) => Ok(done),
     }
 }

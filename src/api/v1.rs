@@ -59,7 +59,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-pub(super) fn internal(e: ApiError) -> Response {
+fn internal(e: ApiError) -> Response {
     tracing::error!(error = %e, "API request failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,

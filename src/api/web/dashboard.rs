@@ -277,7 +277,15 @@ fn live_html(cfg: &Config, who: &Principal, b: &Board) -> Markup {
 
 /// The dashboard's page body: the notice of an acknowledgement just made, if any, and
 /// the live part.
-fn body(cfg: &Config, who: &Principal, b: &Board, acked: Option<&AlarmRow>) -> Markup {
+/// The dashboard, with open `deviations` below the live part (not refreshed, so a form
+/// being filled in stays) and a notice for an alarm just `closed`.
+fn body_with(
+    cfg: &Config,
+    who: &Principal,
+    b: &Board,
+    acked: Option<&AlarmRow>,
+    deviations: Option<(&[AlarmRow], Option<i64>)>,
+) -> Markup {
     html! {
         h1 class="visually-hidden" { "Dashboard" }
         @if let Some(a) = acked {
@@ -287,14 +295,21 @@ fn body(cfg: &Config, who: &Principal, b: &Board, acked: Option<&AlarmRow>) -> M
                 "."
             }
         }
+        @if let Some((_, Some(id))) = deviations {
+            p class="notice ok" role="status" { "Alarm " (id) " closed with a signed corrective action." }
+        }
         div id="live" data-src="/dashboard/live" data-every="4000" { (live_html(cfg, who, b)) }
         noscript { p class="small" { "Reload the page to see new readings." } }
+        @if let Some((rows, _)) = deviations {
+            (super::deviations::section(cfg, who, rows))
+        }
     }
 }
 
 #[derive(Debug, Deserialize)]
 pub struct DashboardQuery {
     acked: Option<i64>,
+    closed: Option<i64>,
 }
 
 /// `GET /`.
@@ -311,7 +326,11 @@ pub async fn page(State(st): State<ApiState>, who: Option<Principal>, Query(q): 
         let row = st.with_store(move |s| s.alarm(id)).await.ok().flatten();
         acked = row.filter(|a| a.acked_by.is_some());
     }
-    let body = body(&st.config, &who, &board, acked.as_ref());
+    let deviations = match st.with_store(|s| s.open_deviations()).await {
+        Ok(rows) => rows,
+        Err(e) => return super::failure(&st, Some(&who), &e),
+    };
+    let body = body_with(&st.config, &who, &board, acked.as_ref(), Some((&deviations, q.closed)));
     super::page(&st, StatusCode::OK, "Dashboard", Some(&who), Nav::Dashboard, body)
 }
 
@@ -380,7 +399,7 @@ mod tests {
             role: Role::Operator,
             csrf: Some(hostile("csrf")),
         };
-        let html = body(&cfg, &who, &board, Some(&acked)).into_string();
+        let html = body_with(&cfg, &who, &board, Some(&acked), None).into_string();
         assert_escaped(
             &html,
             &[

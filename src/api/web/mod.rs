@@ -26,6 +26,7 @@
 pub mod ack;
 pub mod assets;
 pub mod dashboard;
+pub mod deviations;
 pub mod guard;
 pub mod history;
 pub mod login;
@@ -51,6 +52,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/", get(dashboard::page))
         .route("/dashboard/live", get(dashboard::live))
         .route("/alarms/{id}/ack", post(ack::acknowledge))
+        .route("/alarms/{id}/close", post(deviations::close))
         .route("/alarms/history", get(history::page))
         .route("/sensors/{id}", get(sensor::page))
         .route("/login", get(login::form).post(login::sign_in))
