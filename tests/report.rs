@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Site, cryowatch_output, free_port, pdf_text};
+use common::{Site, cryowatch_output, free_port, pdf_fonts, pdf_text};
 use cryowatch::model::Quality;
 use cryowatch::store::Store;
 use rusqlite::params;
@@ -32,7 +32,7 @@ poll_interval = "60s"
 id = "dewar-1"
 name = "Dewar 1"
 kind = "ln2_dewar"
-location = "Room 214"
+location = "Room 214, Bau Süd, µ-lab"
 [[asset]]
 id = "freezer-7"
 kind = "freezer_minus80"
@@ -244,7 +244,13 @@ fn the_pdf_renders_with_the_same_figures_and_the_html_is_self_contained() {
         assert!(row.contains(&n.to_string()), "{date}: {row}");
     }
     assert!(text.contains("lid left open"), "{text}");
+    assert!(text.contains("Bau Süd, µ-lab"), "non-ASCII drawn: {text}");
+    assert!(text.contains("°C"), "{text}");
     assert!(text.contains("page 1 of"), "{text}");
+    // The archival copy carries its fonts: every one embedded, none left to the viewer.
+    let fonts = pdf_fonts(&site.path().join("r.pdf"));
+    assert!(!fonts.is_empty());
+    assert!(fonts.iter().all(|(_, embedded)| *embedded), "{fonts:?}");
     assert!(text.contains("Audit trail verified"), "{text}");
 
     let out = report(&site, "r.html", "dewar-1");
