@@ -85,13 +85,7 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
             q(&format!("{} by {}: {}", s.kind, s.by, s.reason))
         )?;
     }
-    let audit = match &r.audit.problem {
-        None => format!(
-            "verified {} records; head {} {}",
-            r.audit.records, r.audit.head_seq, r.audit.head_hash
-        ),
-        Some(p) => format!("BROKEN at record {}: {}", p.record, p.what),
-    };
+    let audit = super::integrity(&r.audit, utc);
     writeln!(out, "audit,,{},,,,,,,{}", utc(r.generated_at), q(&audit))?;
     Ok(())
 }

@@ -58,13 +58,7 @@ pub fn document(r: &AssetReport) -> Document {
     ])];
     blocks.push(Block::Verdict {
         ok: r.audit.ok(),
-        text: match &r.audit.problem {
-            None => format!(
-                "Audit trail verified: {} records, head record {} hash {}",
-                r.audit.records, r.audit.head_seq, r.audit.head_hash
-            ),
-            Some(p) => format!("Audit trail BROKEN at record {}: {}", p.record, p.what),
-        },
+        text: super::integrity(&r.audit, |t| fmt_time(t, tz)),
     });
     for s in &r.sensors {
         let unit = crate::model::unit_symbol(&s.unit).to_string();

@@ -153,3 +153,43 @@ fn fmt_duration(ms: i64) -> String {
         format!("{}m {:02}s", s / 60, s % 60)
     }
 }
+
+/// What the audit trail's verification proves, in the words `audit verify` uses: the
+/// chain, how far the readings are sealed, and how many newer readings await a seal.
+/// `time` formats a moment for the output at hand.
+pub(crate) fn integrity(v: &Verification, time: impl Fn(TimestampMs) -> String) -> String {
+    if let Some(p) = &v.problem {
+        return format!("Audit trail BROKEN at record {}: {}", p.record, p.what);
+    }
+    let mut out = format!(
+        "Audit trail intact: {} records, head record {} hash {}. ",
+        v.records, v.head_seq, v.head_hash
+    );
+    match v.sealed_until {
+        Some(until) => out.push_str(&format!(
+            "Readings verified against their seals up to {} ({} readings in {} sealed blocks)",
+            time(until),
+            v.sealed_readings,
+            v.blocks
+        )),
+        None => out.push_str("No readings sealed yet"),
+    }
+    if v.unsealed_readings == 0 {
+        out.push_str("; no newer reading awaits its seal.");
+        return out;
+    }
+    let after = if v.sealed_until.is_some() { " after it" } else { "" };
+    out.push_str(&format!("; {} readings{after} not yet sealed", v.unsealed_readings));
+    match v.unsealed_readings - v.bound_readings {
+        0 => out.push_str(&format!(
+            ", all verified against the {} batches they were committed in.",
+            v.batches
+        )),
+        n if n == v.unsealed_readings => out.push_str(", proven once sealed."),
+        n => out.push_str(&format!(
+            ": {} verified against the {} batches they were committed in, {n} proven once sealed.",
+            v.bound_readings, v.batches
+        )),
+    }
+    out
+}
