@@ -43,8 +43,18 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
         }
     }
     for e in &r.excursions {
+        let readings = match e.readings_out {
+            Some((first, last)) => format!("; readings out of limit {} to {}", utc(first), utc(last)),
+            None => String::new(),
+        };
+        let open = match (e.end, e.data_end) {
+            (None, Some(last)) => format!("; open at end of data (last reading {})", utc(last)),
+            (None, None) => "; open at end of data".into(),
+            _ => String::new(),
+        };
+        let state = e.state.as_ref().map(|s| format!("; state {s}")).unwrap_or_default();
         let detail = format!(
-            "alarm {} {} {}; pages sent {} delivered {}; acknowledged by {} at {} via {}: {}{}",
+            "alarm {} {} {}{state}{readings}{open}; pages sent {} delivered {}; acknowledged by {} at {} via {}: {}{}",
             e.alarm,
             e.rule,
             e.severity,

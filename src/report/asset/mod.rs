@@ -5,7 +5,9 @@
 //!
 //! Its parts: `gathering` reads the period (sensors, alarms with their pages and
 //! acknowledgements, tests, shelvings, audit status); `daily` turns a sensor's readings
-//! into days and gaps; `layout` builds the document; `csv_export` writes the CSV table.
+//! into days and gaps; `people` gives each person who acknowledged one name;
+//! `excursion` sets each alarm beside its readings (their span
+//! beyond the limit, peak or state, where an open one's data ends); `layout` builds the document; `csv_export` writes the CSV table.
 
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -15,8 +17,10 @@ use crate::store::audit::verify::Verification;
 
 mod csv_export;
 mod daily;
+mod excursion;
 mod gathering;
 mod layout;
+mod people;
 
 pub use csv_export::write_csv;
 pub use gathering::gather;
@@ -80,8 +84,15 @@ pub struct Excursion {
     pub start: TimestampMs,
     pub end: Option<TimestampMs>,
     /// The most extreme value during the excursion (highest for high and rising-rate
-    /// rules, lowest for low ones).
+    /// rules, lowest for low ones); `None` for a discrete sensor, which has `state`.
     pub peak: Option<f64>,
+    /// For a discrete sensor: the name of the state the alarm is about ("OPEN").
+    pub state: Option<String>,
+    /// The first and last reading beyond the rule's limit (or in its state): the
+    /// readings' own span, which the rule's delay and hysteresis shift the alarm from.
+    pub readings_out: Option<(TimestampMs, TimestampMs)>,
+    /// For an alarm still open: the sensor's last reading in the period.
+    pub data_end: Option<TimestampMs>,
     pub pages_sent: i64,
     pub pages_delivered: i64,
     pub acked_by: Option<String>,
