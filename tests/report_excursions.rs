@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Site, cryowatch_output, free_port, pdf_text};
+use common::{Site, cryowatch, cryowatch_output, free_port, pdf_text};
 use cryowatch::model::Quality;
 use cryowatch::store::Store;
 use rusqlite::params;
@@ -225,4 +225,60 @@ fn one_person_acknowledging_by_command_line_and_by_link_has_one_name() {
         2,
         "both acknowledgements under one name: {text}"
     );
+}
+
+#[test]
+fn the_report_names_the_person_who_generated_it() {
+    let site = site();
+    seed(&site);
+    let html = site.path().join("by.html");
+    let run = |by: Option<&str>, user: Option<&str>| {
+        let mut cmd = cryowatch();
+        cmd.args(["report", "-c", &site.config_str(), "--asset", "dewar-1"])
+            .args([
+                "--from",
+                "2026-11-21T01:00:00Z",
+                "--to",
+                "2026-11-21T03:00:00Z",
+                "--out",
+            ])
+            .arg(&html)
+            .env_remove("SUDO_USER");
+        if let Some(by) = by {
+            cmd.args(["--by", by]);
+        }
+        if let Some(user) = user {
+            cmd.env("USER", user);
+        }
+        let out = cmd.output().expect("cryowatch runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&html).expect("report");
+        assert!(!text.contains("cli:unknown"), "{text}");
+        text
+    };
+    // --by names the person; a configured contact by its printed name and id.
+    let text = run(Some("tech-c"), Some("root"));
+    assert!(text.contains(" by Cryo Technician C (tech-c)</dd>"), "{text}");
+    let text = run(Some("Quality Officer Q"), None);
+    assert!(text.contains(" by Quality Officer Q</dd>"), "{text}");
+    // Without it, the system user, said to be an account.
+    let text = run(None, Some("labtech"));
+    assert!(text.contains(" by labtech (system account)</dd>"), "{text}");
+    let out = cryowatch_output(&[
+        "report",
+        "-c",
+        &site.config_str(),
+        "--asset",
+        "dewar-1",
+        "--from",
+        "-1h",
+        "--to",
+        "now",
+        "--out",
+        &html.display().to_string(),
+        "--by",
+        " ",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a blank --by is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--by"));
 }

@@ -101,7 +101,7 @@ pub fn gather(
         to,
         timezone: tz.iana_name().unwrap_or("UTC").to_string(),
         generated_at: now,
-        generated_by: by.to_string(),
+        generated_by: super::people::person(cfg, by),
         version: env!("CARGO_PKG_VERSION").to_string(),
         sensors,
         excursions,
