@@ -194,6 +194,10 @@ enum Command {
         /// FILE.pdf, FILE.html or FILE.csv.
         #[arg(long)]
         out: PathBuf,
+        /// The person generating the report, printed on it (default: the system user,
+        /// marked "(system account)").
+        #[arg(long)]
+        by: Option<String>,
     },
     /// The InfluxDB mirror: its lag, quarantined batches, and sending history again.
     Influx {
@@ -403,7 +407,8 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
             from,
             to,
             out,
-        } => documents::report(&config, &asset, &from, &to, &out),
+            by,
+        } => documents::report(&config, &asset, &from, &to, &out, by.as_deref()),
         Command::Influx { action } => match action {
             InfluxAction::Status { config, json } => influx::status(&config, json),
             InfluxAction::Quarantine { config, json } => influx::quarantine(&config, json),

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Site, cryowatch_output, free_port, pdf_text};
+use common::{Site, cryowatch_output, free_port, pdf_fonts, pdf_text};
 use cryowatch::model::Quality;
 use cryowatch::store::Store;
 use rusqlite::params;
@@ -32,7 +32,7 @@ poll_interval = "60s"
 id = "dewar-1"
 name = "Dewar 1"
 kind = "ln2_dewar"
-location = "Room 214"
+location = "Room 214, Bau Süd, µ-lab"
 [[asset]]
 id = "freezer-7"
 kind = "freezer_minus80"
@@ -213,7 +213,7 @@ fn the_csv_report_has_the_figures_computed_independently() {
         exc[9]
     );
     let audit = lines.iter().find(|l| l[0] == "audit").expect("audit");
-    assert!(audit[9].starts_with("verified"), "{}", audit[9]);
+    assert!(audit[9].contains("Audit trail intact"), "{}", audit[9]);
 }
 
 #[test]
@@ -244,8 +244,14 @@ fn the_pdf_renders_with_the_same_figures_and_the_html_is_self_contained() {
         assert!(row.contains(&n.to_string()), "{date}: {row}");
     }
     assert!(text.contains("lid left open"), "{text}");
+    assert!(text.contains("Bau Süd, µ-lab"), "non-ASCII drawn: {text}");
+    assert!(text.contains("°C"), "{text}");
     assert!(text.contains("page 1 of"), "{text}");
-    assert!(text.contains("Audit trail verified"), "{text}");
+    // The archival copy carries its fonts: every one embedded, none left to the viewer.
+    let fonts = pdf_fonts(&site.path().join("r.pdf"));
+    assert!(!fonts.is_empty());
+    assert!(fonts.iter().all(|(_, embedded)| *embedded), "{fonts:?}");
+    assert!(text.contains("Audit trail intact"), "{text}");
 
     let out = report(&site, "r.html", "dewar-1");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -331,4 +337,52 @@ fn a_door_is_reported_closed_and_open_by_name() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pdf = pdf_text(&site.path().join("door.pdf"));
     assert!(pdf.contains("closed, OPEN") && pdf.contains("Readings OPEN"), "{pdf}");
+}
+
+#[test]
+fn the_integrity_statement_says_how_far_the_readings_are_sealed_as_audit_verify_does() {
+    let site = site();
+    seed(&site);
+    // Day one sealed, day two not yet: what a daemon's store holds between seals.
+    let mut store = Store::open(&site.path().join("cryowatch.db")).expect("store");
+    while let Some(s) = store.seal_due(day0() + 1440 * MIN, 3_600_000, 0).expect("seal") {
+        if !s.more {
+            break;
+        }
+    }
+    drop(store);
+    let verify = cryowatch_output(&["audit", "verify", "-c", &site.config_str()]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let verify = String::from_utf8_lossy(&verify.stdout).into_owned();
+    // "readings: N in B sealed blocks up to T verified; U newer readings not sealed yet"
+    let line = verify
+        .lines()
+        .find(|l| l.starts_with("readings:"))
+        .expect("readings line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (sealed, until, unsealed) = (words[1], words[8], words[10]);
+    assert!(unsealed.parse::<i64>().expect("count") > 1000, "{verify}");
+    assert_eq!(until, cryowatch::model::format_rfc3339(day0() + 1440 * MIN));
+
+    let out = report(&site, "r.csv", "dewar-1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = std::fs::read_to_string(site.path().join("r.csv")).expect("csv");
+    let audit = csv.lines().find(|l| l.starts_with("audit,")).expect("audit line");
+    assert!(
+        audit.contains(&format!("up to {until} ({sealed} readings"))
+            && audit.contains(&format!("{unsealed} readings after it not yet sealed")),
+        "{audit}\n{verify}"
+    );
+
+    let out = report(&site, "r.pdf", "dewar-1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = pdf_text(&site.path().join("r.pdf"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("verified against their seals up to 2026-11-21 00:00 CET")
+            && text.contains(&format!("{unsealed} readings after it not yet sealed")),
+        "{text}"
+    );
 }

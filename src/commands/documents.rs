@@ -62,10 +62,36 @@ pub fn selftest(config: &Path, out: &Path) -> Result<(), CommandError> {
     }
 }
 
+/// The operating system's user running the command: the one behind `sudo`, else the
+/// login's, else the account of the process's user id.
+fn os_user() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .or_else(|| {
+            let uid = nix::unistd::geteuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .or_else(|| Some(format!("uid {uid}")))
+        })
+        .map(|u| crate::escape::control(&u).to_string())
+        .unwrap_or_default()
+}
+
 /// `report`: the auditor's report of `asset` from `from` to `to` (RFC 3339, relative, or
 /// a date taken as the site's midnight), written to `out` as PDF, HTML or CSV by its
-/// extension.
-pub fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> Result<(), CommandError> {
+/// extension. `by` names the person generating it (printed as "Generated ... by");
+/// without it the operating system's user is printed, marked "(system account)".
+pub fn report(
+    config: &Path,
+    asset: &str,
+    from: &str,
+    to: &str,
+    out: &Path,
+    by: Option<&str>,
+) -> Result<(), CommandError> {
     use crate::report::asset::{self, ReportError};
     let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     if !matches!(kind.as_deref(), Some("pdf" | "html" | "csv")) {
@@ -74,6 +100,12 @@ pub fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> R
             out.display()
         )));
     }
+    let by = match by {
+        Some(by) => crate::pipeline::control::checked_by(by)
+            .map_err(|e| CommandError::BadInput(format!("--by: {e}")))?
+            .to_string(),
+        None => format!("{} (system account)", os_user()),
+    };
     let cfg = load_for_reading(config)?;
     let now = now_ms();
     // A bare date is the site's midnight: the report's days are the site's days.
@@ -85,7 +117,6 @@ pub fn report(config: &Path, asset: &str, from: &str, to: &str, out: &Path) -> R
         return Err(CommandError::BadInput("--from must be earlier than --to".into()));
     }
     let store = Store::open_read_only(&cfg.store.path)?;
-    let by = crate::store::audit::local_actor();
     let progress = |what: &str| eprintln!("report: {what}");
     let req = asset::Request {
         asset,
@@ -150,7 +181,7 @@ mod tests {
         let site = site("");
         for name in ["r.html", "r.csv", "r.pdf"] {
             let out = site.dir.path().join(name);
-            report(&site.path, "dewar-1", "-2h", "now", &out).expect("report");
+            report(&site.path, "dewar-1", "-2h", "now", &out, None).expect("report");
             let bytes = std::fs::read(&out).expect("written");
             assert!(!bytes.is_empty(), "{name} is empty");
         }
@@ -162,19 +193,19 @@ mod tests {
     fn a_report_refuses_an_unknown_asset_a_bad_period_and_a_bad_extension() {
         let site = site("");
         let out = site.dir.path().join("r.html");
-        match report(&site.path, "dewar-9", "-2h", "now", &out) {
+        match report(&site.path, "dewar-9", "-2h", "now", &out, None) {
             Err(CommandError::BadInput(m)) => assert!(
                 m.starts_with(&format!("{}: --asset: unknown asset \"dewar-9\"", site.path.display())),
                 "{m}"
             ),
             other => panic!("expected bad input, got {other:?}"),
         }
-        match report(&site.path, "dewar-1", "now", "-2h", &out) {
+        match report(&site.path, "dewar-1", "now", "-2h", &out, None) {
             Err(CommandError::BadInput(m)) => assert_eq!(m, "--from must be earlier than --to"),
             other => panic!("expected bad input, got {other:?}"),
         }
         let txt = site.dir.path().join("r.txt");
-        match report(&site.path, "dewar-1", "-2h", "now", &txt) {
+        match report(&site.path, "dewar-1", "-2h", "now", &txt, None) {
             Err(CommandError::BadInput(m)) => assert_eq!(
                 m,
                 format!("--out {}: the file name must end in .pdf, .html or .csv", txt.display())
@@ -184,7 +215,7 @@ mod tests {
         assert!(!out.exists() && !txt.exists());
         let missing = site.dir.path().join("no-such-dir").join("r.html");
         assert!(matches!(
-            report(&site.path, "dewar-1", "-2h", "now", &missing),
+            report(&site.path, "dewar-1", "-2h", "now", &missing, None),
             Err(CommandError::Write { .. })
         ));
     }

@@ -356,3 +356,30 @@ pub fn assert_no_silence(rows: &[Row], gap: Duration) {
         );
     }
 }
+
+/// The fonts of a PDF as poppler's `pdffonts` lists them: `(name, embedded)`.
+#[allow(dead_code)]
+pub fn pdf_fonts(pdf: &Path) -> Vec<(String, bool)> {
+    let out = Command::new("pdffonts")
+        .arg(pdf)
+        .output()
+        .expect("pdffonts runs (poppler-utils; bash tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "pdffonts: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let emb = header.find("emb").expect("pdffonts header names the emb column");
+    lines
+        .skip(1)
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap_or_default().to_string();
+            let flag = l.get(emb..emb + 3).unwrap_or_default().trim().to_string();
+            assert!(flag == "yes" || flag == "no", "pdffonts line {l:?}");
+            (name, flag == "yes")
+        })
+        .collect()
+}

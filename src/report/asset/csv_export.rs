@@ -43,8 +43,18 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
         }
     }
     for e in &r.excursions {
+        let readings = match e.readings_out {
+            Some((first, last)) => format!("; readings out of limit {} to {}", utc(first), utc(last)),
+            None => String::new(),
+        };
+        let open = match (e.end, e.data_end) {
+            (None, Some(last)) => format!("; open at end of data (last reading {})", utc(last)),
+            (None, None) => "; open at end of data".into(),
+            _ => String::new(),
+        };
+        let state = e.state.as_ref().map(|s| format!("; state {s}")).unwrap_or_default();
         let detail = format!(
-            "alarm {} {} {}; pages sent {} delivered {}; acknowledged by {} at {} via {}: {}{}",
+            "alarm {} {} {}{state}{readings}{open}; pages sent {} delivered {}; acknowledged by {} at {} via {}: {}{}",
             e.alarm,
             e.rule,
             e.severity,
@@ -85,13 +95,7 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
             q(&format!("{} by {}: {}", s.kind, s.by, s.reason))
         )?;
     }
-    let audit = match &r.audit.problem {
-        None => format!(
-            "verified {} records; head {} {}",
-            r.audit.records, r.audit.head_seq, r.audit.head_hash
-        ),
-        Some(p) => format!("BROKEN at record {}: {}", p.record, p.what),
-    };
+    let audit = super::integrity(&r.audit, utc);
     writeln!(out, "audit,,{},,,,,,,{}", utc(r.generated_at), q(&audit))?;
     Ok(())
 }

@@ -82,30 +82,12 @@ pub fn gather(
     }
     progress("reading alarms and pages");
     let names: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
-    let excursions = excursions(store, &names, asset, from, to)?;
-    let mut excursions = excursions;
-    for e in &mut excursions {
-        if let Some(sec) = sensors.iter().find(|s| s.id == e.sensor) {
-            let end = e.end.unwrap_or(to);
-            let vals = sec
-                .series
-                .iter()
-                .filter(|(t, _)| *t >= e.start && *t <= end)
-                .map(|(_, v)| *v);
-            let falling = cfg.rules.iter().find(|r| r.id == e.rule).is_some_and(|r| {
-                matches!(
-                    r.condition,
-                    Condition::Low { .. } | Condition::Rate { rising: false, .. }
-                )
-            });
-            e.peak = if falling {
-                vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
-            } else {
-                vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
-            };
-        }
+    let mut excursions = excursions(store, &names, asset, from, to)?;
+    super::excursion::annotate(cfg, &sensors, &mut excursions, to);
+    let mut tests = alarm_tests(store, cfg, &names, from, to)?;
+    for t in &mut tests {
+        t.by = super::people::person(cfg, &t.by);
     }
-    let tests = alarm_tests(store, &names, from, to)?;
     let suppressions = suppressions(store, cfg, &names, from, to)?;
     progress("verifying the audit trail");
     let audit = store.verify(|_, _| {})?;
@@ -119,7 +101,7 @@ pub fn gather(
         to,
         timezone: tz.iana_name().unwrap_or("UTC").to_string(),
         generated_at: now,
-        generated_by: by.to_string(),
+        generated_by: super::people::person(cfg, by),
         version: env!("CARGO_PKG_VERSION").to_string(),
         sensors,
         excursions,
@@ -153,6 +135,9 @@ fn excursions(
             start: a.raised_at,
             end: a.cleared_at,
             peak: a.value,
+            state: None,
+            readings_out: None,
+            data_end: None,
             pages_sent: sent,
             pages_delivered: delivered,
             acked_by: a.acked_by,
@@ -168,6 +153,7 @@ fn excursions(
 
 fn alarm_tests(
     store: &Store,
+    cfg: &Config,
     sensors: &[&str],
     from: TimestampMs,
     to: TimestampMs,
@@ -196,7 +182,8 @@ fn alarm_tests(
             let result = match (&t.acked_by, t.acked_at) {
                 (Some(by), Some(at)) => {
                     detail.push_str(&format!(
-                        "; acknowledged by {by} via {} {} after the start: {}",
+                        "; acknowledged by {} via {} {} after the start: {}",
+                        super::people::person(cfg, by),
                         t.ack_path.as_deref().unwrap_or("?"),
                         fmt_duration(at - t.started_at),
                         t.ack_comment.as_deref().unwrap_or("")
@@ -238,7 +225,7 @@ fn suppressions(
             sensor: s.sensor,
             from: Some(s.from),
             until: Some(s.until),
-            by: s.by,
+            by: super::people::person(cfg, &s.by),
             reason: s.reason,
         })
         .collect();

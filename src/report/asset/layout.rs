@@ -13,6 +13,75 @@ fn fmt_time(t: TimestampMs, tz: &TimeZone) -> String {
     crate::model::site_time(t, tz)
 }
 
+/// A moment to the second, for alarm and reading times.
+fn fmt_second(t: TimestampMs, tz: &TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(t) {
+        Ok(ts) => ts.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+/// One row of the excursions table: the alarm's times beside the readings' own span.
+fn excursion_row(e: &super::Excursion, tz: &TimeZone) -> Vec<String> {
+    let alarm = match (e.end, e.data_end) {
+        (Some(end), _) => format!(
+            "raised {}\ncleared {}\n({})",
+            fmt_second(e.start, tz),
+            fmt_second(end, tz),
+            fmt_duration(end - e.start)
+        ),
+        (None, Some(last)) => format!(
+            "raised {}\nopen at end of data (last reading {})\n(at least {})",
+            fmt_second(e.start, tz),
+            fmt_second(last, tz),
+            fmt_duration(last - e.start)
+        ),
+        (None, None) => format!(
+            "raised {}\nopen at end of data (no reading since)",
+            fmt_second(e.start, tz)
+        ),
+    };
+    let readings = match e.readings_out {
+        Some((first, last)) => format!(
+            "{}\nto {}\n({})",
+            fmt_second(first, tz),
+            fmt_second(last, tz),
+            fmt_duration(last - first)
+        ),
+        None => "–".into(),
+    };
+    let peak = match &e.state {
+        Some(name) => format!("state {name}"),
+        None => fmt_value(e.peak),
+    };
+    let ack = match (&e.acked_by, e.acked_at) {
+        (Some(by), Some(at)) => format!(
+            "{by}\nat {} via {}\n{}",
+            fmt_second(at, tz),
+            e.ack_path.as_deref().unwrap_or("?"),
+            e.ack_comment.as_deref().unwrap_or("")
+        ),
+        _ => "not acknowledged".into(),
+    };
+    vec![
+        format!("{} {}", e.alarm, e.severity),
+        format!("{} / {}", e.sensor, e.rule),
+        alarm,
+        readings,
+        peak,
+        format!(
+            "{} sent\n{} delivered{}",
+            e.pages_sent,
+            e.pages_delivered,
+            e.suppressed
+                .as_ref()
+                .map(|s| format!(" (suppressed: {s})"))
+                .unwrap_or_default()
+        ),
+        ack,
+    ]
+}
+
 fn fmt_value(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
 }
@@ -58,13 +127,7 @@ pub fn document(r: &AssetReport) -> Document {
     ])];
     blocks.push(Block::Verdict {
         ok: r.audit.ok(),
-        text: match &r.audit.problem {
-            None => format!(
-                "Audit trail verified: {} records, head record {} hash {}",
-                r.audit.records, r.audit.head_seq, r.audit.head_hash
-            ),
-            Some(p) => format!("Audit trail BROKEN at record {}: {}", p.record, p.what),
-        },
+        text: super::integrity(&r.audit, |t| fmt_time(t, tz)),
     });
     for s in &r.sensors {
         let unit = crate::model::unit_symbol(&s.unit).to_string();
@@ -85,7 +148,7 @@ pub fn document(r: &AssetReport) -> Document {
                 .excursions
                 .iter()
                 .filter(|e| e.sensor == s.id && !e.test)
-                .map(|e| (e.start, e.end.unwrap_or(r.to)))
+                .map(super::excursion::shaded)
                 .collect(),
             from_ms: r.from,
             to_ms: r.to,
@@ -159,15 +222,19 @@ pub fn document(r: &AssetReport) -> Document {
     if r.excursions.iter().all(|e| e.test) {
         blocks.push(Block::Paragraph("No alarm in the period.".into()));
     } else {
+        blocks.push(Block::Paragraph(
+            "An alarm is raised when its rule's condition has held for the rule's delay and clears \
+             past its hysteresis, so its times differ from the readings': both are given, to the second."
+                .into(),
+        ));
         blocks.push(Block::Table {
             headers: [
                 "Alarm",
                 "Sensor / rule",
-                "Start",
-                "End",
-                "Duration",
+                "Alarm raised, cleared",
+                "Readings out of limit",
                 "Peak",
-                "Pages sent / delivered",
+                "Pages",
                 "Acknowledged",
             ]
             .map(String::from)
@@ -176,43 +243,9 @@ pub fn document(r: &AssetReport) -> Document {
                 .excursions
                 .iter()
                 .filter(|e| !e.test)
-                .map(|e| {
-                    let ack = match (&e.acked_by, e.acked_at) {
-                        (Some(by), Some(at)) => format!(
-                            "{by} at {} via {}: {}",
-                            fmt_time(at, tz),
-                            e.ack_path.as_deref().unwrap_or("?"),
-                            e.ack_comment.as_deref().unwrap_or("")
-                        ),
-                        _ => "not acknowledged".into(),
-                    };
-                    vec![
-                        format!("{} {}", e.alarm, e.severity),
-                        format!("{} / {}", e.sensor, e.rule),
-                        fmt_time(e.start, tz),
-                        e.end.map(|t| fmt_time(t, tz)).unwrap_or_else(|| "open".into()),
-                        fmt_duration(e.end.unwrap_or(r.to) - e.start),
-                        fmt_named(
-                            e.peak,
-                            r.sensors
-                                .iter()
-                                .find(|s| s.id == e.sensor)
-                                .and_then(|s| s.states.as_ref()),
-                        ),
-                        format!(
-                            "{} / {}{}",
-                            e.pages_sent,
-                            e.pages_delivered,
-                            e.suppressed
-                                .as_ref()
-                                .map(|s| format!(" (suppressed: {s})"))
-                                .unwrap_or_default()
-                        ),
-                        ack,
-                    ]
-                })
+                .map(|e| excursion_row(e, tz))
                 .collect(),
-            widths: Some(vec![0.7, 1.5, 1.1, 1.1, 0.95, 0.75, 1.0, 2.1]),
+            widths: Some(vec![0.75, 1.25, 1.5, 1.5, 0.95, 0.85, 1.8]),
         });
     }
     blocks.push(Block::Heading("Alarm tests".into()));

@@ -5,7 +5,9 @@
 //!
 //! Its parts: `gathering` reads the period (sensors, alarms with their pages and
 //! acknowledgements, tests, shelvings, audit status); `daily` turns a sensor's readings
-//! into days and gaps; `layout` builds the document; `csv_export` writes the CSV table.
+//! into days and gaps; `people` gives each person who acknowledged one name;
+//! `excursion` sets each alarm beside its readings (their span
+//! beyond the limit, peak or state, where an open one's data ends); `layout` builds the document; `csv_export` writes the CSV table.
 
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -15,8 +17,10 @@ use crate::store::audit::verify::Verification;
 
 mod csv_export;
 mod daily;
+mod excursion;
 mod gathering;
 mod layout;
+mod people;
 
 pub use csv_export::write_csv;
 pub use gathering::gather;
@@ -80,8 +84,15 @@ pub struct Excursion {
     pub start: TimestampMs,
     pub end: Option<TimestampMs>,
     /// The most extreme value during the excursion (highest for high and rising-rate
-    /// rules, lowest for low ones).
+    /// rules, lowest for low ones); `None` for a discrete sensor, which has `state`.
     pub peak: Option<f64>,
+    /// For a discrete sensor: the name of the state the alarm is about ("OPEN").
+    pub state: Option<String>,
+    /// The first and last reading beyond the rule's limit (or in its state): the
+    /// readings' own span, which the rule's delay and hysteresis shift the alarm from.
+    pub readings_out: Option<(TimestampMs, TimestampMs)>,
+    /// For an alarm still open: the sensor's last reading in the period.
+    pub data_end: Option<TimestampMs>,
     pub pages_sent: i64,
     pub pages_delivered: i64,
     pub acked_by: Option<String>,
@@ -152,4 +163,44 @@ fn fmt_duration(ms: i64) -> String {
     } else {
         format!("{}m {:02}s", s / 60, s % 60)
     }
+}
+
+/// What the audit trail's verification proves, in the words `audit verify` uses: the
+/// chain, how far the readings are sealed, and how many newer readings await a seal.
+/// `time` formats a moment for the output at hand.
+pub(crate) fn integrity(v: &Verification, time: impl Fn(TimestampMs) -> String) -> String {
+    if let Some(p) = &v.problem {
+        return format!("Audit trail BROKEN at record {}: {}", p.record, p.what);
+    }
+    let mut out = format!(
+        "Audit trail intact: {} records, head record {} hash {}. ",
+        v.records, v.head_seq, v.head_hash
+    );
+    match v.sealed_until {
+        Some(until) => out.push_str(&format!(
+            "Readings verified against their seals up to {} ({} readings in {} sealed blocks)",
+            time(until),
+            v.sealed_readings,
+            v.blocks
+        )),
+        None => out.push_str("No readings sealed yet"),
+    }
+    if v.unsealed_readings == 0 {
+        out.push_str("; no newer reading awaits its seal.");
+        return out;
+    }
+    let after = if v.sealed_until.is_some() { " after it" } else { "" };
+    out.push_str(&format!("; {} readings{after} not yet sealed", v.unsealed_readings));
+    match v.unsealed_readings - v.bound_readings {
+        0 => out.push_str(&format!(
+            ", all verified against the {} batches they were committed in.",
+            v.batches
+        )),
+        n if n == v.unsealed_readings => out.push_str(", proven once sealed."),
+        n => out.push_str(&format!(
+            ": {} verified against the {} batches they were committed in, {n} proven once sealed.",
+            v.bound_readings, v.batches
+        )),
+    }
+    out
 }

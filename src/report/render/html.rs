@@ -25,7 +25,7 @@ h2{font-size:1.2rem;margin:1.5rem 0 .4rem}
 dl.fields{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1.2rem;margin:.5rem 0 1rem}
 dt{font-weight:600}dd{margin:0}
 table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0 1.2rem}
-th,td{text-align:left;vertical-align:top;padding:.25rem .45rem;border-bottom:1px solid var(--rule);overflow-wrap:anywhere}
+th,td{text-align:left;vertical-align:top;padding:.25rem .45rem;border-bottom:1px solid var(--rule);overflow-wrap:anywhere;white-space:pre-line}
 thead th{background:var(--head)}
 tbody tr:nth-child(even){background:var(--zebra)}
 figure.chart{margin:.8rem 0 1.2rem}

@@ -4,7 +4,8 @@
 //! The report code builds a [`Document`] out of [`Block`]s and hands it to
 //! [`render_pdf`] or [`render_html`]; neither touches the store or the file system.
 //!
-//! - `text`: WinAnsi encoding and Helvetica metrics for the PDF's built-in fonts
+//! - `text`: WinAnsi encoding, widths and wrapping for the PDF's font
+//! - `font`: DejaVu Sans Condensed, built in and embedded in every PDF as a subset
 //! - `layout`: pages, margins, wrapping and the page footer; `layout/grid` breaks
 //!   tables and fields across pages
 //! - `pdf`: the layout written out with printpdf
@@ -16,6 +17,7 @@
 
 mod axis;
 mod chart;
+mod font;
 mod html;
 mod layout;
 mod pdf;
@@ -93,7 +95,7 @@ pub enum RenderError {
     /// plotters failed to draw a chart (the PDF backend itself never fails).
     #[error("drawing chart {title:?}: {message}")]
     Chart { title: String, message: String },
-    /// printpdf or lopdf failed to assemble the file; not expected with built-in fonts.
+    /// printpdf or lopdf failed to assemble the file.
     #[error("writing the PDF: {0}")]
     Pdf(String),
 }

@@ -1,16 +1,17 @@
 //! Writes the laid-out pages as a PDF with printpdf.
 //!
-//! Text uses the built-in Helvetica and Helvetica-Bold, which printpdf declares with
-//! `/WinAnsiEncoding`; the layout has already encoded every string to WinAnsi bytes,
-//! so they go into the content stream as they are. Nothing is read from disk: no font
-//! file is needed at run time. A last pass with lopdf sets the document information
-//! and compresses the pages (see `finish`).
+//! printpdf writes the pages with two stand-in fonts (its built-in Helvetica and
+//! Helvetica-Bold); the layout has already encoded every string to WinAnsi bytes, so
+//! they go into the content stream as they are. A last pass with lopdf replaces the
+//! stand-ins with the embedded DejaVu Sans Condensed (`font`), sets the document information and
+//! compresses the pages (see `finish`). Nothing is read from disk.
 
 use printpdf::lopdf::{self, Object, StringFormat, content::Operation};
 use printpdf::{BuiltinFont, IndirectFontRef, Mm, PdfDocument, PdfLayerReference};
 
+use super::font;
 use super::layout::{self, Op, Rgb};
-use super::text::{self, Face};
+use super::text::Face;
 use super::{Document, RenderError};
 
 const A4_WIDTH: Mm = Mm(210.0);
@@ -151,24 +152,23 @@ fn rgb((r, g, b): Rgb) -> Vec<Object> {
 
 /// Rewrites what printpdf 0.7 cannot be told: its document information carries the
 /// title as raw UTF-8 (garbled for anything but ASCII) and an empty PDF/X version key,
-/// its fonts carry no widths, and it leaves page content uncompressed.
-///
-/// With the Helvetica widths in the font dictionaries, a viewer that substitutes another
-/// face for Helvetica (poppler takes DejaVu Sans where no metric-compatible font is
-/// installed) still spaces every glyph as the layout measured it.
+/// its fonts are the standard 14 (not embedded: each viewer substitutes its own), and
+/// it leaves page content uncompressed.
 fn finish(bytes: &[u8], title: &str) -> Result<Vec<u8>, lopdf::Error> {
     let mut doc = lopdf::Document::load_mem(bytes)?;
-    for object in doc.objects.values_mut() {
-        let Ok(font) = object.as_dict_mut() else { continue };
-        let face = match font.get(b"BaseFont").and_then(Object::as_name) {
-            Ok(b"Helvetica") => Face::Regular,
-            Ok(b"Helvetica-Bold") => Face::Bold,
-            _ => continue,
-        };
-        let widths = text::advances(face).iter().map(|&w| Object::Integer(i64::from(w)));
-        font.set("FirstChar", i64::from(text::FIRST_CODE));
-        font.set("LastChar", 255);
-        font.set("Widths", Object::Array(widths.collect()));
+    let stand_ins: Vec<_> = doc
+        .objects
+        .iter()
+        .filter_map(
+            |(id, object)| match object.as_dict().ok()?.get(b"BaseFont").and_then(Object::as_name) {
+                Ok(b"Helvetica") => Some((*id, Face::Regular)),
+                Ok(b"Helvetica-Bold") => Some((*id, Face::Bold)),
+                _ => None,
+            },
+        )
+        .collect();
+    for (id, face) in stand_ins {
+        font::embed(&mut doc, id, face)?;
     }
     let info = doc.trailer.get(b"Info").and_then(Object::as_reference)?;
     let info = doc.get_object_mut(info).and_then(Object::as_dict_mut)?;
@@ -195,7 +195,7 @@ mod tests {
     use crate::report::render::Block;
 
     #[test]
-    fn built_in_font_text_goes_into_the_page_as_winansi_bytes() {
+    fn text_goes_into_the_page_as_winansi_bytes_of_an_embedded_font() {
         let doc = Document {
             title: "Zürich – Dewar 3".into(),
             subtitle: None,
@@ -222,17 +222,33 @@ mod tests {
         assert_eq!(title, text_string("Zürich – Dewar 3").as_slice());
         assert!(info.get(b"GTS_PDFXVersion").is_err());
 
-        let widths = parsed
+        let fonts: Vec<_> = parsed
             .objects
             .values()
             .filter_map(|o| o.as_dict().ok())
-            .filter(|d| d.get(b"BaseFont").and_then(Object::as_name).ok() == Some(b"Helvetica-Bold"))
-            .find_map(|d| d.get(b"Widths").and_then(Object::as_array).ok())
-            .expect("Helvetica-Bold carries its widths");
-        // "A" is 722/1000 em in Helvetica-Bold.
+            .filter(|d| d.get(b"Type").and_then(Object::as_name).ok() == Some(b"Font"))
+            .collect();
+        assert_eq!(fonts.len(), 2);
+        for f in fonts {
+            assert_eq!(f.get(b"Subtype").and_then(Object::as_name).ok(), Some(&b"TrueType"[..]));
+            let descriptor = f
+                .get(b"FontDescriptor")
+                .and_then(Object::as_reference)
+                .and_then(|r| parsed.get_dictionary(r))
+                .expect("descriptor");
+            assert!(descriptor.get(b"FontFile2").is_ok(), "font program embedded");
+        }
+        let bold = parsed
+            .objects
+            .values()
+            .filter_map(|o| o.as_dict().ok())
+            .find(|d| d.get(b"BaseFont").and_then(Object::as_name).ok() == Some(b"CRYWAB+DejaVuSansCondensed-Bold"))
+            .expect("bold face");
+        let widths = bold.get(b"Widths").and_then(Object::as_array).expect("widths");
+        // "A" is 696/1000 em in DejaVu Sans Condensed Bold.
         assert_eq!(
             widths.get(usize::from(b'A' - 32)).and_then(|w| w.as_i64().ok()),
-            Some(722)
+            Some(696)
         );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! plotters draws on an integer grid, so the backend works in quarter points
 //! ([`UNITS_PER_PT`]) and converts to page points when it records an [`Op`]. Text is
-//! set in the built-in Helvetica, measured with its real widths so that plotters lays
+//! set in the embedded DejaVu Sans Condensed, measured with its real widths so that plotters lays
 //! out axis labels correctly.
 
 use std::convert::Infallible;

@@ -1,22 +1,23 @@
-//! Text for the PDF's built-in Helvetica: WinAnsi encoding, widths and line wrapping.
+//! Text for the PDF's embedded DejaVu Sans Condensed (`font`): WinAnsi encoding, widths and line
+//! wrapping.
 //!
-//! The standard 14 fonts need no embedding and so work on any machine, but they carry
-//! only the single-byte WinAnsi (CP1252) character set. Text is therefore encoded here,
-//! once, to WinAnsi bytes: "°", "µ", "–" and "×" have their own code, a few common
+//! The font is set as a simple TrueType font with the single-byte WinAnsi (CP1252)
+//! encoding, which every PDF reader maps to Unicode without a table of its own. Text is
+//! therefore encoded here, once, to WinAnsi bytes: "°", "µ", "–" and "×" have their own code, a few common
 //! characters outside the set get a look-alike ("−" → "-", "≤" → "<=", Greek mu → "µ"),
 //! and anything else becomes "?", so nothing is silently dropped or garbled.
 
-/// The built-in font faces the PDF uses.
+/// The font faces the PDF uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Face {
     Regular,
     Bold,
 }
 
-/// Helvetica ascender as a fraction of the font size.
-pub(crate) const ASCENT: f32 = 0.718;
-/// Helvetica descender (positive) as a fraction of the font size.
-pub(crate) const DESCENT: f32 = 0.207;
+/// DejaVu Sans Condensed ascender as a fraction of the font size (checked against the font).
+pub(crate) const ASCENT: f32 = 0.928;
+/// DejaVu Sans Condensed descender (positive) as a fraction of the font size.
+pub(crate) const DESCENT: f32 = 0.236;
 
 /// WinAnsi code points 0x80..=0x9F, which differ from Latin-1.
 const WINANSI_HIGH: [(char, u8); 27] = [
@@ -47,44 +48,6 @@ const WINANSI_HIGH: [(char, u8); 27] = [
     ('\u{0153}', 0x9C),
     ('\u{017E}', 0x9E),
     ('\u{0178}', 0x9F),
-];
-
-/// Helvetica advance widths (1/1000 em) for WinAnsi codes 32..=255, from Adobe's AFM.
-#[rustfmt::skip]
-const HELVETICA: [u16; 224] = [
-    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278,
-    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556,
-    1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778,
-    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556,
-    333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556,
-    556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584, 0,
-    556, 0, 222, 556, 333, 1000, 556, 556, 333, 1000, 667, 333, 1000, 0, 611, 0,
-    0, 222, 222, 333, 333, 350, 556, 1000, 333, 1000, 500, 333, 944, 0, 500, 667,
-    278, 333, 556, 556, 556, 556, 260, 556, 333, 737, 370, 333, 584, 333, 737, 333,
-    400, 584, 333, 333, 333, 556, 537, 278, 333, 333, 365, 333, 834, 834, 834, 611,
-    667, 667, 667, 667, 667, 667, 1000, 722, 667, 667, 667, 667, 278, 278, 278, 278,
-    722, 722, 778, 778, 778, 778, 778, 584, 778, 722, 722, 722, 722, 667, 667, 611,
-    556, 556, 556, 556, 556, 556, 889, 500, 556, 556, 556, 556, 278, 278, 278, 278,
-    556, 556, 556, 556, 556, 556, 556, 584, 611, 556, 556, 556, 556, 500, 556, 500,
-];
-
-/// Helvetica-Bold advance widths (1/1000 em) for WinAnsi codes 32..=255.
-#[rustfmt::skip]
-const HELVETICA_BOLD: [u16; 224] = [
-    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278,
-    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 333, 333, 584, 584, 584, 611,
-    975, 722, 722, 722, 722, 667, 611, 778, 722, 278, 556, 722, 611, 833, 722, 778,
-    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 333, 278, 333, 584, 556,
-    333, 556, 611, 556, 611, 556, 333, 611, 611, 278, 278, 556, 278, 889, 611, 611,
-    611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584, 0,
-    556, 0, 278, 556, 500, 1000, 556, 556, 333, 1000, 667, 333, 1000, 0, 611, 0,
-    0, 278, 278, 500, 500, 350, 556, 1000, 333, 1000, 556, 333, 944, 0, 500, 667,
-    278, 333, 556, 556, 556, 556, 280, 556, 333, 737, 370, 333, 584, 333, 737, 333,
-    400, 584, 333, 333, 333, 611, 556, 278, 333, 333, 365, 333, 834, 834, 834, 611,
-    722, 722, 722, 722, 722, 722, 1000, 722, 667, 667, 667, 667, 278, 278, 278, 278,
-    722, 722, 778, 778, 778, 778, 778, 584, 778, 722, 722, 722, 722, 667, 667, 611,
-    556, 556, 556, 556, 556, 556, 889, 556, 556, 556, 556, 556, 278, 278, 278, 278,
-    611, 611, 611, 611, 611, 611, 611, 584, 611, 611, 611, 611, 611, 556, 611, 556,
 ];
 
 /// The WinAnsi byte for `c`, if the encoding has it.
@@ -121,7 +84,15 @@ fn substitute(c: char) -> &'static str {
     }
 }
 
-/// `text` as WinAnsi bytes for a built-in font; see the module docs for substitutions.
+/// The character WinAnsi `code` stands for, if it is assigned.
+pub(crate) fn winansi_char(code: u8) -> Option<char> {
+    match code {
+        0x20..=0x7E | 0xA0..=0xFF => Some(char::from(code)),
+        _ => WINANSI_HIGH.iter().find(|(_, b)| *b == code).map(|(c, _)| *c),
+    }
+}
+
+/// `text` as WinAnsi bytes for the PDF's font; see the module docs for substitutions.
 pub(crate) fn encode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
@@ -138,10 +109,7 @@ pub(crate) const FIRST_CODE: u8 = 32;
 
 /// Advance widths in 1/1000 em of WinAnsi codes `FIRST_CODE..=255` in `face`.
 pub(crate) fn advances(face: Face) -> &'static [u16; 224] {
-    match face {
-        Face::Regular => &HELVETICA,
-        Face::Bold => &HELVETICA_BOLD,
-    }
+    &super::font::metrics(face).advances
 }
 
 /// Width in points of WinAnsi `bytes` set in `face` at `size` points.
@@ -246,10 +214,20 @@ mod tests {
     }
 
     #[test]
-    fn widths_follow_helvetica_metrics() {
-        assert!((width(b"A", Face::Regular, 10.0) - 6.67).abs() < 1e-4);
-        assert!((width(b"A", Face::Bold, 10.0) - 7.22).abs() < 1e-4);
-        assert!((text_width("°", Face::Regular, 1000.0) - 400.0).abs() < 1e-3);
+    fn widths_follow_the_embedded_fonts_metrics() {
+        // DejaVu Sans Condensed: "A" 615/1000 em, bold 696/1000 em, "°" 450/1000 em.
+        assert!((width(b"A", Face::Regular, 10.0) - 6.15).abs() < 1e-4);
+        assert!((width(b"A", Face::Bold, 10.0) - 6.96).abs() < 1e-4);
+        assert!((text_width("°", Face::Regular, 1000.0) - 450.0).abs() < 1e-3);
+        let m = super::super::font::metrics(Face::Regular);
+        assert_eq!((ASCENT * 1000.0).round() as i64, m.ascent);
+        assert_eq!((DESCENT * 1000.0).round() as i64, -m.descent);
+        for code in FIRST_CODE..=255 {
+            assert_eq!(
+                winansi_char(code).and_then(winansi_byte),
+                winansi_char(code).map(|_| code)
+            );
+        }
     }
 
     #[test]
