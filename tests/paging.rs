@@ -779,7 +779,7 @@ fn an_alarm_test_pages_the_on_call_person_is_acknowledged_and_leaves_no_reading(
     let text = std::fs::read_to_string(&csv).expect("csv");
     let test = text.lines().find(|l| l.starts_with("test,")).unwrap_or_default();
     assert!(
-        test.contains("passed by qa-bob") && test.contains("acknowledged by alice"),
+        test.contains("passed by qa-bob") && test.contains("acknowledged by Alice (alice)"),
         "{text}"
     );
     assert!(
