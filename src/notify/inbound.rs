@@ -54,7 +54,7 @@ pub fn answer(alarm: i64, ok: bool, result: &str) -> String {
 }
 
 /// Digits of a phone number, for comparing `+1 555 123` with `+1555123`.
-fn digits(phone: &str) -> String {
+pub(crate) fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 

@@ -6,11 +6,7 @@
 
 use crate::config::Config;
 use crate::config::notify::Contact;
-
-/// The digits of a phone number, for comparing `+1 555-123 0003` with `+15551230003`.
-fn digits(phone: &str) -> String {
-    phone.chars().filter(char::is_ascii_digit).collect()
-}
+use crate::notify::inbound::digits;
 
 fn find<'a>(contacts: &'a [Contact], who: &str) -> Option<&'a Contact> {
     let who = who.trim();
