@@ -19,8 +19,7 @@ use super::auth::{Principal, SESSION_COOKIE, cookie};
 use super::v1::error;
 use crate::config::Role;
 use crate::model::now_ms;
-use crate::pipeline::control::checked_text;
-use crate::store::quality::{Closing, CorrectiveAction, Impact, NotSigned, Refused};
+use crate::store::quality::{Closing, CorrectiveAction, NotSigned, Refused, check_closing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,14 +58,10 @@ pub async fn close(
             "a corrective action is signed by a person: sign in to the dashboard (a token cannot sign)",
         );
     };
-    let Json(body) = match body {
+    let body = match super::v1::accept(&who, &headers, body, |b| b.csrf.as_deref()) {
         Ok(b) => b,
-        Err(e) => return error(e.status(), format!("body: {}", e.body_text())),
+        Err(r) => return *r,
     };
-    let header = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    if let Err(e) = who.check_csrf(body.csrf.as_deref().or(header)) {
-        return e.into_response();
-    }
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::NOT_FOUND, format!("no alarm {id:?}"));
     };
@@ -112,26 +107,15 @@ pub async fn sign_and_close(
             "internal error; nothing was recorded".to_string(),
         )
     };
-    let Some(reason) = st.config.reasons.iter().find(|r| r.code == f.reason).cloned() else {
-        let known: Vec<&str> = st.config.reasons.iter().map(|r| r.code.as_str()).collect();
-        return Err(bad(format!(
-            "reason: unknown code {:?}; expected one of [{}]",
-            f.reason,
-            known.join(", ")
-        )));
-    };
-    let Some(impact) = Impact::parse(f.impact.as_deref().unwrap_or("none")) else {
-        return Err(bad(format!("impact: expected one of {}", Impact::ALL.join(", "))));
-    };
-    for (field, text) in [("action", &f.action), ("comment", &f.comment)] {
-        checked_text(text).map_err(|e| bad(format!("{field}: {e}")))?;
-    }
-    if f.action.trim().is_empty() {
-        return Err(bad("action: say what was done".into()));
-    }
-    if reason.requires_comment && f.comment.trim().is_empty() {
-        return Err(bad(format!("comment: reason {:?} requires a comment", reason.code)));
-    }
+    let (reason, impact) = check_closing(
+        &st.config.reasons,
+        &f.reason,
+        &f.action,
+        f.impact.as_deref().unwrap_or("none"),
+        &f.comment,
+    )
+    .map(|(r, i)| (r.clone(), i))
+    .map_err(|(field, problem)| bad(format!("{field}: {problem}")))?;
     let cookie_value = session.clone();
     let signed_before = st
         .with_store(move |s| s.session_signed(&cookie_value))

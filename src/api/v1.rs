@@ -187,7 +187,7 @@ const NAME_THE_PERSON: &str = "by: name the person (a token is not a person)";
 
 /// The parsed body of a change, once the CSRF token a session caller must send (in the
 /// body, as `csrf_of` finds it, or the X-CSRF-Token header) is checked; the 4xx otherwise.
-fn accept<T>(
+pub(super) fn accept<T>(
     who: &Principal,
     headers: &HeaderMap,
     body: Result<Json<T>, JsonRejection>,

@@ -5,9 +5,8 @@ use std::path::Path;
 
 use super::{CommandError, load_for_reading, read_password};
 use crate::model::now_ms;
-use crate::pipeline::control::checked_text;
 use crate::store::Store;
-use crate::store::quality::{Closing, Impact};
+use crate::store::quality::{Closing, Refused, check_closing};
 
 /// What `close` records besides the alarm and the signer.
 pub struct CloseArgs<'a> {
@@ -24,46 +23,13 @@ pub struct CloseArgs<'a> {
 pub fn close(config: &Path, alarm: i64, by: &str, args: &CloseArgs<'_>) -> Result<(), CommandError> {
     let cfg = load_for_reading(config)?;
     let bad = CommandError::BadInput;
-    let reason = cfg.reasons.iter().find(|r| r.code == args.reason).ok_or_else(|| {
-        let known: Vec<&str> = cfg.reasons.iter().map(|r| r.code.as_str()).collect();
-        bad(if known.is_empty() {
-            format!(
-                "--reason: unknown reason {:?}; the configuration has no [[reason]] codes",
-                args.reason
-            )
-        } else {
-            format!(
-                "--reason: unknown reason {:?}; expected one of {}",
-                args.reason,
-                known.join(", ")
-            )
-        })
-    })?;
-    let impact = Impact::parse(args.impact).ok_or_else(|| {
-        bad(format!(
-            "--impact: expected one of {}, found {:?}",
-            Impact::ALL.join(", "),
-            args.impact
-        ))
-    })?;
-    checked_text(args.action).map_err(|e| bad(format!("--action: {e}")))?;
-    if args.action.trim().is_empty() {
-        return Err(bad("--action: say what was done".into()));
-    }
-    checked_text(args.comment).map_err(|e| bad(format!("--comment: {e}")))?;
-    if reason.requires_comment && args.comment.trim().is_empty() {
-        return Err(bad(format!("--comment: reason {:?} requires a comment", reason.code)));
-    }
+    let (reason, impact) = check_closing(&cfg.reasons, args.reason, args.action, args.impact, args.comment)
+        .map_err(|(field, problem)| bad(format!("--{field}: {problem}")))?;
     let mut store = Store::open(&cfg.store.path)?;
     // Refused before the password is asked for: nothing to sign.
     match store.alarm(alarm)? {
-        None => return Err(bad(format!("alarm {alarm} does not exist"))),
-        Some(a) if a.cleared_at.is_none() => {
-            return Err(bad(format!(
-                "alarm {alarm} is {}: a corrective action closes an excursion once it has cleared",
-                a.state.as_str()
-            )));
-        }
+        None => return Err(bad(Refused::NoSuchAlarm(alarm).to_string())),
+        Some(a) if a.cleared_at.is_none() => return Err(bad(Refused::NotCleared(alarm, a.state.as_str()).to_string())),
         Some(_) => {}
     }
     let password = read_password(&format!(

@@ -6,18 +6,23 @@ use crate::notify::escalation::contacts_of;
 
 impl Dispatcher {
     /// Queues a reminder for every open deviation past `[quality] close_within` that has
-    /// none yet.
+    /// none yet: one query a pass, which finds nothing while all is closed or reminded.
     pub fn deviation_reminders(&mut self, now: TimestampMs) -> Result<(), StoreError> {
         if self.cfg.quality.notify.is_empty() {
             return Ok(());
         }
         let within = self.cfg.quality.close_within;
-        for a in self.store.open_deviations()? {
+        let due_rows = self.store.reminders_due(crate::model::earlier(now, within))?;
+        if due_rows.is_empty() {
+            return Ok(());
+        }
+        let contacts: Vec<Contact> = contacts_of(&self.cfg.notify, &self.cfg.quality.notify, &self.tz, now)
+            .into_iter()
+            .cloned()
+            .collect();
+        for a in due_rows {
             let Some(cleared) = a.cleared_at else { continue };
             let due = crate::model::later(cleared, within);
-            if due > now || self.store.reminder_queued(a.id)? {
-                continue;
-            }
             let subject = format!(
                 "REMINDER {}: alarm {} ({} on {}) cleared {} and is not closed",
                 self.cfg.site.name,
@@ -37,10 +42,6 @@ impl Dispatcher {
                 "REMINDER cryowatch {}: alarm {} on {} is not closed; sign its corrective action",
                 self.cfg.site.name, a.id, a.sensor
             );
-            let contacts: Vec<Contact> = contacts_of(&self.cfg.notify, &self.cfg.quality.notify, &self.tz, now)
-                .into_iter()
-                .cloned()
-                .collect();
             let mut new = Vec::new();
             for c in &contacts {
                 for channel in self.reaching(c) {

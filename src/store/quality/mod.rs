@@ -118,6 +118,44 @@ pub struct Closing<'a> {
     pub comment: &'a str,
 }
 
+/// What a person filled in to close an excursion, checked against the configured
+/// reason codes: the reason and the impact, or the field at fault and what is wrong
+/// with it (the command line and the HTTP API each name the field their own way).
+pub fn check_closing<'a>(
+    reasons: &'a [crate::config::Reason],
+    reason: &str,
+    action: &str,
+    impact: &str,
+    comment: &str,
+) -> Result<(&'a crate::config::Reason, Impact), (&'static str, String)> {
+    let Some(found) = reasons.iter().find(|r| r.code == reason) else {
+        let known: Vec<&str> = reasons.iter().map(|r| r.code.as_str()).collect();
+        return Err((
+            "reason",
+            if known.is_empty() {
+                format!("unknown reason {reason:?}; the configuration has no [[reason]] codes")
+            } else {
+                format!("unknown reason {reason:?}; expected one of {}", known.join(", "))
+            },
+        ));
+    };
+    let Some(impact) = Impact::parse(impact) else {
+        return Err((
+            "impact",
+            format!("expected one of {}, found {impact:?}", Impact::ALL.join(", ")),
+        ));
+    };
+    crate::pipeline::control::checked_text(action).map_err(|e| ("action", e))?;
+    if action.trim().is_empty() {
+        return Err(("action", "say what was done".into()));
+    }
+    crate::pipeline::control::checked_text(comment).map_err(|e| ("comment", e))?;
+    if found.requires_comment && comment.trim().is_empty() {
+        return Err(("comment", format!("reason {:?} requires a comment", found.code)));
+    }
+    Ok((found, impact))
+}
+
 /// A corrective action as recorded, with its signature.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CorrectiveAction {
@@ -299,16 +337,19 @@ fn corrective_action(c: &Connection, id: i64) -> rusqlite::Result<Option<Correct
 }
 
 /// Alarms that went active, have cleared, and are not closed by a corrective action
-/// (alarm tests excepted), oldest first.
-fn open_deviations(c: &Connection) -> rusqlite::Result<Vec<AlarmRow>> {
-    let mut st = c.prepare(&format!(
+/// (alarm tests excepted), oldest first. With `unreminded_before`: only those cleared
+/// by then that have no reminder queued yet.
+fn open_deviations(c: &Connection, unreminded_before: Option<TimestampMs>) -> rusqlite::Result<Vec<AlarmRow>> {
+    let mut st = c.prepare_cached(&format!(
         "SELECT {ALARM_COLUMNS} FROM alarm
          WHERE state = 'cleared'
            AND NOT EXISTS (SELECT 1 FROM corrective_action ca WHERE ca.alarm = alarm.id)
            AND NOT EXISTS (SELECT 1 FROM alarm_test t WHERE t.alarm = alarm.id)
+           AND (?1 IS NULL OR (cleared_at <= ?1
+                AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm = alarm.id AND n.kind = 'reminder')))
          ORDER BY id"
     ))?;
-    st.query_map([], alarm_from)?.collect()
+    st.query_map([unreminded_before], alarm_from)?.collect()
 }
 
 /// Why a password did not make a signer; the attempt is on the record.
@@ -417,17 +458,6 @@ impl Store {
         self.transaction(|c| close(c, signer, closing, now))
     }
 
-    /// Whether a reminder of open deviation `alarm` was queued.
-    pub fn reminder_queued(&self, alarm: i64) -> Result<bool, StoreError> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM notification WHERE alarm = ?1 AND kind = 'reminder')",
-                [alarm],
-                |r| r.get(0),
-            )
-        })
-    }
-
     /// The corrective action that closed alarm `id`, if any.
     pub fn corrective_action(&self, id: i64) -> Result<Option<CorrectiveAction>, StoreError> {
         self.with_conn(|c| corrective_action(c, id))
@@ -436,6 +466,11 @@ impl Store {
     /// Cleared alarms not yet closed by a corrective action (alarm tests excepted),
     /// oldest first.
     pub fn open_deviations(&self) -> Result<Vec<AlarmRow>, StoreError> {
-        self.with_conn(open_deviations)
+        self.with_conn(|c| open_deviations(c, None))
+    }
+
+    /// Open deviations cleared at `before` or earlier whose reminder is not queued yet.
+    pub fn reminders_due(&self, before: TimestampMs) -> Result<Vec<AlarmRow>, StoreError> {
+        self.with_conn(|c| open_deviations(c, Some(before)))
     }
 }
