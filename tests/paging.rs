@@ -762,19 +762,7 @@ fn an_alarm_test_pages_the_on_call_person_is_acknowledged_and_leaves_no_reading(
     assert!(rows.iter().all(|r| r.value.is_some_and(|v| v < -150.0)), "{rows:?}");
     // The report lists the test as passed, with who acknowledged it.
     let csv = site.path().join("report.csv");
-    let out = cryowatch_output(&[
-        "report",
-        "-c",
-        &site.config_str(),
-        "--asset",
-        "dewar-1",
-        "--from",
-        "-1h",
-        "--to",
-        "now",
-        "--out",
-        &csv.display().to_string(),
-    ]);
+    let out = site.report("dewar-1", ("-1h", "now"), &csv, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&csv).expect("csv");
     let test = text.lines().find(|l| l.starts_with("test,")).unwrap_or_default();

@@ -192,19 +192,7 @@ fn a_trail_cut_short_while_the_daemon_was_stopped_is_caught_from_the_heads_it_pu
     // A record after the seal (generating a report is recorded), so that cutting the
     // trail at the published head leaves the seal in place.
     let report = || {
-        let out = cryowatch_output(&[
-            "report",
-            "-c",
-            &site.config_str(),
-            "--asset",
-            "dewar-1",
-            "--from",
-            "-1h",
-            "--to",
-            "now",
-            "--out",
-            &dir.path().join("r.html").display().to_string(),
-        ]);
+        let out = site.report("dewar-1", ("-1h", "now"), &dir.path().join("r.html"), &[]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     wait_for(Duration::from_secs(20), "the first seal", || {

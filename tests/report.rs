@@ -130,20 +130,7 @@ fn seed(site: &Site) {
 fn report(site: &Site, out: &str, asset: &str) -> std::process::Output {
     let from = cryowatch::model::format_rfc3339(day0());
     let to = cryowatch::model::format_rfc3339(day0() + 2 * 1440 * MIN);
-    let path = site.path().join(out).display().to_string();
-    cryowatch_output(&[
-        "report",
-        "-c",
-        &site.config_str(),
-        "--asset",
-        asset,
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--out",
-        &path,
-    ])
+    site.report(asset, (&from, &to), &site.path().join(out), &[])
 }
 
 /// (min, max, mean, count) per local date, computed here.

@@ -5,12 +5,14 @@
 
 mod common;
 
-use common::{Site, cryowatch, cryowatch_output, free_port, pdf_text};
+use common::{Site, cryowatch, free_port, pdf_text};
 use cryowatch::model::Quality;
 use cryowatch::store::Store;
 use rusqlite::params;
 
 const S: i64 = 1000;
+/// The period every report here covers.
+const PERIOD: (&str, &str) = ("2026-11-21T01:00:00Z", "2026-11-21T03:00:00Z");
 
 fn site() -> Site {
     let port = free_port();
@@ -131,19 +133,7 @@ fn seed(site: &Site) {
 
 fn report(site: &Site, out: &str) -> String {
     let path = site.path().join(out);
-    let out = cryowatch_output(&[
-        "report",
-        "-c",
-        &site.config_str(),
-        "--asset",
-        "dewar-1",
-        "--from",
-        "2026-11-21T01:00:00Z",
-        "--to",
-        "2026-11-21T03:00:00Z",
-        "--out",
-        &path.display().to_string(),
-    ]);
+    let out = site.report("dewar-1", PERIOD, &path, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = if path.extension().is_some_and(|e| e == "pdf") {
         pdf_text(&path)
@@ -235,13 +225,7 @@ fn the_report_names_the_person_who_generated_it() {
     let run = |by: Option<&str>, user: Option<&str>| {
         let mut cmd = cryowatch();
         cmd.args(["report", "-c", &site.config_str(), "--asset", "dewar-1"])
-            .args([
-                "--from",
-                "2026-11-21T01:00:00Z",
-                "--to",
-                "2026-11-21T03:00:00Z",
-                "--out",
-            ])
+            .args(["--from", PERIOD.0, "--to", PERIOD.1, "--out"])
             .arg(&html)
             .env_remove("SUDO_USER");
         if let Some(by) = by {
@@ -264,21 +248,7 @@ fn the_report_names_the_person_who_generated_it() {
     // Without it, the system user, said to be an account.
     let text = run(None, Some("labtech"));
     assert!(text.contains(" by labtech (system account)</dd>"), "{text}");
-    let out = cryowatch_output(&[
-        "report",
-        "-c",
-        &site.config_str(),
-        "--asset",
-        "dewar-1",
-        "--from",
-        "-1h",
-        "--to",
-        "now",
-        "--out",
-        &html.display().to_string(),
-        "--by",
-        " ",
-    ]);
+    let out = site.report("dewar-1", ("-1h", "now"), &html, &["--by", " "]);
     assert_eq!(out.status.code(), Some(2), "a blank --by is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--by"));
 }

@@ -213,6 +213,17 @@ impl Site {
         )
     }
 
+    /// `cryowatch report -c DIR/cryowatch.toml --asset ASSET --from FROM --to TO --out
+    /// OUT`, with `extra` arguments after them; its output, for the caller to judge.
+    pub fn report(&self, asset: &str, (from, to): (&str, &str), out: &Path, extra: &[&str]) -> Output {
+        let (config, out) = (self.config_str(), out.display().to_string());
+        let mut args = vec![
+            "report", "-c", &config, "--asset", asset, "--from", from, "--to", to, "--out", &out,
+        ];
+        args.extend_from_slice(extra);
+        cryowatch_output(&args)
+    }
+
     /// The daemon's log so far (for assertion messages).
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
