@@ -49,10 +49,7 @@ pub async fn close(
     if let Err(e) = who.require(Role::Operator) {
         return e.into_response();
     }
-    let (Some(user), Some(session)) = (
-        who.actor.strip_prefix("user:").map(str::to_string),
-        cookie(&headers, SESSION_COOKIE).map(str::to_string),
-    ) else {
+    let Some((user, session)) = person_and_session(&who, &headers) else {
         return error(
             StatusCode::FORBIDDEN,
             "a corrective action is signed by a person: sign in to the dashboard (a token cannot sign)",
@@ -77,6 +74,14 @@ pub async fn close(
         Ok(done) => (StatusCode::OK, Json(done)).into_response(),
         Err((status, message)) => error(status, message),
     }
+}
+
+/// The signed-in user and their session cookie: who can sign. `None` for a token
+/// caller, which is not a person.
+pub fn person_and_session(who: &Principal, headers: &HeaderMap) -> Option<(String, String)> {
+    let user = who.actor.strip_prefix("user:")?;
+    let session = cookie(headers, SESSION_COOKIE)?;
+    Some((user.to_string(), session.to_string()))
 }
 
 /// What a person fills in to close an excursion.

@@ -275,10 +275,9 @@ fn live_html(cfg: &Config, who: &Principal, b: &Board) -> Markup {
     }
 }
 
-/// The dashboard's page body: the notice of an acknowledgement just made, if any, and
-/// the live part.
-/// The dashboard, with open `deviations` below the live part (not refreshed, so a form
-/// being filled in stays) and a notice for an alarm just `closed`.
+/// The dashboard's page body: the notice of an acknowledgement just made, if any, the
+/// live part, and open `deviations` below it (not refreshed, so a form being filled in
+/// stays) with a notice for an alarm just `closed`.
 fn body_with(
     cfg: &Config,
     who: &Principal,

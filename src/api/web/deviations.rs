@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::{csrf_field, local_time, refusal, to_login};
 use crate::api::ApiState;
-use crate::api::auth::{Principal, SESSION_COOKIE, cookie};
-use crate::api::close::{Fields, sign_and_close};
+use crate::api::auth::Principal;
+use crate::api::close::{Fields, person_and_session, sign_and_close};
 use crate::config::{Config, Role};
 use crate::store::alarms::AlarmRow;
 use crate::store::quality::Impact;
@@ -105,10 +105,7 @@ pub async fn close(
         return r;
     }
     let refused = |status, text: &str| refusal(&st, status, Some(&who), "Not closed", text);
-    let (Some(user), Some(session)) = (
-        who.actor.strip_prefix("user:").map(str::to_string),
-        cookie(&headers, SESSION_COOKIE).map(str::to_string),
-    ) else {
+    let Some((user, session)) = person_and_session(&who, &headers) else {
         return refused(StatusCode::FORBIDDEN, "Only a signed-in person can sign.");
     };
     let Ok(Form(f)) = form else {
