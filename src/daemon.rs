@@ -42,6 +42,8 @@ pub struct Daemon {
     store_path: std::path::PathBuf,
     /// The record watch ([`crate::store::audit::watch`]) and what it last verified.
     record_watch: Option<std::thread::JoinHandle<()>>,
+    /// The periodic review worker ([`crate::review`]), when reviews are configured.
+    reviews: Option<std::thread::JoinHandle<()>>,
     pub record: Arc<crate::store::audit::watch::Shared>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
@@ -145,6 +147,8 @@ impl Daemon {
         let dispatch_stats = dispatcher.stats.clone();
         let dispatcher = dispatcher::spawn(dispatcher, shutdown.clone(), handle.events.subscribe())
             .context("starting the dispatcher")?;
+        let reviews = crate::review::spawn(Arc::new(config.clone()), now_ms, shutdown.clone())
+            .context("starting the periodic review worker")?;
         let sink =
             crate::sink::spawn(Arc::new(config.clone()), shutdown.clone()).context("starting the InfluxDB mirror")?;
         let (sink, sink_stats) = sink.unzip();
@@ -204,6 +208,7 @@ impl Daemon {
             sink_stats,
             store_path: config.store.path.clone(),
             record_watch: Some(record_watch),
+            reviews,
             record,
             _lock: lock,
         })
@@ -220,6 +225,9 @@ impl Daemon {
         if let Some(w) = self.record_watch {
             self.record.interrupt();
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        if let Some(r) = self.reviews {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
         }
         // The writer stops once every handle to it is gone, this one included.
         drop(self.store);

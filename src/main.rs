@@ -103,6 +103,12 @@ enum Command {
         #[arg(long, default_value = "")]
         comment: String,
     },
+    /// Periodic reviews (`[[review]]`): list them, or sign one with your dashboard
+    /// password (read from standard input; no echo on a terminal).
+    Review {
+        #[command(subcommand)]
+        action: ReviewAction,
+    },
     /// Acknowledge an alarm: stops its escalation; recorded with who and why.
     Ack {
         #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
@@ -298,6 +304,46 @@ enum AuditAction {
     },
 }
 
+#[derive(Subcommand)]
+enum ReviewAction {
+    /// Every period's review, newest first: asset, report hash, status, signatures.
+    List {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only this asset.
+        #[arg(long)]
+        asset: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign the review of one asset for one period.
+    Sign {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        asset: String,
+        /// The period as `review list` names it: 2026-11, 2026-Q4 or 2026-W48.
+        #[arg(long)]
+        period: String,
+        /// The dashboard user who signs (`cryowatch user add ... --name`).
+        #[arg(long)]
+        by: String,
+        #[arg(long, value_parser = ["reviewed", "approved"])]
+        meaning: String,
+    },
+    /// Write the report of a review exactly as it was generated (PDF).
+    Report {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        asset: String,
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutFormat {
     Csv,
@@ -327,7 +373,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<(), CommandError> {
-    use commands::{audit, control, documents, influx, oncall, quality, read, serve, user};
+    use commands::{audit, control, documents, influx, oncall, quality, read, review, serve, user};
     match command {
         Command::Run { config } => serve::run(&config),
         Command::Check {
@@ -374,6 +420,22 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
                 comment: &comment,
             },
         ),
+        Command::Review { action } => match action {
+            ReviewAction::List { config, asset, json } => review::list(&config, asset.as_deref(), json),
+            ReviewAction::Sign {
+                config,
+                asset,
+                period,
+                by,
+                meaning,
+            } => review::sign(&config, &asset, &period, &by, &meaning),
+            ReviewAction::Report {
+                config,
+                asset,
+                period,
+                out,
+            } => review::report(&config, &asset, &period, &out),
+        },
         Command::Ack {
             config,
             alarm_id,

@@ -164,7 +164,7 @@ pub fn report(
     Ok(())
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
+pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
     std::fs::write(path, bytes).map_err(|err| CommandError::Write {
         path: path.to_path_buf(),
         err,

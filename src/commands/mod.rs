@@ -26,6 +26,7 @@ pub mod influx;
 pub mod oncall;
 pub mod quality;
 pub mod read;
+pub mod review;
 pub mod serve;
 pub mod user;
 

@@ -42,7 +42,7 @@ pub use influx::{InfluxConfig, Precision};
 pub use modbus::{ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RegisterKind, Transport, gateway_key};
 pub use mqtt::{MqttConfig, MqttPoint, PayloadFormat};
 pub use parse::{load, load_for_reading, load_raw};
-pub use quality::{QualityConfig, Reason};
+pub use quality::{QualityConfig, Reason, Review};
 pub use sensor::{Asset, Sensor, SensorSource};
 pub use site::SiteConfig;
 pub use store::StoreConfig;

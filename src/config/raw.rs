@@ -44,6 +44,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub reason: Vec<Reason>,
     pub quality: Option<Quality>,
+    #[serde(default)]
+    pub review: Vec<Review>,
 }
 
 /// `[quality]`: reminders of open deviations.
@@ -53,6 +55,16 @@ pub struct Quality {
     #[serde(default)]
     pub notify: Vec<String>,
     pub close_within: Option<String>,
+}
+
+/// `[[review]]`: a periodic review and sign-off of assets' reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    pub assets: Vec<String>,
+    pub every: String,
+    pub reviewers: Vec<String>,
+    pub due_within: Option<String>,
 }
 
 /// `[[reason]]`: a reason code for corrective actions.

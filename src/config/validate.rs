@@ -76,7 +76,7 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
     let channels = channel::channels(&mut c, &raw.channel, base);
     let sections = api::api(&mut c, raw.api.as_ref(), base);
     let reasons = quality::reasons(&mut c, &raw.reason);
-    let quality = quality::quality(&mut c, raw.quality.as_ref(), &declared);
+    let quality = quality::quality(&mut c, raw.quality.as_ref(), &raw.review, &declared);
 
     if !c.problems.is_empty() {
         return Err(c.problems);

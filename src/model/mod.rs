@@ -4,6 +4,7 @@ use std::fmt;
 
 mod alarm;
 pub mod changes;
+pub mod period;
 pub use alarm::{AlarmId, AlarmState, Severity};
 
 /// Milliseconds since the Unix epoch, UTC. Every reading is stamped with one.

@@ -159,6 +159,15 @@ pub fn cryowatch() -> Command {
     }
 }
 
+/// Standard output and standard error of a command, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs `cryowatch ARGS...` to completion.
 pub fn cryowatch_output(args: &[&str]) -> Output {
     cryowatch()
@@ -222,6 +231,23 @@ impl Site {
         ];
         args.extend_from_slice(extra);
         cryowatch_output(&args)
+    }
+
+    /// `cryowatch ARGS -c DIR/cryowatch.toml` with `stdin` as its standard input (a
+    /// signer's password); its output, for the caller to judge.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = cryowatch()
+            .args(args)
+            .args(["-c", &self.config_str()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cryowatch");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut input, stdin.as_bytes());
+        }
+        child.wait_with_output().expect("wait for cryowatch")
     }
 
     /// The daemon's log so far (for assertion messages).

@@ -28,6 +28,7 @@ mod inbox;
 mod outage;
 mod plan;
 mod reminders;
+mod reviews;
 mod scheduled;
 mod send;
 
@@ -245,6 +246,9 @@ impl Dispatcher {
             }
             if let Err(e) = self.deviation_reminders(now) {
                 tracing::error!(error = %e, "planning reminders of open deviations failed; retrying");
+            }
+            if let Err(e) = self.review_pages(now) {
+                tracing::error!(error = %e, "sending periodic reviews failed; retrying");
             }
             if let Err(e) = self.send_due(now).await {
                 tracing::error!(error = %e, "sending notifications failed; retrying");

@@ -74,6 +74,14 @@ impl Dispatcher {
                 self.store.finish_notification(n.id, "cancelled", &reason, now)?;
                 continue;
             }
+            if n.kind == "review-overdue"
+                && let Some(r) = self.store.review_by_id(n.cycle)?
+                && let Some(s) = r.signatures.first()
+            {
+                let reason = format!("signed by {} before it was sent", s.printed_name);
+                self.store.finish_notification(n.id, "cancelled", &reason, now)?;
+                continue;
+            }
             if self.send_one(&n).await? {
                 delivered += 1;
             }

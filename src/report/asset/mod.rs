@@ -17,12 +17,14 @@ use crate::store::audit::verify::Verification;
 
 mod csv_export;
 mod daily;
+mod digest;
 mod excursion;
 mod gathering;
 mod layout;
 mod people;
 
 pub use csv_export::write_csv;
+pub use digest::content_sha256;
 pub use gathering::gather;
 pub use layout::document;
 

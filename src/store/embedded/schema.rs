@@ -57,6 +57,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 14: printed names, electronic signatures and the corrective actions that close
     // excursions.
     crate::store::quality::MIGRATION,
+    // 15: periodic reviews with their reports; signatures found by what they sign.
+    crate::store::quality::review::MIGRATION,
 ];
 
 impl Store {

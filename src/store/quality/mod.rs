@@ -13,6 +13,8 @@
 //! the action taken, the impact on stored product and a comment, signed with meaning
 //! `corrective action`. Until then it is an open deviation.
 
+pub mod review;
+mod review_verify;
 mod verify;
 
 pub(in crate::store) use verify::verify;
@@ -255,41 +257,20 @@ fn close(
     let (reason, reason_text) = (closing.reason.code.as_str(), closing.reason.text.as_str());
     let impact = closing.impact.as_str();
     let content = closing_content(&alarm, reason, reason_text, closing.action, impact, closing.comment);
-    let hash = sha256(&content);
-    let meaning = Meaning::CorrectiveAction.as_str();
-    let subject = format!("alarm {id}");
-    let signature_id: i64 = c.query_row("SELECT coalesce(max(id), 0) + 1 FROM signature", [], |r| r.get(0))?;
     let detail = json!({
         "reason": reason,
         "reason_text": reason_text,
         "action": closing.action,
         "impact": impact,
         "comment": closing.comment,
-        "content_sha256": hash,
-        "signature": signature_json(signature_id, now, &signer.user, &signer.printed_name, meaning),
     });
-    let seq = super::audit::append(
-        c,
-        now,
-        "alarm.closed",
-        &format!("user:{}", signer.user),
-        &subject,
-        &detail,
-    )?;
-    c.execute(
-        "INSERT INTO signature (id, t, user, printed_name, meaning, subject, content_sha256, audit)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            signature_id,
-            now,
-            signer.user,
-            signer.printed_name,
-            meaning,
-            subject,
-            hash,
-            seq
-        ],
-    )?;
+    let signed = Signed {
+        signer,
+        meaning: Meaning::CorrectiveAction,
+        subject: &format!("alarm {id}"),
+        content: &content,
+    };
+    let signature_id = record_signature(c, &signed, "alarm.closed", detail, now)?;
     c.execute(
         "INSERT INTO corrective_action (alarm, t, reason, reason_text, action, impact, comment, signature)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -305,6 +286,48 @@ fn close(
         ],
     )?;
     Ok(corrective_action(c, id)?.ok_or(Refused::NoSuchAlarm(id)))
+}
+
+/// A signature to record: who, meaning what, on which record, over which content.
+pub(super) struct Signed<'a> {
+    pub signer: &'a Signer,
+    pub meaning: Meaning,
+    /// The record signed, as audit records name it (`alarm 12`, `review 3`).
+    pub subject: &'a str,
+    /// The exact content signed; its SHA-256 is what the signature records.
+    pub content: &'a str,
+}
+
+/// Writes `s` and the audit record (`kind`, with `detail` plus the content's hash and
+/// the signature) that carries it, inside the caller's transaction; the signature's id.
+pub(super) fn record_signature(
+    c: &Connection,
+    s: &Signed<'_>,
+    kind: &str,
+    mut detail: serde_json::Value,
+    now: TimestampMs,
+) -> rusqlite::Result<i64> {
+    let hash = sha256(s.content);
+    let meaning = s.meaning.as_str();
+    let id: i64 = c.query_row("SELECT coalesce(max(id), 0) + 1 FROM signature", [], |r| r.get(0))?;
+    detail["content_sha256"] = json!(hash);
+    detail["signature"] = signature_json(id, now, &s.signer.user, &s.signer.printed_name, meaning);
+    let seq = super::audit::append(c, now, kind, &format!("user:{}", s.signer.user), s.subject, &detail)?;
+    c.execute(
+        "INSERT INTO signature (id, t, user, printed_name, meaning, subject, content_sha256, audit)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            now,
+            s.signer.user,
+            s.signer.printed_name,
+            meaning,
+            s.subject,
+            hash,
+            seq
+        ],
+    )?;
+    Ok(id)
 }
 
 fn signature_json(id: i64, t: TimestampMs, user: &str, printed_name: &str, meaning: &str) -> serde_json::Value {
