@@ -38,7 +38,7 @@
 //!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]).
 //!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
 //! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
-//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sms`], [`api::metrics`], [`api::server`].
+//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs through the web), [`api::sms`], [`api::metrics`], [`api::server`].
 //! - [`review`]: periodic review and sign-off: each period's report of an asset generated when the period ends, recorded, sent; signing checks it still shows the record.
 //! - [`report`]: what is read back out: [`report::history`], [`report::status`], [`report::alarms`], [`report::mirror`], [`report::explain`], [`report::asset`], [`report::selftest`], rendered by [`report::render`].
 //! - [`telemetry`]: the pipeline's own counters ([`telemetry::stats`]) and the collectors each stage registers for `/metrics` ([`telemetry::families`]).

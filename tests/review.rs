@@ -22,7 +22,9 @@ const PASSWORD: &str = "review password 2026";
 const NOVEMBER_END: i64 = 1_796_079_600_000;
 const NOVEMBER_START: i64 = 1_793_487_600_000;
 
-fn lab(broker: &str, smtp_port: u16) -> Site {
+/// The lab: one dewar reviewed monthly by Quinn, signatures due `due_within` after the
+/// month's end; `extra` TOML appended.
+fn lab(broker: &str, smtp_port: u16, due_within: &str, extra: &str) -> Site {
     Site::new(&format!(
         r#"[site]
 name = "review lab"
@@ -62,8 +64,8 @@ from = "cryowatch <cryowatch@example.org>"
 assets = ["dewar-1"]
 every = "monthly"
 reviewers = ["contact:qa"]
-due_within = "10d"
-"#
+due_within = "{due_within}"
+{extra}"#
     ))
 }
 
@@ -169,7 +171,7 @@ fn the_monthly_review_is_generated_at_the_sites_month_end_sent_signed_and_proven
     let broker = Mosquitto::start();
     let mail = tempfile::tempdir().expect("dir");
     let smtp = SmtpServer::start(mail.path());
-    let site = lab(&broker.url(), smtp.port);
+    let site = lab(&broker.url(), smtp.port, "10d", "");
     // 23:59:35 in Berlin on the last day of November.
     let daemon = start_daemon_at(&site, "2026-11-30 22:59:35");
     wait_for(
@@ -324,11 +326,24 @@ fn the_monthly_review_is_generated_at_the_sites_month_end_sent_signed_and_proven
 }
 
 #[test]
-fn a_review_whose_record_changed_is_generated_again_and_the_old_version_cannot_be_signed() {
+fn a_review_whose_record_changed_is_generated_again_then_signed_on_the_dashboard() {
     let broker = Mosquitto::start();
     let mail = tempfile::tempdir().expect("dir");
     let smtp = SmtpServer::start(mail.path());
-    let site = lab(&broker.url(), smtp.port);
+    let port = common::free_port();
+    let site = lab(
+        &broker.url(),
+        smtp.port,
+        "2s",
+        &format!(
+            r#"[quality]
+notify = ["contact:qa"]
+[api]
+listen = "127.0.0.1:{port}"
+"#
+        ),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let daemon = start_daemon_at(&site, "2026-11-30 22:59:50");
     let review = wait_for(Duration::from_secs(60), "the review of November", || {
         broker.publish("lab/dewar-1/temp", r#"{"v": -195.5}"#, 1);
@@ -337,6 +352,28 @@ fn a_review_whose_record_changed_is_generated_again_and_the_old_version_cannot_b
     });
     assert_eq!(review["version"], 1);
     add_reviewer(&site);
+
+    // Unsigned two seconds after the month's end: overdue, paged once to [quality]
+    // notify, and said by `status`.
+    let overdue = wait_for(Duration::from_secs(30), "the overdue review's page", || {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.header("Subject").is_some_and(|s| s.contains("is overdue")))
+    });
+    assert!(
+        overdue
+            .header("Subject")
+            .is_some_and(|s| s.contains("(dewar-1) for 2026-11")),
+        "{:?}",
+        overdue.header("Subject")
+    );
+    let status = run(&site, &["status"], "");
+    assert!(
+        text(&status).contains("NOTICE: 1 periodic review(s) are overdue (the oldest: dewar-1 for 2026-11"),
+        "{}",
+        text(&status)
+    );
+
     // A reading of November arrives late, stamped by its probe before the month ended.
     broker.publish("lab/dewar-1/temp", r#"{"v": -188.25, "t": "2026-11-30T21:30:00Z"}"#, 1);
     wait_for(Duration::from_secs(20), "the late reading to be stored", || {
@@ -368,17 +405,74 @@ fn a_review_whose_record_changed_is_generated_again_and_the_old_version_cannot_b
     assert_eq!(now[0]["version"], 2);
     assert_eq!(now[0]["status"], "awaiting review");
     assert_ne!(now[0]["content_sha256"], review["content_sha256"]);
-    let signed = sign(&site, "reviewed", PASSWORD);
-    assert!(signed.status.success(), "{}", text(&signed));
-    assert!(text(&signed).contains("(version 2)"), "{}", text(&signed));
+    let id = now[0]["id"].as_i64().expect("id");
+
+    // On the dashboard: the notice, the reviews page, the report as generated.
+    let session = common::http::sign_in(addr, "qa", PASSWORD);
+    let board = common::http::call(addr, "GET", "/", &[("Cookie", &session)], None).expect("dashboard");
+    assert!(
+        board.body.contains("1 periodic review(s) await a signature, 1 overdue"),
+        "{}",
+        board.body
+    );
+    let page = common::http::call(addr, "GET", "/reviews", &[("Cookie", &session)], None).expect("reviews");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("action=\"/reviews/{id}/sign\"")),
+        "{}",
+        page.body
+    );
+    let csrf = common::http::field(&page.body, "csrf");
+    let pdf = common::http::call(
+        addr,
+        "GET",
+        &format!("/reviews/{id}/report.pdf"),
+        &[("Cookie", &session)],
+        None,
+    )
+    .expect("report");
+    assert_eq!(pdf.status, 200);
+    let sign_web = |username: &str, password: &str| {
+        let form = common::http::form(&[
+            ("csrf", &csrf),
+            ("meaning", "approved"),
+            ("username", username),
+            ("password", password),
+        ]);
+        common::http::call(
+            addr,
+            "POST",
+            &format!("/reviews/{id}/sign"),
+            &[
+                ("Cookie", &session),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            Some(&form),
+        )
+        .expect("POST sign")
+    };
+    // The first signature of the session needs the user name too (11.200(a)(1)).
+    let r = sign_web("", PASSWORD);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = sign_web("qa", "wrong password");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(reviews(&site).expect("list")[0]["status"], "awaiting review");
+    let r = sign_web("qa", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let now = reviews(&site).expect("list");
+    assert_eq!(now[0]["status"], "approved");
+    assert_eq!(now[0]["version"], 2);
+    let page = common::http::call(addr, "GET", "/reviews", &[("Cookie", &session)], None).expect("reviews");
+    assert!(page.body.contains("approved by Quinn Assurance (qa)"), "{}", page.body);
     site.stop_daemon(daemon);
     let verified = run(&site, &["audit", "verify"], "");
     assert!(verified.status.success(), "{}", text(&verified));
-    // The new version was not mailed again: the reviewer was told once.
-    let mails = smtp
+    // The new version was not mailed again: the reviewer was told once, and reminded once.
+    let subjects: Vec<String> = smtp
         .messages()
         .into_iter()
-        .filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("REVIEW")))
-        .count();
-    assert_eq!(mails, 1);
+        .filter_map(|m| m.header("Subject").map(str::to_string))
+        .filter(|s| s.starts_with("REVIEW"))
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
 }

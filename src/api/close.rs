@@ -19,7 +19,7 @@ use super::auth::{Principal, SESSION_COOKIE, cookie};
 use super::v1::error;
 use crate::config::Role;
 use crate::model::now_ms;
-use crate::store::quality::{Closing, CorrectiveAction, NotSigned, Refused, check_closing};
+use crate::store::quality::{Closing, CorrectiveAction, Refused, check_closing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,38 +121,11 @@ pub async fn sign_and_close(
     )
     .map(|(r, i)| (r.clone(), i))
     .map_err(|(field, problem)| bad(format!("{field}: {problem}")))?;
-    let cookie_value = session.clone();
-    let signed_before = st
-        .with_store(move |s| s.session_signed(&cookie_value))
-        .await
-        .map_err(internal)?;
-    if !signed_before && f.username.as_deref() != Some(user.as_str()) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "the first signature of a session needs your user name and your password".into(),
-        ));
-    }
-    // The password is checked outside the store's lock (Argon2 is slow on purpose).
-    let name = user.clone();
-    let stored = st.with_store(move |s| s.user_hash(&name)).await.map_err(internal)?;
-    let password = f.password.clone();
-    let matches = tokio::task::spawn_blocking(move || {
-        crate::store::users::verify_password(stored.as_ref().map(|(h, _)| h.as_str()), &password) && stored.is_some()
-    })
-    .await
-    .unwrap_or(false);
     let subject = format!("alarm {id}");
+    let signer = super::sign::signer(st, &user, &session, f.username.as_deref(), f.password, subject).await?;
     let outcome = st
         .with_store(move |s| {
             let now = now_ms();
-            if !matches {
-                s.refuse_signature(&user, &subject, now)?;
-                return Ok(Err(NotSigned::WrongPassword));
-            }
-            let signer = match s.verified_signer(&user)? {
-                Ok(signer) => signer,
-                Err(e) => return Ok(Err(e)),
-            };
             let closing = Closing {
                 alarm: id,
                 reason: &reason,
@@ -164,20 +137,18 @@ pub async fn sign_and_close(
             if done.is_ok() {
                 s.mark_session_signed(&session, now)?;
             }
-            Ok(Ok(done))
+            Ok(done)
         })
         .await
         .map_err(internal)?;
     match outcome {
-        Err(NotSigned::WrongPassword) => Err((StatusCode::UNAUTHORIZED, NotSigned::WrongPassword.to_string())),
-        Err(not_signed) => Err((StatusCode::FORBIDDEN, not_signed.to_string())),
-        Ok(Err(refused)) => {
+        Err(refused) => {
             let status = match refused {
                 Refused::NoSuchAlarm(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::CONFLICT,
             };
             Err((status, format!("{refused}; nothing was recorded")))
         }
-        Ok(Ok(done)) => Ok(done),
+        Ok(done) => Ok(done),
     }
 }

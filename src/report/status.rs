@@ -133,7 +133,8 @@ pub fn write_table(rows: &[SensorStatus], out: &mut dyn Write) -> io::Result<()>
 const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
 
 /// Local conditions that need a person, beyond the sensors: a refused configuration,
-/// an MQTT session the broker lost in the last week, open deviations, pages no channel
+/// an MQTT session the broker lost in the last week, open deviations, overdue periodic
+/// reviews, pages no channel
 /// could deliver (retrying, or given up) in the last day.
 pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
     let stuck = store.undelivered(now - 24 * 3600 * 1000)?;
@@ -158,10 +159,22 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
             oldest.cleared_at.map(format_rfc3339).unwrap_or_default()
         )
     });
+    // Periodic reviews past their due time that nobody has signed.
+    let overdue = store.overdue_reviews(now)?;
+    let overdue = overdue.first().map(|oldest| {
+        format!(
+            "NOTICE: {} periodic review(s) are overdue (the oldest: {} for {}, due {}): cryowatch review list, then cryowatch review sign",
+            overdue.len(),
+            oldest.asset,
+            oldest.period,
+            format_rfc3339(oldest.due_at)
+        )
+    });
     Ok(rejected
         .into_iter()
         .chain(lost.map(|l| l.condition()))
         .chain(deviations)
+        .chain(overdue)
         .chain(stuck.into_iter().map(|u| {
             let what = if u.given_up { "given up" } else { "retrying" };
             format!(

@@ -329,7 +329,12 @@ pub async fn page(State(st): State<ApiState>, who: Option<Principal>, Query(q): 
         Ok(rows) => rows,
         Err(e) => return super::failure(&st, Some(&who), &e),
     };
+    let unsigned = match st.with_store(|s| s.unsigned_reviews()).await {
+        Ok(rows) => rows,
+        Err(e) => return super::failure(&st, Some(&who), &e),
+    };
     let body = body_with(&st.config, &who, &board, acked.as_ref(), Some((&deviations, q.closed)));
+    let body = maud::html! { (super::reviews::notice(&unsigned, crate::model::now_ms())) (body) };
     super::page(&st, StatusCode::OK, "Dashboard", Some(&who), Nav::Dashboard, body)
 }
 

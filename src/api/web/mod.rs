@@ -9,6 +9,9 @@
 //!   excursions
 //! - [`history`]: `GET /alarms/history`, every alarm of a period: who acknowledged it,
 //!   when, how and with which comment
+//! - [`deviations`]: the open deviations and the form that closes one with a signed
+//!   corrective action
+//! - [`reviews`]: `GET /reviews`, periodic reviews with their reports and signing form
 //! - [`assets`]: `GET /assets/app.css` and `/assets/app.js`, compiled into the binary
 //!
 //! Pages are written with maud's `html!` macro: checked when compiling, and every value
@@ -30,6 +33,7 @@ pub mod deviations;
 pub mod guard;
 pub mod history;
 pub mod login;
+pub mod reviews;
 pub mod sensor;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -54,6 +58,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/alarms/{id}/ack", post(ack::acknowledge))
         .route("/alarms/{id}/close", post(deviations::close))
         .route("/alarms/history", get(history::page))
+        .route("/reviews", get(reviews::page))
+        .route("/reviews/{id}/report.pdf", get(reviews::report))
+        .route("/reviews/{id}/sign", post(reviews::sign))
         .route("/sensors/{id}", get(sensor::page))
         .route("/login", get(login::form).post(login::sign_in))
         .route("/logout", post(login::sign_out))
@@ -86,6 +93,7 @@ fn percent(s: &str) -> String {
 pub enum Nav {
     Dashboard,
     History,
+    Reviews,
     Other,
 }
 
@@ -126,6 +134,7 @@ fn layout(cfg: &Config, title: &str, who: Option<&Principal>, nav: Nav, body: Ma
                         nav {
                             a href="/" aria-current=[current(Nav::Dashboard)] { "Dashboard" }
                             a href="/alarms/history" aria-current=[current(Nav::History)] { "Alarm history" }
+                            a href="/reviews" aria-current=[current(Nav::Reviews)] { "Reviews" }
                         }
                         div class="who" {
                             span { (p.actor.strip_prefix("user:").unwrap_or(&p.actor)) " · " (p.role.as_str()) }

@@ -28,7 +28,7 @@ impl Dispatcher {
             }
             self.store.send_review(r.id, &pages, now)?;
         }
-        for r in self.store.overdue_reviews(now)? {
+        for r in self.store.reviews_to_remind(now)? {
             let (subject, body, sms) = self.review_texts(&r, "is overdue: nobody has signed it");
             let targets = self.cfg.quality.notify.clone();
             let pages = self.pages_to(&targets, "review-overdue", &r, now, (&subject, &body, &sms));

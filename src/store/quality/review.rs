@@ -196,7 +196,8 @@ pub(super) fn review_content(r: &Review) -> String {
 }
 
 /// Records `new` with its audit record. A new version of a period's review is not
-/// paged again (whoever tried to sign the old one is shown the new one).
+/// paged again (whoever tried to sign the old one is shown the new one), nor reminded
+/// of again when the old one was.
 fn record(c: &Connection, new: &NewReview<'_>) -> rusqlite::Result<Review> {
     let id: i64 = c.query_row("SELECT coalesce(max(id), 0) + 1 FROM review", [], |r| r.get(0))?;
     let version: i64 = c.query_row(
@@ -227,8 +228,9 @@ fn record(c: &Connection, new: &NewReview<'_>) -> rusqlite::Result<Review> {
     )?;
     c.execute(
         "INSERT INTO review (id, asset, every, period, period_from, period_to, version, generated_at, due_at,
-                             report_sha256, content_sha256, report, audit, sent_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                             report_sha256, content_sha256, report, audit, sent_at, reminded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                 (SELECT reminded_at FROM review WHERE asset = ?2 AND period = ?4 AND version = ?7 - 1))",
         params![
             id,
             new.asset,
@@ -329,6 +331,10 @@ fn sign(
         period: period.to_string(),
     }))
 }
+
+/// A condition on review `r`: the newest version of its period, signed by nobody.
+const UNSIGNED_NEWEST: &str = "NOT EXISTS (SELECT 1 FROM signature s WHERE s.subject = 'review ' || r.id)
+     AND NOT EXISTS (SELECT 1 FROM review n WHERE n.asset = r.asset AND n.period = r.period AND n.version > r.version)";
 
 /// The reviews `from_where` (a FROM clause on `review` with one parameter) selects,
 /// with their signatures.
@@ -448,16 +454,27 @@ impl Store {
 
     /// Reviews past their due time, not yet signed and not yet reminded of (the newest
     /// version of each).
+    pub fn reviews_to_remind(&self, now: TimestampMs) -> Result<Vec<Review>, StoreError> {
+        self.with_conn(|c| {
+            listed(
+                c,
+                &format!("FROM review r WHERE reminded_at IS NULL AND due_at < ?1 AND {UNSIGNED_NEWEST} ORDER BY id"),
+                Some(now),
+            )
+        })
+    }
+
+    /// Reviews whose newest version nobody has signed yet, oldest first.
+    pub fn unsigned_reviews(&self) -> Result<Vec<Review>, StoreError> {
+        self.overdue_reviews(TimestampMs::MAX)
+    }
+
+    /// Reviews past their due time whose newest version nobody has signed, oldest first.
     pub fn overdue_reviews(&self, now: TimestampMs) -> Result<Vec<Review>, StoreError> {
         self.with_conn(|c| {
             listed(
                 c,
-                "FROM review r
-                 WHERE reminded_at IS NULL AND due_at < ?1
-                   AND NOT EXISTS (SELECT 1 FROM signature s WHERE s.subject = 'review ' || r.id)
-                   AND NOT EXISTS (SELECT 1 FROM review n
-                                   WHERE n.asset = r.asset AND n.period = r.period AND n.version > r.version)
-                 ORDER BY id",
+                &format!("FROM review r WHERE due_at < ?1 AND {UNSIGNED_NEWEST} ORDER BY id"),
                 Some(now),
             )
         })
