@@ -69,17 +69,6 @@ due_within = "{due_within}"
     ))
 }
 
-/// libfaketime's library for threaded programs (Debian's `faketime` package).
-fn libfaketime() -> std::path::PathBuf {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
-        .find(|p| p.exists());
-    found.unwrap_or_else(|| panic!("libfaketimeMT.so.1 not found: `bash tests/run.sh` installs faketime"))
-}
-
 /// `cryowatch run` with libfaketime preloaded, its clock starting at `start` (UTC) and
 /// running; signals reach the daemon itself.
 fn start_daemon_at(site: &Site, start: &str) -> Proc {
@@ -89,7 +78,7 @@ fn start_daemon_at(site: &Site, start: &str) -> Proc {
         "cryowatch run (faketime)",
         cryowatch()
             .args(["run", "-c", &site.config_str()])
-            .env("LD_PRELOAD", libfaketime())
+            .env("LD_PRELOAD", common::libfaketime())
             .env("FAKETIME", format!("@{start}"))
             .env("TZ", "UTC")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")

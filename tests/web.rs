@@ -13,10 +13,9 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::cryosim::CryoSim;
 use common::{Proc, Site, cryowatch, cryowatch_output, free_port, wait_for};
@@ -619,95 +618,25 @@ fn sign_in_cookies_csrf_roles_pages_and_sign_out_over_http() {
 
 // ---- the browser ---------------------------------------------------------------------
 
-fn artifacts() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .to_path_buf();
-    target.join("test-artifacts/web")
-}
-
-/// What the browser test needs, or a failure naming how to get it.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let chromium =
-        std::env::var_os("CRYOWATCH_TEST_CHROMIUM").map_or(PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(
-        chromium.exists(),
-        "{} not found: the browser test needs Debian's chromium; `bash tests/run.sh` installs it (CI runs it)",
-        chromium.display()
-    );
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "node not found: the browser test needs Node.js; `bash tests/run.sh` installs it"
-    );
-    let browser_dir = common::tests_dir().join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core/package.json").exists(),
-        "{}/node_modules/playwright-core missing: `bash tests/run.sh` installs it (npm ci in tests/browser)",
-        browser_dir.display()
-    );
-    (chromium, browser_dir)
-}
-
 #[test]
 fn in_chromium_an_operator_signs_in_sees_an_excursion_appear_and_acknowledges_it() {
-    let (chromium, browser_dir) = browser_tools();
-    let shots = artifacts();
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).expect("create target/test-artifacts/web");
+    let shots = common::browser::artifacts("web");
     let dir = tempfile::tempdir().expect("temp dir");
     let rig = Rig::start(dir.path());
     let comment = "LN2 top-up started, lid seal checked";
-
-    let log = dir.path().join("browser.log");
-    let mut node = Proc::spawn(
-        "node dashboard.mjs",
-        Command::new("node")
-            .arg(browser_dir.join("dashboard.mjs"))
-            .current_dir(&browser_dir)
-            .env("BASE_URL", &rig.base)
-            .env("CW_USER", OPERATOR.0)
-            .env("CW_PASSWORD", OPERATOR.1)
-            .env("CW_COMMENT", comment)
-            .env("CRYOSIM_CONTROL", rig.sim.control.to_string())
-            .env("ARTIFACTS", &shots)
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("browser log"))
-            .stderr(std::fs::File::create(dir.path().join("browser.err")).expect("browser log"))
-            // Its own process group, so that a timeout ends Chromium too.
-            .process_group(0),
+    let result = common::browser::run(
+        "dashboard.mjs",
+        &[
+            ("BASE_URL", rig.base.clone()),
+            ("CW_USER", OPERATOR.0.to_string()),
+            ("CW_PASSWORD", OPERATOR.1.to_string()),
+            ("CW_COMMENT", comment.to_string()),
+            ("CRYOSIM_CONTROL", rig.sim.control.to_string()),
+        ],
+        &shots,
+        dir.path(),
+        Duration::from_secs(75),
     );
-    let deadline = Instant::now() + Duration::from_secs(75);
-    let status = loop {
-        if let Some(s) = node.child.try_wait().expect("wait for node") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{}", node.pid()))
-                .status();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = std::fs::read_to_string(&log).unwrap_or_default()
-        + &std::fs::read_to_string(dir.path().join("browser.err")).unwrap_or_default();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the browser test {} (screenshots in {}):\n{output}",
-        if status.is_none() { "timed out" } else { "failed" },
-        shots.display()
-    );
-    eprintln!("{output}");
-    let result: serde_json::Value = output
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("the browser test's JSON result line");
     let id = result["alarm"].as_i64().expect("alarm id");
 
     // What the browser did is in the record.
@@ -735,21 +664,18 @@ fn in_chromium_an_operator_signs_in_sees_an_excursion_appear_and_acknowledges_it
             .any(|r| r["kind"] == "web.logout" && r["actor"] == "user:olga")
     );
 
-    for name in [
-        "01-login.png",
-        "02-login-refused.png",
-        "03-dashboard-ok.png",
-        "04-excursion.png",
-        "05-ack-comment.png",
-        "06-acknowledged.png",
-        "07-alarm-history.png",
-        "08-sensor-chart.png",
-        "09-phone.png",
-    ] {
-        let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 2000,
-            "{name} is not a real screenshot"
-        );
-    }
+    common::browser::assert_screenshots(
+        &shots,
+        &[
+            "01-login.png",
+            "02-login-refused.png",
+            "03-dashboard-ok.png",
+            "04-excursion.png",
+            "05-ack-comment.png",
+            "06-acknowledged.png",
+            "07-alarm-history.png",
+            "08-sensor-chart.png",
+            "09-phone.png",
+        ],
+    );
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod api_lab;
+pub mod browser;
 pub mod container;
 pub mod cryosim;
 pub mod exim;
@@ -157,6 +158,17 @@ pub fn cryowatch() -> Command {
         Some(bin) => Command::new(bin),
         None => Command::new(env!("CARGO_BIN_EXE_cryowatch")),
     }
+}
+
+/// libfaketime's library for threaded programs (Debian's `faketime` package).
+pub fn libfaketime() -> std::path::PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| panic!("libfaketimeMT.so.1 not found: `bash tests/run.sh` installs faketime"))
 }
 
 /// Standard output and standard error of a command, for assertion messages.
