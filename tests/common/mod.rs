@@ -213,6 +213,34 @@ impl Site {
         )
     }
 
+    /// `cryowatch ARGS -c DIR/cryowatch.toml` with `stdin` as its standard input (a
+    /// signer's password), to completion.
+    pub fn with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = cryowatch()
+            .args(args)
+            .args(["-c", &self.config_str()])
+            .env_remove("CRYOWATCH_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cryowatch");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut input, stdin.as_bytes());
+        }
+        child.wait_with_output().expect("wait for cryowatch")
+    }
+
+    /// `cryowatch user add NAME --role operator --name PRINTED_NAME`, the password on
+    /// standard input: a person who may sign.
+    pub fn add_signer(&self, name: &str, printed_name: &str, password: &str) {
+        let added = self.with_stdin(
+            &["user", "add", name, "--role", "operator", "--name", printed_name],
+            &format!("{password}\n"),
+        );
+        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    }
+
     /// `cryowatch report -c DIR/cryowatch.toml --asset ASSET --from FROM --to TO --out
     /// OUT`, with `extra` arguments after them; its output, for the caller to judge.
     pub fn report(&self, asset: &str, (from, to): (&str, &str), out: &Path, extra: &[&str]) -> Output {
