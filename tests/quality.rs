@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::mosquitto::Mosquitto;
 use common::smtp::SmtpServer;
-use common::{Site, cryowatch, wait_for};
+use common::{Site, wait_for};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -61,18 +60,7 @@ requires_comment = true
 
 /// `cryowatch ARGS` with `stdin` as its standard input.
 fn run(site: &Site, args: &[&str], stdin: &str) -> Output {
-    let mut child = cryowatch()
-        .args(args)
-        .args(["-c", &site.config_str()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run cryowatch");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    child.wait_with_output().expect("wait for cryowatch")
+    site.with_stdin(args, stdin)
 }
 
 fn text(out: &Output) -> String {
@@ -114,20 +102,7 @@ fn cool(site: &Site, broker: &Mosquitto) {
 
 /// `user add tech-c --role operator --name "Cryo Technician C"`, password on stdin.
 fn add_signer(site: &Site) {
-    let added = run(
-        site,
-        &[
-            "user",
-            "add",
-            "tech-c",
-            "--role",
-            "operator",
-            "--name",
-            "Cryo Technician C",
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(added.status.success(), "{}", text(&added));
+    site.add_signer("tech-c", "Cryo Technician C", PASSWORD);
 }
 
 fn verify(site: &Site) -> Output {

@@ -67,11 +67,7 @@ fn in_chromium_an_excursion_is_acknowledged_closed_with_a_signature_and_its_mont
     let broker = Mosquitto::start();
     let port = free_port();
     let site = lab(&broker.url(), port);
-    let added = site.run(
-        &["user", "add", "qa", "--role", "operator", "--name", "Quinn Assurance"],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(added.status.success(), "{}", output_text(&added));
+    site.add_signer("qa", "Quinn Assurance", PASSWORD);
     let log = std::fs::File::create(site.path().join("daemon.log")).expect("daemon log");
     let log2 = log.try_clone().expect("clone log");
     // 23:59:20 in Berlin on the last day of November: forty seconds to the month's end.
@@ -112,31 +108,55 @@ fn in_chromium_an_excursion_is_acknowledged_closed_with_a_signature_and_its_mont
     let alarm = result["alarm"].as_i64().expect("alarm id");
 
     // What the browser did is in the record, signed.
-    let alarms = site.run(&["alarms", "--json"], "");
-    let alarms: Vec<serde_json::Value> = serde_json::from_slice(&alarms.stdout).expect("alarms --json");
-    let row = alarms.iter().find(|a| a["id"] == alarm).expect("the alarm");
-    assert_eq!(row["acked_by"], "qa");
-    let open = site.run(&["alarms", "--open-deviations", "--json"], "");
+    let acked = site.with_stdin(
+        &[
+            "audit",
+            "log",
+            "--from",
+            "2026-11-01",
+            "--kind",
+            "alarm.acknowledged",
+            "--json",
+        ],
+        "",
+    );
+    let acked = String::from_utf8_lossy(&acked.stdout).to_string();
+    assert!(
+        acked.contains(&format!("alarm {alarm}")) && acked.contains("lid found ajar, closed"),
+        "{acked}"
+    );
+    let open = site.with_stdin(&["alarms", "--open-deviations", "--json"], "");
     assert_eq!(
         String::from_utf8_lossy(&open.stdout).trim(),
         "[]",
         "{}",
         output_text(&open)
     );
-    let closed = site.run(&["audit", "log", "--kind", "alarm.closed", "--json"], "");
+    let closed = site.with_stdin(
+        &[
+            "audit",
+            "log",
+            "--from",
+            "2026-11-01",
+            "--kind",
+            "alarm.closed",
+            "--json",
+        ],
+        "",
+    );
     let closed = String::from_utf8_lossy(&closed.stdout).to_string();
     assert!(
         closed.contains("lid closed, seal inspected") && closed.contains("Quinn Assurance"),
         "{closed}"
     );
-    let reviews = site.run(&["review", "list", "--json"], "");
+    let reviews = site.with_stdin(&["review", "list", "--json"], "");
     let reviews: Vec<serde_json::Value> = serde_json::from_slice(&reviews.stdout).expect("review list --json");
     assert_eq!(reviews.len(), 1, "{reviews:?}");
     assert_eq!(reviews[0]["period"], "2026-11");
     assert_eq!(reviews[0]["status"], "approved");
     assert_eq!(reviews[0]["id"], result["review"]);
     assert_eq!(reviews[0]["signatures"][0]["printed_name"], "Quinn Assurance");
-    let verified = site.run(&["audit", "verify"], "");
+    let verified = site.with_stdin(&["audit", "verify"], "");
     assert!(verified.status.success(), "{}", output_text(&verified));
     common::browser::assert_screenshots(
         &shots,

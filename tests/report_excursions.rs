@@ -1,7 +1,9 @@
 //! `cryowatch report` on excursions as the readings saw them: an alarm raised after its
 //! rule's delay beside the readings' own span out of limit, a lid's state alarm by the
-//! state's name and still open where the data ends, and one person acknowledging by
-//! command line and by email link printed under one name.
+//! state's name and still open where the data ends, one person acknowledging by
+//! command line and by email link printed under one name, and the quality record: each
+//! excursion's signed corrective action or open deviation, and the signatures bound to
+//! the report's alarms.
 
 mod common;
 
@@ -72,6 +74,9 @@ id = "tech-c"
 name = "Cryo Technician C"
 email = "tech-c@example.org"
 phone = "+15551230003"
+[[reason]]
+code = "fill-late"
+text = "LN2 fill started late"
 "#
     ))
 }
@@ -251,4 +256,137 @@ fn the_report_names_the_person_who_generated_it() {
     let out = site.report("dewar-1", ("-1h", "now"), &html, &["--by", " "]);
     assert_eq!(out.status.code(), Some(2), "a blank --by is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--by"));
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Alarm 1 closed by `tech-c` ("Cryo Technician C") with `cryowatch close`, signed with
+/// their password; besides it, alarm 3 cleared and left open, alarm 4 an alarm test.
+/// The signature's content SHA-256.
+fn close_first_alarm(site: &Site) -> String {
+    let db = rusqlite::Connection::open(site.path().join("cryowatch.db")).expect("open the store file");
+    for (id, raised) in [(3, 200), (4, 300)] {
+        db.execute(
+            "INSERT INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since, value, latching, firing,
+                 returned, cleared_at)
+             VALUES (?1, 'dewar-1-warm', 'dewar-1.temp', 'dewar-1', 'critical', 'cleared', ?2, ?2, -140.0, 0, '', 1, ?3)",
+            params![id, at(raised), at(raised + 3)],
+        )
+        .expect("cleared alarm");
+    }
+    db.execute(
+        "INSERT INTO alarm_test (id, sensor, rule, alarm, started_at, by, value)
+         VALUES (1, 'dewar-1.temp', 'dewar-1-warm', 4, ?1, 'tech-c', -140.0)",
+        [at(299)],
+    )
+    .expect("alarm test");
+    site.add_signer("tech-c", "Cryo Technician C", PASSWORD);
+    let closed = site.with_stdin(
+        &[
+            "close",
+            "1",
+            "--by",
+            "tech-c",
+            "--reason",
+            "fill-late",
+            "--action",
+            "autofill valve replaced",
+            "--impact",
+            "quarantined",
+            "--comment",
+            "rack 3 moved to dewar-2",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    db.query_row(
+        "SELECT content_sha256 FROM signature WHERE subject = 'alarm 1'",
+        [],
+        |r| r.get(0),
+    )
+    .expect("the signature")
+}
+
+#[test]
+fn each_excursion_shows_its_corrective_action_or_open_deviation_and_every_signature_is_listed() {
+    let site = site();
+    seed(&site);
+    let sha = close_first_alarm(&site);
+    let open = "open deviation — no corrective action signed";
+
+    let html = report(&site, "q.html");
+    // Alarm 1: its corrective action, signed (the table's cells, one after another).
+    assert!(
+        html.contains(
+            "<td>1</td><td>fill-late: LN2 fill started late</td><td>autofill valve replaced</td>\
+             <td>quarantined</td><td>rack 3 moved to dewar-2</td><td>Cryo Technician C (tech-c) at "
+        ),
+        "{html}"
+    );
+    // Only alarm 3 is open: not alarm 1 (closed), alarm 2 (still active) nor 4 (a test).
+    assert_eq!(html.matches(open).count(), 1, "{html}");
+    assert!(html.contains(&format!("<td>3</td><td>{open}</td>")), "{html}");
+    // The signature, once, by what it signed.
+    assert!(
+        html.contains(&format!(
+            "</td><td>corrective action</td><td>alarm 1 (dewar-1.temp high)</td><td>{}</td></tr>",
+            &sha[..12]
+        )),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("<td>alarm 1 (dewar-1.temp high)</td>").count(),
+        1,
+        "{html}"
+    );
+
+    // The PDF's columns wrap and interleave in extracted text: words that stay whole.
+    let pdf = report(&site, "q.pdf");
+    for part in [
+        "Corrective actions",
+        "fill-late:",
+        "autofill valve replaced",
+        "quarantined",
+        "Cryo Technician C (tech-c)",
+        "open deviation —",
+        "Signatures",
+        &sha[..12],
+    ] {
+        assert!(pdf.contains(part), "{part}: {pdf}");
+    }
+
+    let path = site.path().join("q.csv");
+    let out = site.report("dewar-1", PERIOD, &path, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = std::fs::read_to_string(&path).expect("csv");
+    assert!(
+        csv.starts_with("record,sensor,start,end,min,max,mean,readings,expected,detail\n"),
+        "{csv}"
+    );
+    let rows = |kind: &str| -> Vec<&str> { csv.lines().filter(|l| l.starts_with(&format!("{kind},"))).collect() };
+    let corrective = rows("corrective_action");
+    assert_eq!(corrective.len(), 1, "{csv}");
+    for part in [
+        "corrective_action,dewar-1.temp,",
+        "reason fill-late (LN2 fill started late); action: autofill valve replaced; impact: quarantined; \
+         comment: rack 3 moved to dewar-2; signed by Cryo Technician C (tech-c), meaning corrective action",
+    ] {
+        assert!(corrective[0].contains(part), "{part}: {csv}");
+    }
+    let signatures = rows("signature");
+    assert_eq!(signatures.len(), 1, "{csv}");
+    assert!(
+        signatures[0].contains(&format!(
+            "Cryo Technician C (tech-c); meaning corrective action; signed alarm 1 (dewar-1.temp high); \
+             content sha256 {sha}"
+        )),
+        "{csv}"
+    );
+    let excursions = rows("excursion");
+    assert_eq!(excursions.iter().filter(|l| l.contains(open)).count(), 1, "{csv}");
+    assert!(
+        excursions
+            .iter()
+            .any(|l| l.contains("alarm 1 ") && l.contains("closed by a signed corrective action"))
+    );
 }

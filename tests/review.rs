@@ -90,7 +90,7 @@ fn start_daemon_at(site: &Site, start: &str) -> Proc {
 }
 
 fn run(site: &Site, args: &[&str], stdin: &str) -> Output {
-    site.run(args, stdin)
+    site.with_stdin(args, stdin)
 }
 
 /// `review list --json`; `None` while the store does not exist yet.
@@ -99,15 +99,6 @@ fn reviews(site: &Site) -> Option<Vec<serde_json::Value>> {
     out.status.success().then(|| {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("review list --json ({e}): {}", text(&out)))
     })
-}
-
-fn add_reviewer(site: &Site) {
-    let added = run(
-        site,
-        &["user", "add", "qa", "--role", "operator", "--name", "Quinn Assurance"],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(added.status.success(), "{}", text(&added));
 }
 
 fn sign(site: &Site, meaning: &str, password: &str) -> Output {
@@ -245,7 +236,7 @@ fn the_monthly_review_is_generated_at_the_sites_month_end_sent_signed_and_proven
     assert!(String::from_utf8_lossy(&sha.stdout).starts_with(&report_sha));
 
     // A wrong password signs nothing, is audited, and exits 1.
-    add_reviewer(&site);
+    site.add_signer("qa", "Quinn Assurance", PASSWORD);
     let wrong = sign(&site, "reviewed", "not the password");
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
     assert_eq!(reviews(&site).expect("list")[0]["status"], "awaiting review");
@@ -289,6 +280,27 @@ fn the_monthly_review_is_generated_at_the_sites_month_end_sent_signed_and_proven
 
     let verified = run(&site, &["audit", "verify"], "");
     assert!(verified.status.success(), "{}", text(&verified));
+
+    // The month's report carries its review: the reviewed report's hash and both
+    // signatures; the CSV a `review` row and a `signature` row for each.
+    let pdf = site.path().join("november.pdf");
+    let out = site.report("dewar-1", ("2026-11-01", "2026-12-01"), &pdf, &["--by", "qa"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = common::pdf_text(&pdf).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(printed.contains("Periodic review"), "{printed}");
+    assert!(printed.contains("approved by Quinn Assurance (qa)"), "{printed}");
+    let csv = site.path().join("november.csv");
+    let out = site.report("dewar-1", ("2026-11-01", "2026-12-01"), &csv, &["--by", "qa"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = std::fs::read_to_string(&csv).expect("csv");
+    assert_eq!(csv.lines().filter(|l| l.starts_with("review,")).count(), 1, "{csv}");
+    assert!(
+        csv.lines()
+            .filter(|l| l.starts_with("signature,") && l.contains("signed review"))
+            .count()
+            == 2,
+        "{csv}"
+    );
 
     // What audit verify catches.
     let replaced = verify_tampered(&site, "UPDATE review SET report = CAST('%PDF-1.7 forged' AS BLOB)");
@@ -340,7 +352,7 @@ listen = "127.0.0.1:{port}"
         reviews(&site)?.into_iter().next()
     });
     assert_eq!(review["version"], 1);
-    add_reviewer(&site);
+    site.add_signer("qa", "Quinn Assurance", PASSWORD);
 
     // Unsigned two seconds after the month's end: overdue, paged once to [quality]
     // notify, and said by `status`.

@@ -234,23 +234,13 @@ impl Site {
         )
     }
 
-    /// `cryowatch report -c DIR/cryowatch.toml --asset ASSET --from FROM --to TO --out
-    /// OUT`, with `extra` arguments after them; its output, for the caller to judge.
-    pub fn report(&self, asset: &str, (from, to): (&str, &str), out: &Path, extra: &[&str]) -> Output {
-        let (config, out) = (self.config_str(), out.display().to_string());
-        let mut args = vec![
-            "report", "-c", &config, "--asset", asset, "--from", from, "--to", to, "--out", &out,
-        ];
-        args.extend_from_slice(extra);
-        cryowatch_output(&args)
-    }
-
     /// `cryowatch ARGS -c DIR/cryowatch.toml` with `stdin` as its standard input (a
-    /// signer's password); its output, for the caller to judge.
-    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+    /// signer's password), to completion.
+    pub fn with_stdin(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = cryowatch()
             .args(args)
             .args(["-c", &self.config_str()])
+            .env_remove("CRYOWATCH_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -260,6 +250,27 @@ impl Site {
             let _ = std::io::Write::write_all(&mut input, stdin.as_bytes());
         }
         child.wait_with_output().expect("wait for cryowatch")
+    }
+
+    /// `cryowatch user add NAME --role operator --name PRINTED_NAME`, the password on
+    /// standard input: a person who may sign.
+    pub fn add_signer(&self, name: &str, printed_name: &str, password: &str) {
+        let added = self.with_stdin(
+            &["user", "add", name, "--role", "operator", "--name", printed_name],
+            &format!("{password}\n"),
+        );
+        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    }
+
+    /// `cryowatch report -c DIR/cryowatch.toml --asset ASSET --from FROM --to TO --out
+    /// OUT`, with `extra` arguments after them; its output, for the caller to judge.
+    pub fn report(&self, asset: &str, (from, to): (&str, &str), out: &Path, extra: &[&str]) -> Output {
+        let (config, out) = (self.config_str(), out.display().to_string());
+        let mut args = vec![
+            "report", "-c", &config, "--asset", asset, "--from", from, "--to", to, "--out", &out,
+        ];
+        args.extend_from_slice(extra);
+        cryowatch_output(&args)
     }
 
     /// The daemon's log so far (for assertion messages).

@@ -1,10 +1,30 @@
-//! The report flattened into one CSV table, one row per day, gap, excursion, test,
-//! suppression and the audit status.
+//! The report flattened into one CSV table, one row per day, gap, excursion, corrective
+//! action, test, suppression, signature, review and the audit status.
 
 use super::AssetReport;
+use super::quality::{Deviation, OPEN_DEVIATION, deviation, signer};
 
-/// One CSV table: `record` says what each row is (`day`, `gap`, `excursion`, `test`,
-/// `suppression`, `audit`); times are RFC 3339 UTC.
+/// One CSV table under the header `record,sensor,start,end,min,max,mean,readings,expected,detail`;
+/// `record` says what each row is:
+///
+/// - `day`: a sensor's day in the site's time zone (min, max, mean, readings);
+/// - `completeness`: a sensor's good readings against those expected over the period;
+/// - `gap`: a span without a good reading longer than the sensor's stale limit;
+/// - `excursion`: an alarm (`start` raised, `end` cleared, `max` its peak), its pages and
+///   acknowledgement, and, once cleared, whether it is closed or an open deviation;
+/// - `corrective_action`: the signed corrective action that closed an excursion (`start`
+///   when it was signed; reason code and text, action, impact, comment, signer);
+/// - `test`: an alarm test and its result;
+/// - `suppression`: a shelving or maintenance window;
+/// - `signature`: an electronic signature bound to the report's records (`start` when it
+///   was made; printed name, user, meaning, what was signed, content SHA-256);
+/// - `review`: a periodic review whose period overlaps the report's (`start` and `end`
+///   its period; version, the reviewed report's SHA-256, status), each of its signatures
+///   a `signature` row after it;
+/// - `audit`: what the audit trail's verification proves (`start` when the report was
+///   generated).
+///
+/// Times are RFC 3339 UTC.
 pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
     use crate::model::format_rfc3339 as utc;
     let q = |s: &str| {
@@ -53,8 +73,13 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
             _ => String::new(),
         };
         let state = e.state.as_ref().map(|s| format!("; state {s}")).unwrap_or_default();
+        let closing = match deviation(e) {
+            Some(Deviation::Closed(_)) => "; closed by a signed corrective action".to_string(),
+            Some(Deviation::Open) => format!("; {OPEN_DEVIATION}"),
+            None => String::new(),
+        };
         let detail = format!(
-            "alarm {} {} {}{state}{readings}{open}; pages sent {} delivered {}; acknowledged by {} at {} via {}: {}{}",
+            "alarm {} {} {}{state}{readings}{open}; pages sent {} delivered {}; acknowledged by {} at {} via {}: {}{}{closing}",
             e.alarm,
             e.rule,
             e.severity,
@@ -73,6 +98,29 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
             utc(e.start),
             e.end.map(utc).unwrap_or_default(),
             e.peak.map(|v| v.to_string()).unwrap_or_default(),
+            q(&detail)
+        )?;
+    }
+    for (e, ca) in r.excursions.iter().filter_map(|e| match deviation(e) {
+        Some(Deviation::Closed(ca)) => Some((e, ca)),
+        _ => None,
+    }) {
+        let detail = format!(
+            "alarm {}; reason {} ({}); action: {}; impact: {}; comment: {}; signed by {}, meaning {}",
+            e.alarm,
+            ca.reason,
+            ca.reason_text,
+            ca.action,
+            ca.impact,
+            ca.comment,
+            signer(&ca.printed_name, &ca.signed_by),
+            ca.meaning
+        );
+        writeln!(
+            out,
+            "corrective_action,{},{},,,,,,,{}",
+            q(&e.sensor),
+            utc(ca.t),
             q(&detail)
         )?;
     }
@@ -95,6 +143,17 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
             q(&format!("{} by {}: {}", s.kind, s.by, s.reason))
         )?;
     }
+    for s in &r.signatures {
+        let detail = format!(
+            "{}; meaning {}; signed {}; content sha256 {}",
+            signer(&s.printed_name, &s.user),
+            s.meaning,
+            s.signed,
+            s.content_sha256
+        );
+        writeln!(out, "signature,,{},,,,,,,{}", utc(s.t), q(&detail))?;
+    }
+    super::review::write_csv(r, out, q)?;
     let audit = super::integrity(&r.audit, utc);
     writeln!(out, "audit,,{},,,,,,,{}", utc(r.generated_at), q(&audit))?;
     Ok(())

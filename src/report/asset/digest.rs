@@ -4,14 +4,16 @@
 //!
 //! It covers every figure and every reading the report is drawn from, and leaves out
 //! what changes with each rendering — when, by whom and by which version it was
-//! generated, and how far the audit trail was verified at that moment.
+//! generated, and how far the audit trail was verified at that moment — and the
+//! periodic reviews of the period, which sign it.
 
 use sha2::{Digest, Sha256};
 
 use super::AssetReport;
 
-/// Fields of [`AssetReport`] that describe the rendering, not the record.
-const RENDERING: [&str; 4] = ["generated_at", "generated_by", "version", "audit"];
+/// Fields of [`AssetReport`] that describe the rendering, not the record; and the
+/// reviews, whose signatures must not change what the next signature covers.
+const RENDERING: [&str; 5] = ["generated_at", "generated_by", "version", "audit", "reviews"];
 
 /// The hex SHA-256 of `r`'s content.
 pub fn content_sha256(r: &AssetReport) -> String {

@@ -140,6 +140,7 @@ mod tests {
             ack_path: None,
             suppressed: None,
             test: false,
+            corrective: None,
         };
         assert_eq!(shaded(&e), (100 * S, 400 * S));
         e.data_end = None;

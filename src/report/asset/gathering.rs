@@ -1,6 +1,7 @@
 //! Gathering a report: the asset's sensors and their readings, the alarms that overlap
-//! the period with their pages and acknowledgements, alarm tests, shelvings and
-//! maintenance windows, and the audit trail's verification.
+//! the period with their pages and acknowledgements (and, through `quality`, their
+//! corrective actions and signatures), alarm tests, shelvings and maintenance windows,
+//! and the audit trail's verification.
 
 use crate::config::rules::{Condition, stale_after};
 use crate::config::{Config, SensorSource};
@@ -84,6 +85,8 @@ pub fn gather(
     let names: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
     let mut excursions = excursions(store, &names, asset, from, to)?;
     super::excursion::annotate(cfg, &sensors, &mut excursions, to);
+    progress("reading corrective actions and signatures");
+    let signatures = super::quality::gather(cfg, store, &mut excursions)?;
     let mut tests = alarm_tests(store, cfg, &names, from, to)?;
     for t in &mut tests {
         t.by = super::people::person(cfg, &t.by);
@@ -107,6 +110,8 @@ pub fn gather(
         excursions,
         tests,
         suppressions,
+        signatures,
+        reviews: super::review::gather(store, asset, from, to)?,
         audit,
         tz,
     })
@@ -146,6 +151,7 @@ fn excursions(
             ack_path: a.ack_path,
             suppressed: a.suppressed,
             test,
+            corrective: None,
         });
     }
     Ok(out)

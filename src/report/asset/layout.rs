@@ -1,6 +1,7 @@
 //! The report laid out as a [`Document`] for the PDF and HTML renderers: header and
 //! audit verdict, one section per sensor (chart, completeness, days, gaps), then
-//! excursions, alarm tests, maintenance and shelving.
+//! excursions, their corrective actions, alarm tests, maintenance and shelving, and the
+//! signatures bound to the report's records.
 
 use jiff::tz::TimeZone;
 
@@ -13,8 +14,8 @@ fn fmt_time(t: TimestampMs, tz: &TimeZone) -> String {
     crate::model::site_time(t, tz)
 }
 
-/// A moment to the second, for alarm and reading times.
-fn fmt_second(t: TimestampMs, tz: &TimeZone) -> String {
+/// A moment to the second, for alarm, reading and signature times.
+pub(super) fn fmt_second(t: TimestampMs, tz: &TimeZone) -> String {
     match jiff::Timestamp::from_millisecond(t) {
         Ok(ts) => ts.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
         Err(_) => t.to_string(),
@@ -248,6 +249,7 @@ pub fn document(r: &AssetReport) -> Document {
             widths: Some(vec![0.75, 1.25, 1.5, 1.5, 0.95, 0.85, 1.8]),
         });
     }
+    blocks.extend(super::quality::corrective_blocks(r, tz));
     blocks.push(Block::Heading("Alarm tests".into()));
     if r.tests.is_empty() {
         blocks.push(Block::Paragraph("No alarm test in the period.".into()));
@@ -298,6 +300,8 @@ pub fn document(r: &AssetReport) -> Document {
             widths: None,
         });
     }
+    blocks.extend(super::quality::signature_blocks(r, tz));
+    blocks.extend(super::review::blocks(r, tz));
     Document {
         title: format!("Storage temperature record — {}", r.asset),
         subtitle: Some(format!(

@@ -7,13 +7,18 @@
 //! acknowledgements, tests, shelvings, audit status); `daily` turns a sensor's readings
 //! into days and gaps; `people` gives each person who acknowledged one name;
 //! `excursion` sets each alarm beside its readings (their span
-//! beyond the limit, peak or state, where an open one's data ends); `layout` builds the document; `csv_export` writes the CSV table.
+//! beyond the limit, peak or state, where an open one's data ends); `quality` adds the
+//! quality record (each excursion's signed corrective action or its open deviation, and
+//! every signature bound to the report's records) and lays it out; `review` the periodic
+//! reviews of the period and their signatures; `digest` the content hash a review
+//! signs; `layout` builds the document; `csv_export` writes the CSV table.
 
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::model::TimestampMs;
 use crate::store::audit::verify::Verification;
+use crate::store::quality::CorrectiveAction;
 
 mod csv_export;
 mod daily;
@@ -22,6 +27,8 @@ mod excursion;
 mod gathering;
 mod layout;
 mod people;
+mod quality;
+mod review;
 
 pub use csv_export::write_csv;
 pub use digest::content_sha256;
@@ -103,6 +110,8 @@ pub struct Excursion {
     pub ack_path: Option<String>,
     pub suppressed: Option<String>,
     pub test: bool,
+    /// The signed corrective action that closed the excursion, if one did.
+    pub corrective: Option<CorrectiveAction>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +134,20 @@ pub struct Suppression {
     pub reason: String,
 }
 
+/// An electronic signature bound to one of the report's records.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signature {
+    pub t: TimestampMs,
+    pub user: String,
+    pub printed_name: String,
+    pub meaning: String,
+    /// The record signed, as stored (`alarm 12`).
+    pub subject: String,
+    /// The record signed, as people read it (`alarm 12 (dewar-1.temp high)`).
+    pub signed: String,
+    pub content_sha256: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AssetReport {
     pub site: String,
@@ -142,6 +165,10 @@ pub struct AssetReport {
     pub excursions: Vec<Excursion>,
     pub tests: Vec<AlarmTest>,
     pub suppressions: Vec<Suppression>,
+    /// Every electronic signature bound to the report's records, in the order made.
+    pub signatures: Vec<Signature>,
+    /// The periodic reviews whose period overlaps the report's, oldest first.
+    pub reviews: Vec<crate::store::quality::review::Review>,
     pub audit: Verification,
     #[serde(skip)]
     pub tz: TimeZone,

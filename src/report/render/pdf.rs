@@ -4,7 +4,21 @@
 //! Helvetica-Bold); the layout has already encoded every string to WinAnsi bytes, so
 //! they go into the content stream as they are. A last pass with lopdf replaces the
 //! stand-ins with the embedded DejaVu Sans Condensed (`font`), sets the document information and
-//! compresses the pages (see `finish`). Nothing is read from disk.
+//! compresses the pages (see `finish`). Nothing is read from disk, and nothing but the
+//! document decides the bytes: no clock, no random file identifier.
+//!
+//! The file claims no PDF/A conformance, because it does not conform. printpdf 0.7 names
+//! `PdfConformance::A2B_2011_PDF_1_7`, but what it writes for it is PDF/X's: an XMP
+//! packet without `pdfaid:part`/`pdfaid:conformance` and with dates in the document
+//! information's format instead of XMP's, and an output intent `/S /GTS_PDFX` with one
+//! of the two profiles it bundles, Coated FOGRA39 and ISO Coated v2, both CMYK, while
+//! every colour here is DeviceRGB, which PDF/A allows only beside an RGB output intent.
+//! PDF/A-2b would also need the binary comment after the header (lopdf writes none) and
+//! a `/Name` in the optional content configuration printpdf writes. Claiming it takes
+//! an sRGB ICC profile shipped with the program (or every colour rewritten as
+//! DeviceCMYK or DeviceGray against FOGRA39), an XMP packet written here that matches
+//! the document information, the output intent's `/S` set to `/GTS_PDFA1`, those two
+//! fixes, and a validator (veraPDF) in the tests to prove the claim.
 
 use printpdf::lopdf::{self, Object, StringFormat, content::Operation};
 use printpdf::{BuiltinFont, IndirectFontRef, Mm, PdfDocument, PdfLayerReference};
@@ -151,11 +165,23 @@ fn rgb((r, g, b): Rgb) -> Vec<Object> {
 }
 
 /// Rewrites what printpdf 0.7 cannot be told: its document information carries the
-/// title as raw UTF-8 (garbled for anything but ASCII) and an empty PDF/X version key,
-/// its fonts are the standard 14 (not embedded: each viewer substitutes its own), and
-/// it leaves page content uncompressed.
+/// title as raw UTF-8 (garbled for anything but ASCII), an empty PDF/X version key and
+/// the clock's time, its file identifier is random, its fonts are the standard 14 (not
+/// embedded: each viewer substitutes its own), and it leaves page content uncompressed.
+///
+/// The file is a function of the document alone: no clock, no random identifier (its
+/// `/ID` is a digest of the title and the pages), so the same report renders to the
+/// same bytes. When it was generated is printed in the report itself.
 fn finish(bytes: &[u8], title: &str) -> Result<Vec<u8>, lopdf::Error> {
     let mut doc = lopdf::Document::load_mem(bytes)?;
+    let id = content_id(&doc, title)?;
+    doc.trailer.set(
+        "ID",
+        Object::Array(vec![
+            Object::String(id.clone(), StringFormat::Hexadecimal),
+            Object::String(id, StringFormat::Hexadecimal),
+        ]),
+    );
     let stand_ins: Vec<_> = doc
         .objects
         .iter()
@@ -172,7 +198,9 @@ fn finish(bytes: &[u8], title: &str) -> Result<Vec<u8>, lopdf::Error> {
     }
     let info = doc.trailer.get(b"Info").and_then(Object::as_reference)?;
     let info = doc.get_object_mut(info).and_then(Object::as_dict_mut)?;
-    info.remove(b"GTS_PDFXVersion");
+    for key in [&b"GTS_PDFXVersion"[..], b"CreationDate", b"ModDate", b"Trapped"] {
+        info.remove(key);
+    }
     info.set("Title", Object::String(text_string(title), StringFormat::Hexadecimal));
     info.set("Producer", Object::string_literal("cryowatch"));
     info.set("Creator", Object::string_literal("cryowatch"));
@@ -180,6 +208,20 @@ fn finish(bytes: &[u8], title: &str) -> Result<Vec<u8>, lopdf::Error> {
     let mut out = Vec::with_capacity(bytes.len() / 2);
     doc.save_to(&mut out)?;
     Ok(out)
+}
+
+/// The file identifier: the first 16 bytes of the SHA-256 of the title and of each
+/// page's content, in page order.
+fn content_id(doc: &lopdf::Document, title: &str) -> Result<Vec<u8>, lopdf::Error> {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(title.as_bytes());
+    for page in doc.get_pages().into_values() {
+        let content = doc.get_page_content(page)?;
+        digest.update((content.len() as u64).to_be_bytes());
+        digest.update(&content);
+    }
+    Ok(digest.finalize().get(..16).unwrap_or_default().to_vec())
 }
 
 /// A PDF text string for any Unicode: UTF-16BE behind a byte order mark.
@@ -220,7 +262,9 @@ mod tests {
         let info = parsed.get_dictionary(info).expect("info dictionary");
         let title = info.get(b"Title").and_then(Object::as_str).expect("title");
         assert_eq!(title, text_string("Zürich – Dewar 3").as_slice());
-        assert!(info.get(b"GTS_PDFXVersion").is_err());
+        for key in [&b"GTS_PDFXVersion"[..], b"CreationDate", b"ModDate", b"Trapped"] {
+            assert!(info.get(key).is_err(), "{}", String::from_utf8_lossy(key));
+        }
 
         let fonts: Vec<_> = parsed
             .objects
@@ -250,5 +294,30 @@ mod tests {
             widths.get(usize::from(b'A' - 32)).and_then(|w| w.as_i64().ok()),
             Some(696)
         );
+    }
+
+    #[test]
+    fn the_same_document_renders_to_the_same_bytes_and_another_to_another_id() {
+        let doc = |text: &str| Document {
+            title: "Dewar 3".into(),
+            subtitle: None,
+            blocks: vec![Block::Paragraph(text.into())],
+            footer: String::new(),
+        };
+        let first = render_pdf(&doc("-196 °C")).expect("renders");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(
+            first == render_pdf(&doc("-196 °C")).expect("renders again"),
+            "the bytes differ"
+        );
+        let id = |pdf: &[u8]| {
+            let parsed = lopdf::Document::load_mem(pdf).expect("parses");
+            let ids = parsed.trailer.get(b"ID").and_then(Object::as_array).expect("an /ID");
+            let ids: Vec<Vec<u8>> = ids.iter().map(|i| i.as_str().expect("a string").to_vec()).collect();
+            assert_eq!(ids.len(), 2);
+            assert_eq!(ids[0].len(), 16);
+            ids
+        };
+        assert_ne!(id(&first), id(&render_pdf(&doc("-150 °C")).expect("renders")));
     }
 }

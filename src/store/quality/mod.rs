@@ -13,10 +13,12 @@
 //! the action taken, the impact on stored product and a comment, signed with meaning
 //! `corrective action`. Until then it is an open deviation.
 
+mod listing;
 pub mod review;
 mod review_verify;
 mod verify;
 
+pub use listing::SignatureRecord;
 pub(in crate::store) use verify::verify;
 
 use rusqlite::{Connection, OptionalExtension, params};
