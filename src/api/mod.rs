@@ -15,6 +15,7 @@ pub mod auth;
 pub mod close;
 pub mod metrics;
 pub mod server;
+pub mod sign;
 pub mod sms;
 pub mod v1;
 pub mod web;

@@ -57,6 +57,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 14: printed names, electronic signatures and the corrective actions that close
     // excursions.
     crate::store::quality::MIGRATION,
+    // 15: signed acknowledgements.
+    crate::store::quality::tables::MIGRATION,
 ];
 
 impl Store {

@@ -13,6 +13,8 @@
 //! the action taken, the impact on stored product and a comment, signed with meaning
 //! `corrective action`. Until then it is an open deviation.
 
+pub(in crate::store) mod ack;
+pub(crate) mod tables;
 mod verify;
 
 pub(in crate::store) use verify::verify;
@@ -101,12 +103,7 @@ impl Impact {
     }
 }
 
-/// A person whose password was just checked: who signs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signer {
-    pub user: String,
-    pub printed_name: String,
-}
+pub use crate::model::changes::Signer;
 
 /// What closes an excursion.
 #[derive(Debug, Clone)]
@@ -276,20 +273,7 @@ fn close(
         &subject,
         &detail,
     )?;
-    c.execute(
-        "INSERT INTO signature (id, t, user, printed_name, meaning, subject, content_sha256, audit)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            signature_id,
-            now,
-            signer.user,
-            signer.printed_name,
-            meaning,
-            subject,
-            hash,
-            seq
-        ],
-    )?;
+    insert_signature(c, signature_id, now, signer, meaning, &subject, &hash, seq)?;
     c.execute(
         "INSERT INTO corrective_action (alarm, t, reason, reason_text, action, impact, comment, signature)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -305,6 +289,27 @@ fn close(
         ],
     )?;
     Ok(corrective_action(c, id)?.ok_or(Refused::NoSuchAlarm(id)))
+}
+
+/// Writes signature `id` (inside the caller's transaction); `audit` is the record that
+/// carries it.
+#[allow(clippy::too_many_arguments)]
+fn insert_signature(
+    c: &Connection,
+    id: i64,
+    t: TimestampMs,
+    signer: &Signer,
+    meaning: &str,
+    subject: &str,
+    hash: &str,
+    audit: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO signature (id, t, user, printed_name, meaning, subject, content_sha256, audit)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, t, signer.user, signer.printed_name, meaning, subject, hash, audit],
+    )?;
+    Ok(())
 }
 
 fn signature_json(id: i64, t: TimestampMs, user: &str, printed_name: &str, meaning: &str) -> serde_json::Value {

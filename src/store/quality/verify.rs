@@ -127,5 +127,5 @@ pub(in crate::store) fn verify(
             )));
         }
     }
-    Ok(None)
+    super::ack::verify(c, head)
 }
