@@ -27,7 +27,7 @@
 //!   - [`store::outbox`]: notifications to send and their attempts; [`store::planning`]: the facts paging decides from.
 //!   - [`store::mirror`]: the InfluxDB mirror's outbox and cursors; [`store::retention`]: reduction and deletion, audited.
 //!   - [`store::audit`]: the hash-chained trail ([`store::audit::batch`], [`store::audit::seal`], [`store::audit::verify`], [`store::audit::watch`], [`store::audit::config`]).
-//!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions and signed acknowledgements, proven by `audit verify`.
+//!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions and signed acknowledgements, proven by `audit verify`; the open deviations kept for `/metrics`.
 //!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
 //! - [`alarm`]: the decisions, touching no store.
 //!   - [`alarm::condition`] (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine): pure functions of readings and `now`.

@@ -57,7 +57,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 14: printed names, electronic signatures and the corrective actions that close
     // excursions.
     crate::store::quality::MIGRATION,
-    // 15: signed acknowledgements.
+    // 15: signed acknowledgements, and the open deviations kept for the scrape.
     crate::store::quality::tables::MIGRATION,
 ];
 
