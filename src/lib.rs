@@ -27,7 +27,7 @@
 //!   - [`store::outbox`]: notifications to send and their attempts; [`store::planning`]: the facts paging decides from.
 //!   - [`store::mirror`]: the InfluxDB mirror's outbox and cursors; [`store::retention`]: reduction and deletion, audited.
 //!   - [`store::audit`]: the hash-chained trail ([`store::audit::batch`], [`store::audit::seal`], [`store::audit::verify`], [`store::audit::watch`], [`store::audit::config`]).
-//!   - [`store::quality`]: electronic signatures and the corrective actions that close excursions, proven by `audit verify`; signatures listed by what they sign.
+//!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions, signed acknowledgements and periodic reviews ([`store::quality::review`]), proven by `audit verify`; signatures listed by what they sign; the open deviations kept for `/metrics`.
 //!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
 //! - [`alarm`]: the decisions, touching no store.
 //!   - [`alarm::condition`] (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine): pure functions of readings and `now`.
@@ -38,7 +38,7 @@
 //!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]).
 //!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
 //! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
-//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs through the web), [`api::sms`], [`api::metrics`], [`api::server`].
+//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs: a session's person and password), [`api::sms`], [`api::metrics`], [`api::server`].
 //! - [`review`]: periodic review and sign-off: each period's report of an asset generated when the period ends, recorded, sent; signing checks it still shows the record.
 //! - [`report`]: what is read back out: [`report::history`], [`report::status`], [`report::alarms`], [`report::mirror`], [`report::explain`], [`report::asset`], [`report::selftest`], rendered by [`report::render`].
 //! - [`telemetry`]: the pipeline's own counters ([`telemetry::stats`]) and the collectors each stage registers for `/metrics` ([`telemetry::families`]).

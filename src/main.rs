@@ -120,6 +120,10 @@ enum Command {
         by: String,
         #[arg(long, default_value = "")]
         comment: String,
+        /// Sign the acknowledgement: --by names a dashboard user, whose password is read
+        /// from standard input (no echo on a terminal).
+        #[arg(long)]
+        sign: bool,
     },
     /// Shelve a sensor: its alarms are recorded but not escalated until the shelving expires.
     Shelve {
@@ -441,7 +445,8 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
             alarm_id,
             by,
             comment,
-        } => control::ack(&config, alarm_id, &by, &comment),
+            sign,
+        } => control::ack(&config, alarm_id, &by, &comment, sign),
         Command::Shelve {
             config,
             sensor,

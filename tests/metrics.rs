@@ -596,3 +596,40 @@ fn metrics_follow_readings_connections_latency_alarms_pages_and_the_audit_trail(
 
     site.stop_daemon(daemon);
 }
+
+#[test]
+fn the_open_deviation_gauge_counts_an_excursion_from_its_clearing_to_its_signed_close() {
+    use common::quality_lab::{PASSWORD, add_signer, api_section, cool, lab_with, run, text, warm};
+    let broker = Mosquitto::start();
+    let port = free_port();
+    let site = lab_with(&broker.url(), &api_section(port, TOKEN));
+    let daemon = site.start_daemon();
+    let api = format!("127.0.0.1:{port}");
+    let open = |e: &Exposition| e.get("cryowatch_open_deviations", &[]);
+    scrape_until(&site, &api, "no open deviation", |e| open(e) == Some(0.0));
+    let id = warm(&site, &broker).to_string();
+    let m = scrape_until(&site, &api, "an active alarm", |e| {
+        e.get("cryowatch_alarms", &[("state", "active")]) == Some(1.0)
+    });
+    assert_eq!(open(&m), Some(0.0), "an active alarm is not a deviation yet");
+    cool(&site, &broker);
+    let m = scrape_until(&site, &api, "one open deviation", |e| open(e) == Some(1.0));
+    let age = m.get("cryowatch_open_deviation_oldest_age_seconds", &[]).expect("age");
+    assert!((0.0..60.0).contains(&age), "{age}");
+    add_signer(&site);
+    let args = [
+        "close",
+        &id,
+        "--by",
+        "tech-c",
+        "--reason",
+        "lid-open",
+        "--action",
+        "lid closed",
+    ];
+    let closed = run(&site, &args, &format!("{PASSWORD}\n"));
+    assert!(closed.status.success(), "{}", text(&closed));
+    let m = scrape_until(&site, &api, "no open deviation once closed", |e| open(e) == Some(0.0));
+    assert_eq!(m.get("cryowatch_open_deviation_oldest_age_seconds", &[]), Some(0.0));
+    site.stop_daemon(daemon);
+}

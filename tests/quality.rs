@@ -7,107 +7,15 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::Duration;
 
 use common::mosquitto::Mosquitto;
+use common::quality_lab::{
+    PASSWORD, add_signer, alarms, api_section, cool, lab, lab_with, post_json, run, session, tamperer, text, verify,
+    warm,
+};
 use common::smtp::SmtpServer;
-use common::{Site, wait_for};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-fn lab(url: &str) -> Site {
-    lab_with(url, "")
-}
-
-/// The lab, with `extra` TOML appended.
-fn lab_with(url: &str, extra: &str) -> Site {
-    Site::new(&format!(
-        r#"[site]
-name = "quality lab"
-timezone = "UTC"
-[store]
-path = "{{dir}}/cryowatch.db"
-[mqtt]
-url = "{url}"
-client_id = "quality-test"
-[[asset]]
-id = "dewar-1"
-kind = "other"
-[[sensor]]
-id = "dewar-1.temp"
-asset = "dewar-1"
-quantity = "temperature"
-unit = "degC"
-[sensor.mqtt]
-topic = "lab/dewar-1/temp"
-[[rule]]
-id = "warm"
-sensor = "dewar-1.temp"
-kind = "high"
-threshold = -150.0
-severity = "alarm"
-[[reason]]
-code = "lid-open"
-text = "Lid left open after retrieval"
-[[reason]]
-code = "supply"
-text = "LN2 supply interrupted"
-requires_comment = true
-{extra}"#
-    ))
-}
-
-/// `cryowatch ARGS` with `stdin` as its standard input.
-fn run(site: &Site, args: &[&str], stdin: &str) -> Output {
-    site.with_stdin(args, stdin)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `alarms FLAG --json`; `None` while the daemon is still creating the store.
-fn try_alarms(site: &Site, flag: &str) -> Option<Vec<serde_json::Value>> {
-    let out = run(site, &["alarms", flag, "--json"], "");
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("alarms --json ({e}): {}", text(&out))))
-}
-
-fn alarms(site: &Site, flag: &str) -> Vec<serde_json::Value> {
-    try_alarms(site, flag).unwrap_or_else(|| panic!("cryowatch alarms {flag} failed"))
-}
-
-/// Warms the dewar until an alarm opens (published until the daemon, which may not have
-/// subscribed yet, has it); its id.
-fn warm(site: &Site, broker: &Mosquitto) -> i64 {
-    wait_for(Duration::from_secs(20), "an alarm to open", || {
-        broker.publish("lab/dewar-1/temp", "-120.0", 1);
-        try_alarms(site, "--active")?.first().and_then(|a| a["id"].as_i64())
-    })
-}
-
-/// Cools the dewar until no alarm is open.
-fn cool(site: &Site, broker: &Mosquitto) {
-    wait_for(Duration::from_secs(20), "the alarm to clear", || {
-        broker.publish("lab/dewar-1/temp", "-195.0", 1);
-        alarms(site, "--active").is_empty().then_some(())
-    });
-}
-
-/// `user add tech-c --role operator --name "Cryo Technician C"`, password on stdin.
-fn add_signer(site: &Site) {
-    site.add_signer("tech-c", "Cryo Technician C", PASSWORD);
-}
-
-fn verify(site: &Site) -> Output {
-    run(site, &["audit", "verify"], "")
-}
+use common::wait_for;
 
 #[test]
 fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
@@ -183,14 +91,7 @@ fn an_excursion_ends_as_a_signed_corrective_action_that_audit_verify_proves() {
     assert!(proven.status.success(), "{}", text(&proven));
 
     // Edited after signing: each is caught, naming what changed.
-    let db = rusqlite::Connection::open(site.path().join("cryowatch.db")).expect("open the store");
-    let tamper = |sql: &str, undo: &str, needle: &str| {
-        db.execute_batch(sql).expect("tamper");
-        let caught = verify(&site);
-        assert_eq!(caught.status.code(), Some(1), "{sql} went unseen: {}", text(&caught));
-        assert!(text(&caught).contains(needle), "{sql}: {}", text(&caught));
-        db.execute_batch(undo).expect("undo");
-    };
+    let tamper = tamperer(&site);
     tamper(
         "UPDATE corrective_action SET impact = 'none'",
         "UPDATE corrective_action SET impact = 'assessed'",
@@ -294,18 +195,7 @@ fn a_signed_in_person_closes_through_the_api_with_both_components_first_and_a_to
     let broker = Mosquitto::start();
     let port = common::free_port();
     let token = "qa-operator-token-0123456789";
-    let site = lab_with(
-        &broker.url(),
-        &format!(
-            r#"[api]
-listen = "127.0.0.1:{port}"
-[[api.token]]
-id = "ops"
-role = "operator"
-token = "{token}"
-"#
-        ),
-    );
+    let site = lab_with(&broker.url(), &api_section(port, token));
     let daemon = site.start_daemon();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     // Two excursions, each raised and cleared.
@@ -316,16 +206,7 @@ token = "{token}"
     }
     add_signer(&site);
     let close = |id: i64, headers: &[(&str, &str)], body: serde_json::Value| {
-        let mut all = vec![("Content-Type", "application/json")];
-        all.extend_from_slice(headers);
-        common::http::call(
-            addr,
-            "POST",
-            &format!("/api/v1/alarms/{id}/close"),
-            &all,
-            Some(body.to_string().as_bytes()),
-        )
-        .expect("POST close")
+        post_json(addr, &format!("/api/v1/alarms/{id}/close"), headers, &body)
     };
     let action = |extra: serde_json::Value| {
         let mut b = serde_json::json!({ "reason": "lid-open", "action": "lid closed", "impact": "none" });
@@ -343,9 +224,7 @@ token = "{token}"
     );
     assert_eq!(r.status, 403, "{}", r.body);
 
-    let session = common::http::sign_in(addr, "tech-c", PASSWORD);
-    let page = common::http::call(addr, "GET", "/", &[("Cookie", &session)], None).expect("dashboard");
-    let csrf = common::http::field(&page.body, "csrf");
+    let (session, csrf) = session(addr);
     let as_session = [("Cookie", session.as_str()), ("X-CSRF-Token", csrf.as_str())];
     // The first signature of the session needs the user name as well as the password.
     let r = close(ids[0], &as_session, action(serde_json::json!({ "password": PASSWORD })));

@@ -1,9 +1,8 @@
 //! The quality record made on the dashboard, in headless Chromium
 //! (`tests/browser/quality.mjs`), against the real daemon, Mosquitto and the store: an
-//! operator acknowledges an excursion, closes it once cleared with a reason and a
-//! signature (re-authenticated with user name and password at the session's first
-//! signature, 21 CFR 11.200(a)(1)), and approves the month's review with the password
-//! alone. The daemon runs under libfaketime, its clock starting shortly before the end
+//! operator acknowledges an excursion with a signature (re-authenticated with user name
+//! and password at the session's first signature, 21 CFR 11.200(a)(1)), closes it once
+//! cleared with a reason and the password alone, and approves the month's review. The daemon runs under libfaketime, its clock starting shortly before the end
 //! of November in the site's time zone, so the review is generated during the test.
 
 mod common;
@@ -125,6 +124,23 @@ fn in_chromium_an_excursion_is_acknowledged_closed_with_a_signature_and_its_mont
         acked.contains(&format!("alarm {alarm}")) && acked.contains("lid found ajar, closed"),
         "{acked}"
     );
+    let signed = site.with_stdin(
+        &[
+            "audit",
+            "log",
+            "--from",
+            "2026-11-01",
+            "--kind",
+            "alarm.ack_signed",
+            "--json",
+        ],
+        "",
+    );
+    let signed = String::from_utf8_lossy(&signed.stdout).to_string();
+    assert!(
+        signed.contains(&format!("alarm {alarm}")) && signed.contains("Quinn Assurance"),
+        "the acknowledgement is not signed: {signed}"
+    );
     let open = site.with_stdin(&["alarms", "--open-deviations", "--json"], "");
     assert_eq!(
         String::from_utf8_lossy(&open.stdout).trim(),
@@ -162,11 +178,12 @@ fn in_chromium_an_excursion_is_acknowledged_closed_with_a_signature_and_its_mont
         &shots,
         &[
             "q01-alarm.png",
-            "q02-open-deviation.png",
-            "q03-first-signature-refused.png",
-            "q04-closed.png",
-            "q05-review.png",
-            "q06-review-approved.png",
+            "q02-first-signature-refused.png",
+            "q03-acknowledged.png",
+            "q04-open-deviation.png",
+            "q05-closed.png",
+            "q06-review.png",
+            "q07-review-approved.png",
         ],
     );
 }

@@ -1,11 +1,10 @@
 //! `POST /api/v1/alarms/{id}/close`: a corrective action that closes a cleared
 //! excursion, signed by the signed-in person (see [`crate::store::quality`]).
 //!
-//! Only a web session can sign: a token is not a person (21 CFR 11.100), so token
-//! callers are refused (403). The first signature of a session needs both components,
-//! the user name and the password; later ones in the same session the password
-//! (11.200(a)(1)). Sessions end after `[api] idle_timeout` of inactivity. A wrong
-//! password signs nothing and is audited (401).
+//! Signed as [`super::sign`] signs: only a web session can sign, so token callers are
+//! refused (403); the first signature of a session needs the user name and the
+//! password, later ones the password. Sessions end after `[api] idle_timeout` of
+//! inactivity. A wrong password signs nothing and is audited (401).
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -15,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::ApiState;
-use super::auth::{Principal, SESSION_COOKIE, cookie};
+use super::auth::Principal;
+use super::sign::{self, person_and_session};
 use super::v1::error;
 use crate::config::Role;
 use crate::model::now_ms;
@@ -76,14 +76,6 @@ pub async fn close(
     }
 }
 
-/// The signed-in user and their session cookie: who can sign. `None` for a token
-/// caller, which is not a person.
-pub fn person_and_session(who: &Principal, headers: &HeaderMap) -> Option<(String, String)> {
-    let user = who.actor.strip_prefix("user:")?;
-    let session = cookie(headers, SESSION_COOKIE)?;
-    Some((user.to_string(), session.to_string()))
-}
-
 /// What a person fills in to close an excursion.
 pub struct Fields {
     pub reason: String,
@@ -104,14 +96,6 @@ pub async fn sign_and_close(
     id: i64,
     f: Fields,
 ) -> Result<CorrectiveAction, (StatusCode, String)> {
-    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
-    let internal = |e: crate::api::ApiError| {
-        tracing::error!(error = %e, "closing an alarm failed");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; nothing was recorded".to_string(),
-        )
-    };
     let (reason, impact) = check_closing(
         &st.config.reasons,
         &f.reason,
@@ -120,9 +104,16 @@ pub async fn sign_and_close(
         &f.comment,
     )
     .map(|(r, i)| (r.clone(), i))
-    .map_err(|(field, problem)| bad(format!("{field}: {problem}")))?;
-    let subject = format!("alarm {id}");
-    let signer = super::sign::signer(st, &user, &session, f.username.as_deref(), f.password, subject).await?;
+    .map_err(|(field, problem)| (StatusCode::BAD_REQUEST, format!("{field}: {problem}")))?;
+    let signer = sign::signer(
+        st,
+        user,
+        &session,
+        f.username.as_deref(),
+        f.password,
+        format!("alarm {id}"),
+    )
+    .await?;
     let outcome = st
         .with_store(move |s| {
             let now = now_ms();
@@ -140,15 +131,12 @@ pub async fn sign_and_close(
             Ok(done)
         })
         .await
-        .map_err(internal)?;
-    match outcome {
-        Err(refused) => {
-            let status = match refused {
-                Refused::NoSuchAlarm(_) => StatusCode::NOT_FOUND,
-                _ => StatusCode::CONFLICT,
-            };
-            Err((status, format!("{refused}; nothing was recorded")))
-        }
-        Ok(done) => Ok(done),
-    }
+        .map_err(sign::internal)?;
+    outcome.map_err(|refused| {
+        let status = match refused {
+            Refused::NoSuchAlarm(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        (status, format!("{refused}; nothing was recorded"))
+    })
 }

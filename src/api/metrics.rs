@@ -6,8 +6,8 @@
 //! [`crate::telemetry::Telemetry::register`], the commit stage, the dispatcher, the
 //! InfluxDB mirror — each a collector reading the stage's own atomics at scrape time),
 //! and what the store knows, read at each scrape through typed store functions
-//! ([`crate::store::Store::figures`]: open alarms by state, the notification outbox's
-//! lag, the InfluxDB mirror's lag, the audit trail's head). When the store cannot be
+//! ([`crate::store::Store::figures`]: open alarms by state, open deviations, the
+//! notification outbox's lag, the InfluxDB mirror's lag, the audit trail's head). When the store cannot be
 //! read the daemon's own figures are still served, with `cryowatch_store_readable 0`:
 //! disk trouble is when they matter most. This module knows no stage.
 
@@ -136,6 +136,18 @@ fn store_figures(enc: &mut DescriptorEncoder, s: &StoreFigures, now: TimestampMs
         "cryowatch_notification_outbox_oldest_age_seconds",
         "Age of the oldest notification waiting in the outbox (0 when none waits).",
         age(s.outbox_oldest, now),
+    )?;
+    families::gauge(
+        enc,
+        "cryowatch_open_deviations",
+        "Excursions cleared and not yet closed by a signed corrective action (alarm tests excepted).",
+        s.open_deviations,
+    )?;
+    families::gauge(
+        enc,
+        "cryowatch_open_deviation_oldest_age_seconds",
+        "Time since the oldest open deviation cleared (0 when none is open).",
+        age(s.open_deviation_oldest, now),
     )?;
     if let Some((seq, t)) = s.audit_head {
         families::gauge(

@@ -153,6 +153,10 @@ struct AckBody {
     by: Option<String>,
     #[serde(default)]
     comment: String,
+    /// With the password of a session's person: the acknowledgement is signed; the
+    /// user name too at the session's first signature (see [`super::sign`]).
+    username: Option<String>,
+    password: Option<String>,
     /// The CSRF token, for session (browser) callers.
     csrf: Option<String>,
 }
@@ -200,13 +204,15 @@ pub(super) fn accept<T>(
     Ok(body)
 }
 
-/// Queues `kind` with `args` for the engine, audited with the caller, and waits for the answer.
+/// Queues `kind` with `args` for the engine, audited with the caller, and waits for the
+/// answer; `signed`: the cookie of the session that signs what is queued.
 async fn submit(
     st: &ApiState,
     who: &Principal,
     kind: &'static str,
     args: serde_json::Value,
     subject: String,
+    signed: Option<String>,
 ) -> Response {
     let queued = st
         .queue_request(kind, args, format!("api.{kind}"), who.actor.clone(), subject)
@@ -216,7 +222,12 @@ async fn submit(
         Err(e) => return internal(e),
     };
     match super::ack::wait_answer(st, id).await {
-        Ok(Some((true, text))) => Json(json!({ "ok": true, "result": text })).into_response(),
+        Ok(Some((true, text))) => {
+            if let Some(session) = signed {
+                super::sign::session_signed(st, session).await;
+            }
+            Json(json!({ "ok": true, "result": text })).into_response()
+        }
         Ok(Some((false, text))) => {
             let status = if text.contains("no open alarm") || text.contains("unknown sensor") {
                 StatusCode::NOT_FOUND
@@ -257,8 +268,13 @@ async fn ack(
         Ok(by) => by,
         Err(r) => return *r,
     };
-    let args = json!({ "alarm": id, "by": by, "comment": body.comment, "path": "api" });
-    submit(&st, &who, "ack", args, format!("alarm {id}")).await
+    let signed = super::sign::ack_signer(&st, &who, &headers, body.username.as_deref(), body.password, id).await;
+    let (signer, session) = match signed {
+        Ok(s) => s.unzip(),
+        Err((status, message)) => return error(status, message),
+    };
+    let args = control::ack_args(id, &by, &body.comment, "api", signer.as_ref());
+    submit(&st, &who, "ack", args, format!("alarm {id}"), session).await
 }
 
 async fn shelve(
@@ -296,7 +312,7 @@ async fn shelve(
         );
     }
     let args = json!({ "sensor": sensor, "for_ms": crate::model::millis(duration), "by": by, "reason": body.reason });
-    submit(&st, &who, "shelve", args, format!("sensor {sensor}")).await
+    submit(&st, &who, "shelve", args, format!("sensor {sensor}"), None).await
 }
 
 /// Rows in one answer of `/api/v1/history` unless `limit` says otherwise.

@@ -1,26 +1,56 @@
-//! The commands that act on alarms and paging: `ack`, `shelve` and `test-alarm` (carried
-//! out by [`crate::pipeline::control`], through the running daemon when there is one) and
-//! `test-page`.
+//! The commands that act on alarms and paging: `ack` (signed with `--sign`), `shelve`
+//! and `test-alarm` (carried out by [`crate::pipeline::control`], through the running
+//! daemon when there is one) and `test-page`.
 
 use std::path::Path;
 
-use super::{CommandError, load, load_for_reading, runtime};
+use super::{CommandError, load, load_for_reading, read_password, runtime};
 use crate::config::Config;
+use crate::model::changes::Signer;
+use crate::model::now_ms;
 use crate::pipeline::control::{self as pipeline_control, ControlError, Request};
+use crate::store::Store;
 
-/// `ack`: acknowledges alarm `alarm_id` as `by`, with `comment`.
-pub fn ack(config: &Path, alarm_id: i64, by: &str, comment: &str) -> Result<(), CommandError> {
+/// `ack`: acknowledges alarm `alarm_id` as `by`, with `comment`. With `sign`, `by` is a
+/// dashboard user who signs the acknowledgement (meaning `acknowledged`) with their
+/// password, read from standard input: a wrong password acknowledges nothing, is
+/// audited, and fails (exit 1).
+pub fn ack(config: &Path, alarm_id: i64, by: &str, comment: &str, sign: bool) -> Result<(), CommandError> {
     let by = checked_by(by)?;
     pipeline_control::checked_text(comment).map_err(|e| CommandError::BadInput(format!("--comment: {e}")))?;
     let cfg = load_for_reading(config)?;
+    let signer = if sign { Some(signer(&cfg, alarm_id, by)?) } else { None };
     submit(
         &cfg,
         Request::Ack {
             alarm: alarm_id,
             by,
             comment,
+            signer: signer.as_ref(),
         },
     )
+}
+
+/// `by` as the signer of the acknowledgement of `alarm`, once the password read from
+/// standard input is checked. Refused before the password is asked for when there is
+/// nothing to acknowledge.
+fn signer(cfg: &Config, alarm: i64, by: &str) -> Result<Signer, CommandError> {
+    let mut store = Store::open(&cfg.store.path)?;
+    match store.alarm(alarm)? {
+        None => return Err(CommandError::BadInput(format!("cryowatch: no alarm {alarm}"))),
+        Some(a) if a.cleared_at.is_some() => {
+            return Err(CommandError::BadInput(format!(
+                "cryowatch: alarm {alarm} has cleared: there is nothing to acknowledge"
+            )));
+        }
+        Some(_) => {}
+    }
+    let password = read_password(&format!(
+        "password of {by} (signing the acknowledgement of alarm {alarm}): "
+    ))?;
+    store
+        .signer(by, &password, &format!("alarm {alarm}"), now_ms())?
+        .map_err(|e| CommandError::Failed(e.to_string()))
 }
 
 /// `shelve`: shelves `sensor` for `duration` (e.g. `2h`) as `by`, for `reason`.
@@ -93,17 +123,17 @@ mod tests {
     #[test]
     fn ack_checks_its_arguments_then_the_store_refuses_an_unknown_alarm() {
         let site = site("");
-        match ack(&site.path, 1, " ", "") {
+        match ack(&site.path, 1, " ", "", false) {
             Err(CommandError::BadInput(m)) => {
                 assert_eq!(m, "--by: name the person who makes the change (found nothing)")
             }
             other => panic!("expected bad input, got {other:?}"),
         }
-        match ack(&site.path, 1, "alice", &"x".repeat(4001)) {
+        match ack(&site.path, 1, "alice", &"x".repeat(4001), false) {
             Err(CommandError::BadInput(m)) => assert_eq!(m, "--comment: at most 4000 characters, found 4001"),
             other => panic!("expected bad input, got {other:?}"),
         }
-        match ack(&site.path, 42, "alice", "") {
+        match ack(&site.path, 42, "alice", "", false) {
             Err(CommandError::BadInput(m)) => assert!(m.starts_with("cryowatch: "), "{m}"),
             other => panic!("expected the store to refuse, got {other:?}"),
         }

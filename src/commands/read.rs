@@ -123,7 +123,33 @@ pub fn alarms(config: &Path, active: bool, open_deviations: bool, json: bool) ->
         store.alarms(active)?
     };
     let lines = alarms::lines(&rows, &cfg);
-    print_json_or(json, &lines, |out| alarms::write_table(&lines, out))
+    if !json {
+        let mut out = std::io::stdout().lock();
+        return Ok(alarms::write_table(&lines, &mut out)?);
+    }
+    let mut signers = store.ack_signers()?;
+    let listed: Vec<Listed> = lines
+        .into_iter()
+        .map(|line| {
+            let signer = signers.remove(&line.id);
+            Listed {
+                line,
+                ack_signed: signer.is_some(),
+                ack_signed_by: signer,
+            }
+        })
+        .collect();
+    print_json_or(true, &listed, |_| Ok(()))
+}
+
+/// One alarm of `alarms --json`: the listed line, and whether its acknowledgement is an
+/// electronic signature, by whom.
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    line: alarms::AlarmLine<'a>,
+    ack_signed: bool,
+    ack_signed_by: Option<crate::store::quality::Signer>,
 }
 
 #[cfg(test)]

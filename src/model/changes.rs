@@ -1,9 +1,9 @@
 //! The change set: alarms, their transitions, rule states (pending delays), shelvings,
-//! alarm tests and answered requests, as the alarm engine produces them and the store
-//! persists them in the same transaction as the readings that caused them; and what the
-//! engine resumes from after a start ([`Saved`]).
+//! alarm tests, answered requests and signed acknowledgements, as the alarm engine
+//! produces them and the store persists them in the same transaction as the readings
+//! that caused them; and what the engine resumes from after a start ([`Saved`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AlarmState, Severity, TimestampMs};
 
@@ -83,6 +83,24 @@ pub struct Changes {
     pub answered: Vec<(i64, bool, String)>,
     /// Alarm tests started.
     pub tests: Vec<TestRow>,
+    /// Acknowledgements signed: the store writes each signature with its acknowledgement.
+    pub signed_acks: Vec<SignedAck>,
+}
+
+/// A person whose password was just checked: who signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    pub user: String,
+    pub printed_name: String,
+}
+
+/// An acknowledgement of `alarm` at `at` signed by `signer` (meaning `acknowledged`),
+/// whose password the caller checked before it queued the acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedAck {
+    pub alarm: i64,
+    pub at: TimestampMs,
+    pub signer: Signer,
 }
 
 /// An alarm test: a synthetic excursion through a real rule, never a stored reading.
@@ -104,6 +122,7 @@ impl Changes {
             && self.shelves.is_empty()
             && self.answered.is_empty()
             && self.tests.is_empty()
+            && self.signed_acks.is_empty()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Acknowledge and shelve from the command line.
+//! Acknowledge (signed or not) and shelve from the command line.
 //!
 //! With the daemon running (it holds the store's lock file), the request is queued in
 //! the store's `request` table; the daemon carries it out on its next clock tick, in the
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::model::changes::Signer;
 use crate::model::now_ms;
 use crate::store::Store;
 
@@ -64,6 +65,8 @@ pub enum Request<'a> {
         alarm: i64,
         by: &'a str,
         comment: &'a str,
+        /// Who signs the acknowledgement, their password checked; `None`: unsigned.
+        signer: Option<&'a Signer>,
     },
     Shelve {
         sensor: &'a str,
@@ -72,10 +75,17 @@ pub enum Request<'a> {
         reason: &'a str,
     },
     /// An alarm test: needs the running daemon, whose dispatcher pages it.
-    TestAlarm {
-        sensor: &'a str,
-        by: &'a str,
-    },
+    TestAlarm { sensor: &'a str, by: &'a str },
+}
+
+/// The arguments of a queued acknowledgement of `alarm` by `by` through `path`; a
+/// signed one carries its signer (whose password the caller checked), and `by` is then
+/// the signer's user name.
+pub fn ack_args(alarm: i64, by: &str, comment: &str, path: &str, signer: Option<&Signer>) -> serde_json::Value {
+    match signer {
+        None => json!({"alarm": alarm, "by": by, "comment": comment, "path": path}),
+        Some(s) => json!({"alarm": alarm, "by": s.user, "comment": comment, "path": path, "signer": s}),
+    }
 }
 
 /// Carries out `req` against the running daemon, or directly when none runs.
@@ -91,10 +101,12 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
         None => {
             let mut store = Store::open(path).map_err(|e| failed(&e))?;
             let (kind, args) = match req {
-                Request::Ack { alarm, by, comment } => (
-                    "ack",
-                    json!({"alarm": alarm, "by": by, "comment": comment, "path": "cli"}),
-                ),
+                Request::Ack {
+                    alarm,
+                    by,
+                    comment,
+                    signer,
+                } => ("ack", ack_args(alarm, by, comment, "cli", signer)),
                 Request::Shelve {
                     sensor,
                     duration,
@@ -138,7 +150,18 @@ fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
     let now = now_ms();
     let mut engine = crate::pipeline::load_engine(config, &store, &ids, now).map_err(|e| failed(&e))?;
     let result = match req {
-        Request::Ack { alarm, by, comment } => engine.acknowledge(alarm, by, comment, "cli", now),
+        Request::Ack {
+            alarm,
+            by,
+            comment,
+            signer: None,
+        } => engine.acknowledge(alarm, by, comment, "cli", now),
+        Request::Ack {
+            alarm,
+            comment,
+            signer: Some(signer),
+            ..
+        } => engine.acknowledge_signed(alarm, signer, comment, "cli", now),
         Request::Shelve {
             sensor,
             duration,

@@ -149,7 +149,8 @@ pub fn write(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::R
 }
 
 /// The audit rows of `changes`: every transition (with the acknowledgement's path), every
-/// shelf placed or ended, every command-line request answered.
+/// shelf placed or ended, every command-line request answered, and the signatures of
+/// signed acknowledgements.
 fn audit(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Result<()> {
     use serde_json::json;
     for e in &changes.events {
@@ -182,7 +183,7 @@ fn audit(c: &Connection, changes: &Changes, now: TimestampMs) -> rusqlite::Resul
         let detail = json!({ "ok": ok, "result": result });
         crate::store::audit::append(c, now, "request.answered", "daemon", &format!("request {id}"), &detail)?;
     }
-    Ok(())
+    crate::store::quality::ack::record(c, changes, now)
 }
 
 /// The ids of the alarms that are tests.

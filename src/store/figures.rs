@@ -1,6 +1,6 @@
-//! What `/metrics` reads from the store at each scrape: open alarms by state, the
-//! notification outbox, the audit trail's head and the mirror's lag, with a few indexed
-//! queries.
+//! What `/metrics` reads from the store at each scrape: open alarms by state, open
+//! deviations, the notification outbox, the audit trail's head and the mirror's lag,
+//! with a few indexed queries.
 
 use rusqlite::Connection;
 
@@ -9,13 +9,16 @@ use crate::model::TimestampMs;
 
 // The scrape's queries. Each is served by an index (`alarm_open`,
 // `notification_pending`, the audit's rowid and `audit_time`) or reads a table of one
-// row per rule; a test checks the plans.
+// row per rule or per open deviation; a test checks the plans.
 const OPEN_ALARMS: &str =
     "SELECT state, count(*), count(suppressed) FROM alarm WHERE state != 'cleared' GROUP BY state";
 const PENDING_RULES: &str = "SELECT rule FROM rule_state WHERE cond = 1 AND fired = 0";
 const OUTBOX: &str = "SELECT count(*), min(created_at) FROM notification WHERE state = 'pending'";
 /// Two subqueries: each `max` alone is one index lookup; both in one SELECT scan.
 const AUDIT_HEAD: &str = "SELECT (SELECT max(seq) FROM audit), (SELECT max(t) FROM audit)";
+/// Reads the table of open deviations (kept by triggers, see
+/// [`crate::store::quality::tables`]), never the alarms: one row per open deviation.
+const OPEN_DEVIATIONS: &str = "SELECT count(*), min(cleared_at) FROM open_deviation";
 
 /// What the store knows, read at scrape time.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,6 +34,10 @@ pub struct StoreFigures {
     pub mirror: Option<Lag>,
     /// The audit trail's newest sequence number and newest record time.
     pub audit_head: Option<(i64, TimestampMs)>,
+    /// Excursions cleared and not yet closed by a signed corrective action, and when the
+    /// oldest of them cleared.
+    pub open_deviations: i64,
+    pub open_deviation_oldest: Option<TimestampMs>,
 }
 
 impl StoreFigures {
@@ -69,6 +76,9 @@ impl StoreFigures {
             .prepare_cached(AUDIT_HEAD)?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         figures.audit_head = head.0.zip(head.1);
+        (figures.open_deviations, figures.open_deviation_oldest) = c
+            .prepare_cached(OPEN_DEVIATIONS)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if with_mirror {
             figures.mirror = Some(mirror::lag(c)?);
         }
@@ -100,7 +110,7 @@ mod tests {
     fn scrape_queries_use_indexes_and_never_scan_growing_tables() {
         let dir = tempfile::tempdir().expect("dir");
         let store = crate::store::Store::open(&dir.path().join("s.db")).expect("store");
-        for sql in [OPEN_ALARMS, PENDING_RULES, OUTBOX, AUDIT_HEAD] {
+        for sql in [OPEN_ALARMS, PENDING_RULES, OUTBOX, AUDIT_HEAD, OPEN_DEVIATIONS] {
             let plan: Vec<String> = store
                 .with_conn(|c| {
                     c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
@@ -114,7 +124,8 @@ mod tests {
                     !scan
                         || step.contains("USING INDEX alarm_open")
                         || step.contains("USING INDEX notification_pending")
-                        || step == "SCAN rule_state",
+                        || step == "SCAN rule_state"
+                        || step.starts_with("SCAN open_deviation"),
                     "{sql}: {plan:?}"
                 );
             }
@@ -125,5 +136,71 @@ mod tests {
         assert_eq!(figures.outbox_pending, 0);
         assert_eq!(figures.alarms("active"), 0);
         assert_eq!(figures.audit_head, None, "a new store has no audit records");
+    }
+
+    #[test]
+    fn open_deviations_are_counted_from_their_own_table_never_from_the_alarms() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = crate::store::Store::open(&dir.path().join("s.db")).expect("store");
+        // Ten years of alarms, all cleared: 1000 of them, 996 closed by a corrective
+        // action, one an alarm test, one still active, two open deviations.
+        store
+            .transaction(|c| {
+                let mut alarm = c.prepare(
+                    "INSERT OR REPLACE INTO alarm (id, rule, sensor, asset, severity, state, raised_at, since,
+                        latching, firing, returned, cleared_at)
+                     VALUES (?1, 'warm', 'd.t', 'd', 'alarm', ?2, ?3, ?3, 0, '', 0, ?4)",
+                )?;
+                for id in 1..=1001_i64 {
+                    let t = id * 60_000;
+                    if id == 1001 {
+                        alarm.execute(rusqlite::params![id, "active", t, None::<i64>])?;
+                        continue;
+                    }
+                    // Written open, then cleared, as the commit stage writes them.
+                    alarm.execute(rusqlite::params![id, "active", t, None::<i64>])?;
+                    alarm.execute(rusqlite::params![id, "cleared", t, t + 30_000])?;
+                    if id == 500 {
+                        c.execute(
+                            "INSERT INTO alarm_test (sensor, rule, alarm, started_at, by, value)
+                             VALUES ('d.t', 'warm', ?1, ?2, 'qa', -100.0)",
+                            [id, t],
+                        )?;
+                    } else if id != 300 && id != 700 {
+                        c.execute(
+                            "INSERT INTO corrective_action (alarm, t, reason, reason_text, action, impact, comment, signature)
+                             VALUES (?1, ?2, 'lid-open', 'Lid left open', 'closed', 'none', '', 0)",
+                            [id, t + 60_000],
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("alarms");
+        let open = store.open_deviations().expect("open deviations");
+        assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), [300, 700]);
+
+        let (plan, figures, steps) = store
+            .with_conn(|c| {
+                let plan: Vec<String> = c
+                    .prepare(&format!("EXPLAIN QUERY PLAN {OPEN_DEVIATIONS}"))?
+                    .query_map([], |r| r.get::<_, String>(3))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut st = c.prepare(OPEN_DEVIATIONS)?;
+                let figures: (i64, Option<i64>) = st.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let visited = st.get_status(rusqlite::StatementStatus::FullscanStep);
+                Ok((plan, figures, visited))
+            })
+            .expect("plan");
+        // The plan reads only `open_deviation`, one row per open deviation, never the
+        // 1001 rows of `alarm`.
+        assert!(
+            !plan.is_empty() && plan.iter().all(|step| step.starts_with("SCAN open_deviation")),
+            "{plan:?}"
+        );
+        assert_eq!(figures, (2, Some(300 * 60_000 + 30_000)));
+        // Two rows visited, the two open deviations: SQLite counts the steps of a scan
+        // from one row to the next, one step for two rows.
+        assert_eq!(steps, 1, "{plan:?}");
     }
 }

@@ -7,10 +7,10 @@
 //   ARTIFACTS=/tmp/shots node tests/browser/quality.mjs
 //
 // Steps: sign in; the dewar warms up (readings published to the broker) and the alarm
-// appears; acknowledge it; it cools down and becomes an open deviation; close it with a
-// reason — the first signature of the session is refused without the user name
-// (21 CFR 11.200(a)(1)), then made with user name and password; when the month has
-// ended, sign its review with the password alone. A screenshot is written at each step;
+// appears; acknowledge it with a signature — the first signature of the session is
+// refused without the user name (21 CFR 11.200(a)(1)), then made with user name and
+// password; it cools down and becomes an open deviation; close it with a reason and
+// the password alone; when the month has ended, approve its review with the password. A screenshot is written at each step;
 // on failure, failure.png. The last stdout line is JSON:
 // {"ok":true,"alarm":ID,"review":ID,"screenshots":[...]}.
 
@@ -94,41 +94,42 @@ try {
   log("alarm", id);
   await shot(page, "q01-alarm.png", `alarm ${id} raised`);
 
-  // 3. Acknowledge it: the pager stops; the record stays open.
+  // 3. Acknowledge it with a signature: the session's first signature needs the user
+  //    name as well as the password (21 CFR 11.200(a)(1)); with the password alone it
+  //    is refused and nothing is acknowledged.
   const item = page.locator(`#alarm-${id}`);
-  await item.locator("textarea").first().fill("lid found ajar, closed");
-  await Promise.all([page.waitForURL(/\/\?acked=\d+$/), item.locator("form[action$='/ack'] button[type=submit]").first().click()]);
+  const ackForm = item.locator("form[action$='/ack']");
+  await ackForm.locator("textarea").fill("lid found ajar, closed");
+  await ackForm.locator("input[name=password]").fill(password);
+  const [refused] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && r.url().endsWith(`/alarms/${id}/ack`)),
+    ackForm.locator("button[type=submit]").click(),
+  ]);
+  check(refused.status() === 401, `first signature without the user name answered ${refused.status()}`);
+  check((await page.locator("p.notice.bad").innerText()).includes("user name and your password"), "no re-authentication asked");
+  await shot(page, "q02-first-signature-refused.png", "first signature of the session: user name and password needed");
+  await page.goto(base + "/");
+  await ackForm.locator("textarea").fill("lid found ajar, closed");
+  await ackForm.locator("input[name=username]").fill(user);
+  await ackForm.locator("input[name=password]").fill(password);
+  await Promise.all([page.waitForURL(/\/\?acked=\d+$/), ackForm.locator("button[type=submit]").click()]);
   await page.locator(`#alarm-${id} .acked`).waitFor();
+  await shot(page, "q03-acknowledged.png", `alarm ${id} acknowledged with a signature`);
 
   // 4. It cools down: an open deviation, with the form that closes it.
   const deviation = page.locator(`#deviation-${id}`);
   await until(page, -195.0, async () => (await deviation.count()) > 0, "the open deviation");
-  await shot(page, "q02-open-deviation.png", `alarm ${id} cleared: an open deviation with its closing form`);
+  await shot(page, "q04-open-deviation.png", `alarm ${id} cleared: an open deviation with its closing form`);
 
-  // 5. The first signature of the session without the user name: refused.
-  const fillClose = async () => {
-    await deviation.locator("select[name=reason]").selectOption("lid-open");
-    await deviation.locator("input[name=action]").fill("lid closed, seal inspected");
-    await deviation.locator("select[name=impact]").selectOption("assessed");
-    await deviation.locator("textarea[name=comment]").fill("racks checked: all below -150 °C throughout");
-    await deviation.locator("input[name=password]").fill(password);
-  };
-  await fillClose();
-  const [refused] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === "POST" && r.url().endsWith(`/alarms/${id}/close`)),
-    deviation.locator("button[type=submit]").click(),
-  ]);
-  check(refused.status() === 401, `first signature without the user name answered ${refused.status()}`);
-  check((await page.locator("p.notice.bad").innerText()).includes("user name and your password"), "no re-authentication asked");
-  await shot(page, "q03-first-signature-refused.png", "first signature of the session: user name and password needed");
-
-  // 6. With both components: closed.
-  await page.goto(base + "/");
-  await fillClose();
-  await deviation.locator("input[name=username]").fill(user);
+  // 5. Close it: later signatures of the session need the password alone.
+  await deviation.locator("select[name=reason]").selectOption("lid-open");
+  await deviation.locator("input[name=action]").fill("lid closed, seal inspected");
+  await deviation.locator("select[name=impact]").selectOption("assessed");
+  await deviation.locator("textarea[name=comment]").fill("racks checked: all below -150 °C throughout");
+  await deviation.locator("input[name=password]").fill(password);
   await Promise.all([page.waitForURL(/\/\?closed=\d+/), deviation.locator("button[type=submit]").click()]);
   check((await page.locator(`#deviation-${id}`).count()) === 0, "the deviation is still open after closing");
-  await shot(page, "q04-closed.png", `alarm ${id} closed with a signed corrective action`);
+  await shot(page, "q05-closed.png", `alarm ${id} closed with a signed corrective action`);
 
   // 7. The month ends: its review, signed with the password alone (same session).
   const form = page.locator("form.sign").first();
@@ -141,7 +142,7 @@ try {
   }
   const article = page.locator("article.review").first();
   const review = (await article.getAttribute("id")).replace("review-", "");
-  await shot(page, "q05-review.png", `review ${review} awaiting signature`);
+  await shot(page, "q06-review.png", `review ${review} awaiting signature`);
   let signed = false;
   for (let attempt = 0; attempt < 3 && !signed; attempt++) {
     await page.goto(base + "/reviews");
@@ -167,7 +168,7 @@ try {
   await page.locator("ul.signatures li").first().waitFor();
   const sig = await page.locator("article.review").first().innerText();
   check(sig.includes("approved by"), `signatures: ${sig}`);
-  await shot(page, "q06-review-approved.png", "review approved: printed name, time and meaning shown");
+  await shot(page, "q07-review-approved.png", "review approved: printed name, time and meaning shown");
   const finalReview = (await page.locator("article.review").first().getAttribute("id")).replace("review-", "");
 
   console.log(JSON.stringify({ ok: true, alarm: Number(id), review: Number(finalReview), screenshots: shots }));

@@ -19,6 +19,7 @@ pub mod mosquitto;
 pub mod nut;
 pub mod pty;
 pub mod pymodbus;
+pub mod quality_lab;
 pub mod rabbitmq;
 pub mod smtp;
 pub mod strict_line_protocol;

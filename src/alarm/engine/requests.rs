@@ -1,10 +1,16 @@
-//! What people ask of the engine: acknowledging an alarm, shelving a sensor, and the
-//! queued requests that carry either (or an alarm test) from the command line.
+//! What people ask of the engine: acknowledging an alarm (signed or not), shelving a
+//! sensor, and the queued requests that carry either (or an alarm test) from the command
+//! line and the HTTP API.
+//!
+//! A signed acknowledgement's request carries its signer (`"signer": {"user",
+//! "printed_name"}`), whose password the caller checked before queueing it; the engine
+//! adds the signature to the change set, and the store writes it with the
+//! acknowledgement in the same transaction ([`crate::store::quality`]).
 
 use std::time::Duration;
 
 use crate::model::TimestampMs;
-use crate::model::changes::RequestRow;
+use crate::model::changes::{RequestRow, SignedAck, Signer};
 
 use super::{Engine, MAX_SHELVE};
 use crate::alarm::lifecycle::{self, Ack, AlarmId, Change, Transition};
@@ -51,6 +57,25 @@ impl Engine {
             }
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Acknowledges alarm `id` as `signer`, whose password the caller checked: the
+    /// change set carries the signature (meaning `acknowledged`) with the acknowledgement.
+    pub fn acknowledge_signed(
+        &mut self,
+        id: AlarmId,
+        signer: &Signer,
+        comment: &str,
+        path: &str,
+        now: TimestampMs,
+    ) -> Result<String, String> {
+        let done = self.acknowledge(id, &signer.user, comment, path, now)?;
+        self.out.signed_acks.push(SignedAck {
+            alarm: id,
+            at: now,
+            signer: signer.clone(),
+        });
+        Ok(format!("{done}; signed by {} ({})", signer.printed_name, signer.user))
     }
 
     /// Shelves `sensor` for `duration`: its alarms are recorded but not escalated.
@@ -107,9 +132,16 @@ impl Engine {
     pub fn request(&mut self, req: &RequestRow, now: TimestampMs) {
         let s = |k: &str| req.args.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let result = match req.kind.as_str() {
-            "ack" => match req.args.get("alarm").and_then(|v| v.as_i64()) {
-                Some(id) => self.acknowledge(id, &s("by"), &s("comment"), &s("path"), now),
-                None => Err("the request names no alarm".into()),
+            "ack" => match (
+                req.args.get("alarm").and_then(|v| v.as_i64()),
+                req.args.get("signer").filter(|v| !v.is_null()),
+            ) {
+                (None, _) => Err("the request names no alarm".into()),
+                (Some(id), None) => self.acknowledge(id, &s("by"), &s("comment"), &s("path"), now),
+                (Some(id), Some(signer)) => match serde_json::from_value::<Signer>(signer.clone()) {
+                    Ok(signer) => self.acknowledge_signed(id, &signer, &s("comment"), &s("path"), now),
+                    Err(_) => Err("the request's signer cannot be read: nothing was acknowledged".into()),
+                },
             },
             "shelve" => match req.args.get("for_ms").and_then(|v| v.as_u64()) {
                 Some(ms) => self.shelve(&s("sensor"), Duration::from_millis(ms), &s("by"), &s("reason"), now),

@@ -242,6 +242,9 @@ fn alarm_item(cfg: &Config, who: &Principal, a: &AlarmRow, now: TimestampMs) -> 
                         label for={ "comment-" (a.id) } { "Comment for the record" }
                         textarea id={ "comment-" (a.id) } name="comment" rows="2" maxlength=(crate::api::ack::MAX_COMMENT)
                             placeholder="What you found, what you did or will do" {}
+                        @if who.actor.starts_with("user:") {
+                            (super::signature_fields("Sign the acknowledgement (optional: with your password it is an electronic signature)", false))
+                        }
                         button type="submit" { "Acknowledge alarm " (a.id) }
                     }
                 } @else {

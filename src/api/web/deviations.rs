@@ -13,10 +13,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{csrf_field, local_time, refusal, to_login};
+use super::{csrf_field, local_time, refusal, signature_fields, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
-use crate::api::close::{Fields, person_and_session, sign_and_close};
+use crate::api::close::{Fields, sign_and_close};
+use crate::api::sign::person_and_session;
 use crate::config::{Config, Role};
 use crate::store::alarms::AlarmRow;
 use crate::store::quality::Impact;
@@ -65,13 +66,7 @@ fn form(cfg: &Config, who: &Principal, id: i64) -> Markup {
                 }
             }
             label { "Comment " textarea name="comment" maxlength="4000" {} }
-            fieldset {
-                legend { "Signature: corrective action" }
-                label { "User name (at your first signature since you signed in) "
-                    input type="text" name="username" autocomplete="username";
-                }
-                label { "Password " input type="password" name="password" required autocomplete="current-password"; }
-            }
+            (signature_fields("Signature: corrective action", true))
             button type="submit" { "Sign and close alarm " (id) }
         }
     }

@@ -1,6 +1,7 @@
 //! `GET /alarms/history?from=&to=`: every alarm raised or open in a period (the last
-//! 30 days by default), newest first, with who acknowledged it, when, by which path
-//! (web, api, cli, link, sms) and the comment.
+//! 30 days by default), newest first, with who acknowledged it (and whether they signed
+//! the acknowledgement electronically), when, by which path (web, api, cli, link, sms)
+//! and the comment.
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ use crate::api::auth::Principal;
 use crate::config::Config;
 use crate::model::{TimestampMs, format_rfc3339, now_ms};
 use crate::store::alarms::AlarmRow;
+use crate::store::quality::Signer;
 
 /// Most rows on one page.
 const MAX_ROWS: usize = 1000;
@@ -53,28 +55,33 @@ pub async fn page(
             return refusal(&st, StatusCode::BAD_REQUEST, Some(&who), "Period not understood", &e);
         }
     };
-    let rows = st.with_store(move |s| s.alarms(false)).await.map(|rows| {
-        rows.into_iter()
-            .filter(|a| a.raised_at <= to && a.cleared_at.is_none_or(|t| t >= from))
-            .collect::<Vec<_>>()
-    });
-    let rows = match rows {
+    let rows = st
+        .with_store(move |s| Ok((s.alarms(false)?, s.ack_signers()?)))
+        .await
+        .map(|(rows, signers)| {
+            let rows = rows
+                .into_iter()
+                .filter(|a| a.raised_at <= to && a.cleared_at.is_none_or(|t| t >= from))
+                .collect::<Vec<_>>();
+            (rows, signers)
+        });
+    let (rows, signers) = match rows {
         Ok(r) => r,
         Err(e) => return super::failure(&st, Some(&who), &e),
     };
     let form = (q.get("from").map(String::as_str), q.get("to").map(String::as_str));
-    let body = render(&st.config, form, (from, to), now, &rows);
+    let body = render(&st.config, form, (from, to), now, (&rows, &signers));
     super::page(&st, StatusCode::OK, "Alarm history", Some(&who), Nav::History, body)
 }
 
 /// The page body: the period form (`asked`: its fields as sent), then the alarms of
-/// `period` in a table.
+/// `period` in a table, with the signers of signed acknowledgements by alarm id.
 fn render(
     cfg: &Config,
     asked: (Option<&str>, Option<&str>),
     period: (TimestampMs, TimestampMs),
     now: TimestampMs,
-    rows: &[AlarmRow],
+    (rows, signers): (&[AlarmRow], &HashMap<i64, Signer>),
 ) -> Markup {
     let (from, to) = period;
     let opt_time = |t: Option<TimestampMs>| t.map_or_else(|| "—".to_string(), |t| local_time(cfg, t));
@@ -125,7 +132,12 @@ fn render(
                                         None => "—",
                                     }
                                 }
-                                td class="by" { (a.acked_by.as_deref().unwrap_or("—")) }
+                                td class="by" {
+                                    (a.acked_by.as_deref().unwrap_or("—"))
+                                    @if let Some(s) = signers.get(&a.id) {
+                                        br; span class="signed" { "signed: " (s.printed_name) }
+                                    }
+                                }
                                 td class="t" { (opt_time(a.acked_at)) }
                                 td { (a.ack_path.as_deref().unwrap_or("")) }
                                 td class="comment" { (a.ack_comment.as_deref().unwrap_or("")) }
@@ -159,7 +171,19 @@ mod tests {
             testkit::alarm(now - 3_600_000, true),
             testkit::alarm(now - 600_000, false),
         ];
-        let html = render(&cfg, (Some(&from), Some(&to)), (now - 86_400_000, now), now, &rows).into_string();
+        let signer = Signer {
+            user: "tech-c".into(),
+            printed_name: hostile("printed-name"),
+        };
+        let signers = HashMap::from([(rows[0].id, signer)]);
+        let html = render(
+            &cfg,
+            (Some(&from), Some(&to)),
+            (now - 86_400_000, now),
+            now,
+            (&rows, &signers),
+        )
+        .into_string();
         assert_escaped(
             &html,
             &[
@@ -172,6 +196,7 @@ mod tests {
                 "acked-by",
                 "ack-path",
                 "comment",
+                "printed-name",
             ],
         );
         assert!(html.contains("<input name=\"from\" value=\"&lt;script&gt;"), "{html}");

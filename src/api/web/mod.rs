@@ -178,6 +178,21 @@ pub fn csrf_field(who: &Principal) -> Markup {
     html! { input type="hidden" name="csrf" value=(who.csrf.as_deref().unwrap_or("")); }
 }
 
+/// The fields that sign a form (see [`crate::api::sign`]): the user name, needed at the
+/// session's first signature, and the password, which a form that only signs
+/// (`required`) cannot go without.
+pub fn signature_fields(legend: &str, required: bool) -> Markup {
+    html! {
+        fieldset {
+            legend { (legend) }
+            label { "User name (at your first signature since you signed in) "
+                input type="text" name="username" autocomplete="username";
+            }
+            label { "Password " input type="password" name="password" required[required] autocomplete="current-password"; }
+        }
+    }
+}
+
 /// A page saying why a request was refused, with a way back.
 pub fn refusal(st: &ApiState, status: StatusCode, who: Option<&Principal>, title: &str, text: &str) -> Response {
     page(st, status, title, who, Nav::Other, refusal_body(title, text))

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::{Nav, csrf_field, local_time, refusal, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
-use crate::api::close::person_and_session;
+use crate::api::sign::person_and_session;
 use crate::config::{Config, Role};
 use crate::model::{TimestampMs, now_ms};
 use crate::review::SignError;
@@ -103,19 +103,13 @@ fn form(who: &Principal, r: &Review) -> Markup {
     html! {
         form method="post" action={ "/reviews/" (r.id) "/sign" } class="sign" {
             (csrf_field(who))
-            fieldset {
-                legend { "Signature" }
-                label { "Meaning "
-                    select name="meaning" {
-                        option value="reviewed" { "reviewed" }
-                        option value="approved" { "approved" }
-                    }
+            label { "Meaning "
+                select name="meaning" {
+                    option value="reviewed" { "reviewed" }
+                    option value="approved" { "approved" }
                 }
-                label { "User name (at your first signature since you signed in) "
-                    input type="text" name="username" autocomplete="username";
-                }
-                label { "Password " input type="password" name="password" required autocomplete="current-password"; }
             }
+            (super::signature_fields("Signature", true))
             button type="submit" { "Sign the review of " (r.asset) " for " (r.period) }
         }
     }
@@ -211,7 +205,7 @@ pub async fn sign(
         Err(e) => return super::failure(&st, Some(&who), &e),
     };
     let username = Some(f.username.trim()).filter(|u| !u.is_empty());
-    let signer = match crate::api::sign::signer(&st, &user, &session, username, f.password, review.subject()).await {
+    let signer = match crate::api::sign::signer(&st, user, &session, username, f.password, review.subject()).await {
         Ok(s) => s,
         Err((status, text)) => return refused(status, &text),
     };

@@ -57,7 +57,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 14: printed names, electronic signatures and the corrective actions that close
     // excursions.
     crate::store::quality::MIGRATION,
-    // 15: periodic reviews with their reports; signatures found by what they sign.
+    // 15: signed acknowledgements, and the open deviations kept for the scrape.
+    crate::store::quality::tables::MIGRATION,
+    // 16: periodic reviews with their reports; signatures found by what they sign.
     crate::store::quality::review::MIGRATION,
 ];
 

@@ -13,9 +13,11 @@
 //! the action taken, the impact on stored product and a comment, signed with meaning
 //! `corrective action`. Until then it is an open deviation.
 
+pub(in crate::store) mod ack;
 mod listing;
 pub mod review;
 mod review_verify;
+pub(crate) mod tables;
 mod verify;
 
 pub use listing::SignatureRecord;
@@ -105,12 +107,7 @@ impl Impact {
     }
 }
 
-/// A person whose password was just checked: who signs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signer {
-    pub user: String,
-    pub printed_name: String,
-}
+pub use crate::model::changes::Signer;
 
 /// What closes an excursion.
 #[derive(Debug, Clone)]
@@ -271,6 +268,7 @@ fn close(
         meaning: Meaning::CorrectiveAction,
         subject: &format!("alarm {id}"),
         content: &content,
+        at: now,
     };
     let signature_id = record_signature(c, &signed, "alarm.closed", detail, now)?;
     c.execute(
@@ -298,10 +296,13 @@ pub(super) struct Signed<'a> {
     pub subject: &'a str,
     /// The exact content signed; its SHA-256 is what the signature records.
     pub content: &'a str,
+    /// When it was signed.
+    pub at: TimestampMs,
 }
 
-/// Writes `s` and the audit record (`kind`, with `detail` plus the content's hash and
-/// the signature) that carries it, inside the caller's transaction; the signature's id.
+/// Writes `s` and the audit record (`kind` at `now`, with `detail` plus the content's
+/// hash and the signature) that carries it, inside the caller's transaction; the
+/// signature's id.
 pub(super) fn record_signature(
     c: &Connection,
     s: &Signed<'_>,
@@ -313,14 +314,14 @@ pub(super) fn record_signature(
     let meaning = s.meaning.as_str();
     let id: i64 = c.query_row("SELECT coalesce(max(id), 0) + 1 FROM signature", [], |r| r.get(0))?;
     detail["content_sha256"] = json!(hash);
-    detail["signature"] = signature_json(id, now, &s.signer.user, &s.signer.printed_name, meaning);
+    detail["signature"] = signature_json(id, s.at, &s.signer.user, &s.signer.printed_name, meaning);
     let seq = super::audit::append(c, now, kind, &format!("user:{}", s.signer.user), s.subject, &detail)?;
     c.execute(
         "INSERT INTO signature (id, t, user, printed_name, meaning, subject, content_sha256, audit)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             id,
-            now,
+            s.at,
             s.signer.user,
             s.signer.printed_name,
             meaning,

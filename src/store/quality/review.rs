@@ -324,6 +324,7 @@ fn sign(
         meaning,
         subject: &r.subject(),
         content: &review_content(&r),
+        at: now,
     };
     record_signature(c, &signed, "review.signed", detail, now)?;
     Ok(newest(c, asset, period)?.ok_or(ReviewRefused::NoSuchReview {

@@ -130,5 +130,5 @@ pub(in crate::store) fn verify(
             )));
         }
     }
-    Ok(None)
+    super::ack::verify(c, head)
 }
