@@ -44,6 +44,8 @@ pub struct Daemon {
     record_watch: Option<std::thread::JoinHandle<()>>,
     /// The periodic review worker ([`crate::review`]), when reviews are configured.
     reviews: Option<std::thread::JoinHandle<()>>,
+    /// The calibration watch ([`crate::calibration`]), when `[calibration]` is configured.
+    calibration: Option<std::thread::JoinHandle<()>>,
     pub record: Arc<crate::store::audit::watch::Shared>,
     /// Held while running: one daemon per store.
     _lock: std::fs::File,
@@ -149,6 +151,8 @@ impl Daemon {
             .context("starting the dispatcher")?;
         let reviews = crate::review::spawn(Arc::new(config.clone()), now_ms, shutdown.clone())
             .context("starting the periodic review worker")?;
+        let calibration = crate::calibration::spawn(Arc::new(config.clone()), &handle, shutdown.clone())
+            .context("starting the calibration watch")?;
         let sink =
             crate::sink::spawn(Arc::new(config.clone()), shutdown.clone()).context("starting the InfluxDB mirror")?;
         let (sink, sink_stats) = sink.unzip();
@@ -209,6 +213,7 @@ impl Daemon {
             store_path: config.store.path.clone(),
             record_watch: Some(record_watch),
             reviews,
+            calibration,
             record,
             _lock: lock,
         })
@@ -228,6 +233,10 @@ impl Daemon {
         }
         if let Some(r) = self.reviews {
             let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
+        // It sends readings: stopped before the writer.
+        if let Some(c) = self.calibration {
+            let _ = tokio::task::spawn_blocking(move || c.join()).await;
         }
         // The writer stops once every handle to it is gone, this one included.
         drop(self.store);

@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; `config::quality`: `[[reason]]` codes for corrective actions.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::quality`: `[[reason]]` codes for corrective actions.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
@@ -39,6 +39,7 @@
 //!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
 //! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
 //! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs: a session's person and password), [`api::sms`], [`api::metrics`], [`api::server`].
+//! - [`calibration`]: the calibration register's due dates as readings of each watched probe's calibration sensor, and a probe's calibration status.
 //! - [`review`]: periodic review and sign-off: each period's report of an asset generated when the period ends, recorded, sent; signing checks it still shows the record.
 //! - [`report`]: what is read back out: [`report::history`], [`report::status`], [`report::alarms`], [`report::mirror`], [`report::explain`], [`report::asset`], [`report::selftest`], rendered by [`report::render`].
 //! - [`telemetry`]: the pipeline's own counters ([`telemetry::stats`]) and the collectors each stage registers for `/metrics` ([`telemetry::families`]).
@@ -56,6 +57,7 @@
 //! - [`tls`]: whom every TLS client trusts (the system store plus a peer's `ca_file`), and which peers of a configuration use TLS.
 pub mod alarm;
 pub mod api;
+pub mod calibration;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -103,6 +103,12 @@ enum Command {
         #[arg(long, default_value = "")]
         comment: String,
     },
+    /// The calibration register: record a probe's calibration (signed with your
+    /// dashboard password, read from standard input), or list every probe's status.
+    Calibration {
+        #[command(subcommand)]
+        action: CalibrationAction,
+    },
     /// Periodic reviews (`[[review]]`): list them, or sign one with your dashboard
     /// password (read from standard input; no echo on a terminal).
     Review {
@@ -309,6 +315,48 @@ enum AuditAction {
 }
 
 #[derive(Subcommand)]
+enum CalibrationAction {
+    /// Record a calibration certificate of a probe.
+    Record {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        sensor: String,
+        /// The certificate's reference.
+        #[arg(long)]
+        certificate: String,
+        /// The date of the calibration (2026-11-30).
+        #[arg(long)]
+        calibrated: String,
+        /// The date the next calibration is due.
+        #[arg(long)]
+        due: String,
+        /// The probe's error found before adjustment, in its unit.
+        #[arg(long, allow_hyphen_values = true)]
+        as_found: Option<f64>,
+        /// The probe's error left after adjustment, in its unit.
+        #[arg(long, allow_hyphen_values = true)]
+        as_left: Option<f64>,
+        /// The reference instrument it was compared against.
+        #[arg(long, default_value = "")]
+        reference: String,
+        /// The offset the certificate asks for (set it as the sensor's `offset`).
+        #[arg(long, allow_hyphen_values = true)]
+        offset: Option<f64>,
+        /// The dashboard user who records and signs it.
+        #[arg(long)]
+        by: String,
+    },
+    /// Every watched probe: certificate, calibrated, due, days left, status.
+    List {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ReviewAction {
     /// Every period's review, newest first: asset, report hash, status, signatures.
     List {
@@ -377,7 +425,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<(), CommandError> {
-    use commands::{audit, control, documents, influx, oncall, quality, read, review, serve, user};
+    use commands::{audit, calibration, control, documents, influx, oncall, quality, read, review, serve, user};
     match command {
         Command::Run { config } => serve::run(&config),
         Command::Check {
@@ -424,6 +472,34 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
                 comment: &comment,
             },
         ),
+        Command::Calibration { action } => match action {
+            CalibrationAction::Record {
+                config,
+                sensor,
+                certificate,
+                calibrated,
+                due,
+                as_found,
+                as_left,
+                reference,
+                offset,
+                by,
+            } => calibration::record(
+                &config,
+                &by,
+                &calibration::RecordArgs {
+                    sensor: &sensor,
+                    certificate: &certificate,
+                    calibrated: &calibrated,
+                    due: &due,
+                    as_found,
+                    as_left,
+                    reference: &reference,
+                    offset,
+                },
+            ),
+            CalibrationAction::List { config, json } => calibration::list(&config, json),
+        },
         Command::Review { action } => match action {
             ReviewAction::List { config, asset, json } => review::list(&config, asset.as_deref(), json),
             ReviewAction::Sign {

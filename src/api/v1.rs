@@ -551,7 +551,9 @@ async fn readyz(State(st): State<ApiState>, who: Principal) -> Response {
                     crate::config::SensorSource::Mqtt(_) => "mqtt".to_string(),
                     crate::config::SensorSource::Ups(p) => format!("ups:{}", p.ups),
                     // Written by the daemon itself: not a source that can fall silent.
-                    crate::config::SensorSource::Monitor | crate::config::SensorSource::Security => continue,
+                    crate::config::SensorSource::Monitor
+                    | crate::config::SensorSource::Security
+                    | crate::config::SensorSource::Calibration(_) => continue,
                 };
                 let fresh = row.time.is_some() && row.state != "stale" && row.state != "no_data";
                 *sources.entry(source).or_insert(false) |= fresh;

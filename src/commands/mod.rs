@@ -20,6 +20,7 @@ use crate::model::{TimestampMs, now_ms};
 use crate::store::{Store, StoreError};
 
 pub mod audit;
+pub mod calibration;
 pub mod control;
 pub mod documents;
 pub mod influx;

@@ -9,6 +9,7 @@
 
 pub mod access;
 mod api;
+pub mod calibration;
 mod channel;
 mod check;
 mod heartbeat;
@@ -118,6 +119,8 @@ pub struct Config {
     pub reasons: Vec<Reason>,
     /// `[quality]`: reminders of open deviations.
     pub quality: QualityConfig,
+    /// `[calibration]`: the probes whose calibration is watched.
+    pub calibration: Option<calibration::CalibrationConfig>,
 }
 
 impl Config {

@@ -46,6 +46,7 @@ pub struct RawConfig {
     pub quality: Option<Quality>,
     #[serde(default)]
     pub review: Vec<Review>,
+    pub calibration: Option<Calibration>,
 }
 
 /// `[quality]`: reminders of open deviations.
@@ -444,4 +445,13 @@ pub struct Channel {
     /// store.
     pub ca_file: Option<String>,
     pub fallback: Option<String>,
+}
+
+/// `[calibration]`: when probes' calibrations fall due.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub warn_before: Option<Vec<String>>,
+    /// The sensors whose calibration is watched (default: every temperature sensor).
+    pub sensors: Option<Vec<String>>,
 }

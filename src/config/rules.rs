@@ -142,7 +142,7 @@ pub fn stale_after(sensor: &Sensor, devices: &[ModbusDevice], ups: &[UpsDevice])
         SensorSource::Mqtt(_) => DEFAULT_MQTT_STALE,
         // Written after every look at the record, at least once a minute; a full
         // verification of years of readings may hold it back for a while.
-        SensorSource::Monitor | SensorSource::Security => Duration::from_secs(3600),
+        SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => Duration::from_secs(3600),
     }
 }
 
@@ -219,7 +219,10 @@ pub(super) fn rules(c: &mut Checker, raw: &[raw::Rule], inp: &RuleInputs) -> Vec
         .collect();
     for (si, s) in inp.sensors.iter().enumerate() {
         let Some(asset) = inp.assets.get(s.asset) else { continue };
-        if matches!(s.source, SensorSource::Monitor | SensorSource::Security) {
+        if matches!(
+            s.source,
+            SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
+        ) {
             // The monitor's own sensor has its one rule (`monitor`), nothing to go stale.
             continue;
         }

@@ -54,6 +54,9 @@ pub enum SensorSource {
     Monitor,
     /// Refused sign-ins ([`super::monitor::SECURITY_SENSOR`]), written by the HTTP API.
     Security,
+    /// Days left until the calibration of sensor N is due ([`super::calibration`]),
+    /// written by the daemon from the calibration register.
+    Calibration(usize),
 }
 
 /// Checks `[[asset]]`.

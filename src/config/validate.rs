@@ -12,8 +12,8 @@ use super::rules::RuleInputs;
 use super::sensor::SensorContext;
 use super::{Config, Problem};
 use super::{
-    api, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, quality, rules, sensor, site, store,
-    ups,
+    api, calibration, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, quality, rules, sensor,
+    site, store, ups,
 };
 
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
@@ -53,7 +53,11 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         raw.asset.iter().map(|a| a.id.as_str()),
         raw.sensor.iter().map(|s| s.id.as_str()),
     );
+    let mut calibration = calibration::calibration(&mut c, raw.calibration.as_ref(), &sensors);
     monitor::add_sensor(&mut assets, &mut sensors, raw.api.is_some());
+    if let (Some(cal), Some(monitor)) = (calibration.as_mut(), calibration::monitor_asset(&assets)) {
+        calibration::add_sensors(cal, &mut sensors, monitor);
+    }
 
     let inputs = RuleInputs {
         sensors: &sensors,
@@ -65,6 +69,9 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
     };
     let mut rules = rules::rules(&mut c, &raw.rule, &inputs);
     monitor::add_rule(&mut rules, &sensors);
+    if let Some(cal) = &calibration {
+        calibration::add_rules(cal, &mut rules, &sensors);
+    }
     let maintenance = maintenance::maintenance(&mut c, &raw.maintenance, &inputs.sensor_idx);
     let test_pages = maintenance::test_pages(&mut c, &raw.test_page, &declared);
 
@@ -106,5 +113,6 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         sections,
         reasons,
         quality,
+        calibration,
     })
 }

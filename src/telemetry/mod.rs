@@ -120,7 +120,7 @@ impl Source {
             SensorSource::Modbus(_) => Source::Modbus,
             SensorSource::Mqtt(_) => Source::Mqtt,
             SensorSource::Ups(_) => Source::Ups,
-            SensorSource::Monitor | SensorSource::Security => Source::Monitor,
+            SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => Source::Monitor,
         }
     }
 }

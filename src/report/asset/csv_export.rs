@@ -18,6 +18,8 @@ use super::quality::{Deviation, OPEN_DEVIATION, deviation, signer};
 /// - `suppression`: a shelving or maintenance window;
 /// - `signature`: an electronic signature bound to the report's records (`start` when it
 ///   was made; printed name, user, meaning, what was signed, content SHA-256);
+/// - `calibration`: a probe's certificate in force during the period (`start`..`end`:
+///   the span its calibration was overdue, when it was; readings in it are flagged);
 /// - `review`: a periodic review whose period overlaps the report's (`start` and `end`
 ///   its period; version, the reviewed report's SHA-256, status), each of its signatures
 ///   a `signature` row after it;
@@ -153,6 +155,7 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
         );
         writeln!(out, "signature,,{},,,,,,,{}", utc(s.t), q(&detail))?;
     }
+    super::calibration::write_csv(r, out, q)?;
     super::review::write_csv(r, out, q)?;
     let audit = super::integrity(&r.audit, utc);
     writeln!(out, "audit,,{},,,,,,,{}", utc(r.generated_at), q(&audit))?;

@@ -40,7 +40,9 @@ pub fn gather(
         let interval = match &s.source {
             SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
             SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
-            SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security => None,
+            SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => {
+                None
+            }
         };
         let thresholds = cfg
             .rules
@@ -94,6 +96,8 @@ pub fn gather(
     let suppressions = suppressions(store, cfg, &names, from, to)?;
     progress("verifying the audit trail");
     let audit = store.verify(|_, _| {})?;
+    let probes: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
+    let calibrations = super::calibration::gather(store, &probes, from, to)?;
     Ok(AssetReport {
         site: cfg.site.name.clone(),
         asset: a.id.clone(),
@@ -111,6 +115,7 @@ pub fn gather(
         tests,
         suppressions,
         signatures,
+        calibrations,
         reviews: super::review::gather(store, asset, from, to)?,
         audit,
         tz,

@@ -10,7 +10,8 @@
 //! beyond the limit, peak or state, where an open one's data ends); `quality` adds the
 //! quality record (each excursion's signed corrective action or its open deviation, and
 //! every signature bound to the report's records) and lays it out; `review` the periodic
-//! reviews of the period and their signatures; `digest` the content hash a review
+//! reviews of the period and their signatures; `calibration` the probes' certificates
+//! and the spans their calibration was overdue; `digest` the content hash a review
 //! signs; `layout` builds the document; `csv_export` writes the CSV table.
 
 use jiff::tz::TimeZone;
@@ -20,6 +21,7 @@ use crate::model::TimestampMs;
 use crate::store::audit::verify::Verification;
 use crate::store::quality::CorrectiveAction;
 
+mod calibration;
 mod csv_export;
 mod daily;
 mod digest;
@@ -167,6 +169,8 @@ pub struct AssetReport {
     pub suppressions: Vec<Suppression>,
     /// Every electronic signature bound to the report's records, in the order made.
     pub signatures: Vec<Signature>,
+    /// The probes' calibration certificates in force during the period.
+    pub calibrations: Vec<calibration::Certificate>,
     /// The periodic reviews whose period overlaps the report's, oldest first.
     pub reviews: Vec<crate::store::quality::review::Review>,
     pub audit: Verification,

@@ -137,7 +137,12 @@ fn staleness(cfg: &Config, s: &mut String) {
     let polled: Vec<&Sensor> = cfg
         .sensors
         .iter()
-        .filter(|x| !matches!(x.source, SensorSource::Monitor | SensorSource::Security))
+        .filter(|x| {
+            !matches!(
+                x.source,
+                SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
+            )
+        })
         .collect();
     if polled.is_empty() {
         return;

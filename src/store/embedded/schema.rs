@@ -61,6 +61,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     crate::store::quality::tables::MIGRATION,
     // 16: periodic reviews with their reports; signatures found by what they sign.
     crate::store::quality::review::MIGRATION,
+    // 17: the calibration register.
+    crate::store::quality::calibration::MIGRATION,
 ];
 
 impl Store {

@@ -14,6 +14,7 @@
 //! `corrective action`. Until then it is an open deviation.
 
 pub(in crate::store) mod ack;
+pub mod calibration;
 mod listing;
 pub mod review;
 mod review_verify;
@@ -65,6 +66,7 @@ pub enum Meaning {
     CorrectiveAction,
     Reviewed,
     Approved,
+    Calibration,
 }
 
 impl Meaning {
@@ -74,6 +76,7 @@ impl Meaning {
             Meaning::CorrectiveAction => "corrective action",
             Meaning::Reviewed => "reviewed",
             Meaning::Approved => "approved",
+            Meaning::Calibration => "calibration",
         }
     }
 }
