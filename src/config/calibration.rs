@@ -4,7 +4,7 @@
 //! Each watched sensor gets a sensor of the monitor, `cryowatch.calibration.<sensor>`,
 //! whose readings are the days left until the probe's calibration is due (negative once
 //! overdue), written by the daemon from the calibration register
-//! ([`crate::store::calibration`]); a probe with no calibration on record has no
+//! ([`crate::store::quality::calibration`]); a probe with no calibration on record has no
 //! readings. Its rules are one family: `<sensor>:calibration` raises a warning at the
 //! first `warn_before` (90 days by default), the later ones (30 days) join it, and
 //! `<sensor>:calibration-due` upgrades it to an alarm on the due date. A new record

@@ -1,6 +1,6 @@
 //! The calibration register: each probe's calibration certificates, signed with meaning
 //! `calibration` by the person who records them, in one transaction with the signature
-//! and its audit record (`calibration.recorded`). `audit verify` ([`verify`]) checks
+//! and its audit record (`calibration.recorded`). `audit verify` (`verify`) checks
 //! every record still hashes to what was signed and none was added or removed by hand.
 //!
 //! The newest record of a sensor gives its due date; [`crate::config::calibration`]
