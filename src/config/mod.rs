@@ -11,6 +11,7 @@ pub mod access;
 mod api;
 mod channel;
 mod check;
+mod every;
 mod heartbeat;
 mod influx;
 mod maintenance;

@@ -270,6 +270,16 @@ fn describe_window(w: &crate::config::rules::Window) -> String {
             )
         }
         Window::Daily { time, duration } => format!("daily at {time} for {}", humantime::format_duration(*duration)),
+        Window::Monthly {
+            day,
+            months,
+            time,
+            duration,
+        } => format!(
+            "{day} of {months} at {} for {}",
+            time.strftime("%H:%M"),
+            humantime::format_duration(*duration)
+        ),
         Window::Once { from, to } => format!("once, {from} to {to}"),
     }
 }
