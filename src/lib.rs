@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::quality`: `[[reason]]` codes for corrective actions.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.

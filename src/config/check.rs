@@ -71,7 +71,8 @@ pub(super) fn parse_day_time(text: &str) -> Option<(Option<jiff::civil::Weekday>
     Some((day, time))
 }
 
-fn parse_weekday(d: &str) -> Option<jiff::civil::Weekday> {
+/// `"Mon"` .. `"Sun"`.
+pub(super) fn parse_weekday(d: &str) -> Option<jiff::civil::Weekday> {
     use jiff::civil::Weekday::*;
     Some(match d {
         "Mon" => Monday,

@@ -1,11 +1,12 @@
 //! `[[maintenance]]`, windows in which alarms are suppressed, and `[[test_page]]`,
 //! scheduled test pages. Their types are part of the alarm vocabulary and are re-exported
-//! from `rules`.
+//! from `rules`; when a recurring one opens (`every`) is read in `every`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::check::{Checker, Declared, parse_day_time};
+use super::check::{Checker, Declared};
+use super::every::{MonthDay, Months, parse_every};
 use super::raw;
 
 /// When a maintenance window is open.
@@ -19,6 +20,13 @@ pub enum Window {
     },
     /// Every day at `time` for `duration`.
     Daily {
+        time: jiff::civil::Time,
+        duration: Duration,
+    },
+    /// On `day` of each of `months` at `time` for `duration`.
+    Monthly {
+        day: MonthDay,
+        months: Months,
         time: jiff::civil::Time,
         duration: Duration,
     },
@@ -135,23 +143,4 @@ pub const TEST_PAGE_GRACE: Duration = Duration::from_secs(600);
 pub struct TestSchedule {
     pub contact: String,
     pub window: Window,
-}
-
-/// `"Tue 09:00"` (weekly) or `"09:00"` (daily).
-fn parse_every(c: &mut Checker, path: &str, text: &str, duration: Duration) -> Option<Window> {
-    match parse_day_time(text) {
-        Some((Some(weekday), time)) => Some(Window::Weekly {
-            weekday,
-            time,
-            duration,
-        }),
-        Some((None, time)) => Some(Window::Daily { time, duration }),
-        None => {
-            c.err(
-                path,
-                format!("cannot parse {text:?}; expected \"Tue 09:00\" (weekly) or \"09:00\" (daily), 24-hour time in the site time zone"),
-            );
-            None
-        }
-    }
 }

@@ -12,6 +12,7 @@ mod api;
 pub mod calibration;
 mod channel;
 mod check;
+mod every;
 mod heartbeat;
 mod influx;
 mod maintenance;

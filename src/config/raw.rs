@@ -329,7 +329,8 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 pub struct TestPage {
     pub contact: String,
-    /// `"Mon 10:00"` (weekly) or `"10:00"` (daily), site time zone.
+    /// `"Mon 10:00"` (weekly), `"10:00"` (daily) or monthly (`"1st Mon of
+    /// Jan,Apr,Jul,Oct 10:00"`, `"15th 10:00"`), site time zone.
     pub every: String,
 }
 
@@ -338,8 +339,8 @@ pub struct TestPage {
 pub struct Maintenance {
     pub id: String,
     pub sensors: Vec<String>,
-    /// Recurring window start: `"Tue 09:00"` (weekly) or `"09:00"` (daily), in the site
-    /// time zone.
+    /// Recurring window start: `"Tue 09:00"` (weekly), `"09:00"` (daily) or monthly
+    /// (`"last of Mar,Jun,Sep,Dec 17:00"`, `"2nd Tue 09:00"`), in the site time zone.
     pub every: Option<String>,
     pub duration: Option<String>,
     /// One-off window: RFC 3339 start and end.

@@ -17,6 +17,7 @@ use super::raw;
 use super::sensor::{Asset, Sensor, SensorSource};
 use super::ups::UpsDevice;
 
+pub use super::every::{MonthDay, Months};
 pub use super::maintenance::{Maintenance, TEST_PAGE_GRACE, TestSchedule, Window};
 pub use crate::model::Severity;
 

@@ -88,12 +88,18 @@ pub fn default_names(id: &str, unit: &str) -> [&'static str; 2] {
     }
 }
 
+/// The name of `value` among a discrete sensor's `states`: 0 is its first state,
+/// anything else its second.
+pub fn name_of(states: &[String; 2], value: f64) -> &str {
+    let [off, on] = states;
+    if value == 0.0 { off } else { on }
+}
+
 impl Sensor {
-    /// The name of `value` for a discrete sensor (0 is its first state, anything else
-    /// its second); `None` for a measurement.
+    /// The name of `value` for a discrete sensor (see [`name_of`]); `None` for a
+    /// measurement.
     pub fn state_name(&self, value: f64) -> Option<&str> {
-        let [off, on] = self.states.as_ref()?;
-        Some(if value == 0.0 { off } else { on })
+        Some(name_of(self.states.as_ref()?, value))
     }
 
     /// `value` as a person reads it: a discrete sensor's state name, else the number

@@ -34,6 +34,8 @@ pub const MAX_SHELVE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct Engine {
     rules: Vec<Rule>,
     sensor_names: Vec<String>,
+    /// A discrete sensor's names of its 0 and 1 (`None` for a measurement).
+    state_names: Vec<Option<[String; 2]>>,
     asset_of_sensor: Vec<String>,
     maintenance: Vec<crate::config::rules::Maintenance>,
     tz: jiff::tz::TimeZone,

@@ -50,6 +50,7 @@ impl Engine {
             .collect();
         let mut e = Engine {
             sensor_names: config.sensors.iter().map(|s| s.id.clone()).collect(),
+            state_names: config.sensors.iter().map(|s| s.states.clone()).collect(),
             asset_of_sensor: config
                 .sensors
                 .iter()

@@ -11,8 +11,10 @@ use crate::alarm::condition;
 use crate::alarm::lifecycle::{self, Ack, RaiseContext};
 
 impl Engine {
-    /// Starts an alarm test on `sensor`: the value just past its first threshold rule is
-    /// evaluated by that rule, and if the rule says it is an excursion an alarm is raised
+    /// Starts an alarm test on `sensor`: the value just past its first threshold rule, or
+    /// the alarm state of its first state rule (a discrete input: lid open, an LN2
+    /// controller's alarm relay), is evaluated by that rule, and if the rule says it is an
+    /// excursion an alarm is raised
     /// through the normal lifecycle — escalated and paged like any other, marked as a
     /// test — and stays open until someone acknowledges it. No reading is stored and the
     /// rule's own state is untouched.
@@ -29,13 +31,16 @@ impl Engine {
             let v = match r.condition {
                 Condition::High { threshold, hysteresis } => threshold + hysteresis.max(1.0),
                 Condition::Low { threshold, hysteresis } => threshold - hysteresis.max(1.0),
+                Condition::State { equals } => equals,
                 _ => continue,
             };
             chosen = Some((ri, v));
             break;
         }
         let Some((ri, value)) = chosen else {
-            return Err(format!("sensor {sensor} has no high or low threshold rule to test"));
+            return Err(format!(
+                "sensor {sensor} has no high, low or state rule to test (rate, stale and fault rules are not tested with a synthetic value)"
+            ));
         };
         if self.tests.iter().flatten().any(|a| self.rules[a.rule].sensor == s) {
             return Err(format!(
@@ -50,6 +55,11 @@ impl Engine {
             suppressed: self.suppressed[s].clone(),
             incident: None,
         };
+        // A discrete sensor's value as people read it: "OPEN (1)".
+        let shown = match &self.state_names[s] {
+            Some(states) => format!("{} ({value})", crate::config::states::name_of(states, value)),
+            None => value.to_string(),
+        };
         let mut slot = None;
         let transitions = lifecycle::fire(&mut slot, ri, rule, now, now, Some(value), &mut self.next_alarm, ctx);
         let Some(mut alarm) = slot else {
@@ -61,7 +71,7 @@ impl Engine {
         alarm.firing.clear();
         for mut t in transitions {
             t.actor = by.into();
-            t.comment = format!("TEST started by {by}: synthetic value {value} (no reading stored)");
+            t.comment = format!("TEST started by {by}: synthetic value {shown} (no reading stored)");
             self.out.events.push(self.event_row(&t));
         }
         self.out.alarms.push(self.alarm_row(&alarm));

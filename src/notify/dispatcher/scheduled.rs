@@ -165,3 +165,82 @@ impl Dispatcher {
         self.store.enqueue_new(&new, now).map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ms(s: &str) -> TimestampMs {
+        s.parse::<jiff::Timestamp>().expect("time").as_millisecond()
+    }
+
+    /// A dispatcher of a Berlin site whose `[[test_page]]` to alice is `every`.
+    fn dispatcher(dir: &std::path::Path, every: &str) -> Dispatcher {
+        let path = dir.join("cryowatch.toml");
+        let text = format!(
+            r#"[site]
+name = "scheduled"
+timezone = "Europe/Berlin"
+[store]
+path = "{store}/cryowatch.db"
+[mqtt]
+url = "mqtt://127.0.0.1:1"
+client_id = "t"
+[[contact]]
+id = "alice"
+email = "alice@example.org"
+[[test_page]]
+contact = "alice"
+every = "{every}"
+[[channel]]
+id = "email"
+kind = "smtp"
+host = "127.0.0.1"
+port = 1
+tls = "none"
+from = "cw@example.org"
+"#,
+            store = dir.display()
+        );
+        std::fs::write(&path, text).expect("config");
+        let cfg = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&cfg.store.path).expect("store");
+        let senders = crate::notify::channels::build(&cfg.notify, None).senders;
+        Dispatcher::new(Arc::new(cfg), store, senders)
+    }
+
+    /// The cycles (the occurrences) of the test pages queued so far.
+    fn test_pages(d: &Dispatcher) -> Vec<TimestampMs> {
+        d.store
+            .notifications(None)
+            .expect("outbox")
+            .into_iter()
+            .filter(|n| n.kind == "test")
+            .map(|n| n.cycle)
+            .collect()
+    }
+
+    #[test]
+    fn a_quarterly_test_page_is_queued_once_at_each_occurrence() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut d = dispatcher(dir.path(), "1st Mon of Jan,Apr,Jul,Oct 10:00");
+        // 2026-10-05 10:00 Berlin (summer time) is 08:00 UTC; 2027-01-04 10:00 is 09:00 UTC.
+        let october = ms("2026-10-05T08:00:00Z");
+        let january = ms("2027-01-04T09:00:00Z");
+        for t in [
+            "2026-10-05T07:59:00Z", // before its time
+            "2026-10-05T08:00:30Z", // due
+            "2026-10-05T08:05:00Z", // again within the grace: nothing more
+            "2026-10-05T08:11:00Z", // past the grace
+            "2026-11-02T09:00:30Z", // 1st Monday of November: not a quarter
+            "2026-12-07T09:00:30Z",
+            "2027-01-04T09:00:10Z", // the next quarter, across the year
+            "2027-01-04T09:02:00Z",
+        ] {
+            d.scheduled_tests(ms(t)).expect("scheduled tests");
+        }
+        assert_eq!(test_pages(&d), vec![october, january]);
+    }
+}

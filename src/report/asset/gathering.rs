@@ -174,11 +174,20 @@ fn alarm_tests(
         .into_iter()
         .filter(|t| sensors.contains(&t.sensor.as_str()))
         .map(|t| {
+            // A discrete sensor's test is of a state, named as people read it.
+            let state = cfg
+                .sensors
+                .iter()
+                .find(|s| s.id == t.sensor)
+                .and_then(|s| s.state_name(t.value));
+            let at = match state {
+                Some(name) => format!("in state {name}"),
+                None => format!("at value {}", t.value),
+            };
             let mut detail = format!(
-                "rule {} raised alarm {} at value {}; {} pages delivered",
+                "rule {} raised alarm {} {at}; {} pages delivered",
                 t.rule,
                 t.alarm.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
-                t.value,
                 t.pages
             );
             if let Some(first) = t.first_page {
@@ -275,6 +284,16 @@ fn describe_window(w: &crate::config::rules::Window) -> String {
             )
         }
         Window::Daily { time, duration } => format!("daily at {time} for {}", humantime::format_duration(*duration)),
+        Window::Monthly {
+            day,
+            months,
+            time,
+            duration,
+        } => format!(
+            "{day} of {months} at {} for {}",
+            time.strftime("%H:%M"),
+            humantime::format_duration(*duration)
+        ),
         Window::Once { from, to } => format!("once, {from} to {to}"),
     }
 }
