@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
@@ -28,6 +28,7 @@
 //!   - [`store::mirror`]: the InfluxDB mirror's outbox and cursors; [`store::retention`]: reduction and deletion, audited.
 //!   - [`store::audit`]: the hash-chained trail ([`store::audit::batch`], [`store::audit::seal`], [`store::audit::verify`], [`store::audit::watch`], [`store::audit::config`]).
 //!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions, signed acknowledgements and periodic reviews ([`store::quality::review`]), proven by `audit verify`; signatures listed by what they sign; the open deviations kept for `/metrics`.
+//!   - [`store::indicators`]: what `cryowatch quality` counts: the period's alarms with their return to normal, tests and corrective actions, its notifications with their fate, reading counts.
 //!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
 //! - [`alarm`]: the decisions, touching no store.
 //!   - [`alarm::condition`] (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine): pure functions of readings and `now`.
@@ -38,10 +39,10 @@
 //!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]).
 //!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
 //! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
-//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs: a session's person and password), [`api::sms`], [`api::metrics`], [`api::server`].
+//! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates; `/quality` the indicators), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs: a session's person and password), [`api::sms`], [`api::metrics`], [`api::server`].
 //! - [`calibration`]: the calibration register's due dates as readings of each watched probe's calibration sensor, and a probe's calibration status.
 //! - [`review`]: periodic review and sign-off: each period's report of an asset generated when the period ends, recorded, sent; signing checks it still shows the record.
-//! - [`report`]: what is read back out: [`report::history`], [`report::status`], [`report::alarms`], [`report::mirror`], [`report::explain`], [`report::asset`], [`report::selftest`], rendered by [`report::render`].
+//! - [`report`]: what is read back out: [`report::history`], [`report::status`], [`report::alarms`], [`report::mirror`], [`report::explain`], [`report::asset`], [`report::indicators`] (the alarm system's own performance per month and asset, every figure with the records it counts), [`report::selftest`], rendered by [`report::render`].
 //! - [`telemetry`]: the pipeline's own counters ([`telemetry::stats`]) and the collectors each stage registers for `/metrics` ([`telemetry::families`]).
 //! - [`commands`]: each command of the command line as a library function; `main.rs` only parses and dispatches.
 //! - [`daemon`]: wiring of sources, commit stage, dispatcher, mirror and API; signals; ordered shutdown.

@@ -215,6 +215,21 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// The alarm system's own performance per month and asset (excursions, time to
+    /// acknowledge, escalations, nuisance alarms, tests), as PDF, HTML or CSV (by --out's
+    /// extension); the CSV lists the records each figure counts.
+    Quality {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Start: RFC 3339, relative (-90d), a date (the site's midnight) or now.
+        #[arg(long, allow_hyphen_values = true)]
+        from: String,
+        #[arg(long, allow_hyphen_values = true)]
+        to: String,
+        /// FILE.pdf, FILE.html or FILE.csv.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The InfluxDB mirror: its lag, quarantined batches, and sending history again.
     Influx {
         #[command(subcommand)]
@@ -552,6 +567,7 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
             out,
             by,
         } => documents::report(&config, &asset, &from, &to, &out, by.as_deref()),
+        Command::Quality { config, from, to, out } => commands::indicators::quality(&config, &from, &to, &out),
         Command::Influx { action } => match action {
             InfluxAction::Status { config, json } => influx::status(&config, json),
             InfluxAction::Quarantine { config, json } => influx::quarantine(&config, json),

@@ -369,6 +369,7 @@ fn sign_in_cookies_csrf_roles_pages_and_sign_out_over_http() {
     );
     assert_eq!(http.get("/dashboard/live", "").status, 401);
     assert_eq!(http.get("/alarms/history", "").status, 303);
+    assert_eq!(http.get("/quality", "").status, 303);
 
     // Wrong password: 401, a generic message, no session; audited.
     let (cookie, token) = http.login_form();
@@ -576,6 +577,15 @@ fn sign_in_cookies_csrf_roles_pages_and_sign_out_over_http() {
     let history = http.get("/alarms/history", &victor);
     assert_eq!(history.status, 200);
     assert!(history.body.contains(&format!("id=\"history-{id}\"")) && history.body.contains("checked lid"));
+    // The quality page counts it among this month's alarms, acknowledged.
+    let quality = http.get("/quality", &victor);
+    assert_eq!(quality.status, 200);
+    assert!(
+        quality.body.contains("<td>dewar-warm</td><td>1</td>") && quality.body.contains("(1 acknowledged)"),
+        "{}",
+        quality.body
+    );
+    assert_eq!(http.get("/quality?from=now&to=-1d", &victor).status, 400);
     let sensor = http.get("/sensors/dewar-1.temp?from=-10m", &victor);
     assert_eq!(sensor.status, 200);
     assert!(sensor.body.contains("<svg") && sensor.body.contains("critical high (dewar-warm)"));

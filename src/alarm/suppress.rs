@@ -71,7 +71,7 @@ pub fn next_change(window: &Window, tz: &TimeZone, now: TimestampMs) -> Timestam
 const YEAR_AND_A_WEEK: i64 = 373;
 
 /// A recurring window's local time of opening and how long it stays open.
-fn recurrence(window: &Window) -> Option<(jiff::civil::Time, std::time::Duration)> {
+pub(crate) fn recurrence(window: &Window) -> Option<(jiff::civil::Time, std::time::Duration)> {
     match window {
         Window::Weekly { time, duration, .. }
         | Window::Daily { time, duration }
@@ -81,7 +81,7 @@ fn recurrence(window: &Window) -> Option<(jiff::civil::Time, std::time::Duration
 }
 
 /// Whether a recurring window opens on the local day `day`.
-fn opens_on(window: &Window, day: jiff::civil::Date) -> bool {
+pub(crate) fn opens_on(window: &Window, day: jiff::civil::Date) -> bool {
     match window {
         Window::Weekly { weekday, .. } => day.weekday() == *weekday,
         Window::Daily { .. } => true,

@@ -8,7 +8,7 @@ use std::path::Path;
 use sha2::Digest as _;
 
 use super::{CommandError, load, load_for_reading, record_cli, runtime};
-use crate::model::now_ms;
+use crate::model::{TimestampMs, now_ms};
 use crate::report::render;
 use crate::store::Store;
 
@@ -93,13 +93,7 @@ pub fn report(
     by: Option<&str>,
 ) -> Result<(), CommandError> {
     use crate::report::asset::{self, ReportError};
-    let kind = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    if !matches!(kind.as_deref(), Some("pdf" | "html" | "csv")) {
-        return Err(CommandError::BadInput(format!(
-            "--out {}: the file name must end in .pdf, .html or .csv",
-            out.display()
-        )));
-    }
+    let kind = document_kind(out)?;
     let by = match by {
         Some(by) => crate::pipeline::control::checked_by(by)
             .map_err(|e| CommandError::BadInput(format!("--by: {e}")))?
@@ -108,14 +102,7 @@ pub fn report(
     };
     let cfg = load_for_reading(config)?;
     let now = now_ms();
-    // A bare date is the site's midnight: the report's days are the site's days.
-    let tz = &cfg.site.timezone;
-    let bad = |e: crate::timearg::BadTime| CommandError::BadInput(e.to_string());
-    let from = crate::timearg::parse_in(from, now, tz).map_err(bad)?;
-    let to = crate::timearg::parse_in(to, now, tz).map_err(bad)?;
-    if from >= to {
-        return Err(CommandError::BadInput("--from must be earlier than --to".into()));
-    }
+    let (from, to) = period(&cfg, from, to, now)?;
     let store = Store::open_read_only(&cfg.store.path)?;
     let progress = |what: &str| eprintln!("report: {what}");
     let req = asset::Request {
@@ -133,9 +120,9 @@ pub fn report(
         Err(e) => return Err(CommandError::Report(e)),
     };
     eprintln!("report: writing {}", out.display());
-    let bytes = match kind.as_deref() {
-        Some("pdf") => render::render_pdf(&asset::document(&r))?,
-        Some("html") => render::render_html(&asset::document(&r)).into_bytes(),
+    let bytes = match kind {
+        "pdf" => render::render_pdf(&asset::document(&r))?,
+        "html" => render::render_html(&asset::document(&r)).into_bytes(),
         _ => {
             let mut buf = Vec::new();
             asset::write_csv(&r, &mut buf)?;
@@ -162,6 +149,38 @@ pub fn report(
         if r.audit.ok() { "verified" } else { "BROKEN" }
     );
     Ok(())
+}
+
+/// The kind of document `out` names by its extension: `pdf`, `html` or `csv`.
+pub(super) fn document_kind(out: &Path) -> Result<&'static str, CommandError> {
+    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    ["pdf", "html", "csv"]
+        .into_iter()
+        .find(|k| ext.as_deref() == Some(*k))
+        .ok_or_else(|| {
+            CommandError::BadInput(format!(
+                "--out {}: the file name must end in .pdf, .html or .csv",
+                out.display()
+            ))
+        })
+}
+
+/// `--from` and `--to` of a report; a bare date is the site's midnight (the report's
+/// days are the site's days). Bad input unless `from` is earlier than `to`.
+pub(super) fn period(
+    cfg: &crate::config::Config,
+    from: &str,
+    to: &str,
+    now: TimestampMs,
+) -> Result<(TimestampMs, TimestampMs), CommandError> {
+    let tz = &cfg.site.timezone;
+    let bad = |e: crate::timearg::BadTime| CommandError::BadInput(e.to_string());
+    let from = crate::timearg::parse_in(from, now, tz).map_err(bad)?;
+    let to = crate::timearg::parse_in(to, now, tz).map_err(bad)?;
+    if from >= to {
+        return Err(CommandError::BadInput("--from must be earlier than --to".into()));
+    }
+    Ok((from, to))
 }
 
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {

@@ -8,6 +8,7 @@
 //! - [`serve`]: `run`, `standby` and `demo`, the commands that keep running.
 //! - [`user`]: `user add`.
 //! - [`quality`]: `close`, a signed corrective action that closes an excursion.
+//! - [`indicators`]: `quality`, the alarm system's own performance per month and asset.
 //! - [`documents`]: `selftest` and `report`, written to a file and recorded in the audit
 //!   trail.
 //! - [`audit`]: `audit verify` and `audit log`.
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod calibration;
 pub mod control;
 pub mod documents;
+pub mod indicators;
 pub mod influx;
 pub mod oncall;
 pub mod quality;

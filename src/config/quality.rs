@@ -1,6 +1,7 @@
 //! `[[reason]]`: the reason codes a corrective action names when it closes an excursion
 //! (`cryowatch close --reason CODE`), each with the text reports print; `[quality]`: who
-//! is reminded of excursions left open, and after how long; `[[review]]`: periodic
+//! is reminded of excursions left open, and after how long, and how soon an alarm that
+//! clears with nobody acting counts as a nuisance (`cryowatch quality`); `[[review]]`: periodic
 //! reviews of assets' reports, by whom, and how soon they must be signed.
 
 use std::collections::HashMap;
@@ -17,6 +18,9 @@ pub const DEFAULT_DUE_WITHIN: Duration = Duration::from_secs(10 * 24 * 3600);
 /// Default of `[quality] close_within`.
 pub const DEFAULT_CLOSE_WITHIN: Duration = Duration::from_secs(72 * 3600);
 
+/// Default of `[quality] nuisance_within`.
+pub const DEFAULT_NUISANCE_WITHIN: Duration = Duration::from_secs(10 * 60);
+
 /// `[quality]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualityConfig {
@@ -24,6 +28,9 @@ pub struct QualityConfig {
     pub notify: Vec<Target>,
     /// An alarm cleared this long without a corrective action is a reminder page.
     pub close_within: Duration,
+    /// An alarm that clears this soon after it went active, unacknowledged, is counted
+    /// as a nuisance alarm.
+    pub nuisance_within: Duration,
     /// `[[review]]`: periodic reviews and their sign-off.
     pub reviews: Vec<Review>,
 }
@@ -43,6 +50,7 @@ impl Default for QualityConfig {
         QualityConfig {
             notify: Vec::new(),
             close_within: DEFAULT_CLOSE_WITHIN,
+            nuisance_within: DEFAULT_NUISANCE_WITHIN,
             reviews: Vec::new(),
         }
     }
@@ -69,6 +77,11 @@ pub(super) fn quality(
     QualityConfig {
         notify: super::notify::targets(c, "quality.notify", &q.notify, declared),
         close_within: c.positive_duration("quality.close_within", q.close_within.as_deref(), DEFAULT_CLOSE_WITHIN),
+        nuisance_within: c.positive_duration(
+            "quality.nuisance_within",
+            q.nuisance_within.as_deref(),
+            DEFAULT_NUISANCE_WITHIN,
+        ),
         reviews,
     }
 }

@@ -49,13 +49,14 @@ pub struct RawConfig {
     pub calibration: Option<Calibration>,
 }
 
-/// `[quality]`: reminders of open deviations.
+/// `[quality]`: reminders of open deviations, and what counts as a nuisance alarm.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quality {
     #[serde(default)]
     pub notify: Vec<String>,
     pub close_within: Option<String>,
+    pub nuisance_within: Option<String>,
 }
 
 /// `[[review]]`: a periodic review and sign-off of assets' reports.

@@ -109,7 +109,7 @@ fn write_csv(out: &mut dyn Write, sensor: &str, unit: &str, r: &StoredReading) -
 }
 
 /// Quotes a field when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\"")).into()
     } else {

@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod asset;
 pub mod explain;
 pub mod history;
+pub mod indicators;
 pub mod mirror;
 pub mod render;
 pub mod selftest;

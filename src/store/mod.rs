@@ -7,6 +7,7 @@ pub mod audit;
 pub mod embedded;
 pub mod figures;
 pub mod flags;
+pub mod indicators;
 pub mod lock;
 pub mod mirror;
 pub mod mqtt_session;

@@ -20,6 +20,7 @@ pub mod nut;
 pub mod pty;
 pub mod pymodbus;
 pub mod quality_lab;
+pub mod quality_month;
 pub mod rabbitmq;
 pub mod smtp;
 pub mod strict_line_protocol;

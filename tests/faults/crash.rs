@@ -444,6 +444,25 @@ pub fn mail_duplicates(mails: &[ReceivedMail]) -> (u64, u64) {
     )
 }
 
+/// Mails of one content (recipients, subject, body) that arrived under more than one
+/// Message-ID: each extra identity is a duplicated page (a resend of the same outbox row
+/// keeps its Message-ID).
+pub fn under_two_ids(mails: &[ReceivedMail]) -> u64 {
+    let mut ids_by_content: BTreeMap<(Vec<String>, String, String), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
+    for m in mails {
+        ids_by_content
+            .entry((
+                m.rcpt_tos.clone(),
+                m.header("Subject").unwrap_or_default().to_string(),
+                m.body.clone(),
+            ))
+            .or_default()
+            .insert(m.header("Message-ID").unwrap_or_default().to_string());
+    }
+    ids_by_content.values().map(|ids| ids.len() as u64 - 1).sum()
+}
+
 /// Lines of the daemon's log containing `needle`.
 pub fn log_lines(site: &Site, needle: &str) -> usize {
     site.daemon_log().lines().filter(|l| l.contains(needle)).count()

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::{Nav, local_time, number, refusal, to_login};
+use super::{Nav, local_time, number, to_login};
 use crate::api::ApiState;
 use crate::api::auth::Principal;
 use crate::config::Config;
@@ -31,29 +31,9 @@ pub async fn page(
         return to_login("/alarms/history");
     };
     let now = now_ms();
-    let tz = st.config.site.timezone.clone();
-    let time = |key: &str, default: &str| {
-        let text = q
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-            .unwrap_or(default);
-        crate::timearg::parse_in(text, now, &tz).map_err(|e| format!("{key}: {e}"))
-    };
-    let (from, to) = match (time("from", "-30d"), time("to", "now")) {
-        (Ok(f), Ok(t)) if f < t => (f, t),
-        (Ok(_), Ok(_)) => {
-            return refusal(
-                &st,
-                StatusCode::BAD_REQUEST,
-                Some(&who),
-                "Period not understood",
-                "from must be before to",
-            );
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            return refusal(&st, StatusCode::BAD_REQUEST, Some(&who), "Period not understood", &e);
-        }
+    let (from, to) = match super::period(&st.config, &q, now - 30 * 24 * HOUR, now) {
+        Ok(p) => p,
+        Err(why) => return super::bad_period(&st, &who, &why),
     };
     let rows = st
         .with_store(move |s| Ok((s.alarms(false)?, s.ack_signers()?)))

@@ -12,6 +12,8 @@
 //! - [`deviations`]: the open deviations and the form that closes one with a signed
 //!   corrective action
 //! - [`reviews`]: `GET /reviews`, periodic reviews with their reports and signing form
+//! - [`indicators`]: `GET /quality`, the alarm system's own performance per month and
+//!   asset (the figures of `cryowatch quality`)
 //! - [`assets`]: `GET /assets/app.css` and `/assets/app.js`, compiled into the binary
 //!
 //! Pages are written with maud's `html!` macro: checked when compiling, and every value
@@ -32,6 +34,7 @@ pub mod dashboard;
 pub mod deviations;
 pub mod guard;
 pub mod history;
+pub mod indicators;
 pub mod login;
 pub mod reviews;
 pub mod sensor;
@@ -59,6 +62,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/alarms/{id}/close", post(deviations::close))
         .route("/alarms/history", get(history::page))
         .route("/reviews", get(reviews::page))
+        .route("/quality", get(indicators::page))
         .route("/reviews/{id}/report.pdf", get(reviews::report))
         .route("/reviews/{id}/sign", post(reviews::sign))
         .route("/sensors/{id}", get(sensor::page))
@@ -94,6 +98,7 @@ pub enum Nav {
     Dashboard,
     History,
     Reviews,
+    Quality,
     Other,
 }
 
@@ -135,6 +140,7 @@ fn layout(cfg: &Config, title: &str, who: Option<&Principal>, nav: Nav, body: Ma
                             a href="/" aria-current=[current(Nav::Dashboard)] { "Dashboard" }
                             a href="/alarms/history" aria-current=[current(Nav::History)] { "Alarm history" }
                             a href="/reviews" aria-current=[current(Nav::Reviews)] { "Reviews" }
+                            a href="/quality" aria-current=[current(Nav::Quality)] { "Quality" }
                         }
                         div class="who" {
                             span { (p.actor.strip_prefix("user:").unwrap_or(&p.actor)) " · " (p.role.as_str()) }
@@ -205,6 +211,32 @@ fn refusal_body(title: &str, text: &str) -> Markup {
         p class="notice bad" { (text) }
         p { a href="/" { "Back to the dashboard" } }
     }
+}
+
+/// The period of a page's `from` and `to` fields (RFC 3339, relative, a date at the
+/// site's midnight, or `now`; empty or absent: the defaults), or what to tell the person
+/// on a 400 page: which is not understood, or that `from` is not before `to`.
+pub fn period(
+    cfg: &Config,
+    q: &std::collections::HashMap<String, String>,
+    default_from: TimestampMs,
+    default_to: TimestampMs,
+) -> Result<(TimestampMs, TimestampMs), String> {
+    let now = crate::model::now_ms();
+    let tz = &cfg.site.timezone;
+    let time = |key: &str, default: TimestampMs| match q.get(key).map(String::as_str).filter(|v| !v.is_empty()) {
+        Some(text) => crate::timearg::parse_in(text, now, tz).map_err(|e| format!("{key}: {e}")),
+        None => Ok(default),
+    };
+    match (time("from", default_from)?, time("to", default_to)?) {
+        (f, t) if f < t => Ok((f, t)),
+        _ => Err("from must be before to".into()),
+    }
+}
+
+/// The 400 page of a period [`period`] did not understand.
+pub fn bad_period(st: &ApiState, who: &Principal, why: &str) -> Response {
+    refusal(st, StatusCode::BAD_REQUEST, Some(who), "Period not understood", why)
 }
 
 /// The page for a store failure: logged, and the person told to try again.

@@ -37,13 +37,7 @@ pub fn gather(
     for (si, s) in cfg.sensors.iter().enumerate().filter(|(_, s)| s.asset == ai) {
         progress(&format!("reading {}", s.id));
         let stale = crate::model::millis(stale_after(s, &cfg.devices, &cfg.ups));
-        let interval = match &s.source {
-            SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
-            SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
-            SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => {
-                None
-            }
-        };
+        let interval = poll_interval(cfg, s);
         let thresholds = cfg
             .rules
             .iter()
@@ -120,6 +114,16 @@ pub fn gather(
         audit,
         tz,
     })
+}
+
+/// How often `s` is read, when it is read on a schedule (Modbus, NUT); `None` for a
+/// sensor that pushes its readings (MQTT) or the monitor's own.
+pub(crate) fn poll_interval(cfg: &Config, s: &crate::config::Sensor) -> Option<std::time::Duration> {
+    match &s.source {
+        SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
+        SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
+        SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => None,
+    }
 }
 
 /// Alarms on the asset's sensors that overlap the period, with their pages.

@@ -26,9 +26,9 @@ mod csv_export;
 mod daily;
 mod digest;
 mod excursion;
-mod gathering;
+pub(crate) mod gathering;
 mod layout;
-mod people;
+pub(crate) mod people;
 mod quality;
 mod review;
 
@@ -189,7 +189,7 @@ pub struct Request<'a> {
     pub by: &'a str,
 }
 
-fn fmt_duration(ms: i64) -> String {
+pub(crate) fn fmt_duration(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     if s >= 3600 {
         format!("{}h {:02}m", s / 3600, (s % 3600) / 60)

@@ -260,18 +260,7 @@ pub fn run() -> Outcome {
     // same outbox row): at-least-once, so that no cut can lose a page. Counted and shown,
     // not a duplicate. Two different outbox rows for one page would be.
     let resent: u64 = received.values().map(|n| n.saturating_sub(1)).sum();
-    let mut ids_by_content: BTreeMap<(Vec<String>, String, String), BTreeSet<String>> = BTreeMap::new();
-    for m in &mails {
-        ids_by_content
-            .entry((
-                m.rcpt_tos.clone(),
-                m.header("Subject").unwrap_or_default().to_string(),
-                m.body.clone(),
-            ))
-            .or_default()
-            .insert(m.header("Message-ID").unwrap_or_default().to_string());
-    }
-    let dup_pages: u64 = ids_by_content.values().map(|ids| ids.len() as u64 - 1).sum();
+    let dup_pages = super::under_two_ids(&mails);
     if resent > CUTS as u64 {
         problems.push(format!("{resent} pages sent again: more than one per cut"));
     }
