@@ -81,6 +81,7 @@ every = "Mon 10:00"
 [quality]
 notify = ["contact:tech-b"]
 nuisance_within = "10m"
+[calibration]
 "#,
     )
 }

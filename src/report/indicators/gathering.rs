@@ -62,6 +62,7 @@ pub fn gather(cfg: &Config, store: &Store, req: Request) -> Result<Indicators, S
     for month in months(from, to, tz) {
         base.readings(store, &month, from, to, &mut records)?;
     }
+    base.calibration(store, to, &mut records)?;
     Ok(Indicators {
         site: cfg.site.name.clone(),
         from,
@@ -74,6 +75,49 @@ pub fn gather(cfg: &Config, store: &Store, req: Request) -> Result<Indicators, S
         records,
         unrecorded: UNRECORDED.to_vec(),
     })
+}
+
+impl Base<'_> {
+    /// Each probe watched by `[calibration]` or with a calibration on record, as it
+    /// stood at `to`: the newest certificate recorded before then.
+    fn calibration(&self, store: &Store, to: TimestampMs, out: &mut Vec<Counted>) -> Result<(), StoreError> {
+        let cfg = self.cfg;
+        let mut probes: Vec<String> = cfg
+            .calibration
+            .iter()
+            .flat_map(|c| c.sensors.iter())
+            .filter_map(|&si| match cfg.sensors.get(si)?.source {
+                crate::config::SensorSource::Calibration(w) => cfg.sensors.get(w).map(|s| s.id.clone()),
+                _ => None,
+            })
+            .collect();
+        for c in store.latest_calibrations()? {
+            if !probes.contains(&c.record.sensor) {
+                probes.push(c.record.sensor);
+            }
+        }
+        probes.sort();
+        let last = to.saturating_sub(1);
+        for probe in probes {
+            let latest = store.calibrations_of(&probe)?.into_iter().rev().find(|c| c.t < to);
+            let status = crate::calibration::status(cfg, latest.as_ref(), last);
+            let asset = self.asset_of_sensor(&probe);
+            let record = latest
+                .as_ref()
+                .map_or_else(|| format!("sensor {probe}"), |c| format!("calibration {}", c.id));
+            let mut r = self.record(Figure::Calibration, last, &asset, record);
+            r.value = if matches!(status, "ok" | "due soon") { 1.0 } else { 0.0 };
+            r.detail = match &latest {
+                Some(c) => format!(
+                    "{probe}: {status}; certificate {}, calibrated {}, due {}",
+                    c.record.certificate, c.record.calibrated, c.record.due
+                ),
+                None => format!("{probe}: {status}; no calibration on record"),
+            };
+            out.push(r);
+        }
+        Ok(())
+    }
 }
 
 struct Base<'a> {

@@ -179,6 +179,27 @@ pub fn document(r: &Indicators) -> Document {
     for s in &r.summaries {
         summary_blocks(s, &mut blocks);
     }
+    let calibration: Vec<&super::Counted> = r
+        .records
+        .iter()
+        .filter(|c| c.figure == super::Figure::Calibration)
+        .collect();
+    if !calibration.is_empty() {
+        blocks.push(Block::Heading("Calibration status".into()));
+        blocks.push(Block::Paragraph(format!(
+            "{} of {} probes in calibration at the period's end.",
+            calibration.iter().filter(|c| c.value > 0.0).count(),
+            calibration.len()
+        )));
+        blocks.push(Block::Table {
+            headers: ["Asset", "Probe", "Record"].map(String::from).to_vec(),
+            rows: calibration
+                .iter()
+                .map(|c| vec![c.asset.clone(), c.detail.clone(), c.record.clone()])
+                .collect(),
+            widths: Some(vec![1.0, 4.0, 1.2]),
+        });
+    }
     for u in &r.unrecorded {
         blocks.push(Block::Heading(u.title.into()));
         blocks.push(Block::Paragraph(format!("{}: {}.", u.title, u.text)));

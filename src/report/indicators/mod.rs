@@ -14,7 +14,7 @@
 //! due by `[[test_page]]`), `layout` (the document for the renderers and the headline
 //! figures the dashboard shows) and `csv_export`.
 //!
-//! Alarm checks and calibration are not in the store yet: [`UNRECORDED`] names their
+//! Alarm checks are not in the store yet: [`UNRECORDED`] names their
 //! sections, which say so; once recorded they become [`Figure`]s like the others.
 
 use serde::Serialize;
@@ -78,6 +78,10 @@ pub enum Figure {
     /// A sensor's readings in the month; `value` the readings stored, `of` those its
     /// poll interval expects (none for sensors that push).
     Readings,
+    /// A probe watched by `[calibration]` or with a calibration on record, as it stood at
+    /// the period's end (counted in the period's last month); `value` 1 when its
+    /// calibration was in force (status `ok` or `due soon`), 0 when `overdue` or `never`.
+    Calibration,
 }
 
 impl Figure {
@@ -96,6 +100,7 @@ impl Figure {
             Figure::TestPage => "test_page",
             Figure::TestPageDue => "test_page_due",
             Figure::Readings => "readings",
+            Figure::Calibration => "calibration",
         }
     }
 }
@@ -132,19 +137,12 @@ pub struct Unrecorded {
 }
 
 /// Physical alarm checks (the value at which each rule triggered against a reference
-/// thermometer) and calibration records are not kept in the store yet.
-pub const UNRECORDED: [Unrecorded; 2] = [
-    Unrecorded {
-        figure: "alarm_checks",
-        title: "Alarm checks",
-        text: "no alarm checks are recorded",
-    },
-    Unrecorded {
-        figure: "calibration",
-        title: "Calibration status",
-        text: "not recorded",
-    },
-];
+/// thermometer) are not kept in the store yet.
+pub const UNRECORDED: [Unrecorded; 1] = [Unrecorded {
+    figure: "alarm_checks",
+    title: "Alarm checks",
+    text: "no alarm checks are recorded",
+}];
 
 /// Everything the quality report shows.
 #[derive(Debug, Clone, Serialize)]
