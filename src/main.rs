@@ -392,6 +392,9 @@ enum ReviewAction {
         /// The period as `review list` names it: 2026-11, 2026-Q4 or 2026-W48.
         #[arg(long)]
         period: String,
+        /// The version you read (`review list`); refused when a newer one exists.
+        #[arg(long)]
+        version: Option<i64>,
         /// The dashboard user who signs (`cryowatch user add ... --name`).
         #[arg(long)]
         by: String,
@@ -521,9 +524,10 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
                 config,
                 asset,
                 period,
+                version,
                 by,
                 meaning,
-            } => review::sign(&config, &asset, &period, &by, &meaning),
+            } => review::sign(&config, &asset, &period, version, &by, &meaning),
             ReviewAction::Report {
                 config,
                 asset,

@@ -187,6 +187,23 @@ fn a_probes_calibration_warns_before_it_is_due_alarms_when_due_and_clears_with_a
 
     // An edited certificate fails verification, naming it.
     let db = site.path().join("cryowatch.db");
+    let backup = site.path().join("before-edits.db");
+    std::fs::copy(&db, &backup).expect("copy the store");
+    // When a certificate was recorded decides from when it is in force: signed too.
+    let moved = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("UPDATE calibration SET t = t - 86400000 WHERE certificate = 'CAL-0003'")
+        .output()
+        .expect("sqlite3");
+    assert!(moved.status.success());
+    let broken = site.with_stdin(&["audit", "verify"], "");
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
+    assert!(
+        text(&broken).contains("calibration 3 of dewar-1.temp"),
+        "{}",
+        text(&broken)
+    );
+    std::fs::copy(&backup, &db).expect("restore the store");
     let edit = std::process::Command::new("sqlite3")
         .arg(&db)
         .arg("UPDATE calibration SET due = '2099-01-01' WHERE certificate = 'CAL-0002'")

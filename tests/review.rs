@@ -288,7 +288,8 @@ fn the_monthly_review_is_generated_at_the_sites_month_end_sent_signed_and_proven
     assert!(out.status.success(), "{}", text(&out));
     let printed = common::pdf_text(&pdf).split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(printed.contains("Periodic review"), "{printed}");
-    assert!(printed.contains("approved by Quinn Assurance (qa)"), "{printed}");
+    // The status column wraps beside the hash: its start, then the signers in the CSV.
+    assert!(printed.contains("approved — reviewed by Quinn Assurance"), "{printed}");
     let csv = site.path().join("november.csv");
     let out = site.report("dewar-1", ("2026-11-01", "2026-12-01"), &csv, &["--by", "qa"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -306,6 +307,11 @@ fn the_monthly_review_is_generated_at_the_sites_month_end_sent_signed_and_proven
     let replaced = verify_tampered(&site, "UPDATE review SET report = CAST('%PDF-1.7 forged' AS BLOB)");
     assert_eq!(replaced.status.code(), Some(1));
     assert!(text(&replaced).contains("was replaced"), "{}", text(&replaced));
+    // A signature deleted "un-signs" the review: caught, even when a later signature
+    // takes its id.
+    let deleted = verify_tampered(&site, "DELETE FROM signature WHERE meaning = 'approved'");
+    assert_eq!(deleted.status.code(), Some(1), "{}", text(&deleted));
+    assert!(text(&deleted).contains("it was deleted"), "{}", text(&deleted));
     let edited = verify_tampered(
         &site,
         "UPDATE signature SET meaning = 'approved' WHERE meaning = 'reviewed'",
@@ -407,6 +413,27 @@ listen = "127.0.0.1:{port}"
     assert_eq!(now[0]["status"], "awaiting review");
     assert_ne!(now[0]["content_sha256"], review["content_sha256"]);
     let id = now[0]["id"].as_i64().expect("id");
+    // Whoever read version 1 cannot sign version 2 unread.
+    let stale = run(
+        &site,
+        &[
+            "review",
+            "sign",
+            "--asset",
+            "dewar-1",
+            "--period",
+            "2026-11",
+            "--version",
+            "1",
+            "--by",
+            "qa",
+            "--meaning",
+            "reviewed",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(stale.status.code(), Some(2), "{}", text(&stale));
+    assert!(text(&stale).contains("replaced by version 2"), "{}", text(&stale));
 
     // On the dashboard: the notice, the reviews page, the report as generated.
     let session = common::http::sign_in(addr, "qa", PASSWORD);

@@ -57,6 +57,25 @@ pub async fn signer(
             "the first signature of a session needs your user name and your password".into(),
         ));
     }
+    // The same guard as the sign-in form: a user locked out or throttled after wrong
+    // passwords cannot try again by signing, only a few Argon2 checks (19 MiB each) run
+    // at once, and refusals count towards the sign-in alarm (21 CFR 11.300(d)).
+    let now = now_ms();
+    match st.guard.with(|t| t.verdict(&user, None, now)) {
+        crate::api::web::guard::Verdict::Check => {}
+        _ => {
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong passwords: signing is held back for a while; nothing was signed".into(),
+            ));
+        }
+    }
+    let Ok(turn) = st.guard.turn().await else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many password checks at once: try again in a few seconds; nothing was signed".into(),
+        ));
+    };
     // The password is checked outside the store's lock (Argon2 is slow on purpose).
     let name = user.clone();
     let stored = st.with_store(move |s| s.user_hash(&name)).await.map_err(internal)?;
@@ -65,6 +84,13 @@ pub async fn signer(
     })
     .await
     .unwrap_or(false);
+    drop(turn);
+    if matches {
+        st.guard.with(|t| t.succeeded(&user));
+    } else {
+        st.guard.with(|t| t.failed(&user, None, now));
+        st.guard.report(now, false).await;
+    }
     let outcome = st
         .with_store(move |s| {
             if !matches {

@@ -70,11 +70,19 @@ fn line(r: &Review, now: i64) -> String {
     )
 }
 
-/// `review sign`: signs the review of `asset` for `period` as `meaning` with the
-/// password of `by`, read from standard input. Exit 2 for a review that does not exist
+/// `review sign`: signs the review of `asset` for `period` (the newest version, or
+/// `version` when given: the one the signer read) as `meaning` with the password of
+/// `by`, read from standard input. Exit 2 for a review that does not exist
 /// or is already signed so; exit 1 for a wrong password (audited) or a report the
 /// record has moved on from (the next version is generated; sign that).
-pub fn sign(config: &Path, asset: &str, period: &str, by: &str, meaning: &str) -> Result<(), CommandError> {
+pub fn sign(
+    config: &Path,
+    asset: &str,
+    period: &str,
+    version: Option<i64>,
+    by: &str,
+    meaning: &str,
+) -> Result<(), CommandError> {
     let cfg = load_for_reading(config)?;
     let bad = CommandError::BadInput;
     let meaning = match meaning {
@@ -110,7 +118,13 @@ pub fn sign(config: &Path, asset: &str, period: &str, by: &str, meaning: &str) -
     let signer = store
         .signer(by, &password, &r.subject(), now_ms())?
         .map_err(|e| CommandError::Failed(e.to_string()))?;
-    match crate::review::sign(&cfg, &mut store, &signer, asset, period, meaning, now_ms()) {
+    let what = crate::review::Signing {
+        asset,
+        period,
+        version,
+        meaning,
+    };
+    match crate::review::sign(&cfg, &mut store, &signer, what, now_ms()) {
         Ok(done) => {
             println!(
                 "review of {asset} for {period} (version {}) signed by {} ({}) as {:?}; status {}; report SHA-256 {}",

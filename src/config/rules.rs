@@ -143,7 +143,9 @@ pub fn stale_after(sensor: &Sensor, devices: &[ModbusDevice], ups: &[UpsDevice])
         SensorSource::Mqtt(_) => DEFAULT_MQTT_STALE,
         // Written after every look at the record, at least once a minute; a full
         // verification of years of readings may hold it back for a while.
-        SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => Duration::from_secs(3600),
+        SensorSource::Monitor | SensorSource::Security => Duration::from_secs(3600),
+        // Written at least hourly (crate::calibration): three missed hours are stale.
+        SensorSource::Calibration(_) => Duration::from_secs(3 * 3600),
     }
 }
 

@@ -44,6 +44,11 @@ fn gather_in(config: &Config, store: &Store, now: TimestampMs) -> Result<Vec<Sen
         .collect();
     let latest = store.latest_of(&wanted, config.latest_bound(now))?;
     for (s, (last, good)) in config.sensors.iter().zip(latest) {
+        // A watched probe with no calibration on record has no days left to show:
+        // `calibration list` says `never`; it is not a sensor gone silent.
+        if matches!(s.source, crate::config::SensorSource::Calibration(_)) && last.is_none() {
+            continue;
+        }
         let stale_after = crate::model::millis(crate::config::rules::stale_after(s, &config.devices, &config.ups));
         let state = match (&last, &good) {
             (None, _) => "no_data".to_string(),

@@ -14,7 +14,7 @@
 
 mod sign;
 
-pub use sign::{SignError, sign};
+pub use sign::{SignError, Signing, sign};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,11 @@ const PASS: Duration = Duration::from_secs(15);
 /// At most this many periods are generated for one asset in one pass (after a long
 /// stop, the rest follow in the next passes).
 const AT_ONCE: usize = 12;
+
+/// At most this many periods are looked at for one asset in one pass (ten years of
+/// weeks): periods without readings are passed over without counting towards
+/// [`AT_ONCE`], so a unit out of service for months does not stop its reviews.
+const LOOKED_AT: usize = 530;
 
 /// Why a review could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +85,7 @@ fn due_periods(
     };
     let mut out = Vec::new();
     while let Some(p) = next {
-        if p.to > last.to || out.len() >= AT_ONCE {
+        if p.to > last.to || out.len() >= LOOKED_AT {
             break;
         }
         next = period::after(review.every, &p, tz);
@@ -142,10 +147,15 @@ pub fn pass(cfg: &Config, store: &mut Store, now: TimestampMs) -> Result<usize, 
     for review in &cfg.quality.reviews {
         for asset in &review.assets {
             let sensors = sensors_of(cfg, asset);
+            let mut here = 0;
             for p in due_periods(cfg, store, review, asset, now)? {
+                if here >= AT_ONCE {
+                    break;
+                }
                 if !store.has_readings(&sensors, p.from, p.to)? {
                     continue;
                 }
+                here += 1;
                 let job = Job {
                     asset,
                     every: review.every,

@@ -39,17 +39,33 @@ pub struct Changed {
     pub report: String,
 }
 
-/// Signs the newest version of the review of `asset` for `period` as `meaning`, when
-/// its report still shows the record; otherwise records the next version and refuses.
+/// What a signature of a review is given: which review (and, when the signer read a
+/// particular version, that version), and its meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    pub asset: &'a str,
+    pub period: &'a str,
+    /// The version the signer read; `None`: the newest.
+    pub version: Option<i64>,
+    pub meaning: Meaning,
+}
+
+/// Signs the review of `what` as its meaning, when the version read is the newest and
+/// its report still shows the record; otherwise refuses (recording the next version
+/// when the record has changed).
 pub fn sign(
     cfg: &Config,
     store: &mut Store,
     signer: &Signer,
-    asset: &str,
-    period: &str,
-    meaning: Meaning,
+    what: Signing<'_>,
     now: TimestampMs,
 ) -> Result<Review, SignError> {
+    let Signing {
+        asset,
+        period,
+        version,
+        meaning,
+    } = what;
     let Some(r) = store.review(asset, period)? else {
         return Err(ReviewRefused::NoSuchReview {
             asset: asset.to_string(),
@@ -57,6 +73,15 @@ pub fn sign(
         }
         .into());
     };
+    if let Some(read) = version
+        && read != r.version
+    {
+        return Err(ReviewRefused::Superseded {
+            signed: read,
+            newest: r.version,
+        }
+        .into());
+    }
     let p = Period {
         label: r.period.clone(),
         from: r.from,

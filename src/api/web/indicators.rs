@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::model::now_ms;
 use crate::report::indicators::{self, AckStats, Indicators, Summary, asset_label, headline, seconds};
 
+/// The longest period the page computes.
+const MAX_PERIOD_MS: i64 = 3 * 366 * 86_400_000;
+
 pub async fn page(
     State(st): State<ApiState>,
     who: Option<Principal>,
@@ -31,11 +34,29 @@ pub async fn page(
         Ok(p) => p,
         Err(why) => return super::bad_period(&st, &who, &why),
     };
+    if to.saturating_sub(from) > MAX_PERIOD_MS {
+        return super::bad_period(
+            &st,
+            &who,
+            "a period of at most 3 years (for longer ones: cryowatch quality on the server)",
+        );
+    }
+    // On a connection of its own: a long period must not hold up the pages and
+    // acknowledgements that share the API's.
     let cfg = st.config.clone();
     let req = indicators::Request { from, to, now };
-    let r = match st.with_store(move |s| indicators::gather(&cfg, s, req)).await {
-        Ok(r) => r,
-        Err(e) => return super::failure(&st, Some(&who), &e),
+    let gathered = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Store::open_read_only(&cfg.store.path)?;
+        indicators::gather(&cfg, &store, req)
+    })
+    .await;
+    let r = match gathered {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return super::failure(&st, Some(&who), &e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "the quality page failed");
+            return axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR);
+        }
     };
     let body = render(&st.config, (asked("from"), asked("to")), &r);
     super::page(

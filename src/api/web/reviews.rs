@@ -215,8 +215,18 @@ pub async fn sign(
     let outcome = tokio::task::spawn_blocking(move || {
         let mut store = Store::open(&cfg.store.path).map_err(SignError::Store)?;
         let now = now_ms();
-        let done = crate::review::sign(&cfg, &mut store, &signer, &review.asset, &review.period, meaning, now)?;
-        store.mark_session_signed(&session, now)?;
+        let what = crate::review::Signing {
+            asset: &review.asset,
+            period: &review.period,
+            // The version on the page the person read, not whatever is newest now.
+            version: Some(review.version),
+            meaning,
+        };
+        let done = crate::review::sign(&cfg, &mut store, &signer, what, now)?;
+        // Signed and committed: a session not marked only asks for the user name again.
+        if let Err(e) = store.mark_session_signed(&session, now) {
+            tracing::error!(error = %e, "a review was signed, but its session is not marked as having signed");
+        }
         Ok::<_, SignError>(done)
     })
     .await;

@@ -80,7 +80,7 @@ impl Dispatcher {
         let due = crate::model::format_rfc3339(r.due_at);
         let link = match self.cfg.sections.api_public_url.as_deref() {
             Some(base) => format!(
-                "Read and sign it on the dashboard: {}/reviews/{}\n\n",
+                "Read and sign it on the dashboard: {}/reviews#review-{}\n\n",
                 base.trim_end_matches('/'),
                 r.id
             ),

@@ -16,18 +16,9 @@ use super::AssetReport;
 use super::layout::fmt_second;
 use super::quality::signer;
 
-/// Most reviews one report lists (a year of weekly reviews, with room).
-const MOST: usize = 100;
-
 /// The reviews of `asset` whose period overlaps `from`..`to`, oldest first.
 pub(super) fn gather(store: &Store, asset: &str, from: i64, to: i64) -> Result<Vec<Review>, StoreError> {
-    let mut out: Vec<Review> = store
-        .reviews(Some(asset), MOST)?
-        .into_iter()
-        .filter(|r| r.from < to && r.to > from)
-        .collect();
-    out.reverse();
-    Ok(out)
+    store.reviews_overlapping(asset, from, to)
 }
 
 /// A review's status as a sentence: "approved — reviewed by A (a) at T; approved by …".

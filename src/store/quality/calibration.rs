@@ -62,11 +62,13 @@ pub struct Calibration {
     pub content_sha256: String,
 }
 
-/// The exact content a calibration's signature covers.
-fn content(id: i64, r: &NewCalibration) -> String {
+/// The exact content a calibration's signature covers, its recording time included
+/// (from then on the certificate is in force).
+fn content(id: i64, t: TimestampMs, r: &NewCalibration) -> String {
     json!([
         "calibration",
         id,
+        t,
         r.sensor,
         r.certificate,
         r.calibrated,
@@ -107,7 +109,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Calibration> {
 fn record(c: &Connection, signer: &Signer, new: &NewCalibration, now: TimestampMs) -> rusqlite::Result<Calibration> {
     let id: i64 = c.query_row("SELECT coalesce(max(id), 0) + 1 FROM calibration", [], |r| r.get(0))?;
     let subject = format!("calibration {id}");
-    let text = content(id, new);
+    let text = content(id, now, new);
     let signed = Signed {
         signer,
         meaning: Meaning::Calibration,
@@ -175,7 +177,7 @@ pub(super) fn verify(c: &Connection, head: i64) -> rusqlite::Result<Option<(i64,
                 format!("calibration {id} of {sensor} carries a signature of another record: it was copied"),
             )));
         }
-        if sha256(&content(id, &cal.record)) != cal.content_sha256 {
+        if sha256(&content(id, cal.t, &cal.record)) != cal.content_sha256 {
             return Ok(Some((
                 audit,
                 format!(

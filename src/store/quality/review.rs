@@ -248,6 +248,12 @@ fn record(c: &Connection, new: &NewReview<'_>) -> rusqlite::Result<Review> {
             new.why.map(|_| new.generated_at)
         ],
     )?;
+    // A replaced version needs no reminder of its own any more.
+    c.execute(
+        "UPDATE review SET reminded_at = coalesce(reminded_at, ?3)
+         WHERE asset = ?1 AND period = ?2 AND version < (SELECT max(version) FROM review WHERE asset = ?1 AND period = ?2)",
+        params![new.asset, new.period.label, new.generated_at],
+    )?;
     let r = c
         .prepare_cached(&format!("SELECT {COLUMNS} FROM review WHERE id = ?1"))?
         .query_row([id], row)?;
@@ -327,6 +333,11 @@ fn sign(
         at: now,
     };
     record_signature(c, &signed, "review.signed", detail, now)?;
+    // Signed: no reminder is due any more.
+    c.execute(
+        "UPDATE review SET reminded_at = coalesce(reminded_at, ?2) WHERE id = ?1",
+        params![r.id, now],
+    )?;
     Ok(newest(c, asset, period)?.ok_or(ReviewRefused::NoSuchReview {
         asset: asset.to_string(),
         period: period.to_string(),
@@ -407,6 +418,28 @@ impl Store {
             ))?;
             let rows: Vec<Review> = st
                 .query_map(params![asset, limit as i64], row)?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().map(|r| signed(c, r)).collect()
+        })
+    }
+
+    /// The newest version of every review of `asset` whose period overlaps `from`..`to`,
+    /// oldest period first.
+    pub fn reviews_overlapping(
+        &self,
+        asset: &str,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Result<Vec<Review>, StoreError> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM review r
+                 WHERE asset = ?1 AND period_from < ?3 AND period_to > ?2
+                   AND version = (SELECT max(version) FROM review n WHERE n.asset = r.asset AND n.period = r.period)
+                 ORDER BY period_from, every"
+            ))?;
+            let rows: Vec<Review> = st
+                .query_map(params![asset, from, to], row)?
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter().map(|r| signed(c, r)).collect()
         })

@@ -114,6 +114,31 @@ pub(in crate::store) fn verify(
             )));
         }
     }
+    // Every signature the trail recorded is still in the store, as that record made it:
+    // a signature deleted (a review or an acknowledgement "un-signed") fails, even when
+    // a later one took its id.
+    let mut st = c.prepare(
+        "SELECT seq, kind, subject, detail FROM audit
+         WHERE kind IN ('alarm.closed', 'review.signed', 'alarm.ack_signed', 'calibration.recorded') ORDER BY seq",
+    )?;
+    let recorded: Vec<(i64, String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seq, kind, subject, detail) in recorded {
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+        let Some(id) = detail["signature"]["id"].as_i64() else {
+            return Ok(Some((seq, format!("audit record {seq} ({kind}) carries no signature"))));
+        };
+        let kept = signatures.iter().any(|s| s.id == id && s.seq == seq);
+        if !kept {
+            return Ok(Some((
+                seq,
+                format!(
+                    "the signature {id} on {subject} that audit record {seq} ({kind}) carries is missing from the store: it was deleted"
+                ),
+            )));
+        }
+    }
     if let Some(problem) = super::review_verify::verify(c, head)? {
         return Ok(Some(problem));
     }
