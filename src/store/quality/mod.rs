@@ -369,11 +369,11 @@ fn corrective_action(c: &Connection, id: i64) -> rusqlite::Result<Option<Correct
 /// (alarm tests excepted), oldest first. With `unreminded_before`: only those cleared
 /// by then that have no reminder queued yet.
 fn open_deviations(c: &Connection, unreminded_before: Option<TimestampMs>) -> rusqlite::Result<Vec<AlarmRow>> {
+    // From the table of open deviations the commit keeps (`tables`), never a scan of
+    // every alarm ever raised: the dispatcher asks on every pass.
     let mut st = c.prepare_cached(&format!(
         "SELECT {ALARM_COLUMNS} FROM alarm
-         WHERE state = 'cleared'
-           AND NOT EXISTS (SELECT 1 FROM corrective_action ca WHERE ca.alarm = alarm.id)
-           AND NOT EXISTS (SELECT 1 FROM alarm_test t WHERE t.alarm = alarm.id)
+         WHERE id IN (SELECT alarm FROM open_deviation) AND state = 'cleared'
            AND (?1 IS NULL OR (cleared_at <= ?1
                 AND NOT EXISTS (SELECT 1 FROM notification n WHERE n.alarm = alarm.id AND n.kind = 'reminder')))
          ORDER BY id"
