@@ -131,6 +131,9 @@ fn an_alarm_check_records_the_trigger_and_passes_within_the_tolerance_and_fails_
     assert!(out.contains("rule warm (threshold -150) triggered at -149.2"), "{out}");
     assert!(out.contains("alarm check 1 of dewar-1.temp passed"), "{out}");
     assert!(out.contains("difference +0.5"), "{out}");
+    // Finished: the still active alarm is no longer held.
+    let alarm = warm_alarm(&site).expect("the warm alarm is still active");
+    assert!(alarm["suppressed"].is_null(), "{alarm}");
 
     // Back to normal; a second check whose reference read -152.0: 2.0 below, failed.
     warm(&broker, &["-190.0"]);

@@ -4,7 +4,8 @@
 //! nobody while the probe is warmed. `finish` reads back the first stored reading at
 //! which each high and low rule's condition held (see
 //! [`crate::store::quality::alarm_check`]), records the reference thermometer's reading,
-//! signed with the finisher's password, and says whether it passed. `list` shows every
+//! signed with the finisher's password, says whether it passed, and ends the check's
+//! shelving. `list` shows every
 //! check; a check past its deadline ends as abandoned whenever checks are started,
 //! finished or listed.
 
@@ -194,6 +195,21 @@ pub fn finish(config: &Path, sensor: &str, reference: f64, by: &str) -> Result<(
         control(done.signed_by.as_deref().unwrap_or(""))
     );
     println!("{line}");
+    let reason = format!("alarm check {} by {}", done.id, done.started_by);
+    match crate::pipeline::control::submit(
+        &cfg,
+        Request::EndShelving {
+            sensor,
+            reason: &reason,
+        },
+    ) {
+        Ok(text) => println!("{text}: paging of {sensor} is back to normal"),
+        Err(ControlError::Refused(e) | ControlError::Failed(e)) => eprintln!(
+            "cryowatch: alarm check {} is recorded, but its shelving could not be ended ({e}); it runs out at {}",
+            done.id,
+            format_rfc3339(done.deadline)
+        ),
+    }
     match done.state {
         crate::store::quality::alarm_check::CheckState::Passed => Ok(()),
         _ => Err(CommandError::Failed(format!(
