@@ -17,6 +17,10 @@ const SENSOR: &str = "dewar-1.temp";
 const TOPIC: &str = "lab/dewar-1/temp";
 
 fn lab(broker: &str) -> Site {
+    lab_with(broker, "1h")
+}
+
+fn lab_with(broker: &str, max_duration: &str) -> Site {
     Site::new(&format!(
         r#"[site]
 name = "alarm check lab"
@@ -44,7 +48,7 @@ threshold = -150.0
 severity = "critical"
 [alarm_check]
 tolerance = 1.0
-max_duration = "1h"
+max_duration = "{max_duration}"
 "#
     ))
 }
@@ -178,4 +182,38 @@ fn an_alarm_check_records_the_trigger_and_passes_within_the_tolerance_and_fails_
         "{}",
         text(&broken)
     );
+}
+
+#[test]
+fn an_alarm_check_not_finished_within_max_duration_is_abandoned_and_cannot_be_finished() {
+    // No daemon: the command line applies the check's shelving itself.
+    let site = lab_with("mqtt://127.0.0.1:9", "2s");
+    site.add_signer("tech", "Tom Technician", PASSWORD);
+    let started = start(&site);
+    assert!(started.status.success(), "{}", text(&started));
+    let listed = site.with_stdin(&["alarm-check", "list", "--json"], "");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["state"], "running", "{rows:?}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let listed = site.with_stdin(&["alarm-check", "list", "--json"], "");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["state"], "abandoned", "{rows:?}");
+    let late = finish(&site, "-150.0");
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
+    assert!(
+        text(&late).contains("no alarm check of dewar-1.temp is running"),
+        "{}",
+        text(&late)
+    );
+    let log = site.with_stdin(&["audit", "log", "--kind", "alarm_check.abandoned", "--json"], "");
+    assert!(
+        String::from_utf8_lossy(&log.stdout).contains("alarm check 1"),
+        "{}",
+        text(&log)
+    );
+    // A new check can start once the old one is abandoned.
+    let again = start(&site);
+    assert!(again.status.success(), "{}", text(&again));
+    let verified = site.with_stdin(&["audit", "verify"], "");
+    assert!(verified.status.success(), "{}", text(&verified));
 }

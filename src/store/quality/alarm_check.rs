@@ -374,7 +374,18 @@ impl Store {
     }
 
     /// Ends every running check past its deadline as abandoned; the ones ended.
+    /// Writes only when one is overdue (the dispatcher asks on every pass).
     pub fn abandon_overdue_alarm_checks(&mut self, now: TimestampMs) -> Result<Vec<AlarmCheck>, StoreError> {
+        let overdue: i64 = self.with_conn(|c| {
+            c.query_row(
+                "SELECT count(*) FROM alarm_check WHERE state = 'running' AND deadline <= ?1",
+                [now],
+                |r| r.get(0),
+            )
+        })?;
+        if overdue == 0 {
+            return Ok(Vec::new());
+        }
         self.transaction(|c| abandon(c, now))
     }
 
