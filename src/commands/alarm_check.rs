@@ -1,7 +1,8 @@
 //! `alarm-check`: the physical alarm check (AABB). `start` records a running check of a
 //! sensor and shelves it for `[alarm_check] max_duration` under the reason
-//! `alarm check N by USER`: its alarms are raised and stored as usual, and paged to
-//! nobody while the probe is warmed. `finish` reads back the first stored reading at
+//! `alarm check N by USER`: its alarms are raised and stored as usual, and paged only to
+//! the person doing the check (the `[[contact]]` whose id is `--by`, once per alarm, no
+//! escalation), or to nobody with `--silent` or when `--by` names no contact. `finish` reads back the first stored reading at
 //! which each high and low rule's condition held (see
 //! [`crate::store::quality::alarm_check`]), records the reference thermometer's reading,
 //! signed with the finisher's password, says whether it passed, and ends the check's
@@ -18,7 +19,7 @@ use crate::escape::control;
 use crate::model::{format_rfc3339, now_ms};
 use crate::pipeline::control::{ControlError, Request};
 use crate::store::Store;
-use crate::store::quality::alarm_check::{AlarmCheck, Finish, Trigger};
+use crate::store::quality::alarm_check::{AlarmCheck, Finish, Trigger, shelving_reason};
 
 /// A high or low rule: (rule id, threshold, high).
 type Checked = (String, f64, bool);
@@ -87,7 +88,7 @@ pub fn start(config: &Path, sensor: &str, by: &str, silent: bool) -> Result<(), 
             format_rfc3339(running.started_at)
         ))
     })?;
-    let reason = format!("alarm check {} by {by}", check.id);
+    let reason = shelving_reason(check.id, by);
     match crate::pipeline::control::submit(
         &cfg,
         Request::Shelve {
@@ -109,8 +110,15 @@ pub fn start(config: &Path, sensor: &str, by: &str, silent: bool) -> Result<(), 
         .iter()
         .map(|(id, t, high)| format!("{id} ({} {t})", if *high { ">" } else { "<" }))
         .collect();
+    let pages = if silent {
+        "nobody (silent)".to_string()
+    } else if cfg.notify.contacts.iter().any(|c| c.id == by) {
+        format!("{} only, once per alarm", control(by))
+    } else {
+        format!("nobody ({} is no [[contact]])", control(by))
+    };
     println!(
-        "alarm check {} of {sensor} started by {}{}: rules {}; paging held until {} (tolerance {})",
+        "alarm check {} of {sensor} started by {}{}: rules {}; pages go to {pages} until {} (tolerance {})",
         check.id,
         control(by),
         if silent { " (silent)" } else { "" },
@@ -195,7 +203,7 @@ pub fn finish(config: &Path, sensor: &str, reference: f64, by: &str) -> Result<(
         control(done.signed_by.as_deref().unwrap_or(""))
     );
     println!("{line}");
-    let reason = format!("alarm check {} by {}", done.id, done.started_by);
+    let reason = shelving_reason(done.id, &done.started_by);
     match crate::pipeline::control::submit(
         &cfg,
         Request::EndShelving {

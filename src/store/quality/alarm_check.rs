@@ -273,6 +273,25 @@ fn finish(c: &Connection, signer: &Signer, f: &Finish<'_>, now: TimestampMs) -> 
     Ok(select(c, "WHERE a.id = ?1", [a.id])?.pop())
 }
 
+/// The running checks that are not silent: by sensor, the reason of the check's
+/// shelving and the user doing the check.
+pub(in crate::store) fn checkers(
+    c: &Connection,
+) -> rusqlite::Result<std::collections::HashMap<String, (String, String)>> {
+    let mut st =
+        c.prepare_cached("SELECT sensor, id, started_by FROM alarm_check WHERE state = 'running' AND silent = 0")?;
+    st.query_map([], |r| {
+        let (sensor, id, by): (String, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        Ok((sensor, (shelving_reason(id, &by), by)))
+    })?
+    .collect()
+}
+
+/// The reason a check's shelving is recorded under.
+pub fn shelving_reason(id: i64, by: &str) -> String {
+    format!("alarm check {id} by {by}")
+}
+
 /// The first finished check that no longer matches what was signed, or that the trail
 /// does not hold: (audit record, what is wrong).
 pub(super) fn verify(c: &Connection, head: i64) -> rusqlite::Result<Option<(i64, String)>> {
