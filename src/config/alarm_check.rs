@@ -57,9 +57,9 @@ pub(super) fn alarm_check(c: &mut Checker, raw: Option<&raw::AlarmCheck>) -> Ala
         c.err(
             "alarm_check.max_duration",
             format!(
-                "at most {}, found {}",
+                "at most {} (the longest shelving: the check holds its sensor's paging that long), found {:?}",
                 humantime::format_duration(crate::alarm::engine::MAX_SHELVE),
-                humantime::format_duration(max_duration)
+                a.max_duration.as_deref().unwrap_or_default()
             ),
         );
     }
