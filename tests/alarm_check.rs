@@ -128,6 +128,25 @@ fn an_alarm_check_records_the_trigger_and_passes_within_the_tolerance_and_fails_
         "{alarm}"
     );
 
+    // A wrong password records nothing: the check is still running.
+    let wrong = site.with_stdin(
+        &[
+            "alarm-check",
+            "finish",
+            "--sensor",
+            SENSOR,
+            "--reference",
+            "-149.5",
+            "--by",
+            "tech",
+        ],
+        "not it\n",
+    );
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    let listed = site.with_stdin(&["alarm-check", "list", "--json"], "");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["state"], "running", "{rows:?}");
+
     // The reference read -149.5 at the trigger: 0.5 from the threshold, within 1.0.
     let passed = finish(&site, "-149.5");
     assert!(passed.status.success(), "{}", text(&passed));
