@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`; `config::alarm_check`: `[alarm_check]`, the tolerance and longest duration of physical alarm checks.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
@@ -27,7 +27,7 @@
 //!   - [`store::outbox`]: notifications to send and their attempts; [`store::planning`]: the facts paging decides from.
 //!   - [`store::mirror`]: the InfluxDB mirror's outbox and cursors; [`store::retention`]: reduction and deletion, audited.
 //!   - [`store::audit`]: the hash-chained trail ([`store::audit::batch`], [`store::audit::seal`], [`store::audit::verify`], [`store::audit::watch`], [`store::audit::config`]).
-//!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions, signed acknowledgements and periodic reviews ([`store::quality::review`]), proven by `audit verify`; signatures listed by what they sign; the open deviations kept for `/metrics`.
+//!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions, signed acknowledgements and periodic reviews ([`store::quality::review`]), calibrations and physical alarm checks ([`store::quality::alarm_check`]: the trigger of each rule read back from the stored readings), proven by `audit verify`; signatures listed by what they sign; the open deviations kept for `/metrics`.
 //!   - [`store::indicators`]: what `cryowatch quality` counts: the period's alarms with their return to normal, tests and corrective actions, its notifications with their fate, reading counts.
 //!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
 //! - [`alarm`]: the decisions, touching no store.

@@ -109,6 +109,13 @@ enum Command {
         #[command(subcommand)]
         action: CalibrationAction,
     },
+    /// Physical alarm checks against a reference thermometer: start one (the sensor's
+    /// paging is held), finish it with the reference's reading (signed with your
+    /// dashboard password, read from standard input), or list them.
+    AlarmCheck {
+        #[command(subcommand)]
+        action: AlarmCheckAction,
+    },
     /// Periodic reviews (`[[review]]`): list them, or sign one with your dashboard
     /// password (read from standard input; no echo on a terminal).
     Review {
@@ -330,6 +337,45 @@ enum AuditAction {
 }
 
 #[derive(Subcommand)]
+enum AlarmCheckAction {
+    /// Start a check of a sensor: its alarms are raised and stored, and paged to nobody
+    /// until the check is finished or `[alarm_check] max_duration` has passed.
+    Start {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        sensor: String,
+        /// Who does the check.
+        #[arg(long)]
+        by: String,
+        /// Recorded with the check: nobody is to be paged.
+        #[arg(long)]
+        silent: bool,
+    },
+    /// Finish the running check of a sensor with the reference thermometer's reading
+    /// at the trigger; exits 1 when the check failed.
+    Finish {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        sensor: String,
+        /// The reference thermometer's reading, in the sensor's unit.
+        #[arg(long, allow_hyphen_values = true)]
+        reference: f64,
+        /// The dashboard user who records and signs it.
+        #[arg(long)]
+        by: String,
+    },
+    /// Every alarm check: state, reference, difference.
+    List {
+        #[arg(short, long, env = "CRYOWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum CalibrationAction {
     /// Record a calibration certificate of a probe.
     Record {
@@ -443,7 +489,9 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<(), CommandError> {
-    use commands::{audit, calibration, control, documents, influx, oncall, quality, read, review, serve, user};
+    use commands::{
+        alarm_check, audit, calibration, control, documents, influx, oncall, quality, read, review, serve, user,
+    };
     match command {
         Command::Run { config } => serve::run(&config),
         Command::Check {
@@ -490,6 +538,21 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
                 comment: &comment,
             },
         ),
+        Command::AlarmCheck { action } => match action {
+            AlarmCheckAction::Start {
+                config,
+                sensor,
+                by,
+                silent,
+            } => alarm_check::start(&config, &sensor, &by, silent),
+            AlarmCheckAction::Finish {
+                config,
+                sensor,
+                reference,
+                by,
+            } => alarm_check::finish(&config, &sensor, reference, &by),
+            AlarmCheckAction::List { config, json } => alarm_check::list(&config, json),
+        },
         Command::Calibration { action } => match action {
             CalibrationAction::Record {
                 config,

@@ -494,6 +494,39 @@ fn a_shelved_sensor_alarms_without_escalation_until_the_shelf_expires() {
 }
 
 #[test]
+fn a_shelving_ended_early_for_its_reason_releases_the_sensor_and_leaves_other_shelvings() {
+    let mut rig = Rig::new(WARM_RULE);
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(
+        rig.engine
+            .shelve("dewar-1.temp", hour, "tech", "alarm check 1 by tech", T0)
+            .is_ok()
+    );
+    rig.read("dewar-1.temp", T0 + MIN, -140.0);
+    rig.tick(T0 + 4 * MIN);
+    assert!(rig.open()[0].suppressed.is_some());
+    // Another reason ends nothing; the check's own reason releases the sensor.
+    assert!(
+        rig.engine
+            .end_shelving("dewar-1.temp", "probe swap", T0 + 5 * MIN)
+            .is_ok()
+    );
+    rig.tick(T0 + 5 * MIN);
+    assert!(rig.open()[0].suppressed.is_some());
+    let ended = rig
+        .engine
+        .end_shelving("dewar-1.temp", "alarm check 1 by tech", T0 + 6 * MIN);
+    assert!(ended.is_ok_and(|t| t.contains("ended")));
+    rig.tick(T0 + 6 * MIN);
+    assert_eq!(rig.open()[0].suppressed, None);
+    assert!(
+        rig.engine
+            .end_shelving("nope", "alarm check 1 by tech", T0 + 7 * MIN)
+            .is_err()
+    );
+}
+
+#[test]
 fn shelving_is_refused_without_a_reason_or_for_too_long() {
     let mut rig = Rig::new("");
     let long = std::time::Duration::from_secs(30 * 24 * 3600);

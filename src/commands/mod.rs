@@ -20,6 +20,7 @@ use crate::config::{self, Config};
 use crate::model::{TimestampMs, now_ms};
 use crate::store::{Store, StoreError};
 
+pub mod alarm_check;
 pub mod audit;
 pub mod calibration;
 pub mod control;

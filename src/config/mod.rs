@@ -8,6 +8,7 @@
 //! [`Config`]. Secrets are resolved there, once; the checked types carry them.
 
 pub mod access;
+mod alarm_check;
 mod api;
 pub mod calibration;
 mod channel;
@@ -35,6 +36,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use alarm_check::AlarmCheckConfig;
 pub use api::{
     ApiToken, DEFAULT_API_IDLE_TIMEOUT, DEFAULT_API_MAX_CONNECTIONS, MAX_API_CONNECTIONS, OtherSections, Role,
 };
@@ -122,6 +124,8 @@ pub struct Config {
     pub quality: QualityConfig,
     /// `[calibration]`: the probes whose calibration is watched.
     pub calibration: Option<calibration::CalibrationConfig>,
+    /// `[alarm_check]`: the tolerance and longest duration of physical alarm checks.
+    pub alarm_check: AlarmCheckConfig,
 }
 
 impl Config {

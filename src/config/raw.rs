@@ -47,6 +47,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub review: Vec<Review>,
     pub calibration: Option<Calibration>,
+    pub alarm_check: Option<AlarmCheck>,
+}
+
+/// `[alarm_check]`: physical alarm checks against a reference thermometer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmCheck {
+    pub tolerance: Option<f64>,
+    pub max_duration: Option<String>,
 }
 
 /// `[quality]`: reminders of open deviations, and what counts as a nuisance alarm.

@@ -12,8 +12,8 @@ use super::rules::RuleInputs;
 use super::sensor::SensorContext;
 use super::{Config, Problem};
 use super::{
-    api, calibration, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, quality, rules, sensor,
-    site, store, ups,
+    alarm_check, api, calibration, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, quality,
+    rules, sensor, site, store, ups,
 };
 
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
@@ -84,6 +84,7 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
     let sections = api::api(&mut c, raw.api.as_ref(), base);
     let reasons = quality::reasons(&mut c, &raw.reason);
     let quality = quality::quality(&mut c, raw.quality.as_ref(), &raw.review, &declared);
+    let alarm_check = alarm_check::alarm_check(&mut c, raw.alarm_check.as_ref());
 
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -114,5 +115,6 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         reasons,
         quality,
         calibration,
+        alarm_check,
     })
 }

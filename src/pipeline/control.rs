@@ -74,6 +74,8 @@ pub enum Request<'a> {
         by: &'a str,
         reason: &'a str,
     },
+    /// Ends the shelvings of `sensor` made for `reason` before they run out.
+    EndShelving { sensor: &'a str, reason: &'a str },
     /// An alarm test: needs the running daemon, whose dispatcher pages it.
     TestAlarm { sensor: &'a str, by: &'a str },
 }
@@ -116,6 +118,9 @@ pub fn submit(config: &Config, req: Request) -> Result<String, ControlError> {
                     "shelve",
                     json!({"sensor": sensor, "for_ms": crate::model::millis(duration), "by": by, "reason": reason}),
                 ),
+                Request::EndShelving { sensor, reason } => {
+                    ("end_shelving", json!({"sensor": sensor, "reason": reason}))
+                }
                 Request::TestAlarm { sensor, by } => ("test_alarm", json!({"sensor": sensor, "by": by})),
             };
             let id = store
@@ -168,6 +173,7 @@ fn apply_here(config: &Config, req: Request) -> Result<String, ControlError> {
             by,
             reason,
         } => engine.shelve(sensor, duration, by, reason, now),
+        Request::EndShelving { sensor, reason } => engine.end_shelving(sensor, reason, now),
         Request::TestAlarm { .. } => Err("an alarm test needs the running daemon".into()),
     };
     let changes = engine.take_changes();

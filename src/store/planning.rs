@@ -43,6 +43,9 @@ pub struct PlanFacts {
     pub paged: HashMap<AlarmId, Vec<(String, String)>>,
     /// Acknowledgements by SMS answered since the window's start, to be answered.
     pub replies: Vec<SmsAckAnswered>,
+    /// Running alarm checks that page the person doing them: by sensor, the reason of
+    /// the check's shelving (`alarm check N by USER`) and the user.
+    pub checkers: HashMap<String, (String, String)>,
 }
 
 impl PlanFacts {
@@ -118,5 +121,6 @@ fn read(
         }
     }
     f.replies = outbox::sms_acks_answered(c, replies_since)?;
+    f.checkers = super::quality::alarm_check::checkers(c)?;
     Ok(f)
 }

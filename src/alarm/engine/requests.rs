@@ -128,6 +128,25 @@ impl Engine {
         ))
     }
 
+    /// Ends now the shelvings of `sensor` made for `reason` (an alarm check finished
+    /// before its shelving ran out): paging of the sensor is back to normal unless
+    /// another shelving or a maintenance window still holds it.
+    pub fn end_shelving(&mut self, sensor: &str, reason: &str, now: TimestampMs) -> Result<String, String> {
+        let Some(s) = self.sensor_names.iter().position(|n| n == sensor) else {
+            return Err(format!("unknown sensor {sensor:?}"));
+        };
+        let mut ended = 0;
+        for shelf in self.shelves.iter_mut().filter(|x| x.sensor == s && x.reason == reason) {
+            shelf.until = shelf.until.min(now);
+            ended += 1;
+        }
+        if ended == 0 {
+            return Ok(format!("sensor {sensor} has no shelving for {reason:?} left"));
+        }
+        self.update_suppression(now);
+        Ok(format!("shelving of {sensor} for {reason:?} ended"))
+    }
+
     /// Carries out a queued request and records its answer.
     pub fn request(&mut self, req: &RequestRow, now: TimestampMs) {
         let s = |k: &str| req.args.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
@@ -147,6 +166,7 @@ impl Engine {
                 Some(ms) => self.shelve(&s("sensor"), Duration::from_millis(ms), &s("by"), &s("reason"), now),
                 None => Err("the request gives no duration".into()),
             },
+            "end_shelving" => self.end_shelving(&s("sensor"), &s("reason"), now),
             "test_alarm" => self.start_test(&s("sensor"), &s("by"), now),
             other => Err(format!("unknown request {other:?}")),
         };

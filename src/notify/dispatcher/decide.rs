@@ -2,7 +2,8 @@
 //! configuration and `now`. It reads no clock and touches no store, so escalation timing,
 //! power incidents and returns to normal are unit-tested in milliseconds.
 //!
-//! Acknowledged and suppressed alarms are not escalated. A member of a power incident is
+//! Acknowledged and suppressed alarms are not escalated; an alarm held by a running
+//! alarm check pages only the person doing it, once (none when the check is silent). A member of a power incident is
 //! paged through the incident's alarm while that alarm is open and unacknowledged —
 //! unless it is more severe than anything the incident paged yet (or is the first alarm
 //! of the power supply itself): then it pages on its own escalation as an incident
@@ -146,7 +147,11 @@ fn pages(policy: &Policy<'_>, facts: &PlanFacts, a: &AlarmRow, now: TimestampMs,
         }
         None => None,
     };
-    if a.state != AlarmState::Active || a.suppressed.is_some() {
+    if a.state != AlarmState::Active {
+        return;
+    }
+    if let Some(why) = &a.suppressed {
+        out.extend(checker_page(policy, facts, a, why, update_of));
         return;
     }
     let Some(esc) = policy.escalation_for(a) else {
@@ -193,6 +198,40 @@ fn pages(policy: &Policy<'_>, facts: &PlanFacts, a: &AlarmRow, now: TimestampMs,
             to,
         });
     }
+}
+
+/// The one page of an alarm held by a running alarm check that is not silent: to the
+/// person doing the check, when `--by` names a contact, on every channel that reaches
+/// them, once per cycle; no escalation follows.
+fn checker_page(
+    policy: &Policy<'_>,
+    facts: &PlanFacts,
+    a: &AlarmRow,
+    suppressed: &str,
+    update_of: Option<AlarmId>,
+) -> Option<Planned> {
+    let (reason, by) = facts.checkers.get(&a.sensor)?;
+    if !suppressed.contains(reason.as_str()) {
+        return None;
+    }
+    let contact = policy.cfg.notify.contacts.iter().find(|c| &c.id == by)?;
+    let &(cycle, _) = facts.cycles.get(&a.id)?;
+    if facts.planned.contains(&(a.id, cycle, 0, 0)) {
+        return None;
+    }
+    let to = policy
+        .channels_for(&[], contact)
+        .into_iter()
+        .map(|ch| (contact.id.clone(), ch))
+        .collect();
+    Some(Planned::Page {
+        alarm: a.id,
+        update_of,
+        cycle,
+        round: 0,
+        step: 0,
+        to,
+    })
 }
 
 #[cfg(test)]

@@ -250,6 +250,14 @@ impl Dispatcher {
             if let Err(e) = self.review_pages(now) {
                 tracing::error!(error = %e, "sending periodic reviews failed; retrying");
             }
+            match self.store.abandon_overdue_alarm_checks(now) {
+                Ok(ended) => {
+                    for a in ended {
+                        tracing::warn!(alarm_check = a.id, sensor = %a.sensor, "alarm check not finished in time: abandoned");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "ending overdue alarm checks failed; retrying"),
+            }
             if let Err(e) = self.send_due(now).await {
                 tracing::error!(error = %e, "sending notifications failed; retrying");
             }

@@ -63,6 +63,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     crate::store::quality::review::MIGRATION,
     // 17: the calibration register.
     crate::store::quality::calibration::MIGRATION,
+    // 18: physical alarm checks and the value at which each rule triggered.
+    crate::store::quality::alarm_check::MIGRATION,
 ];
 
 impl Store {

@@ -14,6 +14,7 @@
 //! `corrective action`. Until then it is an open deviation.
 
 pub(in crate::store) mod ack;
+pub mod alarm_check;
 pub mod calibration;
 mod listing;
 pub mod review;
@@ -67,6 +68,7 @@ pub enum Meaning {
     Reviewed,
     Approved,
     Calibration,
+    AlarmCheck,
 }
 
 impl Meaning {
@@ -77,6 +79,7 @@ impl Meaning {
             Meaning::Reviewed => "reviewed",
             Meaning::Approved => "approved",
             Meaning::Calibration => "calibration",
+            Meaning::AlarmCheck => "alarm check",
         }
     }
 }

@@ -145,6 +145,9 @@ pub(in crate::store) fn verify(
     if let Some(problem) = super::calibration::verify(c, head)? {
         return Ok(Some(problem));
     }
+    if let Some(problem) = super::alarm_check::verify(c, head)? {
+        return Ok(Some(problem));
+    }
     let on_record: std::collections::HashSet<i64> = closed.iter().map(|(_, a)| *a).collect();
     let mut st = c.prepare("SELECT alarm FROM corrective_action ORDER BY alarm")?;
     for alarm in st.query_map([], |r| r.get::<_, i64>(0))? {

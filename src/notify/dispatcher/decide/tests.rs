@@ -242,6 +242,36 @@ fn acknowledged_and_suppressed_alarms_page_nobody() {
     assert!(decide_at(&cfg, &facts, T0 + MIN).is_empty());
 }
 
+#[test]
+fn an_alarm_held_by_an_alarm_check_pages_only_the_checker_once_and_nobody_when_silent() {
+    let cfg = config();
+    let tz = cfg.site.timezone.clone();
+    let reaching = |_: &Contact| vec!["email".to_string()];
+    let policy = Policy {
+        cfg: &cfg,
+        tz: &tz,
+        reaching: &reaching,
+    };
+    let mut facts = one_active();
+    facts.open[0].suppressed = Some("shelved by bob: alarm check 1 by bob".into());
+    // Silent (or by someone who is no contact): no running check pages.
+    assert!(decide(&policy, &facts, T0 + 20 * MIN).is_empty());
+    facts
+        .checkers
+        .insert("dewar-1.temp".into(), ("alarm check 1 by bob".into(), "bob".into()));
+    // Long after both steps were due: bob alone, once, no escalation to carol.
+    assert_eq!(
+        pages(&decide(&policy, &facts, T0 + 20 * MIN)),
+        vec![(0, 0, vec!["bob"])]
+    );
+    facts.planned.insert((1, 10, 0, 0));
+    assert!(decide(&policy, &facts, T0 + 20 * MIN).is_empty());
+    // A sensor held by something else (maintenance) pages nobody, check or not.
+    facts.planned.clear();
+    facts.open[0].suppressed = Some("maintenance window defrost".into());
+    assert!(decide(&policy, &facts, T0 + 20 * MIN).is_empty());
+}
+
 /// A power incident (alarm 1, critical) with `member` joined it.
 fn incident_with(member: AlarmRow) -> PlanFacts {
     let mut member = member;
