@@ -119,7 +119,8 @@ pub(in crate::store) fn verify(
     // a later one took its id.
     let mut st = c.prepare(
         "SELECT seq, kind, subject, detail FROM audit
-         WHERE kind IN ('alarm.closed', 'review.signed', 'alarm.ack_signed', 'calibration.recorded') ORDER BY seq",
+         WHERE kind IN ('alarm.closed', 'review.signed', 'alarm.ack_signed', 'calibration.recorded', 'alarm_check.finished')
+         ORDER BY seq",
     )?;
     let recorded: Vec<(i64, String, String, String)> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
