@@ -26,15 +26,15 @@ use crate::store::quality::{Closing, CorrectiveAction, Refused, check_closing};
 pub struct CloseBody {
     reason: String,
     action: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::v1::string_if_given")]
     impact: Option<String>,
     #[serde(default)]
     comment: String,
     /// Required at the first signature of a session: the signed-in user's name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::v1::string_if_given")]
     username: Option<String>,
     password: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::v1::string_if_given")]
     csrf: Option<String>,
 }
 
