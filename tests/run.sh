@@ -73,11 +73,30 @@ if [[ "$have" != "$wanted" ]]; then
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
 # A clean checkout builds once: incremental state would only double the disk it takes.
+# A target directory kept from earlier runs still holds every earlier build of this
+# workspace's own crates (each test binary tens of MB, one set per commit, incremental
+# state in GB): drop them, and keep the dependencies, which do not change per commit.
 if [[ "${CI:-}" == true ]]; then
     export CARGO_INCREMENTAL=0
+    if [[ -d "$target_dir" ]]; then
+        rm -rf "$target_dir"/{debug,release}/incremental
+        cargo clean --quiet -p cryowatch -p cryosim || true
+        if [[ -d "$target_dir/fuzz" ]]; then
+            cargo clean --quiet --manifest-path fuzz/Cargo.toml --target-dir "$target_dir/fuzz" -p cryowatch-fuzz -p cryowatch || true
+        fi
+    fi
 fi
-command -v cargo >/dev/null || { echo "tests/run.sh: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+# The whole run needs about 12 GB under the target directory (tests, release package,
+# benchmarks, fuzz targets): say what there is, so a full disk is named before it bites.
+mkdir -p "$target_dir"
+free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 {print $4}')
+echo "tests/run.sh: $((free_kb / 1024 / 1024)) GB free under $target_dir" >&2
+if ((free_kb < 12 * 1024 * 1024)); then
+    echo "tests/run.sh: warning: less than 12 GB free under $target_dir; the build may fail with 'No space left on device'" >&2
+fi
 # The package test (tests/package.rs) builds the .deb with cargo-deb.
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-deb" >&2
@@ -95,7 +114,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 # instrumented build shares nothing with this one: it runs meanwhile, while the tests
 # mostly wait on their peers.
 cargo test --workspace --no-run
-fuzz_build_log="${CARGO_TARGET_DIR:-$root/target}/fuzz-build.log"
+fuzz_build_log="$target_dir/fuzz-build.log"
 mkdir -p "$(dirname "$fuzz_build_log")"
 FUZZ_BUILD_ONLY=1 bash tests/fuzz.sh >"$fuzz_build_log" 2>&1 &
 fuzz_build=$!
