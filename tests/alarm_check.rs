@@ -58,19 +58,7 @@ fn start(site: &Site) -> std::process::Output {
 }
 
 fn finish(site: &Site, reference: &str) -> std::process::Output {
-    site.with_stdin(
-        &[
-            "alarm-check",
-            "finish",
-            "--sensor",
-            SENSOR,
-            "--reference",
-            reference,
-            "--by",
-            "tech",
-        ],
-        &format!("{PASSWORD}\n"),
-    )
+    common::quality_lab::finish_alarm_check(site, SENSOR, reference, "tech", PASSWORD)
 }
 
 /// The active alarm of rule `warm`, if any.

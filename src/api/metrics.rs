@@ -37,7 +37,14 @@ async fn metrics(State(state): State<ApiState>, who: super::auth::Principal) -> 
     }
     let config = state.config.clone();
     let figures = match state
-        .with_store(move |s| s.figures(|id| config.rules.iter().any(|r| r.id == id), config.influx.is_some()))
+        .with_store(move |s| {
+            let mut f = s.figures(|id| config.rules.iter().any(|r| r.id == id), config.influx.is_some())?;
+            f.alarm_checks = crate::alarm_check::due_checks(&config, s, now_ms())?
+                .iter()
+                .map(|d| d.state.as_str())
+                .collect();
+            Ok(f)
+        })
         .await
     {
         Ok(f) => Some(f),
@@ -149,6 +156,18 @@ fn store_figures(enc: &mut DescriptorEncoder, s: &StoreFigures, now: TimestampMs
         "Time since the oldest open deviation cleared (0 when none is open).",
         age(s.open_deviation_oldest, now),
     )?;
+    if !s.alarm_checks.is_empty() {
+        let mut m = families::family(
+            enc,
+            "cryowatch_alarm_checks",
+            MetricType::Gauge,
+            "Probes under an [[alarm_check_schedule]] by where their physical alarm check stands (done this period, due by its end, overdue: the last period ended without one).",
+        )?;
+        for state in ["done", "due", "overdue"] {
+            let n = s.alarm_checks.iter().filter(|x| **x == state).count();
+            families::gauge_sample(&mut m, &[("state", state)], n as u64)?;
+        }
+    }
     if let Some((seq, t)) = s.audit_head {
         families::gauge(
             enc,
@@ -230,6 +249,25 @@ mod tests {
         );
         std::fs::write(&path, text).expect("write");
         crate::config::load(&path).expect("valid config")
+    }
+
+    #[test]
+    fn scheduled_alarm_checks_are_counted_by_state_and_absent_without_a_schedule() {
+        let cfg = config("");
+        let figures = StoreFigures {
+            alarm_checks: vec!["overdue", "done", "overdue"],
+            ..StoreFigures::default()
+        };
+        let text = render(&cfg, None, Some(figures), 0);
+        for line in [
+            "cryowatch_alarm_checks{state=\"done\"} 1\n",
+            "cryowatch_alarm_checks{state=\"due\"} 0\n",
+            "cryowatch_alarm_checks{state=\"overdue\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        let text = render(&cfg, None, Some(StoreFigures::default()), 0);
+        assert!(!text.contains("cryowatch_alarm_checks"), "{text}");
     }
 
     #[test]

@@ -13,19 +13,15 @@
 use std::path::Path;
 
 use super::{CommandError, load_for_reading, read_password};
-use crate::config::rules::Condition;
-use crate::config::{Config, SensorSource};
+use crate::config::{CheckedRule, Config, SensorSource, checked_rules};
 use crate::escape::control;
 use crate::model::{format_rfc3339, now_ms};
 use crate::pipeline::control::{ControlError, Request};
 use crate::store::Store;
 use crate::store::quality::alarm_check::{AlarmCheck, Finish, Trigger, shelving_reason};
 
-/// A high or low rule: (rule id, threshold, high).
-type Checked = (String, f64, bool);
-
 /// The high and low rules that raise alarms of the written sensor of `cfg` named `id`.
-fn sensor_rules(cfg: &Config, id: &str) -> Result<Vec<Checked>, CommandError> {
+fn sensor_rules(cfg: &Config, id: &str) -> Result<Vec<CheckedRule>, CommandError> {
     let bad = CommandError::BadInput;
     let Some(si) = cfg.sensors.iter().position(|s| {
         s.id == id
@@ -36,16 +32,7 @@ fn sensor_rules(cfg: &Config, id: &str) -> Result<Vec<Checked>, CommandError> {
     }) else {
         return Err(bad(format!("--sensor: unknown sensor {id:?}")));
     };
-    let rules: Vec<Checked> = cfg
-        .rules
-        .iter()
-        .filter(|r| r.sensor == si && r.raises)
-        .filter_map(|r| match r.condition {
-            Condition::High { threshold, .. } => Some((r.id.clone(), threshold, true)),
-            Condition::Low { threshold, .. } => Some((r.id.clone(), threshold, false)),
-            _ => None,
-        })
-        .collect();
+    let rules = checked_rules(&cfg.sensors, &cfg.rules, si);
     if rules.is_empty() {
         return Err(bad(format!("--sensor: sensor {id:?} has no high or low rule to check")));
     }

@@ -67,7 +67,7 @@ pub fn status(config: &Path, json: bool) -> Result<(), CommandError> {
     }
     let store = Store::open_read_only(&cfg.store.path)?;
     let rows = status::gather(&cfg, &store, now_ms())?;
-    let conditions = status::conditions(&store, now_ms())?;
+    let conditions = status::conditions(&cfg, &store, now_ms())?;
     print_json_or(json, &rows, |out| status::write_table(&rows, out))?;
     for c in &conditions {
         // Conditions quote outside answers (a mail server's refusal).

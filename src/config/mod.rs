@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use alarm_check::AlarmCheckConfig;
+pub use alarm_check::{AlarmCheckConfig, CheckSchedule, CheckedRule, checked_rules};
 pub use api::{
     ApiToken, DEFAULT_API_IDLE_TIMEOUT, DEFAULT_API_MAX_CONNECTIONS, MAX_API_CONNECTIONS, OtherSections, Role,
 };

@@ -48,6 +48,16 @@ pub struct RawConfig {
     pub review: Vec<Review>,
     pub calibration: Option<Calibration>,
     pub alarm_check: Option<AlarmCheck>,
+    #[serde(default)]
+    pub alarm_check_schedule: Vec<AlarmCheckSchedule>,
+}
+
+/// `[[alarm_check_schedule]]`: how often the assets' probes need a physical alarm check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmCheckSchedule {
+    pub assets: Vec<String>,
+    pub every: String,
 }
 
 /// `[alarm_check]`: physical alarm checks against a reference thermometer.

@@ -84,7 +84,16 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
     let sections = api::api(&mut c, raw.api.as_ref(), base);
     let reasons = quality::reasons(&mut c, &raw.reason);
     let quality = quality::quality(&mut c, raw.quality.as_ref(), &raw.review, &declared);
-    let alarm_check = alarm_check::alarm_check(&mut c, raw.alarm_check.as_ref());
+    let alarm_check = alarm_check::alarm_check(
+        &mut c,
+        raw.alarm_check.as_ref(),
+        &raw.alarm_check_schedule,
+        alarm_check::Known {
+            assets: &assets,
+            sensors: &sensors,
+            rules: &rules,
+        },
+    );
 
     if !c.problems.is_empty() {
         return Err(c.problems);

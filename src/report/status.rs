@@ -139,9 +139,9 @@ const SESSION_LOST_SHOWN_MS: TimestampMs = 7 * 24 * 3600 * 1000;
 
 /// Local conditions that need a person, beyond the sensors: a refused configuration,
 /// an MQTT session the broker lost in the last week, open deviations, overdue periodic
-/// reviews, pages no channel
+/// reviews, overdue alarm checks ([`crate::alarm_check`]), pages no channel
 /// could deliver (retrying, or given up) in the last day.
-pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
+pub fn conditions(cfg: &Config, store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreError> {
     let stuck = store.undelivered(now - 24 * 3600 * 1000)?;
     let rejected = store.config_rejected()?;
     let rejected = rejected.map(|text| {
@@ -175,11 +175,24 @@ pub fn conditions(store: &Store, now: TimestampMs) -> Result<Vec<String>, StoreE
             format_rfc3339(oldest.due_at)
         )
     });
+    let checks = crate::alarm_check::due_checks(cfg, store, now)?;
+    let checks = crate::alarm_check::overdue(&checks).map(|d| {
+        format!(
+            "NOTICE: the {} alarm check of {} ({}) for {} is overdue (due {}): cryowatch alarm-check start --sensor {}",
+            d.every,
+            d.sensor,
+            d.asset,
+            d.period,
+            format_rfc3339(d.due_at),
+            d.sensor
+        )
+    });
     Ok(rejected
         .into_iter()
         .chain(lost.map(|l| l.condition()))
         .chain(deviations)
         .chain(overdue)
+        .chain(checks)
         .chain(stuck.into_iter().map(|u| {
             let what = if u.given_up { "given up" } else { "retrying" };
             format!(

@@ -38,6 +38,10 @@ pub struct StoreFigures {
     /// oldest of them cleared.
     pub open_deviations: i64,
     pub open_deviation_oldest: Option<TimestampMs>,
+    /// Where each scheduled probe's alarm check stands (`done`, `due`, `overdue`): not
+    /// read here but set by the caller from [`crate::alarm_check::due_checks`], which
+    /// needs the configuration.
+    pub alarm_checks: Vec<&'static str>,
 }
 
 impl StoreFigures {

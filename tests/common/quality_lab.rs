@@ -150,3 +150,22 @@ pub fn tamperer(site: &Site) -> impl Fn(&str, &str, &str) + '_ {
         db.execute_batch(undo).expect("undo");
     }
 }
+
+/// `cryowatch alarm-check finish --sensor SENSOR --reference REFERENCE --by BY`, signed
+/// with `password` on standard input.
+#[allow(dead_code)]
+pub fn finish_alarm_check(site: &Site, sensor: &str, reference: &str, by: &str, password: &str) -> Output {
+    site.with_stdin(
+        &[
+            "alarm-check",
+            "finish",
+            "--sensor",
+            sensor,
+            "--reference",
+            reference,
+            "--by",
+            by,
+        ],
+        &format!("{password}\n"),
+    )
+}

@@ -82,6 +82,9 @@ every = "Mon 10:00"
 notify = ["contact:tech-b"]
 nuisance_within = "10m"
 [calibration]
+[[alarm_check_schedule]]
+assets = ["dewar-1"]
+every = "monthly"
 "#,
     )
 }
@@ -294,6 +297,17 @@ pub fn pages() -> Vec<Page> {
     ]
 }
 
+/// One seeded physical alarm check of `dewar-1.temp`: (id, started, state).
+pub fn checks() -> Vec<(i64, i64, &'static str)> {
+    vec![
+        (1, ms("2026-11-05T09:00:00Z"), "passed"),
+        (2, ms("2026-11-20T09:00:00Z"), "failed"),
+        (3, ms("2026-11-25T09:00:00Z"), "abandoned"),
+        // Still running: not counted until it ends.
+        (4, ms("2026-11-30T09:00:00Z"), "running"),
+    ]
+}
+
 /// Temperature readings every minute for the first ten days; none of the lid.
 pub const READINGS: i64 = 10 * 1440;
 
@@ -365,6 +379,21 @@ pub fn seed(site: &Site) {
             )
             .expect("alarm test");
         }
+    }
+    for (id, started, state) in checks() {
+        let finished = (state != "running").then_some(started + 30 * MIN);
+        let (reference, difference) = match state {
+            "passed" => (Some(-150.4), Some(-0.4)),
+            "failed" => (Some(-147.5), Some(2.5)),
+            _ => (None, None),
+        };
+        db.execute(
+            "INSERT INTO alarm_check (id, sensor, started_at, started_by, silent, tolerance, deadline, state,
+                 finished_at, reference, rule, difference)
+             VALUES (?1, 'dewar-1.temp', ?2, 'tech-a', 0, 1.0, ?3, ?4, ?5, ?6, 'warm', ?7)",
+            params![id, started, started + 120 * MIN, state, finished, reference, difference],
+        )
+        .expect("alarm check");
     }
     for (id, alarm, kind, cycle, round, step, contact, channel, created, state, via) in pages() {
         db.execute(

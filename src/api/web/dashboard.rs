@@ -336,8 +336,20 @@ pub async fn page(State(st): State<ApiState>, who: Option<Principal>, Query(q): 
         Ok(rows) => rows,
         Err(e) => return super::failure(&st, Some(&who), &e),
     };
+    let cfg = st.config.clone();
+    let checks = match st
+        .with_store(move |s| crate::alarm_check::due_checks(&cfg, s, crate::model::now_ms()))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return super::failure(&st, Some(&who), &e),
+    };
     let body = body_with(&st.config, &who, &board, acked.as_ref(), Some((&deviations, q.closed)));
-    let body = maud::html! { (super::reviews::notice(&unsigned, crate::model::now_ms())) (body) };
+    let body = maud::html! {
+        (super::reviews::notice(&unsigned, crate::model::now_ms()))
+        (super::alarm_checks::notice(&checks))
+        (body)
+    };
     super::page(&st, StatusCode::OK, "Dashboard", Some(&who), Nav::Dashboard, body)
 }
 

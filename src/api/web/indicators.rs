@@ -133,10 +133,6 @@ fn render(cfg: &Config, asked: (Option<&str>, Option<&str>), r: &Indicators) -> 
             p class="none" { "Nothing was recorded in this period." }
         }
         @for s in &r.summaries { (summary(s)) }
-        @for u in &r.unrecorded {
-            h2 { (u.title) }
-            p class="none" { (u.title) ": " (u.text) "." }
-        }
         h2 { "Definitions" }
         @for line in indicators::definitions(r.nuisance_within_s).lines() { p class="small" { (line) } }
     }
@@ -146,7 +142,7 @@ fn render(cfg: &Config, asked: (Option<&str>, Option<&str>), r: &Indicators) -> 
 mod tests {
     use super::super::testkit::{self, assert_escaped, hostile};
     use super::*;
-    use crate::report::indicators::{Counted, Figure, UNRECORDED, summarize};
+    use crate::report::indicators::{Counted, Figure, summarize};
 
     #[test]
     fn every_outside_string_on_the_quality_page_is_escaped() {
@@ -174,12 +170,11 @@ mod tests {
             months: vec!["2026-11".into()],
             summaries: summarize(&records),
             records,
-            unrecorded: UNRECORDED.to_vec(),
         };
         let (from, to) = (hostile("from"), hostile("to"));
         let html = render(&cfg, (Some(&from), Some(&to)), &r).into_string();
         assert_escaped(&html, &["from", "to", "asset-id", "rule-id", "contact"]);
-        assert!(html.contains("no alarm checks are recorded"), "{html}");
+        assert!(html.contains("Alarm checks done / due"), "{html}");
         assert!(html.contains("<td>1m 30s</td>"), "{html}");
     }
 }

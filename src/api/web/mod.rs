@@ -29,6 +29,7 @@
 //! `web`.
 
 pub mod ack;
+pub mod alarm_checks;
 pub mod assets;
 pub mod dashboard;
 pub mod deviations;

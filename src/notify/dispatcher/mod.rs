@@ -23,6 +23,7 @@
 //! `scheduled` (test pages, the daily all-OK page, notices) and `inbox` (SMS replies
 //! read from the modems).
 
+mod check_reminders;
 pub mod decide;
 mod inbox;
 mod outage;
@@ -82,6 +83,8 @@ pub struct Dispatcher {
     pub stats: Arc<DispatchStats>,
     /// What time it is: the wall clock, or a test's.
     clock: Clock,
+    /// When the alarm check schedule was last looked at for overdue checks.
+    checks_looked_at: TimestampMs,
 }
 
 /// Where the dispatcher reads the time: every stage is given `now` from it.
@@ -138,6 +141,7 @@ impl Dispatcher {
             tz,
             modems: Vec::new(),
             fate_checked: HashMap::new(),
+            checks_looked_at: TimestampMs::MIN,
             unrecorded: HashMap::new(),
             store_watch: None,
             stats: Arc::new(DispatchStats::default()),
@@ -250,6 +254,9 @@ impl Dispatcher {
             if let Err(e) = self.review_pages(now) {
                 tracing::error!(error = %e, "sending periodic reviews failed; retrying");
             }
+            if let Err(e) = self.check_reminders(now) {
+                tracing::error!(error = %e, "reminding of overdue alarm checks failed; retrying");
+            }
             match self.store.abandon_overdue_alarm_checks(now) {
                 Ok(ended) => {
                     for a in ended {
@@ -274,6 +281,50 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+/// What a page that belongs to no escalation is about (a reminder, a review): its kind,
+/// its alarm if any, and the cycle that keeps it unique in the outbox.
+pub(super) struct Page<'a> {
+    kind: &'a str,
+    alarm: Option<crate::model::AlarmId>,
+    cycle: i64,
+}
+
+impl<'a> Page<'a> {
+    pub(super) fn about(kind: &'a str, alarm: Option<crate::model::AlarmId>, cycle: i64) -> Page<'a> {
+        Page { kind, alarm, cycle }
+    }
+}
+
+impl Dispatcher {
+    /// One page per channel reaching each contact of `targets` (on call at `now`).
+    pub(super) fn pages_to(
+        &self,
+        targets: &[crate::config::notify::Target],
+        page: Page<'_>,
+        now: TimestampMs,
+        (subject, body, sms): (&str, &str, &str),
+    ) -> Vec<NewNotification> {
+        let mut pages = Vec::new();
+        for c in crate::notify::escalation::contacts_of(&self.cfg.notify, targets, &self.tz, now) {
+            for channel in self.reaching(c) {
+                pages.push(NewNotification {
+                    alarm: page.alarm,
+                    kind: page.kind.into(),
+                    cycle: page.cycle,
+                    round: 0,
+                    step: 0,
+                    contact: c.id.clone(),
+                    channel,
+                    subject: subject.to_string(),
+                    body: body.to_string(),
+                    sms: message::gsm7(sms),
+                });
+            }
+        }
+        pages
     }
 }
 

@@ -2,7 +2,6 @@
 //! still has no signed corrective action is paged, once, to `[quality] notify`.
 
 use super::*;
-use crate::notify::escalation::contacts_of;
 
 impl Dispatcher {
     /// Queues a reminder for every open deviation past `[quality] close_within` that has
@@ -16,10 +15,6 @@ impl Dispatcher {
         if due_rows.is_empty() {
             return Ok(());
         }
-        let contacts: Vec<Contact> = contacts_of(&self.cfg.notify, &self.cfg.quality.notify, &self.tz, now)
-            .into_iter()
-            .cloned()
-            .collect();
         for a in due_rows {
             let Some(cleared) = a.cleared_at else { continue };
             let due = crate::model::later(cleared, within);
@@ -42,23 +37,12 @@ impl Dispatcher {
                 "REMINDER cryowatch {}: alarm {} on {} is not closed; sign its corrective action",
                 self.cfg.site.name, a.id, a.sensor
             );
-            let mut new = Vec::new();
-            for c in &contacts {
-                for channel in self.reaching(c) {
-                    new.push(NewNotification {
-                        alarm: Some(a.id),
-                        kind: "reminder".into(),
-                        cycle: due,
-                        round: 0,
-                        step: 0,
-                        contact: c.id.clone(),
-                        channel,
-                        subject: subject.clone(),
-                        body: body.clone(),
-                        sms: message::gsm7(&sms),
-                    });
-                }
-            }
+            let new = self.pages_to(
+                &self.cfg.quality.notify,
+                Page::about("reminder", Some(a.id), due),
+                now,
+                (&subject, &body, &sms),
+            );
             if new.is_empty() {
                 tracing::error!(
                     alarm_id = a.id,

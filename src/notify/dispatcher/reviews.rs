@@ -3,7 +3,6 @@
 //! by its due time is paged, once, to `[quality] notify`.
 
 use super::*;
-use crate::notify::escalation::contacts_of;
 use crate::store::quality::review::Review;
 
 impl Dispatcher {
@@ -22,7 +21,12 @@ impl Dispatcher {
                 .map(|c| c.reviewers.clone())
                 .unwrap_or_default();
             let (subject, body, sms) = self.review_texts(&r, "is ready for review");
-            let pages = self.pages_to(&targets, "review", &r, now, (&subject, &body, &sms));
+            let pages = self.pages_to(
+                &targets,
+                Page::about("review", None, r.id),
+                now,
+                (&subject, &body, &sms),
+            );
             if pages.is_empty() {
                 tracing::error!(review = r.id, asset = %r.asset, period = %r.period, "a periodic review reaches no reviewer");
             }
@@ -31,40 +35,16 @@ impl Dispatcher {
         for r in self.store.reviews_to_remind(now)? {
             let (subject, body, sms) = self.review_texts(&r, "is overdue: nobody has signed it");
             let targets = self.cfg.quality.notify.clone();
-            let pages = self.pages_to(&targets, "review-overdue", &r, now, (&subject, &body, &sms));
+            let pages = self.pages_to(
+                &targets,
+                Page::about("review-overdue", None, r.id),
+                now,
+                (&subject, &body, &sms),
+            );
             self.store.remind_review(r.id, &pages, now)?;
             tracing::warn!(review = r.id, asset = %r.asset, period = %r.period, "periodic review overdue");
         }
         Ok(())
-    }
-
-    /// One page per channel reaching each contact of `targets`.
-    fn pages_to(
-        &self,
-        targets: &[crate::config::notify::Target],
-        kind: &str,
-        r: &Review,
-        now: TimestampMs,
-        (subject, body, sms): (&str, &str, &str),
-    ) -> Vec<NewNotification> {
-        let mut pages = Vec::new();
-        for c in contacts_of(&self.cfg.notify, targets, &self.tz, now) {
-            for channel in self.reaching(c) {
-                pages.push(NewNotification {
-                    alarm: None,
-                    kind: kind.into(),
-                    cycle: r.id,
-                    round: 0,
-                    step: 0,
-                    contact: c.id.clone(),
-                    channel,
-                    subject: subject.to_string(),
-                    body: body.to_string(),
-                    sms: message::gsm7(sms),
-                });
-            }
-        }
-        pages
     }
 
     /// Subject, mail body and SMS of a review page.

@@ -90,9 +90,21 @@ impl Dispatcher {
     }
 
     /// Why a pending page should no longer go out (acknowledged, cleared, suppressed).
+    /// The page of an alarm raised during a running alarm check to the person doing it
+    /// always goes out: the check is held (suppressed) by design, the probe may be cooled
+    /// again before the page is sent, and that page is what proves the path to a person.
     pub(super) fn page_obsolete(&self, n: &Notification) -> Result<Option<String>, StoreError> {
         let Some(id) = n.alarm else { return Ok(None) };
         let a = self.store.alarm(id)?;
+        if let Some(a) = &a
+            && a.state != crate::model::AlarmState::Acknowledged
+            && let Some(check) = self.store.running_alarm_check(&a.sensor)?
+            && !check.silent
+            && check.started_by == n.contact
+            && a.raised_at >= check.started_at
+        {
+            return Ok(None);
+        }
         Ok(match a {
             None => Some("the alarm no longer exists".into()),
             Some(a) if a.state == crate::model::AlarmState::Acknowledged => Some(format!(

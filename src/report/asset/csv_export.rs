@@ -1,5 +1,6 @@
 //! The report flattened into one CSV table, one row per day, gap, excursion, corrective
-//! action, test, suppression, signature, review and the audit status.
+//! action, test, suppression, signature, calibration, alarm check, review and the audit
+//! status.
 
 use super::AssetReport;
 use super::quality::{Deviation, OPEN_DEVIATION, deviation, signer};
@@ -20,6 +21,9 @@ use super::quality::{Deviation, OPEN_DEVIATION, deviation, signer};
 ///   was made; printed name, user, meaning, what was signed, content SHA-256);
 /// - `calibration`: a probe's certificate in force during the period (`start`..`end`:
 ///   the span its calibration was overdue, when it was; readings in it are flagged);
+/// - `alarm_check`: a physical alarm check started in the period, one row per rule that
+///   triggered (`start` the check's start, `end` the trigger; set point, trigger value,
+///   reference, difference, result, who);
 /// - `review`: a periodic review whose period overlaps the report's (`start` and `end`
 ///   its period; version, the reviewed report's SHA-256, status), each of its signatures
 ///   a `signature` row after it;
@@ -156,6 +160,7 @@ pub fn write_csv(r: &AssetReport, out: &mut impl std::io::Write) -> std::io::Res
         writeln!(out, "signature,,{},,,,,,,{}", utc(s.t), q(&detail))?;
     }
     super::calibration::write_csv(r, out, q)?;
+    super::alarm_check::write_csv(r, out, q)?;
     super::review::write_csv(r, out, q)?;
     let audit = super::integrity(&r.audit, utc);
     writeln!(out, "audit,,{},,,,,,,{}", utc(r.generated_at), q(&audit))?;

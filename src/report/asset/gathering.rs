@@ -82,7 +82,8 @@ pub fn gather(
     let mut excursions = excursions(store, &names, asset, from, to)?;
     super::excursion::annotate(cfg, &sensors, &mut excursions, to);
     progress("reading corrective actions and signatures");
-    let signatures = super::quality::gather(cfg, store, &mut excursions)?;
+    let alarm_checks = super::alarm_check::gather(store, &names, from, to)?;
+    let signatures = super::quality::gather(cfg, store, &mut excursions, &alarm_checks)?;
     let mut tests = alarm_tests(store, cfg, &names, from, to)?;
     for t in &mut tests {
         t.by = super::people::person(cfg, &t.by);
@@ -90,8 +91,7 @@ pub fn gather(
     let suppressions = suppressions(store, cfg, &names, from, to)?;
     progress("verifying the audit trail");
     let audit = store.verify(|_, _| {})?;
-    let probes: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
-    let calibrations = super::calibration::gather(store, &probes, from, to)?;
+    let calibrations = super::calibration::gather(store, &names, from, to)?;
     Ok(AssetReport {
         site: cfg.site.name.clone(),
         asset: a.id.clone(),
@@ -110,6 +110,7 @@ pub fn gather(
         suppressions,
         signatures,
         calibrations,
+        alarm_checks,
         reviews: super::review::gather(store, asset, from, to)?,
         audit,
         tz,

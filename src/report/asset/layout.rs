@@ -302,6 +302,7 @@ pub fn document(r: &AssetReport) -> Document {
     }
     blocks.extend(super::quality::signature_blocks(r, tz));
     blocks.extend(super::calibration::blocks(r, tz));
+    blocks.extend(super::alarm_check::blocks(r, tz));
     blocks.extend(super::review::blocks(r, tz));
     Document {
         title: format!("Storage temperature record — {}", r.asset),

@@ -11,7 +11,8 @@
 //! quality record (each excursion's signed corrective action or its open deviation, and
 //! every signature bound to the report's records) and lays it out; `review` the periodic
 //! reviews of the period and their signatures; `calibration` the probes' certificates
-//! and the spans their calibration was overdue; `digest` the content hash a review
+//! and the spans their calibration was overdue; `alarm_check` the physical alarm checks
+//! of its probes; `digest` the content hash a review
 //! signs; `layout` builds the document; `csv_export` writes the CSV table.
 
 use jiff::tz::TimeZone;
@@ -21,6 +22,7 @@ use crate::model::TimestampMs;
 use crate::store::audit::verify::Verification;
 use crate::store::quality::CorrectiveAction;
 
+mod alarm_check;
 mod calibration;
 mod csv_export;
 mod daily;
@@ -171,6 +173,8 @@ pub struct AssetReport {
     pub signatures: Vec<Signature>,
     /// The probes' calibration certificates in force during the period.
     pub calibrations: Vec<calibration::Certificate>,
+    /// The physical alarm checks of the asset's probes started in the period.
+    pub alarm_checks: Vec<crate::store::quality::alarm_check::AlarmCheck>,
     /// The periodic reviews whose period overlaps the report's, oldest first.
     pub reviews: Vec<crate::store::quality::review::Review>,
     pub audit: Verification,

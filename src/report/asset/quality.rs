@@ -12,6 +12,7 @@ use jiff::tz::TimeZone;
 use crate::config::Config;
 use crate::report::render::Block;
 use crate::store::quality::CorrectiveAction;
+use crate::store::quality::alarm_check::AlarmCheck;
 use crate::store::{Store, StoreError};
 
 use super::layout::fmt_second;
@@ -51,12 +52,21 @@ pub(crate) fn signer(printed_name: &str, user: &str) -> String {
 
 /// Reads each excursion's corrective action, and every signature on the report's
 /// alarms, each described as people read it ("alarm 12 (dewar-1.temp high)").
-pub(super) fn gather(cfg: &Config, store: &Store, excursions: &mut [Excursion]) -> Result<Vec<Signature>, StoreError> {
+pub(super) fn gather(
+    cfg: &Config,
+    store: &Store,
+    excursions: &mut [Excursion],
+    checks: &[AlarmCheck],
+) -> Result<Vec<Signature>, StoreError> {
     for e in excursions.iter_mut().filter(|e| !e.test) {
         e.corrective = store.corrective_action(e.alarm)?;
     }
-    let subjects: Vec<String> = excursions.iter().map(|e| alarm_subject(e.alarm)).collect();
+    let mut subjects: Vec<String> = excursions.iter().map(|e| alarm_subject(e.alarm)).collect();
+    subjects.extend(checks.iter().map(super::alarm_check::subject));
     let described = |subject: &str| {
+        if let Some(a) = checks.iter().find(|a| super::alarm_check::subject(a) == subject) {
+            return format!("{subject} ({})", a.sensor);
+        }
         excursions
             .iter()
             .find(|e| alarm_subject(e.alarm) == subject)

@@ -13,26 +13,24 @@ pub const HEADER: &str = "figure,month,asset,rule,contact,hour,value,of,record,d
 /// - `alarms`, `excursions`, `excursion_minutes`, `not_acknowledged`, `escalations`,
 ///   `undeliverable`, `fallbacks`, `nuisance`, `open_deviations`,
 ///   `oldest_deviation_days`, `alarm_tests`, `test_pages_done`, `test_pages_due`,
-///   `test_pages_due_done`, `readings`, `readings_expected`, `completeness_percent`;
+///   `test_pages_due_done`, `alarm_checks`, `alarm_checks_passed`, `alarm_checks_due`,
+///   `alarm_checks_due_done`, `readings`, `readings_expected`, `completeness_percent`;
 /// - `ack_count`, `ack_p50_s`, `ack_p90_s`, `ack_max_s`: time to acknowledge in seconds
-///   (nearest-rank percentiles), overall, by `contact` and by `hour`;
-/// - `alarm_checks`, `calibration`: what the store does not record yet (`detail`).
+///   (nearest-rank percentiles), overall, by `contact` and by `hour`.
 ///
 /// A row with a `record` is one record counted, under its figure's singular name (see
 /// [`super::Figure`]): `alarm`, `excursion` (value: minutes), `ack` (seconds),
 /// `not_acknowledged`, `escalation` (highest step), `undeliverable`, `fallback`,
 /// `nuisance` (seconds active), `open_deviation` (age in days), `alarm_test`,
-/// `test_page`, `test_page_due` (1 delivered, 0 not), `readings` (stored, `of`
-/// expected).
+/// `test_page`, `test_page_due` (1 delivered, 0 not), `alarm_check` (1 passed, 0 failed
+/// or abandoned), `alarm_check_due` (1 done, 0 not), `readings` (stored, `of` expected),
+/// `calibration` (1 in force, 0 overdue or never).
 pub fn write_csv(r: &Indicators, out: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(out, "{HEADER}")?;
     for s in &r.summaries {
         for row in summary_rows(s) {
             writeln!(out, "{row}")?;
         }
-    }
-    for u in &r.unrecorded {
-        writeln!(out, "{},,,,,,,,,{}", u.figure, q(u.text))?;
     }
     for c in &r.records {
         writeln!(out, "{}", record_row(c))?;
@@ -107,6 +105,10 @@ fn summary_rows(s: &Summary) -> Vec<String> {
     row("test_pages_done", all(), n(s.test_pages_done));
     row("test_pages_due", all(), n(s.test_pages_due));
     row("test_pages_due_done", all(), n(s.test_pages_due_done));
+    row("alarm_checks", all(), n(s.alarm_checks));
+    row("alarm_checks_passed", all(), n(s.alarm_checks_passed));
+    row("alarm_checks_due", all(), n(s.alarm_checks_due));
+    row("alarm_checks_due_done", all(), n(s.alarm_checks_due_done));
     row("readings", all(), s.readings.to_string());
     row("readings_expected", all(), s.readings_expected.to_string());
     if let Some(p) = s.completeness() {

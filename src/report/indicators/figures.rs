@@ -71,6 +71,12 @@ pub struct Summary {
     pub test_pages_due: usize,
     /// Of the test pages due, those delivered.
     pub test_pages_due_done: usize,
+    /// Physical alarm checks ended in the month, and of them those that passed.
+    pub alarm_checks: usize,
+    pub alarm_checks_passed: usize,
+    /// Scheduled checks due (periods ended in the month), and of them those done.
+    pub alarm_checks_due: usize,
+    pub alarm_checks_due_done: usize,
     /// Readings stored and expected, of the sensors read on a schedule.
     pub readings: f64,
     pub readings_expected: f64,
@@ -113,6 +119,7 @@ fn one(month: &str, asset: &str, records: &[&Counted]) -> Summary {
     let acks: Vec<&Counted> = of(Figure::Ack).collect();
     let ack_values: Vec<f64> = acks.iter().map(|r| r.value).collect();
     let due: Vec<&Counted> = of(Figure::TestPageDue).collect();
+    let checks_due: Vec<&Counted> = of(Figure::AlarmCheckDue).collect();
     let readings = of(Figure::Readings);
     let (mut stored, mut expected, mut pushed) = (0.0, 0.0, 0.0);
     for r in readings {
@@ -146,6 +153,10 @@ fn one(month: &str, asset: &str, records: &[&Counted]) -> Summary {
         test_pages_done: count(Figure::TestPage),
         test_pages_due: due.len(),
         test_pages_due_done: due.iter().filter(|r| r.value > 0.0).count(),
+        alarm_checks: count(Figure::AlarmCheck),
+        alarm_checks_passed: of(Figure::AlarmCheck).filter(|r| r.value > 0.0).count(),
+        alarm_checks_due: checks_due.len(),
+        alarm_checks_due_done: checks_due.iter().filter(|r| r.value > 0.0).count(),
         readings: stored,
         readings_expected: expected,
         readings_pushed: pushed,

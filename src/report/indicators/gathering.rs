@@ -5,7 +5,7 @@
 use jiff::tz::TimeZone;
 
 use super::calendar::{hour_of, month_of, months, occurrences};
-use super::{Counted, Figure, Indicators, UNRECORDED, summarize};
+use super::{Counted, Figure, Indicators, summarize};
 use crate::config::Config;
 use crate::config::rules::Condition;
 use crate::model::{TimestampMs, format_rfc3339};
@@ -63,6 +63,7 @@ pub fn gather(cfg: &Config, store: &Store, req: Request) -> Result<Indicators, S
         base.readings(store, &month, from, to, &mut records)?;
     }
     base.calibration(store, to, &mut records)?;
+    base.alarm_checks(store, from, to.min(now), &mut records)?;
     Ok(Indicators {
         site: cfg.site.name.clone(),
         from,
@@ -73,11 +74,63 @@ pub fn gather(cfg: &Config, store: &Store, req: Request) -> Result<Indicators, S
         months: months(from, to, tz),
         summaries: summarize(&records),
         records,
-        unrecorded: UNRECORDED.to_vec(),
     })
 }
 
 impl Base<'_> {
+    /// Each physical alarm check started in `from..until` and ended, and each scheduled
+    /// probe's period that ended in `from..=until`.
+    fn alarm_checks(
+        &self,
+        store: &Store,
+        from: TimestampMs,
+        until: TimestampMs,
+        out: &mut Vec<Counted>,
+    ) -> Result<(), StoreError> {
+        use crate::store::quality::alarm_check::CheckState;
+        let checks = store.alarm_checks()?;
+        for a in checks.iter().filter(|a| a.started_at >= from && a.started_at < until) {
+            if a.state == CheckState::Running {
+                continue;
+            }
+            let asset = self.asset_of_sensor(&a.sensor);
+            let mut r = self.record(
+                Figure::AlarmCheck,
+                a.started_at,
+                &asset,
+                format!("alarm check {}", a.id),
+            );
+            r.rule = a.rule.clone().unwrap_or_default();
+            r.contact = person(self.cfg, &a.started_by);
+            r.value = if a.state == CheckState::Passed { 1.0 } else { 0.0 };
+            r.detail = format!(
+                "{}: {}; difference {}",
+                a.sensor,
+                a.state.as_str(),
+                a.difference.map_or_else(|| "-".into(), |d| format!("{d:+}"))
+            );
+            out.push(r);
+        }
+        for d in crate::alarm_check::periods_ended(self.cfg, store, from, until)? {
+            let done = checks.iter().find(|a| {
+                a.sensor == d.sensor && crate::alarm_check::counts(a) && (d.from..d.to).contains(&a.started_at)
+            });
+            let mut r = self.record(
+                Figure::AlarmCheckDue,
+                d.to.saturating_sub(1),
+                &d.asset,
+                format!("{} {} {}", d.sensor, d.every, d.label),
+            );
+            r.value = if done.is_some() { 1.0 } else { 0.0 };
+            r.detail = match done {
+                Some(a) => format!("done: alarm check {} ({})", a.id, a.state.as_str()),
+                None => "no alarm check finished in the period".into(),
+            };
+            out.push(r);
+        }
+        Ok(())
+    }
+
     /// Each probe watched by `[calibration]` or with a calibration on record, as it
     /// stood at `to`: the newest certificate recorded before then.
     fn calibration(&self, store: &Store, to: TimestampMs, out: &mut Vec<Counted>) -> Result<(), StoreError> {

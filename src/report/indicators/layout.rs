@@ -1,7 +1,7 @@
 //! The quality figures as a [`Document`] for the PDF and HTML renderers: for each month
 //! and asset its headline figures, then the breakdowns (alarms and nuisance alarms by
-//! rule, time to acknowledge by contact and by hour of day), the sections the store
-//! does not record yet, and the definitions.
+//! rule, time to acknowledge by contact and by hour of day), the calibration status
+//! and the definitions.
 
 use super::{AckStats, Indicators, Summary};
 use crate::model::format_rfc3339;
@@ -54,6 +54,13 @@ pub fn headline(s: &Summary) -> Vec<(&'static str, String)> {
             },
         ),
         ("Alarm tests done", s.alarm_tests.to_string()),
+        (
+            "Alarm checks done / due",
+            format!(
+                "{} ({} passed) / {} ({} of those due done)",
+                s.alarm_checks, s.alarm_checks_passed, s.alarm_checks_due, s.alarm_checks_due_done
+            ),
+        ),
         (
             "Test pages done / due",
             format!(
@@ -199,10 +206,6 @@ pub fn document(r: &Indicators) -> Document {
                 .collect(),
             widths: Some(vec![1.0, 4.0, 1.2]),
         });
-    }
-    for u in &r.unrecorded {
-        blocks.push(Block::Heading(u.title.into()));
-        blocks.push(Block::Paragraph(format!("{}: {}.", u.title, u.text)));
     }
     blocks.push(Block::Heading("Definitions".into()));
     blocks.push(Block::Paragraph(definitions(r.nuisance_within_s)));

@@ -14,8 +14,6 @@
 //! due by `[[test_page]]`), `layout` (the document for the renderers and the headline
 //! figures the dashboard shows) and `csv_export`.
 //!
-//! Alarm checks are not in the store yet: [`UNRECORDED`] names their
-//! sections, which say so; once recorded they become [`Figure`]s like the others.
 
 use serde::Serialize;
 
@@ -72,6 +70,14 @@ pub enum Figure {
     AlarmTest,
     /// A test page delivered in the period (scheduled or `cryowatch test-page`).
     TestPage,
+    /// A physical alarm check (`cryowatch alarm-check`) started in the period and ended:
+    /// `value` 1 when it passed, 0 when it failed or was abandoned.
+    AlarmCheck,
+    /// A period of an `[[alarm_check_schedule]]` that ended in the report's period (up
+    /// to its end or now), for each scheduled probe monitored in it, counted in its last
+    /// month; `value` 1 when a check of the probe was finished (passed or failed) in it,
+    /// else 0.
+    AlarmCheckDue,
     /// A `[[test_page]]` occurrence in the period (up to its end or now); `value` 1 when
     /// a test page of that occurrence was delivered, else 0.
     TestPageDue,
@@ -99,6 +105,8 @@ impl Figure {
             Figure::AlarmTest => "alarm_test",
             Figure::TestPage => "test_page",
             Figure::TestPageDue => "test_page_due",
+            Figure::AlarmCheck => "alarm_check",
+            Figure::AlarmCheckDue => "alarm_check_due",
             Figure::Readings => "readings",
             Figure::Calibration => "calibration",
         }
@@ -127,23 +135,6 @@ pub struct Counted {
     pub detail: String,
 }
 
-/// A kind of record the store does not hold yet: its section says so instead of a
-/// figure.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Unrecorded {
-    pub figure: &'static str,
-    pub title: &'static str,
-    pub text: &'static str,
-}
-
-/// Physical alarm checks (the value at which each rule triggered against a reference
-/// thermometer) are not kept in the store yet.
-pub const UNRECORDED: [Unrecorded; 1] = [Unrecorded {
-    figure: "alarm_checks",
-    title: "Alarm checks",
-    text: "no alarm checks are recorded",
-}];
-
 /// Everything the quality report shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Indicators {
@@ -158,5 +149,4 @@ pub struct Indicators {
     pub months: Vec<String>,
     pub records: Vec<Counted>,
     pub summaries: Vec<Summary>,
-    pub unrecorded: Vec<Unrecorded>,
 }

@@ -65,6 +65,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     crate::store::quality::calibration::MIGRATION,
     // 18: physical alarm checks and the value at which each rule triggered.
     crate::store::quality::alarm_check::MIGRATION,
+    // 19: the overdue alarm checks reminded of, one page per probe and period.
+    crate::store::quality::check_reminder::MIGRATION,
 ];
 
 impl Store {

@@ -418,6 +418,11 @@ impl Store {
         self.with_conn(|c| select(c, "", []))
     }
 
+    /// The checks started in `from..to`, oldest first.
+    pub fn alarm_checks_started(&self, from: TimestampMs, to: TimestampMs) -> Result<Vec<AlarmCheck>, StoreError> {
+        self.with_conn(|c| select(c, "WHERE a.started_at >= ?1 AND a.started_at < ?2", [from, to]))
+    }
+
     /// The first good, believed reading `(t, value)` of `sensor` in `from..=to` beyond
     /// `threshold`: above it when `high`, below it otherwise.
     pub fn first_reading_beyond(

@@ -16,6 +16,7 @@
 pub(in crate::store) mod ack;
 pub mod alarm_check;
 pub mod calibration;
+pub(in crate::store) mod check_reminder;
 mod listing;
 pub mod review;
 mod review_verify;
