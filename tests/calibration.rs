@@ -1,6 +1,7 @@
 //! The calibration register against the real daemon, Mosquitto and the store: a probe
 //! with no calibration is `never`; one recorded due in 60 days raises the warning
-//! `<sensor>:calibration` (within 90 days), one already due upgrades it to an `alarm`
+//! `<sensor>:calibration` (within 90 days), which, acknowledged, is raised again when one
+//! due in 20 days reaches the 30-day stage; one already due upgrades it to an `alarm`
 //! (`<sensor>:calibration-due`), and a new certificate clears it. Each record
 //! is signed with meaning `calibration` (a wrong password records nothing, audited, exit
 //! 1); `audit verify` proves them and catches an edited one.
@@ -146,6 +147,29 @@ fn a_probes_calibration_warns_before_it_is_due_alarms_when_due_and_clears_with_a
         ("dewar-1.temp:calibration", "warning")
     );
 
+    // Acknowledged at 60 days left; at 20 days the 30-day stage is reached: the same
+    // alarm is raised again, unacknowledged, so it is paged again.
+    let active = |site: &Site| -> Vec<serde_json::Value> {
+        let out = site.with_stdin(&["alarms", "--active", "--json"], "");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let warning = active(&site).into_iter().next().expect("the warning");
+    let id = warning["id"].as_i64().expect("id").to_string();
+    let acked = site.with_stdin(&["ack", &id, "--by", "metro", "--comment", "booked"], "");
+    assert!(acked.status.success(), "{}", text(&acked));
+    wait_for(Duration::from_secs(20), "the acknowledgement", || {
+        active(&site).iter().any(|a| a["state"] == "acknowledged").then_some(())
+    });
+    let soon = record(&site, "CAL-0001B", -340, 20, PASSWORD);
+    assert!(soon.status.success(), "{}", text(&soon));
+    let again = wait_for(Duration::from_secs(20), "the 30-day stage", || {
+        active(&site)
+            .into_iter()
+            .find(|a| a["rule"] == "dewar-1.temp:calibration-30days" && a["state"] == "active")
+    });
+    assert_eq!(again["id"].as_i64().map(|i| i.to_string()), Some(id), "{again}");
+    assert_eq!(again["severity"], "warning", "{again}");
+
     // Due yesterday: overdue, upgraded to an alarm.
     let late = record(&site, "CAL-0002", -400, -1, PASSWORD);
     assert!(late.status.success(), "{}", text(&late));
@@ -175,7 +199,7 @@ fn a_probes_calibration_warns_before_it_is_due_alarms_when_due_and_clears_with_a
     assert!(out.status.success(), "{}", text(&out));
     let csv = std::fs::read_to_string(&csv).expect("csv");
     let rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("calibration,")).collect();
-    assert_eq!(rows.len(), 3, "{csv}");
+    assert_eq!(rows.len(), 4, "{csv}");
     let overdue: Vec<&&str> = rows.iter().filter(|l| l.contains("OVERDUE")).collect();
     assert_eq!(overdue.len(), 1, "{csv}");
     assert!(overdue[0].contains("certificate CAL-0002"), "{csv}");
@@ -199,7 +223,7 @@ fn a_probes_calibration_warns_before_it_is_due_alarms_when_due_and_clears_with_a
     let broken = site.with_stdin(&["audit", "verify"], "");
     assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
     assert!(
-        text(&broken).contains("calibration 3 of dewar-1.temp"),
+        text(&broken).contains("calibration 4 of dewar-1.temp"),
         "{}",
         text(&broken)
     );
@@ -213,7 +237,7 @@ fn a_probes_calibration_warns_before_it_is_due_alarms_when_due_and_clears_with_a
     let broken = site.with_stdin(&["audit", "verify"], "");
     assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
     assert!(
-        text(&broken).contains("calibration 2 of dewar-1.temp"),
+        text(&broken).contains("calibration 3 of dewar-1.temp"),
         "{}",
         text(&broken)
     );

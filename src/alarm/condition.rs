@@ -206,6 +206,7 @@ mod tests {
             latching: false,
             raises: true,
             power_incident: false,
+            restage: false,
             origin: Origin::Written(0),
         }
     }

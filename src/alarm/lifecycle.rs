@@ -146,7 +146,8 @@ pub struct RaiseContext {
 }
 
 /// A rule of the family fired. Opens an alarm (with id `next_id`, then incremented), or
-/// upgrades the open one when the rule is more severe.
+/// upgrades the open one when the rule is more severe, or raises the acknowledged one
+/// again when the rule is a later stage of the same severity ([`Rule::restage`]).
 #[allow(clippy::too_many_arguments)]
 pub fn fire(
     open: &mut Option<Alarm>,
@@ -160,18 +161,24 @@ pub fn fire(
 ) -> Vec<Transition> {
     match open {
         Some(a) => {
-            if !a.firing.contains(&rule_idx) {
+            let joins = !a.firing.contains(&rule_idx);
+            if joins {
                 a.firing.push(rule_idx);
             }
             a.returned = false;
             a.latching |= rule.latching;
-            if rule.severity > a.severity {
+            let restaged = joins && rule.restage && rule.severity == a.severity && a.state == AlarmState::Acknowledged;
+            if rule.severity > a.severity || restaged {
                 let from = a.severity;
                 a.severity = rule.severity;
                 a.rule = rule_idx;
                 a.state = AlarmState::Active;
                 a.ack = None;
-                vec![Transition::of(a, Change::Upgraded { from }, now, value, rule)]
+                let mut t = Transition::of(a, Change::Upgraded { from }, now, value, rule);
+                if restaged {
+                    t.comment = "a later stage of the acknowledged alarm was reached: raised again".into();
+                }
+                vec![t]
             } else {
                 Vec::new()
             }
@@ -299,6 +306,7 @@ mod tests {
             latching,
             raises: true,
             power_incident: false,
+            restage: false,
             origin: Origin::Written(0),
         }
     }
@@ -373,6 +381,36 @@ mod tests {
         assert_eq!(open.as_ref().map(|a| a.state), Some(AlarmState::Acknowledged));
         let (t, _) = end(&mut open, 0, &r, 9, None);
         assert_eq!(t[0].change, Change::Cleared);
+    }
+
+    #[test]
+    fn a_later_stage_raises_an_acknowledged_alarm_again_and_a_plain_rule_of_the_same_severity_does_not() {
+        let first = rule(Severity::Warning, false);
+        let plain = rule(Severity::Warning, false);
+        let stage = Rule {
+            restage: true,
+            ..rule(Severity::Warning, false)
+        };
+        let (mut open, mut next) = (None, 1);
+        fire(&mut open, 0, &first, 0, 0, None, &mut next, RaiseContext::default());
+        acknowledge(&mut open, &first, ack("carol", 5)).expect("ack");
+        // Another warning rule joining: the acknowledgement covers it.
+        assert!(fire(&mut open, 1, &plain, 10, 10, None, &mut next, RaiseContext::default()).is_empty());
+        assert_eq!(open.as_ref().map(|a| a.state), Some(AlarmState::Acknowledged));
+        // The later stage: raised again, same id, unacknowledged, under the stage's rule.
+        let t = fire(&mut open, 2, &stage, 20, 20, None, &mut next, RaiseContext::default());
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(
+            t[0].change,
+            Change::Upgraded {
+                from: Severity::Warning
+            }
+        );
+        assert_eq!(t[0].alarm, Some(1));
+        let a = open.as_ref().expect("open");
+        assert_eq!((a.state, a.rule, a.ack.is_none()), (AlarmState::Active, 2, true));
+        // Joining again while it is still open, or while unacknowledged, raises nothing.
+        assert!(fire(&mut open, 2, &stage, 30, 30, None, &mut next, RaiseContext::default()).is_empty());
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(super) fn add_rules(cfg: &CalibrationConfig, rules: &mut Vec<Rule>, sensors:
             continue;
         };
         let probe = &sensors[watched].id;
-        let rule = |id: String, days: f64, severity: Severity, why: String| Rule {
+        let rule = |id: String, days: f64, severity: Severity, restage: bool, why: String| Rule {
             id,
             sensor: si,
             condition: Condition::Low {
@@ -133,6 +133,7 @@ pub(super) fn add_rules(cfg: &CalibrationConfig, rules: &mut Vec<Rule>, sensors:
             latching: false,
             raises: true,
             power_incident: false,
+            restage,
             origin: Origin::Default(why),
         };
         for (k, d) in cfg.warn_before.iter().enumerate() {
@@ -142,10 +143,12 @@ pub(super) fn add_rules(cfg: &CalibrationConfig, rules: &mut Vec<Rule>, sensors:
             } else {
                 format!("{probe}:calibration-{}", humantime::format_duration(*d))
             };
+            // Each later stage pages again, even when the earlier warning was acknowledged.
             rules.push(rule(
                 id,
                 days,
                 Severity::Warning,
+                k > 0,
                 format!(
                     "the calibration of {probe} is due within {}",
                     humantime::format_duration(*d)
@@ -156,6 +159,7 @@ pub(super) fn add_rules(cfg: &CalibrationConfig, rules: &mut Vec<Rule>, sensors:
             format!("{probe}:calibration-due"),
             0.0,
             Severity::Alarm,
+            false,
             format!("the calibration of {probe} is overdue"),
         ));
     }

@@ -116,6 +116,7 @@ pub(super) fn add_rule(rules: &mut Vec<Rule>, sensors: &[Sensor]) {
             latching: false,
             raises: true,
             power_incident: false,
+            restage: false,
             origin: Origin::Default(format!(
                 "more than {SECURITY_THRESHOLD} refused sign-ins in {} are attempts at unauthorised use",
                 humantime::format_duration(SECURITY_WINDOW)
@@ -138,6 +139,7 @@ pub(super) fn add_rule(rules: &mut Vec<Rule>, sensors: &[Sensor]) {
         latching: true,
         raises: true,
         power_incident: false,
+        restage: false,
         origin: Origin::Default("the monitor verifies its own record".to_string()),
     });
 }

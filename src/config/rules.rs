@@ -87,6 +87,10 @@ pub struct Rule {
     pub raises: bool,
     /// Opens a site power incident.
     pub power_incident: bool,
+    /// A later stage of its family at the same severity (the 30-day calibration warning
+    /// after the 90-day one): when it begins to hold while the family's alarm is
+    /// acknowledged, the alarm is raised again and paged.
+    pub restage: bool,
     pub origin: Origin,
 }
 
@@ -279,6 +283,7 @@ pub(super) fn rules(c: &mut Checker, raw: &[raw::Rule], inp: &RuleInputs) -> Vec
                 latching: false,
                 raises: true,
                 power_incident: false,
+                restage: false,
                 origin: Origin::Default(why),
             });
         }
@@ -452,6 +457,7 @@ fn written_rule(c: &mut Checker, p: &str, i: usize, r: &raw::Rule, inp: &RuleInp
         latching: r.latching.unwrap_or(false),
         raises: r.raise.unwrap_or(true),
         power_incident,
+        restage: false,
         origin: Origin::Written(i),
     })
 }
