@@ -27,3 +27,40 @@ pub fn notice(due: &[DueCheck]) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{assert_escaped, hostile};
+    use super::*;
+    use crate::alarm_check::DueState;
+
+    fn due(sensor: String, state: DueState) -> DueCheck {
+        DueCheck {
+            sensor,
+            asset: hostile("asset"),
+            every: "quarterly",
+            period: "2026-Q3".into(),
+            due_at: 1_790_812_800_000,
+            state,
+            check: None,
+        }
+    }
+
+    #[test]
+    fn only_overdue_checks_are_shown_with_the_command_that_starts_one_and_escaped() {
+        assert!(
+            notice(&[due("dewar-1.temp".into(), DueState::Due)])
+                .into_string()
+                .is_empty()
+        );
+        let html = notice(&[
+            due(hostile("sensor"), DueState::Overdue),
+            due("freezer-7.temp".into(), DueState::Done),
+        ])
+        .into_string();
+        assert_escaped(&html, &["sensor", "asset"]);
+        assert!(html.contains("1 alarm check(s) overdue"), "{html}");
+        assert!(html.contains("quarterly check for 2026-Q3"), "{html}");
+        assert!(!html.contains("freezer-7.temp"), "{html}");
+    }
+}
