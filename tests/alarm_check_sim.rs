@@ -4,7 +4,8 @@
 //! (`status`, a reminder mail to `[quality] notify`, once); a check pages only the person
 //! doing it; cryosim warms the probe and the trigger is the first polled reading past
 //! the set point, within one poll of it; one check passes and one fails, and both are in
-//! the asset report; once a check is done the schedule is no longer overdue.
+//! the asset report (each alarm's peak the warmest reading past the set point); once a
+//! check is done the schedule is no longer overdue.
 
 mod common;
 
@@ -218,6 +219,15 @@ fn a_scheduled_check_on_the_simulated_dewar_pages_only_the_checker_triggers_with
         rows[1]
     );
     assert!(rows[0].contains("signed by Tom Technician (tech)"), "{}", rows[0]);
+    // Each alarm's peak is the warmest reading beyond the set point, the one that
+    // tripped it included (stamped just before the commit that raised the alarm).
+    let peaks: Vec<f64> = csv
+        .lines()
+        .filter(|l| l.starts_with("excursion,"))
+        .map(|l| l.split(',').nth(5).and_then(|v| v.parse().ok()).expect("peak"))
+        .collect();
+    assert_eq!(peaks.len(), 2, "{csv}");
+    assert!(peaks.iter().all(|p| *p > -150.0), "{peaks:?}\n{csv}");
     let pdf = site.path().join("report.pdf");
     let out = site.report("dewar-1", ("-1h", "now"), &pdf, &[]);
     assert!(out.status.success(), "{}", text(&out));

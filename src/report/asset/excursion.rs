@@ -36,13 +36,13 @@ pub(super) fn annotate(cfg: &Config, sensors: &[SensorSection], excursions: &mut
             }
             Some(Condition::Low { threshold, .. }) => {
                 let threshold = *threshold;
-                e.peak = vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
                 e.readings_out = out_span(&sec.series, e.start, end, |v| v < threshold);
+                e.peak = peak(&sec.series, (e.start, end), e.readings_out, false);
             }
             Some(Condition::High { threshold, .. }) => {
                 let threshold = *threshold;
-                e.peak = vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
                 e.readings_out = out_span(&sec.series, e.start, end, |v| v > threshold);
+                e.peak = peak(&sec.series, (e.start, end), e.readings_out, true);
             }
             Some(Condition::Rate { rising: false, .. }) => {
                 e.peak = vals.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
@@ -90,6 +90,23 @@ pub(crate) fn out_span(
     first.zip(last)
 }
 
+/// The highest (`high`) or lowest reading of a limit alarm: over its readings beyond the
+/// limit and up to its end. Those begin before the alarm when the reading that tripped
+/// it was stamped before the commit that raised it, or during the rule's delay.
+fn peak(
+    series: &[(TimestampMs, f64)],
+    (start, end): (TimestampMs, TimestampMs),
+    out: Option<(TimestampMs, TimestampMs)>,
+    high: bool,
+) -> Option<f64> {
+    let from = out.map_or(start, |(first, _)| first.min(start));
+    series
+        .iter()
+        .filter(|(t, _)| *t >= from && *t <= end)
+        .map(|(_, v)| *v)
+        .reduce(if high { f64::max } else { f64::min })
+}
+
 /// The span an excursion is shaded over on the chart: from the alarm's start to its
 /// end, or, while it is still open, to the sensor's last reading (where the data ends),
 /// never across the time with no data.
@@ -117,6 +134,20 @@ mod tests {
         assert_eq!(out_span(&series, 120 * S, 140 * S, |v| v > -150.0), Some((0, 130 * S)));
         // Nothing out of limit: no span.
         assert_eq!(out_span(&series, 150 * S, 190 * S, |v| v > -150.0), None);
+    }
+
+    #[test]
+    fn the_peak_counts_the_reading_that_tripped_an_alarm_raised_just_after_it() {
+        // Polled every 250 ms: -149.52 at 2.000 s tripped the alarm, raised at 2.010 s
+        // when its commit ran; the next reading, -190.5, cleared it at 2.260 s.
+        let series = [(1_750, -150.5), (2_000, -149.52), (2_250, -190.5)];
+        let out = out_span(&series, 2_010, 2_260, |v| v > -150.0);
+        assert_eq!(out, Some((2_000, 2_000)));
+        assert_eq!(peak(&series, (2_010, 2_260), out, true), Some(-149.52));
+        // A low alarm: the lowest.
+        let series = [(0, -70.0), (10, -85.0), (20, -60.0)];
+        let out = out_span(&series, 15, 30, |v| v < -80.0);
+        assert_eq!(peak(&series, (15, 30), out, false), Some(-85.0));
     }
 
     #[test]
