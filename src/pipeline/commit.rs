@@ -299,14 +299,25 @@ impl Writer {
                         );
                     }
                     let head = self.store.audit_head().ok().flatten();
-                    tracing::info!(
-                        from = %crate::model::format_rfc3339(s.from),
-                        to = %crate::model::format_rfc3339(s.to),
-                        readings = s.count,
-                        audit_seq = head.as_ref().map(|h| h.0),
-                        audit_head = head.as_ref().map(|h| h.1.as_str()),
-                        "readings sealed into the audit trail"
-                    );
+                    if s.count == 0 {
+                        // After a stop, every hour it lasted is sealed empty, one a tick:
+                        // worth a record, not a line each in the journal.
+                        tracing::debug!(
+                            from = %crate::model::format_rfc3339(s.from),
+                            to = %crate::model::format_rfc3339(s.to),
+                            audit_seq = head.as_ref().map(|h| h.0),
+                            "an empty block sealed into the audit trail"
+                        );
+                    } else {
+                        tracing::info!(
+                            from = %crate::model::format_rfc3339(s.from),
+                            to = %crate::model::format_rfc3339(s.to),
+                            readings = s.count,
+                            audit_seq = head.as_ref().map(|h| h.0),
+                            audit_head = head.as_ref().map(|h| h.1.as_str()),
+                            "readings sealed into the audit trail"
+                        );
+                    }
                     self.next_seal = if s.more { now } else { now + 1000 };
                 }
                 Ok(None) => self.next_seal = now + 1000,
