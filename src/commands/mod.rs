@@ -12,6 +12,8 @@
 //! - [`documents`]: `selftest` and `report`, written to a file and recorded in the audit
 //!   trail.
 //! - [`audit`]: `audit verify` and `audit log`.
+//! - [`review`], [`calibration`], [`alarm_check`]: the signed registers of the quality
+//!   record; [`quality_cli`] their command-line actions.
 //! - [`influx`]: `influx status`, `quarantine`, `requeue` and `backfill`.
 
 use std::path::{Path, PathBuf};
@@ -29,10 +31,14 @@ pub mod indicators;
 pub mod influx;
 pub mod oncall;
 pub mod quality;
+pub mod quality_cli;
 pub mod read;
 pub mod review;
 pub mod serve;
 pub mod user;
+
+/// Where every command reads its configuration unless `-c` or `CRYOWATCH_CONFIG` says.
+pub const DEFAULT_CONFIG: &str = "/etc/cryowatch/cryowatch.toml";
 
 #[cfg(test)]
 mod test_site;
