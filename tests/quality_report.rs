@@ -211,6 +211,8 @@ fn the_quality_figures_of_a_seeded_month_match_their_recomputation() {
     want.insert(site_key("test_pages_done"), 1.0);
     want.insert(site_key("test_pages_due"), mondays as f64);
     want.insert(site_key("test_pages_due_done"), 1.0);
+    // The monitor's own sensors (its record, calibration days left) are no asset's.
+    assert!(!csv.lines().any(|l| l.split(',').nth(2) == Some("cryowatch")), "{csv}");
     // Compare figure by figure: each expected one present and equal; zero figures the
     // report adds (per month and asset) must be zero here.
     for (k, v) in &want {
@@ -270,9 +272,12 @@ fn the_pdf_shows_the_headline_figures() {
         // The watched probe has no calibration on record.
         "0 of 1 probes in calibration at the period's end",
         "dewar-1.temp: never; no calibration on record",
+        // A month without excursions: 0 minutes, not -0.0.
+        "Excursions 0 (0.0 min out of range)",
     ] {
         assert!(text.contains(part), "{part:?} not in:\n{text}");
     }
+    assert!(!text.contains("-0.0"), "{text}");
 }
 
 #[test]

@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use super::{CommandError, load_for_reading, read_password};
-use crate::config::{CheckedRule, Config, SensorSource, checked_rules};
+use crate::config::{CheckedRule, Config, checked_rules};
 use crate::escape::control;
 use crate::model::{format_rfc3339, now_ms};
 use crate::pipeline::control::{ControlError, Request};
@@ -23,13 +23,7 @@ use crate::store::quality::alarm_check::{AlarmCheck, Finish, Trigger, shelving_r
 /// The high and low rules that raise alarms of the written sensor of `cfg` named `id`.
 fn sensor_rules(cfg: &Config, id: &str) -> Result<Vec<CheckedRule>, CommandError> {
     let bad = CommandError::BadInput;
-    let Some(si) = cfg.sensors.iter().position(|s| {
-        s.id == id
-            && !matches!(
-                s.source,
-                SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
-            )
-    }) else {
+    let Some(si) = cfg.sensors.iter().position(|s| s.id == id && !s.source.is_own()) else {
         return Err(bad(format!("--sensor: unknown sensor {id:?}")));
     };
     let rules = checked_rules(&cfg.sensors, &cfg.rules, si);

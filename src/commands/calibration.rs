@@ -34,13 +34,7 @@ fn date(flag: &str, text: &str) -> Result<jiff::civil::Date, CommandError> {
 fn probe<'a>(cfg: &'a Config, id: &str) -> Result<&'a crate::config::Sensor, CommandError> {
     cfg.sensors
         .iter()
-        .find(|s| {
-            s.id == id
-                && !matches!(
-                    s.source,
-                    SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
-                )
-        })
+        .find(|s| s.id == id && !s.source.is_own())
         .ok_or_else(|| CommandError::BadInput(format!("--sensor: unknown sensor {id:?}")))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::check::Checker;
 use super::raw;
 use super::rules::{Condition, Rule};
-use super::sensor::{Asset, Sensor, SensorSource};
+use super::sensor::{Asset, Sensor};
 use crate::model::period::Every;
 
 /// A rule an alarm check proves: its id, its threshold, and whether it is a high rule.
@@ -19,12 +19,7 @@ pub type CheckedRule = (String, f64, bool);
 /// alarms: what a physical alarm check of its probe proves. None for the monitor's own
 /// sensors.
 pub fn checked_rules(sensors: &[Sensor], rules: &[Rule], sensor: usize) -> Vec<CheckedRule> {
-    let probe = sensors.get(sensor).is_some_and(|s| {
-        !matches!(
-            s.source,
-            SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
-        )
-    });
+    let probe = sensors.get(sensor).is_some_and(|s| !s.source.is_own());
     if !probe {
         return Vec::new();
     }

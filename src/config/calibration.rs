@@ -60,12 +60,7 @@ pub(super) fn calibration(
     };
     warn_before.sort_unstable_by(|a, b| b.cmp(a));
     warn_before.dedup();
-    let written = |s: &Sensor| {
-        !matches!(
-            s.source,
-            SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
-        )
-    };
+    let written = |s: &Sensor| !s.source.is_own();
     let watched = match &raw.sensors {
         None => sensors
             .iter()

@@ -226,10 +226,7 @@ pub(super) fn rules(c: &mut Checker, raw: &[raw::Rule], inp: &RuleInputs) -> Vec
         .collect();
     for (si, s) in inp.sensors.iter().enumerate() {
         let Some(asset) = inp.assets.get(s.asset) else { continue };
-        if matches!(
-            s.source,
-            SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
-        ) {
+        if s.source.is_own() {
             // The monitor's own sensor has its one rule (`monitor`), nothing to go stale.
             continue;
         }

@@ -59,6 +59,17 @@ pub enum SensorSource {
     Calibration(usize),
 }
 
+impl SensorSource {
+    /// A sensor cryowatch writes itself (its own state, refused sign-ins, calibration
+    /// days left), not a probe in a unit: no alarm check, default rule or completeness.
+    pub fn is_own(&self) -> bool {
+        matches!(
+            self,
+            SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
+        )
+    }
+}
+
 /// Checks `[[asset]]`.
 pub(super) fn assets(c: &mut Checker, raw: &[raw::Asset]) -> Vec<Asset> {
     c.unique_ids("asset", raw.iter().map(|a| a.id.as_str()));

@@ -134,16 +134,7 @@ fn decoding(p: &ModbusPoint) -> String {
 
 /// When each sensor goes stale, and whether that is its own `stale_after` or a default.
 fn staleness(cfg: &Config, s: &mut String) {
-    let polled: Vec<&Sensor> = cfg
-        .sensors
-        .iter()
-        .filter(|x| {
-            !matches!(
-                x.source,
-                SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_)
-            )
-        })
-        .collect();
+    let polled: Vec<&Sensor> = cfg.sensors.iter().filter(|x| !x.source.is_own()).collect();
     if polled.is_empty() {
         return;
     }

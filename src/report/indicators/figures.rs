@@ -137,7 +137,8 @@ fn one(month: &str, asset: &str, records: &[&Counted]) -> Summary {
         alarms: count(Figure::Alarm),
         alarms_by_rule: ranked(of(Figure::Alarm).map(|r| r.rule.as_str())),
         excursions: count(Figure::Excursion),
-        excursion_minutes: of(Figure::Excursion).map(|r| r.value).sum(),
+        // An empty sum is -0.0: + 0.0 makes it the 0 people read.
+        excursion_minutes: of(Figure::Excursion).map(|r| r.value).sum::<f64>() + 0.0,
         ack: AckStats::of(&ack_values),
         ack_by_contact: grouped(&acks, |r| r.contact.clone()),
         ack_by_hour: grouped(&acks, |r| r.hour.unwrap_or(0)),

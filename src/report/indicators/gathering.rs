@@ -389,7 +389,7 @@ impl Base<'_> {
             return Ok(());
         };
         let (start, end) = (start.max(from), end.min(to));
-        for s in &self.cfg.sensors {
+        for s in self.cfg.sensors.iter().filter(|s| !s.source.is_own()) {
             let Some(asset) = self.cfg.assets.get(s.asset) else {
                 continue;
             };
