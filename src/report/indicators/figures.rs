@@ -164,15 +164,17 @@ fn one(month: &str, asset: &str, records: &[&Counted]) -> Summary {
     }
 }
 
-/// The summaries of every month and asset that has records, by month, then asset.
+/// The summaries of every month and asset that has records, by month, then asset, the
+/// site's own records (test pages) after the assets.
 pub fn summarize(records: &[Counted]) -> Vec<Summary> {
-    let mut groups: BTreeMap<(&str, &str), Vec<&Counted>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, bool, &str), Vec<&Counted>> = BTreeMap::new();
     for r in records {
-        groups.entry((r.month.as_str(), r.asset.as_str())).or_default().push(r);
+        let key = (r.month.as_str(), r.asset.is_empty(), r.asset.as_str());
+        groups.entry(key).or_default().push(r);
     }
     groups
         .into_iter()
-        .map(|((month, asset), rs)| one(month, asset, &rs))
+        .map(|((month, _, asset), rs)| one(month, asset, &rs))
         .collect()
 }
 
@@ -226,8 +228,20 @@ mod tests {
         let mut other = rec(Figure::Ack, "dewar-1", "warm", "alice", 2, 9999.0);
         other.month = "2026-12".into();
         records.push(other);
+        // The site's own records (a test page) come after the month's assets.
+        records.insert(0, rec(Figure::TestPage, "", "", "alice", 10, 1.0));
         let s = summarize(&records);
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.len(), 4);
+        let order: Vec<(&str, &str)> = s.iter().map(|x| (x.month.as_str(), x.asset.as_str())).collect();
+        assert_eq!(
+            order,
+            [
+                ("2026-11", "dewar-1"),
+                ("2026-11", "freezer-7"),
+                ("2026-11", ""),
+                ("2026-12", "dewar-1")
+            ]
+        );
         let d = &s[0];
         assert_eq!((d.month.as_str(), d.asset.as_str()), ("2026-11", "dewar-1"));
         assert_eq!(
@@ -247,6 +261,6 @@ mod tests {
         );
         assert_eq!(d.nuisance_by_rule, [("lid".to_string(), 2), ("warm".to_string(), 1)]);
         assert_eq!(s[1].ack.map(|a| a.max), Some(5.0));
-        assert_eq!(s[2].ack.map(|a| a.max), Some(9999.0));
+        assert_eq!(s[3].ack.map(|a| a.max), Some(9999.0));
     }
 }

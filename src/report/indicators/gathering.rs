@@ -38,8 +38,15 @@ pub fn gather(cfg: &Config, store: &Store, req: Request) -> Result<Indicators, S
     let nuisance_ms = crate::model::millis(cfg.quality.nuisance_within);
     let base = Base { cfg, tz };
     let mut records = Vec::new();
+    // Each month's end within the period: open deviations are counted as they stood then.
+    let month_ends: Vec<TimestampMs> = months(from, to, tz)
+        .iter()
+        .filter_map(|m| super::calendar::month_span(m, tz))
+        .map(|(_, end)| end.min(to))
+        .collect();
     for a in &alarms {
         base.alarm(a, &pages, (from, to), nuisance_ms, &mut records);
+        base.open_deviation(a, &month_ends, &mut records);
     }
     for p in &pages {
         base.page(p, &mut records);
@@ -213,8 +220,38 @@ impl Base<'_> {
         }
     }
 
-    /// The records of one alarm: its own, its excursion, acknowledgement, escalation,
-    /// nuisance and open deviation.
+    /// An alarm's open deviation at each of `month_ends` at which it had cleared and was
+    /// not yet closed, counted in the month that ends there.
+    fn open_deviation(&self, rec: &AlarmRecord, month_ends: &[TimestampMs], out: &mut Vec<Counted>) {
+        let a = &rec.alarm;
+        let Some(cleared) = a.cleared_at.filter(|_| !rec.test) else {
+            return;
+        };
+        for &end in month_ends {
+            if cleared >= end || rec.closed_at.is_some_and(|c| c < end) {
+                continue;
+            }
+            let mut r = self.record(
+                Figure::OpenDeviation,
+                end.saturating_sub(1),
+                &a.asset,
+                format!("alarm {}", a.id),
+            );
+            r.rule = a.rule.clone();
+            r.hour = hour_of(a.raised_at, self.tz);
+            r.value = end.saturating_sub(cleared) as f64 / DAY_MS;
+            r.detail = format!(
+                "cleared {}, open {} at {}",
+                format_rfc3339(cleared),
+                fmt_duration(end.saturating_sub(cleared)),
+                format_rfc3339(end)
+            );
+            out.push(r);
+        }
+    }
+
+    /// The records of one alarm: its own, its excursion, acknowledgement, escalation and
+    /// nuisance.
     fn alarm(
         &self,
         rec: &AlarmRecord,
@@ -234,18 +271,6 @@ impl Base<'_> {
             r
         };
         let raised = format_rfc3339(a.raised_at);
-        if let Some(cleared) = a.cleared_at.filter(|c| *c < to)
-            && rec.closed_at.is_none_or(|c| c >= to)
-        {
-            let mut r = base(Figure::OpenDeviation, cleared);
-            r.value = to.saturating_sub(cleared) as f64 / DAY_MS;
-            r.detail = format!(
-                "cleared {}, open {} at the period's end",
-                format_rfc3339(cleared),
-                fmt_duration(to.saturating_sub(cleared))
-            );
-            out.push(r);
-        }
         if a.raised_at < from {
             return;
         }

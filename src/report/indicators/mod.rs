@@ -63,8 +63,10 @@ pub enum Figure {
     /// nuisance_within` of becoming active, never acknowledged; `value` the seconds it
     /// was active.
     Nuisance,
-    /// An alarm (not a test) cleared before the period's end and not closed by a signed
-    /// corrective action before it; `value` its age at the period's end in days.
+    /// An alarm (not a test) that, at the end of a month of the period (the period's end
+    /// for its last month), had cleared and was not closed by a signed corrective action:
+    /// counted in that month, `value` its age then in days. A deviation left open for
+    /// months is counted in each of them: the backlog, month by month.
     OpenDeviation,
     /// An alarm test (`cryowatch test-alarm`) started in the period.
     AlarmTest,
