@@ -80,10 +80,13 @@ pub fn expire(rule: &Rule, state: &mut RuleState, now: TimestampMs) -> Option<Ru
     None
 }
 
-/// The good samples of the last `window` of one sensor, for rate rules.
+/// The good samples of the last `window` of one sensor, for rate and forecast rules.
 #[derive(Debug, Clone, Default)]
 pub struct RateWindow {
     samples: VecDeque<(TimestampMs, f64)>,
+    /// A forecast rule's newest fit: when it was made, and the time it gave until the
+    /// threshold (`None`: moving away).
+    pub fitted: Option<(TimestampMs, Option<i64>)>,
 }
 
 impl RateWindow {
@@ -94,6 +97,15 @@ impl RateWindow {
         self.samples.push_back((t, v));
         while self.samples.front().is_some_and(|(first, _)| t - *first > window_ms) {
             self.samples.pop_front();
+        }
+    }
+
+    /// Whether the samples span at least half the window: fewer would turn noise into a
+    /// trend.
+    fn spans_half(&self, window_ms: i64) -> bool {
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, _)), Some((t1, _))) => t1 > t0 && (t1 - t0).saturating_mul(2) >= window_ms,
+            _ => false,
         }
     }
 
@@ -147,6 +159,40 @@ pub fn decide_rate(condition: &Condition, prev: Option<bool>, window: &RateWindo
     let rate = window.per_minute(crate::model::millis(w))?;
     let speed = if rising { rate } else { -rate };
     band(speed > per_minute, speed <= per_minute - hysteresis, prev)
+}
+
+/// The forecast condition for the current window, fitted again at most every 1/120 of
+/// the window (a two-hour window: once a minute) and otherwise as last decided; `now`
+/// is the newest sample's time. The fit and its time to the threshold are kept in the
+/// window for the page that names them.
+pub fn decide_forecast(
+    condition: &Condition,
+    prev: Option<bool>,
+    window: &mut RateWindow,
+    now: TimestampMs,
+) -> Option<bool> {
+    let Condition::Forecast {
+        threshold,
+        rising,
+        window: w,
+        horizon,
+    } = *condition
+    else {
+        return None;
+    };
+    let w = crate::model::millis(w);
+    if !window.spans_half(w) {
+        return None;
+    }
+    if let Some((at, _)) = window.fitted
+        && now.saturating_sub(at) < w / 120
+    {
+        return None;
+    }
+    let fit = super::forecast::fit(window.samples.make_contiguous())?;
+    let eta = super::forecast::eta_ms(&fit, threshold, rising);
+    window.fitted = Some((now, eta));
+    super::forecast::holds(Some(eta), crate::model::millis(horizon), prev)
 }
 
 /// Combines children's conditions: `all` holds when every child holds and ends when any

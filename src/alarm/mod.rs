@@ -2,6 +2,8 @@
 //!
 //! - [`condition`]: rule evaluation, pure (threshold, rate, state, fault, combinations,
 //!   delays).
+//! - [`forecast`]: where a sensor is heading, pure (a robust line through a window,
+//!   and when it reaches a threshold).
 //! - [`lifecycle`]: the alarm state machine, pure (raise, upgrade, latch, acknowledge,
 //!   clear).
 //! - [`suppress`]: maintenance windows and shelving, pure.
@@ -13,5 +15,6 @@
 
 pub mod condition;
 pub mod engine;
+pub mod forecast;
 pub mod lifecycle;
 pub mod suppress;

@@ -29,6 +29,7 @@ mod sensor;
 mod site;
 pub mod states;
 mod store;
+mod trend;
 mod ups;
 mod validate;
 

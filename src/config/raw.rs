@@ -328,9 +328,13 @@ pub struct Rule {
     pub escalation: Option<String>,
     pub latching: Option<bool>,
     pub window: Option<String>,
-    /// `rate` rules: `rising` (default) or `falling`.
+    /// `rate` and `forecast` rules: `rising` (default) or `falling`.
     pub direction: Option<String>,
     pub equals: Option<f64>,
+    /// `forecast` rules: how far ahead the line may reach the threshold.
+    pub horizon: Option<String>,
+    /// `no_event` rules: how long the sensor may go without reading `equals`.
+    pub within: Option<String>,
     /// `all` / `any` rules: the ids of the rules whose conditions are combined.
     #[serde(default)]
     pub of: Vec<String>,

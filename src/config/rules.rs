@@ -41,6 +41,16 @@ pub enum Condition {
     Fault,
     /// A discrete value equals `equals`.
     State { equals: f64 },
+    /// A robust line through the readings of the last `window` reaches `threshold`
+    /// (going up when `rising`) within `horizon` ([`crate::alarm::forecast`]).
+    Forecast {
+        threshold: f64,
+        rising: bool,
+        window: Duration,
+        horizon: Duration,
+    },
+    /// The sensor has not read `equals` (an expected event: a fill) for `within`.
+    NoEvent { equals: f64, within: Duration },
     /// Every one of these rules' conditions holds (indices into `Config::rules`).
     All(Vec<usize>),
     /// At least one of these rules' conditions holds.
@@ -56,6 +66,8 @@ impl Condition {
             Condition::Stale { .. } => "stale",
             Condition::Fault => "fault",
             Condition::State { .. } => "state",
+            Condition::Forecast { .. } => "forecast",
+            Condition::NoEvent { .. } => "no_event",
             Condition::All(_) => "all",
             Condition::Any(_) => "any",
         }
@@ -294,7 +306,9 @@ fn written_rule(c: &mut Checker, p: &str, i: usize, r: &raw::Rule, inp: &RuleInp
     let kind = c.one_of(
         &format!("{p}.kind"),
         &r.kind,
-        &["high", "low", "rate", "stale", "fault", "state", "all", "any"],
+        &[
+            "high", "low", "rate", "stale", "fault", "state", "forecast", "no_event", "all", "any",
+        ],
     );
     let combo = matches!(kind, Some("all" | "any"));
     let sensor = match &r.sensor {
@@ -344,6 +358,8 @@ fn written_rule(c: &mut Checker, p: &str, i: usize, r: &raw::Rule, inp: &RuleInp
     let allowed: &[&str] = match kind {
         Some("high" | "low") => &["threshold", "hysteresis"],
         Some("rate") => &["threshold", "hysteresis", "window", "direction"],
+        Some("forecast") => &["threshold", "window", "direction", "horizon"],
+        Some("no_event") => &["equals", "within"],
         Some("state") => &["equals"],
         Some("all" | "any") => &["of"],
         _ => &[],
@@ -354,6 +370,8 @@ fn written_rule(c: &mut Checker, p: &str, i: usize, r: &raw::Rule, inp: &RuleInp
         ("window", r.window.is_some()),
         ("direction", r.direction.is_some()),
         ("equals", r.equals.is_some()),
+        ("horizon", r.horizon.is_some()),
+        ("within", r.within.is_some()),
         ("of", !r.of.is_empty()),
     ] {
         if given && kind.is_some() && !allowed.contains(&key) {
@@ -398,6 +416,14 @@ fn written_rule(c: &mut Checker, p: &str, i: usize, r: &raw::Rule, inp: &RuleInp
                 Condition::Stale {
                     after: stale_after(s, inp.devices, inp.ups),
                 }
+            }
+            "forecast" => {
+                let threshold = need(c, "threshold", r.threshold, "a threshold")?;
+                super::trend::forecast(c, p, r, threshold)?
+            }
+            "no_event" => {
+                let equals = need(c, "equals", r.equals, "equals = <value>")?;
+                super::trend::no_event(c, p, r, equals)?
             }
             "fault" => Condition::Fault,
             "state" => Condition::State {

@@ -28,6 +28,9 @@ pub struct Facts {
     pub value: Option<f64>,
     /// Units per minute over the last minutes, when known.
     pub rate_per_min: Option<f64>,
+    /// Where the trend of the last half hour leads: the next limit of the sensor's rules
+    /// ahead of it and the milliseconds until it gets there.
+    pub forecast: Option<(f64, i64)>,
     /// Other units in the same power incident.
     pub affected: Vec<String>,
     /// The power incident this alarm joined: its alarm id and what opened it.
@@ -144,6 +147,17 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
             Some(name) => format!("is {name}"),
             None => format!("= {equals}"),
         },
+        Condition::Forecast { threshold, rising, .. } => format!(
+            "heading for {threshold} {unit} ({})",
+            if *rising { "rising" } else { "falling" }
+        ),
+        Condition::NoEvent { equals, within } => format!(
+            "not {} for {}",
+            sensor
+                .and_then(|s| s.state_name(*equals))
+                .map_or_else(|| format!("= {equals}"), str::to_string),
+            humantime::format_duration(*within)
+        ),
         Condition::All(_) | Condition::Any(_) => "combined condition".to_string(),
     });
     let value = facts.value.or(alarm.value);
@@ -181,6 +195,13 @@ pub fn compose(cfg: &Config, alarm: &AlarmRow, kind: Kind, facts: &Facts, now: T
         .filter(|r| r.abs() >= 0.05)
         .map(|r| format!(", {r:+.1} {unit}/min"))
         .unwrap_or_default();
+    // Where it is heading, on pages about an open condition only.
+    let ahead = facts
+        .forecast
+        .filter(|_| kind != Kind::Normal && !silent)
+        .map(|(limit, ms)| format!(", at this rate {limit} {unit} in {}", short_duration(ms)))
+        .unwrap_or_default();
+    let how_fast = format!("{how_fast}{ahead}");
     let at = location.map(|l| format!(" ({l})")).unwrap_or_default();
     let what = rule.map(|r| r.id.as_str()).unwrap_or(alarm.rule.as_str());
     let incident = if facts.affected.is_empty() {
@@ -327,6 +348,26 @@ mod tests {
             ack_path: None,
             cleared_at: None,
         }
+    }
+
+    #[test]
+    fn a_page_says_where_the_trend_leads_and_a_return_to_normal_does_not() {
+        let cfg = config("[[rule]]\nid = \"warm\"\nsensor = \"f7.temp\"\nkind = \"high\"\nthreshold = -70.0\n");
+        let facts = Facts {
+            value: Some(-72.0),
+            rate_per_min: Some(0.1),
+            forecast: Some((-60.0, (2 * 60 + 10) * 60_000)),
+            ..Facts::default()
+        };
+        let text = compose(&cfg, &alarm("warm", -72.0), Kind::Page, &facts, 60_000);
+        assert!(
+            text.sms.contains(", +0.1 degC/min, at this rate -60 degC in 2h10m."),
+            "{}",
+            text.sms
+        );
+        assert!(text.body.contains("at this rate -60 degC in 2h10m"), "{}", text.body);
+        let normal = compose(&cfg, &alarm("warm", -72.0), Kind::Normal, &facts, 60_000);
+        assert!(!normal.sms.contains("at this rate"), "{}", normal.sms);
     }
 
     #[test]

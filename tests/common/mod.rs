@@ -8,6 +8,7 @@ pub mod api_lab;
 pub mod browser;
 pub mod container;
 pub mod cryosim;
+pub mod engine_rig;
 pub mod exim;
 pub mod fault_proxy;
 pub mod floods;

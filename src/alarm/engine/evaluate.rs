@@ -50,6 +50,25 @@ impl Engine {
                         None
                     }
                 }
+                Condition::Forecast { window, .. } => {
+                    let w = crate::model::millis(*window);
+                    let Some(win) = self.rate[ri].as_mut() else { continue };
+                    match (good, r.value) {
+                        (true, Some(v)) => {
+                            win.push(r.time, v, w);
+                            condition::decide_forecast(&rule.condition, prev, win, at)
+                        }
+                        _ => None,
+                    }
+                }
+                Condition::NoEvent { equals, .. } => {
+                    // The event decides at once; its absence only the clock ([`Engine::on_tick`]).
+                    let seen = good && r.value.is_some_and(|v| (v - equals).abs() < 1e-9);
+                    if seen {
+                        self.last_event[ri] = Some(self.last_event[ri].map_or(at, |l| l.max(at)));
+                    }
+                    seen.then_some(false)
+                }
                 c => condition::decide(c, prev, r.value, r.quality),
             };
             self.step_rule(ri, cond, at, now, r.value);
@@ -111,7 +130,10 @@ impl Engine {
                     incident: if rule.power_incident { None } else { self.incident },
                 };
                 let v = value.or(self.last_value[rule.sensor]);
-                let t = lifecycle::fire(&mut self.open[f], ri, rule, since, now, v, &mut self.next_alarm, ctx);
+                let mut t = lifecycle::fire(&mut self.open[f], ri, rule, since, now, v, &mut self.next_alarm, ctx);
+                if let Some(first) = t.first_mut() {
+                    first.comment = self.trend_comment(ri, now);
+                }
                 if rule.power_incident
                     && self.incident.is_none()
                     && let Some(a) = &self.open[f]
@@ -141,24 +163,63 @@ impl Engine {
         t
     }
 
-    /// Feeds the rate windows from stored history after a restart.
+    /// What a forecast or no_event alarm's raise records: the predicted time, or since
+    /// when the event has not come.
+    fn trend_comment(&self, ri: usize, now: TimestampMs) -> String {
+        match self.rules[ri].condition {
+            Condition::Forecast { threshold, .. } => {
+                match self.rate[ri].as_ref().and_then(|w| w.fitted).and_then(|(_, eta)| eta) {
+                    Some(ms) => format!(
+                        "at this rate {threshold} in {} (about {})",
+                        crate::report::asset::fmt_duration(ms),
+                        crate::model::format_rfc3339(now.saturating_add(ms))
+                    ),
+                    None => String::new(),
+                }
+            }
+            Condition::NoEvent { equals, .. } => match self.last_event[ri] {
+                Some(t) => format!("last read {equals} at {}", crate::model::format_rfc3339(t)),
+                None => format!("{equals} not read since cryowatch started watching"),
+            },
+            _ => String::new(),
+        }
+    }
+
+    /// Feeds the rate and forecast windows, and the time each no_event rule's event was
+    /// last read, from stored history after a restart.
     pub fn prime_rate(&mut self, sensor: usize, samples: &[(TimestampMs, f64)]) {
         for ri in self.by_sensor.get(sensor).cloned().unwrap_or_default() {
-            if let (Condition::Rate { window, .. }, Some(w)) = (&self.rules[ri].condition, self.rate[ri].as_mut()) {
-                for &(t, v) in samples {
-                    w.push(t, v, crate::model::millis(*window));
+            match (&self.rules[ri].condition, self.rate[ri].as_mut()) {
+                (Condition::Rate { window, .. } | Condition::Forecast { window, .. }, Some(w)) => {
+                    for &(t, v) in samples {
+                        w.push(t, v, crate::model::millis(*window));
+                    }
                 }
+                (Condition::NoEvent { equals, .. }, _) => {
+                    let equals = *equals;
+                    let known = samples
+                        .iter()
+                        .rev()
+                        .find(|(_, v)| (v - equals).abs() < 1e-9)
+                        .or(samples.first());
+                    if let Some(&(t, _)) = known {
+                        self.last_event[ri] = Some(self.last_event[ri].map_or(t, |l| l.max(t)));
+                    }
+                }
+                _ => {}
             }
         }
     }
 
-    /// The longest rate window of any rule of `sensor`, if it has rate rules.
+    /// How far back the rules of `sensor` look (the longest rate or forecast window, or
+    /// no_event `within`), if any of them does.
     pub fn rate_window(&self, sensor: usize) -> Option<Duration> {
         self.by_sensor
             .get(sensor)?
             .iter()
             .filter_map(|&ri| match self.rules[ri].condition {
-                Condition::Rate { window, .. } => Some(window),
+                Condition::Rate { window, .. } | Condition::Forecast { window, .. } => Some(window),
+                Condition::NoEvent { within, .. } => Some(within),
                 _ => None,
             })
             .max()

@@ -50,6 +50,11 @@ pub struct Engine {
     by_sensor: Vec<Vec<usize>>,
     combos_of: Vec<Vec<usize>>,
     stale_rules: Vec<usize>,
+    /// `no_event` rules, decided by the clock; per rule, when its sensor last read the
+    /// expected value (or, when the history read back at a restart does not hold it,
+    /// the oldest reading there: the event has not come since then at least).
+    event_rules: Vec<usize>,
+    last_event: Vec<Option<TimestampMs>>,
     last_good: Vec<Option<TimestampMs>>,
     last_value: Vec<Option<f64>>,
     /// Time of the newest reading evaluated, per sensor.

@@ -30,6 +30,7 @@ impl Engine {
         let mut by_sensor = vec![Vec::new(); n_sensors];
         let mut combos_of = vec![Vec::new(); rules.len()];
         let mut stale_rules = Vec::new();
+        let mut event_rules = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             match &r.condition {
                 Condition::All(ch) | Condition::Any(ch) => {
@@ -41,12 +42,18 @@ impl Engine {
                     stale_rules.push(i);
                     by_sensor[r.sensor].push(i);
                 }
+                Condition::NoEvent { .. } => {
+                    event_rules.push(i);
+                    by_sensor[r.sensor].push(i);
+                }
                 _ => by_sensor[r.sensor].push(i),
             }
         }
         let rate = rules
             .iter()
-            .map(|r| matches!(r.condition, Condition::Rate { .. }).then(RateWindow::default))
+            .map(|r| {
+                matches!(r.condition, Condition::Rate { .. } | Condition::Forecast { .. }).then(RateWindow::default)
+            })
             .collect();
         let mut e = Engine {
             sensor_names: config.sensors.iter().map(|s| s.id.clone()).collect(),
@@ -65,6 +72,8 @@ impl Engine {
             by_sensor,
             combos_of,
             stale_rules,
+            event_rules,
+            last_event: vec![None; rules.len()],
             last_good,
             last_value: vec![None; n_sensors],
             last_eval: vec![None; n_sensors],

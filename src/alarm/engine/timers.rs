@@ -48,6 +48,19 @@ impl Engine {
                 self.step_rule(ri, Some(true), became, now, None);
             }
         }
+        for k in 0..self.event_rules.len() {
+            let ri = self.event_rules[k];
+            let Condition::NoEvent { within, .. } = self.rules[ri].condition else {
+                continue;
+            };
+            // Nobody can expect an event from before cryowatch started watching (the
+            // store's history is read back at a restart).
+            let last = self.last_event[ri].unwrap_or(self.started);
+            let became = last.saturating_add(crate::model::millis(within));
+            if now >= became && self.states[ri].cond != Some(true) {
+                self.step_rule(ri, Some(true), became, now, None);
+            }
+        }
         for ri in 0..self.rules.len() {
             let st = self.states[ri];
             if st.cond == Some(true) && !st.fired {

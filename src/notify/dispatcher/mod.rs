@@ -61,6 +61,8 @@ const PASS: Duration = Duration::from_millis(500);
 /// Backoff after a pass where no channel delivered: 5 s, doubling, at most 5 min.
 const RETRY_FIRST: i64 = 5_000;
 const RETRY_MAX: i64 = 300_000;
+/// How far back a page looks for the trend it names.
+const TREND_MS: i64 = 30 * 60_000;
 /// Return-to-normal messages are planned for alarms cleared within this window.
 const RTN_WINDOW: i64 = 24 * 3600 * 1000;
 /// Acknowledgements by SMS answered within this window get their answer by SMS.
@@ -174,26 +176,28 @@ impl Dispatcher {
     }
 
     /// What a page says besides the alarm itself: value and rate of the last five
-    /// minutes, the units an incident affects, the synthetic value of a test.
+    /// minutes, where the last half hour's trend leads, the units an incident affects,
+    /// the synthetic value of a test.
     fn facts(&self, alarm: &AlarmRow, open: &[AlarmRow], now: TimestampMs) -> Facts {
         let mut facts = Facts::default();
         let sensors = self.store.sensors().unwrap_or_default();
         if let Some((id, _)) = sensors.get(&alarm.sensor) {
-            let mut first: Option<(i64, f64)> = None;
-            let mut last: Option<(i64, f64)> = None;
-            let _ = self.store.history(*id, now - 5 * 60_000, now, |r| {
+            let mut samples: Vec<(i64, f64)> = Vec::new();
+            let _ = self.store.history(*id, now - TREND_MS, now, |r| {
                 if let (crate::model::Quality::Good, Some(v)) = (r.quality, r.value) {
-                    first.get_or_insert((r.time, v));
-                    last = Some((r.time, v));
+                    samples.push((r.time, v));
                 }
                 true
             });
+            let last = samples.last().copied();
+            let first = samples.iter().find(|(t, _)| *t >= now - 5 * 60_000).copied();
             facts.value = last.map(|(_, v)| v);
             if let (Some((t0, v0)), Some((t1, v1))) = (first, last)
                 && t1 - t0 >= 60_000
             {
                 facts.rate_per_min = Some((v1 - v0) / ((t1 - t0) as f64 / 60_000.0));
             }
+            facts.forecast = self.heading(&alarm.sensor, &samples);
         }
         facts.affected = open
             .iter()
@@ -208,6 +212,33 @@ impl Dispatcher {
             facts.test_by = Some(by);
         }
         facts
+    }
+
+    /// Where a measured sensor's last half hour leads: the next limit of its rules ahead
+    /// of the trend, once the readings span ten minutes. None for discrete sensors.
+    fn heading(&self, sensor: &str, samples: &[(i64, f64)]) -> Option<(f64, i64)> {
+        let si = self.cfg.sensor_index(sensor)?;
+        if self.cfg.sensors.get(si)?.states.is_some() {
+            return None;
+        }
+        let span = samples.last()?.0 - samples.first()?.0;
+        if span < 10 * 60_000 {
+            return None;
+        }
+        let limits: Vec<f64> = self
+            .cfg
+            .rules
+            .iter()
+            .filter(|r| r.sensor == si)
+            .filter_map(|r| match r.condition {
+                crate::config::rules::Condition::High { threshold, .. }
+                | crate::config::rules::Condition::Low { threshold, .. }
+                | crate::config::rules::Condition::Forecast { threshold, .. } => Some(threshold),
+                _ => None,
+            })
+            .collect();
+        let fit = crate::alarm::forecast::fit(samples)?;
+        crate::alarm::forecast::next_threshold(&fit, &limits)
     }
 
     /// The channel and its fallback chain, each once.

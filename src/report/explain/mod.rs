@@ -188,6 +188,22 @@ fn rules(cfg: &Config, s: &mut String) {
             Condition::Stale { after } => format!("{} has no good reading for {}", sensor.id, dur(*after)),
             Condition::Fault => format!("{} reports a probe fault", sensor.id),
             Condition::State { equals } => format!("{} = {equals}", sensor.id),
+            Condition::Forecast {
+                threshold,
+                rising,
+                window,
+                horizon,
+            } => format!(
+                "{} {} to {threshold} {} within {} (a line through the last {})",
+                sensor.id,
+                if *rising { "rising" } else { "falling" },
+                sensor.unit,
+                dur(*horizon),
+                dur(*window)
+            ),
+            Condition::NoEvent { equals, within } => {
+                format!("{} not = {equals} for {}", sensor.id, dur(*within))
+            }
             Condition::All(ch) => format!("all of [{}]", ch.iter().map(name).collect::<Vec<_>>().join(", ")),
             Condition::Any(ch) => format!("any of [{}]", ch.iter().map(name).collect::<Vec<_>>().join(", ")),
         };
