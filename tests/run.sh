@@ -89,13 +89,13 @@ if [[ "${CI:-}" == true ]]; then
         fi
     fi
 fi
-# The whole run needs about 12 GB under the target directory (tests, release package,
+# The whole run needs about 6 GB under the target directory (tests, release package,
 # benchmarks, fuzz targets): say what there is, so a full disk is named before it bites.
 mkdir -p "$target_dir"
 free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 {print $4}')
 echo "tests/run.sh: $((free_kb / 1024 / 1024)) GB free under $target_dir" >&2
-if ((free_kb < 12 * 1024 * 1024)); then
-    echo "tests/run.sh: warning: less than 12 GB free under $target_dir; the build may fail with 'No space left on device'" >&2
+if ((free_kb < 8 * 1024 * 1024)); then
+    echo "tests/run.sh: warning: less than 8 GB free under $target_dir; the build may fail with 'No space left on device'" >&2
 fi
 # The package test (tests/package.rs) builds the .deb with cargo-deb.
 if ! cargo deb --version >/dev/null 2>&1; then

@@ -74,6 +74,7 @@ fuzz_target!(|input: Input| {
         scale,
         offset,
         fault_values: input.fault_values.clone(),
+        invert: false,
     };
 
     let (value, quality) = decode_point(&words, &point);

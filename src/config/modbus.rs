@@ -355,6 +355,9 @@ pub struct ModbusPoint {
     pub scale: f64,
     pub offset: f64,
     pub fault_values: Vec<f64>,
+    /// A coil or discrete input wired normally closed: its bit is read inverted, so an
+    /// open contact or a broken wire reads 1.
+    pub invert: bool,
 }
 
 /// Checks a sensor's `[sensor.modbus]` at key path `p` against the checked `devices`.
@@ -437,6 +440,12 @@ pub(super) fn point(
             format!("must be a finite number other than 0, found {scale}"),
         );
     }
+    if m.invert.is_some() && !register.is_bit() {
+        c.err(
+            format!("{p}.invert"),
+            "applies to coils and discrete inputs only (a normally-closed contact)",
+        );
+    }
     let offset = m.offset.unwrap_or(0.0);
     if !offset.is_finite() {
         c.err(format!("{p}.offset"), "must be a finite number");
@@ -450,5 +459,6 @@ pub(super) fn point(
         scale,
         offset,
         fault_values: m.fault_values.clone(),
+        invert: m.invert.unwrap_or(false),
     })
 }

@@ -295,6 +295,8 @@ pub struct SensorModbus {
     pub offset: Option<f64>,
     #[serde(default)]
     pub fault_values: Vec<f64>,
+    /// Coils and discrete inputs: read 1 as 0 and 0 as 1 (a normally-closed contact).
+    pub invert: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,9 +79,10 @@ pub fn decode_point(words: &[u16], p: &ModbusPoint) -> (Option<f64>, Quality) {
     (Some(value), Quality::Good)
 }
 
-/// Decodes a single bit (coil or discrete input).
+/// Decodes a single bit (coil or discrete input), inverted for a normally-closed
+/// contact; fault values are in the sensor's terms (after inversion).
 pub fn decode_bit(bit: bool, p: &ModbusPoint) -> (Option<f64>, Quality) {
-    let raw = f64::from(u8::from(bit));
+    let raw = f64::from(u8::from(bit != p.invert));
     if p.fault_values.contains(&raw) {
         return (None, Quality::SensorFault);
     }
@@ -186,7 +187,19 @@ mod tests {
             scale: 0.1,
             offset: 0.0,
             fault_values: faults,
+            invert: false,
         }
+    }
+
+    #[test]
+    fn a_normally_closed_contact_reads_inverted_so_a_broken_wire_is_an_alarm() {
+        let mut p = point(DataType::Bool, vec![]);
+        p.register = RegisterKind::Discrete;
+        assert_eq!(decode_bit(true, &p), (Some(1.0), Quality::Good));
+        p.invert = true;
+        // Closed (all well) reads 0; open, or a cut wire, reads 1.
+        assert_eq!(decode_bit(true, &p), (Some(0.0), Quality::Good));
+        assert_eq!(decode_bit(false, &p), (Some(1.0), Quality::Good));
     }
 
     #[test]

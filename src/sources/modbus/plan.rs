@@ -75,6 +75,7 @@ mod tests {
             scale: 1.0,
             offset: 0.0,
             fault_values: vec![],
+            invert: false,
         }
     }
 
