@@ -36,7 +36,7 @@
 //! - [`notify`]: where alarms become pages.
 //!   - [`notify::dispatcher`]: plan → outbox → send with fallback → record; [`notify::dispatcher::decide`] is the pure planning of what is due.
 //!   - [`notify::escalation`], [`notify::oncall`]: who and when (pure); [`notify::message`]: the texts; [`notify::incident`]: power incidents.
-//!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]).
+//!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]); [`notify::modem::call`]: the modem's wake-up call before an SMS.
 //!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
 //! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
 //! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates; `/quality` the indicators), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs: a session's person and password), [`api::sms`], [`api::metrics`], [`api::server`].

@@ -388,6 +388,7 @@ fallback = "modem"
 id = "modem"
 kind = "gsm_modem"
 serial = "/dev/serial/by-id/usb-modem"
+ring = "20s"
 "#,
     )
     .expect("write");
@@ -403,7 +404,7 @@ serial = "/dev/serial/by-id/usb-modem"
         "ups (NUT) ups-a = labups at 127.0.0.1:3493 every 5s:\n  ups-a.on_battery <- on_battery\n",
         "  dewar-1.temp 30s (default: 3 poll intervals, at least 30s)\n",
         "channel sms: twilio https://sms.example.org, from +15550000000, falls back to modem\n",
-        "channel modem: gsm_modem /dev/serial/by-id/usb-modem @115200, no fallback\n",
+        "channel modem: gsm_modem /dev/serial/by-id/usb-modem @115200, rings 20s before each SMS, no fallback\n",
         "  channel[0] channel \"sms\" (twilio) (sms.example.org) trusts the system trust store (",
         "  alice (Alice Nguyen): phone +15551230001\n",
         "schedule rota: weekly, handoff Monday 08:00:00 (America/Chicago), members alice, \

@@ -1,13 +1,13 @@
 //! The GSM modem channel against a fake modem (`cryosim modem`) on a socat pty pair:
 //! AT initialisation, sending and splitting, CMS errors, a modem that stops answering,
-//! the health check and inbound replies.
+//! the health check, inbound replies, and the wake-up call before the SMS (`ring`).
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::modem::FakeModem;
+use common::modem::{Event, FakeModem, RecordedCall};
 use cryowatch::config::notify::Contact;
 use cryowatch::notify::channel::{Delivery, Outgoing};
 use cryowatch::notify::modem::{ModemChannel, ModemTimeouts, Registration};
@@ -267,4 +267,116 @@ async fn a_serial_port_that_cannot_be_opened_is_a_retryable_failure() {
     let (retry, reason) = failed(ch.send(&page(Some(NURSE), "x")).await);
     assert!(retry, "{reason}");
     assert!(reason.contains("ttyUSB9") && reason.contains("cannot open"), "{reason}");
+}
+
+/// The modem channel as the daemon builds it from a configuration naming `modem`'s line,
+/// with `extra` added to the channel.
+fn configured_channel(
+    dir: &std::path::Path,
+    modem: &FakeModem,
+    extra: &str,
+) -> Arc<dyn cryowatch::notify::channel::Sender> {
+    let file = dir.join("cryowatch.toml");
+    let toml = format!(
+        "[site]\nname = \"ring test\"\ntimezone = \"UTC\"\n\n[store]\npath = \"ring.db\"\n\n\
+         [[channel]]\nid = \"modem\"\nkind = \"gsm_modem\"\nserial = \"{}\"\n{extra}\n",
+        modem.tty.display()
+    );
+    std::fs::write(&file, toml).expect("write config");
+    let cfg = cryowatch::config::load(&file).unwrap_or_else(|e| panic!("config refused: {e}"));
+    let built = cryowatch::notify::channels::build(&cfg.notify, None);
+    built.senders.get("modem").cloned().expect("the modem channel is built")
+}
+
+fn only_call(modem: &FakeModem) -> RecordedCall {
+    let calls = modem.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    calls[0].clone()
+}
+
+#[tokio::test]
+async fn with_ring_the_contact_is_called_for_that_long_hung_up_and_then_texted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let modem = FakeModem::start(dir.path());
+    let ch = configured_channel(dir.path(), &modem, "ring = \"2s\"");
+    let t0 = Instant::now();
+    let detail = sent(ch.send(&page(Some(NURSE), "ALARM dewar-1")).await, &modem);
+    assert!(t0.elapsed() >= Duration::from_secs(2), "took {:?}", t0.elapsed());
+
+    let history = modem.history();
+    let [Event::Call(call), Event::Sms(sms)] = history.as_slice() else {
+        panic!("expected a call, then the SMS: {history:#?}");
+    };
+    assert_eq!((call.number.as_str(), call.ended_by.as_str()), (NURSE, "ATH"));
+    assert!(
+        call.duration() >= Duration::from_millis(1900) && call.duration() < Duration::from_millis(3000),
+        "rang {:?}",
+        call.duration()
+    );
+    assert_eq!((sms.to.as_str(), sms.text.as_str()), (NURSE, "ALARM dewar-1"));
+    assert!(
+        detail.starts_with("call rang 2.")
+            && detail.ends_with(&format!("s, hung up; message reference {}", sms.reference)),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn without_ring_no_call_is_made() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let modem = FakeModem::start(dir.path());
+    let ch = configured_channel(dir.path(), &modem, "");
+    let detail = sent(ch.send(&page(Some(NURSE), "ALARM dewar-1")).await, &modem);
+    assert!(detail.starts_with("message reference"), "{detail}");
+    assert_eq!(modem.wait_sent(1, Duration::from_secs(2)).len(), 1);
+    // The control port lists calls still ringing too: none was ever dialled.
+    assert_eq!(modem.command("calls"), "[]");
+    assert_eq!(modem.history().len(), 1);
+}
+
+#[tokio::test]
+async fn a_busy_callee_is_recorded_as_busy_and_still_texted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let modem = FakeModem::start(dir.path());
+    modem.call_end("busy");
+    let ch = channel(&modem).with_ring(Some(Duration::from_secs(20)));
+    let t0 = Instant::now();
+    let detail = sent(ch.send(&page(Some(NURSE), "still texted")).await, &modem);
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert!(detail.starts_with("call busy after 0."), "{detail}");
+    assert!(detail.contains("; message reference "), "{detail}");
+    assert_eq!(only_call(&modem).ended_by, "BUSY");
+    assert!(matches!(modem.history().as_slice(), [Event::Call(_), Event::Sms(s)] if s.text == "still texted"));
+}
+
+#[tokio::test]
+async fn a_call_the_network_ends_early_stops_ringing_then_and_the_sms_follows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let modem = FakeModem::start(dir.path());
+    modem.call_end("500");
+    let ch = channel(&modem).with_ring(Some(Duration::from_secs(10)));
+    let t0 = Instant::now();
+    let detail = sent(ch.send(&page(Some(NURSE), "after no carrier")).await, &modem);
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert!(detail.starts_with("call no carrier after 0."), "{detail}");
+    let call = only_call(&modem);
+    assert_eq!(call.ended_by, "NO CARRIER");
+    assert!(call.duration() < Duration::from_secs(2), "{call:?}");
+    assert!(matches!(modem.history().as_slice(), [Event::Call(_), Event::Sms(s)] if s.text == "after no carrier"));
+}
+
+#[tokio::test]
+async fn a_failed_sms_after_a_call_names_the_call_and_the_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let modem = FakeModem::start(dir.path());
+    modem.fail_next(1, 332);
+    let ch = channel(&modem).with_ring(Some(Duration::from_millis(300)));
+    let (retry, reason) = failed(ch.send(&page(Some(NURSE), "refused")).await);
+    assert!(retry, "{reason}");
+    assert!(
+        reason.starts_with("call rang 0.") && reason.contains("+CMS ERROR: 332"),
+        "{reason}"
+    );
+    assert_eq!(only_call(&modem).ended_by, "ATH");
+    assert!(modem.sent().is_empty());
 }

@@ -4,12 +4,17 @@
 //! `AT`, `ATE0`/`ATE1`, `ATZ`, `ATI`, `AT+CMEE=n`, `AT+CMGF=0|1`, `AT+CSCS="GSM"|"IRA"`,
 //! `AT+CSQ`, `AT+CREG?`, `AT+CMGS="<number>"` (prompt `> `, text, Ctrl-Z submits, ESC
 //! cancels), `AT+CMGL="REC UNREAD"|"REC READ"|"ALL"`, `AT+CMGR=<i>`, `AT+CMGD=<i>[,<flag>]`,
-//! `AT+CNMI=...`. Anything else answers `ERROR`. Like a real modem it starts with echo
+//! `AT+CNMI=...`, `ATD<number>;` (a voice call: `OK`, then `NO CARRIER` when the call
+//! ends by itself; `BUSY` instead of `OK` when the callee is busy) and `ATH` (hang up,
+//! `OK`). Anything else answers `ERROR`. Like a real modem it starts with echo
 //! on and in PDU mode, so a sender must initialise it. Text is in the GSM 7-bit
 //! alphabet, one byte per septet (`AT+CSCS="GSM"`), or ASCII (`"IRA"`). A submission of
 //! more than 160 septets answers `+CMS ERROR: 305`.
 //!
-//! Every submitted message is recorded as one JSON line, `{"to":"+1555…","text":"…","ref":7}`.
+//! Every submitted message is recorded as one JSON line, `{"to":"+1555…","text":"…","ref":7}`,
+//! and every call once it ended as one line
+//! `{"call":"+1555…","dialled_ms":…,"ended_ms":…,"ended_by":"ATH"|"NO CARRIER"|"BUSY"}`
+//! (milliseconds since the Unix epoch), in the order they happened.
 //!
 //! The control port (TCP, one command per line, one answer line per command):
 //!
@@ -21,11 +26,16 @@
 //! network <state>        -> ok           home | roaming | searching | denied | none | <stat>;
 //!                                        unregistered, submissions answer +CMS ERROR: 331
 //! signal <rssi>          -> ok           AT+CSQ rssi, 0-31 or 99
+//! call_end <ms>|never|busy -> ok         a dialled call ends by itself with NO CARRIER
+//!                                        <ms> after dialling, rings until ATH (never,
+//!                                        the default), or ATD answers BUSY
 //! sent                   -> [{"to":..,"text":..,"ref":..},...]
+//! calls                  -> [{"call":..,"dialled_ms":..,"ended_ms":..,"ended_by":..},...]
 //! inbox                  -> [{"index":..,"from":..,"text":..,"status":..},...]
 //! help                   -> the commands
 //! ```
 
+mod call;
 mod control;
 mod gsm;
 mod serve;
@@ -35,6 +45,7 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
+pub use call::{Call, CallEnd};
 pub use gsm::{gsm_decode, gsm_encode};
 pub use serve::{ModemConfig, ModemSim};
 
@@ -78,6 +89,8 @@ pub struct Fed {
     pub output: Vec<u8>,
     /// Messages submitted by these bytes.
     pub sent: Vec<SentSms>,
+    /// Calls that ended (hung up, or busy) by these bytes or this moment.
+    pub calls: Vec<Call>,
 }
 
 /// The modem's state machine: bytes in, bytes out. No I/O.
@@ -96,6 +109,8 @@ pub struct Modem {
     inbox: BTreeMap<u32, Stored>,
     sent: Vec<SentSms>,
     urcs: Vec<u8>,
+    calls: Vec<Call>,
+    call_end: CallEnd,
 }
 
 impl Default for Modem {
@@ -114,6 +129,8 @@ impl Default for Modem {
             inbox: BTreeMap::new(),
             sent: Vec::new(),
             urcs: Vec::new(),
+            calls: Vec::new(),
+            call_end: CallEnd::default(),
         }
     }
 }
@@ -150,6 +167,11 @@ fn sc_timestamp(now: SystemTime) -> String {
 impl Modem {
     /// Bytes arriving on the serial line.
     pub fn feed(&mut self, input: &[u8]) -> Fed {
+        self.feed_at(input, SystemTime::now())
+    }
+
+    /// Bytes arriving on the serial line at `now`.
+    pub fn feed_at(&mut self, input: &[u8], now: SystemTime) -> Fed {
         let mut fed = Fed::default();
         if self.silent {
             return fed;
@@ -179,7 +201,7 @@ impl Modem {
                     let line = String::from_utf8_lossy(&std::mem::take(&mut self.line))
                         .trim()
                         .to_string();
-                    self.command(&line, &mut fed.output);
+                    self.command(&line, now, &mut fed);
                 }
                 (Entry::Command, b'\n') => {}
                 (Entry::Command, _) => {
@@ -241,11 +263,18 @@ impl Modem {
         fed.sent.push(sms);
     }
 
-    fn command(&mut self, line: &str, out: &mut Vec<u8>) {
+    fn command(&mut self, line: &str, now: SystemTime, fed: &mut Fed) {
         if line.is_empty() || !line.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("at")) {
             return;
         }
         let upper = line.to_ascii_uppercase();
+        if upper.starts_with("ATD") {
+            return self.dial(&line[3..], now, fed);
+        }
+        if upper == "ATH" || upper == "ATH0" {
+            return self.hang_up(now, fed);
+        }
+        let out = &mut fed.output;
         let arg = |prefix: &str| upper.strip_prefix(prefix).map(|_| line[prefix.len()..].trim());
         let ok = match upper.as_str() {
             "AT" => true,

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::check::{Checker, Secret, resolve};
 use super::raw;
@@ -34,6 +35,8 @@ pub enum ChannelKind {
     GsmModem {
         serial: PathBuf,
         baud: u32,
+        /// Call the contact and let it ring this long before each page's SMS.
+        ring: Option<Duration>,
     },
     Webhook {
         url: String,
@@ -50,6 +53,9 @@ pub struct Channel {
 }
 
 const KINDS: &[&str] = &["smtp", "twilio", "gsm_modem", "webhook"];
+
+/// The longest wake-up call before an SMS: past this, the page itself is late.
+pub const MAX_RING: Duration = Duration::from_secs(120);
 
 /// Checks `[[channel]]`; channels of an unknown kind or missing what their kind needs
 /// are left out (with their problems).
@@ -72,7 +78,7 @@ fn channel(
     base: &Path,
 ) -> Option<Channel> {
     let kind = c.one_of(&format!("{p}.kind"), &ch.kind, KINDS)?;
-    let given: [(&str, bool); 14] = [
+    let given: [(&str, bool); 15] = [
         ("host", ch.host.is_some()),
         ("port", ch.port.is_some()),
         ("tls", ch.tls.is_some()),
@@ -90,6 +96,7 @@ fn channel(
         ),
         ("serial", ch.serial.is_some()),
         ("baud", ch.baud.is_some()),
+        ("ring", ch.ring.is_some()),
         ("url", ch.url.is_some()),
         ("ca_file", ch.ca_file.is_some()),
         ("fallback", ch.fallback.is_some()),
@@ -105,7 +112,7 @@ fn channel(
             &["base_url", "account_sid", "auth_token", "from", "ca_file", "fallback"],
             &["account_sid", "auth_token", "from"],
         ),
-        "gsm_modem" => (&["serial", "baud", "fallback"], &["serial"]),
+        "gsm_modem" => (&["serial", "baud", "ring", "fallback"], &["serial"]),
         _ => (&["url", "ca_file", "fallback"], &["url"]),
     };
     for (key, is_given) in given {
@@ -145,6 +152,10 @@ fn channel(
             );
         }
     }
+    let ring = match (&ch.ring, kind) {
+        (Some(text), "gsm_modem") => ring(c, &format!("{p}.ring"), text),
+        _ => None,
+    };
     if let Some(f) = &ch.fallback {
         if f == &ch.id {
             c.err(format!("{p}.fallback"), "a channel cannot fall back to itself");
@@ -193,6 +204,7 @@ fn channel(
         "gsm_modem" => ChannelKind::GsmModem {
             serial: resolve(base, ch.serial.as_deref()?),
             baud: ch.baud.unwrap_or(115_200),
+            ring,
         },
         _ => ChannelKind::Webhook { url: ch.url.clone()? },
     };
@@ -202,6 +214,23 @@ fn channel(
         fallback: ch.fallback.clone(),
         ca_file,
     })
+}
+
+/// `ring`: longer than zero, at most [`MAX_RING`].
+fn ring(c: &mut Checker, path: &str, text: &str) -> Option<Duration> {
+    let d = c.duration(path, text)?;
+    if d.is_zero() {
+        c.err(path, "must be longer than zero (leave ring out for no call)");
+        None
+    } else if d > MAX_RING {
+        c.err(
+            path,
+            format!("{text:?} is too long: a call rings at most 120s (\"2m\") before the SMS is sent"),
+        );
+        None
+    } else {
+        Some(d)
+    }
 }
 
 /// The fallback chain from channel `start` when it comes back to `start`.

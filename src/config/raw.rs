@@ -466,6 +466,8 @@ pub struct Channel {
     // gsm_modem
     pub serial: Option<String>,
     pub baud: Option<u32>,
+    /// Call the contact and let it ring this long before each SMS (`"20s"`).
+    pub ring: Option<String>,
     // webhook
     pub url: Option<String>,
     /// smtp, twilio, webhook: PEM file of CA certificates trusted besides the system

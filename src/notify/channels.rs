@@ -82,8 +82,8 @@ pub fn build(cfg: &NotifyConfig, scope: Option<&str>) -> Built {
             ChannelKind::Webhook { .. } => WebhookChannel::new(ch)
                 .map(|c| Arc::new(c) as _)
                 .map_err(|e| e.to_string()),
-            ChannelKind::GsmModem { serial, baud } => {
-                let m = Arc::new(ModemChannel::new(ch.id.clone(), serial.clone(), *baud));
+            ChannelKind::GsmModem { serial, baud, ring } => {
+                let m = Arc::new(ModemChannel::new(ch.id.clone(), serial.clone(), *baud).with_ring(*ring));
                 modems.push(m.clone());
                 Ok(m as _)
             }

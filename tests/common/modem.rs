@@ -1,6 +1,7 @@
 //! A GSM modem without hardware: a socat pty pair with `cryosim modem` answering AT
 //! commands on one end. cryowatch opens the other end ([`FakeModem::tty`]). Submitted
-//! messages are recorded by the fake modem as JSON lines; its control port queues
+//! messages and ended voice calls are recorded by the fake modem as JSON lines, in the
+//! order they happened; its control port queues
 //! inbound messages, makes submissions fail, silences the modem or takes its network
 //! away. Both processes are killed when the fixture is dropped.
 
@@ -18,6 +19,30 @@ pub struct Recorded {
     pub to: String,
     pub text: String,
     pub reference: u64,
+}
+
+/// A voice call as the fake modem recorded it once it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    pub number: String,
+    /// Milliseconds since the Unix epoch.
+    pub dialled_ms: u64,
+    pub ended_ms: u64,
+    /// `ATH` (hung up by the caller), `NO CARRIER` or `BUSY`.
+    pub ended_by: String,
+}
+
+impl RecordedCall {
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.ended_ms.saturating_sub(self.dialled_ms))
+    }
+}
+
+/// One line of the record file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Sms(Recorded),
+    Call(RecordedCall),
 }
 
 pub struct FakeModem {
@@ -116,18 +141,55 @@ impl FakeModem {
         serde_json::from_str(&answer).unwrap_or_else(|e| panic!("inbox answered {answer:?}: {e}"))
     }
 
-    /// Every submitted message so far, from the record file, in order.
-    pub fn sent(&self) -> Vec<Recorded> {
+    /// `ATD` calls end by themselves with `NO CARRIER` after `ms` milliseconds
+    /// (`"never"`: they ring until `ATH`, the default; `"busy"`: `ATD` answers `BUSY`).
+    pub fn call_end(&self, how: &str) {
+        self.ok(&format!("call_end {how}"));
+    }
+
+    /// Every submitted message and ended call so far, from the record file, in order.
+    pub fn history(&self) -> Vec<Event> {
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("record line {l:?}: {e}"));
-                Recorded {
-                    to: v["to"].as_str().unwrap_or_default().to_string(),
-                    text: v["text"].as_str().unwrap_or_default().to_string(),
-                    reference: v["ref"].as_u64().unwrap_or_else(|| panic!("no ref in {l:?}")),
+                let ms = |key: &str| v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {l:?}"));
+                match v["call"].as_str() {
+                    Some(number) => Event::Call(RecordedCall {
+                        number: number.to_string(),
+                        dialled_ms: ms("dialled_ms"),
+                        ended_ms: ms("ended_ms"),
+                        ended_by: v["ended_by"].as_str().unwrap_or_default().to_string(),
+                    }),
+                    None => Event::Sms(Recorded {
+                        to: v["to"].as_str().unwrap_or_default().to_string(),
+                        text: v["text"].as_str().unwrap_or_default().to_string(),
+                        reference: ms("ref"),
+                    }),
                 }
+            })
+            .collect()
+    }
+
+    /// Every submitted message so far, from the record file, in order.
+    pub fn sent(&self) -> Vec<Recorded> {
+        self.history()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Sms(sms) => Some(sms),
+                Event::Call(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every ended call so far, from the record file, in order.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.history()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Call(call) => Some(call),
+                Event::Sms(_) => None,
             })
             .collect()
     }

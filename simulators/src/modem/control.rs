@@ -7,7 +7,8 @@ use serde_json::json;
 use super::{Entry, Modem, SentSms, Stored, sc_timestamp};
 
 const HELP: &str = "commands: sms <from> <text> | fail <count> <code> | silent on|off | \
-network home|roaming|searching|denied|none|<stat> | signal <rssi> | sent | inbox | help";
+network home|roaming|searching|denied|none|<stat> | signal <rssi> | call_end <ms>|never|busy | \
+sent | calls | inbox | help";
 
 impl Modem {
     /// One control command; returns the answer line.
@@ -82,6 +83,8 @@ impl Modem {
                 }
                 _ => "err usage: signal <0-31|99>".into(),
             },
+            "call_end" => self.set_call_end(rest),
+            "calls" => serde_json::Value::from(self.calls.iter().map(|c| c.json()).collect::<Vec<_>>()).to_string(),
             "sent" => serde_json::Value::from(self.sent.iter().map(SentSms::json).collect::<Vec<_>>()).to_string(),
             "inbox" => serde_json::Value::from(
                 self.inbox

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_serial::SerialStream;
 
-use super::{Modem, SentSms};
+use super::{Call, Fed, Modem, SentSms};
 
 /// Where to serve the modem.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct ModemConfig {
     /// The serial line (one end of a pty pair).
     pub serial: PathBuf,
     pub baud: u32,
-    /// File that gets one JSON line per submitted message (appended).
+    /// File that gets one JSON line per submitted message and per ended call (appended).
     pub record: Option<PathBuf>,
     /// Control port listen address (port 0: pick a free port).
     pub control: Option<SocketAddr>,
@@ -105,6 +105,11 @@ impl ModemSim {
         self.shared.lock().sent.clone()
     }
 
+    /// Every call dialled so far (the last one may still ring).
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
     /// Resolves only if a task stops on its own.
     pub async fn failed(&mut self) -> anyhow::Error {
         match self.tasks.join_next().await {
@@ -148,6 +153,11 @@ async fn serve_serial(
         };
         let ended: std::io::Result<()> = async {
             loop {
+                // A call that ends by itself: wake up then.
+                let due = shared.lock().next_event().map(|at| {
+                    let wait = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+                    tokio::time::Instant::now() + wait
+                });
                 let output = tokio::select! {
                     n = serial.read(&mut buf) => {
                         let n = n?;
@@ -155,12 +165,15 @@ async fn serve_serial(
                             return Ok(());
                         }
                         let fed = shared.lock().feed(&buf[..n]);
-                        if let Some(file) = record.as_mut() {
-                            fed.sent.iter().try_for_each(|sms| write_record(file, sms))?;
-                        }
+                        record_fed(record.as_mut(), &fed)?;
                         fed.output
                     }
                     () = shared.wake.notified() => shared.lock().take_urcs(),
+                    () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                        let fed = shared.lock().tick(SystemTime::now());
+                        record_fed(record.as_mut(), &fed)?;
+                        fed.output
+                    }
                 };
                 if !output.is_empty() {
                     serial.write_all(&output).await?;
@@ -174,9 +187,18 @@ async fn serve_serial(
     }
 }
 
-fn write_record(file: &mut std::fs::File, sms: &SentSms) -> std::io::Result<()> {
+/// Appends the messages and ended calls of `fed` to the record file, if there is one.
+fn record_fed(file: Option<&mut std::fs::File>, fed: &Fed) -> std::io::Result<()> {
     use std::io::Write;
-    writeln!(file, "{}", sms.json())?;
+    let Some(file) = file else { return Ok(()) };
+    for line in fed
+        .sent
+        .iter()
+        .map(SentSms::json)
+        .chain(fed.calls.iter().map(Call::json))
+    {
+        writeln!(file, "{line}")?;
+    }
     file.flush()
 }
 

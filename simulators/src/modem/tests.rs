@@ -129,3 +129,62 @@ fn service_centre_timestamps_are_civil_utc() {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_422_000); // 2026-11-23T08:20:00Z
     assert_eq!(sc_timestamp(t), "26/11/23,08:20:00+00");
 }
+
+#[test]
+fn a_voice_call_rings_until_ath_and_is_recorded_with_its_times() {
+    let mut m = ready();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_422_000);
+    let fed = m.feed_at(b"ATD+15551230001;\r", t0);
+    assert_eq!(String::from_utf8_lossy(&fed.output), "\r\nOK\r\n");
+    assert!(fed.calls.is_empty());
+    assert_eq!(m.next_event(), None, "by default the call rings until hung up");
+    assert_eq!(
+        out(&mut m, b"ATD+15551230002;\r"),
+        "\r\nERROR\r\n",
+        "one call at a time"
+    );
+    let fed = m.feed_at(b"ATH\r", t0 + Duration::from_millis(2500));
+    assert_eq!(String::from_utf8_lossy(&fed.output), "\r\nOK\r\n");
+    let call = Call {
+        number: "+15551230001".into(),
+        dialled: t0,
+        ended: Some(t0 + Duration::from_millis(2500)),
+        ended_by: "ATH".into(),
+    };
+    assert_eq!(fed.calls, std::slice::from_ref(&call));
+    assert_eq!(call.json()["ended_ms"], 1_795_422_002_500u64);
+    assert_eq!(m.control("calls"), format!("[{}]", call.json()));
+    assert_eq!(out(&mut m, b"ATH\r"), "\r\nOK\r\n", "ATH without a call is OK");
+    assert_eq!(m.calls.len(), 1);
+}
+
+#[test]
+fn a_call_ends_by_itself_with_no_carrier_when_told_to() {
+    let mut m = ready();
+    assert_eq!(m.control("call_end 800"), "ok");
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    m.feed_at(b"ATD+1555;\r", t0);
+    assert_eq!(m.next_event(), Some(t0 + Duration::from_millis(800)));
+    assert!(m.tick(t0 + Duration::from_millis(799)).output.is_empty());
+    let fed = m.tick(t0 + Duration::from_millis(800));
+    assert_eq!(String::from_utf8_lossy(&fed.output), "\r\nNO CARRIER\r\n");
+    assert_eq!(fed.calls[0].ended_by, "NO CARRIER");
+    assert_eq!(m.next_event(), None);
+    assert!(m.tick(t0 + Duration::from_secs(5)).output.is_empty());
+}
+
+#[test]
+fn busy_data_calls_and_no_network_are_refused_at_dialling() {
+    let mut m = ready();
+    assert_eq!(out(&mut m, b"ATD+1555\r"), "\r\nERROR\r\n", "a data call");
+    assert_eq!(out(&mut m, b"ATD;\r"), "\r\nERROR\r\n");
+    assert_eq!(m.control("call_end busy"), "ok");
+    let fed = m.feed(b"ATD+1555;\r");
+    assert_eq!(String::from_utf8_lossy(&fed.output), "\r\nBUSY\r\n");
+    assert_eq!(fed.calls[0].ended_by, "BUSY");
+    m.control("call_end never");
+    m.control("network none");
+    assert_eq!(out(&mut m, b"ATD+1555;\r"), "\r\nNO CARRIER\r\n");
+    assert!(m.control("call_end soon").starts_with("err"));
+    assert_eq!(m.calls.len(), 1);
+}

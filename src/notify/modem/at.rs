@@ -195,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
     }
 
     /// Records what a failure says about the line.
-    fn note<T>(&mut self, result: Result<T, AtError>) -> Result<T, AtError> {
+    pub(super) fn note<T>(&mut self, result: Result<T, AtError>) -> Result<T, AtError> {
         match &result {
             Err(AtError::Io(_)) => self.state = LineState::Broken,
             Err(AtError::Timeout { .. } | AtError::Unexpected { .. }) if self.state == LineState::InSync => {
@@ -237,15 +237,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
     /// Sends `cmd` and returns the lines before its `OK`. Other final result codes are
     /// errors; no final result within `limit` is [`AtError::Timeout`].
     pub async fn command(&mut self, cmd: &str, limit: Duration) -> Result<Vec<Vec<u8>>, AtError> {
-        tracing::trace!(cmd, "modem command");
         let result = async {
-            self.io.write_all(cmd.as_bytes()).await?;
-            self.io.write_all(b"\r").await?;
-            self.io.flush().await?;
+            self.write_command(cmd).await?;
             self.answer(cmd, limit).await
         }
         .await;
         self.note(result)
+    }
+
+    /// Writes `cmd` and its CR.
+    pub(super) async fn write_command(&mut self, cmd: &str) -> Result<(), AtError> {
+        tracing::trace!(cmd, "modem command");
+        self.io.write_all(cmd.as_bytes()).await?;
+        self.io.write_all(b"\r").await?;
+        self.io.flush().await?;
+        Ok(())
     }
 
     /// Sends `AT+CMGS="<to>"`, waits for the `> ` prompt, writes `text` and Ctrl-Z and
@@ -356,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AtPort<S> {
     /// The next line. `raw`: the bytes up to the next CRLF as they are (message text,
     /// possibly empty or holding a lone LF); otherwise the next non-empty line ended by
     /// CR or LF.
-    async fn next_line(&mut self, raw: bool) -> Result<Vec<u8>, AtError> {
+    pub(super) async fn next_line(&mut self, raw: bool) -> Result<Vec<u8>, AtError> {
         loop {
             if let Some(line) = self.take_line(raw) {
                 return Ok(line);
@@ -420,7 +426,7 @@ fn error_of(code: Final, cmd: &str) -> AtError {
 }
 
 /// Unsolicited result codes a modem may send between answers.
-fn is_unsolicited(line: &str) -> bool {
+pub(super) fn is_unsolicited(line: &str) -> bool {
     [
         "+CMTI:",
         "+CDSI:",

@@ -16,10 +16,16 @@
 //! submission timed out may still have been sent; a retry may then duplicate it (a page
 //! twice is better than none).
 //!
+//! With a ring time ([`ModemChannel::with_ring`], `ring = "20s"`), each page first
+//! rings the contact's phone ([`call`]) and then sends the SMS, both in one hold of the
+//! modem. The call's outcome opens the attempt's detail (`call rang 20.0s, hung up;
+//! message reference 7`); a call that fails never keeps the SMS from being sent.
+//!
 //! On a host where ModemManager runs, tell it to leave the modem alone (udev
 //! `ENV{ID_MM_DEVICE_IGNORE}="1"`), or it will answer the port's traffic itself.
 
 pub mod at;
+pub mod call;
 pub mod codes;
 pub mod gsm7;
 
@@ -149,6 +155,8 @@ pub struct ModemChannel {
     serial: PathBuf,
     baud: u32,
     timeouts: ModemTimeouts,
+    /// Ring the contact this long before each page's SMS.
+    ring: Option<Duration>,
     line: Mutex<Line>,
 }
 
@@ -159,6 +167,7 @@ impl std::fmt::Debug for ModemChannel {
             .field("serial", &self.serial)
             .field("baud", &self.baud)
             .field("timeouts", &self.timeouts)
+            .field("ring", &self.ring)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +181,7 @@ impl ModemChannel {
             serial: serial.into(),
             baud,
             timeouts: ModemTimeouts::default(),
+            ring: None,
             line: Mutex::new(Line {
                 port: None,
                 settled: false,
@@ -184,11 +194,18 @@ impl ModemChannel {
         self
     }
 
+    /// Before each page's SMS, call the contact and let it ring this long (`None`: no call).
+    pub fn with_ring(mut self, ring: Option<Duration>) -> ModemChannel {
+        self.ring = ring;
+        self
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// Sends `msg.sms` (or `msg.text` when that is empty) to the contact's phone.
+    /// Sends `msg.sms` (or `msg.text` when that is empty) to the contact's phone, after
+    /// ringing it when the channel has a ring time.
     pub async fn send(&self, msg: &Outgoing) -> Delivery {
         let Some(phone) = msg.contact.phone.as_deref() else {
             return Delivery::Unreachable {
@@ -196,7 +213,15 @@ impl ModemChannel {
             };
         };
         let text = if msg.sms.trim().is_empty() { &msg.text } else { &msg.sms };
-        let delivery = self.send_sms(phone, text).await;
+        let delivery = match self.ring {
+            Some(ring) if not_e164(phone).is_none() => {
+                let mut line = self.line.lock().await;
+                let call = self.call(&mut line, phone, ring).await;
+                tracing::info!(channel = %self.id, notification = msg.id, contact = %msg.contact.id, call = %call, "wake-up call through the modem");
+                with_call(self.submit(&mut line, phone, text).await, &call)
+            }
+            _ => self.send_sms(phone, text).await,
+        };
         match &delivery {
             Delivery::Sent { detail } => {
                 tracing::info!(channel = %self.id, notification = msg.id, contact = %msg.contact.id, detail, "sms sent through the modem");
@@ -212,16 +237,31 @@ impl ModemChannel {
     /// Sends `text` to `phone` (E.164, `+` and digits), split into parts when longer
     /// than one SMS. `Sent` names the message reference(s) the modem returned.
     pub async fn send_sms(&self, phone: &str, text: &str) -> Delivery {
-        if !(phone.starts_with('+') && phone.len() > 4 && phone[1..].bytes().all(|b| b.is_ascii_digit())) {
-            return Delivery::failed(false, format!("{phone:?} is not an E.164 number like \"+15551230001\""));
+        if let Some(refused) = not_e164(phone) {
+            return refused;
         }
+        let mut line = self.line.lock().await;
+        self.submit(&mut line, phone, text).await
+    }
+
+    /// Rings `phone` for `ring` and hangs up; what happened, as the attempt's detail
+    /// starts with it.
+    async fn call(&self, line: &mut Line, phone: &str, ring: Duration) -> String {
+        let limit = self.timeouts.command;
+        match self.run(line, async |port| port.ring(phone, ring, limit).await).await {
+            Ok(outcome) => outcome.to_string(),
+            Err(err) => format!("call failed: {}", self.describe(&err)),
+        }
+    }
+
+    /// Sends `text` to `phone` (checked) on the held line.
+    async fn submit(&self, line: &mut Line, phone: &str, text: &str) -> Delivery {
         let parts = gsm7::split(&gsm7::to_gsm7(text));
         let mut refs = Vec::with_capacity(parts.len());
-        let mut line = self.line.lock().await;
         for (i, part) in parts.iter().enumerate() {
             let t = self.timeouts;
             let sent = self
-                .run(&mut line, async |port| {
+                .run(line, async |port| {
                     port.send_sms(phone, &gsm7::encode(part), (t.prompt, t.submit)).await
                 })
                 .await;
@@ -373,6 +413,31 @@ impl ModemChannel {
         port.command("AT+CMGF=1", t).await?;
         port.command("AT+CSCS=\"GSM\"", t).await?;
         Ok(())
+    }
+}
+
+/// Refuses a number that is not E.164 (`+` and digits): it goes into AT commands.
+fn not_e164(phone: &str) -> Option<Delivery> {
+    let ok = phone.starts_with('+') && phone.len() > 4 && phone[1..].bytes().all(|b| b.is_ascii_digit());
+    (!ok).then(|| Delivery::failed(false, format!("{phone:?} is not an E.164 number like \"+15551230001\"")))
+}
+
+/// The SMS attempt's outcome with the wake-up call's in front.
+fn with_call(delivery: Delivery, call: &str) -> Delivery {
+    match delivery {
+        Delivery::Sent { detail } => Delivery::Sent {
+            detail: format!("{call}; {detail}"),
+        },
+        Delivery::Failed {
+            retry,
+            reason,
+            retry_after,
+        } => Delivery::Failed {
+            retry,
+            reason: format!("{call}; {reason}"),
+            retry_after,
+        },
+        unreachable @ Delivery::Unreachable { .. } => unreachable,
     }
 }
 

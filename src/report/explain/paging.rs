@@ -97,7 +97,12 @@ fn channels(cfg: &Config, s: &mut String) {
                 format!("smtp {host}:{port} ({tls}), from {from}")
             }
             ChannelKind::Twilio { base_url, from, .. } => format!("twilio {base_url}, from {from}"),
-            ChannelKind::GsmModem { serial, baud } => format!("gsm_modem {} @{baud}", serial.display()),
+            ChannelKind::GsmModem { serial, baud, ring } => {
+                let ring = ring.map_or(String::new(), |r| {
+                    format!(", rings {} before each SMS", humantime::format_duration(r))
+                });
+                format!("gsm_modem {} @{baud}{ring}", serial.display())
+            }
             ChannelKind::Webhook { url } => format!("webhook {url}"),
         };
         let fallback = ch
