@@ -100,6 +100,31 @@ impl RateWindow {
         }
     }
 
+    /// Like [`RateWindow::push`], keeping at most one sample per `window_ms / 240` (a
+    /// two-hour forecast window: one each 30 s, 240 in all, whatever the poll rate): a
+    /// fit thins its samples to [`super::forecast::MAX_POINTS`] anyway, and the window
+    /// stays a few kilobytes however fast the sensor is read.
+    pub fn push_spaced(&mut self, t: TimestampMs, v: f64, window_ms: i64) {
+        if self
+            .samples
+            .back()
+            .is_some_and(|(last, _)| t.saturating_sub(*last) < window_ms / 240)
+        {
+            return;
+        }
+        self.push(t, v, window_ms);
+    }
+
+    /// How many samples the window holds.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the window holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
     /// Whether the samples span at least half the window: fewer would turn noise into a
     /// trend.
     fn spans_half(&self, window_ms: i64) -> bool {
@@ -240,6 +265,18 @@ mod tests {
 
     use super::*;
     use crate::config::rules::{Origin, Severity};
+
+    #[test]
+    fn a_forecast_window_keeps_one_sample_per_240th_of_itself_whatever_the_poll_rate() {
+        let mut w = RateWindow::default();
+        let window = 2 * 3600 * 1000;
+        // Four hours of readings every 250 ms: 57,600 readings.
+        for i in 0..57_600 {
+            w.push_spaced(i * 250, -190.0 + i as f64 * 1e-4, window);
+        }
+        // One each 30 s over the last two hours (and the edge).
+        assert!((240..=241).contains(&w.len()), "{}", w.len());
+    }
 
     fn rule(condition: Condition, delay_s: u64) -> Rule {
         Rule {

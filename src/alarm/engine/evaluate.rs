@@ -55,7 +55,7 @@ impl Engine {
                     let Some(win) = self.rate[ri].as_mut() else { continue };
                     match (good, r.value) {
                         (true, Some(v)) => {
-                            win.push(r.time, v, w);
+                            win.push_spaced(r.time, v, w);
                             condition::decide_forecast(&rule.condition, prev, win, at)
                         }
                         _ => None,
@@ -190,9 +190,14 @@ impl Engine {
     pub fn prime_rate(&mut self, sensor: usize, samples: &[(TimestampMs, f64)]) {
         for ri in self.by_sensor.get(sensor).cloned().unwrap_or_default() {
             match (&self.rules[ri].condition, self.rate[ri].as_mut()) {
-                (Condition::Rate { window, .. } | Condition::Forecast { window, .. }, Some(w)) => {
+                (Condition::Rate { window, .. }, Some(w)) => {
                     for &(t, v) in samples {
                         w.push(t, v, crate::model::millis(*window));
+                    }
+                }
+                (Condition::Forecast { window, .. }, Some(w)) => {
+                    for &(t, v) in samples {
+                        w.push_spaced(t, v, crate::model::millis(*window));
                     }
                 }
                 (Condition::NoEvent { equals, .. }, _) => {
