@@ -28,8 +28,8 @@ pub struct Facts {
     pub value: Option<f64>,
     /// Units per minute over the last minutes, when known.
     pub rate_per_min: Option<f64>,
-    /// Where the trend of the last half hour leads: the next limit of the sensor's rules
-    /// ahead of it and the milliseconds until it gets there.
+    /// Where the sensor's trend leads (over its forecast window, else the last half
+    /// hour): the next limit of its rules ahead and the milliseconds until it gets there.
     pub forecast: Option<(f64, i64)>,
     /// Other units in the same power incident.
     pub affected: Vec<String>,

@@ -182,8 +182,9 @@ impl Dispatcher {
         let mut facts = Facts::default();
         let sensors = self.store.sensors().unwrap_or_default();
         if let Some((id, _)) = sensors.get(&alarm.sensor) {
+            let (look, need) = self.trend_window(&alarm.sensor);
             let mut samples: Vec<(i64, f64)> = Vec::new();
-            let _ = self.store.history(*id, now - TREND_MS, now, |r| {
+            let _ = self.store.history(*id, now - look.max(5 * 60_000), now, |r| {
                 if let (crate::model::Quality::Good, Some(v)) = (r.quality, r.value) {
                     samples.push((r.time, v));
                 }
@@ -197,7 +198,8 @@ impl Dispatcher {
             {
                 facts.rate_per_min = Some((v1 - v0) / ((t1 - t0) as f64 / 60_000.0));
             }
-            facts.forecast = self.heading(&alarm.sensor, &samples);
+            let recent = samples.partition_point(|(t, _)| *t < now - look);
+            facts.forecast = self.heading(&alarm.sensor, samples.get(recent..).unwrap_or_default(), need);
         }
         facts.affected = open
             .iter()
@@ -214,15 +216,36 @@ impl Dispatcher {
         facts
     }
 
-    /// Where a measured sensor's last half hour leads: the next limit of its rules ahead
-    /// of the trend, once the readings span ten minutes. None for discrete sensors.
-    fn heading(&self, sensor: &str, samples: &[(i64, f64)]) -> Option<(f64, i64)> {
+    /// How far back a page of `sensor` looks for its trend, and the least span of
+    /// readings that makes one: the sensor's shortest forecast window and half of it, or
+    /// else the last half hour and ten minutes.
+    fn trend_window(&self, sensor: &str) -> (i64, i64) {
+        let window = self.cfg.sensor_index(sensor).and_then(|si| {
+            self.cfg
+                .rules
+                .iter()
+                .filter(|r| r.sensor == si)
+                .filter_map(|r| match r.condition {
+                    crate::config::rules::Condition::Forecast { window, .. } => Some(crate::model::millis(window)),
+                    _ => None,
+                })
+                .min()
+        });
+        match window {
+            Some(w) => (w, w / 2),
+            None => (TREND_MS, 10 * 60_000),
+        }
+    }
+
+    /// Where a measured sensor's trend leads: the next limit of its rules ahead of it,
+    /// once the readings span `need`. None for discrete sensors.
+    fn heading(&self, sensor: &str, samples: &[(i64, f64)], need: i64) -> Option<(f64, i64)> {
         let si = self.cfg.sensor_index(sensor)?;
         if self.cfg.sensors.get(si)?.states.is_some() {
             return None;
         }
         let span = samples.last()?.0 - samples.first()?.0;
-        if span < 10 * 60_000 {
+        if span < need {
             return None;
         }
         let limits: Vec<f64> = self
