@@ -39,7 +39,7 @@ impl Engine {
         }
         let Some((ri, value)) = chosen else {
             return Err(format!(
-                "sensor {sensor} has no high, low or state rule to test (rate, stale and fault rules are not tested with a synthetic value)"
+                "sensor {sensor} has no high, low or state rule to test (rate, forecast, no_event, stale and fault rules are not tested with a synthetic value)"
             ));
         };
         if self.tests.iter().flatten().any(|a| self.rules[a.rule].sensor == s) {
