@@ -11,7 +11,7 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`; `config::alarm_check`: `[alarm_check]`, the tolerance and longest duration of physical alarm checks, `[[alarm_check_schedule]]`, and the rules a check proves.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`; `config::alarm_check`: `[alarm_check]`, the tolerance and longest duration of physical alarm checks, `[[alarm_check_schedule]]`, and the rules a check proves; `config::trend`: the keys of `forecast` and `no_event` rules.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
@@ -32,6 +32,7 @@
 //!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
 //! - [`alarm`]: the decisions, touching no store.
 //!   - [`alarm::condition`] (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine): pure functions of readings and `now`.
+//!   - [`alarm::forecast`]: where a sensor is heading (a robust line through a window of readings, and when it reaches a threshold), pure.
 //!   - [`alarm::suppress`]: maintenance windows and shelving; [`alarm::engine`]: runs them and emits the change set, alarm tests included.
 //! - [`notify`]: where alarms become pages.
 //!   - [`notify::dispatcher`]: plan → outbox → send with fallback → record; [`notify::dispatcher::decide`] is the pure planning of what is due.
