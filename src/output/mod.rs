@@ -80,7 +80,7 @@ impl Decider {
                         state = change.state,
                         value = change.value,
                         alarms = ?d.causes,
-                        "local alarm output {}", if d.on { "on" } else { "off" }
+                        "local alarm output changed"
                     );
                     self.recorded[i] = Some((d.on, d.causes));
                 }
