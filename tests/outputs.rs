@@ -3,8 +3,8 @@
 //! critical alarm; a beacon on a coil of the same module follows the alarm (on while
 //! unacknowledged, off once acknowledged), a fail-safe one on a holding register is
 //! energised while all is well and de-energised on alarm, both are rewritten every
-//! poll and after a reconnect, and every change of state is in the audit trail with
-//! the alarm that caused it.
+//! poll and after a reconnect, neither an alarm test nor a shelved alarm sounds one, and
+//! every change of state is in the audit trail with the alarm that caused it.
 
 mod common;
 
@@ -275,4 +275,65 @@ fn a_fail_safe_output_is_energised_while_all_is_well_de_energised_on_alarm_and_r
     assert_eq!(records[1].1["alarms"], serde_json::json!([id]));
     assert_eq!(records[1].1["fail_safe"], true);
     assert_eq!(records[1].1["when"], "critical");
+}
+
+#[test]
+fn neither_an_alarm_test_nor_a_shelved_alarm_sounds_the_beacon() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut io = IoModule::start(dir.path());
+    io.set("holding", 0, COLD);
+    let site = Site::new(&config(
+        &io.address,
+        "[[output]]\nid = \"beacon\"\ndevice = \"io\"\ncoil = 16\nwhen = \"critical\"\n",
+    ));
+    let daemon = site.start_daemon();
+    written_after(&io, "coil", 16, 0, 0.0, "the beacon written off");
+
+    // An alarm test raises a critical alarm of the rule: the beacon stays off.
+    let tested = cli(&site, &["test-alarm", "--sensor", "dewar-1.temp", "--by", "qa-bob"]);
+    assert!(tested.status.success(), "{}", output_text(&tested));
+    let test_id = open_warm_alarm(&site);
+    assert_rewritten_every_poll(&io, "coil", 16, 0);
+    let acked = cli(
+        &site,
+        &["ack", &test_id.to_string(), "--by", "qa-bob", "--comment", "test"],
+    );
+    assert!(acked.status.success(), "{}", output_text(&acked));
+    wait_for(PATIENCE, "the alarm test completed", || {
+        let out = cli(&site, &["alarms", "--active", "--json"]);
+        let alarms: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        alarms.iter().all(|a| a["id"].as_i64() != Some(test_id)).then_some(())
+    });
+
+    // A real excursion sounds it; shelving the sensor silences it while shelved.
+    let before = now_s();
+    io.set("holding", 0, WARM);
+    let id = open_warm_alarm(&site);
+    assert_ne!(id, test_id);
+    written_after(&io, "coil", 16, 1, before, "the beacon on");
+    let shelved = cli(
+        &site,
+        &[
+            "shelve",
+            "--sensor",
+            "dewar-1.temp",
+            "--for",
+            "10m",
+            "--by",
+            "alice",
+            "--reason",
+            "probe swap",
+        ],
+    );
+    assert!(shelved.status.success(), "{}", output_text(&shelved));
+    let shelved_at = now_s();
+    written_after(&io, "coil", 16, 0, shelved_at - 0.5, "the beacon off while shelved");
+    assert_rewritten_every_poll(&io, "coil", 16, 0);
+    site.stop_daemon(daemon);
+
+    let records = output_records(&site);
+    let kinds: Vec<&str> = records.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["output.off", "output.on", "output.off"], "{records:?}");
+    assert_eq!(records[1].1["alarms"], serde_json::json!([id]));
+    assert_eq!(records[2].1["previous"], serde_json::json!([id]));
 }
