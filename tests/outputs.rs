@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::io_module::IoModule;
-use common::{Site, cryowatch_output, output_text, wait_for};
+use common::{Site, output_text, wait_for};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -65,11 +65,9 @@ severity = "critical"
     )
 }
 
+/// `cryowatch ARGS -c DIR/cryowatch.toml`, to completion.
 fn cli(site: &Site, args: &[&str]) -> std::process::Output {
-    let config = site.config_str();
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["-c", &config]);
-    cryowatch_output(&all)
+    site.with_stdin(args, "")
 }
 
 fn now_s() -> f64 {
