@@ -170,7 +170,10 @@ impl Daemon {
             s.register(&mut registry);
         }
         let registry = Arc::new(registry);
-        tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry));
+        let (outputs, desired) =
+            crate::output::spawn(config, &handle, &shutdown).context("starting the local alarm outputs")?;
+        tasks.extend(outputs);
+        tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry, &desired));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
         let record = crate::store::audit::watch::Shared::new(tag.clone());

@@ -11,11 +11,11 @@
 //! `api` and `commands`.
 //!
 //! - [`config`]: the file into checked types, one file per section, every problem with its key path, secrets resolved once.
-//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`; `config::alarm_check`: `[alarm_check]`, the tolerance and longest duration of physical alarm checks, `[[alarm_check_schedule]]`, and the rules a check proves; `config::trend`: the keys of `forecast` and `no_event` rules.
+//!   - [`config::raw`]: the serde schema (`deny_unknown_fields`); [`config::access`]: whether the service user can open the files it names; [`config::rules`], [`config::notify`], [`config::monitor`]: rules, paging, the monitor's own sensors; [`config::states`]: the names people read for a discrete sensor's 0 and 1; [`config::calibration`]: the calibration sensors and rules of watched probes; `config::every`: when a recurring maintenance window or scheduled test page opens (weekly, daily, monthly); `config::quality`: `[[reason]]` codes for corrective actions, `[quality]` reminders and the nuisance limit, `[[review]]`; `config::alarm_check`: `[alarm_check]`, the tolerance and longest duration of physical alarm checks, `[[alarm_check_schedule]]`, and the rules a check proves; `config::trend`: the keys of `forecast` and `no_event` rules; [`config::output`]: `[[output]]` and its `when`.
 //! - [`model`]: plain data: `Reading`, `Quality`, time, the alarm vocabulary (`AlarmId`, `AlarmState`, `Severity`).
 //!   - [`model::changes`]: the change set the alarm engine produces and the store persists.
 //! - [`sources`]: where readings enter; each yields readings, a failed poll included.
-//!   - [`sources::modbus`]: one poller per link ([`sources::modbus::plan`] reads, [`sources::modbus::poll`] a poll, [`sources::modbus::decode`] registers to values).
+//!   - [`sources::modbus`]: one poller per link ([`sources::modbus::plan`] reads, [`sources::modbus::poll`] a poll, [`sources::modbus::decode`] registers to values, [`sources::modbus::write`] the local alarm outputs after each poll).
 //!   - [`sources::mqtt`]: subscriptions, acknowledge-after-commit ([`sources::mqtt::payload`] parsing, [`sources::mqtt::pump`] the connection's loop).
 //!   - [`sources::ups`]: NUT's upsd; [`sources::backoff`]: reconnect backoff with jitter for all three.
 //! - [`pipeline`]: the commit stage, where a reading becomes an alarm.
@@ -29,6 +29,7 @@
 //!   - [`store::audit`]: the hash-chained trail ([`store::audit::batch`], [`store::audit::seal`], [`store::audit::verify`], [`store::audit::watch`], [`store::audit::config`]).
 //!   - [`store::quality`]: electronic signatures, the corrective actions that close excursions, signed acknowledgements and periodic reviews ([`store::quality::review`]), calibrations and physical alarm checks ([`store::quality::alarm_check`]: the trigger of each rule read back from the stored readings), proven by `audit verify`; signatures listed by what they sign; the open deviations kept for `/metrics`.
 //!   - [`store::indicators`]: what `cryowatch quality` counts: the period's alarms with their return to normal, tests and corrective actions, its notifications with their fate, reading counts.
+//!   - [`store::outputs`]: the open alarms as local alarm outputs see them (tests marked) and each change of an output's state, audited.
 //!   - [`store::flags`], [`store::outage`], [`store::mqtt_session`], [`store::lock`], [`store::acklinks`], [`store::figures`], [`store::users`]: flagged readings, write outages, MQTT sessions, the daemon's lock, link keys, scrape figures, users and sessions.
 //! - [`alarm`]: the decisions, touching no store.
 //!   - [`alarm::condition`] (rule evaluation) and [`alarm::lifecycle`] (the alarm state machine): pure functions of readings and `now`.
@@ -39,6 +40,7 @@
 //!   - [`notify::escalation`], [`notify::oncall`]: who and when (pure); [`notify::message`]: the texts; [`notify::incident`]: power incidents.
 //!   - [`notify::smtp`], [`notify::twilio`], [`notify::modem`], [`notify::webhook`]: the channels ([`notify::channel`], [`notify::channels`]); [`notify::modem::call`]: the modem's wake-up call before an SMS.
 //!   - [`notify::inbound`], [`notify::acklink`], [`notify::testpage`]: SMS `ACK` replies, signed acknowledgement links, test pages.
+//! - [`output`]: local alarm outputs (`[[output]]`): a beacon or siren on a Modbus coil or register, on while an open alarm matches; [`output::decide`] is the pure decision, the Modbus poller of its device writes it every poll ([`sources::modbus::write`]).
 //! - [`sink`]: the InfluxDB v2 mirror ([`sink::line`] the escaped line protocol, [`sink::influx`] points and answers).
 //! - [`api`]: the HTTP side: [`api::auth`], [`api::v1`] (JSON, with its OpenAPI document), [`api::web`] (dashboard, maud templates; `/quality` the indicators), [`api::ack`], [`api::close`] (signed corrective actions, JSON and dashboard form), [`api::sign`] (who signs: a session's person and password), [`api::sms`], [`api::metrics`], [`api::server`].
 //! - [`alarm_check`]: which physical alarm checks `[[alarm_check_schedule]]` makes due and which are overdue.
@@ -72,6 +74,7 @@ pub mod http;
 pub mod logging;
 pub mod model;
 pub mod notify;
+pub mod output;
 pub mod pipeline;
 pub mod random;
 pub mod report;

@@ -21,6 +21,7 @@ mod modbus;
 pub mod monitor;
 mod mqtt;
 pub mod notify;
+pub mod output;
 mod parse;
 mod quality;
 pub mod raw;
@@ -46,6 +47,7 @@ pub use heartbeat::{HeartbeatConfig, StandbyConfig};
 pub use influx::{InfluxConfig, Precision};
 pub use modbus::{ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RegisterKind, Transport, gateway_key};
 pub use mqtt::{MqttConfig, MqttPoint, PayloadFormat};
+pub use output::{Output, OutputTarget, When};
 pub use parse::{load, load_for_reading, load_raw};
 pub use quality::{QualityConfig, Reason, Review};
 pub use sensor::{Asset, Sensor, SensorSource};
@@ -127,6 +129,8 @@ pub struct Config {
     pub calibration: Option<calibration::CalibrationConfig>,
     /// `[alarm_check]`: the tolerance and longest duration of physical alarm checks.
     pub alarm_check: AlarmCheckConfig,
+    /// `[[output]]`: beacons and sirens on Modbus coils or registers, driven by the open alarms.
+    pub outputs: Vec<Output>,
 }
 
 impl Config {

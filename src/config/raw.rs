@@ -50,6 +50,22 @@ pub struct RawConfig {
     pub alarm_check: Option<AlarmCheck>,
     #[serde(default)]
     pub alarm_check_schedule: Vec<AlarmCheckSchedule>,
+    #[serde(default)]
+    pub output: Vec<Output>,
+}
+
+/// `[[output]]`: a beacon or siren driven through a coil or holding register of a
+/// `[[modbus.device]]`, on while an open alarm matches `when`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    pub id: String,
+    pub device: String,
+    pub coil: Option<u16>,
+    pub register: Option<u16>,
+    pub when: String,
+    #[serde(default)]
+    pub fail_safe: bool,
 }
 
 /// `[[alarm_check_schedule]]`: how often the assets' probes need a physical alarm check.

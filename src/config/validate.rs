@@ -12,8 +12,8 @@ use super::rules::RuleInputs;
 use super::sensor::SensorContext;
 use super::{Config, Problem};
 use super::{
-    alarm_check, api, calibration, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, quality,
-    rules, sensor, site, store, ups,
+    alarm_check, api, calibration, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, output,
+    quality, rules, sensor, site, store, ups,
 };
 
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
@@ -95,6 +95,8 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         },
     );
 
+    let outputs = output::outputs(&mut c, &raw.output, &devices);
+
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -125,5 +127,6 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         quality,
         calibration,
         alarm_check,
+        outputs,
     })
 }

@@ -13,6 +13,7 @@ pub mod mirror;
 pub mod mqtt_session;
 pub mod outage;
 pub mod outbox;
+pub mod outputs;
 pub mod planning;
 pub mod quality;
 pub mod retention;

@@ -14,6 +14,7 @@ pub mod fault_proxy;
 pub mod floods;
 pub mod gateway;
 pub mod http;
+pub mod io_module;
 pub mod lazyfs;
 pub mod modem;
 pub mod mosquitto;

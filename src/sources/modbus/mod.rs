@@ -11,10 +11,15 @@
 //! per affected sensor, with quality `comm_error`. A link that cannot be opened is
 //! retried with backoff and jitter; meanwhile every unit on it reads `comm_error`.
 //! Poll latency and connection state stay per device.
+//!
+//! After each poll of a device, its local alarm outputs (`[[output]]`) are written
+//! through the same connection ([`write`]); a device with outputs and no sensors is
+//! polled for them alone.
 
 pub mod decode;
 pub mod plan;
 pub mod poll;
+pub mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 use self::plan::Block;
 use self::poll::poll_device;
+use self::write::{OutputPlan, WriteHealth, write_outputs};
 use super::backoff::Backoff;
 use crate::config::{Config, Parity, SensorSource, Transport, gateway_key};
 use crate::model::{Reading, now_ms};
+use crate::output::Desired;
 use crate::pipeline::{Batch, CommitHandle};
 use crate::telemetry::{Device, Source, Telemetry};
 
@@ -40,6 +47,8 @@ pub struct DevicePlan {
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub blocks: Vec<Block>,
+    /// The local alarm outputs written after each poll.
+    pub outputs: Vec<OutputPlan>,
     /// Where its poll latency and connection state are kept.
     pub telemetry: Arc<Device>,
 }
@@ -53,12 +62,13 @@ impl DevicePlan {
 
 /// Starts one task per link: per serial line, and per connection to a TCP address (at
 /// most `max_connections` of them, the address's devices spread over them in turn).
-/// Returns their handles.
+/// Returns their handles. `desired` holds the values of the local alarm outputs.
 pub fn spawn(
     config: &Config,
     store: &CommitHandle,
     shutdown: &CancellationToken,
     telemetry: &Arc<Telemetry>,
+    desired: &Desired,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     // Devices grouped by where they are reached, in config order.
     let mut groups: Vec<(LinkKey, &Transport, usize, Vec<DevicePlan>)> = Vec::new();
@@ -72,8 +82,16 @@ pub fn spawn(
                 _ => None,
             })
             .collect();
-        if points.is_empty() {
-            tracing::warn!(device = %d.id, "modbus device has no sensors; not polled");
+        let outputs: Vec<OutputPlan> = (config.outputs.iter().enumerate())
+            .filter(|(_, o)| o.device == i)
+            .map(|(index, o)| OutputPlan {
+                index,
+                id: o.id.clone(),
+                target: o.target,
+            })
+            .collect();
+        if points.is_empty() && outputs.is_empty() {
+            tracing::warn!(device = %d.id, "modbus device has no sensors and no outputs; not polled");
             continue;
         }
         let plan = DevicePlan {
@@ -82,9 +100,10 @@ pub fn spawn(
             poll_interval: d.poll_interval,
             timeout: d.timeout,
             blocks: plan::plan(&points),
+            outputs,
             telemetry: telemetry.modbus_device(i),
         };
-        tracing::info!(device = %d.id, sensors = points.len(), requests = plan.blocks.len(), "modbus device planned");
+        tracing::info!(device = %d.id, sensors = points.len(), outputs = plan.outputs.len(), requests = plan.blocks.len(), "modbus device planned");
         let key = match &d.transport {
             Transport::Tcp { address } => LinkKey::Tcp(gateway_key(address)),
             Transport::Rtu { serial, .. } => LinkKey::Serial(serial.clone()),
@@ -125,6 +144,7 @@ pub fn spawn(
                 store.clone(),
                 shutdown.clone(),
                 telemetry.clone(),
+                desired.clone(),
             )));
         }
     }
@@ -140,6 +160,7 @@ async fn supervise(
     store: CommitHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
+    desired: Desired,
 ) {
     loop {
         let run = tokio::spawn(run_link(
@@ -148,6 +169,7 @@ async fn supervise(
             store.clone(),
             shutdown.clone(),
             telemetry.clone(),
+            desired.clone(),
         ));
         match run.await {
             Err(e) if e.is_panic() && !shutdown.is_cancelled() => {
@@ -326,11 +348,13 @@ async fn run_link(
     store: CommitHandle,
     shutdown: CancellationToken,
     telemetry: Arc<Telemetry>,
+    desired: Desired,
 ) {
     let name = link.describe();
     let start = Instant::now();
     let mut due: Vec<Instant> = devices.iter().map(|_| start).collect();
     let mut health: Vec<Health> = devices.iter().map(|_| Health::default()).collect();
+    let mut writes: Vec<WriteHealth> = devices.iter().map(|_| WriteHealth::default()).collect();
     let slowest = devices.iter().map(|d| d.poll_interval).max().unwrap_or_default();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60).max(slowest));
     let mut next_open = start;
@@ -360,8 +384,11 @@ async fn run_link(
             Some(c) => {
                 c.set_slave(Slave(dev.unit));
                 let started = Instant::now();
-                let res = poll_device(c, &dev.blocks, dev.timeout).await;
+                let mut res = poll_device(c, &dev.blocks, dev.timeout).await;
                 dev.telemetry.poll.observe(started.elapsed());
+                if res.broken.is_none() {
+                    res.broken = write_outputs(c, &dev.id, &dev.outputs, &desired, dev.timeout, &mut writes[i]).await;
+                }
                 // Connected: the link is open and this unit answered (exceptions too).
                 dev.telemetry.set_connected(res.broken.is_none());
                 match &res.broken {
@@ -389,7 +416,8 @@ async fn run_link(
             }
         };
         due[i] = next_due(when, dev.poll_interval, Instant::now());
-        if !send(&store, &telemetry, readings).await {
+        // A device polled for its outputs alone has no readings.
+        if !readings.is_empty() && !send(&store, &telemetry, readings).await {
             break;
         }
     }
