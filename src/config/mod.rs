@@ -27,6 +27,7 @@ mod quality;
 pub mod raw;
 pub mod rules;
 mod sensor;
+pub mod serial;
 mod site;
 pub mod states;
 mod store;
@@ -51,6 +52,7 @@ pub use output::{Output, OutputTarget, When};
 pub use parse::{load, load_for_reading, load_raw};
 pub use quality::{QualityConfig, Reason, Review};
 pub use sensor::{Asset, Sensor, SensorSource};
+pub use serial::{Query, SerialDevice, SerialEvent, SerialPoint};
 pub use site::SiteConfig;
 pub use store::StoreConfig;
 pub use ups::{UpsDevice, UpsPoint};
@@ -108,6 +110,10 @@ pub struct Config {
     pub standby: Option<StandbyConfig>,
     pub mqtt: Option<MqttConfig>,
     pub devices: Vec<ModbusDevice>,
+    /// `[[serial.device]]`: lines speaking a text protocol.
+    pub serial_devices: Vec<SerialDevice>,
+    /// `[[serial.event]]`: unsolicited lines that become readings.
+    pub serial_events: Vec<SerialEvent>,
     /// UPSes read through NUT's upsd.
     pub ups: Vec<UpsDevice>,
     pub assets: Vec<Asset>,

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub standby: Option<Standby>,
     pub api: Option<Api>,
     pub modbus: Option<Modbus>,
+    pub serial: Option<Serial>,
     #[serde(default)]
     pub ups: Vec<Ups>,
     #[serde(default)]
@@ -260,6 +261,53 @@ pub struct ModbusDevice {
     pub max_connections: Option<u32>,
 }
 
+/// `[serial]`: devices speaking a line-based text protocol, and their unsolicited lines.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serial {
+    #[serde(default)]
+    pub device: Vec<SerialDevice>,
+    #[serde(default)]
+    pub event: Vec<SerialEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialDevice {
+    pub id: String,
+    pub port: String,
+    pub baud: Option<u32>,
+    pub parity: Option<String>,
+    pub data_bits: Option<u8>,
+    pub stop_bits: Option<u8>,
+    pub line_ending: Option<String>,
+    pub timeout: Option<String>,
+    pub poll_interval: Option<String>,
+}
+
+/// `[[serial.event]]`: `values` stays a TOML value so that a non-number is reported
+/// with its key path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialEvent {
+    pub device: String,
+    pub pattern: String,
+    pub sensor: String,
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSerial {
+    pub device: String,
+    pub query: Option<String>,
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub fault_patterns: Vec<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ups {
@@ -296,6 +344,7 @@ pub struct Sensor {
     pub modbus: Option<SensorModbus>,
     pub mqtt: Option<SensorMqtt>,
     pub ups: Option<SensorUps>,
+    pub serial: Option<SensorSerial>,
 }
 
 #[derive(Debug, Deserialize)]

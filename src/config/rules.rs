@@ -156,7 +156,9 @@ pub fn stale_after(sensor: &Sensor, devices: &[ModbusDevice], ups: &[UpsDevice])
             .find(|u| u.id == p.ups)
             .map(|u| polled(u.poll_interval))
             .unwrap_or(DEFAULT_MQTT_STALE),
-        SensorSource::Mqtt(_) => DEFAULT_MQTT_STALE,
+        SensorSource::Serial(p) if p.query.is_some() => polled(p.poll_interval),
+        // Fed by events only: as long as pushed data.
+        SensorSource::Mqtt(_) | SensorSource::Serial(_) => DEFAULT_MQTT_STALE,
         // Written after every look at the record, at least once a minute; a full
         // verification of years of readings may hold it back for a while.
         SensorSource::Monitor | SensorSource::Security => Duration::from_secs(3600),
@@ -260,6 +262,11 @@ pub(super) fn rules(c: &mut Checker, raw: &[raw::Rule], inp: &RuleInputs) -> Vec
                 "every sensor".to_string(),
             ),
         ];
+        if matches!(&s.source, SensorSource::Serial(p) if p.query.is_none()) && s.stale_after.is_none() {
+            // Fed by events only ([[serial.event]]): a fill every few hours is not a
+            // silent sensor. A written `stale` rule or `stale_after` still applies.
+            defaults.retain(|d| d.0 != "stale");
+        }
         if s.quantity == "temperature"
             && let Some((kind, threshold, severity, delay)) = DEFAULT_HIGH.iter().find(|d| d.0 == asset.kind)
         {

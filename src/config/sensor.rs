@@ -1,5 +1,5 @@
 //! `[[asset]]`, what is monitored, and `[[sensor]]`, what reads it: each sensor's
-//! source is checked by its section's file (`modbus`, `mqtt`, `ups`).
+//! source is checked by its section's file (`modbus`, `mqtt`, `ups`, `serial`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use super::check::Checker;
 use super::modbus::{self, ModbusDevice, ModbusPoint};
 use super::mqtt::{self, MqttPoint};
 use super::raw;
+use super::serial::{self, SerialDevice, SerialPoint};
 use super::ups::{self, UpsPoint};
 
 const ASSET_KINDS: &[&str] = &[
@@ -50,6 +51,7 @@ pub enum SensorSource {
     Modbus(ModbusPoint),
     Mqtt(MqttPoint),
     Ups(UpsPoint),
+    Serial(SerialPoint),
     /// The monitor's own state ([`super::monitor`]), written by the daemon itself.
     Monitor,
     /// Refused sign-ins ([`super::monitor::SECURITY_SENSOR`]), written by the HTTP API.
@@ -91,6 +93,7 @@ pub(super) fn assets(c: &mut Checker, raw: &[raw::Asset]) -> Vec<Asset> {
 /// whether there is a usable `[mqtt]` broker.
 pub(super) struct SensorContext<'a> {
     pub devices: &'a [ModbusDevice],
+    pub serial_devices: &'a [SerialDevice],
     pub assets: &'a [Asset],
     pub ups: &'a HashSet<&'a str>,
     pub mqtt: bool,
@@ -128,16 +131,23 @@ fn sensor(c: &mut Checker, p: &str, s: &raw::Sensor, ctx: &SensorContext) -> Opt
         .stale_after
         .as_deref()
         .map(|t| c.positive_duration(&format!("{p}.stale_after"), Some(t), Duration::from_secs(60)));
-    let sources = [s.modbus.is_some(), s.mqtt.is_some(), s.ups.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let sources = [
+        s.modbus.is_some(),
+        s.mqtt.is_some(),
+        s.ups.is_some(),
+        s.serial.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if sources != 1 {
-        c.err(p, format!("sensor {:?} needs exactly one source table: [sensor.modbus], [sensor.mqtt] or [sensor.ups] (found {sources})", s.id));
+        c.err(p, format!("sensor {:?} needs exactly one source table: [sensor.modbus], [sensor.mqtt], [sensor.ups] or [sensor.serial] (found {sources})", s.id));
         return None;
     }
     let source = if let Some(m) = &s.modbus {
         SensorSource::Modbus(modbus::point(c, &format!("{p}.modbus"), m, ctx.devices, &s.id)?)
+    } else if let Some(m) = &s.serial {
+        SensorSource::Serial(serial::point(c, &format!("{p}.serial"), m, ctx.serial_devices, &s.id)?)
     } else if let Some(m) = &s.mqtt {
         if !ctx.mqtt {
             c.err(

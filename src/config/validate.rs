@@ -13,7 +13,7 @@ use super::sensor::SensorContext;
 use super::{Config, Problem};
 use super::{
     alarm_check, api, calibration, channel, heartbeat, influx, maintenance, modbus, monitor, mqtt, notify, output,
-    quality, rules, sensor, site, store, ups,
+    quality, rules, sensor, serial, site, store, ups,
 };
 
 /// Checks everything and builds the [`Config`] the daemon runs on. `base` is the
@@ -39,15 +39,23 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         .map(|s| heartbeat::standby(&mut c, s, raw.mqtt.is_some(), heartbeat.as_ref(), &declared));
 
     let devices = modbus::devices(&mut c, raw.modbus.as_ref().map_or(&[], |m| &m.device), base);
+    let serial_devices = serial::devices(&mut c, raw.serial.as_ref().map_or(&[], |s| &s.device), base);
     let mut assets = sensor::assets(&mut c, &raw.asset);
     let ups = ups::ups(&mut c, &raw.ups, base);
     let sensor_context = SensorContext {
         devices: &devices,
+        serial_devices: &serial_devices,
         assets: &assets,
         ups: &declared.ups,
         mqtt: mqtt.is_some(),
     };
     let mut sensors = sensor::sensors(&mut c, &raw.sensor, &sensor_context);
+    let serial_events = serial::events(
+        &mut c,
+        raw.serial.as_ref().map_or(&[], |s| &s.event),
+        &serial_devices,
+        &sensors,
+    );
     monitor::check_reserved(
         &mut c,
         raw.asset.iter().map(|a| a.id.as_str()),
@@ -108,6 +116,8 @@ pub fn validate_with(raw: &RawConfig, base: &Path, secrets: Secrets) -> Result<C
         standby,
         mqtt,
         devices,
+        serial_devices,
+        serial_events,
         ups,
         assets,
         sensors,

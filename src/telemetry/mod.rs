@@ -95,18 +95,26 @@ pub enum Source {
     Modbus,
     Mqtt,
     Ups,
+    Serial,
     /// The monitor's own state (its record-integrity sensor).
     Monitor,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [Source::Modbus, Source::Mqtt, Source::Ups, Source::Monitor];
+    pub const ALL: [Source; 5] = [
+        Source::Modbus,
+        Source::Mqtt,
+        Source::Ups,
+        Source::Serial,
+        Source::Monitor,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Modbus => "modbus",
             Source::Mqtt => "mqtt",
             Source::Ups => "ups",
+            Source::Serial => "serial",
             Source::Monitor => "monitor",
         }
     }
@@ -120,6 +128,7 @@ impl Source {
             SensorSource::Modbus(_) => Source::Modbus,
             SensorSource::Mqtt(_) => Source::Mqtt,
             SensorSource::Ups(_) => Source::Ups,
+            SensorSource::Serial(_) => Source::Serial,
             SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => Source::Monitor,
         }
     }
@@ -177,6 +186,8 @@ pub struct Telemetry {
     modbus: Vec<Arc<Device>>,
     /// Indexed like `config.ups`.
     ups: Vec<Arc<Device>>,
+    /// Indexed like `config.serial_devices`.
+    serial: Vec<Arc<Device>>,
     /// The MQTT broker (`host:port`), when MQTT sensors are configured.
     pub mqtt_broker: Option<String>,
     pub mqtt: Arc<MqttStats>,
@@ -204,6 +215,12 @@ impl Telemetry {
                 .iter()
                 .any(|s| matches!(&s.source, SensorSource::Ups(p) if p.ups == id))
         };
+        let polled_serial = |i: usize| {
+            config
+                .sensors
+                .iter()
+                .any(|s| matches!(&s.source, SensorSource::Serial(p) if p.device == i && p.query.is_some()))
+        };
         Telemetry {
             started: now_ms(),
             sources,
@@ -218,6 +235,12 @@ impl Telemetry {
                 .ups
                 .iter()
                 .map(|u| Arc::new(Device::new(Source::Ups, &u.id, polled_ups(&u.id))))
+                .collect(),
+            serial: config
+                .serial_devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| Arc::new(Device::new(Source::Serial, &d.id, polled_serial(i))))
                 .collect(),
             mqtt_broker: config
                 .mqtt
@@ -275,11 +298,20 @@ impl Telemetry {
             .unwrap_or_else(|| Arc::new(Device::new(Source::Ups, "", false)))
     }
 
+    /// The slot of serial device `i` (index in `config.serial_devices`).
+    pub fn serial_device(&self, i: usize) -> Arc<Device> {
+        self.serial
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Device::new(Source::Serial, "", false)))
+    }
+
     /// Every polled device, Modbus first.
     pub fn devices(&self) -> impl Iterator<Item = &Device> {
         self.modbus
             .iter()
             .chain(&self.ups)
+            .chain(&self.serial)
             .map(|d| d.as_ref())
             .filter(|d| d.polled)
     }
@@ -323,7 +355,7 @@ impl Collector for SourceMetrics {
             &mut enc,
             "cryowatch_source_connected",
             MetricType::Gauge,
-            "1 when the device answered its last poll (modbus: connection open and an answer, exception responses included; ups: upsd returned the UPS's variables) or the MQTT broker connection is up; 0 otherwise.",
+            "1 when the device answered its last poll (modbus: connection open and an answer, exception responses included; ups: upsd returned the UPS's variables; serial: the port is open and at least one unit answered) or the MQTT broker connection is up; 0 otherwise.",
         )?;
         for d in t.devices() {
             families::gauge_sample(
@@ -385,10 +417,11 @@ mod tests {
     fn readings_are_counted_by_source_and_quality() {
         let t = Telemetry {
             started: 0,
-            sources: [true, false, false, false],
+            sources: [true, false, false, false, false],
             readings: Default::default(),
             modbus: Vec::new(),
             ups: Vec::new(),
+            serial: Vec::new(),
             mqtt_broker: None,
             mqtt: Arc::default(),
             writer: Arc::default(),

@@ -358,6 +358,14 @@ async fn readyz(State(st): State<ApiState>, who: Principal) -> Response {
                     }
                     crate::config::SensorSource::Mqtt(_) => "mqtt".to_string(),
                     crate::config::SensorSource::Ups(p) => format!("ups:{}", p.ups),
+                    crate::config::SensorSource::Serial(p) => format!(
+                        "serial:{}",
+                        config
+                            .serial_devices
+                            .get(p.device)
+                            .map(|d| d.id.as_str())
+                            .unwrap_or("?")
+                    ),
                     // Written by the daemon itself: not a source that can fall silent.
                     crate::config::SensorSource::Monitor
                     | crate::config::SensorSource::Security

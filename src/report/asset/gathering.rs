@@ -123,6 +123,7 @@ pub(crate) fn poll_interval(cfg: &Config, s: &crate::config::Sensor) -> Option<s
     match &s.source {
         SensorSource::Modbus(p) => cfg.devices.get(p.device).map(|d| d.poll_interval),
         SensorSource::Ups(p) => cfg.ups.iter().find(|u| u.id == p.ups).map(|u| u.poll_interval),
+        SensorSource::Serial(p) => p.query.as_ref().map(|_| p.poll_interval),
         SensorSource::Mqtt(_) | SensorSource::Monitor | SensorSource::Security | SensorSource::Calibration(_) => None,
     }
 }

@@ -144,6 +144,7 @@ fn staleness(cfg: &Config, s: &mut String) {
         let why = match (&sensor.stale_after, &sensor.source) {
             (Some(_), _) => String::new(),
             (None, SensorSource::Mqtt(_)) => " (default for pushed data)".into(),
+            (None, SensorSource::Serial(p)) if p.query.is_none() => " (fed by events: no default stale rule)".into(),
             (None, _) => " (default: 3 poll intervals, at least 30s)".into(),
         };
         let _ = writeln!(s, "  {} {after}{why}", sensor.id);
