@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::sources::{modbus, mqtt, ups};
+use crate::sources::{modbus, mqtt, serial, ups};
 use std::time::Duration;
 
 use crate::model::now_ms;
@@ -176,6 +176,7 @@ impl Daemon {
         tasks.extend(modbus::spawn(config, &handle, &shutdown, &telemetry, &desired));
         tasks.extend(mqtt::spawn(config, &handle, &shutdown, &telemetry));
         tasks.extend(ups::spawn(config, &handle, &shutdown, &telemetry));
+        tasks.extend(serial::spawn(config, &handle, &shutdown, &telemetry));
         let record = crate::store::audit::watch::Shared::new(tag.clone());
         let record_watch = spawn_record_watch(config, &handle, record.clone(), telemetry.clone(), &shutdown)?;
         tasks.extend(crate::heartbeat::spawn(

@@ -6,4 +6,5 @@
 pub mod backoff;
 pub mod modbus;
 pub mod mqtt;
+pub mod serial;
 pub mod ups;
