@@ -1,5 +1,7 @@
 //! Device simulators for cryowatch: an LN2 dewar controller, a -80 °C freezer and a
-//! UPS/ATS over Modbus TCP and RTU, plus freezers publishing MQTT telemetry. Each
+//! UPS/ATS over Modbus TCP and RTU, plus freezers publishing MQTT telemetry, a GSM
+//! modem ([`modem`]) and a bus of LN2 freezer controllers speaking a text protocol
+//! ([`tec`]). Each
 //! device runs a [`Scenario`] (steady, warm-up, lid open, power loss, probe fault,
 //! silent) that can be switched while running, through the control port or a
 //! [`SimHandle`]. See README.md for the register map and the control protocol.
@@ -24,6 +26,7 @@ mod modbus;
 pub mod modem;
 pub mod mqtt;
 pub mod scenario;
+pub mod tec;
 
 use std::future::Future;
 use std::net::SocketAddr;

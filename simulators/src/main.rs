@@ -35,6 +35,12 @@ enum Command {
     /// `silent on|off`, `network home|roaming|searching|denied|none`, `signal RSSI`,
     /// `sent`, `inbox`, `help`.
     Modem(ModemArgs),
+    /// Run a bus of TEC 3000-style LN2 freezer controllers (units 001, 002, 004) on a
+    /// serial line. Prints `ready tec=PATH [control=ADDR]` once serving.
+    ///
+    /// The control port takes one command per line: `set NNN temp|level V`,
+    /// `mode NNN normal|dead|garbled|late|fault`, `event NNN TEXT...`, `queries`, `help`.
+    Tec(TecArgs),
     /// Send one command to a running simulator's control port and print the answer.
     Ctl {
         /// Control port of the running simulator.
@@ -88,6 +94,29 @@ struct ModemArgs {
     control: Option<SocketAddr>,
 }
 
+#[derive(Debug, clap::Args)]
+struct TecArgs {
+    /// Serial line to answer on (e.g. one end of a socat pty pair).
+    #[arg(long, value_name = "PATH")]
+    port: PathBuf,
+    #[arg(long, default_value_t = 9600)]
+    baud: u32,
+    /// Control port address; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<SocketAddr>,
+    /// A unit's mode to start with, NNN=normal|dead|garbled|late|fault (repeatable).
+    #[arg(long, value_name = "NNN=MODE", value_parser = parse_mode_arg)]
+    mode: Vec<(String, cryosim::tec::Mode)>,
+    /// How long a unit in mode `late` takes to answer.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    late: Duration,
+}
+
+fn parse_mode_arg(s: &str) -> Result<(String, cryosim::tec::Mode), String> {
+    let (unit, mode) = s.split_once('=').ok_or_else(|| format!("{s:?}: want NNN=MODE"))?;
+    Ok((unit.trim().to_string(), mode.trim().parse()?))
+}
+
 #[derive(Debug, Subcommand)]
 enum CtlAction {
     /// Switch DEVICE (or `all`) to SCENARIO.
@@ -135,6 +164,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Modem(args) => modem(args).await,
+            Command::Tec(args) => tec(args).await,
             Command::Ctl { control, action } => ctl(control, action).await,
         }
     });
@@ -185,6 +215,32 @@ async fn modem(args: ModemArgs) -> anyhow::Result<ExitCode> {
         baud: args.baud,
         record: args.record,
         control: args.control,
+    })
+    .await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", sim.ready_line())
+            .and_then(|()| out.flush())
+            .context("cannot write to stdout")?;
+    }
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+        err = sim.failed() => Err(err),
+    };
+    sim.shutdown().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn tec(args: TecArgs) -> anyhow::Result<ExitCode> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    let mut sim = cryosim::tec::TecSim::start(cryosim::tec::TecConfig {
+        serial: args.port,
+        baud: args.baud,
+        control: args.control,
+        late: args.late,
+        modes: args.mode,
     })
     .await?;
     {
