@@ -26,6 +26,7 @@ pub mod quality_month;
 pub mod rabbitmq;
 pub mod smtp;
 pub mod strict_line_protocol;
+pub mod tec;
 pub mod tls;
 pub mod twilio;
 pub mod victoria;
