@@ -238,3 +238,47 @@ fn fill_event_lines_become_readings_of_the_filling_sensor() {
         site.daemon_log()
     );
 }
+
+#[test]
+fn a_missing_port_reads_comm_error_until_it_appears_and_again_when_it_goes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The daemon starts before the line exists: DIR/ttyB is created by the pty pair.
+    let site = site(&dir.path().join("ttyB"));
+    let daemon = site.start_daemon();
+    let missing = wait_for(Duration::from_secs(20), "three polls without a port", || {
+        let rows = site.history("u1.temp");
+        (rows.len() >= 3).then_some(rows)
+    });
+    assert!(qualities(&missing).iter().all(|q| *q == "comm_error"), "{missing:?}");
+    let u4 = site.history("u4.temp");
+    assert!(
+        !u4.is_empty() && qualities(&u4).iter().all(|q| *q == "comm_error"),
+        "{u4:?}"
+    );
+
+    let tec = FakeTec::start(dir.path(), &[]);
+    // Reopened with backoff (1 s, 2 s, 4 s, ...): good readings within a few polls.
+    let rows = wait_for(Duration::from_secs(30), "a good reading once the port exists", || {
+        let rows = site.history("u1.temp");
+        rows.iter().any(|r| r.quality == "good").then_some(rows)
+    });
+    let seen = rows.len();
+    assert!(
+        site.daemon_log().contains("serial port failed"),
+        "the missing port is logged:\n{}",
+        site.daemon_log()
+    );
+    drop(tec);
+    let rows = wait_for(Duration::from_secs(20), "comm_error after the port went away", || {
+        let rows = site.history("u1.temp");
+        (rows.len() >= seen + 3).then_some(rows)
+    });
+    site.stop_daemon(daemon);
+    let tail = &rows[seen + 1..];
+    assert!(
+        tail.iter().all(|r| r.quality == "comm_error"),
+        "after the line went away: {:?}\n{}",
+        qualities(tail),
+        site.daemon_log()
+    );
+}
