@@ -48,10 +48,14 @@ pub fn check(config: &Path, explain: bool, as_user: Option<&str>) -> Result<(), 
         println!("{}: {n}", config.display());
     }
     println!(
-        "{}: configuration is valid ({} sensors, {} modbus devices{})",
+        "{}: configuration is valid ({} sensors, {} modbus devices{}{})",
         config.display(),
         cfg.sensors.len(),
         cfg.devices.len(),
+        match cfg.serial_devices.len() {
+            0 => String::new(),
+            n => format!(", {n} serial devices"),
+        },
         account.map_or(String::new(), |a| format!(", every file readable by user {}", a.name))
     );
     Ok(())

@@ -62,6 +62,7 @@ pub fn explain_at(cfg: &Config, now: jiff::Timestamp) -> String {
             }
         }
     }
+    serial(cfg, &mut s);
     if let Some(m) = &cfg.mqtt {
         let _ = writeln!(
             s,
@@ -132,6 +133,59 @@ fn decoding(p: &ModbusPoint) -> String {
     text
 }
 
+/// Each serial device: its line, then each sensor's query and pattern in the order
+/// they are asked, then the event patterns.
+fn serial(cfg: &Config, s: &mut String) {
+    for (i, d) in cfg.serial_devices.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "serial device {} ({} @{}, lines end {:?}) every {:?}, timeout {:?} per answer:",
+            d.id,
+            d.port.display(),
+            d.baud,
+            String::from_utf8_lossy(&d.line_ending),
+            d.poll_interval,
+            d.timeout
+        );
+        for sensor in &cfg.sensors {
+            let SensorSource::Serial(p) = &sensor.source else {
+                continue;
+            };
+            let Some(q) = p.query.as_ref().filter(|_| p.device == i) else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "  ask {:?} -> {}: first group of '{}' * {} + {}; sensor_fault on {}",
+                String::from_utf8_lossy(&q.bytes),
+                sensor.id,
+                q.pattern.as_str(),
+                q.scale,
+                q.offset,
+                match q.fault_patterns.len() {
+                    0 => "nothing".to_string(),
+                    _ => q
+                        .fault_patterns
+                        .iter()
+                        .map(|f| format!("'{}'", f.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            );
+        }
+        for e in cfg.serial_events.iter().filter(|e| e.device == i) {
+            let values: Vec<String> = e.values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            let _ = writeln!(
+                s,
+                "  event '{}' -> {} ({})",
+                e.pattern.as_str(),
+                cfg.sensors.get(e.sensor).map_or("?", |x| x.id.as_str()),
+                values.join(", ")
+            );
+        }
+    }
+}
+
 /// When each sensor goes stale, and whether that is its own `stale_after` or a default.
 fn staleness(cfg: &Config, s: &mut String) {
     let polled: Vec<&Sensor> = cfg.sensors.iter().filter(|x| !x.source.is_own()).collect();
@@ -140,11 +194,14 @@ fn staleness(cfg: &Config, s: &mut String) {
     }
     let _ = writeln!(s, "stale after (no good reading for):");
     for sensor in polled {
+        if matches!(&sensor.source, SensorSource::Serial(p) if p.query.is_none()) && sensor.stale_after.is_none() {
+            let _ = writeln!(s, "  {} never by default (fed by events only)", sensor.id);
+            continue;
+        }
         let after = dur(stale_after(sensor, &cfg.devices, &cfg.ups));
         let why = match (&sensor.stale_after, &sensor.source) {
             (Some(_), _) => String::new(),
             (None, SensorSource::Mqtt(_)) => " (default for pushed data)".into(),
-            (None, SensorSource::Serial(p)) if p.query.is_none() => " (fed by events: no default stale rule)".into(),
             (None, _) => " (default: 3 poll intervals, at least 30s)".into(),
         };
         let _ = writeln!(s, "  {} {after}{why}", sensor.id);
