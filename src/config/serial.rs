@@ -319,3 +319,56 @@ fn event(
         values,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::rules::Condition;
+    use crate::config::{Config, SensorSource};
+
+    fn example() -> Config {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tec3000.example.toml");
+        crate::config::load(&file).expect("the example is valid")
+    }
+
+    fn stale_rules(cfg: &Config, sensor: &str) -> Vec<Duration> {
+        let si = cfg.sensor_index(sensor).expect("sensor");
+        (cfg.rules.iter())
+            .filter(|r| r.sensor == si)
+            .filter_map(|r| match r.condition {
+                Condition::Stale { after } => Some(after),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn polled_sensors_go_stale_after_three_poll_intervals_and_event_sensors_not_by_default() {
+        let cfg = example();
+        // poll_interval 10s: three of them, at least 30 s.
+        assert_eq!(stale_rules(&cfg, "freezer-1.temp"), [Duration::from_secs(30)]);
+        assert!(stale_rules(&cfg, "freezer-4.filling").is_empty());
+    }
+
+    #[test]
+    fn queries_are_sent_as_written_and_events_map_to_their_sensor() {
+        let cfg = example();
+        let d = &cfg.serial_devices[0];
+        assert_eq!(
+            (d.line_ending.as_slice(), d.timeout),
+            (&b"\r"[..], Duration::from_millis(500))
+        );
+        let si = cfg.sensor_index("freezer-4.temp").expect("sensor");
+        let SensorSource::Serial(p) = &cfg.sensors[si].source else {
+            panic!("freezer-4.temp is a serial sensor")
+        };
+        let q = p.query.as_ref().expect("a polled sensor");
+        assert_eq!(q.bytes, b"004 TEMPA?\r");
+        let e = &cfg.serial_events[0];
+        assert_eq!(cfg.sensors[e.sensor].id, "freezer-4.filling");
+        let mut values = e.values.clone();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(values, [("END".to_string(), 0.0), ("START".to_string(), 1.0)]);
+    }
+}
