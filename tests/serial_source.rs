@@ -126,6 +126,13 @@ fn live_units_read_every_poll_and_a_dead_one_only_comm_error_without_stalling_th
     assert!(u2.len() >= 4, "{u2:?}\n{}", context());
     assert!(qualities(&u2).iter().all(|q| *q == "comm_error"), "{u2:?}");
     assert!(u2.iter().all(|r| r.value.is_none()), "{u2:?}");
+    // Logged when it starts failing, not every poll.
+    let log = site.daemon_log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("serial sensor not read") && l.contains(r#"sensor="u2.temp""#))
+        .count();
+    assert_eq!(warned, 1, "{log}");
     // One poll is 001, 002 (silent for the timeout), 004: 004 answers after 001 by the
     // dead unit's timeout plus the exchanges, never a whole timeout more.
     assert!(u1.len().abs_diff(u4.len()) <= 1, "001: {}, 004: {}", u1.len(), u4.len());

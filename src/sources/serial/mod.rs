@@ -32,10 +32,16 @@ pub struct DevicePlan {
     pub polled: Vec<(usize, Query)>,
     /// The device's `[[serial.event]]`s, in config order.
     pub events: Vec<SerialEvent>,
+    /// Every sensor's id, by index in `config.sensors` (for the log).
+    pub sensor_ids: Arc<Vec<String>>,
     pub telemetry: Arc<Device>,
 }
 
 impl DevicePlan {
+    fn sensor_id(&self, i: usize) -> &str {
+        self.sensor_ids.get(i).map_or("?", String::as_str)
+    }
+
     fn all_comm_errors(&self, time: crate::model::TimestampMs) -> Vec<Reading> {
         self.polled
             .iter()
@@ -52,6 +58,7 @@ pub fn spawn(
     telemetry: &Arc<Telemetry>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
+    let sensor_ids: Arc<Vec<String>> = Arc::new(config.sensors.iter().map(|s| s.id.clone()).collect());
     for (i, d) in config.serial_devices.iter().enumerate() {
         let polled: Vec<(usize, Query)> = (config.sensors.iter().enumerate())
             .filter_map(|(s, sensor)| match &sensor.source {
@@ -69,6 +76,7 @@ pub fn spawn(
             device: d.clone(),
             polled,
             events,
+            sensor_ids: sensor_ids.clone(),
             telemetry: telemetry.serial_device(i),
         };
         tasks.push(tokio::spawn(supervise(

@@ -119,6 +119,7 @@ impl Line<'_> {
             };
             if self.failing[k] != why {
                 let id = &self.plan.device.id;
+                let sensor = self.plan.sensor_id(*sensor);
                 match why {
                     Some(reason) => {
                         tracing::warn!(device = %id, sensor, reason, answer = answer.as_deref().unwrap_or(""), "serial sensor not read; it reads comm_error")
@@ -200,10 +201,11 @@ impl Line<'_> {
     fn event(&mut self, u: Unsolicited, text: &str, out: &mut Vec<Reading>) {
         match u {
             Unsolicited::Reading(r) => {
-                tracing::info!(device = %self.plan.device.id, sensor = r.sensor, line = text, "serial event");
+                tracing::info!(device = %self.plan.device.id, sensor = self.plan.sensor_id(r.sensor), line = text, "serial event");
                 out.push(r);
             }
             Unsolicited::UnknownValue { sensor, text: value } => {
+                let sensor = self.plan.sensor_id(sensor);
                 tracing::warn!(device = %self.plan.device.id, sensor, value, "serial event line with a value not in its `values`; ignored");
             }
             Unsolicited::Unmatched => {
