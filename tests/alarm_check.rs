@@ -88,8 +88,9 @@ fn an_alarm_check_records_the_trigger_and_passes_within_the_tolerance_and_fails_
             .then_some(())
     });
     site.add_signer("tech", "Tom Technician", PASSWORD);
-    // Published until stored: the daemon may not have subscribed yet (a busy machine).
-    wait_for(Duration::from_secs(30), "a cold reading to be stored", || {
+    // Published until stored: the daemon may not have subscribed yet (a busy machine:
+    // this is the first test binary CI runs, while the fuzz targets build beside it).
+    site.wait_daemon(Duration::from_secs(90), "a cold reading to be stored", || {
         broker.publish(TOPIC, "-190.0", 1);
         std::thread::sleep(Duration::from_millis(300));
         (!site.history(SENSOR).is_empty()).then_some(())

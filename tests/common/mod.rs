@@ -278,6 +278,24 @@ impl Site {
         cryowatch_output(&args)
     }
 
+    /// Like [`wait_for`], but a timeout panics with the daemon's log, which says why
+    /// the daemon did not do what was waited for.
+    pub fn wait_daemon<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; daemon log:\n{}",
+                    self.daemon_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The daemon's log so far (for assertion messages).
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()

@@ -69,8 +69,36 @@ pub(super) const MIGRATIONS: &[&str] = &[
     crate::store::quality::check_reminder::MIGRATION,
 ];
 
+/// How long opening a store waits for another process that is creating or migrating it.
+const SETUP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn busy(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl Store {
+    /// Sets the connection up and brings the schema up to date. A store another process
+    /// is creating at the same moment (switching it to WAL can refuse at once rather than
+    /// wait) is tried again for up to [`SETUP_WAIT`].
     pub(super) fn setup(&mut self) -> Result<(), StoreError> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.try_setup() {
+                Err(e) if busy(&e) && start.elapsed() < SETUP_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn try_setup(&mut self) -> Result<(), StoreError> {
         self.sql(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             // WAL: readers never block the writer. synchronous=FULL: every commit syncs
@@ -79,13 +107,27 @@ impl Store {
             // acknowledged to a source, a person or a peer before its commit returned.
             // The writer commits in batches, so the sync is paid per batch, not per reading.
             c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "FULL")?;
-            c.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            c.pragma_update(None, "synchronous", "FULL")
         })?;
-        let version: Option<i64> = self.sql(|c| {
-            c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-                .optional()
-        })?;
+        // The version is read and the migrations run in one transaction that holds the
+        // write lock from its start: two processes opening a new store at once (the
+        // daemon and a command) would otherwise both read "no version" and the second
+        // would fail creating tables the first had just made.
+        let path = self.path.clone();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(sqlite)?;
+        let version: Option<i64> = tx
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()
+            .map_err(sqlite)?;
         let known = MIGRATIONS.len() as i64;
         let current = version.unwrap_or(0);
         if current > known {
@@ -95,11 +137,9 @@ impl Store {
                 known,
             });
         }
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
+        if current == known {
+            return Ok(());
+        }
         let run = || -> rusqlite::Result<()> {
             for m in &MIGRATIONS[current as usize..] {
                 tx.execute_batch(m)?;
@@ -111,12 +151,38 @@ impl Store {
             }
             Ok(())
         };
-        run()
-            .and_then(|()| tx.commit())
-            .map_err(|source| StoreError::Sqlite { path, source })
+        run().and_then(|()| tx.commit()).map_err(sqlite)
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.sql(|c| c.query_row("SELECT version FROM schema_version", [], |r| r.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+
+    #[test]
+    fn processes_that_open_a_new_store_at_once_all_find_it_made_once() {
+        // The daemon and a command started beside it (`user add`, `alarm-check list`)
+        // both create the store: neither may fail on the other's tables.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("new.db");
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Store::open(&path).map(|s| s.schema_version()))
+                })
+                .collect();
+            for o in openers {
+                let version = o
+                    .join()
+                    .expect("thread")
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert_eq!(version.expect("version"), super::MIGRATIONS.len() as i64);
+            }
+        }
     }
 }
