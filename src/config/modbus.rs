@@ -133,30 +133,8 @@ fn device(c: &mut Checker, p: &str, d: &raw::ModbusDevice, base: &Path) -> Modbu
                     PathBuf::new()
                 }
             };
-            let parity = match d
-                .parity
-                .as_deref()
-                .map(|v| c.one_of(&format!("{p}.parity"), v, &["none", "even", "odd"]))
-            {
-                Some(Some("even")) => Parity::Even,
-                Some(Some("odd")) => Parity::Odd,
-                _ => Parity::None,
-            };
-            let data_bits = d.data_bits.unwrap_or(8);
-            if !(5..=8).contains(&data_bits) {
-                c.err(
-                    format!("{p}.data_bits"),
-                    format!("must be 5, 6, 7 or 8, found {data_bits}"),
-                );
-            }
-            let stop_bits = d.stop_bits.unwrap_or(1);
-            if !(1..=2).contains(&stop_bits) {
-                c.err(format!("{p}.stop_bits"), format!("must be 1 or 2, found {stop_bits}"));
-            }
-            let baud = d.baud.unwrap_or(9600);
-            if baud == 0 {
-                c.err(format!("{p}.baud"), "must be greater than zero");
-            }
+            let (baud, parity, data_bits, stop_bits) =
+                line_settings(c, p, (d.baud, d.parity.as_deref(), d.data_bits, d.stop_bits));
             Transport::Rtu {
                 serial,
                 baud,
@@ -358,6 +336,36 @@ pub struct ModbusPoint {
     /// A coil or discrete input wired normally closed: its bit is read inverted, so an
     /// open contact or a broken wire reads 1.
     pub invert: bool,
+}
+
+/// Checks a serial line's `baud` (default 9600), `parity` (none), `data_bits` (8) and
+/// `stop_bits` (1) at key path `p`: a Modbus RTU line and a text-protocol line alike.
+pub(super) fn line_settings(
+    c: &mut Checker,
+    p: &str,
+    (baud, parity, data_bits, stop_bits): (Option<u32>, Option<&str>, Option<u8>, Option<u8>),
+) -> (u32, Parity, u8, u8) {
+    let parity = match parity.map(|v| c.one_of(&format!("{p}.parity"), v, &["none", "even", "odd"])) {
+        Some(Some("even")) => Parity::Even,
+        Some(Some("odd")) => Parity::Odd,
+        _ => Parity::None,
+    };
+    let data_bits = data_bits.unwrap_or(8);
+    if !(5..=8).contains(&data_bits) {
+        c.err(
+            format!("{p}.data_bits"),
+            format!("must be 5, 6, 7 or 8, found {data_bits}"),
+        );
+    }
+    let stop_bits = stop_bits.unwrap_or(1);
+    if !(1..=2).contains(&stop_bits) {
+        c.err(format!("{p}.stop_bits"), format!("must be 1 or 2, found {stop_bits}"));
+    }
+    let baud = baud.unwrap_or(9600);
+    if baud == 0 {
+        c.err(format!("{p}.baud"), "must be greater than zero");
+    }
+    (baud, parity, data_bits, stop_bits)
 }
 
 /// Checks a sensor's `[sensor.modbus]` at key path `p` against the checked `devices`.

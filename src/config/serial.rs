@@ -88,30 +88,8 @@ fn device(c: &mut Checker, p: &str, d: &raw::SerialDevice, base: &Path) -> Seria
     if d.port.trim().is_empty() {
         c.err(format!("{p}.port"), "must name the serial port, e.g. \"/dev/ttyUSB1\"");
     }
-    let parity = match d
-        .parity
-        .as_deref()
-        .map(|v| c.one_of(&format!("{p}.parity"), v, &["none", "even", "odd"]))
-    {
-        Some(Some("even")) => Parity::Even,
-        Some(Some("odd")) => Parity::Odd,
-        _ => Parity::None,
-    };
-    let data_bits = d.data_bits.unwrap_or(8);
-    if !(5..=8).contains(&data_bits) {
-        c.err(
-            format!("{p}.data_bits"),
-            format!("must be 5, 6, 7 or 8, found {data_bits}"),
-        );
-    }
-    let stop_bits = d.stop_bits.unwrap_or(1);
-    if !(1..=2).contains(&stop_bits) {
-        c.err(format!("{p}.stop_bits"), format!("must be 1 or 2, found {stop_bits}"));
-    }
-    let baud = d.baud.unwrap_or(9600);
-    if baud == 0 {
-        c.err(format!("{p}.baud"), "must be greater than zero");
-    }
+    let (baud, parity, data_bits, stop_bits) =
+        super::modbus::line_settings(c, p, (d.baud, d.parity.as_deref(), d.data_bits, d.stop_bits));
     let line_ending = match d.line_ending.as_deref() {
         None => b"\r".to_vec(),
         Some(e) if LINE_ENDINGS.contains(&e) => e.as_bytes().to_vec(),
